@@ -1,0 +1,556 @@
+"""Validation and the msgpack record encoding shared by the WAL and the hot tier.
+
+A record is encoded once, at insert: the same bytes are framed into the WAL and
+stored as the LMDB value, so replay needs no re-encoding. Each encoder returns
+*rows*: the packed record plus the fields the hot tier keys and indexes on.
+The array layouts (version 1) are documented in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import msgpack
+
+from ._errors import ValidationError
+from ._models import (
+    METRIC_KINDS,
+    SPAN_KINDS,
+    SPAN_STATUSES,
+    TEMPORALITIES,
+    LogRecord,
+    MetricPoint,
+    Span,
+    SpanEvent,
+    SpanLink,
+)
+
+MAX_NS = (1 << 63) - 1
+MAX_KEY_TEXT_BYTES = 400  # service and metric names are part of LMDB keys (511-byte limit)
+_INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
+_ZERO16, _ZERO8 = bytes(16), bytes(8)
+_KIND_CODE = {k: i for i, k in enumerate(SPAN_KINDS)}
+_STATUS_CODE = {s: i for i, s in enumerate(SPAN_STATUSES)}
+_METRIC_KIND_CODE = {k: i for i, k in enumerate(METRIC_KINDS)}
+_TEMPORALITY_CODE = {t: i for i, t in enumerate(TEMPORALITIES)}
+STATUS_ERROR = _STATUS_CODE["error"]
+_SCALARS = frozenset((str, float, bool, type(None)))
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def unpackb(data: bytes | memoryview) -> Any:
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+
+
+class SpanRow(NamedTuple):
+    start_ns: int
+    trace: bytes
+    span: bytes
+    service: str
+    duration_ns: int
+    is_error: bool
+    value: bytes
+
+
+class LogRow(NamedTuple):
+    time_ns: int
+    trace: bytes | None
+    value: bytes
+
+
+class MetricRow(NamedTuple):
+    time_ns: int
+    name: str
+    series: bytes  # 8-byte series id
+    descriptor: bytes  # packed [service, kind, attributes] for the series catalog
+    value: bytes
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _fail(index: int, fieldname: str, problem: str) -> ValidationError:
+    return ValidationError(f"record {index}: field {fieldname!r} {problem}", index=index, field=fieldname)
+
+
+def _hex_id(value: object, nbytes: int, index: int, fieldname: str) -> bytes:
+    if type(value) is not str:
+        raise _fail(index, fieldname, f"must be a {nbytes * 2}-character hex string, got {type(value).__name__}")
+    if len(value) != nbytes * 2:
+        raise _fail(index, fieldname, f"must be {nbytes * 2} hex characters, got {len(value)}: {value!r}")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise _fail(index, fieldname, f"is not hex: {value!r}") from None
+    if len(raw) != nbytes:  # fromhex skips whitespace
+        raise _fail(index, fieldname, f"is not hex: {value!r}")
+    if raw == (_ZERO16 if nbytes == 16 else _ZERO8):
+        raise _fail(index, fieldname, "must not be all zeros (an invalid id in OpenTelemetry)")
+    return raw
+
+
+def _opt_hex_id(value: object, nbytes: int, index: int, fieldname: str) -> bytes | None:
+    if value is None or value == "":
+        return None
+    return _hex_id(value, nbytes, index, fieldname)
+
+
+def _ns(value: object, index: int, fieldname: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_NS:  # bool is rejected: type(True) is bool
+        raise _fail(index, fieldname, f"must be an int of Unix nanoseconds in 0..2**63-1, got {value!r}")
+    return value
+
+
+def _opt_ns(value: object, index: int, fieldname: str) -> int | None:
+    return None if value is None else _ns(value, index, fieldname)
+
+
+def _text(value: object, index: int, fieldname: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(index, fieldname, f"must be a str, got {type(value).__name__}")
+    return value
+
+
+def _key_text(value: object, index: int, fieldname: str) -> str:
+    _text(value, index, fieldname)
+    assert isinstance(value, str)
+    if "\x00" in value:
+        raise _fail(index, fieldname, "must not contain NUL characters")
+    if len(value) * 4 > MAX_KEY_TEXT_BYTES and len(value.encode()) > MAX_KEY_TEXT_BYTES:
+        raise _fail(index, fieldname, f"must be at most {MAX_KEY_TEXT_BYTES} bytes of UTF-8")
+    return value
+
+
+def _choice(value: object, codes: dict[str, int], index: int, fieldname: str) -> int:
+    code = codes.get(value) if isinstance(value, str) else None
+    if code is None:
+        raise _fail(index, fieldname, f"must be one of {tuple(codes)}, got {value!r}")
+    return code
+
+
+def _check_value(value: object, index: int, path: str, depth: int = 0) -> None:
+    if depth > 32:
+        raise _fail(index, path, "is nested more than 32 levels deep")
+    t = type(value)
+    if t in _SCALARS:
+        return
+    if t is int or (isinstance(value, int) and not isinstance(value, bool)):
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise _fail(index, path, f"int {value} does not fit in 64 bits")
+        return
+    if isinstance(value, (str, float)):
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_value(item, index, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        _check_attrs(value, index, path, depth + 1)
+        return
+    raise _fail(index, path, f"is not JSON-like (str, int, float, bool, None, list, dict): got {type(value).__name__}")
+
+
+def _check_attrs(attrs: object, index: int, fieldname: str, depth: int = 0) -> dict[str, Any]:
+    if not isinstance(attrs, dict):
+        raise _fail(index, fieldname, f"must be a dict, got {type(attrs).__name__}")
+    for key, value in attrs.items():
+        if type(key) is not str:
+            raise _fail(index, fieldname, f"has a non-str key {key!r}")
+        t = type(value)
+        if t in _SCALARS or (t is int and _INT_MIN <= value <= _INT_MAX):
+            continue
+        _check_value(value, index, f"{fieldname}.{key}", depth)
+    return attrs
+
+
+def _float(value: object, index: int, fieldname: str, *, finite: bool) -> float:
+    if type(value) is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        f = float(value)
+        if finite and not math.isfinite(f):
+            raise _fail(index, fieldname, f"must be finite, got {f}")
+        return f
+    raise _fail(index, fieldname, f"must be a float, got {type(value).__name__}")
+
+
+def _opt_float(value: object, index: int, fieldname: str) -> float | None:
+    return None if value is None else _float(value, index, fieldname, finite=False)
+
+
+def _count(value: object, index: int, fieldname: str) -> int:
+    if type(value) is not int or not 0 <= value <= _INT_MAX:
+        raise _fail(index, fieldname, f"must be a non-negative int, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------- encoders
+
+
+def _validate_span(i: int, s: object) -> None:
+    """The slow, exhaustive check of one span; raises ValidationError naming the field."""
+    if not isinstance(s, Span):
+        raise ValidationError(f"record {i}: expected tael.Span, got {type(s).__name__}", index=i)
+    _hex_id(s.trace_id, 16, i, "trace_id")
+    _hex_id(s.span_id, 8, i, "span_id")
+    _opt_hex_id(s.parent_span_id, 8, i, "parent_span_id")
+    _ns(s.start_ns, i, "start_ns")
+    _ns(s.end_ns, i, "end_ns")
+    if s.end_ns < s.start_ns:
+        raise _fail(i, "end_ns", f"must be >= start_ns ({s.start_ns}), got {s.end_ns}")
+    _text(s.name, i, "name")
+    _key_text(s.service, i, "service")
+    _choice(s.kind, _KIND_CODE, i, "kind")
+    _choice(s.status, _STATUS_CODE, i, "status")
+    for name in ("status_message", "scope_name", "scope_version", "trace_state"):
+        _text(getattr(s, name), i, name)
+    _check_attrs(s.attributes, i, "attributes")
+    _check_attrs(s.resource, i, "resource")
+    for j, ev in enumerate(_seq(s.events, i, "events")):
+        if not isinstance(ev, SpanEvent):
+            raise _fail(i, f"events[{j}]", f"must be a tael.SpanEvent, got {type(ev).__name__}")
+        _ns(ev.time_ns, i, f"events[{j}].time_ns")
+        _text(ev.name, i, f"events[{j}].name")
+        _check_attrs(ev.attributes, i, f"events[{j}].attributes")
+    for j, ln in enumerate(_seq(s.links, i, "links")):
+        if not isinstance(ln, SpanLink):
+            raise _fail(i, f"links[{j}]", f"must be a tael.SpanLink, got {type(ln).__name__}")
+        _hex_id(ln.trace_id, 16, i, f"links[{j}].trace_id")
+        _hex_id(ln.span_id, 8, i, f"links[{j}].span_id")
+        _check_attrs(ln.attributes, i, f"links[{j}].attributes")
+    if type(s.flags) is not int or not 0 <= s.flags < 1 << 32:
+        raise _fail(i, "flags", f"must be an int in 0..2**32-1, got {s.flags!r}")
+
+
+def _flat_ok(d: object) -> bool:
+    """True for the common case: a plain dict of str keys and scalar values (ints in range)."""
+    if type(d) is not dict:
+        return False
+    if not d:
+        return True
+    return _STR_ONLY.issuperset(map(type, d)) and _FLAT.issuperset(map(type, d.values()))
+
+
+_STR_ONLY = frozenset((str,))
+_FLAT = frozenset((str, int, float, bool, type(None)))
+
+
+def encode_spans(spans: Sequence[Span]) -> list[SpanRow]:
+    """Validate the whole batch, then encode it. Raises ValidationError on the first bad record.
+
+    The loop checks the common shape cheaply and hands anything unusual to
+    _validate_span, which either names the fault or accepts the record.
+    Out-of-range ints inside flat attributes are caught by msgpack at pack time.
+    """
+    rows: list[SpanRow] = []
+    append = rows.append
+    kind_code, status_code = _KIND_CODE, _STATUS_CODE
+    fromhex, flat_ok, pack, str_ = bytes.fromhex, _flat_ok, _packb, str
+    zero16, zero8 = _ZERO16, _ZERO8
+    for i, s in enumerate(spans):
+        try:
+            trace = fromhex(s.trace_id)
+            span = fromhex(s.span_id)
+            parent_hex = s.parent_span_id
+            parent = fromhex(parent_hex) if parent_hex else None
+            start, end, service = s.start_ns, s.end_ns, s.service
+            kind = kind_code[s.kind]
+            status = status_code[s.status]
+            ok = (
+                type(s) is Span
+                and len(trace) == 16
+                and len(span) == 8
+                and len(s.trace_id) == 32
+                and len(s.span_id) == 16
+                and trace != zero16
+                and span != zero8
+                and (parent is None or (len(parent) == 8 and len(parent_hex or "") == 16 and parent != zero8))
+                and type(start) is int
+                and type(end) is int
+                and 0 <= start <= end <= MAX_NS
+                and type(s.name) is str_
+                and type(service) is str_
+                and len(service) <= 100
+                and "\x00" not in service
+                and type(s.status_message) is str_
+                and type(s.scope_name) is str_
+                and type(s.scope_version) is str_
+                and type(s.trace_state) is str_
+                and type(s.flags) is int
+                and 0 <= s.flags < 4294967296
+                and flat_ok(s.attributes)
+                and flat_ok(s.resource)
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            ok = False
+        if not ok:
+            _validate_span(i, s)
+            trace, span = bytes.fromhex(s.trace_id), bytes.fromhex(s.span_id)
+            parent = bytes.fromhex(s.parent_span_id) if s.parent_span_id else None
+            start, end, service = s.start_ns, s.end_ns, s.service
+            kind, status = kind_code[s.kind], status_code[s.status]
+        events: list[list[Any]] = []
+        if s.events:
+            if type(s.events) is not list:
+                _validate_span(i, s)
+            for ev in s.events:
+                if (
+                    type(ev) is not SpanEvent
+                    or type(ev.time_ns) is not int
+                    or not 0 <= ev.time_ns <= MAX_NS
+                    or type(ev.name) is not str_
+                    or not flat_ok(ev.attributes)
+                ):
+                    _validate_span(i, s)
+                events.append([ev.time_ns, ev.name, ev.attributes])
+        links: list[list[Any]] = []
+        if s.links:
+            _validate_span(i, s)
+            links = [[fromhex(ln.trace_id), fromhex(ln.span_id), ln.attributes] for ln in s.links]
+        try:
+            value = pack(
+                [
+                    trace,
+                    span,
+                    parent,
+                    s.name,
+                    service,
+                    start,
+                    end,
+                    kind,
+                    status,
+                    s.status_message,
+                    s.attributes,
+                    s.resource,
+                    s.scope_name,
+                    s.scope_version,
+                    events,
+                    links,
+                    s.trace_state,
+                    s.flags,
+                ]
+            )
+        except (OverflowError, TypeError, ValueError) as exc:
+            _validate_span(i, s)  # names the field at fault
+            raise _fail(i, "attributes", f"cannot be encoded: {exc}") from None
+        append(SpanRow(start, trace, span, service, end - start, status == STATUS_ERROR, value))
+    return rows
+
+
+def encode_logs(logs: Sequence[LogRecord]) -> list[LogRow]:
+    """Validate the whole batch, then encode it. Raises ValidationError on the first bad record."""
+    rows: list[LogRow] = []
+    append = rows.append
+    for i, r in enumerate(logs):
+        if not isinstance(r, LogRecord):
+            raise ValidationError(f"record {i}: expected tael.LogRecord, got {type(r).__name__}", index=i)
+        t = _ns(r.time_ns, i, "time_ns")
+        body = r.body if type(r.body) is str else _text(r.body, i, "body")
+        service = _key_text(r.service, i, "service")
+        sev = r.severity_number
+        if type(sev) is not int or not 0 <= sev <= 24:
+            raise _fail(i, "severity_number", f"must be an int in 0..24, got {sev!r}")
+        sev_text = _text(r.severity_text, i, "severity_text")
+        trace = _opt_hex_id(r.trace_id, 16, i, "trace_id")
+        span = _opt_hex_id(r.span_id, 8, i, "span_id")
+        attrs = _check_attrs(r.attributes, i, "attributes")
+        resource = _check_attrs(r.resource, i, "resource") if r.resource or type(r.resource) is not dict else {}
+        observed = _opt_ns(r.observed_ns, i, "observed_ns")
+        scope = _text(r.scope_name, i, "scope_name")
+        value = _packb([t, body, service, sev, sev_text, trace, span, attrs, resource, observed, scope])
+        append(LogRow(t, trace, value))
+    return rows
+
+
+def series_id(name: str, service: str, kind: int, attributes: dict[str, Any]) -> bytes:
+    """8-byte id of a metric series: a hash of its canonical identity."""
+    canon = json.dumps([name, service, kind, attributes], sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(canon.encode(), digest_size=8).digest()
+
+
+def encode_metrics(points: Sequence[MetricPoint]) -> list[MetricRow]:
+    """Validate the whole batch, then encode it. Raises ValidationError on the first bad record."""
+    rows: list[MetricRow] = []
+    append = rows.append
+    series_cache: dict[tuple[str, str, int], tuple[bytes, bytes]] = {}
+    for i, p in enumerate(points):
+        if not isinstance(p, MetricPoint):
+            raise ValidationError(f"record {i}: expected tael.MetricPoint, got {type(p).__name__}", index=i)
+        t = _ns(p.time_ns, i, "time_ns")
+        name = _key_text(p.name, i, "name")
+        if not name:
+            raise _fail(i, "name", "must not be empty")
+        service = _key_text(p.service, i, "service")
+        value = _float(p.value, i, "value", finite=True)
+        kind = _METRIC_KIND_CODE.get(p.kind) if isinstance(p.kind, str) else None
+        if kind is None:
+            kind = _choice(p.kind, _METRIC_KIND_CODE, i, "kind")
+        unit = _text(p.unit, i, "unit")
+        attrs = _check_attrs(p.attributes, i, "attributes")
+        if type(p.monotonic) is not bool:
+            raise _fail(i, "monotonic", f"must be a bool, got {type(p.monotonic).__name__}")
+        temporality = _choice(p.temporality, _TEMPORALITY_CODE, i, "temporality")
+        start = _opt_ns(p.start_ns, i, "start_ns")
+        count = None if p.count is None else _count(p.count, i, "count")
+        total = _opt_float(p.sum, i, "sum")
+        vmin = _opt_float(p.min, i, "min")
+        vmax = _opt_float(p.max, i, "max")
+        buckets = bounds = None
+        if p.bucket_counts is not None:
+            buckets = [
+                _count(c, i, f"bucket_counts[{j}]") for j, c in enumerate(_seq(p.bucket_counts, i, "bucket_counts"))
+            ]
+        if p.explicit_bounds is not None:
+            bounds = [
+                _float(b, i, f"explicit_bounds[{j}]", finite=True)
+                for j, b in enumerate(_seq(p.explicit_bounds, i, "explicit_bounds"))
+            ]
+        if buckets is not None and bounds is not None and len(buckets) != len(bounds) + 1:
+            raise _fail(i, "bucket_counts", f"must have len(explicit_bounds) + 1 = {len(bounds) + 1} entries")
+        # Series identity: cache per batch for attribute-less points, hash otherwise.
+        if attrs:
+            sid = series_id(name, service, kind, attrs)
+            desc = _packb([service, kind, attrs])
+        else:
+            ck = (name, service, kind)
+            cached = series_cache.get(ck)
+            if cached is None:
+                cached = series_cache[ck] = (series_id(name, service, kind, attrs), _packb([service, kind, attrs]))
+            sid, desc = cached
+        packed = _packb(
+            [
+                t,
+                name,
+                service,
+                value,
+                kind,
+                unit,
+                attrs,
+                p.monotonic,
+                temporality,
+                start,
+                count,
+                total,
+                vmin,
+                vmax,
+                buckets,
+                bounds,
+            ]
+        )
+        append(MetricRow(t, name, sid, desc, packed))
+    return rows
+
+
+def _seq(value: object, index: int, fieldname: str) -> Iterable[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise _fail(index, fieldname, f"must be a list, got {type(value).__name__}")
+    return value
+
+
+# ---------------------------------------------------------------- row recovery (replay)
+
+
+def span_row(value: bytes) -> SpanRow:
+    f = unpackb(value)
+    return SpanRow(f[5], f[0], f[1], f[4], f[6] - f[5], f[8] == STATUS_ERROR, value)
+
+
+def log_row(value: bytes) -> LogRow:
+    f = unpackb(value)
+    return LogRow(f[0], f[5], value)
+
+
+def metric_row(value: bytes) -> MetricRow:
+    f = unpackb(value)
+    name, service, kind, attrs = f[1], f[2], f[4], f[6]
+    return MetricRow(f[0], name, series_id(name, service, kind, attrs), _packb([service, kind, attrs]), value)
+
+
+# ---------------------------------------------------------------- decoders
+
+
+def decode_span(f: list[Any]) -> Span:
+    parent = f[2]
+    return Span(
+        trace_id=f[0].hex(),
+        span_id=f[1].hex(),
+        parent_span_id=parent.hex() if parent is not None else None,
+        name=f[3],
+        service=f[4],
+        start_ns=f[5],
+        end_ns=f[6],
+        kind=SPAN_KINDS[f[7]],
+        status=SPAN_STATUSES[f[8]],
+        status_message=f[9],
+        attributes=f[10],
+        resource=f[11],
+        scope_name=f[12],
+        scope_version=f[13],
+        events=[SpanEvent(time_ns=e[0], name=e[1], attributes=e[2]) for e in f[14]],
+        links=[SpanLink(trace_id=ln[0].hex(), span_id=ln[1].hex(), attributes=ln[2]) for ln in f[15]],
+        trace_state=f[16],
+        flags=f[17],
+    )
+
+
+def decode_log(f: list[Any]) -> LogRecord:
+    trace, span = f[5], f[6]
+    return LogRecord(
+        time_ns=f[0],
+        body=f[1],
+        service=f[2],
+        severity_number=f[3],
+        severity_text=f[4],
+        trace_id=trace.hex() if trace is not None else None,
+        span_id=span.hex() if span is not None else None,
+        attributes=f[7],
+        resource=f[8],
+        observed_ns=f[9],
+        scope_name=f[10],
+    )
+
+
+def decode_metric(f: list[Any]) -> MetricPoint:
+    return MetricPoint(
+        time_ns=f[0],
+        name=f[1],
+        service=f[2],
+        value=f[3],
+        kind=METRIC_KINDS[f[4]],
+        unit=f[5],
+        attributes=f[6],
+        monotonic=f[7],
+        temporality=TEMPORALITIES[f[8]],
+        start_ns=f[9],
+        count=f[10],
+        sum=f[11],
+        min=f[12],
+        max=f[13],
+        bucket_counts=f[14],
+        explicit_bounds=f[15],
+    )
+
+
+# ---------------------------------------------------------------- query arguments
+
+
+def to_ns(value: object, name: str) -> int | None:
+    """Accept None, int nanoseconds or an aware datetime for a time bound."""
+    if value is None:
+        return None
+    if type(value) is int:
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{name} must be a timezone-aware datetime (got a naive one)")
+        # Exact integer arithmetic: datetime.timestamp() goes through a float.
+        d = value - _EPOCH
+        return (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
+    raise TypeError(f"{name} must be int nanoseconds or an aware datetime, got {type(value).__name__}")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

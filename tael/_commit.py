@@ -1,0 +1,204 @@
+"""Group commit: writer threads share WAL fsyncs; one applier thread feeds LMDB.
+
+Stage 1 runs in the writers' threads: whichever waiting thread becomes the
+leader appends every queued frame to the WAL with one write and one fsync, and
+the insert calls return (acknowledged) once that fsync is done. Stage 2 is a
+single background thread that applies durable batches to the hot tier in LSN
+order, many batches per LMDB transaction, so LMDB's own sync is amortised over
+large groups. Reads call ``wait_applied()`` first, which waits until every
+batch acknowledged before the read began is applied: a caller always reads
+its own writes. The number of acknowledged-but-unapplied records is bounded
+(``Settings.max_unapplied_records``); past it, inserts wait for the applier.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from ._errors import StorageError, StoreClosedError
+from ._hot import HotTier
+from ._wal import Wal
+
+log = logging.getLogger(__name__)
+
+_RETRY_S = 1.0  # pause between attempts while the hot tier refuses writes
+_APPLY_GROUP_RECORDS = 50_000  # most records the applier puts in one LMDB transaction
+
+
+class _Ticket:
+    __slots__ = ("end", "error", "frame", "lsn", "rows", "rtype")
+
+    def __init__(self, rtype: int, rows: Sequence[Any], frame: bytes) -> None:
+        self.rtype = rtype
+        self.rows = rows
+        self.frame = frame
+        self.lsn = self.end = -1
+        self.error: BaseException | None = None
+
+
+class CommitPipeline:
+    def __init__(self, wal: Wal, hot: HotTier, *, max_unapplied_records: int) -> None:
+        self.wal = wal
+        self.hot = hot
+        self.max_unapplied = max_unapplied_records
+        self.io = threading.Lock()  # serialises every use of the Wal object
+        self._wal_cv = threading.Condition()
+        self._wal_queue: list[_Ticket] = []
+        self._wal_busy = False
+        self._inflight = 0
+        self._closed = False
+        self._apply_cv = threading.Condition()
+        self._apply_queue: deque[_Ticket] = deque()
+        self._unapplied = 0
+        self._stopping = False
+        self.apply_error: BaseException | None = None
+        self.applied_lsn = self.durable_lsn = hot.applied_lsn()
+        self.fsync_groups = 0
+        self.apply_groups = 0
+        self._applier = threading.Thread(target=self._apply_loop, name=f"tael-apply:{hot.path}", daemon=True)
+        self._applier.start()
+
+    # ------------------------------------------------------------ writers
+
+    def commit(self, rtype: int, rows: Sequence[Any], frame: bytes) -> tuple[int, int]:
+        """Make one encoded batch durable in the WAL and queue it for the hot tier.
+
+        Returns its (lsn, end_lsn) once fsynced (under durability="fsync")."""
+        with self._apply_cv:
+            while self._unapplied >= self.max_unapplied and not self._stopping:
+                if self.apply_error is not None:
+                    raise StorageError(f"the hot tier is refusing writes: {self.apply_error}")
+                self._apply_cv.wait(_RETRY_S)
+        ticket = _Ticket(rtype, rows, frame)
+        with self._wal_cv:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            self._inflight += 1
+            self._wal_queue.append(ticket)
+            try:
+                while ticket.lsn < 0 and ticket.error is None:
+                    if self._wal_busy:
+                        self._wal_cv.wait()
+                        continue
+                    self._lead()
+            finally:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._wal_cv.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.lsn, ticket.end
+
+    def _lead(self) -> None:
+        """Called holding _wal_cv: write the whole queue as one group."""
+        self._wal_busy = True
+        group, self._wal_queue = self._wal_queue, []
+        self._wal_cv.release()
+        try:
+            self._write(group)
+        finally:
+            self._wal_cv.acquire()
+            self._wal_busy = False
+            self._wal_cv.notify_all()
+
+    def _write(self, group: list[_Ticket]) -> None:
+        try:
+            with self.io:
+                positions = self.wal.append([t.frame for t in group])
+        except Exception as exc:
+            err = exc if isinstance(exc, StorageError) else StorageError(f"WAL append failed: {exc!r}")
+            for t in group:
+                t.error = err
+            return
+        self.fsync_groups += 1
+        with self._apply_cv:
+            for t, (lsn, end) in zip(group, positions, strict=True):
+                t.frame = b""  # the WAL has it now
+                t.lsn, t.end = lsn, end
+                self._unapplied += len(t.rows)
+            self._apply_queue.extend(group)
+            self.durable_lsn = group[-1].end
+            self._apply_cv.notify_all()
+
+    # ------------------------------------------------------------ readers
+
+    def wait_applied(self) -> None:
+        """Wait until every batch acknowledged so far is visible in the hot tier."""
+        with self._apply_cv:
+            target = self.durable_lsn
+            while self.applied_lsn < target:
+                if self.apply_error is not None:
+                    raise StorageError(f"the hot tier is behind the WAL and refusing writes: {self.apply_error}")
+                if not self._applier.is_alive():
+                    raise StorageError("the hot-tier applier has stopped")
+                self._apply_cv.wait(_RETRY_S)
+
+    # ------------------------------------------------------------ applier
+
+    def _apply_loop(self) -> None:
+        while True:
+            with self._apply_cv:
+                while not self._apply_queue and not self._stopping:
+                    self._apply_cv.wait()
+                if not self._apply_queue:
+                    return
+                group: list[_Ticket] = []
+                count = 0
+                while self._apply_queue and count < _APPLY_GROUP_RECORDS:
+                    t = self._apply_queue.popleft()
+                    group.append(t)
+                    count += len(t.rows)
+            try:
+                self.hot.apply([(t.rtype, t.rows, t.lsn, t.end) for t in group])
+            except Exception as exc:
+                log.error("hot tier apply failed (%d batches wait in the WAL; retrying): %s", len(group), exc)
+                with self._apply_cv:
+                    self._apply_queue.extendleft(reversed(group))
+                    self.apply_error = exc
+                    self._apply_cv.notify_all()
+                    if self._stopping:
+                        return  # unapplied batches are replayed from the WAL at the next open
+                    self._apply_cv.wait(_RETRY_S)
+                continue
+            with self._apply_cv:
+                self.applied_lsn = group[-1].end
+                self._unapplied -= count
+                self.apply_error = None
+                self.apply_groups += 1
+                self._apply_cv.notify_all()
+            if self.wal.removable(self.applied_lsn):
+                try:
+                    self.checkpoint()
+                except OSError as exc:
+                    log.error("WAL checkpoint failed (retried at the next one): %s", exc)
+
+    # ------------------------------------------------------------ maintenance
+
+    def sync(self) -> None:
+        """fsync the WAL (for durability="os", where appends skip it)."""
+        with self.io:
+            self.wal.sync()
+
+    def checkpoint(self) -> int:
+        """Sync LMDB, then delete WAL segments it has fully applied; returns segments removed."""
+        with self.io:
+            applied = self.applied_lsn
+            if not self.wal.removable(applied):
+                return 0
+            self.hot.sync()
+            return self.wal.remove_applied(applied)
+
+    def close(self) -> None:
+        """Refuse new commits, let those in flight finish, drain the applier and stop it."""
+        with self._wal_cv:
+            self._closed = True
+            while self._inflight:
+                self._wal_cv.wait()
+        with self._apply_cv:
+            self._stopping = True
+            self._apply_cv.notify_all()
+        self._applier.join()

@@ -1,0 +1,49 @@
+"""The exception hierarchy: everything tael raises on purpose derives from TaelError.
+
+Subclasses also inherit the builtin a caller would naturally catch, so
+``except ValueError`` still sees a ValidationError.
+"""
+
+from __future__ import annotations
+
+
+class TaelError(Exception):
+    """Root of every error tael raises on purpose."""
+
+
+class ValidationError(TaelError, ValueError):
+    """A record in a batch is invalid; nothing of the batch was written.
+
+    ``index`` is the record's position in the batch and ``field`` the field at
+    fault (dotted for nested values, e.g. ``attributes.http.status``).
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.field = field
+
+
+class StorageError(TaelError, OSError):
+    """Writing to disk failed (disk full, I/O error); the write was not acknowledged."""
+
+
+class CorruptionError(TaelError):
+    """Stored data failed verification; names the file and byte offset at fault."""
+
+    def __init__(self, message: str, *, path: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.offset = offset
+
+
+class StoreLockedError(TaelError, RuntimeError):
+    """Another process holds the data directory open for writing."""
+
+
+class StoreClosedError(TaelError, RuntimeError):
+    """The store (or writer) was used after close()."""
+
+
+class ReadOnlyError(TaelError, PermissionError):
+    """A write was attempted on a store opened with ``read_only=True``."""

@@ -1,0 +1,378 @@
+"""The LMDB hot tier: recent records keyed by time, with the secondary indexes reads need.
+
+Every write transaction also records the WAL LSN it has applied up to, so
+replay after a crash applies each WAL record exactly once. Key layouts are in
+docs/architecture.md ("Hot tier").
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import struct
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from ._codec import LogRow, MetricRow, SpanRow, unpackb
+from ._errors import StorageError
+from ._models import SignalStats
+
+log = logging.getLogger(__name__)
+
+_Q = struct.Struct(">Q")
+_QQI = struct.Struct(">QQI")
+_STATS = struct.Struct("<QQQQ")  # span_count, error_count, total duration ns, trace_count
+_APPLIED = b"applied_lsn"
+_FORMAT = b"format_version"
+FORMAT_VERSION = 1
+
+DBS = (
+    b"meta",
+    b"spans",  # start_ns(8) trace(16) span(8) -> record
+    b"span_ids",  # trace(16) span(8) -> start_ns(8)
+    b"logs",  # time_ns(8) lsn(8) idx(4) -> record
+    b"log_trace",  # trace(16) time_ns(8) lsn(8) idx(4) -> ""
+    b"metrics",  # time_ns(8) lsn(8) idx(4) -> record
+    b"metric_series",  # series(8) time_ns(8) lsn(8) idx(4) -> ""
+    b"series",  # name NUL series(8) -> [service, kind, attributes]
+    b"services",  # service -> _STATS
+    b"service_traces",  # service NUL trace(16) -> ""
+)
+
+Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end_lsn)
+
+
+class _Gate:
+    """Lets many readers in, or one resizer alone (LMDB forbids resizing under open txns)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._resizing = False
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._readers:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class HotTier:
+    """Owns the LMDB environment. Writes come only from the commit pipeline (one at a time)."""
+
+    def __init__(self, path: Path, *, map_size: int, sync: bool, read_only: bool) -> None:
+        self.path = path
+        self.read_only = read_only
+        try:
+            self.env = lmdb.open(
+                str(path),
+                map_size=map_size,
+                max_dbs=len(DBS),
+                readonly=read_only,
+                create=not read_only,
+                sync=sync,
+                metasync=False,
+                readahead=False,
+                max_readers=256,
+                lock=True,
+            )
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open the hot tier at {path}: {exc}") from exc
+        self._gate = _Gate()
+        self.db = {name.decode(): self.env.open_db(name, create=not read_only) for name in DBS}
+        if not read_only:
+            with self.env.begin(write=True) as txn:
+                version = txn.get(_FORMAT, db=self.db["meta"])
+                if version is None:
+                    txn.put(_FORMAT, _Q.pack(FORMAT_VERSION), db=self.db["meta"])
+                elif _Q.unpack(version)[0] != FORMAT_VERSION:
+                    raise StorageError(f"{path}: hot tier format {_Q.unpack(version)[0]} is not supported")
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def reader(self) -> Iterator[lmdb.Transaction]:
+        with self._gate.read():
+            try:
+                txn = self.env.begin(buffers=False)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew the map; adopt its size
+                txn = self.env.begin(buffers=False)
+            try:
+                yield txn
+            finally:
+                txn.abort()
+
+    def applied_lsn(self) -> int:
+        with self.reader() as txn:
+            raw = txn.get(_APPLIED, db=self.db["meta"])
+        return _Q.unpack(raw)[0] if raw else 0
+
+    def sync(self) -> None:
+        self.env.sync(True)
+
+    def close(self) -> None:
+        self.env.close()
+
+    # ------------------------------------------------------------ writes
+
+    def apply(self, groups: Sequence[Group]) -> None:
+        """Apply WAL records to LMDB in one transaction, advancing the applied LSN."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for rtype, rows, lsn, _end in groups:
+                        _APPLIERS[rtype](self, txn, rows, lsn)
+                    txn.put(_APPLIED, _Q.pack(groups[-1][3]), db=self.db["meta"])
+                return
+            except lmdb.MapFullError:
+                self._grow()
+            except lmdb.Error as exc:
+                raise StorageError(f"hot tier write to {self.path} failed: {exc}") from exc
+
+    def _grow(self) -> None:
+        new_size = self.env.info()["map_size"] * 2
+        log.info("hot tier %s: map full, growing it to %d bytes", self.path, new_size)
+        with self._gate.exclusive():
+            self.env.set_mapsize(new_size)
+
+    def _apply_spans(self, txn: lmdb.Transaction, rows: Sequence[SpanRow], lsn: int) -> None:
+        ids, spans = self.db["span_ids"], self.db["spans"]
+        pack = _Q.pack
+        items = []
+        per_service: dict[str, list[int]] = {}
+        pairs: set[tuple[str, bytes]] = set()
+        put = txn.put
+        for r in rows:
+            start = pack(r.start_ns)
+            if not put(r.trace + r.span, start, db=ids, overwrite=False):
+                continue  # (trace_id, span_id) already stored: an idempotent retry
+            items.append((start + r.trace + r.span, r.value))
+            acc = per_service.get(r.service)
+            if acc is None:
+                acc = per_service[r.service] = [0, 0, 0, 0]
+            acc[0] += 1
+            acc[1] += r.is_error
+            acc[2] += r.duration_ns
+            pairs.add((r.service, r.trace))
+        if not items:
+            return
+        txn.cursor(db=spans).putmulti(items)
+        straces = self.db["service_traces"]
+        for service, trace in pairs:
+            if put(service.encode() + b"\x00" + trace, b"", db=straces, overwrite=False):
+                per_service[service][3] += 1
+        services = self.db["services"]
+        for service, acc in per_service.items():
+            key = service.encode()
+            old = txn.get(key, db=services)
+            if old is not None:
+                acc = [a + b for a, b in zip(acc, _STATS.unpack(old), strict=True)]
+            put(key, _STATS.pack(*acc), db=services)
+
+    def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
+        items = []
+        traced = []
+        pack = _QQI.pack
+        for i, r in enumerate(rows):
+            key = pack(r.time_ns, lsn, i)
+            items.append((key, r.value))
+            if r.trace is not None:
+                traced.append((r.trace + key, b""))
+        txn.cursor(db=self.db["logs"]).putmulti(items)
+        if traced:
+            txn.cursor(db=self.db["log_trace"]).putmulti(traced)
+
+    def _apply_metrics(self, txn: lmdb.Transaction, rows: Sequence[MetricRow], lsn: int) -> None:
+        items = []
+        series_items = []
+        catalog: dict[bytes, bytes] = {}
+        pack = _QQI.pack
+        for i, r in enumerate(rows):
+            key = pack(r.time_ns, lsn, i)
+            items.append((key, r.value))
+            series_items.append((r.series + key, b""))
+            catalog[r.name.encode() + b"\x00" + r.series] = r.descriptor
+        txn.cursor(db=self.db["metrics"]).putmulti(items)
+        txn.cursor(db=self.db["metric_series"]).putmulti(series_items)
+        db = self.db["series"]
+        for key, desc in catalog.items():
+            txn.put(key, desc, db=db, overwrite=False)
+
+    # ------------------------------------------------------------ reads
+
+    def trace_spans(self, trace: bytes) -> list[list[Any]]:
+        """Raw records of one trace, via the (trace, span) index: no scan."""
+        out = []
+        with self.reader() as txn:
+            spans = self.db["spans"]
+            cur = txn.cursor(db=self.db["span_ids"])
+            if cur.set_range(trace):
+                for key, start in cur:
+                    if key[:16] != trace:
+                        break
+                    value = txn.get(bytes(start) + key, db=spans)
+                    if value is not None:
+                        out.append(unpackb(value))
+        out.sort(key=lambda f: (f[5], f[1]))
+        return out
+
+    def scan(
+        self,
+        dbname: str,
+        start: int | None,
+        end: int | None,
+        *,
+        reverse: bool,
+        keep: Callable[[list[Any]], bool],
+        limit: int,
+    ) -> list[list[Any]]:
+        """Records of a time-keyed primary table in ``[start, end)``, filtered, up to ``limit``."""
+        out: list[list[Any]] = []
+        lo = _Q.pack(start) if start is not None and start > 0 else None
+        hi = _Q.pack(end) if end is not None else None
+        with self.reader() as txn:
+            cur = txn.cursor(db=self.db[dbname])
+            if reverse:
+                ok = cur.set_range(hi) if hi is not None else cur.last()
+                if hi is not None:
+                    ok = cur.prev() if ok else cur.last()
+                it = cur.iterprev() if ok else iter(())
+            else:
+                ok = cur.set_range(lo) if lo is not None else cur.first()
+                it = cur.iternext() if ok else iter(())
+            for raw_key, value in it:
+                key = bytes(raw_key)
+                if reverse:
+                    if lo is not None and key < lo:
+                        break
+                elif hi is not None and key >= hi:
+                    break
+                f = unpackb(value)
+                if keep(f):
+                    out.append(f)
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def logs_by_trace(
+        self, trace: bytes, start: int | None, end: int | None, keep: Callable[[list[Any]], bool], limit: int
+    ) -> list[list[Any]]:
+        """Logs carrying ``trace``, newest first, via the log_trace index."""
+        keys = []
+        with self.reader() as txn:
+            cur = txn.cursor(db=self.db["log_trace"])
+            if cur.set_range(trace):
+                for key in cur.iternext(values=False):
+                    if key[:16] != trace:
+                        break
+                    keys.append(bytes(key[16:]))
+            keys.reverse()
+            out = []
+            logs = self.db["logs"]
+            for key in keys:
+                t = _Q.unpack_from(key)[0]
+                if (start is not None and t < start) or (end is not None and t >= end):
+                    continue
+                value = txn.get(key, db=logs)
+                if value is None:
+                    continue
+                f = unpackb(value)
+                if keep(f):
+                    out.append(f)
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def series_for(self, name: str) -> list[tuple[bytes, list[Any]]]:
+        """(series id, [service, kind, attributes]) of every series named ``name``."""
+        prefix = name.encode() + b"\x00"
+        out = []
+        with self.reader() as txn:
+            cur = txn.cursor(db=self.db["series"])
+            if cur.set_range(prefix):
+                for key, desc in cur:
+                    if not bytes(key).startswith(prefix):
+                        break
+                    out.append((bytes(key[len(prefix) :]), unpackb(desc)))
+        return out
+
+    def series_points(self, series: Sequence[bytes], start: int | None, end: int | None, limit: int) -> list[list[Any]]:
+        """Points of the given series in ``[start, end)``, oldest first, merged across series."""
+        lo = _Q.pack(start) if start is not None and start > 0 else b""
+        per_series: list[list[bytes]] = []
+        with self.reader() as txn:
+            cur = txn.cursor(db=self.db["metric_series"])
+            for sid in series:
+                keys: list[bytes] = []
+                if cur.set_range(sid + lo):
+                    for key in cur.iternext(values=False):
+                        if key[:8] != sid:
+                            break
+                        if end is not None and _Q.unpack_from(key, 8)[0] >= end:
+                            break
+                        keys.append(bytes(key[8:]))
+                        if len(keys) >= limit:
+                            break
+                per_series.append(keys)
+            out = []
+            metrics = self.db["metrics"]
+            for key in heapq.merge(*per_series):
+                value = txn.get(key, db=metrics)
+                if value is not None:
+                    out.append(unpackb(value))
+                    if len(out) >= limit:
+                        break
+        return out
+
+    def services(self) -> list[tuple[str, tuple[int, int, int, int]]]:
+        with self.reader() as txn:
+            return [(bytes(k).decode(), _STATS.unpack(v)) for k, v in txn.cursor(db=self.db["services"])]
+
+    def signal_stats(self) -> dict[str, SignalStats]:
+        out = {}
+        with self.reader() as txn:
+            for signal in ("spans", "logs", "metrics"):
+                db = self.db[signal]
+                count = txn.stat(db)["entries"]
+                cur = txn.cursor(db=db)
+                oldest = _Q.unpack_from(cur.key())[0] if cur.first() else None
+                newest = _Q.unpack_from(cur.key())[0] if cur.last() else None
+                out[signal] = SignalStats(count=count, oldest_ns=oldest, newest_ns=newest)
+        return out
+
+
+_APPLIERS: dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]] = {
+    1: HotTier._apply_spans,
+    2: HotTier._apply_logs,
+    3: HotTier._apply_metrics,
+    0: lambda hot, txn, rows, lsn: None,
+}

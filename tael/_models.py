@@ -1,0 +1,167 @@
+"""Public data model: spans, logs and metric points, plus the report types reads return.
+
+Timestamps are integer Unix nanoseconds; IDs are lowercase hex strings.
+Attribute values are JSON-like (str, int, float, bool, None, and lists and
+str-keyed dicts of those) and keep their types through storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Attributes = dict[str, Any]
+
+SPAN_KINDS = ("internal", "server", "client", "producer", "consumer")
+SPAN_STATUSES = ("unset", "ok", "error")
+METRIC_KINDS = ("gauge", "sum", "histogram")
+TEMPORALITIES = ("cumulative", "delta")
+
+
+@dataclass(slots=True, kw_only=True)
+class SpanEvent:
+    """A timestamped event inside a span (an exception, a retry, a token stream chunk)."""
+
+    time_ns: int
+    name: str
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class SpanLink:
+    """A link from a span to another span, possibly in another trace."""
+
+    trace_id: str
+    span_id: str
+    attributes: Attributes = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True)
+class Span:
+    """One operation in a trace. Identified by ``(trace_id, span_id)``."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    service: str
+    start_ns: int
+    end_ns: int
+    parent_span_id: str | None = None
+    kind: str = "internal"
+    status: str = "unset"
+    status_message: str = ""
+    attributes: Attributes = field(default_factory=dict)
+    resource: Attributes = field(default_factory=dict)
+    scope_name: str = ""
+    scope_version: str = ""
+    events: list[SpanEvent] = field(default_factory=list)
+    links: list[SpanLink] = field(default_factory=list)
+    trace_state: str = ""
+    flags: int = 0
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e6
+
+
+@dataclass(slots=True, kw_only=True)
+class LogRecord:
+    """One log record; ``severity_number`` follows OpenTelemetry (0 unset, 1-24)."""
+
+    time_ns: int
+    body: str
+    service: str
+    severity_number: int = 0
+    severity_text: str = ""
+    trace_id: str | None = None
+    span_id: str | None = None
+    attributes: Attributes = field(default_factory=dict)
+    resource: Attributes = field(default_factory=dict)
+    observed_ns: int | None = None
+    scope_name: str = ""
+
+
+@dataclass(slots=True, kw_only=True)
+class MetricPoint:
+    """One metric data point. A series is identified by (name, service, kind, attributes)."""
+
+    time_ns: int
+    name: str
+    service: str
+    value: float = 0.0
+    kind: str = "gauge"
+    unit: str = ""
+    attributes: Attributes = field(default_factory=dict)
+    monotonic: bool = False
+    temporality: str = "cumulative"
+    start_ns: int | None = None
+    count: int | None = None
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+    bucket_counts: list[int] | None = None
+    explicit_bounds: list[float] | None = None
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class ServiceInfo:
+    """Per-service span statistics, maintained on write (no span scan)."""
+
+    name: str
+    span_count: int
+    trace_count: int
+    error_count: int
+    error_rate: float
+    avg_duration_ms: float
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class SignalStats:
+    """Record count and time range of one signal (times are None when empty)."""
+
+    count: int
+    oldest_ns: int | None
+    newest_ns: int | None
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class StoreStats:
+    """What a store holds: per signal (``spans``, ``logs``, ``metrics``) and bytes on
+    disk per component (``wal``, ``hot``)."""
+
+    signals: dict[str, SignalStats]
+    disk_bytes: dict[str, int]
+    wal_segments: int
+    applied_lsn: int
+
+    @property
+    def total_disk_bytes(self) -> int:
+        return sum(self.disk_bytes.values())
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class DamagedRegion:
+    """A stretch of a WAL segment that failed verification and was moved aside."""
+
+    segment: str
+    offset: int
+    length: int
+    quarantined_to: str
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class RepairReport:
+    """What ``tael.repair`` found and did. Records inside ``damaged`` regions are lost."""
+
+    segments_checked: int
+    frames_ok: int
+    damaged: list[DamagedRegion]
+    quarantine_dir: str | None
+
+    @property
+    def clean(self) -> bool:
+        return not self.damaged

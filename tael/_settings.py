@@ -1,0 +1,80 @@
+"""Every tunable of tael, with its unit and default, in one frozen dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_DURABILITY = ("fsync", "os")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Tunables for a :class:`tael.Store`. All fields are keyword-only and immutable.
+
+    Sizes are in bytes, times in seconds unless the name says otherwise.
+    """
+
+    durability: str = "fsync"
+    """``"fsync"``: an insert returns only after its WAL record is fsynced (survives
+    power loss). ``"os"``: returns once the record is written to the OS (survives a
+    killed process, not a power loss); ``Store.flush()`` fsyncs."""
+
+    wal_segment_bytes: int = 64 << 20
+    """WAL segment size (bytes, default 64 MiB). A segment is sealed and a new one
+    started once a record would push it past this size."""
+
+    wal_compress_min_bytes: int = 16 << 10
+    """WAL payloads at least this large (bytes, default 16 KiB) are zstd-compressed."""
+
+    wal_compress_level: int = 1
+    """zstd level for WAL payloads (1 = fastest; the WAL is write-mostly)."""
+
+    wal_max_record_bytes: int = 256 << 20
+    """Largest WAL payload accepted (bytes, default 256 MiB); a larger batch is
+    refused with ValidationError. Also the bound used when reading frames back."""
+
+    hot_map_size_bytes: int = 16 << 30
+    """Initial LMDB map size (bytes, default 16 GiB). Address space only; the file
+    grows with the data, and the map doubles automatically when full."""
+
+    hot_sync: bool = True
+    """Sync the LMDB data file on every hot-tier commit (metadata is synced at
+    checkpoints). ``False`` is faster but a power loss may then corrupt the hot
+    tier; a killed process is safe either way."""
+
+    max_unapplied_records: int = 200_000
+    """Most records acknowledged (durable in the WAL) but not yet applied to the
+    hot tier; past it, inserts wait for the applier. Bounds memory and the work
+    a reopen replays."""
+
+    writer_max_queue: int = 100_000
+    """Default capacity (records) of a background writer's queue."""
+
+    writer_flush_interval_s: float = 0.05
+    """Default longest time (seconds) a background writer holds records before
+    committing them."""
+
+    writer_batch_records: int = 5_000
+    """Most records a background writer commits in one batch."""
+
+    def __post_init__(self) -> None:
+        if self.durability not in _DURABILITY:
+            raise ValueError(f"Settings.durability must be one of {_DURABILITY}, got {self.durability!r}")
+        _positive("wal_segment_bytes", self.wal_segment_bytes, minimum=4096)
+        _positive("wal_compress_min_bytes", self.wal_compress_min_bytes, minimum=0)
+        if not 1 <= self.wal_compress_level <= 22:
+            raise ValueError(f"Settings.wal_compress_level must be 1..22, got {self.wal_compress_level!r}")
+        _positive("wal_max_record_bytes", self.wal_max_record_bytes, minimum=1024)
+        if self.wal_max_record_bytes >= 1 << 32:
+            raise ValueError("Settings.wal_max_record_bytes must be below 4 GiB (the frame length is 32 bits)")
+        _positive("hot_map_size_bytes", self.hot_map_size_bytes, minimum=1 << 20)
+        _positive("max_unapplied_records", self.max_unapplied_records, minimum=1)
+        _positive("writer_max_queue", self.writer_max_queue, minimum=1)
+        _positive("writer_batch_records", self.writer_batch_records, minimum=1)
+        if not self.writer_flush_interval_s > 0:
+            raise ValueError(f"Settings.writer_flush_interval_s must be > 0, got {self.writer_flush_interval_s!r}")
+
+
+def _positive(name: str, value: object, *, minimum: int) -> None:
+    if type(value) is not int or value < minimum:
+        raise ValueError(f"Settings.{name} must be an int >= {minimum}, got {value!r}")

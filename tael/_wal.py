@@ -1,0 +1,389 @@
+"""The write-ahead log: framed, checksummed records in size-rotated segment files.
+
+Positions are LSNs: a record's LSN is its segment's base LSN (the file name)
+plus its byte offset in the file, so an LSN names a byte of the log and the
+hot tier can record "applied up to here" as one integer. The byte layout is in
+docs/architecture.md ("WAL format").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import msgpack
+import zstandard
+
+from ._errors import CorruptionError, StorageError
+from ._fsutil import atomic_write, fsync_dir
+
+log = logging.getLogger(__name__)
+
+SEGMENT_MAGIC = b"TAELWAL\x00"
+SEGMENT_VERSION = 1
+SEGMENT_HEADER = SEGMENT_MAGIC + struct.pack("<II", SEGMENT_VERSION, 0)
+SEGMENT_HEADER_SIZE = len(SEGMENT_HEADER)  # 16
+FRAME_MAGIC = b"\xa7\x1e"
+FRAME = struct.Struct("<2sBBII")  # magic, type, flags, payload length, crc32
+FRAME_SIZE = FRAME.size  # 12
+FLAG_ZSTD = 0x01
+_SUFFIX = ".wal"
+
+
+class RecordType(IntEnum):
+    PAD = 0  # filler written by repair over a damaged region; carries no records
+    SPANS = 1
+    LOGS = 2
+    METRICS = 3
+
+
+@dataclass(slots=True, frozen=True)
+class Frame:
+    lsn: int
+    end_lsn: int
+    rtype: int
+    payload: bytes  # decompressed
+
+
+def encode_frame(rtype: int, values: list[bytes], *, compress_min: int, level: int, max_bytes: int) -> bytes:
+    """Build one complete frame (header + payload) for a batch of packed records."""
+    payload: bytes = msgpack.packb(values, use_bin_type=True)
+    flags = 0
+    if len(payload) >= compress_min:
+        payload = zstandard.ZstdCompressor(level=level).compress(payload)
+        flags = FLAG_ZSTD
+    if len(payload) > max_bytes:
+        raise ValueError(f"batch encodes to {len(payload)} bytes, above Settings.wal_max_record_bytes ({max_bytes})")
+    head = struct.pack("<2sBBI", FRAME_MAGIC, rtype, flags, len(payload))
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + struct.pack("<I", crc) + payload
+
+
+def decode_values(frame: Frame) -> list[bytes]:
+    values = msgpack.unpackb(frame.payload, raw=False, use_list=True)
+    if not isinstance(values, list):
+        raise CorruptionError(f"WAL frame at LSN {frame.lsn} does not hold a record list", offset=frame.lsn)
+    return values
+
+
+def _parse(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tuple[int, int, bytes] | None:
+    """The frame at ``pos`` as (type, end offset, payload) or None if it does not verify."""
+    if pos + FRAME_SIZE > len(buf):
+        return None
+    magic, rtype, flags, length, crc = FRAME.unpack_from(buf, pos)
+    end = pos + FRAME_SIZE + length
+    if magic != FRAME_MAGIC or length > max_bytes or end > len(buf) or flags & ~FLAG_ZSTD:
+        return None
+    payload = bytes(buf[pos + FRAME_SIZE : end])
+    if zlib.crc32(payload, zlib.crc32(buf[pos : pos + 8])) != crc:
+        return None
+    if flags & FLAG_ZSTD:
+        try:
+            payload = zstandard.ZstdDecompressor().decompress(payload)
+        except zstandard.ZstdError:
+            return None
+    return rtype, end, payload
+
+
+def _next_valid(buf: bytes, start: int, max_bytes: int) -> int | None:
+    """Offset of the first verifying frame at or after ``start``, if any."""
+    pos = buf.find(FRAME_MAGIC, start)
+    while pos != -1:
+        if _parse(buf, pos, max_bytes) is not None:
+            return pos
+        pos = buf.find(FRAME_MAGIC, pos + 1)
+    return None
+
+
+def segment_name(base_lsn: int) -> str:
+    return f"{base_lsn:020d}{_SUFFIX}"
+
+
+def list_segments(waldir: Path) -> list[tuple[int, Path]]:
+    """(base LSN, path) of every segment, oldest first."""
+    out = []
+    for p in waldir.iterdir():
+        if p.suffix == _SUFFIX and p.stem.isdigit():
+            out.append((int(p.stem), p))
+    out.sort()
+    return out
+
+
+def _check_header(path: Path, head: bytes) -> None:
+    if head[:8] != SEGMENT_MAGIC:
+        raise CorruptionError(f"{path}: not a tael WAL segment (bad magic at byte 0)", path=str(path), offset=0)
+    (version,) = struct.unpack_from("<I", head, 8)
+    if version != SEGMENT_VERSION:
+        raise CorruptionError(f"{path}: unsupported WAL version {version}", path=str(path), offset=8)
+
+
+class Wal:
+    """Appends frames to the active segment and reads unapplied frames back on open.
+
+    Not thread-safe by itself: the commit pipeline serialises appends.
+    """
+
+    def __init__(self, waldir: Path, *, segment_bytes: int, max_record_bytes: int, fsync: bool) -> None:
+        self.dir = waldir
+        self.segment_bytes = segment_bytes
+        self.max_record_bytes = max_record_bytes
+        self.fsync_each = fsync
+        self._fd: int | None = None
+        self._base = 0  # base LSN of the active segment
+        self._size = 0  # bytes of the active segment known to be good
+        self._dirty = False  # a failed write may have left bytes past _size
+        self._unsynced = False
+        self._bases: list[int] = []  # base LSN of every segment on disk, oldest first
+
+    # ------------------------------------------------------------ recovery
+
+    def recover(self, from_lsn: int) -> Iterator[Frame]:
+        """Yield every verifying frame at or after ``from_lsn``, oldest first.
+
+        A torn or zero-filled tail of the last segment is truncated with a
+        warning; damage anywhere else raises CorruptionError and changes nothing.
+        Leaves the last segment open for appending once exhausted.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        segments = list_segments(self.dir)
+        self._bases = [base for base, _ in segments]
+        for n, (base, path) in enumerate(segments):
+            is_last = n == len(segments) - 1
+            if not is_last and base + path.stat().st_size <= from_lsn:
+                continue  # fully applied; frames before the applied LSN are never read
+            buf = path.read_bytes()
+            _check_header(path, buf[:SEGMENT_HEADER_SIZE])
+            pos = max(SEGMENT_HEADER_SIZE, from_lsn - base)
+            while pos < len(buf):
+                parsed = _parse(buf, pos, self.max_record_bytes)
+                if parsed is None:
+                    if is_last and _next_valid(buf, pos + 1, self.max_record_bytes) is None:
+                        log.warning(
+                            "WAL %s: torn tail at byte %d (%d bytes) truncated: a crash interrupted an append",
+                            path,
+                            pos,
+                            len(buf) - pos,
+                        )
+                        self._truncate_file(path, pos)
+                        buf = buf[:pos]
+                        break
+                    raise CorruptionError(
+                        f"WAL segment {path} is damaged at byte offset {pos} (LSN {base + pos}); "
+                        "nothing was changed. Run tael.repair() to move the damage aside.",
+                        path=str(path),
+                        offset=pos,
+                    )
+                rtype, end, payload = parsed
+                yield Frame(base + pos, base + end, rtype, payload)
+                pos = end
+            if is_last:
+                self._open_active(base, path, len(buf))
+        if self._fd is not None and self.end_lsn < from_lsn:
+            log.warning(
+                "WAL %s ends at LSN %d, before the hot tier's applied LSN %d: segments were removed "
+                "outside tael; starting a new segment at %d",
+                self.dir,
+                self.end_lsn,
+                from_lsn,
+                from_lsn,
+            )
+            os.close(self._fd)
+            self._fd = None
+        if self._fd is None:
+            self._create_segment(max(from_lsn, 0))
+
+    @staticmethod
+    def _truncate_file(path: Path, size: int) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _open_active(self, base: int, path: Path, size: int) -> None:
+        self._fd = os.open(path, os.O_WRONLY)
+        os.lseek(self._fd, size, os.SEEK_SET)
+        self._base, self._size = base, size
+
+    def _create_segment(self, base: int) -> None:
+        path = self.dir / segment_name(base)
+        atomic_write(path, SEGMENT_HEADER)
+        self._open_active(base, path, SEGMENT_HEADER_SIZE)
+        self._bases.append(base)
+
+    # ------------------------------------------------------------ appending
+
+    @property
+    def end_lsn(self) -> int:
+        return self._base + self._size
+
+    def append(self, frames: list[bytes]) -> list[tuple[int, int]]:
+        """Write a group of encoded frames with one write and (by setting) one fsync.
+
+        Returns each frame's (lsn, end_lsn). On any OS error the segment is cut
+        back to its last good size, so no partial frame is ever followed by
+        later ones, and StorageError is raised; the Wal stays usable.
+        """
+        if self._fd is None:
+            raise StorageError("the WAL is closed")
+        if self._dirty:
+            self._restore()
+        total = sum(len(f) for f in frames)
+        try:
+            if self._size > SEGMENT_HEADER_SIZE and self._size + total > self.segment_bytes:
+                self._rotate()
+            data = frames[0] if len(frames) == 1 else b"".join(frames)
+            self._dirty = True
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            if self.fsync_each:
+                os.fdatasync(self._fd)
+            else:
+                self._unsynced = True
+        except OSError as exc:
+            try:
+                self._restore()
+            except OSError as again:
+                log.error("WAL %s: could not cut back a failed append: %s", self._active_path(), again)
+            raise StorageError(f"WAL append to {self._active_path()} failed: {exc}") from exc
+        positions = []
+        lsn = self.end_lsn
+        for f in frames:
+            positions.append((lsn, lsn + len(f)))
+            lsn += len(f)
+        self._size += total
+        self._dirty = False
+        return positions
+
+    def _restore(self) -> None:
+        assert self._fd is not None
+        os.ftruncate(self._fd, self._size)
+        os.lseek(self._fd, self._size, os.SEEK_SET)
+        os.fsync(self._fd)
+        self._dirty = False
+
+    def _active_path(self) -> Path:
+        return self.dir / segment_name(self._base)
+
+    def _rotate(self) -> None:
+        assert self._fd is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        self._unsynced = False
+        self._create_segment(self._base + self._size)
+
+    def sync(self) -> None:
+        if self._fd is not None and self._unsynced:
+            os.fdatasync(self._fd)
+            self._unsynced = False
+
+    # ------------------------------------------------------------ checkpoint
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._bases)
+
+    def removable(self, applied_lsn: int) -> bool:
+        """Whether a checkpoint at ``applied_lsn`` would delete at least one segment."""
+        bases = self._bases
+        return len(bases) > 1 and bases[1] <= applied_lsn
+
+    def remove_applied(self, applied_lsn: int) -> int:
+        """Delete sealed segments whose every byte is below ``applied_lsn``; returns how many.
+
+        A segment ends where the next one begins, so segment i is removable once
+        segment i+1's base is at or below the applied LSN. The active segment is
+        never removed.
+        """
+        removed = 0
+        while len(self._bases) > 1 and self._bases[1] <= applied_lsn:
+            (self.dir / segment_name(self._bases[0])).unlink(missing_ok=True)
+            del self._bases[0]
+            removed += 1
+        if removed:
+            fsync_dir(self.dir)
+        return removed
+
+    def close(self) -> None:
+        if self._fd is not None:
+            try:
+                if self._unsynced:
+                    os.fdatasync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+
+# ---------------------------------------------------------------- repair
+
+
+Damage = tuple[str, int, int, str]  # segment name, offset, length, quarantine copy
+
+
+def pad_frame(length: int) -> bytes:
+    """A PAD frame occupying exactly ``length`` bytes (header included)."""
+    payload = bytes(length - FRAME_SIZE)
+    head = struct.pack("<2sBBI", FRAME_MAGIC, RecordType.PAD, 0, len(payload))
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
+
+
+def repair_wal(
+    waldir: Path, quarantine: Path, *, max_record_bytes: int
+) -> tuple[int, int, list[tuple[str, int, int, str]]]:
+    """Verify every frame of every segment and move damaged regions aside.
+
+    A damaged region runs from a frame that fails verification to the next
+    frame that verifies (or the end of the segment). Its bytes are copied to
+    ``quarantine`` first; then it is overwritten in place by a PAD frame of the
+    same length, so the LSNs of the frames after it do not move, or, at the end
+    of a segment or when too short for a PAD header, the segment is cut there.
+    Returns (segments checked, good frames, [(segment, offset, length, copy)]).
+    """
+    checked = good = 0
+    damaged: list[Damage] = []
+    if not waldir.is_dir():
+        return 0, 0, damaged
+    for _base, path in list_segments(waldir):
+        checked += 1
+        buf = bytearray(path.read_bytes())
+        if bytes(buf[:8]) != SEGMENT_MAGIC:
+            damaged.append(_quarantine(path, buf, 0, len(buf), quarantine))
+            path.unlink()
+            continue
+        pos = SEGMENT_HEADER_SIZE
+        changed = False
+        while pos < len(buf):
+            parsed = _parse(buf, pos, max_record_bytes)
+            if parsed is not None:
+                good += 1
+                pos = parsed[1]
+                continue
+            nxt = _next_valid(bytes(buf), pos + 1, max_record_bytes)
+            stop = len(buf) if nxt is None else nxt
+            damaged.append(_quarantine(path, buf, pos, stop - pos, quarantine))
+            if nxt is not None and stop - pos > FRAME_SIZE:
+                buf[pos:stop] = pad_frame(stop - pos)
+                pos = stop
+            else:
+                del buf[pos:]
+            changed = True
+        if changed:
+            atomic_write(path, bytes(buf))
+    return checked, good, damaged
+
+
+def _quarantine(path: Path, buf: bytearray, offset: int, length: int, quarantine: Path) -> Damage:
+    quarantine.mkdir(parents=True, exist_ok=True)
+    target = quarantine / f"{path.name}.{offset}.bin"
+    atomic_write(target, bytes(buf[offset : offset + length]))
+    log.warning("WAL %s: %d damaged bytes at offset %d moved to %s", path, length, offset, target)
+    return path.name, offset, length, str(target)

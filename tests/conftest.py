@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tael
+
+_ids = itertools.count(1)
+
+
+def trace_id(n: int | None = None) -> str:
+    return f"{next(_ids) if n is None else n:032x}"
+
+
+def span_id(n: int | None = None) -> str:
+    return f"{next(_ids) if n is None else n:016x}"
+
+
+def make_span(**kw: object) -> tael.Span:
+    fields: dict[str, object] = {
+        "trace_id": trace_id(),
+        "span_id": span_id(),
+        "name": "op",
+        "service": "svc",
+        "start_ns": 1_000,
+        "end_ns": 2_000,
+    }
+    fields.update(kw)
+    return tael.Span(**fields)  # type: ignore[arg-type]
+
+
+def make_log(**kw: object) -> tael.LogRecord:
+    fields: dict[str, object] = {"time_ns": 1_000, "body": "hello", "service": "svc"}
+    fields.update(kw)
+    return tael.LogRecord(**fields)  # type: ignore[arg-type]
+
+
+def make_point(**kw: object) -> tael.MetricPoint:
+    fields: dict[str, object] = {"time_ns": 1_000, "name": "m", "service": "svc", "value": 1.0}
+    fields.update(kw)
+    return tael.MetricPoint(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(data_dir: Path) -> Iterator[tael.Store]:
+    with tael.Store(data_dir) as s:
+        yield s

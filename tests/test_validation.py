@@ -1,0 +1,155 @@
+"""Bad records are refused with an error naming the record and field; nothing of the batch is written."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+import tael
+
+from .conftest import make_log, make_point, make_span
+
+
+class Weird:
+    pass
+
+
+SPAN_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"trace_id": "ab" * 15}, "trace_id"),
+    ({"trace_id": "zz" * 16}, "trace_id"),
+    ({"trace_id": "ab cd" + "a" * 27}, "trace_id"),
+    ({"trace_id": "0" * 32}, "trace_id"),
+    ({"trace_id": 12}, "trace_id"),
+    ({"span_id": "ab" * 9}, "span_id"),
+    ({"span_id": "g" * 16}, "span_id"),
+    ({"parent_span_id": "xyz"}, "parent_span_id"),
+    ({"start_ns": 10, "end_ns": 5}, "end_ns"),
+    ({"start_ns": -1}, "start_ns"),
+    ({"start_ns": 1.5}, "start_ns"),
+    ({"start_ns": True}, "start_ns"),
+    ({"end_ns": 2**63}, "end_ns"),
+    ({"kind": "sideways"}, "kind"),
+    ({"status": "fine"}, "status"),
+    ({"name": 5}, "name"),
+    ({"service": None}, "service"),
+    ({"service": "a\x00b"}, "service"),
+    ({"service": "x" * 401}, "service"),
+    ({"status_message": b"bytes"}, "status_message"),
+    ({"attributes": {"k": Weird()}}, "attributes.k"),
+    ({"attributes": {"k": b"raw"}}, "attributes.k"),
+    ({"attributes": {"k": (1, 2)}}, "attributes.k"),
+    ({"attributes": {"k": {"inner": {1, 2}}}}, "attributes.k.inner"),
+    ({"attributes": {1: "int key"}}, "attributes"),
+    ({"attributes": {"k": 2**64}}, "attributes.k"),
+    ({"attributes": {"k": [1, -(2**63) - 1]}}, "attributes.k[1]"),
+    ({"attributes": "not a dict"}, "attributes"),
+    ({"resource": {"k": object()}}, "resource.k"),
+    ({"events": [tael.SpanEvent(time_ns=-5, name="e")]}, "events[0].time_ns"),
+    ({"events": [tael.SpanEvent(time_ns=5, name=None)]}, "events[0].name"),  # type: ignore[arg-type]
+    ({"events": [tael.SpanEvent(time_ns=5, name="e", attributes={"x": Weird()})]}, "events[0].attributes.x"),
+    ({"events": ["not an event"]}, "events[0]"),
+    ({"links": [tael.SpanLink(trace_id="nothex", span_id="ab" * 8)]}, "links[0].trace_id"),
+    ({"flags": -1}, "flags"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), SPAN_CASES)
+def test_bad_span_is_refused_and_batch_not_written(store: tael.Store, change: dict[str, Any], field: str) -> None:
+    batch = [make_span(), make_span(), make_span(**change)]
+    with pytest.raises(tael.ValidationError) as info:
+        store.insert_spans(batch)
+    assert info.value.index == 2
+    assert info.value.field == field
+    assert "record 2" in str(info.value) and field in str(info.value)
+    assert store.stats().signals["spans"].count == 0
+    assert store.list_services() == []
+
+
+LOG_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"severity_number": 25}, "severity_number"),
+    ({"severity_number": -1}, "severity_number"),
+    ({"severity_number": "ERROR"}, "severity_number"),
+    ({"time_ns": "now"}, "time_ns"),
+    ({"body": 3}, "body"),
+    ({"service": 3}, "service"),
+    ({"trace_id": "abc"}, "trace_id"),
+    ({"span_id": "q" * 16}, "span_id"),
+    ({"attributes": {"k": Weird()}}, "attributes.k"),
+    ({"observed_ns": -3}, "observed_ns"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), LOG_CASES)
+def test_bad_log_is_refused(store: tael.Store, change: dict[str, Any], field: str) -> None:
+    with pytest.raises(tael.ValidationError) as info:
+        store.insert_logs([make_log(), make_log(**change)])
+    assert (info.value.index, info.value.field) == (1, field)
+    assert store.stats().signals["logs"].count == 0
+
+
+METRIC_CASES: list[tuple[dict[str, Any], str]] = [
+    ({"value": math.nan}, "value"),
+    ({"value": math.inf}, "value"),
+    ({"value": "1"}, "value"),
+    ({"kind": "summary"}, "kind"),
+    ({"temporality": "sometimes"}, "temporality"),
+    ({"name": ""}, "name"),
+    ({"name": 7}, "name"),
+    ({"monotonic": 1}, "monotonic"),
+    ({"count": -1}, "count"),
+    ({"bucket_counts": [1, 2], "explicit_bounds": [1.0, 2.0]}, "bucket_counts"),
+    ({"explicit_bounds": [math.nan]}, "explicit_bounds[0]"),
+    ({"attributes": {"k": [Weird()]}}, "attributes.k[0]"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), METRIC_CASES)
+def test_bad_metric_is_refused(store: tael.Store, change: dict[str, Any], field: str) -> None:
+    with pytest.raises(tael.ValidationError) as info:
+        store.insert_metrics([make_point(), make_point(), make_point(), make_point(**change)])
+    assert (info.value.index, info.value.field) == (3, field)
+    assert store.stats().signals["metrics"].count == 0
+
+
+def test_wrong_record_type_is_refused(store: tael.Store) -> None:
+    with pytest.raises(tael.ValidationError, match="expected tael.Span"):
+        store.insert_spans([make_log()])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        store.insert_spans("not a list")  # type: ignore[arg-type]
+
+
+def test_validation_error_is_a_value_error_and_tael_error() -> None:
+    assert issubclass(tael.ValidationError, ValueError)
+    assert issubclass(tael.ValidationError, tael.TaelError)
+    for exc in (tael.StorageError, tael.CorruptionError, tael.StoreLockedError, tael.StoreClosedError):
+        assert issubclass(exc, tael.TaelError)
+
+
+def test_query_arguments_are_checked(store: tael.Store) -> None:
+    from datetime import datetime
+
+    with pytest.raises(ValueError, match="100,000"):
+        store.query_traces(limit=100_001)
+    with pytest.raises(ValueError, match="positive"):
+        store.query_logs(limit=0)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.query_traces(start=datetime(2024, 1, 1))
+    with pytest.raises(TypeError, match="start"):
+        store.query_traces(start="yesterday")
+    with pytest.raises(ValueError, match="status"):
+        store.query_traces(status="bad")
+    with pytest.raises(ValueError, match="trace_id"):
+        store.get_trace("nothex")
+    with pytest.raises(ValueError, match="min_severity"):
+        store.query_logs(min_severity=30)
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="durability"):
+        tael.Settings(durability="maybe")
+    with pytest.raises(ValueError, match="wal_segment_bytes"):
+        tael.Settings(wal_segment_bytes=10)
+    with pytest.raises(AttributeError):
+        tael.Settings().durability = "os"  # type: ignore[misc]
