@@ -17,7 +17,9 @@ import click
 @click.option("-v", "--verbose", is_flag=True, help="Log tael's internal messages (replay, repairs) to stderr.")
 def main(verbose: bool) -> None:
     """tael: an embeddable telemetry store for spans, logs and metrics."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @main.command()

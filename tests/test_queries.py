@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ span_st = st.builds(
     st.integers(1, 10**6),
     st.sampled_from(NAMES),
     st.sampled_from(SERVICES),
-    st.integers(0, 50) .map(lambda x: x * 1_000_000),
+    st.integers(0, 50).map(lambda x: x * 1_000_000),
     st.integers(0, 30).map(lambda x: x * 1_000_000),
     st.sampled_from(tael._models.SPAN_KINDS),
     st.sampled_from(tael._models.SPAN_STATUSES),
@@ -233,7 +233,7 @@ def test_query_metrics_matches_model(points: list[tael.MetricPoint], queries: li
 
 
 def test_datetime_bounds_are_exact_to_the_microsecond(store: tael.Store) -> None:
-    base = datetime(2025, 3, 1, 12, 0, 0, 250_001, tzinfo=timezone.utc)
+    base = datetime(2025, 3, 1, 12, 0, 0, 250_001, tzinfo=UTC)
     base_ns = 1_740_830_400_250_001_000
     store.insert_logs([tael.LogRecord(time_ns=base_ns + d, body=str(d), service="s") for d in (-1, 0, 1)])
     got = store.query_logs(start=base, end=base_ns + 1)

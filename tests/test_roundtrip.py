@@ -44,7 +44,9 @@ def full_span() -> tael.Span:
         scope_name="openai.instrumentation",
         scope_version="1.2.3",
         events=[
-            tael.SpanEvent(time_ns=1_700_000_000_200_000_000, name="exception", attributes={"exception.type": "Timeout"}),
+            tael.SpanEvent(
+                time_ns=1_700_000_000_200_000_000, name="exception", attributes={"exception.type": "Timeout"}
+            ),
             tael.SpanEvent(time_ns=1_700_000_000_300_000_000, name="retry"),
         ],
         links=[tael.SpanLink(trace_id=trace_id(), span_id=span_id(), attributes={"link.kind": "follows", "n": 1})],

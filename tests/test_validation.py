@@ -114,7 +114,7 @@ def test_bad_metric_is_refused(store: tael.Store, change: dict[str, Any], field:
 
 
 def test_wrong_record_type_is_refused(store: tael.Store) -> None:
-    with pytest.raises(tael.ValidationError, match="expected tael.Span"):
+    with pytest.raises(tael.ValidationError, match=r"expected tael\.Span"):
         store.insert_spans([make_log()])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         store.insert_spans("not a list")  # type: ignore[arg-type]

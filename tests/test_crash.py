@@ -1,0 +1,88 @@
+"""kill -9 a writing process at random moments; every acknowledged batch must be there exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import tael
+
+from .crash_writer import batch_logs, batch_metrics, batch_spans
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_and_kill(data: Path, rnd: int, threads: int, durability: str, delay: float) -> set[tuple[str, int, int, int]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.crash_writer", str(data), str(rnd), str(threads), durability],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    acked: set[tuple[str, int, int, int]] = set()
+    assert proc.stdout is not None
+    timer = threading.Timer(delay, lambda: os.kill(proc.pid, signal.SIGKILL))
+    try:
+        assert proc.stdout.readline() == "ready\n"
+        timer.start()
+        for line in proc.stdout:
+            _, sig, r, th, b = line.split()
+            acked.add((sig, int(r), int(th), int(b)))
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    return acked
+
+
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+def test_acknowledged_batches_survive_sigkill_exactly_once(tmp_path: Path, durability: str) -> None:
+    data = tmp_path / "data"
+    rng = random.Random(1234)
+    acked: set[tuple[str, int, int, int]] = set()
+    rounds = 5
+    for rnd in range(rounds):
+        acked |= run_and_kill(data, rnd, threads=3, durability=durability, delay=rng.uniform(0.3, 1.2))
+    assert {a[1] for a in acked} == set(range(rounds)), "every round acknowledged something"
+
+    with tael.Store(data) as store:
+        spans = store.query_traces(limit=100_000)
+        logs = store.query_logs(limit=100_000)
+        points = store.query_metrics(limit=100_000)
+        span_count = Counter((s.trace_id, s.span_id) for s in spans)
+        log_count = Counter(r.body for r in logs)
+        point_count = Counter(p.attributes["id"] for p in points)
+        assert max(span_count.values()) == 1
+        assert max(log_count.values()) == 1
+        assert max(point_count.values()) == 1
+        for sig, rnd, th, b in acked:
+            if sig == "spans":
+                for s in batch_spans(rnd, th, b):
+                    assert span_count[(s.trace_id, s.span_id)] == 1
+                (got,) = store.get_trace(batch_spans(rnd, th, b)[0].trace_id)[:1]
+                assert got == batch_spans(rnd, th, b)[0]
+            elif sig == "logs":
+                for r in batch_logs(rnd, th, b):
+                    assert log_count[r.body] == 1
+            else:
+                for p in batch_metrics(rnd, th, b):
+                    assert point_count[p.attributes["id"]] == 1
+        # Batches are atomic: any batch present at all is present whole.
+        spans_per_trace = Counter(s.trace_id for s in spans)
+        assert set(spans_per_trace.values()) == {20}
+        logs_per_batch = Counter(body.rsplit("/", 1)[0] for body in log_count)
+        assert set(logs_per_batch.values()) == {15}
+        # Service counters agree with the stored spans.
+        by_service = Counter(s.service for s in spans)
+        assert {i.name: i.span_count for i in store.list_services()} == dict(by_service)
+        assert store.stats().signals["spans"].count == len(spans)
