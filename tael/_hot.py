@@ -34,7 +34,7 @@ FORMAT_VERSION = 1
 DBS = (
     b"meta",
     b"spans",  # start_ns(8) trace(16) span(8) -> record
-    b"span_ids",  # trace(16) span(8) -> start_ns(8)
+    b"span_ids",  # trace(16) span(8) -> start_ns(8) lsn(8)
     b"logs",  # time_ns(8) lsn(8) idx(4) -> record
     b"log_trace",  # trace(16) time_ns(8) lsn(8) idx(4) -> ""
     b"metrics",  # time_ns(8) lsn(8) idx(4) -> record
@@ -165,28 +165,37 @@ class HotTier:
             self.env.set_mapsize(new_size)
 
     def _apply_spans(self, txn: lmdb.Transaction, rows: Sequence[SpanRow], lsn: int) -> None:
-        ids, spans = self.db["span_ids"], self.db["spans"]
+        ids = self.db["span_ids"]
         pack = _Q.pack
-        items = []
+        tag = pack(lsn)
+        # span_ids values are start_ns + the batch LSN, so after an insert-if-absent
+        # we can tell our entries from ones already stored. The common case (no
+        # duplicates at all) costs one putmulti.
+        id_items = [(r[1] + r[2], pack(r[0]) + tag) for r in rows]
+        consumed, added = txn.cursor(db=ids).putmulti(id_items, overwrite=False)
+        if added != consumed:
+            fresh = []
+            seen: set[bytes] = set()
+            for row, (key, value) in zip(rows, id_items, strict=True):
+                if key not in seen and txn.get(key, db=ids) == value:
+                    fresh.append(row)
+                seen.add(key)
+            rows = fresh  # the rest are already stored: idempotent retries
+            if not rows:
+                return
+        txn.cursor(db=self.db["spans"]).putmulti([(pack(r[0]) + r[1] + r[2], r[6]) for r in rows])
         per_service: dict[str, list[int]] = {}
         pairs: set[tuple[str, bytes]] = set()
-        put = txn.put
-        for r in rows:
-            start = pack(r.start_ns)
-            if not put(r.trace + r.span, start, db=ids, overwrite=False):
-                continue  # (trace_id, span_id) already stored: an idempotent retry
-            items.append((start + r.trace + r.span, r.value))
-            acc = per_service.get(r.service)
+        for _start, trace, _span, service, duration, is_error, _value in rows:
+            acc = per_service.get(service)
             if acc is None:
-                acc = per_service[r.service] = [0, 0, 0, 0]
+                acc = per_service[service] = [0, 0, 0, 0]
             acc[0] += 1
-            acc[1] += r.is_error
-            acc[2] += r.duration_ns
-            pairs.add((r.service, r.trace))
-        if not items:
-            return
-        txn.cursor(db=spans).putmulti(items)
+            acc[1] += is_error
+            acc[2] += duration
+            pairs.add((service, trace))
         straces = self.db["service_traces"]
+        put = txn.put
         for service, trace in pairs:
             if put(service.encode() + b"\x00" + trace, b"", db=straces, overwrite=False):
                 per_service[service][3] += 1
@@ -199,30 +208,19 @@ class HotTier:
             put(key, _STATS.pack(*acc), db=services)
 
     def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
-        items = []
-        traced = []
         pack = _QQI.pack
-        for i, r in enumerate(rows):
-            key = pack(r.time_ns, lsn, i)
-            items.append((key, r.value))
-            if r.trace is not None:
-                traced.append((r.trace + key, b""))
+        items = [(pack(r[0], lsn, i), r[2]) for i, r in enumerate(rows)]
         txn.cursor(db=self.db["logs"]).putmulti(items)
+        traced = [(r[1] + key, b"") for r, (key, _v) in zip(rows, items, strict=True) if r[1] is not None]
         if traced:
             txn.cursor(db=self.db["log_trace"]).putmulti(traced)
 
     def _apply_metrics(self, txn: lmdb.Transaction, rows: Sequence[MetricRow], lsn: int) -> None:
-        items = []
-        series_items = []
-        catalog: dict[bytes, bytes] = {}
         pack = _QQI.pack
-        for i, r in enumerate(rows):
-            key = pack(r.time_ns, lsn, i)
-            items.append((key, r.value))
-            series_items.append((r.series + key, b""))
-            catalog[r.name.encode() + b"\x00" + r.series] = r.descriptor
-        txn.cursor(db=self.db["metrics"]).putmulti(items)
-        txn.cursor(db=self.db["metric_series"]).putmulti(series_items)
+        keys = [pack(r[0], lsn, i) for i, r in enumerate(rows)]
+        txn.cursor(db=self.db["metrics"]).putmulti([(k, r[4]) for k, r in zip(keys, rows, strict=True)])
+        txn.cursor(db=self.db["metric_series"]).putmulti([(r[2] + k, b"") for k, r in zip(keys, rows, strict=True)])
+        catalog = {r[1].encode() + b"\x00" + r[2]: r[3] for r in rows}
         db = self.db["series"]
         for key, desc in catalog.items():
             txn.put(key, desc, db=db, overwrite=False)
@@ -239,7 +237,7 @@ class HotTier:
                 for key, start in cur:
                     if key[:16] != trace:
                         break
-                    value = txn.get(bytes(start) + key, db=spans)
+                    value = txn.get(bytes(start[:8]) + key, db=spans)
                     if value is not None:
                         out.append(unpackb(value))
         out.sort(key=lambda f: (f[5], f[1]))

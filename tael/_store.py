@@ -195,7 +195,7 @@ class Store:
         try:
             frame = encode_frame(
                 rtype,
-                [r.value for r in rows],
+                [r[-1] for r in rows],
                 compress_min=s.wal_compress_min_bytes,
                 level=s.wal_compress_level,
                 max_bytes=s.wal_max_record_bytes,
