@@ -358,75 +358,123 @@ def series_id(name: str, service: str, kind: int, attributes: dict[str, Any]) ->
     return hashlib.blake2b(canon.encode(), digest_size=8).digest()
 
 
+def _validate_metric(i: int, p: object) -> None:
+    """The slow, exhaustive check of one metric point; raises ValidationError naming the field."""
+    if not isinstance(p, MetricPoint):
+        raise ValidationError(f"record {i}: expected tael.MetricPoint, got {type(p).__name__}", index=i)
+    _ns(p.time_ns, i, "time_ns")
+    if not _key_text(p.name, i, "name"):
+        raise _fail(i, "name", "must not be empty")
+    _key_text(p.service, i, "service")
+    _float(p.value, i, "value", finite=True)
+    _choice(p.kind, _METRIC_KIND_CODE, i, "kind")
+    _text(p.unit, i, "unit")
+    _check_attrs(p.attributes, i, "attributes")
+    if type(p.monotonic) is not bool:
+        raise _fail(i, "monotonic", f"must be a bool, got {type(p.monotonic).__name__}")
+    _choice(p.temporality, _TEMPORALITY_CODE, i, "temporality")
+    _opt_ns(p.start_ns, i, "start_ns")
+    if p.count is not None:
+        _count(p.count, i, "count")
+    for name in ("sum", "min", "max"):
+        _opt_float(getattr(p, name), i, name)
+    if p.bucket_counts is not None:
+        for j, c in enumerate(_seq(p.bucket_counts, i, "bucket_counts")):
+            _count(c, i, f"bucket_counts[{j}]")
+    if p.explicit_bounds is not None:
+        for j, b in enumerate(_seq(p.explicit_bounds, i, "explicit_bounds")):
+            _float(b, i, f"explicit_bounds[{j}]", finite=True)
+    buckets, bounds = p.bucket_counts, p.explicit_bounds
+    if buckets is not None and bounds is not None and len(buckets) != len(bounds) + 1:
+        raise _fail(i, "bucket_counts", f"must have len(explicit_bounds) + 1 = {len(p.explicit_bounds) + 1} entries")
+
+
+# Series identity is a hash of a canonical JSON form, which costs microseconds per
+# point; a bounded process-wide cache keyed by the exact (type-tagged) identity of
+# flat attribute dicts makes the repeat case a dict lookup.
+_SERIES_CACHE: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+_SERIES_CACHE_MAX = 1 << 16
+
+
+def _series(name: str, service: str, kind: int, attrs: dict[str, Any], flat: bool) -> tuple[bytes, bytes]:
+    if not flat:
+        return series_id(name, service, kind, attrs), _packb([service, kind, attrs])
+    key = (name, service, kind, tuple(attrs.items()), tuple(map(type, attrs.values())))
+    hit = _SERIES_CACHE.get(key)
+    if hit is None:
+        if len(_SERIES_CACHE) >= _SERIES_CACHE_MAX:
+            _SERIES_CACHE.clear()
+        hit = _SERIES_CACHE[key] = (series_id(name, service, kind, attrs), _packb([service, kind, attrs]))
+    return hit
+
+
 def encode_metrics(points: Sequence[MetricPoint]) -> list[MetricRow]:
     """Validate the whole batch, then encode it. Raises ValidationError on the first bad record."""
     rows: list[MetricRow] = []
     append = rows.append
-    series_cache: dict[tuple[str, str, int], tuple[bytes, bytes]] = {}
+    kind_code, temporality_code, flat_ok, str_, float_ = _METRIC_KIND_CODE, _TEMPORALITY_CODE, _flat_ok, str, float
+    isfinite = math.isfinite
     for i, p in enumerate(points):
-        if not isinstance(p, MetricPoint):
-            raise ValidationError(f"record {i}: expected tael.MetricPoint, got {type(p).__name__}", index=i)
-        t = _ns(p.time_ns, i, "time_ns")
-        name = _key_text(p.name, i, "name")
-        if not name:
-            raise _fail(i, "name", "must not be empty")
-        service = _key_text(p.service, i, "service")
-        value = _float(p.value, i, "value", finite=True)
-        kind = _METRIC_KIND_CODE.get(p.kind) if isinstance(p.kind, str) else None
-        if kind is None:
-            kind = _choice(p.kind, _METRIC_KIND_CODE, i, "kind")
-        unit = _text(p.unit, i, "unit")
-        attrs = _check_attrs(p.attributes, i, "attributes")
-        if type(p.monotonic) is not bool:
-            raise _fail(i, "monotonic", f"must be a bool, got {type(p.monotonic).__name__}")
-        temporality = _choice(p.temporality, _TEMPORALITY_CODE, i, "temporality")
-        start = _opt_ns(p.start_ns, i, "start_ns")
-        count = None if p.count is None else _count(p.count, i, "count")
-        total = _opt_float(p.sum, i, "sum")
-        vmin = _opt_float(p.min, i, "min")
-        vmax = _opt_float(p.max, i, "max")
-        buckets = bounds = None
-        if p.bucket_counts is not None:
-            buckets = [
-                _count(c, i, f"bucket_counts[{j}]") for j, c in enumerate(_seq(p.bucket_counts, i, "bucket_counts"))
-            ]
-        if p.explicit_bounds is not None:
-            bounds = [
-                _float(b, i, f"explicit_bounds[{j}]", finite=True)
-                for j, b in enumerate(_seq(p.explicit_bounds, i, "explicit_bounds"))
-            ]
-        if buckets is not None and bounds is not None and len(buckets) != len(bounds) + 1:
-            raise _fail(i, "bucket_counts", f"must have len(explicit_bounds) + 1 = {len(bounds) + 1} entries")
-        # Series identity: cache per batch for attribute-less points, hash otherwise.
-        if attrs:
-            sid = series_id(name, service, kind, attrs)
-            desc = _packb([service, kind, attrs])
-        else:
-            ck = (name, service, kind)
-            cached = series_cache.get(ck)
-            if cached is None:
-                cached = series_cache[ck] = (series_id(name, service, kind, attrs), _packb([service, kind, attrs]))
-            sid, desc = cached
-        packed = _packb(
-            [
-                t,
-                name,
-                service,
-                value,
-                kind,
-                unit,
-                attrs,
-                p.monotonic,
-                temporality,
-                start,
-                count,
-                total,
-                vmin,
-                vmax,
-                buckets,
-                bounds,
-            ]
-        )
+        try:
+            t, name, service, value, attrs = p.time_ns, p.name, p.service, p.value, p.attributes
+            kind = kind_code[p.kind]
+            temporality = temporality_code[p.temporality]
+            flat = flat_ok(attrs)
+            ok = (
+                type(p) is MetricPoint
+                and type(t) is int
+                and 0 <= t <= MAX_NS
+                and type(name) is str_
+                and 0 < len(name) <= 100
+                and "\x00" not in name
+                and type(service) is str_
+                and len(service) <= 100
+                and "\x00" not in service
+                and type(value) is float_
+                and isfinite(value)
+                and type(p.unit) is str_
+                and type(p.monotonic) is bool
+                and flat
+                and p.start_ns is None
+                and p.count is None
+                and p.sum is None
+                and p.min is None
+                and p.max is None
+                and p.bucket_counts is None
+                and p.explicit_bounds is None
+            )
+        except (TypeError, KeyError, AttributeError):
+            ok = False
+        if not ok:
+            _validate_metric(i, p)  # raises, or accepts an unusual but valid point
+            t, name, service, attrs = p.time_ns, p.name, p.service, p.attributes
+            value = float(p.value)
+            kind, temporality = kind_code[p.kind], temporality_code[p.temporality]
+            flat = flat_ok(attrs)
+        sid, desc = _series(name, service, kind, attrs, flat)
+        try:
+            packed = _packb(
+                [
+                    t,
+                    name,
+                    service,
+                    value,
+                    kind,
+                    p.unit,
+                    attrs,
+                    p.monotonic,
+                    temporality,
+                    p.start_ns,
+                    p.count,
+                    None if p.sum is None else float(p.sum),
+                    None if p.min is None else float(p.min),
+                    None if p.max is None else float(p.max),
+                    None if p.bucket_counts is None else list(p.bucket_counts),
+                    None if p.explicit_bounds is None else [float(b) for b in p.explicit_bounds],
+                ]
+            )
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise _fail(i, "attributes", f"cannot be encoded: {exc}") from None
         append((t, name, sid, desc, packed))
     return rows
 

@@ -62,7 +62,7 @@ point_st = st.builds(
     st.integers(0, 40),
     st.sampled_from(["cpu", "mem"]),
     st.sampled_from(SERVICES),
-    st.sampled_from([1, 2, "1"]),
+    st.sampled_from([1, 2, "1", True, 1.0]),
     st.floats(-5, 5),
 )
 
