@@ -386,7 +386,7 @@ def _validate_metric(i: int, p: object) -> None:
             _float(b, i, f"explicit_bounds[{j}]", finite=True)
     buckets, bounds = p.bucket_counts, p.explicit_bounds
     if buckets is not None and bounds is not None and len(buckets) != len(bounds) + 1:
-        raise _fail(i, "bucket_counts", f"must have len(explicit_bounds) + 1 = {len(p.explicit_bounds) + 1} entries")
+        raise _fail(i, "bucket_counts", f"must have len(explicit_bounds) + 1 = {len(bounds) + 1} entries")
 
 
 # Series identity is a hash of a canonical JSON form, which costs microseconds per

@@ -34,14 +34,13 @@ FORMAT_VERSION = 1
 DBS = (
     b"meta",
     b"spans",  # start_ns(8) trace(16) span(8) -> record
-    b"span_ids",  # trace(16) span(8) -> start_ns(8) lsn(8)
+    b"span_ids",  # trace(16) span(8) -> start_ns(8) lsn(8) service
     b"logs",  # time_ns(8) lsn(8) idx(4) -> record
     b"log_trace",  # trace(16) time_ns(8) lsn(8) idx(4) -> ""
     b"metrics",  # time_ns(8) lsn(8) idx(4) -> record
     b"metric_series",  # series(8) time_ns(8) lsn(8) idx(4) -> ""
     b"series",  # name NUL series(8) -> [service, kind, attributes]
     b"services",  # service -> _STATS
-    b"service_traces",  # service NUL trace(16) -> ""
 )
 
 Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end_lsn)
@@ -168,10 +167,10 @@ class HotTier:
         ids = self.db["span_ids"]
         pack = _Q.pack
         tag = pack(lsn)
-        # span_ids values are start_ns + the batch LSN, so after an insert-if-absent
-        # we can tell our entries from ones already stored. The common case (no
-        # duplicates at all) costs one putmulti.
-        id_items = [(r[1] + r[2], pack(r[0]) + tag) for r in rows]
+        # span_ids values are start_ns + the batch LSN + the service, so after an
+        # insert-if-absent we can tell our entries from ones already stored. The
+        # common case (no duplicates at all) costs one putmulti.
+        id_items = [(r[1] + r[2], pack(r[0]) + tag + r[3].encode()) for r in rows]
         consumed, added = txn.cursor(db=ids).putmulti(id_items, overwrite=False)
         if added != consumed:
             fresh = []
@@ -185,7 +184,7 @@ class HotTier:
                 return
         txn.cursor(db=self.db["spans"]).putmulti([(pack(r[0]) + r[1] + r[2], r[6]) for r in rows])
         per_service: dict[str, list[int]] = {}
-        pairs: set[tuple[str, bytes]] = set()
+        by_trace: dict[bytes, set[str]] = {}
         for _start, trace, _span, service, duration, is_error, _value in rows:
             acc = per_service.get(service)
             if acc is None:
@@ -193,11 +192,23 @@ class HotTier:
             acc[0] += 1
             acc[1] += is_error
             acc[2] += duration
-            pairs.add((service, trace))
-        straces = self.db["service_traces"]
-        put = txn.put
-        for service, trace in pairs:
-            if put(service.encode() + b"\x00" + trace, b"", db=straces, overwrite=False):
+            services_of_trace = by_trace.get(trace)
+            if services_of_trace is None:
+                by_trace[trace] = {service}
+            else:
+                services_of_trace.add(service)
+        # A (service, trace) pair is new unless a span stored by an earlier batch
+        # has it: a read of the trace's few span_ids entries, not a random write.
+        cur = txn.cursor(db=ids)
+        for trace, batch_services in by_trace.items():
+            earlier: set[str] = set()
+            if cur.set_range(trace):
+                for id_key, id_value in cur:
+                    if id_key[:16] != trace:
+                        break
+                    if id_value[8:16] != tag:
+                        earlier.add(bytes(id_value[16:]).decode())
+            for service in batch_services - earlier if earlier else batch_services:
                 per_service[service][3] += 1
         services = self.db["services"]
         for service, acc in per_service.items():
@@ -205,7 +216,7 @@ class HotTier:
             old = txn.get(key, db=services)
             if old is not None:
                 acc = [a + b for a, b in zip(acc, _STATS.unpack(old), strict=True)]
-            put(key, _STATS.pack(*acc), db=services)
+            txn.put(key, _STATS.pack(*acc), db=services)
 
     def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
         pack = _QQI.pack
