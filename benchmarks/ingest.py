@@ -44,9 +44,11 @@ def batches(records: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [records[i : i + size] for i in range(0, len(records), size)]
 
 
-def run_tael(root: Path, signal: str, data: list[Sequence[Any]], threads: int, durability: str) -> float:
+def run_tael(
+    root: Path, signal: str, data: list[Sequence[Any]], threads: int, durability: str, hot_sync: bool = True
+) -> float:
     path = Path(tempfile.mkdtemp(dir=root))
-    store = tael.Store(path, tael.Settings(durability=durability))
+    store = tael.Store(path, tael.Settings(durability=durability, hot_sync=hot_sync))
     insert: Callable[[Sequence[Any]], int] = getattr(store, f"insert_{signal}")
     t0 = time.perf_counter()
     if threads == 1:
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--repeats", type=int, default=3, help="runs per system; the median is reported")
     ap.add_argument("--threads", type=int, default=4, help="writer threads for the group-commit run")
     ap.add_argument("--durability", default="fsync", choices=["fsync", "os"])
+    ap.add_argument("--no-hot-sync", action="store_true", help="Settings(hot_sync=False): skip LMDB's data sync")
     ap.add_argument("--dir", default=".bench-data", help="scratch directory (on the disk being measured)")
     ap.add_argument("--quick", action="store_true", help="a few seconds: 3,000 records, 1 repeat (smoke test)")
     args = ap.parse_args(argv)
@@ -109,8 +112,12 @@ def main(argv: list[str] | None = None) -> str:
     try:
         for signal in SIGNALS:
             n = sum(len(b) for b in data[signal])
-            one = [run_tael(root, signal, data[signal], 1, args.durability) for _ in range(args.repeats)]
-            many = [run_tael(root, signal, data[signal], args.threads, args.durability) for _ in range(args.repeats)]
+            hot_sync = not args.no_hot_sync
+            one = [run_tael(root, signal, data[signal], 1, args.durability, hot_sync) for _ in range(args.repeats)]
+            many = [
+                run_tael(root, signal, data[signal], args.threads, args.durability, hot_sync)
+                for _ in range(args.repeats)
+            ]
             lite = [run_sqlite(root, signal, data[signal]) for _ in range(args.repeats)]
             t1, tm, ts = n / median(one), n / median(many), n / median(lite)
             rows.append(
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> str:
         [
             f"machine: {machine()}",
             f"records per signal: {args.n:,}, batch: {args.batch:,}, durability: {args.durability}, "
-            f"median of {args.repeats}",
+            f"hot_sync: {not args.no_hot_sync}, median of {args.repeats}",
             "",
             table(
                 [

@@ -17,7 +17,7 @@ from typing import Any
 from . import _codec
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._commit import CommitPipeline
-from ._errors import ReadOnlyError, StorageError, StoreClosedError, ValidationError
+from ._errors import CorruptionError, ReadOnlyError, StorageError, StoreClosedError, ValidationError
 from ._fsutil import DirLock, dir_size
 from ._hot import HotTier
 from ._models import (
@@ -60,6 +60,8 @@ class Store:
         self._lock: DirLock | None = None
         self._pipeline: CommitPipeline | None = None
         self._wal: Wal | None = None
+        self.replayed_records = 0
+        """How many WAL records the open replayed into the hot tier."""
         s = self.settings
         if read_only:
             if not (self.path / "hot" / "data.mdb").exists():
@@ -98,8 +100,20 @@ class Store:
         groups: list[Any] = []
         pending = total = 0
         for frame in self._wal.recover(applied):
+            if frame.rtype == RecordType.PAD:
+                continue
             to_row = _ROW_OF.get(frame.rtype)  # type: ignore[call-overload]
-            rows = [to_row(v) for v in decode_values(frame)] if to_row is not None else []
+            if to_row is None:
+                raise StorageError(
+                    f"WAL record at LSN {frame.lsn} has type {frame.rtype}, unknown to this version of tael "
+                    "(written by a newer version?); nothing was changed"
+                )
+            try:
+                rows = [to_row(v) for v in decode_values(frame)]
+            except (ValueError, TypeError, IndexError, KeyError) as exc:
+                raise CorruptionError(
+                    f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
+                ) from exc
             groups.append((frame.rtype, rows, frame.lsn, frame.end_lsn))
             pending += len(rows)
             if pending >= _REPLAY_GROUP_RECORDS:
@@ -168,7 +182,9 @@ class Store:
 
     def checkpoint(self) -> int:
         """Sync the hot tier and delete WAL segments it has fully applied; returns how many."""
-        return self._writable().checkpoint()
+        pipeline = self._writable()
+        pipeline.wait_applied()
+        return pipeline.checkpoint()
 
     # ------------------------------------------------------------ writes
 

@@ -233,10 +233,10 @@ class Wal:
         """
         if self._fd is None:
             raise StorageError("the WAL is closed")
-        if self._dirty:
-            self._restore()
         total = sum(len(f) for f in frames)
         try:
+            if self._dirty:
+                self._restore()  # an earlier failed append could not be cut back then
             if self._size > SEGMENT_HEADER_SIZE and self._size + total > self.segment_bytes:
                 self._rotate()
             data = frames[0] if len(frames) == 1 else b"".join(frames)
@@ -274,12 +274,16 @@ class Wal:
         return self.dir / segment_name(self._base)
 
     def _rotate(self) -> None:
+        """Seal the active segment and start the next; on failure the old one stays active."""
         assert self._fd is not None
         os.fsync(self._fd)
-        os.close(self._fd)
-        self._fd = None
         self._unsynced = False
-        self._create_segment(self._base + self._size)
+        base = self._base + self._size
+        path = self.dir / segment_name(base)
+        atomic_write(path, SEGMENT_HEADER)
+        os.close(self._fd)
+        self._open_active(base, path, SEGMENT_HEADER_SIZE)
+        self._bases.append(base)
 
     def sync(self) -> None:
         if self._fd is not None and self._unsynced:
