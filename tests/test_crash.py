@@ -47,10 +47,17 @@ def run_and_kill(data: Path, rnd: int, threads: int, durability: str, delay: flo
 
 @pytest.mark.parametrize("durability", ["fsync", "os"])
 def test_acknowledged_batches_survive_sigkill_exactly_once(tmp_path: Path, durability: str) -> None:
-    data = tmp_path / "data"
-    rng = random.Random(1234)
+    check_kill_rounds(tmp_path / "data", durability, rounds=5, seed=1234)
+
+
+@pytest.mark.soak
+def test_soak_many_kill_rounds(tmp_path: Path) -> None:
+    check_kill_rounds(tmp_path / "data", "fsync", rounds=40, seed=99)
+
+
+def check_kill_rounds(data: Path, durability: str, *, rounds: int, seed: int) -> None:
+    rng = random.Random(seed)
     acked: set[tuple[str, int, int, int]] = set()
-    rounds = 5
     for rnd in range(rounds):
         acked |= run_and_kill(data, rnd, threads=3, durability=durability, delay=rng.uniform(0.3, 1.2))
     assert {a[1] for a in acked} == set(range(rounds)), "every round acknowledged something"
