@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +61,7 @@ class Store:
         self._lock: DirLock | None = None
         self._pipeline: CommitPipeline | None = None
         self._wal: Wal | None = None
+        self._writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
         self.replayed_records = 0
         """How many WAL records the open replayed into the hot tier."""
         s = self.settings
@@ -138,10 +140,13 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Finish in-flight writes, sync and release the directory. Idempotent."""
+        """Close this store's background writers (flushing them), finish in-flight
+        writes, sync and release the directory. Idempotent."""
         with self._close_lock:
             if self._closed:
                 return
+            for writer in list(self._writers):
+                writer.close()  # flush what callers handed to background writers
             self._closed = True
             try:
                 if self._pipeline is not None:
@@ -230,7 +235,7 @@ class Store:
     ) -> BackgroundWriter:
         """A background batching writer for many small writes; see :class:`BackgroundWriter`."""
         self._writable()
-        return BackgroundWriter(
+        writer = BackgroundWriter(
             self,
             max_queue=max_queue if max_queue is not None else self.settings.writer_max_queue,
             flush_interval_s=flush_interval_s
@@ -238,6 +243,8 @@ class Store:
             else self.settings.writer_flush_interval_s,
             on_full=on_full,
         )
+        self._writers.add(writer)
+        return writer
 
     # ------------------------------------------------------------ reads
 

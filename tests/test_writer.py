@@ -142,3 +142,14 @@ def test_concurrent_inserts_share_one_fsync(store: tael.Store) -> None:
         t.join()
     assert pipeline.fsync_groups - before == 2  # 8 inserts, 2 group commits
     assert sorted(r.body for r in store.query_logs()) == sorted(f"t{i}" for i in range(n))
+
+
+def test_store_close_flushes_and_closes_its_writers(data_dir: Path) -> None:
+    store = tael.Store(data_dir)
+    writer = store.writer(flush_interval_s=60)
+    writer.write_logs([make_log(body="queued")])
+    store.close()
+    with pytest.raises(tael.StoreClosedError):
+        writer.write_logs([make_log()])
+    with tael.Store(data_dir) as again:
+        assert [r.body for r in again.query_logs()] == ["queued"]
