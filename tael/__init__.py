@@ -14,11 +14,16 @@ from ._errors import (
     TaelError,
     ValidationError,
 )
+from ._maintenance import Maintenance
 from ._models import (
+    CompactionReport,
     DamagedRegion,
     LogRecord,
+    MaintenanceReport,
+    MetricBucket,
     MetricPoint,
     RepairReport,
+    RetentionReport,
     ServiceInfo,
     SignalStats,
     Span,
@@ -34,12 +39,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackgroundWriter",
+    "CompactionReport",
     "CorruptionError",
     "DamagedRegion",
     "LogRecord",
+    "Maintenance",
+    "MaintenanceReport",
+    "MetricBucket",
     "MetricPoint",
     "ReadOnlyError",
     "RepairReport",
+    "RetentionReport",
     "ServiceInfo",
     "Settings",
     "SignalStats",

@@ -44,6 +44,10 @@ _SCALARS = frozenset((str, float, bool, type(None)))
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
+def packb(value: Any) -> bytes:
+    return bytes(_packb(value))
+
+
 def unpackb(data: bytes | memoryview) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
 
@@ -406,6 +410,11 @@ def _series(name: str, service: str, kind: int, attrs: dict[str, Any], flat: boo
             _SERIES_CACHE.clear()
         hit = _SERIES_CACHE[key] = (series_id(name, service, kind, attrs), _packb([service, kind, attrs]))
     return hit
+
+
+def series_key(name: str, service: str, kind: int, attrs: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(series id, packed catalog entry) of a metric series, cached."""
+    return _series(name, service, kind, attrs, _flat_ok(attrs))
 
 
 def encode_metrics(points: Sequence[MetricPoint]) -> list[MetricRow]:

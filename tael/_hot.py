@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
-from ._codec import LogRow, MetricRow, SpanRow, unpackb
+from ._codec import STATUS_ERROR, LogRow, MetricRow, SpanRow, packb, unpackb
+from ._cold import ColdFile
 from ._errors import StorageError
 from ._models import SignalStats
 
@@ -40,10 +41,17 @@ DBS = (
     b"metrics",  # time_ns(8) lsn(8) idx(4) -> record
     b"metric_series",  # series(8) time_ns(8) lsn(8) idx(4) -> ""
     b"series",  # name NUL series(8) -> [service, kind, attributes]
-    b"services",  # service -> _STATS
+    b"services",  # service -> _STATS (hot spans only; cold stats live in the manifest)
+    b"cold_files",  # file id(4) -> packed ColdFile: the manifest of live cold files
+    b"cold_traces",  # trace(16) signal(1) file id(4) row group(2) -> "": where a trace's cold rows are
 )
+_NEXT_FILE = b"next_file_id"
+SIGNAL_SPANS, SIGNAL_LOGS = 1, 2
+_I = struct.Struct(">I")
+_TREF = struct.Struct(">BIH")
 
 Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end_lsn)
+T = TypeVar("T")
 
 
 class _Gate:
@@ -106,6 +114,7 @@ class HotTier:
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the hot tier at {path}: {exc}") from exc
         self._gate = _Gate()
+        self._write_lock = threading.Lock()  # one write txn at a time, and resizes only between them
         self.db = {name.decode(): self.env.open_db(name, create=not read_only) for name in DBS}
         if not read_only:
             with self.env.begin(write=True) as txn:
@@ -143,19 +152,27 @@ class HotTier:
 
     # ------------------------------------------------------------ writes
 
+    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Run ``fn`` in one write transaction (retried whole after growing a full map)."""
+        with self._write_lock:
+            while True:
+                try:
+                    with self.env.begin(write=True) as txn:
+                        return fn(txn)
+                except lmdb.MapFullError:
+                    self._grow()
+                except lmdb.Error as exc:
+                    raise StorageError(f"hot tier write to {self.path} failed: {exc}") from exc
+
     def apply(self, groups: Sequence[Group]) -> None:
         """Apply WAL records to LMDB in one transaction, advancing the applied LSN."""
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    for rtype, rows, lsn, _end in groups:
-                        _APPLIERS[rtype](self, txn, rows, lsn)
-                    txn.put(_APPLIED, _Q.pack(groups[-1][3]), db=self.db["meta"])
-                return
-            except lmdb.MapFullError:
-                self._grow()
-            except lmdb.Error as exc:
-                raise StorageError(f"hot tier write to {self.path} failed: {exc}") from exc
+
+        def run(txn: lmdb.Transaction) -> None:
+            for rtype, rows, lsn, _end in groups:
+                _APPLIERS[rtype](self, txn, rows, lsn)
+            txn.put(_APPLIED, _Q.pack(groups[-1][3]), db=self.db["meta"])
+
+        self.write(run)
 
     def _grow(self) -> None:
         new_size = self.env.info()["map_size"] * 2
@@ -197,9 +214,11 @@ class HotTier:
                 by_trace[trace] = {service}
             else:
                 services_of_trace.add(service)
-        # A (service, trace) pair is new unless a span stored by an earlier batch
-        # has it: a read of the trace's few span_ids entries, not a random write.
+        # A (service, trace) pair is new unless a span stored earlier has it: in the
+        # hot tier (a read of the trace's few span_ids entries, not a random write)
+        # or in the cold tier (the trace's cold index entries list their services).
         cur = txn.cursor(db=ids)
+        cold = txn.cursor(db=self.db["cold_traces"]) if txn.stat(self.db["cold_traces"])["entries"] else None
         for trace, batch_services in by_trace.items():
             earlier: set[str] = set()
             if cur.set_range(trace):
@@ -208,6 +227,8 @@ class HotTier:
                         break
                     if id_value[8:16] != tag:
                         earlier.add(bytes(id_value[16:]).decode())
+            if cold is not None:
+                earlier |= _cold_services(cold, trace)
             for service in batch_services - earlier if earlier else batch_services:
                 per_service[service][3] += 1
         services = self.db["services"]
@@ -237,25 +258,28 @@ class HotTier:
             txn.put(key, desc, db=db, overwrite=False)
 
     # ------------------------------------------------------------ reads
+    #
+    # Every read takes the caller's read transaction, so one query sees the hot
+    # tier and the cold manifest as of the same instant (a record moving to the
+    # cold tier is seen in exactly one of them).
 
-    def trace_spans(self, trace: bytes) -> list[list[Any]]:
+    def trace_spans(self, txn: lmdb.Transaction, trace: bytes) -> list[list[Any]]:
         """Raw records of one trace, via the (trace, span) index: no scan."""
         out = []
-        with self.reader() as txn:
-            spans = self.db["spans"]
-            cur = txn.cursor(db=self.db["span_ids"])
-            if cur.set_range(trace):
-                for key, start in cur:
-                    if key[:16] != trace:
-                        break
-                    value = txn.get(bytes(start[:8]) + key, db=spans)
-                    if value is not None:
-                        out.append(unpackb(value))
-        out.sort(key=lambda f: (f[5], f[1]))
+        spans = self.db["spans"]
+        cur = txn.cursor(db=self.db["span_ids"])
+        if cur.set_range(trace):
+            for key, start in cur:
+                if key[:16] != trace:
+                    break
+                value = txn.get(bytes(start[:8]) + key, db=spans)
+                if value is not None:
+                    out.append(unpackb(value))
         return out
 
     def scan(
         self,
+        txn: lmdb.Transaction,
         dbname: str,
         start: int | None,
         end: int | None,
@@ -263,120 +287,270 @@ class HotTier:
         reverse: bool,
         keep: Callable[[list[Any]], bool],
         limit: int,
-    ) -> list[list[Any]]:
-        """Records of a time-keyed primary table in ``[start, end)``, filtered, up to ``limit``."""
-        out: list[list[Any]] = []
+    ) -> list[tuple[bytes, list[Any]]]:
+        """(key, record) of a time-keyed primary table in ``[start, end)``, filtered, up to ``limit``."""
+        out: list[tuple[bytes, list[Any]]] = []
         lo = _Q.pack(start) if start is not None and start > 0 else None
         hi = _Q.pack(end) if end is not None else None
-        with self.reader() as txn:
-            cur = txn.cursor(db=self.db[dbname])
+        cur = txn.cursor(db=self.db[dbname])
+        if reverse:
+            ok = cur.set_range(hi) if hi is not None else cur.last()
+            if hi is not None:
+                ok = cur.prev() if ok else cur.last()
+            it = cur.iterprev() if ok else iter(())
+        else:
+            ok = cur.set_range(lo) if lo is not None else cur.first()
+            it = cur.iternext() if ok else iter(())
+        for raw_key, value in it:
+            key = bytes(raw_key)
             if reverse:
-                ok = cur.set_range(hi) if hi is not None else cur.last()
-                if hi is not None:
-                    ok = cur.prev() if ok else cur.last()
-                it = cur.iterprev() if ok else iter(())
-            else:
-                ok = cur.set_range(lo) if lo is not None else cur.first()
-                it = cur.iternext() if ok else iter(())
-            for raw_key, value in it:
-                key = bytes(raw_key)
-                if reverse:
-                    if lo is not None and key < lo:
-                        break
-                elif hi is not None and key >= hi:
+                if lo is not None and key < lo:
                     break
-                f = unpackb(value)
-                if keep(f):
-                    out.append(f)
-                    if len(out) >= limit:
-                        break
+            elif hi is not None and key >= hi:
+                break
+            f = unpackb(value)
+            if keep(f):
+                out.append((key, f))
+                if len(out) >= limit:
+                    break
         return out
 
     def logs_by_trace(
-        self, trace: bytes, start: int | None, end: int | None, keep: Callable[[list[Any]], bool], limit: int
-    ) -> list[list[Any]]:
-        """Logs carrying ``trace``, newest first, via the log_trace index."""
+        self,
+        txn: lmdb.Transaction,
+        trace: bytes,
+        start: int | None,
+        end: int | None,
+        keep: Callable[[list[Any]], bool],
+        limit: int,
+    ) -> list[tuple[bytes, list[Any]]]:
+        """(key, record) of logs carrying ``trace``, newest first, via the log_trace index."""
         keys = []
-        with self.reader() as txn:
-            cur = txn.cursor(db=self.db["log_trace"])
-            if cur.set_range(trace):
-                for key in cur.iternext(values=False):
-                    if key[:16] != trace:
-                        break
-                    keys.append(bytes(key[16:]))
-            keys.reverse()
-            out = []
-            logs = self.db["logs"]
-            for key in keys:
-                t = _Q.unpack_from(key)[0]
-                if (start is not None and t < start) or (end is not None and t >= end):
-                    continue
-                value = txn.get(key, db=logs)
-                if value is None:
-                    continue
-                f = unpackb(value)
-                if keep(f):
-                    out.append(f)
-                    if len(out) >= limit:
-                        break
+        cur = txn.cursor(db=self.db["log_trace"])
+        if cur.set_range(trace):
+            for key in cur.iternext(values=False):
+                if key[:16] != trace:
+                    break
+                keys.append(bytes(key[16:]))
+        keys.reverse()
+        out = []
+        logs = self.db["logs"]
+        for key in keys:
+            t = _Q.unpack_from(key)[0]
+            if (start is not None and t < start) or (end is not None and t >= end):
+                continue
+            value = txn.get(key, db=logs)
+            if value is None:
+                continue
+            f = unpackb(value)
+            if keep(f):
+                out.append((key, f))
+                if len(out) >= limit:
+                    break
         return out
 
-    def series_for(self, name: str) -> list[tuple[bytes, list[Any]]]:
-        """(series id, [service, kind, attributes]) of every series named ``name``."""
+    def series_for(self, txn: lmdb.Transaction, name: str) -> list[tuple[bytes, list[Any]]]:
+        """(series id, [service, kind, attributes]) of every series named ``name``.
+
+        The catalog keeps a series after its points move to the cold tier, so it
+        also serves cold reads."""
         prefix = name.encode() + b"\x00"
         out = []
-        with self.reader() as txn:
-            cur = txn.cursor(db=self.db["series"])
-            if cur.set_range(prefix):
-                for key, desc in cur:
-                    if not bytes(key).startswith(prefix):
-                        break
-                    out.append((bytes(key[len(prefix) :]), unpackb(desc)))
+        cur = txn.cursor(db=self.db["series"])
+        if cur.set_range(prefix):
+            for key, desc in cur:
+                if not bytes(key).startswith(prefix):
+                    break
+                out.append((bytes(key[len(prefix) :]), unpackb(desc)))
         return out
 
-    def series_points(self, series: Sequence[bytes], start: int | None, end: int | None, limit: int) -> list[list[Any]]:
-        """Points of the given series in ``[start, end)``, oldest first, merged across series."""
+    def series_points(
+        self, txn: lmdb.Transaction, series: Sequence[bytes], start: int | None, end: int | None, limit: int
+    ) -> list[tuple[bytes, list[Any]]]:
+        """(key, record) of the given series' points in ``[start, end)``, oldest first."""
         lo = _Q.pack(start) if start is not None and start > 0 else b""
         per_series: list[list[bytes]] = []
-        with self.reader() as txn:
-            cur = txn.cursor(db=self.db["metric_series"])
-            for sid in series:
-                keys: list[bytes] = []
-                if cur.set_range(sid + lo):
-                    for key in cur.iternext(values=False):
-                        if key[:8] != sid:
-                            break
-                        if end is not None and _Q.unpack_from(key, 8)[0] >= end:
-                            break
-                        keys.append(bytes(key[8:]))
-                        if len(keys) >= limit:
-                            break
-                per_series.append(keys)
-            out = []
-            metrics = self.db["metrics"]
-            for key in heapq.merge(*per_series):
-                value = txn.get(key, db=metrics)
-                if value is not None:
-                    out.append(unpackb(value))
-                    if len(out) >= limit:
+        cur = txn.cursor(db=self.db["metric_series"])
+        for sid in series:
+            keys: list[bytes] = []
+            if cur.set_range(sid + lo):
+                for key in cur.iternext(values=False):
+                    if key[:8] != sid:
                         break
+                    if end is not None and _Q.unpack_from(key, 8)[0] >= end:
+                        break
+                    keys.append(bytes(key[8:]))
+                    if len(keys) >= limit:
+                        break
+            per_series.append(keys)
+        out = []
+        metrics = self.db["metrics"]
+        for key in heapq.merge(*per_series):
+            value = txn.get(key, db=metrics)
+            if value is not None:
+                out.append((key, unpackb(value)))
+                if len(out) >= limit:
+                    break
         return out
 
-    def services(self) -> list[tuple[str, tuple[int, int, int, int]]]:
-        with self.reader() as txn:
-            return [(bytes(k).decode(), _STATS.unpack(v)) for k, v in txn.cursor(db=self.db["services"])]
+    def services(self, txn: lmdb.Transaction) -> list[tuple[str, tuple[int, int, int, int]]]:
+        return [(bytes(k).decode(), _STATS.unpack(v)) for k, v in txn.cursor(db=self.db["services"])]
 
-    def signal_stats(self) -> dict[str, SignalStats]:
+    def signal_stats(self, txn: lmdb.Transaction) -> dict[str, SignalStats]:
         out = {}
-        with self.reader() as txn:
-            for signal in ("spans", "logs", "metrics"):
-                db = self.db[signal]
-                count = txn.stat(db)["entries"]
-                cur = txn.cursor(db=db)
-                oldest = _Q.unpack_from(cur.key())[0] if cur.first() else None
-                newest = _Q.unpack_from(cur.key())[0] if cur.last() else None
-                out[signal] = SignalStats(count=count, oldest_ns=oldest, newest_ns=newest)
+        for signal in ("spans", "logs", "metrics"):
+            db = self.db[signal]
+            count = txn.stat(db)["entries"]
+            cur = txn.cursor(db=db)
+            oldest = _Q.unpack_from(cur.key())[0] if cur.first() else None
+            newest = _Q.unpack_from(cur.key())[0] if cur.last() else None
+            out[signal] = SignalStats(count=count, oldest_ns=oldest, newest_ns=newest)
         return out
+
+    # ------------------------------------------------------------ cold-tier bookkeeping
+
+    def manifest(self, txn: lmdb.Transaction) -> list[ColdFile]:
+        """Every live cold file, in file-id order."""
+        return [ColdFile.unpack(_I.unpack(k)[0], bytes(v)) for k, v in txn.cursor(db=self.db["cold_files"])]
+
+    def trace_refs(self, txn: lmdb.Transaction, trace: bytes, signal: int) -> dict[int, list[int]]:
+        """file id -> row groups holding rows of ``trace`` for one signal, from the cold trace index."""
+        out: dict[int, list[int]] = {}
+        prefix = trace + bytes((signal,))
+        cur = txn.cursor(db=self.db["cold_traces"])
+        if cur.set_range(prefix):
+            for key in cur.iternext(values=False):
+                if key[:17] != prefix:
+                    break
+                _sig, file_id, rg = _TREF.unpack_from(key, 16)
+                out.setdefault(file_id, []).append(rg)
+        return out
+
+    def alloc_file_ids(self, n: int) -> list[int]:
+        """Reserve ``n`` fresh cold file ids (never reused, even after a crash)."""
+
+        def run(txn: lmdb.Transaction) -> list[int]:
+            raw = txn.get(_NEXT_FILE, db=self.db["meta"])
+            first = _Q.unpack(raw)[0] if raw else 1
+            txn.put(_NEXT_FILE, _Q.pack(first + n), db=self.db["meta"])
+            return list(range(first, first + n))
+
+        return self.write(run)
+
+    def publish_files(
+        self,
+        txn: lmdb.Transaction,
+        added: Sequence[ColdFile],
+        removed: Sequence[ColdFile],
+        refs_added: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
+        refs_removed: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
+    ) -> None:
+        """Manifest and trace-index changes; refs are (trace, signal, file id, row group,
+        services of the trace's spans there)."""
+        files, traces = self.db["cold_files"], self.db["cold_traces"]
+        for f in removed:
+            txn.delete(_I.pack(f.file_id), db=files)
+        for f in added:
+            txn.put(_I.pack(f.file_id), f.pack(), db=files)
+        for trace, signal, file_id, rg, _services in refs_removed:
+            txn.delete(trace + _TREF.pack(signal, file_id, rg), db=traces)
+        if refs_added:
+            txn.cursor(db=traces).putmulti(
+                sorted(
+                    (trace + _TREF.pack(signal, file_id, rg), packb(sorted(services)) if services else b"")
+                    for trace, signal, file_id, rg, services in refs_added
+                )
+            )
+
+    # ------------------------------------------------------------ eviction (compaction, retention)
+
+    def chunk(self, txn: lmdb.Transaction, dbname: str, before: int, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` oldest (key, packed record) of a primary table with time < ``before``."""
+        out = []
+        hi = _Q.pack(before)
+        cur = txn.cursor(db=self.db[dbname])
+        if cur.first():
+            for key, value in cur:
+                if bytes(key[:8]) >= hi:
+                    break
+                out.append((bytes(key), bytes(value)))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def evict_spans(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, list[Any]]], *, forget: bool) -> None:
+        """Delete spans (by primary key) and their index entries. ``forget``: the spans
+        leave the store (retention), so the per-service counters drop them too;
+        otherwise they moved to the cold tier and the counters stay."""
+        spans, ids = self.db["spans"], self.db["span_ids"]
+        gone: list[tuple[bytes, list[Any]]] = []
+        for key, f in items:
+            if txn.delete(key, db=spans):
+                txn.delete(key[8:], db=ids)
+                gone.append((key, f))
+        if forget and gone:
+            stats: dict[str, list[int]] = {}
+            by_trace: dict[bytes, set[str]] = {}
+            for key, f in gone:
+                acc = stats.setdefault(f[4], [0, 0, 0, 0])
+                acc[0] += 1
+                acc[1] += f[8] == STATUS_ERROR
+                acc[2] += f[6] - f[5]
+                by_trace.setdefault(key[8:24], set()).add(f[4])
+            self.forget_spans(txn, stats, by_trace)
+
+    def forget_spans(self, txn: lmdb.Transaction, stats: dict[str, list[int]], by_trace: dict[bytes, set[str]]) -> None:
+        """Take spans that left the store out of the per-service counters: ``stats`` is
+        service -> [spans, errors, duration ns, 0]; a (service, trace) in ``by_trace``
+        stops counting once no span of it is left in either tier."""
+        ids = txn.cursor(db=self.db["span_ids"])
+        cold = txn.cursor(db=self.db["cold_traces"])
+        for trace, services in by_trace.items():
+            remaining = _cold_services(cold, trace)
+            if ids.set_range(trace):
+                for id_key, id_value in ids:
+                    if id_key[:16] != trace:
+                        break
+                    remaining.add(bytes(id_value[16:]).decode())
+            for service in services - remaining:
+                stats.setdefault(service, [0, 0, 0, 0])[3] += 1
+        db = self.db["services"]
+        for service, acc in stats.items():
+            key = service.encode()
+            old = txn.get(key, db=db)
+            if old is None:
+                continue
+            left = [max(0, a - b) for a, b in zip(_STATS.unpack(old), acc, strict=True)]
+            if left[0] == 0:
+                txn.delete(key, db=db)
+            else:
+                txn.put(key, _STATS.pack(*left), db=db)
+
+    def evict_logs(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, list[Any]]]) -> None:
+        logs, by_trace = self.db["logs"], self.db["log_trace"]
+        for key, f in items:
+            if txn.delete(key, db=logs) and f[5] is not None:
+                txn.delete(f[5] + key, db=by_trace)
+
+    def evict_metrics(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, bytes]]) -> None:
+        """``items``: (primary key, series id)."""
+        metrics, by_series = self.db["metrics"], self.db["metric_series"]
+        for key, sid in items:
+            if txn.delete(key, db=metrics):
+                txn.delete(sid + key, db=by_series)
+
+
+def _cold_services(cur: lmdb.Cursor, trace: bytes) -> set[str]:
+    """Services with spans of ``trace`` in the cold tier, from its trace index."""
+    out: set[str] = set()
+    prefix = trace + bytes((SIGNAL_SPANS,))
+    if cur.set_range(prefix):
+        for key, value in cur:
+            if key[:17] != prefix:
+                break
+            if value:
+                out.update(unpackb(value))
+    return out
 
 
 _APPLIERS: dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]] = {

@@ -130,13 +130,18 @@ class SignalStats:
 
 @dataclass(slots=True, kw_only=True, frozen=True)
 class StoreStats:
-    """What a store holds: per signal (``spans``, ``logs``, ``metrics``) and bytes on
-    disk per component (``wal``, ``hot``)."""
+    """What a store holds, hot and cold together: per signal (``spans``, ``logs``,
+    ``metrics``) and bytes on disk per component (``wal``, ``hot``, ``cold``).
+    ``hot_records`` and ``cold_records`` split the counts by tier; ``cold_files``
+    counts live Parquet files of every dataset, rollups included."""
 
     signals: dict[str, SignalStats]
     disk_bytes: dict[str, int]
     wal_segments: int
     applied_lsn: int
+    hot_records: dict[str, int] = field(default_factory=dict)
+    cold_records: dict[str, int] = field(default_factory=dict)
+    cold_files: int = 0
 
     @property
     def total_disk_bytes(self) -> int:
@@ -165,3 +170,68 @@ class RepairReport:
     @property
     def clean(self) -> bool:
         return not self.damaged
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class MetricBucket:
+    """Aggregate of every matching metric point in one step-aligned window.
+
+    ``increase`` is the reset-aware rise of monotonic cumulative sums (the sum of
+    values for delta sums) between consecutive points inside the window, summed
+    over series; None when no series in the window is a monotonic sum.
+    ``hist_count``/``hist_sum`` total histogram points' count and sum (None when
+    the window has no histogram points)."""
+
+    start_ns: int
+    count: int
+    sum: float
+    min: float
+    max: float
+    avg: float
+    first: float
+    last: float
+    increase: float | None
+    hist_count: int | None = None
+    hist_sum: float | None = None
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class CompactionReport:
+    """What ``Store.compact`` moved to the cold tier: records per signal
+    (``spans``, ``logs``, ``metrics``), rollup rows written per rollup dataset
+    (``metrics_5m``, ``metrics_1h``), and the cold files written (paths relative
+    to ``<data>/cold``)."""
+
+    before_ns: int
+    records: dict[str, int]
+    rollup_rows: dict[str, int]
+    files_written: list[str]
+    files_merged: int = 0
+
+    @property
+    def total_records(self) -> int:
+        return sum(self.records.values())
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class RetentionReport:
+    """What ``Store.enforce_retention`` dropped: whole cold partitions per dataset
+    (``"spans/date=2026-01-01"``), cold files and rows, and hot records per signal."""
+
+    now_ns: int
+    partitions_dropped: list[str]
+    cold_files_dropped: int
+    cold_rows_dropped: int
+    hot_records_dropped: dict[str, int]
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class MaintenanceReport:
+    """One maintenance run: its compaction, small-file merges, retention and WAL
+    checkpoint. ``error`` is the text of the exception that ended the run early."""
+
+    compaction: CompactionReport | None
+    files_merged: int
+    retention: RetentionReport | None
+    wal_segments_removed: int
+    error: str | None = None

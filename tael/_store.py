@@ -7,28 +7,38 @@ writes through the commit pipeline and reads through the tiers.
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from . import _codec
+import pyarrow.compute as pc
+
+from . import _codec, _rollup
 from ._codec import decode_log, decode_metric, decode_span, to_ns
+from ._cold import ColdFile, ColdTier, _columns, log_records, metric_records, span_records
 from ._commit import CommitPipeline
 from ._errors import CorruptionError, ReadOnlyError, StorageError, StoreClosedError, ValidationError
 from ._fsutil import DirLock, dir_size
-from ._hot import HotTier
+from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
+from ._maintenance import Compactor
 from ._models import (
     SPAN_KINDS,
     SPAN_STATUSES,
+    CompactionReport,
     DamagedRegion,
     LogRecord,
+    MetricBucket,
     MetricPoint,
     RepairReport,
+    RetentionReport,
     ServiceInfo,
+    SignalStats,
     Span,
     StoreStats,
 )
@@ -39,6 +49,8 @@ from ._writer import BackgroundWriter
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 100_000
+_READ_ATTEMPTS = 3
+_T = TypeVar("_T")
 _REPLAY_GROUP_RECORDS = 20_000
 _ROW_OF = {RecordType.SPANS: _codec.span_row, RecordType.LOGS: _codec.log_row, RecordType.METRICS: _codec.metric_row}
 
@@ -65,10 +77,14 @@ class Store:
         self.replayed_records = 0
         """How many WAL records the open replayed into the hot tier."""
         s = self.settings
+        self._cold = ColdTier(
+            self.path / "cold", row_group_rows=s.cold_row_group_rows, compression_level=s.cold_compression_level
+        )
         if read_only:
             if not (self.path / "hot" / "data.mdb").exists():
                 raise StorageError(f"{self.path} is not a tael data directory (no hot/data.mdb)")
             self._hot = HotTier(self.path / "hot", map_size=s.hot_map_size_bytes, sync=False, read_only=True)
+            self._compactor = Compactor(self._hot, self._cold, s)
             return
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = DirLock(self.path)
@@ -76,7 +92,9 @@ class Store:
         try:
             (self.path / "hot").mkdir(exist_ok=True)
             self._hot = HotTier(self.path / "hot", map_size=s.hot_map_size_bytes, sync=s.hot_sync, read_only=False)
+            self._compactor = Compactor(self._hot, self._cold, s)
             try:
+                self._compactor.sweep_orphans()
                 self._wal = Wal(
                     self.path / "wal",
                     segment_bytes=s.wal_segment_bytes,
@@ -247,12 +265,41 @@ class Store:
         return writer
 
     # ------------------------------------------------------------ reads
+    #
+    # Each read takes one LMDB snapshot of the hot tier and the cold manifest
+    # together, so a record moving between tiers is seen exactly once. A cold file
+    # may be unlinked (retention, merge) after the snapshot listed it; the read is
+    # then retried on a fresh snapshot.
+
+    def _read(self, fn: Callable[[Any, list[ColdFile]], _T]) -> _T:
+        self._check_open()
+        for _attempt in range(_READ_ATTEMPTS):
+            try:
+                with self._hot.reader() as txn:
+                    return fn(txn, self._hot.manifest(txn))
+            except FileNotFoundError as exc:
+                missing = exc
+        raise StorageError(f"cold files kept disappearing under a read of {self.path}: {missing}")
 
     def get_trace(self, trace_id: str) -> list[Span]:
-        """Every span of a trace, ascending start_ns; [] for an unknown id."""
-        self._check_open()
+        """Every span of a trace, hot and cold, ascending start_ns; [] for an unknown id."""
         trace = _query_id(trace_id, 16, "trace_id")
-        return [decode_span(f) for f in self._hot.trace_spans(trace)]
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
+            spans: dict[bytes, list[Any]] = {}
+            byid = {f.file_id: f for f in manifest}
+            for file_id, rgs in sorted(self._hot.trace_refs(txn, trace, SIGNAL_SPANS).items()):
+                f = byid.get(file_id)
+                if f is None:
+                    continue
+                table = self._cold.read_row_groups(f, rgs)
+                for rec in span_records(table.filter(pc.field("trace_id") == trace.hex())):
+                    spans.setdefault(rec[1], rec)  # the cold copy was written first
+            for rec in self._hot.trace_spans(txn, trace):
+                spans.setdefault(rec[1], rec)
+            return [decode_span(f) for f in sorted(spans.values(), key=lambda f: (f[5], f[1]))]
+
+        return self._read(run)
 
     def query_traces(
         self,
@@ -268,37 +315,73 @@ class Store:
         end: Any = None,
         limit: int = 100,
     ) -> list[Span]:
-        """Spans matching every given filter, newest start_ns first, at most ``limit``.
+        """Spans matching every given filter, hot and cold, newest start_ns first, at most ``limit``.
 
         ``attributes`` matches spans whose attributes or resource attributes hold
         every given key with an equal value of the same type. ``start <= start_ns < end``.
         """
-        self._check_open()
         lo, hi, limit = _range(start, end, limit)
         checks: list[Callable[[list[Any]], bool]] = []
+        exprs: list[pc.Expression] = []
         if service is not None:
             checks.append(lambda f: f[4] == service)
+            exprs.append(pc.field("service") == service)
         if name is not None:
             checks.append(lambda f: f[3] == name)
+            exprs.append(pc.field("name") == name)
         if status is not None:
             code = _enum_code(status, SPAN_STATUSES, "status")
             checks.append(lambda f: f[8] == code)
+            exprs.append(pc.field("status") == status)
         if kind is not None:
             kcode = _enum_code(kind, SPAN_KINDS, "kind")
             checks.append(lambda f: f[7] == kcode)
+            exprs.append(pc.field("kind") == kind)
         if min_duration_ms is not None:
             lo_ns = _duration_ns(min_duration_ms, "min_duration_ms")
             checks.append(lambda f: f[6] - f[5] >= lo_ns)
+            exprs.append(pc.field("duration_ns") >= math.ceil(lo_ns))
         if max_duration_ms is not None:
             hi_ns = _duration_ns(max_duration_ms, "max_duration_ms")
             checks.append(lambda f: f[6] - f[5] <= hi_ns)
+            exprs.append(pc.field("duration_ns") <= math.floor(hi_ns))
         if attributes:
             want = _attr_filter(attributes)
             checks.append(lambda f: _attrs_match(want, f[10], f[11]))
         if hi is not None and hi <= 0:
             return []
-        rows = self._hot.scan("spans", lo, hi, reverse=True, keep=_all(checks), limit=limit)
-        return [decode_span(f) for f in rows]
+        keep = _all(checks)
+        exprs += _time_exprs("start_ns", lo, hi)
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
+            found: dict[tuple[bytes, bytes], tuple[tuple[int, bytes, bytes], list[Any]]] = {}
+            files = [
+                f
+                for f in manifest
+                if f.dataset == "spans" and f.overlaps(lo, hi) and (service is None or service in f.services)
+            ]
+            merge = _TopK(limit, newest_first=True)
+            expr = _and(exprs)
+            for f, rg, _t_min, t_max in self._units(files, "start_ns", lo, hi, newest_first=True):
+                if merge.full_before(t_max):
+                    break
+                table = self._cold.read_row_groups(f, [rg])
+                if expr is not None:
+                    table = table.filter(expr)
+                table = table.sort_by(
+                    [("start_ns", "descending"), ("trace_id", "descending"), ("span_id", "descending")]
+                )
+                for rec in _converted(table, span_records, keep, limit):
+                    k = (rec[0], rec[1])
+                    if k not in found:
+                        found[k] = ((rec[5], rec[0], rec[1]), rec)
+                        merge.add(rec[5])
+            for _key, rec in self._hot.scan(txn, "spans", lo, hi, reverse=True, keep=keep, limit=limit):
+                found.setdefault((rec[0], rec[1]), ((rec[5], rec[0], rec[1]), rec))
+            ordered = sorted(found.values(), key=lambda kr: kr[0], reverse=True)[:limit]
+            return [decode_span(rec) for _k, rec in ordered]
+
+        return self._read(run)
 
     def query_logs(
         self,
@@ -311,27 +394,76 @@ class Store:
         end: Any = None,
         limit: int = 100,
     ) -> list[LogRecord]:
-        """Log records matching every given filter, newest first, at most ``limit``."""
-        self._check_open()
+        """Log records matching every given filter, hot and cold, newest first, at most ``limit``."""
         lo, hi, limit = _range(start, end, limit)
         checks: list[Callable[[list[Any]], bool]] = []
+        exprs: list[pc.Expression] = []
         if service is not None:
             checks.append(lambda f: f[2] == service)
+            exprs.append(pc.field("service") == service)
         if min_severity is not None:
             if type(min_severity) is not int or not 0 <= min_severity <= 24:
                 raise ValueError(f"min_severity must be an int in 0..24, got {min_severity!r}")
             checks.append(lambda f: f[3] >= min_severity)
+            exprs.append(pc.field("severity_number") >= min_severity)
         if attributes:
             want = _attr_filter(attributes)
             checks.append(lambda f: _attrs_match(want, f[7], f[8]))
+        trace = _query_id(trace_id, 16, "trace_id") if trace_id is not None else None
+        if trace is not None:
+            exprs.append(pc.field("trace_id") == trace.hex())
         if hi is not None and hi <= 0:
             return []
         keep = _all(checks)
-        if trace_id is not None:
-            rows = self._hot.logs_by_trace(_query_id(trace_id, 16, "trace_id"), lo, hi, keep, limit)
-        else:
-            rows = self._hot.scan("logs", lo, hi, reverse=True, keep=keep, limit=limit)
-        return [decode_log(f) for f in rows]
+        exprs += _time_exprs("time_ns", lo, hi)
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
+            found: dict[tuple[int, int, int], list[Any]] = {}
+            merge = _TopK(limit, newest_first=True)
+            if trace is not None:
+                byid = {f.file_id: f for f in manifest}
+                refs = self._hot.trace_refs(txn, trace, SIGNAL_LOGS)
+                tables = [
+                    self._cold.read_row_groups(byid[fid], rgs).filter(_and(exprs))
+                    for fid, rgs in sorted(refs.items())
+                    if fid in byid
+                ]
+                sources: list[tuple[tuple[ColdFile, int, int] | None, Any]] = [(None, t) for t in tables]
+            else:
+                files = [
+                    f
+                    for f in manifest
+                    if f.dataset == "logs" and f.overlaps(lo, hi) and (service is None or service in f.services)
+                ]
+                sources = [
+                    ((f, rg, t_max), None)
+                    for f, rg, _t_min, t_max in self._units(files, "time_ns", lo, hi, newest_first=True)
+                ]
+            expr = _and(exprs)
+            for unit, table in sources:
+                if unit is not None:
+                    f, rg, t_max = unit
+                    if merge.full_before(t_max):
+                        break
+                    table = self._cold.read_row_groups(f, [rg])
+                    if expr is not None:
+                        table = table.filter(expr)
+                assert table is not None
+                table = table.sort_by(
+                    [("time_ns", "descending"), ("wal_lsn", "descending"), ("batch_index", "descending")]
+                )
+                for key, rec in _converted(table, log_records, lambda kr: keep(kr[1]), limit):
+                    found[key] = rec
+                    merge.add(key[0])
+            if trace is not None:
+                hot = self._hot.logs_by_trace(txn, trace, lo, hi, keep, limit)
+            else:
+                hot = self._hot.scan(txn, "logs", lo, hi, reverse=True, keep=keep, limit=limit)
+            for raw_key, rec in hot:
+                found.setdefault(_QQI.unpack(raw_key), rec)
+            return [decode_log(found[k]) for k in sorted(found, reverse=True)[:limit]]
+
+        return self._read(run)
 
     def query_metrics(
         self,
@@ -343,58 +475,242 @@ class Store:
         end: Any = None,
         limit: int = 10_000,
     ) -> list[MetricPoint]:
-        """Metric points matching every given filter, oldest first, at most ``limit``.
+        """Metric points matching every given filter, hot and cold, oldest first, at most ``limit``.
 
         With ``name`` only that name's series are read (via the series index)."""
-        self._check_open()
         lo, hi, limit = _range(start, end, limit)
         want = _attr_filter(attributes) if attributes else None
         if hi is not None and hi <= 0:
             return []
+        checks: list[Callable[[list[Any]], bool]] = []
+        exprs: list[pc.Expression] = _time_exprs("time_ns", lo, hi)
         if name is not None:
-            series = [
-                sid
-                for sid, (svc, _kind, attrs) in self._hot.series_for(name)
-                if (service is None or svc == service) and (want is None or _attrs_match(want, attrs, {}))
+            exprs.append(pc.field("name") == name)
+        if service is not None:
+            checks.append(lambda f: f[2] == service)
+            exprs.append(pc.field("service") == service)
+        if want is not None:
+            checks.append(lambda f: _attrs_match(want, f[6], {}))
+        keep = _all(checks)
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[MetricPoint]:
+            found: dict[tuple[int, int, int], list[Any]] = {}
+            file_exprs = list(exprs)
+            if name is not None:
+                series = self._matching_series(txn, name, service, want)
+                if not series:
+                    return []
+                file_exprs.append(pc.field("series_id").isin([sid.hex() for sid in series]))
+                hot = self._hot.series_points(txn, series, lo, hi, limit)
+            else:
+                hot = self._hot.scan(txn, "metrics", lo, hi, reverse=False, keep=keep, limit=limit)
+            files = [
+                f
+                for f in manifest
+                if f.dataset == "metrics"
+                and f.overlaps(lo, hi)
+                and (name is None or name in f.names)
+                and (service is None or service in f.services)
             ]
-            rows = self._hot.series_points(series, lo, hi, limit) if series else []
+            merge = _TopK(limit, newest_first=False)
+            for f in sorted(files, key=lambda f: f.min_ns):
+                if merge.full_before(f.min_ns):
+                    break
+                table = self._cold.read([f], filter=_and(file_exprs))
+                table = table.sort_by(
+                    [("time_ns", "ascending"), ("wal_lsn", "ascending"), ("batch_index", "ascending")]
+                )
+                for key, rec in _converted(table, metric_records, lambda kr: keep(kr[1]), limit):
+                    found[key] = rec
+                    merge.add(key[0])
+            for raw_key, rec in hot:
+                found.setdefault(_QQI.unpack(raw_key), rec)
+            return [decode_metric(found[k]) for k in sorted(found)[:limit]]
+
+        return self._read(run)
+
+    def _units(
+        self, files: list[ColdFile], column: str, lo: int | None, hi: int | None, *, newest_first: bool
+    ) -> list[tuple[ColdFile, int, int, int]]:
+        """(file, row group, min time, max time) of every row group that may hold times in
+        ``[lo, hi)``, best first, so a limited query can stop early."""
+        units = [
+            (f, rg, t_min, t_max)
+            for f in files
+            for rg, t_min, t_max in self._cold.row_group_times(f, column)
+            if (lo is None or t_max >= lo) and (hi is None or t_min < hi)
+        ]
+        if newest_first:
+            units.sort(key=lambda u: u[3], reverse=True)
         else:
-            checks: list[Callable[[list[Any]], bool]] = []
-            if service is not None:
-                checks.append(lambda f: f[2] == service)
-            if want is not None:
-                checks.append(lambda f: _attrs_match(want, f[6], {}))
-            rows = self._hot.scan("metrics", lo, hi, reverse=False, keep=_all(checks), limit=limit)
-        return [decode_metric(f) for f in rows]
+            units.sort(key=lambda u: u[2])
+        return units
+
+    def _matching_series(
+        self, txn: Any, name: str, service: str | None, want: list[tuple[str, Any]] | None
+    ) -> list[bytes]:
+        return [
+            sid
+            for sid, (svc, _kind, attrs) in self._hot.series_for(txn, name)
+            if (service is None or svc == service) and (want is None or _attrs_match(want, attrs, {}))
+        ]
+
+    def aggregate_metrics(
+        self,
+        name: str,
+        *,
+        service: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        start: Any,
+        end: Any,
+        step: str | int = "5m",
+    ) -> list[MetricBucket]:
+        """Every series of ``name`` matching the filters, merged into one bucket per
+        step-aligned window in ``[start, end)`` that has data, oldest first.
+
+        ``step``: "1m", "5m", "1h", "1d" or nanoseconds. Compacted data is read from
+        the 1-hour rollups when the step is a multiple of an hour, from the 5-minute
+        rollups when it is a multiple of 5 minutes, and as raw points otherwise
+        (so after raw retention only rollup-aligned steps still see old data);
+        hot data and windows cut by ``start``/``end`` are read as raw points."""
+        if type(name) is not str or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        step_ns = _step_ns(step)
+        lo, hi = to_ns(start, "start"), to_ns(end, "end")
+        if lo is None or hi is None:
+            raise ValueError("aggregate_metrics needs both start and end")
+        want = _attr_filter(attributes) if attributes else None
+        if hi <= lo:
+            return []
+        rollup = next((ds for ds, w in ((("metrics_1h", _HOUR), ("metrics_5m", _5MIN))) if step_ns % w == 0), None)
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[MetricBucket]:
+            series = self._matching_series(txn, name, service, want)
+            if not series:
+                return []
+            sids = [sid.hex() for sid in series]
+            by_series = pc.field("series_id").isin(sids)
+            parts: list[_rollup.Partial] = []
+            hot = self._hot.series_points(txn, series, lo, hi, sys.maxsize)
+            parts += _rollup.partials_from_points(
+                ((_codec.series_key(f[1], f[2], f[4], f[6])[0].hex(), f) for _k, f in hot), step_ns
+            )
+            raw_ranges: list[tuple[int, int]] = [(lo, hi)]
+            if rollup is not None:
+                window = _HOUR if rollup == "metrics_1h" else _5MIN
+                inner_lo, inner_hi = -(-lo // window) * window, hi // window * window
+                if inner_lo < inner_hi:
+                    raw_ranges = [(lo, inner_lo), (inner_hi, hi)]
+                    files = [
+                        f
+                        for f in manifest
+                        if f.dataset == rollup and f.overlaps(inner_lo, inner_hi) and name in f.names
+                    ]
+                    if files:
+                        expr = _and([by_series, *_time_exprs("window_start_ns", inner_lo, inner_hi)])
+                        table = self._cold.read(files, filter=expr)
+                        parts += _rollup.partials_from_table(_columns(table), table.num_rows)
+            for r_lo, r_hi in raw_ranges:
+                if r_lo >= r_hi:
+                    continue
+                files = [f for f in manifest if f.dataset == "metrics" and f.overlaps(r_lo, r_hi) and name in f.names]
+                if files:
+                    table = self._cold.read(files, filter=_and([by_series, *_time_exprs("time_ns", r_lo, r_hi)]))
+                    sid_col = table.column("series_id").to_pylist()
+                    recs = metric_records(table)
+                    parts += _rollup.partials_from_points(
+                        ((sid, rec) for sid, (_k, rec) in zip(sid_col, recs, strict=True)), step_ns
+                    )
+            return _rollup.buckets(parts, step_ns)
+
+        return self._read(run)
 
     def list_services(self) -> list[ServiceInfo]:
-        """Every service that has sent spans, by name, from counters kept on write."""
-        self._check_open()
-        out = []
-        for name, (spans, errors, total_ns, traces) in self._hot.services():
-            out.append(
-                ServiceInfo(
-                    name=name,
-                    span_count=spans,
-                    trace_count=traces,
-                    error_count=errors,
-                    error_rate=errors / spans if spans else 0.0,
-                    avg_duration_ms=total_ns / spans / 1e6 if spans else 0.0,
+        """Every service with spans in the store (hot or cold), by name, from counters kept
+        on write and on retention (no span scan)."""
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[ServiceInfo]:
+            totals: dict[str, tuple[int, int, int, int]] = dict(self._hot.services(txn))
+            out = []
+            for name in sorted(totals):
+                spans, errors, total_ns, traces = totals[name]
+                out.append(
+                    ServiceInfo(
+                        name=name,
+                        span_count=spans,
+                        trace_count=traces,
+                        error_count=errors,
+                        error_rate=errors / spans if spans else 0.0,
+                        avg_duration_ms=total_ns / spans / 1e6 if spans else 0.0,
+                    )
                 )
-            )
-        return out
+            return out
+
+        return self._read(run)
 
     def stats(self) -> StoreStats:
-        """Record counts and time range per signal, and bytes on disk per component."""
-        self._check_open()
-        return StoreStats(
-            signals=self._hot.signal_stats(),
-            disk_bytes={"wal": dir_size(self.path / "wal"), "hot": dir_size(self.path / "hot")},
-            wal_segments=self._wal.segment_count
-            if self._wal is not None
-            else len(list((self.path / "wal").glob("*.wal"))),
-            applied_lsn=self._pipeline.applied_lsn if self._pipeline is not None else self._hot.applied_lsn(),
-        )
+        """Record counts and time range per signal (hot and cold), and bytes on disk per component."""
+
+        def run(txn: Any, manifest: list[ColdFile]) -> StoreStats:
+            hot = self._hot.signal_stats(txn)
+            signals = {}
+            cold_counts = {}
+            for signal, h in hot.items():
+                files = [f for f in manifest if f.dataset == signal]
+                cold_counts[signal] = sum(f.rows for f in files)
+                times = [t for t in (h.oldest_ns, h.newest_ns) if t is not None]
+                times += [f.min_ns for f in files] + [f.max_ns for f in files]
+                signals[signal] = SignalStats(
+                    count=h.count + cold_counts[signal],
+                    oldest_ns=min(times) if times else None,
+                    newest_ns=max(times) if times else None,
+                )
+            return StoreStats(
+                signals=signals,
+                disk_bytes={
+                    "wal": dir_size(self.path / "wal"),
+                    "hot": dir_size(self.path / "hot"),
+                    "cold": dir_size(self.path / "cold"),
+                },
+                wal_segments=self._wal.segment_count
+                if self._wal is not None
+                else len(list((self.path / "wal").glob("*.wal"))),
+                applied_lsn=self._pipeline.applied_lsn if self._pipeline is not None else self._hot.applied_lsn(),
+                hot_records={k: v.count for k, v in hot.items()},
+                cold_records=cold_counts,
+                cold_files=len(manifest),
+            )
+
+        return self._read(run)
+
+    # ------------------------------------------------------------ tiers
+
+    def compact(self, before: Any) -> CompactionReport:
+        """Move every hot record with time < ``before`` (int ns or aware datetime) to the
+        cold tier, writing metric rollups on the way; merges partitions it leaves with
+        many small files. Crash-safe and exactly-once (docs/architecture.md)."""
+        pipeline = self._writable()
+        before_ns = to_ns(before, "before")
+        if before_ns is None:
+            raise ValueError("compact needs a time: before=<int ns or aware datetime>")
+        pipeline.wait_applied()
+        return self._compactor.compact(before_ns)
+
+    def merge_small_files(self) -> int:
+        """Merge every cold partition's small files (below ``cold_target_file_bytes``) once it
+        has ``cold_merge_min_files`` of them; returns how many files were merged away."""
+        self._writable()
+        return self._compactor.merge_small_files()
+
+    def enforce_retention(self, now: Any = None) -> RetentionReport:
+        """Drop cold partitions whose every record is past its dataset's retention, and hot
+        spans and logs past retention; hot metric points past retention are compacted
+        (rolled up) first, never dropped unrolled. ``now`` defaults to the current time."""
+        pipeline = self._writable()
+        now_ns = to_ns(now, "now") if now is not None else time.time_ns()
+        assert now_ns is not None
+        pipeline.wait_applied()
+        return self._compactor.enforce_retention(now_ns)
 
 
 # ---------------------------------------------------------------- argument helpers
@@ -474,6 +790,77 @@ def _all(checks: list[Callable[[list[Any]], bool]]) -> Callable[[list[Any]], boo
     if len(checks) == 1:
         return checks[0]
     return lambda f: all(c(f) for c in checks)
+
+
+_HOUR = 3_600_000_000_000
+_5MIN = 300_000_000_000
+_STEPS = {"1m": 60_000_000_000, "5m": _5MIN, "1h": _HOUR, "1d": 24 * _HOUR}
+
+
+def _step_ns(step: Any) -> int:
+    if isinstance(step, str):
+        if step not in _STEPS:
+            raise ValueError(f"step must be one of {tuple(_STEPS)} or int nanoseconds, got {step!r}")
+        return _STEPS[step]
+    if type(step) is not int or step <= 0:
+        raise ValueError(f"step must be one of {tuple(_STEPS)} or a positive int of nanoseconds, got {step!r}")
+    return step
+
+
+def _time_exprs(column: str, lo: int | None, hi: int | None) -> list[pc.Expression]:
+    out = []
+    if lo is not None:
+        out.append(pc.field(column) >= lo)
+    if hi is not None:
+        out.append(pc.field(column) < hi)
+    return out
+
+
+def _and(exprs: list[pc.Expression]) -> pc.Expression | None:
+    if not exprs:
+        return None
+    out = exprs[0]
+    for e in exprs[1:]:
+        out = out & e
+    return out
+
+
+def _converted(table: Any, convert: Callable[[Any], list[Any]], keep: Callable[[Any], bool], limit: int) -> list[Any]:
+    """The first ``limit`` rows of a sorted table that pass ``keep``, converting to
+    Python in slices so a broad query does not materialise a whole partition."""
+    out: list[Any] = []
+    offset, size = 0, max(64, limit)
+    while offset < table.num_rows and len(out) < limit:
+        for item in convert(table.slice(offset, size)):
+            if keep(item):
+                out.append(item)
+                if len(out) >= limit:
+                    break
+        offset += size
+        size *= 4
+    return out
+
+
+class _TopK:
+    """Tracks the ``limit``-th best time seen so far, to stop reading cold files
+    that cannot contribute (files are visited best-first)."""
+
+    def __init__(self, limit: int, *, newest_first: bool) -> None:
+        self.limit = limit
+        self.newest_first = newest_first
+        self.times: list[int] = []
+
+    def add(self, t: int) -> None:
+        self.times.append(t)
+
+    def full_before(self, bound: int) -> bool:
+        """Whether a file whose best time is ``bound`` cannot beat what is already held."""
+        if len(self.times) < self.limit:
+            return False
+        self.times.sort(reverse=self.newest_first)
+        del self.times[self.limit :]
+        kth = self.times[-1]
+        return bound < kth if self.newest_first else bound > kth
 
 
 def repair(path: str | Path, settings: Settings | None = None) -> RepairReport:

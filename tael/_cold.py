@@ -1,0 +1,689 @@
+"""The cold tier's file format: date-partitioned Parquet datasets, their schemas,
+and the conversion between hot-tier records and Arrow tables.
+
+The layout and every column are a public format documented in
+docs/cold-format.md: DuckDB, Spark or pyarrow read these files without tael.
+This module knows nothing about LMDB; the manifest that says which files are
+live lives in the hot tier and is driven by ``_maintenance``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from ._errors import StorageError
+from ._fsutil import atomic_write, fsync_dir
+from ._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
+
+log = logging.getLogger(__name__)
+
+_FOOTER_CACHE = 4096  # parsed Parquet footers kept in memory (a few KB each)
+DATASETS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
+DAY_NS = 86_400 * 1_000_000_000
+WINDOW_NS = {"metrics_5m": 300 * 1_000_000_000, "metrics_1h": 3600 * 1_000_000_000}
+
+_TS = pa.timestamp("ns", tz="UTC")
+_ATTRS = pa.map_(pa.string(), pa.string())
+_EVENT = pa.struct([("time_ns", pa.int64()), ("name", pa.string()), ("attributes", pa.string())])
+_LINK = pa.struct([("trace_id", pa.string()), ("span_id", pa.string()), ("attributes", pa.string())])
+
+SPAN_SCHEMA = pa.schema(
+    [
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("parent_span_id", pa.string()),
+        ("name", pa.string()),
+        ("service", pa.string()),
+        ("kind", pa.string()),
+        ("status", pa.string()),
+        ("status_message", pa.string()),
+        ("start_ns", pa.int64()),
+        ("end_ns", pa.int64()),
+        ("duration_ns", pa.int64()),
+        ("start_time", _TS),
+        ("attributes", _ATTRS),
+        ("attributes_typed", pa.string()),
+        ("resource", _ATTRS),
+        ("resource_typed", pa.string()),
+        ("scope_name", pa.string()),
+        ("scope_version", pa.string()),
+        ("events", pa.list_(_EVENT)),
+        ("links", pa.list_(_LINK)),
+        ("trace_state", pa.string()),
+        ("flags", pa.int64()),
+    ]
+)
+
+LOG_SCHEMA = pa.schema(
+    [
+        ("time_ns", pa.int64()),
+        ("time", _TS),
+        ("observed_ns", pa.int64()),
+        ("service", pa.string()),
+        ("severity_number", pa.int32()),
+        ("severity_text", pa.string()),
+        ("body", pa.string()),
+        ("trace_id", pa.string()),
+        ("span_id", pa.string()),
+        ("attributes", _ATTRS),
+        ("attributes_typed", pa.string()),
+        ("resource", _ATTRS),
+        ("resource_typed", pa.string()),
+        ("scope_name", pa.string()),
+        ("wal_lsn", pa.int64()),
+        ("batch_index", pa.int32()),
+    ]
+)
+
+METRIC_SCHEMA = pa.schema(
+    [
+        ("time_ns", pa.int64()),
+        ("time", _TS),
+        ("name", pa.string()),
+        ("service", pa.string()),
+        ("series_id", pa.string()),
+        ("kind", pa.string()),
+        ("value", pa.float64()),
+        ("unit", pa.string()),
+        ("attributes", _ATTRS),
+        ("attributes_typed", pa.string()),
+        ("monotonic", pa.bool_()),
+        ("temporality", pa.string()),
+        ("start_ns", pa.int64()),
+        ("count", pa.int64()),
+        ("sum", pa.float64()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+        ("bucket_counts", pa.list_(pa.int64())),
+        ("explicit_bounds", pa.list_(pa.float64())),
+        ("wal_lsn", pa.int64()),
+        ("batch_index", pa.int32()),
+    ]
+)
+
+ROLLUP_SCHEMA = pa.schema(
+    [
+        ("window_start_ns", pa.int64()),
+        ("window_start", _TS),
+        ("window_ns", pa.int64()),
+        ("name", pa.string()),
+        ("service", pa.string()),
+        ("series_id", pa.string()),
+        ("kind", pa.string()),
+        ("unit", pa.string()),
+        ("attributes", _ATTRS),
+        ("attributes_typed", pa.string()),
+        ("monotonic", pa.bool_()),
+        ("temporality", pa.string()),
+        ("count", pa.int64()),
+        ("sum", pa.float64()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+        ("first_ns", pa.int64()),
+        ("first", pa.float64()),
+        ("last_ns", pa.int64()),
+        ("last", pa.float64()),
+        ("increase", pa.float64()),
+        ("hist_count", pa.int64()),
+        ("hist_sum", pa.float64()),
+    ]
+)
+
+SCHEMAS = {
+    "spans": SPAN_SCHEMA,
+    "logs": LOG_SCHEMA,
+    "metrics": METRIC_SCHEMA,
+    "metrics_5m": ROLLUP_SCHEMA,
+    "metrics_1h": ROLLUP_SCHEMA,
+}
+SORT_KEYS = {
+    "spans": ("start_ns", "trace_id", "span_id"),  # after grouping by trace: see sort_table
+    "logs": ("time_ns", "wal_lsn", "batch_index"),
+    "metrics": ("name", "series_id", "time_ns", "wal_lsn", "batch_index"),
+    "metrics_5m": ("name", "series_id", "window_start_ns", "first_ns"),
+    "metrics_1h": ("name", "series_id", "window_start_ns", "first_ns"),
+}
+_DICTIONARY_COLUMNS = frozenset(
+    {"name", "service", "kind", "status", "status_message", "scope_name", "scope_version", "trace_state"}
+    | {"severity_text", "unit", "temporality", "series_id"}
+)
+"""Repetitive strings stored dictionary-encoded. Ids, bodies and attribute maps are not:
+measured on the synthetic workload, dictionaries there made files larger and slower to read."""
+
+TIME_COLUMN = {
+    "spans": "start_ns",
+    "logs": "time_ns",
+    "metrics": "time_ns",
+    "metrics_5m": "window_start_ns",
+    "metrics_1h": "window_start_ns",
+}
+
+
+# ---------------------------------------------------------------- manifest entries
+
+
+@dataclass(frozen=True, slots=True)
+class ColdFile:
+    """One live cold file, as recorded in the manifest (the ``cold_files`` LMDB table)."""
+
+    file_id: int
+    dataset: str
+    date: str
+    rows: int
+    size: int
+    min_ns: int
+    max_ns: int
+    row_groups: int
+    services: dict[str, list[int]] = field(default_factory=dict)
+    """spans: service -> [spans, errors, total duration ns, distinct traces in this file];
+    other datasets: service -> rows."""
+    names: tuple[str, ...] = ()
+    """Metric names in the file (metrics and rollups), for pruning."""
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.dataset}/date={self.date}/part-{self.file_id:010d}.parquet"
+
+    def pack(self) -> bytes:
+        return bytes(
+            msgpack.packb(
+                [
+                    1,
+                    self.dataset,
+                    self.date,
+                    self.rows,
+                    self.size,
+                    self.min_ns,
+                    self.max_ns,
+                    self.row_groups,
+                    self.services,
+                    list(self.names),
+                ],
+                use_bin_type=True,
+            )
+        )
+
+    @classmethod
+    def unpack(cls, file_id: int, raw: bytes) -> ColdFile:
+        f = msgpack.unpackb(raw, raw=False)
+        if f[0] != 1:
+            raise StorageError(f"cold manifest entry {file_id} has unknown version {f[0]}")
+        return cls(file_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], tuple(f[9]))
+
+    def overlaps(self, lo: int | None, hi: int | None) -> bool:
+        """Whether any record time in the file may fall in ``[lo, hi)``."""
+        return (lo is None or self.max_ns >= lo) and (hi is None or self.min_ns < hi)
+
+
+def day_of(ns: int) -> str:
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%d")
+
+
+def day_start_ns(date: str) -> int:
+    d = datetime.strptime(date, "%Y-%m-%d").replace(tzinfo=UTC)
+    return int(d.timestamp()) * 1_000_000_000
+
+
+# ---------------------------------------------------------------- attributes
+
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_LITERALS = {True: "true", False: "false", None: "null"}
+_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+
+
+def _json(value: Any) -> str:
+    """Compact JSON text of an attribute value (ints and finite floats without the
+    encoder's overhead: this runs once per attribute at compaction)."""
+    t = type(value)
+    if t is int:
+        return str(value)
+    if t is float and value - value == 0.0:  # finite
+        return repr(value)
+    if t is bool or value is None:
+        return _LITERALS[value]
+    if t is str:
+        return str(_quote(value))
+    if t is dict:
+        return "{" + ",".join(_quote(k) + ":" + _json(v) for k, v in value.items()) + "}"
+    return str(_encode_json(value))
+
+
+def _attr_pairs(attrs: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(k, v if type(v) is str else _json(v)) for k, v in attrs.items()]
+
+
+def _attr_typed(attrs: dict[str, Any]) -> str | None:
+    for v in attrs.values():
+        if type(v) is not str:
+            return _json({k: v for k, v in attrs.items() if type(v) is not str})
+    return None
+
+
+def _attrs_back(pairs: list[tuple[str, str]] | None, typed: str | None) -> dict[str, Any]:
+    out = dict(pairs) if pairs else {}
+    if typed:
+        out.update(json.loads(typed))
+    return out
+
+
+def _hex(b: bytes | None) -> str | None:
+    return b.hex() if b is not None else None
+
+
+def _unhex(s: str | None) -> bytes | None:
+    return bytes.fromhex(s) if s is not None else None
+
+
+# ---------------------------------------------------------------- records -> tables
+#
+# Hot-tier records are the msgpack arrays documented in docs/architecture.md
+# ("Record layouts"); ``f`` below is one unpacked record.
+
+
+def spans_table(records: Sequence[list[Any]]) -> pa.Table:
+    cols: dict[str, list[Any]] = {name: [] for name in SPAN_SCHEMA.names}
+    for f in records:
+        cols["trace_id"].append(f[0].hex())
+        cols["span_id"].append(f[1].hex())
+        cols["parent_span_id"].append(_hex(f[2]))
+        cols["name"].append(f[3])
+        cols["service"].append(f[4])
+        cols["kind"].append(SPAN_KINDS[f[7]])
+        cols["status"].append(SPAN_STATUSES[f[8]])
+        cols["status_message"].append(f[9])
+        cols["start_ns"].append(f[5])
+        cols["end_ns"].append(f[6])
+        cols["duration_ns"].append(f[6] - f[5])
+        cols["start_time"].append(f[5])
+        cols["attributes"].append(_attr_pairs(f[10]))
+        cols["attributes_typed"].append(_attr_typed(f[10]))
+        cols["resource"].append(_attr_pairs(f[11]))
+        cols["resource_typed"].append(_attr_typed(f[11]))
+        cols["scope_name"].append(f[12])
+        cols["scope_version"].append(f[13])
+        cols["events"].append([{"time_ns": e[0], "name": e[1], "attributes": _json(e[2])} for e in f[14]])
+        cols["links"].append(
+            [{"trace_id": ln[0].hex(), "span_id": ln[1].hex(), "attributes": _json(ln[2])} for ln in f[15]]
+        )
+        cols["trace_state"].append(f[16])
+        cols["flags"].append(f[17])
+    return _table("spans", cols)
+
+
+def logs_table(records: Sequence[tuple[int, int, list[Any]]]) -> pa.Table:
+    """``records``: (wal lsn, index in batch, record)."""
+    cols: dict[str, list[Any]] = {name: [] for name in LOG_SCHEMA.names}
+    for lsn, idx, f in records:
+        cols["time_ns"].append(f[0])
+        cols["time"].append(f[0])
+        cols["observed_ns"].append(f[9])
+        cols["service"].append(f[2])
+        cols["severity_number"].append(f[3])
+        cols["severity_text"].append(f[4])
+        cols["body"].append(f[1])
+        cols["trace_id"].append(_hex(f[5]))
+        cols["span_id"].append(_hex(f[6]))
+        cols["attributes"].append(_attr_pairs(f[7]))
+        cols["attributes_typed"].append(_attr_typed(f[7]))
+        cols["resource"].append(_attr_pairs(f[8]))
+        cols["resource_typed"].append(_attr_typed(f[8]))
+        cols["scope_name"].append(f[10])
+        cols["wal_lsn"].append(lsn)
+        cols["batch_index"].append(idx)
+    return _table("logs", cols)
+
+
+def metrics_table(records: Sequence[tuple[int, int, bytes, list[Any]]]) -> pa.Table:
+    """``records``: (wal lsn, index in batch, series id, record)."""
+    cols: dict[str, list[Any]] = {name: [] for name in METRIC_SCHEMA.names}
+    for lsn, idx, sid, f in records:
+        cols["time_ns"].append(f[0])
+        cols["time"].append(f[0])
+        cols["name"].append(f[1])
+        cols["service"].append(f[2])
+        cols["series_id"].append(sid.hex())
+        cols["kind"].append(METRIC_KINDS[f[4]])
+        cols["value"].append(f[3])
+        cols["unit"].append(f[5])
+        cols["attributes"].append(_attr_pairs(f[6]))
+        cols["attributes_typed"].append(_attr_typed(f[6]))
+        cols["monotonic"].append(f[7])
+        cols["temporality"].append(TEMPORALITIES[f[8]])
+        cols["start_ns"].append(f[9])
+        cols["count"].append(f[10])
+        cols["sum"].append(f[11])
+        cols["min"].append(f[12])
+        cols["max"].append(f[13])
+        cols["bucket_counts"].append(f[14])
+        cols["explicit_bounds"].append(f[15])
+        cols["wal_lsn"].append(lsn)
+        cols["batch_index"].append(idx)
+    return _table("metrics", cols)
+
+
+def rollup_table(dataset: str, rows: Iterable[dict[str, Any]]) -> pa.Table:
+    """``rows``: dicts with the rollup columns, except the derived ``window_start`` and
+    the attribute encodings, which are built here from ``attrs``."""
+    cols: dict[str, list[Any]] = {name: [] for name in ROLLUP_SCHEMA.names}
+    for r in rows:
+        for name in ROLLUP_SCHEMA.names:
+            if name == "window_start":
+                cols[name].append(r["window_start_ns"])
+            elif name == "attributes":
+                cols[name].append(_attr_pairs(r["attrs"]))
+            elif name == "attributes_typed":
+                cols[name].append(_attr_typed(r["attrs"]))
+            else:
+                cols[name].append(r[name])
+    return _table(dataset, cols)
+
+
+def _table(dataset: str, cols: dict[str, list[Any]]) -> pa.Table:
+    schema = SCHEMAS[dataset]
+    arrays = []
+    for fld in schema:
+        values = cols[fld.name]
+        if fld.type == _TS:
+            arrays.append(pa.array(values, pa.int64()).cast(_TS))
+        else:
+            arrays.append(pa.array(values, fld.type))
+    return sort_table(dataset, pa.Table.from_arrays(arrays, schema=schema))
+
+
+def sort_table(dataset: str, table: pa.Table) -> pa.Table:
+    """Rows in file order. Spans: traces in order of their first span's start, each
+    trace's spans together in start order, so a trace lookup decodes one row group
+    and row-group start_ns statistics still prune time ranges. Logs: time order.
+    Metrics and rollups: by name and series, then time (one series is contiguous)."""
+    if dataset == "spans" and table.num_rows:
+        first = table.group_by("trace_id").aggregate([("start_ns", "min")])
+        lookup = dict(zip(first.column("trace_id").to_pylist(), first.column("start_ns_min").to_pylist(), strict=True))
+        trace_start = pa.array([lookup[t] for t in table.column("trace_id").to_pylist()], pa.int64())
+        keyed = table.append_column("_trace_start", trace_start)
+        order = pc.sort_indices(
+            keyed,
+            sort_keys=[
+                ("_trace_start", "ascending"),
+                ("trace_id", "ascending"),
+                ("start_ns", "ascending"),
+                ("span_id", "ascending"),
+            ],
+        )
+        return table.take(order)
+    return table.sort_by([(k, "ascending") for k in SORT_KEYS[dataset]])
+
+
+# ---------------------------------------------------------------- tables -> records
+
+_DERIVED = frozenset(("start_time", "time", "window_start"))  # SQL conveniences; tael reads the int64s
+
+
+def _columns(table: pa.Table) -> dict[str, list[Any]]:
+    return {name: table.column(name).to_pylist() for name in table.column_names if name not in _DERIVED}
+
+
+def span_records(table: pa.Table) -> list[list[Any]]:
+    """Rows of a spans table back to hot-tier record arrays (see _codec.decode_span)."""
+    c = _columns(table)
+    out = []
+    kinds, statuses = {k: i for i, k in enumerate(SPAN_KINDS)}, {s: i for i, s in enumerate(SPAN_STATUSES)}
+    for i in range(table.num_rows):
+        out.append(
+            [
+                bytes.fromhex(c["trace_id"][i]),
+                bytes.fromhex(c["span_id"][i]),
+                _unhex(c["parent_span_id"][i]),
+                c["name"][i],
+                c["service"][i],
+                c["start_ns"][i],
+                c["end_ns"][i],
+                kinds[c["kind"][i]],
+                statuses[c["status"][i]],
+                c["status_message"][i],
+                _attrs_back(c["attributes"][i], c["attributes_typed"][i]),
+                _attrs_back(c["resource"][i], c["resource_typed"][i]),
+                c["scope_name"][i],
+                c["scope_version"][i],
+                [[e["time_ns"], e["name"], json.loads(e["attributes"])] for e in c["events"][i]],
+                [
+                    [bytes.fromhex(ln["trace_id"]), bytes.fromhex(ln["span_id"]), json.loads(ln["attributes"])]
+                    for ln in c["links"][i]
+                ],
+                c["trace_state"][i],
+                c["flags"][i],
+            ]
+        )
+    return out
+
+
+def log_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]:
+    """Rows of a logs table as ((time, lsn, index) sort key, record array)."""
+    c = _columns(table)
+    out = []
+    for i in range(table.num_rows):
+        f = [
+            c["time_ns"][i],
+            c["body"][i],
+            c["service"][i],
+            c["severity_number"][i],
+            c["severity_text"][i],
+            _unhex(c["trace_id"][i]),
+            _unhex(c["span_id"][i]),
+            _attrs_back(c["attributes"][i], c["attributes_typed"][i]),
+            _attrs_back(c["resource"][i], c["resource_typed"][i]),
+            c["observed_ns"][i],
+            c["scope_name"][i],
+        ]
+        out.append(((f[0], c["wal_lsn"][i], c["batch_index"][i]), f))
+    return out
+
+
+def metric_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]:
+    """Rows of a metrics table as ((time, lsn, index) sort key, record array)."""
+    c = _columns(table)
+    kinds, temps = {k: i for i, k in enumerate(METRIC_KINDS)}, {t: i for i, t in enumerate(TEMPORALITIES)}
+    out = []
+    for i in range(table.num_rows):
+        f = [
+            c["time_ns"][i],
+            c["name"][i],
+            c["service"][i],
+            c["value"][i],
+            kinds[c["kind"][i]],
+            c["unit"][i],
+            _attrs_back(c["attributes"][i], c["attributes_typed"][i]),
+            c["monotonic"][i],
+            temps[c["temporality"][i]],
+            c["start_ns"][i],
+            c["count"][i],
+            c["sum"][i],
+            c["min"][i],
+            c["max"][i],
+            c["bucket_counts"][i],
+            c["explicit_bounds"][i],
+        ]
+        out.append(((f[0], c["wal_lsn"][i], c["batch_index"][i]), f))
+    return out
+
+
+# ---------------------------------------------------------------- files
+
+
+class ColdTier:
+    """The ``<data>/cold`` directory: publishing, reading and deleting Parquet files."""
+
+    def __init__(self, root: Path, *, row_group_rows: int, compression_level: int) -> None:
+        self.root = root
+        self.row_group_rows = row_group_rows
+        self.compression_level = compression_level
+        self._footers: dict[int, pq.FileMetaData] = {}
+
+    def path(self, f: ColdFile) -> Path:
+        return self.root / f.relpath
+
+    def encode(self, dataset: str, table: pa.Table) -> bytes:
+        """Serialise a sorted table as one Parquet file: zstd, dictionaries, statistics,
+        page index, a bloom filter on trace_id, and the sort order recorded."""
+        sink = pa.BufferOutputStream()
+        names = table.column_names
+        bloom = {"trace_id": {"ndv": max(table.num_rows, 1), "fpp": 0.01}} if "trace_id" in names else None
+        pq.write_table(
+            table,
+            sink,
+            row_group_size=self.row_group_rows,
+            compression="zstd",
+            compression_level=self.compression_level,
+            use_dictionary=[c for c in names if c in _DICTIONARY_COLUMNS],
+            write_statistics=True,
+            write_page_index=True,
+            bloom_filter_options=bloom,
+            sorting_columns=None
+            if dataset == "spans"
+            else [pq.SortingColumn(names.index(k)) for k in SORT_KEYS[dataset]],
+        )
+        return bytes(sink.getvalue().to_pybytes())
+
+    def publish(self, f: ColdFile, data: bytes) -> None:
+        """Durably place a file (temp, fsync, rename, fsync dir); it is live only
+        once the manifest that names it commits."""
+        target = self.path(f)
+        created = _make_dirs(target.parent)
+        atomic_write(target, data)
+        for d in created:
+            fsync_dir(d.parent)
+
+    def remove(self, files: Iterable[ColdFile]) -> None:
+        """Unlink files the manifest no longer names (after that change is durable)."""
+        dirs = set()
+        for f in files:
+            p = self.path(f)
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                log.warning("cold file %s was already gone", p)
+            dirs.add(p.parent)
+        for d in dirs:
+            _remove_if_empty(d)
+            fsync_dir(d.parent if not d.exists() else d)
+
+    def sweep_orphans(self, live: set[str]) -> int:
+        """Delete every file under cold/ the manifest does not name: the leftovers of a
+        compaction or merge that crashed before its manifest update committed."""
+        removed = 0
+        if not self.root.exists():
+            return 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                p = Path(dirpath) / name
+                rel = p.relative_to(self.root).as_posix()
+                if rel not in live:
+                    log.warning("removing orphan cold file %s (not in the manifest)", p)
+                    p.unlink()
+                    removed += 1
+        for dataset_dir in self.root.iterdir():
+            if dataset_dir.is_dir():
+                for part in dataset_dir.iterdir():
+                    if part.is_dir():
+                        _remove_if_empty(part)
+        if removed:
+            fsync_dir(self.root)
+        return removed
+
+    def read(
+        self,
+        files: Sequence[ColdFile],
+        *,
+        columns: list[str] | None = None,
+        filter: pc.Expression | None = None,
+    ) -> pa.Table:
+        """Rows of the given files matching ``filter`` (row groups whose statistics
+        cannot match are skipped)."""
+        assert files, "read() needs at least one file"
+        try:
+            dataset = ds.dataset([str(self.path(f)) for f in files], format="parquet", schema=SCHEMAS[files[0].dataset])
+            return dataset.to_table(columns=columns, filter=filter)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ENOENT or "No such file" in str(exc):
+                raise FileNotFoundError(str(exc)) from exc
+            raise StorageError(f"cannot read cold files {[f.relpath for f in files]}: {exc}") from exc
+        except pa.ArrowInvalid as exc:
+            raise StorageError(f"cold file is damaged ({[f.relpath for f in files]}): {exc}") from exc
+
+    def read_all(self, f: ColdFile, columns: list[str] | None = None) -> pa.Table:
+        """One whole file, in its row order."""
+        try:
+            return pq.read_table(self.path(f), columns=columns, schema=SCHEMAS[f.dataset])
+        except FileNotFoundError:
+            raise
+        except pa.ArrowInvalid as exc:
+            raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
+
+    def row_group_sizes(self, f: ColdFile) -> list[int]:
+        meta = pq.ParquetFile(self.path(f)).metadata
+        return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+    def _metadata(self, f: ColdFile) -> pq.FileMetaData:
+        """A file's footer, cached: files never change once published."""
+        meta = self._footers.get(f.file_id)
+        if meta is None:
+            meta = pq.read_metadata(self.path(f))
+            if len(self._footers) >= _FOOTER_CACHE:
+                self._footers.pop(next(iter(self._footers)))
+            self._footers[f.file_id] = meta
+        return meta
+
+    def row_group_times(self, f: ColdFile, column: str) -> list[tuple[int, int, int]]:
+        """(row group, min, max) of a file's time column, from the footer statistics."""
+        meta = self._metadata(f)
+        idx = meta.schema.to_arrow_schema().get_field_index(column)
+        out = []
+        for i in range(meta.num_row_groups):
+            st = meta.row_group(i).column(idx).statistics
+            if st is None or not st.has_min_max:
+                out.append((i, f.min_ns, f.max_ns))
+            else:
+                out.append((i, int(st.min), int(st.max)))
+        return out
+
+    def read_row_groups(self, f: ColdFile, row_groups: Sequence[int]) -> pa.Table:
+        try:
+            return pq.ParquetFile(self.path(f), metadata=self._metadata(f)).read_row_groups(list(row_groups))
+        except FileNotFoundError:
+            raise
+        except pa.ArrowInvalid as exc:
+            raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
+
+
+def _make_dirs(path: Path) -> list[Path]:
+    """mkdir -p, returning the directories created (outermost first) so their parents
+    can be fsynced once something durable is in them."""
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+    return list(reversed(missing))
+
+
+def _remove_if_empty(d: Path) -> None:
+    if d.is_dir() and not any(d.iterdir()):
+        d.rmdir()

@@ -1,0 +1,495 @@
+"""Moving data between tiers: compaction, small-file merges, retention, and the
+maintenance loop that runs them.
+
+Every change to the set of live cold files follows one protocol, which makes
+it crash-safe and exactly-once:
+
+1. write each new Parquet file durably (temp, fsync, rename, fsync dir);
+2. in ONE LMDB write transaction, add the new files to the manifest, remove
+   replaced ones, and delete the records they now hold from the hot tier;
+3. sync LMDB, then unlink replaced files.
+
+A crash before (2) commits leaves files the manifest does not name: orphans,
+deleted when the store next opens, while the records are still hot. A crash
+after (2) leaves the records cold and gone from the hot tier. Either way each
+record is in exactly one tier. Readers take the manifest and the hot tier from
+one LMDB snapshot, so they never see a record twice either.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import _codec, _rollup
+from ._cold import (
+    DAY_NS,
+    WINDOW_NS,
+    ColdFile,
+    ColdTier,
+    day_of,
+    day_start_ns,
+    logs_table,
+    metrics_table,
+    rollup_table,
+    sort_table,
+    spans_table,
+)
+from ._errors import StorageError
+from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
+from ._models import CompactionReport, MaintenanceReport, RetentionReport
+from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+log = logging.getLogger(__name__)
+
+Ref = tuple[bytes, int, int, int, tuple[str, ...]]
+"""A cold trace-index entry: (trace id, signal, file id, row group, services of its spans there)."""
+_TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
+
+
+class Compactor:
+    """Owns every change to the cold tier's manifest. One operation at a time."""
+
+    def __init__(self, hot: HotTier, cold: ColdTier, settings: Settings) -> None:
+        self.hot = hot
+        self.cold = cold
+        self.settings = settings
+        self.lock = threading.RLock()
+
+    # ------------------------------------------------------------ compaction
+
+    def compact(self, before: int) -> CompactionReport:
+        """Move every hot record with time < ``before`` to the cold tier."""
+        with self.lock:
+            records = {"spans": 0, "logs": 0, "metrics": 0}
+            rollups = {"metrics_5m": 0, "metrics_1h": 0}
+            written: list[str] = []
+            touched: set[tuple[str, str]] = set()
+            for signal in ("spans", "logs", "metrics"):
+                self._compact_signal(signal, before, records, rollups, written, touched)
+            merged = self.merge_small_files(touched)
+            return CompactionReport(
+                before_ns=before, records=records, rollup_rows=rollups, files_written=written, files_merged=merged
+            )
+
+    def _compact_signal(
+        self,
+        signal: str,
+        before: int,
+        records: dict[str, int],
+        rollups: dict[str, int],
+        written: list[str],
+        touched: set[tuple[str, str]],
+    ) -> None:
+        batch = self.settings.compaction_batch_records
+        while True:
+            with self.hot.reader() as txn:
+                chunk = self.hot.chunk(txn, signal, before, batch)
+            if not chunk:
+                return
+            files, evict = self._build(signal, chunk, rollups)
+            self._commit(files, [], evict)
+            records[signal] += len(chunk)
+            for f, _data, _refs in files:
+                written.append(f.relpath)
+                touched.add((f.dataset, f.date))
+            if len(chunk) < batch:
+                return
+
+    def _build(
+        self, signal: str, chunk: Sequence[tuple[bytes, bytes]], rollups: dict[str, int]
+    ) -> tuple[list[tuple[ColdFile, bytes, list[Ref]]], Callable[[Any], None]]:
+        """Encode one chunk of hot records as cold files (one per day and dataset) and
+        the eviction of exactly those records."""
+        unpack = _codec.unpackb
+        tables: list[tuple[str, str, pa.Table]] = []
+        if signal == "spans":
+            items = [(k, unpack(v)) for k, v in chunk]
+            for date, group in _by_day(items, lambda kf: kf[1][5]).items():
+                tables.append(("spans", date, spans_table([f for _k, f in group])))
+
+            def evict(txn: Any) -> None:
+                self.hot.evict_spans(txn, items, forget=False)
+
+        elif signal == "logs":
+            items = [(k, unpack(v)) for k, v in chunk]
+            keyed = [(_QQI.unpack(k)[1], _QQI.unpack(k)[2], f) for k, f in items]
+            for date, lgroup in _by_day(keyed, lambda r: r[2][0]).items():
+                tables.append(("logs", date, logs_table(lgroup)))
+
+            def evict(txn: Any) -> None:
+                self.hot.evict_logs(txn, items)
+
+        else:
+            rows = []
+            for k, v in chunk:
+                f = unpack(v)
+                sid, _desc = _codec.series_key(f[1], f[2], f[4], f[6])
+                _t, lsn, idx = _QQI.unpack(k)
+                rows.append((lsn, idx, sid, f, k))
+            for date, mgroup in _by_day(rows, lambda r: r[3][0]).items():
+                tables.append(("metrics", date, metrics_table([r[:4] for r in mgroup])))
+            five = _rollup.partials_from_points(((r[2].hex(), r[3]) for r in rows), WINDOW_NS["metrics_5m"])
+            hour = _rollup.rewindow(five, WINDOW_NS["metrics_1h"])
+            for dataset, parts in (("metrics_5m", five), ("metrics_1h", hour)):
+                rollups[dataset] += len(parts)
+                for date, pgroup in _by_day(parts, lambda p: p["window_start_ns"]).items():
+                    tables.append((dataset, date, rollup_table(dataset, pgroup)))
+            evict_items = [(r[4], r[2]) for r in rows]
+
+            def evict(txn: Any) -> None:
+                self.hot.evict_metrics(txn, evict_items)
+
+        ids = self.hot.alloc_file_ids(len(tables))
+        files = [
+            self._encode(fid, dataset, date, table) for fid, (dataset, date, table) in zip(ids, tables, strict=True)
+        ]
+        return files, evict
+
+    def _encode(self, file_id: int, dataset: str, date: str, table: pa.Table) -> tuple[ColdFile, bytes, list[Ref]]:
+        data = self.cold.encode(dataset, table)
+        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
+        tcol = (
+            "start_ns" if dataset == "spans" else ("time_ns" if dataset in ("logs", "metrics") else "window_start_ns")
+        )
+        times = table.column(tcol)
+        services: dict[str, list[int]] = {}
+        if dataset == "spans":
+            traces: dict[str, set[str]] = {}
+            for svc, status, dur, trace in zip(
+                table.column("service").to_pylist(),
+                table.column("status").to_pylist(),
+                table.column("duration_ns").to_pylist(),
+                table.column("trace_id").to_pylist(),
+                strict=True,
+            ):
+                acc = services.setdefault(svc, [0, 0, 0, 0])
+                acc[0] += 1
+                acc[1] += status == "error"
+                acc[2] += dur
+                traces.setdefault(svc, set()).add(trace)
+            for svc, ts in traces.items():
+                services[svc][3] = len(ts)
+        else:
+            for svc in table.column("service").to_pylist():
+                services[svc] = services.get(svc, [0])
+                services[svc][0] += 1
+        names = tuple(sorted(set(table.column("name").to_pylist()))) if dataset.startswith("metrics") else ()
+        f = ColdFile(
+            file_id=file_id,
+            dataset=dataset,
+            date=date,
+            rows=table.num_rows,
+            size=len(data),
+            min_ns=int(pa.compute.min(times).as_py()),
+            max_ns=int(pa.compute.max(times).as_py()),
+            row_groups=meta.num_row_groups,
+            services=services,
+            names=names,
+        )
+        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        return f, data, _refs_of(f, table, sizes)
+
+    def _commit(
+        self,
+        added: Sequence[tuple[ColdFile, bytes, list[Ref]]],
+        removed: Sequence[tuple[ColdFile, list[Ref]]],
+        evict: Callable[[Any], None] | None,
+        after: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Steps 1-3 of the protocol in the module docstring."""
+        try:
+            for f, data, _refs in added:
+                self.cold.publish(f, data)
+        except OSError as exc:
+            self._discard(added)
+            raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+        refs_added = [r for _f, _d, refs in added for r in refs]
+        refs_removed = [r for _f, refs in removed for r in refs]
+
+        def run(txn: Any) -> None:
+            if evict is not None:
+                evict(txn)
+            self.hot.publish_files(txn, [f for f, _d, _r in added], [f for f, _r in removed], refs_added, refs_removed)
+            if after is not None:
+                after(txn)
+
+        try:
+            self.hot.write(run)
+        except BaseException:
+            self._discard(added)
+            raise
+        if removed:
+            self.hot.sync()  # the manifest no longer naming them is durable before they go
+            self.cold.remove(f for f, _r in removed)
+
+    def _discard(self, added: Sequence[tuple[ColdFile, bytes, list[Ref]]]) -> None:
+        """Remove files published for a change that did not commit (else: orphans at next open)."""
+        for f, _d, _r in added:
+            self.cold.path(f).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ small-file merges
+
+    def merge_small_files(self, partitions: set[tuple[str, str]] | None = None, *, min_files: int | None = None) -> int:
+        """Merge each partition's files smaller than the target size, in groups up to
+        about the target size; returns how many files were merged away."""
+        threshold = min_files if min_files is not None else self.settings.cold_merge_min_files
+        target = self.settings.cold_target_file_bytes
+        merged = 0
+        with self.lock:
+            with self.hot.reader() as txn:
+                manifest = self.hot.manifest(txn)
+            by_part: dict[tuple[str, str], list[ColdFile]] = {}
+            for f in manifest:
+                if f.size < target and (partitions is None or (f.dataset, f.date) in partitions):
+                    by_part.setdefault((f.dataset, f.date), []).append(f)
+            for (dataset, date), small in sorted(by_part.items()):
+                if len(small) < threshold:
+                    continue
+                group: list[ColdFile] = []
+                size = 0
+                groups = []
+                for f in sorted(small, key=lambda f: f.file_id):
+                    if group and size + f.size > target:
+                        groups.append(group)
+                        group, size = [], 0
+                    group.append(f)
+                    size += f.size
+                groups.append(group)
+                for g in groups:
+                    if len(g) >= 2:
+                        self._merge(dataset, date, g)
+                        merged += len(g)
+        return merged
+
+    def _merge(self, dataset: str, date: str, files: list[ColdFile]) -> None:
+        tables = [self.cold.read_all(f) for f in files]
+        table = pa.concat_tables(tables)
+        old_refs = [r for f, t in zip(files, tables, strict=True) for r in _refs_of(f, t, self.cold.row_group_sizes(f))]
+        if dataset == "spans":
+            table = _first_of_each_span(table)
+        table = sort_table(dataset, table)
+        (fid,) = self.hot.alloc_file_ids(1)
+        new = self._encode(fid, dataset, date, table)
+        self._commit([new], [(f, [r for r in old_refs if r[2] == f.file_id]) for f in files], None)
+        log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new[0].relpath)
+
+    # ------------------------------------------------------------ retention
+
+    def enforce_retention(self, now: int) -> RetentionReport:
+        s = self.settings
+        cutoff = {
+            "spans": now - int(s.retention_spans_days * DAY_NS),
+            "logs": now - int(s.retention_logs_days * DAY_NS),
+            "metrics": now - int(s.retention_metrics_days * DAY_NS),
+            "metrics_5m": now - int(s.retention_metrics_5m_days * DAY_NS),
+            "metrics_1h": now - int(s.retention_metrics_1h_days * DAY_NS),
+        }
+        with self.lock:
+            hot_dropped = {"spans": 0, "logs": 0, "metrics": 0}
+            # Hot raw metrics past retention are not rolled up yet: compact them (which
+            # writes their rollups) rather than drop them; the partition drop below
+            # then takes the raw points once their whole day is past retention.
+            moved = {"metrics": 0}
+            self._compact_signal("metrics", cutoff["metrics"], moved, {"metrics_5m": 0, "metrics_1h": 0}, [], set())
+            for signal in ("spans", "logs"):
+                hot_dropped[signal] = self._drop_hot(signal, cutoff[signal])
+            with self.hot.reader() as txn:
+                manifest = self.hot.manifest(txn)
+            doomed = [f for f in manifest if day_start_ns(f.date) + DAY_NS <= cutoff[f.dataset]]
+            removed = [(f, self._refs_of_file(f)) for f in doomed]
+            if removed:
+                stats: dict[str, list[int]] = {}
+                by_trace: dict[bytes, set[str]] = {}
+                for f, refs in removed:
+                    if f.dataset != "spans":
+                        continue
+                    for svc, acc in f.services.items():
+                        cur = stats.setdefault(svc, [0, 0, 0, 0])
+                        for i in range(3):
+                            cur[i] += acc[i]
+                    for trace, _sig, _fid, _rg, services in refs:
+                        by_trace.setdefault(trace, set()).update(services)
+
+                def forget(txn: Any) -> None:
+                    self.hot.forget_spans(txn, stats, by_trace)
+
+                self._commit([], removed, None, forget)
+            parts = sorted({f"{f.dataset}/date={f.date}" for f in doomed})
+            for p in parts:
+                log.info("retention dropped cold partition %s", p)
+            return RetentionReport(
+                now_ns=now,
+                partitions_dropped=parts,
+                cold_files_dropped=len(doomed),
+                cold_rows_dropped=sum(f.rows for f in doomed),
+                hot_records_dropped=hot_dropped,
+            )
+
+    def _drop_hot(self, signal: str, before: int) -> int:
+        """Delete hot records older than ``before`` without writing them anywhere."""
+        total = 0
+        batch = self.settings.compaction_batch_records
+
+        def evict(txn: Any, items: list[tuple[bytes, Any]]) -> None:
+            if signal == "spans":
+                self.hot.evict_spans(txn, items, forget=True)
+            else:
+                self.hot.evict_logs(txn, items)
+
+        while True:
+            with self.hot.reader() as txn:
+                chunk = self.hot.chunk(txn, signal, before, batch)
+            if not chunk:
+                return total
+            items = [(k, _codec.unpackb(v)) for k, v in chunk]
+
+            def run(txn: Any, items: list[tuple[bytes, Any]] = items) -> None:
+                evict(txn, items)
+
+            self.hot.write(run)
+            total += len(items)
+            if len(chunk) < batch:
+                return total
+
+    def _refs_of_file(self, f: ColdFile) -> list[Ref]:
+        if f.dataset not in _TRACE_SIGNAL:
+            return []
+        columns = ["trace_id", "service"] if f.dataset == "spans" else ["trace_id"]
+        return _refs_of(f, self.cold.read_all(f, columns=columns), self.cold.row_group_sizes(f))
+
+    # ------------------------------------------------------------ open
+
+    def sweep_orphans(self) -> int:
+        with self.hot.reader() as txn:
+            live = {f.relpath for f in self.hot.manifest(txn)}
+        return self.cold.sweep_orphans(live)
+
+
+def _by_day(items: Sequence[Any], time_of: Callable[[Any], int]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        out.setdefault(day_of(time_of(item)), []).append(item)
+    return out
+
+
+def _refs_of(f: ColdFile, table: pa.Table, sizes: Sequence[int]) -> list[Ref]:
+    """Cold trace-index entries for a file's rows (``table`` in file row order,
+    ``sizes`` the rows of each row group)."""
+    signal = _TRACE_SIGNAL.get(f.dataset)
+    if signal is None:
+        return []
+    found: dict[tuple[str, int], set[str]] = {}
+    traces = table.column("trace_id").to_pylist()
+    services = table.column("service").to_pylist() if signal == SIGNAL_SPANS else [None] * len(traces)
+    row = 0
+    for rg, n in enumerate(sizes):
+        for t, svc in zip(traces[row : row + n], services[row : row + n], strict=True):
+            if t is not None:
+                held = found.setdefault((t, rg), set())
+                if svc is not None:
+                    held.add(svc)
+        row += n
+    return [(bytes.fromhex(t), signal, f.file_id, rg, tuple(sorted(svcs))) for (t, rg), svcs in sorted(found.items())]
+
+
+def _first_of_each_span(table: pa.Table) -> pa.Table:
+    """Drop later copies of a (trace_id, span_id): the first write wins, as in the hot tier."""
+    keys = zip(table.column("trace_id").to_pylist(), table.column("span_id").to_pylist(), strict=True)
+    seen: set[tuple[str, str]] = set()
+    keep = []
+    for i, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return table if len(keep) == table.num_rows else table.take(keep)
+
+
+class Maintenance:
+    """Runs compaction, small-file merges, retention and WAL checkpoints for a store.
+
+    ``run_once(now=None)`` does one pass; ``start()`` runs passes every
+    ``interval_s`` seconds on a daemon thread until ``stop()``. An error in a
+    pass is logged and counted (``errors``, ``last_error``) and the next pass
+    retries: it never propagates into the host application.
+    """
+
+    def __init__(self, store: Store, interval_s: float = 60.0) -> None:
+        if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) or not interval_s > 0:
+            raise ValueError(f"interval_s must be a positive number of seconds, got {interval_s!r}")
+        self.store = store
+        self.interval_s = float(interval_s)
+        self.runs = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.last_report: MaintenanceReport | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: Any = None) -> MaintenanceReport:
+        """One pass: compact what is older than ``Settings.hot_window_s``, merge small
+        files, enforce retention, checkpoint the WAL. Errors are caught, logged and
+        reported in the result."""
+        compaction = retention = None
+        merged = removed = 0
+        try:
+            now_ns = _codec.to_ns(now, "now") if now is not None else time.time_ns()
+            assert now_ns is not None
+            hot_window = int(self.store.settings.hot_window_s * 1e9)
+            compaction = self.store.compact(now_ns - hot_window)
+            merged = compaction.files_merged + self.store.merge_small_files()
+            retention = self.store.enforce_retention(now_ns)
+            removed = self.store.checkpoint()
+            error = None
+        except Exception as exc:
+            self.errors += 1
+            error = self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("maintenance run on %s failed (retried at the next run)", self.store.path)
+        self.runs += 1
+        report = MaintenanceReport(
+            compaction=compaction,
+            files_merged=merged,
+            retention=retention,
+            wal_segments_removed=removed,
+            error=error,
+        )
+        self.last_report = report
+        return report
+
+    def start(self) -> Maintenance:
+        """Run passes on a daemon thread every ``interval_s`` seconds (first one at once)."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("this Maintenance is already running")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"tael-maintenance:{self.store.path}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ask the loop to stop and wait for the pass in progress to finish."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self.store.closed:
+                return
+            self.run_once()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> Maintenance:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

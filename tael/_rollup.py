@@ -1,0 +1,190 @@
+"""Metric rollups: per-series window summaries that merge exactly.
+
+A *partial* summarises some points of one series inside one window: count,
+sum, min, max, first/last (with their times), the counter ``increase``, and
+histogram count/sum totals. Partials of the same series and window merge in
+time order ("chaining"), so rollups written by separate compactions (late
+points) and raw points still in the hot tier combine into the answer one pass
+over all the raw points would give. The definitions are in docs/cold-format.md
+("Rollups").
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ._models import METRIC_KINDS, TEMPORALITIES, MetricBucket
+
+Partial = dict[str, Any]
+
+_SUM = METRIC_KINDS.index("sum")
+_HISTOGRAM = METRIC_KINDS.index("histogram")
+_CUMULATIVE = TEMPORALITIES.index("cumulative")
+
+
+def _step(prev: float, cur: float) -> float:
+    """Reset-aware rise between two consecutive cumulative counter values."""
+    return cur - prev if cur >= prev else cur
+
+
+def partials_from_points(points: Iterable[tuple[str, list[Any]]], window_ns: int) -> list[Partial]:
+    """Summaries per (series, window) of ``points``: (series id hex, record array)
+    pairs, in ingest order. Points are taken in time order (ingest order on ties)."""
+    groups: dict[tuple[str, int], list[list[Any]]] = {}
+    for sid, f in points:
+        key = (sid, f[0] - f[0] % window_ns)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [f]
+        else:
+            group.append(f)
+    out = []
+    for (sid, window_start), group in groups.items():
+        group.sort(key=lambda f: f[0])  # stable: ingest order on equal times
+        head = group[0]
+        counter = head[4] == _SUM and bool(head[7])
+        cumulative = head[8] == _CUMULATIVE
+        values = [f[3] for f in group]
+        increase: float | None = None
+        if counter:
+            if cumulative:
+                increase = 0.0
+                for prev, cur in itertools.pairwise(values):
+                    increase += _step(prev, cur)
+            else:
+                increase = float(sum(values))
+        hist_count: int | None = None
+        hist_sum: float | None = None
+        if head[4] == _HISTOGRAM:
+            hist_count = sum(f[10] or 0 for f in group)
+            hist_sum = float(sum(f[11] or 0.0 for f in group))
+        out.append(
+            {
+                "series_id": sid,
+                "window_start_ns": window_start,
+                "window_ns": window_ns,
+                "name": head[1],
+                "service": head[2],
+                "kind": METRIC_KINDS[head[4]],
+                "unit": head[5],
+                "attrs": head[6],
+                "monotonic": bool(head[7]),
+                "temporality": TEMPORALITIES[head[8]],
+                "count": len(group),
+                "sum": float(sum(values)),
+                "min": min(values),
+                "max": max(values),
+                "first_ns": group[0][0],
+                "first": values[0],
+                "last_ns": group[-1][0],
+                "last": values[-1],
+                "increase": increase,
+                "hist_count": hist_count,
+                "hist_sum": hist_sum,
+            }
+        )
+    return out
+
+
+def chain(parts: Sequence[Partial]) -> Partial:
+    """Merge partials of one series into one, in time order.
+
+    Exact when the partials cover disjoint time spans (the boundary rise
+    between one partial's last point and the next one's first is added once);
+    see docs/cold-format.md for the interleaved case."""
+    ordered = sorted(parts, key=lambda p: (p["first_ns"], p["last_ns"]))
+    acc = dict(ordered[0])
+    for p in ordered[1:]:
+        if acc["increase"] is not None and p["increase"] is not None:
+            bridge = _step(acc["last"], p["first"]) if p["temporality"] == "cumulative" else 0.0
+            acc["increase"] = acc["increase"] + p["increase"] + bridge
+        elif p["increase"] is not None:
+            acc["increase"] = p["increase"]
+        acc["count"] += p["count"]
+        acc["sum"] += p["sum"]
+        acc["min"] = min(acc["min"], p["min"])
+        acc["max"] = max(acc["max"], p["max"])
+        if p["last_ns"] >= acc["last_ns"]:
+            acc["last_ns"], acc["last"] = p["last_ns"], p["last"]
+        if p["hist_count"] is not None:
+            acc["hist_count"] = (acc["hist_count"] or 0) + p["hist_count"]
+            acc["hist_sum"] = (acc["hist_sum"] or 0.0) + p["hist_sum"]
+    return acc
+
+
+def rewindow(parts: Iterable[Partial], window_ns: int) -> list[Partial]:
+    """Partials re-grouped into windows of ``window_ns`` (a multiple of theirs), one per
+    (series, window): how 1-hour rollups are built from 5-minute ones."""
+    groups: dict[tuple[str, int], list[Partial]] = {}
+    for p in parts:
+        groups.setdefault((p["series_id"], p["window_start_ns"] - p["window_start_ns"] % window_ns), []).append(p)
+    out = []
+    for (_sid, start), group in groups.items():
+        merged = chain(group)
+        merged["window_start_ns"] = start
+        merged["window_ns"] = window_ns
+        out.append(merged)
+    return out
+
+
+def buckets(parts: Iterable[Partial], step_ns: int) -> list[MetricBucket]:
+    """One MetricBucket per step-aligned window with data, oldest first: partials
+    chained per series, then combined across series."""
+    by_bucket: dict[int, dict[str, list[Partial]]] = {}
+    for p in parts:
+        start = p["window_start_ns"] - p["window_start_ns"] % step_ns
+        by_bucket.setdefault(start, {}).setdefault(p["series_id"], []).append(p)
+    out = []
+    for start in sorted(by_bucket):
+        series = [(sid, chain(group)) for sid, group in sorted(by_bucket[start].items())]
+        count = sum(s["count"] for _sid, s in series)
+        total = sum(s["sum"] for _sid, s in series)
+        increases = [s["increase"] for _sid, s in series if s["increase"] is not None]
+        hists = [s for _sid, s in series if s["hist_count"] is not None]
+        first = min(series, key=lambda x: (x[1]["first_ns"], x[0]))[1]["first"]
+        last = max(series, key=lambda x: (x[1]["last_ns"], x[0]))[1]["last"]
+        out.append(
+            MetricBucket(
+                start_ns=start,
+                count=count,
+                sum=total,
+                min=min(s["min"] for _sid, s in series),
+                max=max(s["max"] for _sid, s in series),
+                avg=total / count,
+                first=first,
+                last=last,
+                increase=sum(increases) if increases else None,
+                hist_count=sum(s["hist_count"] for s in hists) if hists else None,
+                hist_sum=sum(s["hist_sum"] for s in hists) if hists else None,
+            )
+        )
+    return out
+
+
+def partials_from_table(rows: dict[str, list[Any]], n: int) -> list[Partial]:
+    """Rollup rows read from Parquet (column -> values) back to partials."""
+    keys = (
+        "series_id",
+        "window_start_ns",
+        "window_ns",
+        "name",
+        "service",
+        "kind",
+        "unit",
+        "monotonic",
+        "temporality",
+        "count",
+        "sum",
+        "min",
+        "max",
+        "first_ns",
+        "first",
+        "last_ns",
+        "last",
+        "increase",
+        "hist_count",
+        "hist_sum",
+    )
+    return [{k: rows[k][i] for k in keys} for i in range(n)]
