@@ -243,7 +243,7 @@ def day_start_ns(date: str) -> int:
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _LITERALS = {True: "true", False: "false", None: "null"}
-_quote = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring
 
 
 def _json(value: Any) -> str:
