@@ -41,7 +41,7 @@ from ._cold import (
     sort_table,
     spans_table,
 )
-from ._errors import StorageError
+from ._errors import StorageError, StoreClosedError
 from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
 from ._models import CompactionReport, MaintenanceReport, RetentionReport
 from ._settings import Settings
@@ -64,12 +64,19 @@ class Compactor:
         self.cold = cold
         self.settings = settings
         self.lock = threading.RLock()
+        self.closed = False  # set by Store.close while holding ``lock``
+
+    def _check(self) -> None:
+        """Called holding ``lock``: refuse to touch a closed environment."""
+        if self.closed:
+            raise StoreClosedError("the store is closed")
 
     # ------------------------------------------------------------ compaction
 
     def compact(self, before: int) -> CompactionReport:
         """Move every hot record with time < ``before`` to the cold tier."""
         with self.lock:
+            self._check()
             records = {"spans": 0, "logs": 0, "metrics": 0}
             rollups = {"metrics_5m": 0, "metrics_1h": 0}
             written: list[str] = []
@@ -246,6 +253,7 @@ class Compactor:
         target = self.settings.cold_target_file_bytes
         merged = 0
         with self.lock:
+            self._check()
             with self.hot.reader() as txn:
                 manifest = self.hot.manifest(txn)
             by_part: dict[tuple[str, str], list[ColdFile]] = {}
@@ -295,6 +303,7 @@ class Compactor:
             "metrics_1h": now - int(s.retention_metrics_1h_days * DAY_NS),
         }
         with self.lock:
+            self._check()
             hot_dropped = {"spans": 0, "logs": 0, "metrics": 0}
             # Hot raw metrics past retention are not rolled up yet: compact them (which
             # writes their rollups) rather than drop them; the partition drop below
@@ -486,6 +495,8 @@ class Maintenance:
             if self.store.closed:
                 return
             self.run_once()
+            if self.store.closed:
+                return
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> Maintenance:

@@ -165,6 +165,10 @@ class Store:
                 return
             for writer in list(self._writers):
                 writer.close()  # flush what callers handed to background writers
+            # wait for a compaction, merge or retention pass in another thread (a
+            # Maintenance loop) to finish its step: the LMDB environment closes below
+            self._compactor.lock.acquire()
+            self._compactor.closed = True
             self._closed = True
             try:
                 if self._pipeline is not None:
@@ -175,6 +179,7 @@ class Store:
                     self._hot.sync()
             finally:
                 self._hot.close()
+                self._compactor.lock.release()
                 if self._lock is not None:
                     self._lock.release()
 

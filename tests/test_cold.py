@@ -569,3 +569,18 @@ def test_cold_reads_retry_when_a_merge_removes_files(data_dir: Path) -> None:
         assert len(store.query_traces()) == 3
         assert calls and len(live_files(store)) == 1
         assert os.path.exists(data_dir / "cold" / live_files(store)[0])
+
+
+def test_closing_the_store_under_a_running_maintenance_loop(data_dir: Path) -> None:
+    store = tael.Store(data_dir, tael.Settings(hot_window_s=1e-9, compaction_batch_records=50))
+    now = time.time_ns()
+    m = tael.Maintenance(store, interval_s=0.001).start()
+    for i in range(20):
+        store.insert_spans([make_span(start_ns=now - 10**9 + i * 100 + j, end_ns=now) for j in range(50)])
+    store.close()  # waits for the pass in progress, then the loop sees the store closed
+    thread = m._thread
+    m.stop(timeout=10)
+    assert thread is not None and not thread.is_alive()
+    with tael.Store(data_dir) as again:
+        assert len(again.query_traces(limit=5000)) == 1000
+        assert cold_files(data_dir) == live_files(again)
