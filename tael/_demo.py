@@ -22,9 +22,16 @@ def run_demo(data: str | Path, *, n_spans: int, n_logs: int, n_metrics: int) -> 
                 writer.write_logs(logs[i : i + 10])
         for i in range(0, len(metrics), 1000):
             store.insert_metrics(metrics[i : i + 1000])
+        # Move the older half hour to the cold tier (Parquet), as the maintenance loop
+        # would with a 30-minute hot window; every read below spans both tiers.
+        report = store.compact(time.time_ns() - 1800 * 10**9)
 
         st = store.stats()
         yield f"store at {Path(data).resolve()}"
+        yield (
+            f"  compacted {report.total_records:,} records into {len(report.files_written)} Parquet files; "
+            f"hot {sum(st.hot_records.values()):,}, cold {sum(st.cold_records.values()):,}"
+        )
         for signal, s in st.signals.items():
             yield f"  {signal:8} {s.count:>8,} records  oldest {s.oldest_ns}  newest {s.newest_ns}"
         yield "  disk: " + ", ".join(f"{k} {v / 1024:,.0f} KiB" for k, v in st.disk_bytes.items())
@@ -55,3 +62,11 @@ def run_demo(data: str | Path, *, n_spans: int, n_logs: int, n_metrics: int) -> 
         yield "cpu.utilization of checkout (first points):"
         for p in points:
             yield f"  {p.time_ns} {p.attributes} {p.value:.2f}{p.unit}"
+        now = time.time_ns()
+        buckets = store.aggregate_metrics(
+            "cpu.utilization", service="checkout", start=now - 3 * 3600 * 10**9, end=now + 10**9, step="5m"
+        )
+        yield ""
+        yield "cpu.utilization of checkout, 5-minute buckets (rollups for cold data, raw points for hot):"
+        for b in buckets[-4:]:
+            yield f"  {b.start_ns} n={b.count:4} avg {b.avg:6.2f} min {b.min:6.2f} max {b.max:6.2f}"
