@@ -173,8 +173,8 @@ def _opt_float(value: object, index: int, fieldname: str) -> float | None:
 
 
 def _count(value: object, index: int, fieldname: str) -> int:
-    if type(value) is not int or not 0 <= value <= _INT_MAX:
-        raise _fail(index, fieldname, f"must be a non-negative int, got {value!r}")
+    if type(value) is not int or not 0 <= value <= MAX_NS:  # int64: what Parquet and SQL engines hold
+        raise _fail(index, fieldname, f"must be a non-negative int below 2**63, got {value!r}")
     return value
 
 

@@ -41,7 +41,7 @@ DBS = (
     b"metrics",  # time_ns(8) lsn(8) idx(4) -> record
     b"metric_series",  # series(8) time_ns(8) lsn(8) idx(4) -> ""
     b"series",  # name NUL series(8) -> [service, kind, attributes]
-    b"services",  # service -> _STATS (hot spans only; cold stats live in the manifest)
+    b"services",  # service -> _STATS over both tiers (moved by compaction, dropped by retention)
     b"cold_files",  # file id(4) -> packed ColdFile: the manifest of live cold files
     b"cold_traces",  # trace(16) signal(1) file id(4) row group(2) -> "": where a trace's cold rows are
 )

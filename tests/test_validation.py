@@ -99,6 +99,7 @@ METRIC_CASES: list[tuple[dict[str, Any], str]] = [
     ({"name": 7}, "name"),
     ({"monotonic": 1}, "monotonic"),
     ({"count": -1}, "count"),
+    ({"count": 2**63}, "count"),
     ({"bucket_counts": [1, 2], "explicit_bounds": [1.0, 2.0]}, "bucket_counts"),
     ({"explicit_bounds": [math.nan]}, "explicit_bounds[0]"),
     ({"attributes": {"k": [Weird()]}}, "attributes.k[0]"),
