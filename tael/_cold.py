@@ -662,6 +662,33 @@ class ColdTier:
                 out.append((i, int(st.min), int(st.max)))
         return out
 
+    def read_pruned(
+        self, files: Sequence[ColdFile], bounds: dict[str, tuple[Any, Any]], filter: pc.Expression
+    ) -> pa.Table:
+        """Rows of ``files`` matching ``filter``, decoding only the row groups whose
+        statistics overlap every inclusive (low, high) in ``bounds`` (cached footers:
+        cheaper than a dataset scan for the small reads a dashboard makes)."""
+        tables = []
+        for f in files:
+            meta = self._metadata(f)
+            names = meta.schema.to_arrow_schema().names
+            keep = []
+            for i in range(meta.num_row_groups):
+                rg = meta.row_group(i)
+                ok = True
+                for column, (low, high) in bounds.items():
+                    st = rg.column(names.index(column)).statistics
+                    if st is not None and st.has_min_max and (st.max < low or st.min > high):
+                        ok = False
+                        break
+                if ok:
+                    keep.append(i)
+            if keep:
+                tables.append(self.read_row_groups(f, keep).filter(filter))
+        if not tables:
+            return SCHEMAS[files[0].dataset].empty_table() if files else pa.table({})
+        return pa.concat_tables(tables)
+
     def read_row_groups(self, f: ColdFile, row_groups: Sequence[int]) -> pa.Table:
         try:
             return pq.ParquetFile(self.path(f), metadata=self._metadata(f)).read_row_groups(list(row_groups))

@@ -613,14 +613,17 @@ class Store:
                     ]
                     if files:
                         expr = _and([by_series, *_time_exprs("window_start_ns", inner_lo, inner_hi)])
-                        table = self._cold.read(files, filter=expr)
+                        bounds = {"series_id": (min(sids), max(sids)), "window_start_ns": (inner_lo, inner_hi - 1)}
+                        table = self._cold.read_pruned(files, bounds, expr)
                         parts += _rollup.partials_from_table(_columns(table), table.num_rows)
             for r_lo, r_hi in raw_ranges:
                 if r_lo >= r_hi:
                     continue
                 files = [f for f in manifest if f.dataset == "metrics" and f.overlaps(r_lo, r_hi) and name in f.names]
                 if files:
-                    table = self._cold.read(files, filter=_and([by_series, *_time_exprs("time_ns", r_lo, r_hi)]))
+                    bounds = {"series_id": (min(sids), max(sids)), "time_ns": (r_lo, r_hi - 1)}
+                    expr = _and([by_series, *_time_exprs("time_ns", r_lo, r_hi)])
+                    table = self._cold.read_pruned(files, bounds, expr)
                     sid_col = table.column("series_id").to_pylist()
                     recs = metric_records(table)
                     parts += _rollup.partials_from_points(

@@ -65,3 +65,18 @@ def test_ingest_benchmark_quick_mode(tmp_path: Path) -> None:
     for line in lines:
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert all(float(c.replace(",", "").rstrip("x")) > 0 for c in cells[1:])
+
+
+def test_cold_benchmark_quick_mode(tmp_path: Path) -> None:
+    """The script checks every answer it times against what it inserted and exits 1 on a mismatch."""
+    result = subprocess.run(
+        [sys.executable, "benchmarks/cold.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PROBLEMS" not in result.stdout
+    for needle in ("get_trace", "aggregate_metrics", "Bytes per record"):
+        assert needle in result.stdout, needle
