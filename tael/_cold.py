@@ -32,7 +32,6 @@ from ._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
 log = logging.getLogger(__name__)
 
 _FOOTER_CACHE = 4096  # parsed Parquet footers kept in memory (a few KB each)
-DATASETS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
 DAY_NS = 86_400 * 1_000_000_000
 WINDOW_NS = {"metrics_5m": 300 * 1_000_000_000, "metrics_1h": 3600 * 1_000_000_000}
 

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from . import _codec, _rollup
 from ._cold import (
     DAY_NS,
+    TIME_COLUMN,
     WINDOW_NS,
     ColdFile,
     ColdTier,
@@ -165,10 +166,7 @@ class Compactor:
     def _encode(self, file_id: int, dataset: str, date: str, table: pa.Table) -> tuple[ColdFile, bytes, list[Ref]]:
         data = self.cold.encode(dataset, table)
         meta = pq.ParquetFile(pa.BufferReader(data)).metadata
-        tcol = (
-            "start_ns" if dataset == "spans" else ("time_ns" if dataset in ("logs", "metrics") else "window_start_ns")
-        )
-        times = table.column(tcol)
+        times = table.column(TIME_COLUMN[dataset])
         services: dict[str, list[int]] = {}
         if dataset == "spans":
             traces: dict[str, set[str]] = {}
