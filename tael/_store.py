@@ -6,6 +6,7 @@ writes through the commit pipeline and reads through the tiers.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
@@ -551,6 +552,50 @@ class Store:
             units.sort(key=lambda u: u[2])
         return units
 
+    def _cold_points(
+        self, manifest: list[ColdFile], name: str, sids: list[str], lo: int, hi: int
+    ) -> list[tuple[tuple[int, int, int], str, list[Any]]]:
+        """(ingest key, series id hex, record) of cold raw points of the given series in [lo, hi)."""
+        files = [f for f in manifest if f.dataset == "metrics" and f.overlaps(lo, hi) and name in f.names]
+        if not files:
+            return []
+        bounds = {"series_id": (min(sids), max(sids)), "time_ns": (lo, hi - 1)}
+        expr = _and([pc.field("series_id").isin(sids), *_time_exprs("time_ns", lo, hi)])
+        table = self._cold.read_pruned(files, bounds, expr)
+        sid_col = table.column("series_id").to_pylist()
+        return [(key, sid, rec) for sid, (key, rec) in zip(sid_col, metric_records(table), strict=True)]
+
+    def _exact_where_interleaved(
+        self,
+        parts: list[_rollup.Partial],
+        manifest: list[ColdFile],
+        name: str,
+        hot: list[tuple[tuple[int, int, int], str, list[Any]]],
+        step_ns: int,
+        lo: int,
+        hi: int,
+    ) -> list[_rollup.Partial]:
+        """Late points whose times interleave with already-compacted points of the same
+        series make chained rollups inexact for ``increase``. Recompute such (series,
+        bucket)s from the raw points, hot and cold, while all of them are retained."""
+        groups: dict[tuple[str, int], list[_rollup.Partial]] = {}
+        for p in parts:
+            groups.setdefault((p["series_id"], p["window_start_ns"] - p["window_start_ns"] % step_ns), []).append(p)
+        for (sid, bucket), group in groups.items():
+            if len(group) < 2:
+                continue
+            ordered = sorted(group, key=lambda p: (p["first_ns"], p["last_ns"]))
+            if all(b["first_ns"] > a["last_ns"] for a, b in itertools.pairwise(ordered)):
+                continue  # disjoint in time: chaining is exact
+            b_lo, b_hi = max(lo, bucket), min(hi, bucket + step_ns)
+            points = [(k, rec) for k, _sid, rec in self._cold_points(manifest, name, [sid], b_lo, b_hi)]
+            points += [(k, rec) for k, s, rec in hot if s == sid and b_lo <= k[0] < b_hi]
+            if len(points) != sum(p["count"] for p in group):
+                continue  # raw points partly past retention: the chained rollups are the best left
+            points.sort(key=lambda kr: kr[0])
+            groups[(sid, bucket)] = _rollup.partials_from_points(((sid, rec) for _k, rec in points), step_ns)
+        return [p for group in groups.values() for p in group]
+
     def _matching_series(
         self, txn: Any, name: str, service: str | None, want: list[tuple[str, Any]] | None
     ) -> list[bytes]:
@@ -589,6 +634,9 @@ class Store:
             return []
         rollup = next((ds for ds, w in ((("metrics_1h", _HOUR), ("metrics_5m", _5MIN))) if step_ns % w == 0), None)
 
+        def sid_of(f: list[Any]) -> str:
+            return _codec.series_key(f[1], f[2], f[4], f[6])[0].hex()
+
         def run(txn: Any, manifest: list[ColdFile]) -> list[MetricBucket]:
             series = self._matching_series(txn, name, service, want)
             if not series:
@@ -597,9 +645,7 @@ class Store:
             by_series = pc.field("series_id").isin(sids)
             parts: list[_rollup.Partial] = []
             hot = self._hot.series_points(txn, series, lo, hi, sys.maxsize)
-            parts += _rollup.partials_from_points(
-                ((_codec.series_key(f[1], f[2], f[4], f[6])[0].hex(), f) for _k, f in hot), step_ns
-            )
+            parts += _rollup.partials_from_points(((sid_of(f), f) for _k, f in hot), step_ns)
             raw_ranges: list[tuple[int, int]] = [(lo, hi)]
             if rollup is not None:
                 window = _HOUR if rollup == "metrics_1h" else _5MIN
@@ -617,18 +663,13 @@ class Store:
                         table = self._cold.read_pruned(files, bounds, expr)
                         parts += _rollup.partials_from_table(_columns(table), table.num_rows)
             for r_lo, r_hi in raw_ranges:
-                if r_lo >= r_hi:
-                    continue
-                files = [f for f in manifest if f.dataset == "metrics" and f.overlaps(r_lo, r_hi) and name in f.names]
-                if files:
-                    bounds = {"series_id": (min(sids), max(sids)), "time_ns": (r_lo, r_hi - 1)}
-                    expr = _and([by_series, *_time_exprs("time_ns", r_lo, r_hi)])
-                    table = self._cold.read_pruned(files, bounds, expr)
-                    sid_col = table.column("series_id").to_pylist()
-                    recs = metric_records(table)
+                if r_lo < r_hi:
                     parts += _rollup.partials_from_points(
-                        ((sid, rec) for sid, (_k, rec) in zip(sid_col, recs, strict=True)), step_ns
+                        ((sid, rec) for _k, sid, rec in self._cold_points(manifest, name, sids, r_lo, r_hi)), step_ns
                     )
+            if rollup is not None:
+                hot_keyed = [(_QQI.unpack(k), sid_of(f), f) for k, f in hot]
+                parts = self._exact_where_interleaved(parts, manifest, name, hot_keyed, step_ns, lo, hi)
             return _rollup.buckets(parts, step_ns)
 
         return self._read(run)

@@ -482,7 +482,9 @@ counter_st = st.lists(st.integers(0, 50), min_size=1, max_size=40)
     on_time=st.lists(
         st.tuples(st.integers(0, 3 * 60 - 1), st.sampled_from(["a", "b"]), st.integers(0, 50)), max_size=60
     ),
-    late=st.lists(st.tuples(st.integers(0, 3 * 60 - 1), st.integers(0, 50)), max_size=20),
+    late=st.lists(
+        st.tuples(st.integers(0, 3 * 60 - 1), st.sampled_from(["a", "delayed"]), st.integers(0, 50)), max_size=20
+    ),
     cut1=st.integers(0, 3 * 60),
     cut2=st.integers(0, 3 * 60),
     kind=st.sampled_from(["counter", "gauge"]),
@@ -493,7 +495,7 @@ counter_st = st.lists(st.integers(0, 50), min_size=1, max_size=40)
 )
 def test_rollups_equal_one_pass_over_raw_points(
     on_time: list[tuple[int, str, int]],
-    late: list[tuple[int, int]],
+    late: list[tuple[int, str, int]],
     cut1: int,
     cut2: int,
     kind: str,
@@ -503,8 +505,10 @@ def test_rollups_equal_one_pass_over_raw_points(
     service: str | None,
 ) -> None:
     """Counters with resets (values go up and down at random), several compactions at
-    unaligned cut-offs, late points from a delayed exporter after a compaction, and
-    query ranges that cut windows: every bucket equals the exact computation."""
+    unaligned cut-offs, late points after a compaction (a delayed exporter's own series,
+    and points interleaving in time with already-compacted points of series "a", in the
+    cold tier or still hot), and query ranges that cut windows: every bucket equals the
+    exact computation."""
     is_counter = kind == "counter"
 
     def point(minute_i: int, series: str, v: int, jitter: int) -> tael.MetricPoint:
@@ -519,7 +523,7 @@ def test_rollups_equal_one_pass_over_raw_points(
         )
 
     first = [point(m, s, v, i) for i, (m, s, v) in enumerate(on_time)]
-    delayed = [point(m, "delayed", v, i) for i, (m, v) in enumerate(late)]
+    delayed = [point(m, series, v, 1000 + i) for i, (m, series, v) in enumerate(late)]
     steps = {"1m": minute, "5m": 5 * minute, "1h": 60 * minute, "1d": 1440 * minute}
     step_ns = steps.get(step, step) if isinstance(step, str) else step
     start, end = T0 + lo * minute + 7, T0 + (lo + span) * minute
@@ -534,7 +538,7 @@ def test_rollups_equal_one_pass_over_raw_points(
         ]
         assert close(got, exact_buckets(first + delayed, start, end, step_ns)), (got, step)
         one = store.aggregate_metrics("m", attributes={"series": "a"}, start=start, end=end, step=step)
-        want = exact_buckets([p for p in first if p.attributes["series"] == "a"], start, end, step_ns)
+        want = exact_buckets([p for p in first + delayed if p.attributes["series"] == "a"], start, end, step_ns)
         assert close([(b.start_ns, b.count, b.sum, b.min, b.max, b.first, b.last, b.increase) for b in one], want)
 
 
@@ -583,3 +587,21 @@ def test_closing_the_store_under_a_running_maintenance_loop(data_dir: Path) -> N
     with tael.Store(data_dir) as again:
         assert len(again.query_traces(limit=5000)) == 1000
         assert cold_files(data_dir) == live_files(again)
+
+
+@pytest.mark.parametrize("compact_late", [False, True])
+def test_late_points_interleaving_with_compacted_ones_keep_increase_exact(
+    store: tael.Store, compact_late: bool
+) -> None:
+    def counter(minute_i: int, v: float) -> tael.MetricPoint:
+        return make_point(time_ns=T0 + minute_i * minute, name="c", kind="sum", monotonic=True, value=v)
+
+    store.insert_metrics([counter(0, 10.0), counter(2, 20.0), counter(4, 30.0)])
+    store.compact(T0 + HOUR)
+    store.insert_metrics([counter(1, 5.0)])  # late, between compacted points, after a reset
+    if compact_late:
+        store.compact(T0 + HOUR)
+    # one pass in time order: 10, 5 (reset: +5), 20 (+15), 30 (+10)
+    for step in ("5m", "1h", "1d"):
+        (bucket,) = store.aggregate_metrics("c", start=T0, end=T0 + DAY, step=step)
+        assert (bucket.count, bucket.first, bucket.last, bucket.increase) == (4, 10.0, 30.0, 30.0), step
