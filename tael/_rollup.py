@@ -93,7 +93,8 @@ def chain(parts: Sequence[Partial]) -> Partial:
 
     Exact when the partials cover disjoint time spans (the boundary rise
     between one partial's last point and the next one's first is added once);
-    see docs/cold-format.md for the interleaved case."""
+    Store.aggregate_metrics recomputes interleaved ones from raw points (see
+    docs/cold-format.md, "Rollups")."""
     ordered = sorted(parts, key=lambda p: (p["first_ns"], p["last_ns"]))
     acc = dict(ordered[0])
     for p in ordered[1:]:
