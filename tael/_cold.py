@@ -662,7 +662,11 @@ class ColdTier:
         return out
 
     def read_pruned(
-        self, files: Sequence[ColdFile], bounds: dict[str, tuple[Any, Any]], filter: pc.Expression
+        self,
+        files: Sequence[ColdFile],
+        bounds: dict[str, tuple[Any, Any]],
+        filter: pc.Expression,
+        columns: Sequence[str] | None = None,
     ) -> pa.Table:
         """Rows of ``files`` matching ``filter``, decoding only the row groups whose
         statistics overlap every inclusive (low, high) in ``bounds`` (cached footers:
@@ -683,14 +687,16 @@ class ColdTier:
                 if ok:
                     keep.append(i)
             if keep:
-                tables.append(self.read_row_groups(f, keep).filter(filter))
+                tables.append(self.read_row_groups(f, keep, columns).filter(filter))
         if not tables:
-            return SCHEMAS[files[0].dataset].empty_table() if files else pa.table({})
+            empty = SCHEMAS[files[0].dataset].empty_table()
+            return empty.select(list(columns)) if columns is not None else empty
         return pa.concat_tables(tables)
 
-    def read_row_groups(self, f: ColdFile, row_groups: Sequence[int]) -> pa.Table:
+    def read_row_groups(self, f: ColdFile, row_groups: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
         try:
-            return pq.ParquetFile(self.path(f), metadata=self._metadata(f)).read_row_groups(list(row_groups))
+            pf = pq.ParquetFile(self.path(f), metadata=self._metadata(f))
+            return pf.read_row_groups(list(row_groups), columns=list(columns) if columns is not None else None)
         except FileNotFoundError:
             raise
         except pa.ArrowInvalid as exc:

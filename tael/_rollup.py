@@ -95,6 +95,8 @@ def chain(parts: Sequence[Partial]) -> Partial:
     between one partial's last point and the next one's first is added once);
     Store.aggregate_metrics recomputes interleaved ones from raw points (see
     docs/cold-format.md, "Rollups")."""
+    if len(parts) == 1:
+        return parts[0]
     ordered = sorted(parts, key=lambda p: (p["first_ns"], p["last_ns"]))
     acc = dict(ordered[0])
     for p in ordered[1:]:
@@ -123,7 +125,7 @@ def rewindow(parts: Iterable[Partial], window_ns: int) -> list[Partial]:
         groups.setdefault((p["series_id"], p["window_start_ns"] - p["window_start_ns"] % window_ns), []).append(p)
     out = []
     for (_sid, start), group in groups.items():
-        merged = chain(group)
+        merged = dict(chain(group))
         merged["window_start_ns"] = start
         merged["window_ns"] = window_ns
         out.append(merged)
@@ -140,6 +142,24 @@ def buckets(parts: Iterable[Partial], step_ns: int) -> list[MetricBucket]:
     out = []
     for start in sorted(by_bucket):
         series = [(sid, chain(group)) for sid, group in sorted(by_bucket[start].items())]
+        if len(series) == 1:
+            one = series[0][1]
+            out.append(
+                MetricBucket(
+                    start_ns=start,
+                    count=one["count"],
+                    sum=one["sum"],
+                    min=one["min"],
+                    max=one["max"],
+                    avg=one["sum"] / one["count"],
+                    first=one["first"],
+                    last=one["last"],
+                    increase=one["increase"],
+                    hist_count=one["hist_count"],
+                    hist_sum=one["hist_sum"],
+                )
+            )
+            continue
         count = sum(s["count"] for _sid, s in series)
         total = sum(s["sum"] for _sid, s in series)
         increases = [s["increase"] for _sid, s in series if s["increase"] is not None]
@@ -164,28 +184,31 @@ def buckets(parts: Iterable[Partial], step_ns: int) -> list[MetricBucket]:
     return out
 
 
+PARTIAL_COLUMNS = (
+    "series_id",
+    "window_start_ns",
+    "window_ns",
+    "name",
+    "service",
+    "kind",
+    "unit",
+    "monotonic",
+    "temporality",
+    "count",
+    "sum",
+    "min",
+    "max",
+    "first_ns",
+    "first",
+    "last_ns",
+    "last",
+    "increase",
+    "hist_count",
+    "hist_sum",
+)
+"""The rollup columns a read needs (not the attribute maps: the series id identifies)."""
+
+
 def partials_from_table(rows: dict[str, list[Any]], n: int) -> list[Partial]:
     """Rollup rows read from Parquet (column -> values) back to partials."""
-    keys = (
-        "series_id",
-        "window_start_ns",
-        "window_ns",
-        "name",
-        "service",
-        "kind",
-        "unit",
-        "monotonic",
-        "temporality",
-        "count",
-        "sum",
-        "min",
-        "max",
-        "first_ns",
-        "first",
-        "last_ns",
-        "last",
-        "increase",
-        "hist_count",
-        "hist_sum",
-    )
-    return [{k: rows[k][i] for k in keys} for i in range(n)]
+    return [{k: rows[k][i] for k in PARTIAL_COLUMNS} for i in range(n)]

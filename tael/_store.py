@@ -660,7 +660,7 @@ class Store:
                     if files:
                         expr = _and([by_series, *_time_exprs("window_start_ns", inner_lo, inner_hi)])
                         bounds = {"series_id": (min(sids), max(sids)), "window_start_ns": (inner_lo, inner_hi - 1)}
-                        table = self._cold.read_pruned(files, bounds, expr)
+                        table = self._cold.read_pruned(files, bounds, expr, _rollup.PARTIAL_COLUMNS)
                         parts += _rollup.partials_from_table(_columns(table), table.num_rows)
             for r_lo, r_hi in raw_ranges:
                 if r_lo < r_hi:
