@@ -220,13 +220,7 @@ class HotTier:
         cur = txn.cursor(db=ids)
         cold = txn.cursor(db=self.db["cold_traces"]) if txn.stat(self.db["cold_traces"])["entries"] else None
         for trace, batch_services in by_trace.items():
-            earlier: set[str] = set()
-            if cur.set_range(trace):
-                for id_key, id_value in cur:
-                    if id_key[:16] != trace:
-                        break
-                    if id_value[8:16] != tag:
-                        earlier.add(bytes(id_value[16:]).decode())
+            earlier = _hot_services(cur, trace, skip_lsn=tag)
             if cold is not None:
                 earlier |= _cold_services(cold, trace)
             for service in batch_services - earlier if earlier else batch_services:
@@ -506,12 +500,7 @@ class HotTier:
         ids = txn.cursor(db=self.db["span_ids"])
         cold = txn.cursor(db=self.db["cold_traces"])
         for trace, services in by_trace.items():
-            remaining = _cold_services(cold, trace)
-            if ids.set_range(trace):
-                for id_key, id_value in ids:
-                    if id_key[:16] != trace:
-                        break
-                    remaining.add(bytes(id_value[16:]).decode())
+            remaining = _cold_services(cold, trace) | _hot_services(ids, trace)
             for service in services - remaining:
                 stats.setdefault(service, [0, 0, 0, 0])[3] += 1
         db = self.db["services"]
@@ -538,6 +527,19 @@ class HotTier:
         for key, sid in items:
             if txn.delete(key, db=metrics):
                 txn.delete(sid + key, db=by_series)
+
+
+def _hot_services(cur: lmdb.Cursor, trace: bytes, skip_lsn: bytes | None = None) -> set[str]:
+    """Services with spans of ``trace`` in the hot tier (span_ids values end with the
+    service), leaving out spans written by the batch at ``skip_lsn``."""
+    out: set[str] = set()
+    if cur.set_range(trace):
+        for key, value in cur:
+            if key[:16] != trace:
+                break
+            if value[8:16] != skip_lsn:
+                out.add(bytes(value[16:]).decode())
+    return out
 
 
 def _cold_services(cur: lmdb.Cursor, trace: bytes) -> set[str]:
