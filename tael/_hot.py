@@ -43,7 +43,7 @@ DBS = (
     b"series",  # name NUL series(8) -> [service, kind, attributes]
     b"services",  # service -> _STATS over both tiers (moved by compaction, dropped by retention)
     b"cold_files",  # file id(4) -> packed ColdFile: the manifest of live cold files
-    b"cold_traces",  # trace(16) signal(1) file id(4) row group(2) -> "": where a trace's cold rows are
+    b"cold_traces",  # trace(16) signal(1) file id(4) row group(2) -> packed [services] (spans) or ""
 )
 _NEXT_FILE = b"next_file_id"
 SIGNAL_SPANS, SIGNAL_LOGS = 1, 2

@@ -130,7 +130,7 @@ class Compactor:
 
         elif signal == "logs":
             items = [(k, unpack(v)) for k, v in chunk]
-            keyed = [(_QQI.unpack(k)[1], _QQI.unpack(k)[2], f) for k, f in items]
+            keyed = [(*_QQI.unpack(k)[1:], f) for k, f in items]
             for date, lgroup in _by_day(keyed, lambda r: r[2][0]).items():
                 tables.append(("logs", date, logs_table(lgroup)))
 
@@ -186,8 +186,7 @@ class Compactor:
                 services[svc][3] = len(ts)
         else:
             for svc in table.column("service").to_pylist():
-                services[svc] = services.get(svc, [0])
-                services[svc][0] += 1
+                services.setdefault(svc, [0])[0] += 1
         names = tuple(sorted(set(table.column("name").to_pylist()))) if dataset.startswith("metrics") else ()
         f = ColdFile(
             file_id=file_id,

@@ -312,7 +312,7 @@ def test_late_data_lands_in_its_day_and_small_files_are_merged(data_dir: Path) -
         got = store.query_traces(limit=1000)
         assert sorted(got, key=lambda x: x.span_id) == sorted(expected, key=lambda x: x.span_id)
         assert all(p.startswith("spans/date=2026-01-01/") for p in live_files(store) if p.startswith("spans/"))
-        assert store.merge_small_files() >= 0
+        assert store.merge_small_files() == 0  # compact() already merged the partition it wrote
         assert cold_files(data_dir) == live_files(store)
 
 
