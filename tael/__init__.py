@@ -32,7 +32,7 @@ from ._models import (
     StoreStats,
 )
 from ._settings import Settings
-from ._store import Store, repair
+from ._store import Store, rebuild_index, repair
 from ._writer import BackgroundWriter
 
 __version__ = "0.1.0"
@@ -63,5 +63,6 @@ __all__ = [
     "StoreStats",
     "TaelError",
     "ValidationError",
+    "rebuild_index",
     "repair",
 ]

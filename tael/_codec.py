@@ -17,6 +17,7 @@ from typing import Any
 
 import msgpack
 
+from ._blobs import Payloads
 from ._errors import ValidationError
 from ._models import (
     METRIC_KINDS,
@@ -54,10 +55,12 @@ def unpackb(data: bytes | memoryview) -> Any:
 
 # Rows are plain tuples (a NamedTuple costs ~10x more to build, per record, on the insert
 # path). The packed record is always the last element.
-SpanRow = tuple[int, bytes, bytes, str, int, bool, bytes]
-"""(start_ns, trace id, span id, service, duration_ns, is_error, packed record)"""
-LogRow = tuple[int, bytes | None, bytes]
-"""(time_ns, trace id or None, packed record)"""
+SpanRow = tuple[int, bytes, bytes, str, int, bool, int, bytes]
+"""(start_ns, trace id, span id, service, duration_ns, is_error, payload flag, packed record).
+The payload flag (see ``Payloads.span_flag``) says whether the record has text to
+index (1) and text for the blob store (2)."""
+LogRow = tuple[int, bytes | None, int, bytes]
+"""(time_ns, trace id or None, payload flag, packed record)"""
 MetricRow = tuple[int, str, bytes, bytes, bytes]
 """(time_ns, name, 8-byte series id, packed [service, kind, attributes] for the catalog, packed record)"""
 
@@ -229,7 +232,7 @@ _STR_ONLY = frozenset((str,))
 _FLAT = frozenset((str, int, float, bool, type(None)))
 
 
-def encode_spans(spans: Sequence[Span]) -> list[SpanRow]:
+def encode_spans(spans: Sequence[Span], payloads: Payloads) -> list[SpanRow]:
     """Validate the whole batch, then encode it. Raises ValidationError on the first bad record.
 
     The loop checks the common shape cheaply and hands anything unusual to
@@ -327,11 +330,12 @@ def encode_spans(spans: Sequence[Span]) -> list[SpanRow]:
         except (OverflowError, TypeError, ValueError) as exc:
             _validate_span(i, s)  # names the field at fault
             raise _fail(i, "attributes", f"cannot be encoded: {exc}") from None
-        append((start, trace, span, service, end - start, status == STATUS_ERROR, value))
+        flag = payloads.span_flag(s.attributes, events) if s.attributes or events else 0
+        append((start, trace, span, service, end - start, status == STATUS_ERROR, flag, value))
     return rows
 
 
-def encode_logs(logs: Sequence[LogRecord]) -> list[LogRow]:
+def encode_logs(logs: Sequence[LogRecord], payloads: Payloads) -> list[LogRow]:
     """Validate the whole batch, then encode it. Raises ValidationError on the first bad record."""
     rows: list[LogRow] = []
     append = rows.append
@@ -352,7 +356,7 @@ def encode_logs(logs: Sequence[LogRecord]) -> list[LogRow]:
         observed = _opt_ns(r.observed_ns, i, "observed_ns")
         scope = _text(r.scope_name, i, "scope_name")
         value = _packb([t, body, service, sev, sev_text, trace, span, attrs, resource, observed, scope])
-        append((t, trace, value))
+        append((t, trace, payloads.log_flag(body) if body else 0, value))
     return rows
 
 
@@ -497,17 +501,18 @@ def _seq(value: object, index: int, fieldname: str) -> Iterable[Any]:
 # ---------------------------------------------------------------- row recovery (replay)
 
 
-def span_row(value: bytes) -> SpanRow:
+def span_row(value: bytes, payloads: Payloads) -> SpanRow:
     f = unpackb(value)
-    return (f[5], f[0], f[1], f[4], f[6] - f[5], f[8] == STATUS_ERROR, value)
+    flag = payloads.span_flag(f[10], f[14])
+    return (f[5], f[0], f[1], f[4], f[6] - f[5], f[8] == STATUS_ERROR, flag, value)
 
 
-def log_row(value: bytes) -> LogRow:
+def log_row(value: bytes, payloads: Payloads) -> LogRow:
     f = unpackb(value)
-    return (f[0], f[5], value)
+    return (f[0], f[5], payloads.log_flag(f[1]) if f[1] else 0, value)
 
 
-def metric_row(value: bytes) -> MetricRow:
+def metric_row(value: bytes, payloads: Payloads) -> MetricRow:
     f = unpackb(value)
     name, service, kind, attrs = f[1], f[2], f[4], f[6]
     return (f[0], name, series_id(name, service, kind, attrs), _packb([service, kind, attrs]), value)

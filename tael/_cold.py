@@ -39,6 +39,9 @@ _TS = pa.timestamp("ns", tz="UTC")
 _ATTRS = pa.map_(pa.string(), pa.string())
 _EVENT = pa.struct([("time_ns", pa.int64()), ("name", pa.string()), ("attributes", pa.string())])
 _LINK = pa.struct([("trace_id", pa.string()), ("span_id", pa.string()), ("attributes", pa.string())])
+_PAYLOAD_REF = pa.struct([("event", pa.int32()), ("key", pa.string()), ("sha256", pa.string())])
+BLOB_PREFIX = "sha256:"
+"""What a payload kept in the blob store reads as in the attribute and body columns."""
 
 SPAN_SCHEMA = pa.schema(
     [
@@ -64,6 +67,7 @@ SPAN_SCHEMA = pa.schema(
         ("links", pa.list_(_LINK)),
         ("trace_state", pa.string()),
         ("flags", pa.int64()),
+        ("payload_refs", pa.list_(_PAYLOAD_REF)),
     ]
 )
 
@@ -85,6 +89,7 @@ LOG_SCHEMA = pa.schema(
         ("scope_name", pa.string()),
         ("wal_lsn", pa.int64()),
         ("batch_index", pa.int32()),
+        ("body_blob", pa.string()),
     ]
 )
 
@@ -273,6 +278,21 @@ def _attr_typed(attrs: dict[str, Any]) -> str | None:
     return None
 
 
+def _unblobbed(attrs: dict[str, Any], event: int, refs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``attrs`` with each blob digest replaced by its "sha256:<hex>" text, the digests
+    listed in ``refs`` (the ``payload_refs`` column) so reads can put them back."""
+    if not attrs or bytes not in set(map(type, attrs.values())):
+        return attrs
+    out = {}
+    for k, v in attrs.items():
+        if type(v) is bytes:
+            h = v.hex()
+            refs.append({"event": event, "key": k, "sha256": h})
+            v = BLOB_PREFIX + h
+        out[k] = v
+    return out
+
+
 def _attrs_back(pairs: list[tuple[str, str]] | None, typed: str | None) -> dict[str, Any]:
     out = dict(pairs) if pairs else {}
     if typed:
@@ -309,13 +329,21 @@ def spans_table(records: Sequence[list[Any]]) -> pa.Table:
         cols["end_ns"].append(f[6])
         cols["duration_ns"].append(f[6] - f[5])
         cols["start_time"].append(f[5])
-        cols["attributes"].append(_attr_pairs(f[10]))
-        cols["attributes_typed"].append(_attr_typed(f[10]))
+        refs: list[dict[str, Any]] = []
+        attrs = _unblobbed(f[10], -1, refs)
+        cols["attributes"].append(_attr_pairs(attrs))
+        cols["attributes_typed"].append(_attr_typed(attrs))
         cols["resource"].append(_attr_pairs(f[11]))
         cols["resource_typed"].append(_attr_typed(f[11]))
         cols["scope_name"].append(f[12])
         cols["scope_version"].append(f[13])
-        cols["events"].append([{"time_ns": e[0], "name": e[1], "attributes": _json(e[2])} for e in f[14]])
+        cols["events"].append(
+            [
+                {"time_ns": e[0], "name": e[1], "attributes": _json(_unblobbed(e[2], j, refs))}
+                for j, e in enumerate(f[14])
+            ]
+        )
+        cols["payload_refs"].append(refs or None)
         cols["links"].append(
             [{"trace_id": ln[0].hex(), "span_id": ln[1].hex(), "attributes": _json(ln[2])} for ln in f[15]]
         )
@@ -334,7 +362,13 @@ def logs_table(records: Sequence[tuple[int, int, list[Any]]]) -> pa.Table:
         cols["service"].append(f[2])
         cols["severity_number"].append(f[3])
         cols["severity_text"].append(f[4])
-        cols["body"].append(f[1])
+        body = f[1]
+        if type(body) is bytes:
+            cols["body_blob"].append(body.hex())
+            body = BLOB_PREFIX + body.hex()
+        else:
+            cols["body_blob"].append(None)
+        cols["body"].append(body)
         cols["trace_id"].append(_hex(f[5]))
         cols["span_id"].append(_hex(f[6]))
         cols["attributes"].append(_attr_pairs(f[7]))
@@ -441,6 +475,7 @@ def span_records(table: pa.Table) -> list[list[Any]]:
     c = _columns(table)
     out = []
     kinds, statuses = {k: i for i, k in enumerate(SPAN_KINDS)}, {s: i for i, s in enumerate(SPAN_STATUSES)}
+    payload_refs = c.get("payload_refs") or [None] * table.num_rows
     for i in range(table.num_rows):
         out.append(
             [
@@ -467,17 +502,39 @@ def span_records(table: pa.Table) -> list[list[Any]]:
                 c["flags"][i],
             ]
         )
+        refs = payload_refs[i]
+        if refs:
+            f = out[-1]
+            for ref in refs:
+                target = f[10] if ref["event"] < 0 else f[14][ref["event"]][2]
+                target[ref["key"]] = bytes.fromhex(ref["sha256"])
     return out
+
+
+def file_digests(table: pa.Table) -> list[bytes]:
+    """Every blob digest the rows of a spans or logs table refer to."""
+    if "payload_refs" in table.column_names:
+        refs = pc.list_flatten(table.column("payload_refs"))
+        if not len(refs):
+            return []
+        hexes = pc.unique(pc.struct_field(refs, "sha256")).to_pylist()
+    elif "body_blob" in table.column_names:
+        hexes = [h for h in pc.unique(table.column("body_blob")).to_pylist() if h is not None]
+    else:
+        return []
+    return [bytes.fromhex(h) for h in hexes]
 
 
 def log_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]:
     """Rows of a logs table as ((time, lsn, index) sort key, record array)."""
     c = _columns(table)
     out = []
+    blobs = c.get("body_blob") or [None] * table.num_rows
     for i in range(table.num_rows):
+        blob = blobs[i]
         f = [
             c["time_ns"][i],
-            c["body"][i],
+            c["body"][i] if blob is None else bytes.fromhex(blob),
             c["service"][i],
             c["severity_number"][i],
             c["severity_text"][i],

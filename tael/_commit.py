@@ -21,6 +21,7 @@ from typing import Any
 
 from ._errors import StorageError, StoreClosedError
 from ._hot import HotTier
+from ._search import Indexer
 from ._wal import Wal
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class CommitPipeline:
         self.applied_lsn = self.durable_lsn = hot.applied_lsn()
         self.fsync_groups = 0
         self.apply_groups = 0
+        self.indexer: Indexer | None = None
+        """Receives every applied batch, in LSN order (set before the first commit)."""
         self._applier = threading.Thread(target=self._apply_loop, name=f"tael-apply:{hot.path}", daemon=True)
         self._applier.start()
 
@@ -152,8 +155,9 @@ class CommitPipeline:
                     t = self._apply_queue.popleft()
                     group.append(t)
                     count += len(t.rows)
+            batches = [(t.rtype, t.rows, t.lsn, t.end) for t in group]
             try:
-                self.hot.apply([(t.rtype, t.rows, t.lsn, t.end) for t in group])
+                self.hot.apply(batches)
             except Exception as exc:
                 log.error("hot tier apply failed (%d batches wait in the WAL; retrying): %s", len(group), exc)
                 with self._apply_cv:
@@ -164,13 +168,15 @@ class CommitPipeline:
                         return  # unapplied batches are replayed from the WAL at the next open
                     self._apply_cv.wait(_RETRY_S)
                 continue
+            if self.indexer is not None:
+                self.indexer.submit(batches)  # before the batches count as applied: see Store.flush
             with self._apply_cv:
                 self.applied_lsn = group[-1].end
                 self._unapplied -= count
                 self.apply_error = None
                 self.apply_groups += 1
                 self._apply_cv.notify_all()
-            if self.wal.removable(self.applied_lsn):
+            if self.wal.removable(self.retained_from()):
                 try:
                     self.checkpoint()
                 except OSError as exc:
@@ -183,14 +189,23 @@ class CommitPipeline:
         with self.io:
             self.wal.sync()
 
+    def retained_from(self) -> int:
+        """The WAL position before which nothing is needed any more: applied to the hot
+        tier and committed to the full-text index."""
+        lsn = self.applied_lsn
+        if self.indexer is not None:
+            lsn = min(lsn, self.indexer.committed_lsn)
+        return lsn
+
     def checkpoint(self) -> int:
-        """Sync LMDB, then delete WAL segments it has fully applied; returns segments removed."""
+        """Sync LMDB, then delete WAL segments that are fully applied and indexed;
+        returns segments removed."""
         with self.io:
-            applied = self.applied_lsn
-            if not self.wal.removable(applied):
+            done = self.retained_from()
+            if not self.wal.removable(done):
                 return 0
             self.hot.sync()
-            return self.wal.remove_applied(applied)
+            return self.wal.remove_applied(done)
 
     def close(self) -> None:
         """Refuse new commits, let those in flight finish, drain the applier and stop it."""

@@ -18,9 +18,11 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from ._blobs import BlobStore, Payloads, log_digests, span_digests
 from ._codec import STATUS_ERROR, LogRow, MetricRow, SpanRow, packb, unpackb
 from ._cold import ColdFile
 from ._errors import StorageError
+from ._fsutil import sync_filesystem
 from ._models import SignalStats
 
 log = logging.getLogger(__name__)
@@ -44,8 +46,15 @@ DBS = (
     b"services",  # service -> _STATS over both tiers (moved by compaction, dropped by retention)
     b"cold_files",  # file id(4) -> packed ColdFile: the manifest of live cold files
     b"cold_traces",  # trace(16) signal(1) file id(4) row group(2) -> packed [services] (spans) or ""
+    b"blobs",  # digest(32) -> raw length(8) stored length(8): the blob catalog
+    b"blob_refs",  # digest(32) signal(1) hot primary key -> "": hot records referring to a blob
+    b"cold_blobs",  # digest(32) file id(4) -> "": cold files referring to a blob
+    b"cold_file_blobs",  # file id(4) -> packed [digest, ...]: the same, by file (for removing a file)
+    b"blob_gc",  # digest(32) -> "": blobs that lost a reference since the last collection
 )
 _NEXT_FILE = b"next_file_id"
+_INDEXED = b"indexed_lsn"
+_BLOB = struct.Struct(">QQ")
 SIGNAL_SPANS, SIGNAL_LOGS = 1, 2
 _I = struct.Struct(">I")
 _TREF = struct.Struct(">BIH")
@@ -95,9 +104,21 @@ class _Gate:
 class HotTier:
     """Owns the LMDB environment. Writes come only from the commit pipeline (one at a time)."""
 
-    def __init__(self, path: Path, *, map_size: int, sync: bool, read_only: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        map_size: int,
+        sync: bool,
+        read_only: bool,
+        blobs: BlobStore,
+        payloads: Payloads,
+    ) -> None:
         self.path = path
         self.read_only = read_only
+        self.blobs = blobs
+        self.payloads = payloads
+        self._blobs_written = False  # set inside a write txn that placed new blob files
         try:
             self.env = lmdb.open(
                 str(path),
@@ -144,6 +165,16 @@ class HotTier:
             raw = txn.get(_APPLIED, db=self.db["meta"])
         return _Q.unpack(raw)[0] if raw else 0
 
+    def indexed_lsn(self) -> int | None:
+        """WAL position up to which the full-text index has committed every record
+        (None: the index was never built for this hot tier)."""
+        with self.reader() as txn:
+            raw = txn.get(_INDEXED, db=self.db["meta"])
+        return _Q.unpack(raw)[0] if raw else None
+
+    def set_indexed_lsn(self, lsn: int) -> None:
+        self.write(lambda txn: txn.put(_INDEXED, _Q.pack(lsn), db=self.db["meta"]))
+
     def sync(self) -> None:
         self.env.sync(True)
 
@@ -152,17 +183,29 @@ class HotTier:
 
     # ------------------------------------------------------------ writes
 
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Run ``fn`` in one write transaction (retried whole after growing a full map)."""
+    def write(self, fn: Callable[[lmdb.Transaction], T], after: Callable[[T], None] | None = None) -> T:
+        """Run ``fn`` in one write transaction (retried whole after growing a full map).
+
+        Blob files ``fn`` placed are made durable before the transaction commits.
+        ``after(result)`` runs once it has committed, still holding the write lock."""
         with self._write_lock:
             while True:
+                self._blobs_written = False
                 try:
                     with self.env.begin(write=True) as txn:
-                        return fn(txn)
+                        result = fn(txn)
+                        if self._blobs_written:
+                            sync_filesystem(self.blobs.root)
+                    break
                 except lmdb.MapFullError:
                     self._grow()
                 except lmdb.Error as exc:
                     raise StorageError(f"hot tier write to {self.path} failed: {exc}") from exc
+                except OSError as exc:
+                    raise StorageError(f"writing payload blobs under {self.blobs.root} failed: {exc}") from exc
+            if after is not None:
+                after(result)
+            return result
 
     def apply(self, groups: Sequence[Group]) -> None:
         """Apply WAL records to LMDB in one transaction, advancing the applied LSN."""
@@ -199,10 +242,13 @@ class HotTier:
             rows = fresh  # the rest are already stored: idempotent retries
             if not rows:
                 return
-        txn.cursor(db=self.db["spans"]).putmulti([(pack(r[0]) + r[1] + r[2], r[6]) for r in rows])
+        items = [(pack(r[0]) + r[1] + r[2], r[7]) for r in rows]
+        if any(r[6] == 2 for r in rows):
+            items = self._externalize(txn, items, [r[6] for r in rows], SIGNAL_SPANS)
+        txn.cursor(db=self.db["spans"]).putmulti(items)
         per_service: dict[str, list[int]] = {}
         by_trace: dict[bytes, set[str]] = {}
-        for _start, trace, _span, service, duration, is_error, _value in rows:
+        for _start, trace, _span, service, duration, is_error, _flag, _value in rows:
             acc = per_service.get(service)
             if acc is None:
                 acc = per_service[service] = [0, 0, 0, 0]
@@ -235,11 +281,43 @@ class HotTier:
 
     def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
         pack = _QQI.pack
-        items = [(pack(r[0], lsn, i), r[2]) for i, r in enumerate(rows)]
+        items = [(pack(r[0], lsn, i), r[3]) for i, r in enumerate(rows)]
+        if any(r[2] == 2 for r in rows):
+            items = self._externalize(txn, items, [r[2] for r in rows], SIGNAL_LOGS)
         txn.cursor(db=self.db["logs"]).putmulti(items)
         traced = [(r[1] + key, b"") for r, (key, _v) in zip(rows, items, strict=True) if r[1] is not None]
         if traced:
             txn.cursor(db=self.db["log_trace"]).putmulti(traced)
+
+    def _externalize(
+        self, txn: lmdb.Transaction, items: list[tuple[bytes, bytes]], flags: list[int], signal: int
+    ) -> list[tuple[bytes, bytes]]:
+        """Move the long payloads of the flagged records to the blob store: (key, packed
+        record) pairs come back with digests in place of those texts."""
+        split = self.payloads.externalize_span if signal == SIGNAL_SPANS else self.payloads.externalize_log
+        refs = []
+        out = []
+        for (key, value), flag in zip(items, flags, strict=True):
+            if flag != 2:
+                out.append((key, value))
+                continue
+            f = unpackb(value)
+            blobs = split(f)
+            self.put_blobs(txn, blobs)
+            refs += [(digest + bytes((signal,)) + key, b"") for digest, _text in blobs]
+            out.append((key, packb(f)))
+        if refs:
+            txn.cursor(db=self.db["blob_refs"]).putmulti(refs, overwrite=False)
+        return out
+
+    def put_blobs(self, txn: lmdb.Transaction, blobs: Sequence[tuple[bytes, str]]) -> None:
+        """Place the blobs the catalog does not hold yet (identical text is stored once)."""
+        db = self.db["blobs"]
+        for digest, text in blobs:
+            if txn.get(digest, db=db) is None:
+                stored = self.blobs.write(digest, text)
+                txn.put(digest, _BLOB.pack(len(text.encode()), stored), db=db)
+                self._blobs_written = True
 
     def _apply_metrics(self, txn: lmdb.Transaction, rows: Sequence[MetricRow], lsn: int) -> None:
         pack = _QQI.pack
@@ -269,6 +347,32 @@ class HotTier:
                 value = txn.get(bytes(start[:8]) + key, db=spans)
                 if value is not None:
                     out.append(unpackb(value))
+        return out
+
+    def get_spans(
+        self, txn: lmdb.Transaction, keys: Sequence[tuple[bytes, bytes]]
+    ) -> dict[tuple[bytes, bytes], list[Any]]:
+        """Records of the given (trace, span) ids that the hot tier holds."""
+        out = {}
+        ids, spans = self.db["span_ids"], self.db["spans"]
+        for trace, span in keys:
+            start = txn.get(trace + span, db=ids)
+            if start is not None:
+                value = txn.get(bytes(start[:8]) + trace + span, db=spans)
+                if value is not None:
+                    out[(trace, span)] = unpackb(value)
+        return out
+
+    def get_logs(
+        self, txn: lmdb.Transaction, keys: Sequence[tuple[int, int, int]]
+    ) -> dict[tuple[int, int, int], list[Any]]:
+        """Records of the given (time, lsn, index) log keys that the hot tier holds."""
+        out = {}
+        logs = self.db["logs"]
+        for key in keys:
+            value = txn.get(_QQI.pack(*key), db=logs)
+            if value is not None:
+                out[key] = unpackb(value)
         return out
 
     def scan(
@@ -438,12 +542,24 @@ class HotTier:
         removed: Sequence[ColdFile],
         refs_added: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
         refs_removed: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
+        blobs_added: Sequence[tuple[int, list[bytes]]] = (),
     ) -> None:
         """Manifest and trace-index changes; refs are (trace, signal, file id, row group,
-        services of the trace's spans there)."""
+        services of the trace's spans there). ``blobs_added``: (file id, digests its
+        rows refer to) of added files; removed files' blob references go with them."""
         files, traces = self.db["cold_files"], self.db["cold_traces"]
+        by_file, by_blob, gc = self.db["cold_file_blobs"], self.db["cold_blobs"], self.db["blob_gc"]
+        for file_id, digests in blobs_added:
+            if digests:
+                txn.put(_I.pack(file_id), packb(sorted(digests)), db=by_file)
+                for digest in digests:
+                    txn.put(digest + _I.pack(file_id), b"", db=by_blob)
         for f in removed:
             txn.delete(_I.pack(f.file_id), db=files)
+            raw = txn.pop(_I.pack(f.file_id), db=by_file)
+            for digest in unpackb(raw) if raw is not None else ():
+                txn.delete(digest + _I.pack(f.file_id), db=by_blob)
+                txn.put(digest, b"", db=gc)
         for f in added:
             txn.put(_I.pack(f.file_id), f.pack(), db=files)
         for trace, signal, file_id, rg, _services in refs_removed:
@@ -456,7 +572,58 @@ class HotTier:
                 )
             )
 
+    # ------------------------------------------------------------ blobs
+
+    def collect_blobs(self) -> tuple[int, int]:
+        """Delete every blob that lost a reference since the last collection and has none
+        left, hot or cold; returns (blobs removed, bytes freed). Runs under the write
+        lock, so no apply can add a reference between the check and the unlink."""
+
+        def run(txn: lmdb.Transaction) -> list[tuple[bytes, int]]:
+            catalog, refs, cold = self.db["blobs"], self.db["blob_refs"], self.db["cold_blobs"]
+            gc = self.db["blob_gc"]
+            ref_cur, cold_cur = txn.cursor(db=refs), txn.cursor(db=cold)
+            doomed = []
+            for digest in [bytes(k) for k in txn.cursor(db=gc).iternext(values=False)]:
+                txn.delete(digest, db=gc)
+                if _has_prefix(ref_cur, digest) or _has_prefix(cold_cur, digest):
+                    continue
+                meta = txn.pop(digest, db=catalog)
+                if meta is not None:
+                    doomed.append((digest, _BLOB.unpack(meta)[1]))
+            return doomed
+
+        def unlink(doomed: list[tuple[bytes, int]]) -> None:
+            for digest, _size in doomed:
+                self.blobs.remove(digest)
+
+        doomed = self.write(run, unlink)
+        return len(doomed), sum(size for _d, size in doomed)
+
+    def blob_stats(self, txn: lmdb.Transaction) -> tuple[int, int, int]:
+        """(blobs, raw text bytes, stored bytes) from the catalog."""
+        count = raw = stored = 0
+        for value in txn.cursor(db=self.db["blobs"]).iternext(keys=False):
+            r, s = _BLOB.unpack(value)
+            count += 1
+            raw += r
+            stored += s
+        return count, raw, stored
+
+    def has_blob(self, txn: lmdb.Transaction, digest: bytes) -> bool:
+        return txn.get(digest, db=self.db["blobs"]) is not None
+
+    def blob_referenced(self, txn: lmdb.Transaction, digest: bytes) -> bool:
+        return _has_prefix(txn.cursor(db=self.db["blob_refs"]), digest) or _has_prefix(
+            txn.cursor(db=self.db["cold_blobs"]), digest
+        )
+
     # ------------------------------------------------------------ eviction (compaction, retention)
+
+    def records(self, txn: lmdb.Transaction, dbname: str) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, packed record) of a primary table, in key order."""
+        for key, value in txn.cursor(db=self.db[dbname]):
+            yield bytes(key), bytes(value)
 
     def chunk(self, txn: lmdb.Transaction, dbname: str, before: int, limit: int) -> list[tuple[bytes, bytes]]:
         """Up to ``limit`` oldest (key, packed record) of a primary table with time < ``before``."""
@@ -482,6 +649,8 @@ class HotTier:
             if txn.delete(key, db=spans):
                 txn.delete(key[8:], db=ids)
                 gone.append((key, f))
+                for digest in span_digests(f):
+                    self._drop_ref(txn, digest + bytes((SIGNAL_SPANS,)) + key, digest)
         if forget and gone:
             stats: dict[str, list[int]] = {}
             by_trace: dict[bytes, set[str]] = {}
@@ -518,8 +687,15 @@ class HotTier:
     def evict_logs(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, list[Any]]]) -> None:
         logs, by_trace = self.db["logs"], self.db["log_trace"]
         for key, f in items:
-            if txn.delete(key, db=logs) and f[5] is not None:
-                txn.delete(f[5] + key, db=by_trace)
+            if txn.delete(key, db=logs):
+                if f[5] is not None:
+                    txn.delete(f[5] + key, db=by_trace)
+                for digest in log_digests(f):
+                    self._drop_ref(txn, digest + bytes((SIGNAL_LOGS,)) + key, digest)
+
+    def _drop_ref(self, txn: lmdb.Transaction, ref: bytes, digest: bytes) -> None:
+        txn.delete(ref, db=self.db["blob_refs"])
+        txn.put(digest, b"", db=self.db["blob_gc"])
 
     def evict_metrics(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, bytes]]) -> None:
         """``items``: (primary key, series id)."""
@@ -527,6 +703,10 @@ class HotTier:
         for key, sid in items:
             if txn.delete(key, db=metrics):
                 txn.delete(sid + key, db=by_series)
+
+
+def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
+    return bool(cur.set_range(prefix)) and bytes(cur.key()[: len(prefix)]) == prefix
 
 
 def _hot_services(cur: lmdb.Cursor, trace: bytes, skip_lsn: bytes | None = None) -> set[str]:

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -36,6 +37,7 @@ from ._cold import (
     ColdTier,
     day_of,
     day_start_ns,
+    file_digests,
     logs_table,
     metrics_table,
     rollup_table,
@@ -55,6 +57,17 @@ log = logging.getLogger(__name__)
 Ref = tuple[bytes, int, int, int, tuple[str, ...]]
 """A cold trace-index entry: (trace id, signal, file id, row group, services of its spans there)."""
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
+
+
+@dataclass(frozen=True, slots=True)
+class _NewFile:
+    """A cold file encoded and about to be published, with what the LMDB indexes need."""
+
+    file: ColdFile
+    data: bytes
+    refs: list[Ref]
+    digests: list[bytes]
+    """Blob digests its rows refer to."""
 
 
 class Compactor:
@@ -107,15 +120,15 @@ class Compactor:
             files, evict = self._build(signal, chunk, rollups)
             self._commit(files, [], evict)
             records[signal] += len(chunk)
-            for f, _data, _refs in files:
-                written.append(f.relpath)
-                touched.add((f.dataset, f.date))
+            for new in files:
+                written.append(new.file.relpath)
+                touched.add((new.file.dataset, new.file.date))
             if len(chunk) < batch:
                 return
 
     def _build(
         self, signal: str, chunk: Sequence[tuple[bytes, bytes]], rollups: dict[str, int]
-    ) -> tuple[list[tuple[ColdFile, bytes, list[Ref]]], Callable[[Any], None]]:
+    ) -> tuple[list[_NewFile], Callable[[Any], None]]:
         """Encode one chunk of hot records as cold files (one per day and dataset) and
         the eviction of exactly those records."""
         unpack = _codec.unpackb
@@ -163,7 +176,7 @@ class Compactor:
         ]
         return files, evict
 
-    def _encode(self, file_id: int, dataset: str, date: str, table: pa.Table) -> tuple[ColdFile, bytes, list[Ref]]:
+    def _encode(self, file_id: int, dataset: str, date: str, table: pa.Table) -> _NewFile:
         data = self.cold.encode(dataset, table)
         meta = pq.ParquetFile(pa.BufferReader(data)).metadata
         times = table.column(TIME_COLUMN[dataset])
@@ -201,29 +214,36 @@ class Compactor:
             names=names,
         )
         sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return f, data, _refs_of(f, table, sizes)
+        return _NewFile(f, data, _refs_of(f, table, sizes), file_digests(table))
 
     def _commit(
         self,
-        added: Sequence[tuple[ColdFile, bytes, list[Ref]]],
+        added: Sequence[_NewFile],
         removed: Sequence[tuple[ColdFile, list[Ref]]],
         evict: Callable[[Any], None] | None,
         after: Callable[[Any], None] | None = None,
     ) -> None:
         """Steps 1-3 of the protocol in the module docstring."""
         try:
-            for f, data, _refs in added:
-                self.cold.publish(f, data)
+            for new in added:
+                self.cold.publish(new.file, new.data)
         except OSError as exc:
             self._discard(added)
             raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
-        refs_added = [r for _f, _d, refs in added for r in refs]
+        refs_added = [r for new in added for r in new.refs]
         refs_removed = [r for _f, refs in removed for r in refs]
 
         def run(txn: Any) -> None:
             if evict is not None:
                 evict(txn)
-            self.hot.publish_files(txn, [f for f, _d, _r in added], [f for f, _r in removed], refs_added, refs_removed)
+            self.hot.publish_files(
+                txn,
+                [new.file for new in added],
+                [f for f, _r in removed],
+                refs_added,
+                refs_removed,
+                [(new.file.file_id, new.digests) for new in added],
+            )
             if after is not None:
                 after(txn)
 
@@ -236,10 +256,10 @@ class Compactor:
             self.hot.sync()  # the manifest no longer naming them is durable before they go
             self.cold.remove(f for f, _r in removed)
 
-    def _discard(self, added: Sequence[tuple[ColdFile, bytes, list[Ref]]]) -> None:
+    def _discard(self, added: Sequence[_NewFile]) -> None:
         """Remove files published for a change that did not commit (else: orphans at next open)."""
-        for f, _d, _r in added:
-            self.cold.path(f).unlink(missing_ok=True)
+        for new in added:
+            self.cold.path(new.file).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ small-file merges
 
@@ -286,7 +306,7 @@ class Compactor:
         (fid,) = self.hot.alloc_file_ids(1)
         new = self._encode(fid, dataset, date, table)
         self._commit([new], [(f, [r for r in old_refs if r[2] == f.file_id]) for f in files], None)
-        log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new[0].relpath)
+        log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new.file.relpath)
 
     # ------------------------------------------------------------ retention
 
@@ -339,6 +359,7 @@ class Compactor:
                 cold_files_dropped=len(doomed),
                 cold_rows_dropped=sum(f.rows for f in doomed),
                 hot_records_dropped=hot_dropped,
+                cutoffs=cutoff,
             )
 
     def _drop_hot(self, signal: str, before: int) -> int:
@@ -443,10 +464,10 @@ class Maintenance:
 
     def run_once(self, now: Any = None) -> MaintenanceReport:
         """One pass: compact what is older than ``Settings.hot_window_s``, merge small
-        files, enforce retention, checkpoint the WAL. Errors are caught, logged and
+        files, enforce retention, collect unreferenced payload blobs, checkpoint the WAL. Errors are caught, logged and
         reported in the result."""
         compaction = retention = None
-        merged = removed = 0
+        merged = removed = blobs = 0
         try:
             now_ns = _codec.to_ns(now, "now") if now is not None else time.time_ns()
             assert now_ns is not None
@@ -454,6 +475,7 @@ class Maintenance:
             compaction = self.store.compact(now_ns - hot_window)
             merged = compaction.files_merged + self.store.merge_small_files()
             retention = self.store.enforce_retention(now_ns)
+            blobs = self.store.collect_blobs()
             removed = self.store.checkpoint()
             error = None
         except Exception as exc:
@@ -466,6 +488,7 @@ class Maintenance:
             files_merged=merged,
             retention=retention,
             wal_segments_removed=removed,
+            blobs_removed=blobs,
             error=error,
         )
         self.last_report = report

@@ -133,7 +133,10 @@ class StoreStats:
     """What a store holds, hot and cold together: per signal (``spans``, ``logs``,
     ``metrics``) and bytes on disk per component (``wal``, ``hot``, ``cold``).
     ``hot_records`` and ``cold_records`` split the counts by tier; ``cold_files``
-    counts live Parquet files of every dataset, rollups included."""
+    counts live Parquet files of every dataset, rollups included. ``blobs`` is the
+    number of distinct payload texts in the blob store, ``blob_raw_bytes`` their
+    UTF-8 size and ``disk_bytes["blobs"]`` what they take on disk;
+    ``index_documents`` counts committed full-text index documents."""
 
     signals: dict[str, SignalStats]
     disk_bytes: dict[str, int]
@@ -142,6 +145,10 @@ class StoreStats:
     hot_records: dict[str, int] = field(default_factory=dict)
     cold_records: dict[str, int] = field(default_factory=dict)
     cold_files: int = 0
+    blobs: int = 0
+    blob_raw_bytes: int = 0
+    index_documents: int = 0
+    indexed_lsn: int = 0
 
     @property
     def total_disk_bytes(self) -> int:
@@ -216,13 +223,15 @@ class CompactionReport:
 @dataclass(slots=True, kw_only=True, frozen=True)
 class RetentionReport:
     """What ``Store.enforce_retention`` dropped: whole cold partitions per dataset
-    (``"spans/date=2026-01-01"``), cold files and rows, and hot records per signal."""
+    (``"spans/date=2026-01-01"``), cold files and rows, and hot records per signal.
+    ``cutoffs``: per dataset, the time before which records are past retention."""
 
     now_ns: int
     partitions_dropped: list[str]
     cold_files_dropped: int
     cold_rows_dropped: int
     hot_records_dropped: dict[str, int]
+    cutoffs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True, kw_only=True, frozen=True)
@@ -234,4 +243,5 @@ class MaintenanceReport:
     files_merged: int
     retention: RetentionReport | None
     wal_segments_removed: int
+    blobs_removed: int = 0
     error: str | None = None

@@ -98,6 +98,39 @@ class Settings:
     retention_metrics_1h_days: float = 365.0
     """1-hour metric rollups are dropped once older than this (days, default 365)."""
 
+    payload_attributes: tuple[str, ...] = (
+        "gen_ai.prompt",
+        "gen_ai.completion",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "input.value",
+        "output.value",
+        "exception.message",
+        "exception.stacktrace",
+    )
+    """Span (and span event) attribute keys whose string values are payload text:
+    indexed for full-text search and, when long, kept in the blob store. Default:
+    the OpenTelemetry GenAI keys plus OpenInference's input/output values and the
+    exception message and stack trace."""
+
+    payload_blob_min_bytes: int = 1024
+    """Payload texts (span payload attributes and log bodies) at least this long
+    (bytes of UTF-8, default 1 KiB) are stored once in the content-addressed blob
+    store and referenced by hash; shorter ones stay inline in the record."""
+
+    blob_compression_level: int = 3
+    """zstd level for blob files (1..22, default 3)."""
+
+    index_commit_interval_s: float = 1.0
+    """Longest time (seconds, default 1) between an insert returning and its text
+    becoming searchable: the full-text index commits at least this often while
+    there is something new. ``Store.flush()`` commits at once."""
+
+    index_writer_heap_bytes: int = 64 << 20
+    """Memory (bytes, default 64 MiB) Tantivy's index writer buffers before it
+    flushes a segment on its own."""
+
     def __post_init__(self) -> None:
         if self.durability not in _DURABILITY:
             raise ValueError(f"Settings.durability must be one of {_DURABILITY}, got {self.durability!r}")
@@ -129,6 +162,20 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"Settings.{name} must be a positive number, got {value!r}")
+        if type(self.payload_attributes) is not tuple or not all(type(k) is str and k for k in self.payload_attributes):
+            raise ValueError(
+                f"Settings.payload_attributes must be a tuple of non-empty str keys, got {self.payload_attributes!r}"
+            )
+        _positive("payload_blob_min_bytes", self.payload_blob_min_bytes, minimum=1)
+        if not 1 <= self.blob_compression_level <= 22:
+            raise ValueError(f"Settings.blob_compression_level must be 1..22, got {self.blob_compression_level!r}")
+        _positive("index_writer_heap_bytes", self.index_writer_heap_bytes, minimum=15 << 20)
+        if (
+            isinstance(self.index_commit_interval_s, bool)
+            or not isinstance(self.index_commit_interval_s, (int, float))
+            or not self.index_commit_interval_s > 0
+        ):
+            raise ValueError(f"Settings.index_commit_interval_s must be > 0, got {self.index_commit_interval_s!r}")
         if not self.writer_flush_interval_s > 0:
             raise ValueError(f"Settings.writer_flush_interval_s must be > 0, got {self.writer_flush_interval_s!r}")
 

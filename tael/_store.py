@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import pyarrow.compute as pc
 
 from . import _codec, _rollup
+from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, ColdTier, _columns, log_records, metric_records, span_records
 from ._commit import CommitPipeline
@@ -43,6 +44,7 @@ from ._models import (
     Span,
     StoreStats,
 )
+from ._search import DOC_LOG, DOC_SPAN, Indexer, TextIndex, group_docs, log_doc, parse_text, span_doc, span_key
 from ._settings import Settings
 from ._wal import RecordType, Wal, decode_values, encode_frame, repair_wal
 from ._writer import BackgroundWriter
@@ -77,14 +79,18 @@ class Store:
         self._writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
         self.replayed_records = 0
         """How many WAL records the open replayed into the hot tier."""
+        self._index: TextIndex | None = None
+        self._indexer: Indexer | None = None
         s = self.settings
         self._cold = ColdTier(
             self.path / "cold", row_group_rows=s.cold_row_group_rows, compression_level=s.cold_compression_level
         )
+        self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
+        self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
         if read_only:
             if not (self.path / "hot" / "data.mdb").exists():
                 raise StorageError(f"{self.path} is not a tael data directory (no hot/data.mdb)")
-            self._hot = HotTier(self.path / "hot", map_size=s.hot_map_size_bytes, sync=False, read_only=True)
+            self._hot = self._open_hot(sync=False, read_only=True)
             self._compactor = Compactor(self._hot, self._cold, s)
             return
         self.path.mkdir(parents=True, exist_ok=True)
@@ -92,20 +98,43 @@ class Store:
         self._lock.acquire()
         try:
             (self.path / "hot").mkdir(exist_ok=True)
-            self._hot = HotTier(self.path / "hot", map_size=s.hot_map_size_bytes, sync=s.hot_sync, read_only=False)
+            self._hot = self._open_hot(sync=s.hot_sync, read_only=False)
             self._compactor = Compactor(self._hot, self._cold, s)
             try:
                 self._compactor.sweep_orphans()
+                self._sweep_blob_orphans()
                 self._wal = Wal(
                     self.path / "wal",
                     segment_bytes=s.wal_segment_bytes,
                     max_record_bytes=s.wal_max_record_bytes,
                     fsync=s.durability == "fsync",
                 )
-                self.replayed_records = self._replay()
+                indexed = self._hot.indexed_lsn()
+                if indexed is None or not (self.path / "index" / "meta.json").exists():
+                    TextIndex.remove(self.path / "index")  # built from scratch below
+                    indexed = None
+                self._index = TextIndex(self.path / "index", read_only=False, heap_bytes=s.index_writer_heap_bytes)
+                self.replayed_records = self._replay(indexed)
+                if indexed is None:
+                    self._build_index()
                 self._pipeline = CommitPipeline(self._wal, self._hot, max_unapplied_records=s.max_unapplied_records)
+                self._indexer = Indexer(
+                    self._index,
+                    self._payloads,
+                    committed_lsn=self._pipeline.applied_lsn,
+                    interval_s=s.index_commit_interval_s,
+                    max_queued_records=s.max_unapplied_records,
+                    record_lsn=self._hot.set_indexed_lsn,
+                )
+                self._pipeline.indexer = self._indexer
                 self._pipeline.checkpoint()
             except BaseException:
+                if self._pipeline is not None:
+                    self._pipeline.close()
+                if self._indexer is not None:
+                    self._indexer.close()
+                if self._index is not None:
+                    self._index.close()
                 if self._wal is not None:
                     self._wal.close()
                 self._hot.close()
@@ -114,13 +143,40 @@ class Store:
             self._lock.release()
             raise
 
-    def _replay(self) -> int:
-        """Apply every WAL record past the hot tier's applied LSN, in order, exactly once."""
-        assert self._wal is not None
+    def _open_hot(self, *, sync: bool, read_only: bool) -> HotTier:
+        return HotTier(
+            self.path / "hot",
+            map_size=self.settings.hot_map_size_bytes,
+            sync=sync,
+            read_only=read_only,
+            blobs=self._blobs,
+            payloads=self._payloads,
+        )
+
+    def _sweep_blob_orphans(self) -> int:
+        """Delete blob files the catalog does not name: written by an apply that crashed
+        before its transaction committed."""
+        removed = 0
+        with self._hot.reader() as txn:
+            for digest, p in self._blobs.files():
+                if digest is None or not self._hot.has_blob(txn, digest):
+                    log.warning("removing orphan blob file %s (not in the blob catalog)", p)
+                    p.unlink()
+                    removed += 1
+        return removed
+
+    def _replay(self, indexed: int | None) -> int:
+        """Apply every WAL record past the hot tier's applied LSN, in order, exactly once,
+        and index every record past the index's committed LSN (``indexed``; None: the
+        index is rebuilt from the tiers afterwards)."""
+        assert self._wal is not None and self._index is not None
         applied = self._hot.applied_lsn()
+        start = applied if indexed is None else min(applied, indexed)
+        if indexed is not None:
+            self._index.delete_from_lsn(indexed)  # committed after its LSN was recorded: indexed again
         groups: list[Any] = []
-        pending = total = 0
-        for frame in self._wal.recover(applied):
+        pending = total = docs = 0
+        for frame in self._wal.recover(start, applied):
             if frame.rtype == RecordType.PAD:
                 continue
             to_row = _ROW_OF.get(frame.rtype)  # type: ignore[call-overload]
@@ -130,12 +186,19 @@ class Store:
                     "(written by a newer version?); nothing was changed"
                 )
             try:
-                rows = [to_row(v) for v in decode_values(frame)]
+                rows = [to_row(v, self._payloads) for v in decode_values(frame)]
             except (ValueError, TypeError, IndexError, KeyError) as exc:
                 raise CorruptionError(
                     f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
                 ) from exc
-            groups.append((frame.rtype, rows, frame.lsn, frame.end_lsn))
+            batch = (frame.rtype, rows, frame.lsn, frame.end_lsn)
+            if indexed is not None and frame.lsn >= indexed:
+                new_docs = group_docs(batch, self._payloads)
+                self._index.add(new_docs)
+                docs += len(new_docs)
+            if frame.lsn < applied:
+                continue
+            groups.append(batch)
             pending += len(rows)
             if pending >= _REPLAY_GROUP_RECORDS:
                 self._hot.apply(groups)
@@ -146,7 +209,59 @@ class Store:
             total += pending
         if total:
             log.info("replayed %d records from the WAL of %s", total, self.path)
+        if indexed is not None and self._wal.end_lsn > indexed:
+            self._index.commit()
+            self._hot.set_indexed_lsn(self._wal.end_lsn)
+            log.info("indexed %d documents again from the WAL of %s", docs, self.path)
         return total
+
+    def _build_index(self) -> int:
+        """Index every span payload and log body the tiers hold (the index is empty)."""
+        assert self._index is not None
+        index = self._index
+        count = 0
+        with self._hot.reader() as txn:
+            manifest = self._hot.manifest(txn)
+            for _key, value in self._hot.records(txn, "spans"):
+                count += self._index_span(self._codec_unpack(value), 0)
+            for key, value in self._hot.records(txn, "logs"):
+                _t, lsn, idx = _QQI.unpack(key)
+                count += self._index_log(self._codec_unpack(value), lsn, idx)
+            end = self._hot.applied_lsn()
+        for f in manifest:
+            if f.dataset == "spans":
+                for rg in range(f.row_groups):
+                    for rec in span_records(self._cold.read_row_groups(f, [rg])):
+                        count += self._index_span(rec, 0)
+            elif f.dataset == "logs":
+                for rg in range(f.row_groups):
+                    for (_t, lsn, idx), rec in log_records(self._cold.read_row_groups(f, [rg])):
+                        count += self._index_log(rec, lsn, idx)
+        index.commit()
+        self._hot.set_indexed_lsn(end)
+        if count:
+            log.info("built the full-text index of %s: %d documents", self.path, count)
+        return count
+
+    @staticmethod
+    def _codec_unpack(value: bytes) -> list[Any]:
+        return _codec.unpackb(value)  # type: ignore[no-any-return]
+
+    def _index_span(self, f: list[Any], lsn: int) -> int:
+        assert self._index is not None
+        texts = self._payloads.span_texts(self._blobs.restore_span(f))
+        if not texts:
+            return 0
+        self._index.add([span_doc((f[5], f[0], f[1], f[4], f[8]), lsn, texts)])
+        return 1
+
+    def _index_log(self, f: list[Any], lsn: int, idx: int) -> int:
+        assert self._index is not None
+        body = self._blobs.restore_log(f)[1]
+        if not body:
+            return 0
+        self._index.add([log_doc(f, lsn, idx, body)])
+        return 1
 
     # ------------------------------------------------------------ lifecycle
 
@@ -174,6 +289,9 @@ class Store:
             try:
                 if self._pipeline is not None:
                     self._pipeline.close()
+                    assert self._indexer is not None and self._index is not None
+                    self._indexer.close()  # commits what the applier handed it
+                    self._index.close()
                     with self._pipeline.io:
                         assert self._wal is not None
                         self._wal.close()
@@ -204,15 +322,21 @@ class Store:
 
     def flush(self) -> None:
         """Make every acknowledged write durable on disk (fsyncs the WAL under
-        durability="os") and visible to every reader of this store."""
+        durability="os"), visible to every reader of this store, and searchable
+        (commits the full-text index)."""
         pipeline = self._writable()
         pipeline.sync()
         pipeline.wait_applied()
+        assert self._indexer is not None
+        self._indexer.flush(pipeline.applied_lsn)
 
     def checkpoint(self) -> int:
-        """Sync the hot tier and delete WAL segments it has fully applied; returns how many."""
+        """Commit the full-text index, sync the hot tier and delete the WAL segments both
+        have fully taken in; returns how many."""
         pipeline = self._writable()
         pipeline.wait_applied()
+        assert self._indexer is not None
+        self._indexer.flush(pipeline.applied_lsn)
         return pipeline.checkpoint()
 
     # ------------------------------------------------------------ writes
@@ -222,11 +346,11 @@ class Store:
 
         A span already stored under the same (trace_id, span_id) is left as it
         was, so retried exports do not duplicate."""
-        return self._insert(RecordType.SPANS, _codec.encode_spans(_batch(spans)))
+        return self._insert(RecordType.SPANS, _codec.encode_spans(_batch(spans), self._payloads))
 
     def insert_logs(self, logs: Sequence[LogRecord]) -> int:
         """Durably store a batch of log records, all or nothing; returns the batch size."""
-        return self._insert(RecordType.LOGS, _codec.encode_logs(_batch(logs)))
+        return self._insert(RecordType.LOGS, _codec.encode_logs(_batch(logs), self._payloads))
 
     def insert_metrics(self, points: Sequence[MetricPoint]) -> int:
         """Durably store a batch of metric points, all or nothing; returns the batch size."""
@@ -303,7 +427,7 @@ class Store:
                     spans.setdefault(rec[1], rec)  # the cold copy was written first
             for rec in self._hot.trace_spans(txn, trace):
                 spans.setdefault(rec[1], rec)
-            return [decode_span(f) for f in sorted(spans.values(), key=lambda f: (f[5], f[1]))]
+            return [self._span(f) for f in sorted(spans.values(), key=lambda f: (f[5], f[1]))]
 
         return self._read(run)
 
@@ -320,11 +444,15 @@ class Store:
         start: Any = None,
         end: Any = None,
         limit: int = 100,
+        text: str | None = None,
     ) -> list[Span]:
         """Spans matching every given filter, hot and cold, newest start_ns first, at most ``limit``.
 
         ``attributes`` matches spans whose attributes or resource attributes hold
         every given key with an equal value of the same type. ``start <= start_ns < end``.
+        ``text`` matches spans whose payload text (``Settings.payload_attributes`` on
+        the span or its events) holds every word, and every "quoted phrase" as a
+        phrase, case-insensitively, through the full-text index.
         """
         lo, hi, limit = _range(start, end, limit)
         checks: list[Callable[[list[Any]], bool]] = []
@@ -385,8 +513,10 @@ class Store:
             for _key, rec in self._hot.scan(txn, "spans", lo, hi, reverse=True, keep=keep, limit=limit):
                 found.setdefault((rec[0], rec[1]), ((rec[5], rec[0], rec[1]), rec))
             ordered = sorted(found.values(), key=lambda kr: kr[0], reverse=True)[:limit]
-            return [decode_span(rec) for _k, rec in ordered]
+            return [self._span(rec) for _k, rec in ordered]
 
+        if text is not None:
+            return self._text_spans(text, service, status, lo, hi, keep, limit)
         return self._read(run)
 
     def query_logs(
@@ -399,8 +529,12 @@ class Store:
         start: Any = None,
         end: Any = None,
         limit: int = 100,
+        text: str | None = None,
     ) -> list[LogRecord]:
-        """Log records matching every given filter, hot and cold, newest first, at most ``limit``."""
+        """Log records matching every given filter, hot and cold, newest first, at most ``limit``.
+
+        ``text`` matches bodies holding every word and "quoted phrase" (as in
+        ``query_traces``), through the full-text index."""
         lo, hi, limit = _range(start, end, limit)
         checks: list[Callable[[list[Any]], bool]] = []
         exprs: list[pc.Expression] = []
@@ -467,9 +601,172 @@ class Store:
                 hot = self._hot.scan(txn, "logs", lo, hi, reverse=True, keep=keep, limit=limit)
             for raw_key, rec in hot:
                 found.setdefault(_QQI.unpack(raw_key), rec)
-            return [decode_log(found[k]) for k in sorted(found, reverse=True)[:limit]]
+            return [self._log(found[k]) for k in sorted(found, reverse=True)[:limit]]
+
+        if text is not None:
+            return self._text_logs(text, service, min_severity, trace, lo, hi, keep, limit)
+        return self._read(run)
+
+    # ------------------------------------------------------------ full-text search
+    #
+    # The index yields pointers newest first; each page is resolved against one
+    # snapshot of the store (a pointer to a record the store no longer holds is
+    # skipped) and the call's other filters, until ``limit`` records are found.
+
+    def _span(self, f: list[Any]) -> Span:
+        return decode_span(self._blobs.restore_span(f))
+
+    def _log(self, f: list[Any]) -> LogRecord:
+        return decode_log(self._blobs.restore_log(f))
+
+    def _text_index(self) -> TextIndex:
+        if self._index is None:  # a read-only store opens the index on first use
+            self._index = TextIndex(
+                self.path / "index", read_only=True, heap_bytes=self.settings.index_writer_heap_bytes
+            )
+        else:
+            self._index.index.reload()
+        return self._index
+
+    def _text_spans(
+        self,
+        text: str,
+        service: str | None,
+        status: str | None,
+        lo: int | None,
+        hi: int | None,
+        keep: Callable[[list[Any]], bool],
+        limit: int,
+    ) -> list[Span]:
+        terms = parse_text(text)
+        level = SPAN_STATUSES.index(status) if status is not None else None
+        index = self._text_index()
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
+            byid = {f.file_id: f for f in manifest}
+            found: dict[tuple[bytes, bytes], list[Any]] = {}
+            tables: dict[tuple[int, int], Any] = {}
+            pages = index.search(
+                DOC_SPAN,
+                terms,
+                service=service,
+                trace=None,
+                min_level=None,
+                level=level,
+                lo=lo,
+                hi=hi,
+                page=max(2 * limit, 64),
+            )
+            for page in pages:
+                keys = [span_key(k1, k2, k3) for _t, k1, k2, k3 in page]
+                recs = self._fetch_spans(txn, byid, keys, tables)
+                for key in keys:
+                    rec = recs.get(key)
+                    if rec is not None and key not in found and keep(rec):
+                        found[key] = rec
+                if _enough([f[5] for f in found.values()], page[-1][0], limit):
+                    break
+            ordered = sorted(found.values(), key=lambda f: (f[5], f[0], f[1]), reverse=True)[:limit]
+            return [self._span(f) for f in ordered]
 
         return self._read(run)
+
+    def _fetch_spans(
+        self,
+        txn: Any,
+        byid: dict[int, ColdFile],
+        keys: list[tuple[bytes, bytes]],
+        tables: dict[tuple[int, int], Any],
+    ) -> dict[tuple[bytes, bytes], list[Any]]:
+        """Records of the given (trace, span) ids, cold copy first as in ``get_trace``."""
+        out: dict[tuple[bytes, bytes], list[Any]] = {}
+        wanted = set(keys)
+        for trace in {t for t, _s in keys}:
+            for file_id, rgs in self._hot.trace_refs(txn, trace, SIGNAL_SPANS).items():
+                f = byid.get(file_id)
+                if f is None:
+                    continue
+                for rg in rgs:
+                    table = tables.get((file_id, rg))
+                    if table is None:
+                        table = tables[(file_id, rg)] = self._cold.read_row_groups(f, [rg])
+                    rows = table.filter(pc.field("trace_id") == trace.hex())
+                    for rec in span_records(rows):
+                        key = (rec[0], rec[1])
+                        if key in wanted:
+                            out.setdefault(key, rec)
+        for key, rec in self._hot.get_spans(txn, [k for k in keys if k not in out]).items():
+            out[key] = rec
+        return out
+
+    def _text_logs(
+        self,
+        text: str,
+        service: str | None,
+        min_severity: int | None,
+        trace: bytes | None,
+        lo: int | None,
+        hi: int | None,
+        keep: Callable[[list[Any]], bool],
+        limit: int,
+    ) -> list[LogRecord]:
+        terms = parse_text(text)
+        index = self._text_index()
+
+        def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
+            files = [f for f in manifest if f.dataset == "logs"]
+            found: dict[tuple[int, int, int], list[Any]] = {}
+            tables: dict[tuple[int, int], dict[tuple[int, int, int], list[Any]]] = {}
+            pages = index.search(
+                DOC_LOG,
+                terms,
+                service=service,
+                trace=trace.hex() if trace is not None else None,
+                min_level=min_severity,
+                level=None,
+                lo=lo,
+                hi=hi,
+                page=max(2 * limit, 64),
+            )
+            for page in pages:
+                keys = [(t, k1, k2) for t, k1, k2, _k3 in page]
+                recs = self._fetch_logs(txn, files, keys, tables)
+                for key in keys:
+                    rec = recs.get(key)
+                    if rec is not None and key not in found and keep(rec):
+                        found[key] = rec
+                if _enough([k[0] for k in found], page[-1][0], limit):
+                    break
+            return [self._log(found[k]) for k in sorted(found, reverse=True)[:limit]]
+
+        return self._read(run)
+
+    def _fetch_logs(
+        self,
+        txn: Any,
+        files: list[ColdFile],
+        keys: list[tuple[int, int, int]],
+        tables: dict[tuple[int, int], dict[tuple[int, int, int], list[Any]]],
+    ) -> dict[tuple[int, int, int], list[Any]]:
+        """Records of the given (time, lsn, index) log keys, hot or cold."""
+        out = self._hot.get_logs(txn, keys)
+        for key in keys:
+            if key in out:
+                continue
+            t = key[0]
+            for f in files:
+                if not f.min_ns <= t <= f.max_ns:
+                    continue
+                for rg, t_min, t_max in self._cold.row_group_times(f, "time_ns"):
+                    if not t_min <= t <= t_max:
+                        continue
+                    rows = tables.get((f.file_id, rg))
+                    if rows is None:
+                        rows = tables[(f.file_id, rg)] = dict(log_records(self._cold.read_row_groups(f, [rg])))
+                    rec = rows.get(key)
+                    if rec is not None:
+                        out[key] = rec
+        return out
 
     def query_metrics(
         self,
@@ -714,12 +1011,19 @@ class Store:
                     oldest_ns=min(times) if times else None,
                     newest_ns=max(times) if times else None,
                 )
+            blobs, blob_raw, _stored = self._hot.blob_stats(txn)
+            index_docs = 0
+            if (self.path / "index" / "meta.json").exists():
+                index_docs = self._text_index().documents()
+            indexed = self._indexer.committed_lsn if self._indexer is not None else self._hot.indexed_lsn()
             return StoreStats(
                 signals=signals,
                 disk_bytes={
                     "wal": dir_size(self.path / "wal"),
                     "hot": dir_size(self.path / "hot"),
                     "cold": dir_size(self.path / "cold"),
+                    "blobs": dir_size(self.path / "blobs"),
+                    "index": dir_size(self.path / "index"),
                 },
                 wal_segments=self._wal.segment_count
                 if self._wal is not None
@@ -728,6 +1032,10 @@ class Store:
                 hot_records={k: v.count for k, v in hot.items()},
                 cold_records=cold_counts,
                 cold_files=len(manifest),
+                blobs=blobs,
+                blob_raw_bytes=blob_raw,
+                index_documents=index_docs,
+                indexed_lsn=indexed or 0,
             )
 
         return self._read(run)
@@ -759,7 +1067,36 @@ class Store:
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
         pipeline.wait_applied()
-        return self._compactor.enforce_retention(now_ns)
+        report = self._compactor.enforce_retention(now_ns)
+        self._forget_indexed(report.cutoffs)
+        return report
+
+    def _forget_indexed(self, cutoffs: dict[str, int]) -> None:
+        """Delete index entries of records retention removed: every document of a signal
+        older than both its cutoff and the oldest record of it still stored (partitions
+        are dropped whole, so records past the cutoff may remain; they stay searchable).
+        The deletion commits with the indexer's next commit."""
+        assert self._index is not None
+        with self._hot.reader() as txn:
+            manifest = self._hot.manifest(txn)
+            hot = self._hot.signal_stats(txn)
+        for signal, doc in (("spans", DOC_SPAN), ("logs", DOC_LOG)):
+            oldest = [f.min_ns for f in manifest if f.dataset == signal]
+            hot_oldest = hot[signal].oldest_ns
+            if hot_oldest is not None:
+                oldest.append(hot_oldest)
+            self._index.delete_before(doc, min([cutoffs[signal], *oldest]))
+
+    def collect_blobs(self) -> int:
+        """Delete payload blobs no live span or log refers to, hot or cold (maintenance
+        runs this); returns how many were removed."""
+        self._writable()
+        with self._compactor.lock:
+            self._compactor._check()
+            removed, freed = self._hot.collect_blobs()
+        if removed:
+            log.info("blob collection removed %d blobs (%d bytes) from %s", removed, freed, self.path)
+        return removed
 
 
 # ---------------------------------------------------------------- argument helpers
@@ -890,6 +1227,15 @@ def _converted(table: Any, convert: Callable[[Any], list[Any]], keep: Callable[[
     return out
 
 
+def _enough(times: list[int], page_oldest: int, limit: int) -> bool:
+    """Whether ``limit`` results are held and no later (older) index hit can displace
+    them: the page's oldest time is older than the ``limit``-th newest held."""
+    if len(times) < limit:
+        return False
+    times.sort(reverse=True)
+    return page_oldest < times[limit - 1]
+
+
 class _TopK:
     """Tracks the ``limit``-th best time seen so far, to stop reading cold files
     that cannot contribute (files are visited best-first)."""
@@ -910,6 +1256,22 @@ class _TopK:
         del self.times[self.limit :]
         kth = self.times[-1]
         return bound < kth if self.newest_first else bound > kth
+
+
+def rebuild_index(path: str | Path, settings: Settings | None = None) -> int:
+    """Rebuild a store's full-text index from its hot and cold tiers; returns the number
+    of documents indexed. Takes the writer lock (the store must not be open elsewhere)."""
+    root = Path(path)
+    if not (root / "hot" / "data.mdb").exists():
+        raise StorageError(f"{root} is not a tael data directory (no hot/data.mdb)")
+    lock = DirLock(root)
+    lock.acquire()
+    try:
+        TextIndex.remove(root / "index")
+    finally:
+        lock.release()
+    with Store(root, settings) as store:  # opening with no index builds it from the tiers
+        return store._index.documents() if store._index is not None else 0
 
 
 def repair(path: str | Path, settings: Settings | None = None) -> RepairReport:

@@ -143,7 +143,7 @@ class Wal:
 
     # ------------------------------------------------------------ recovery
 
-    def recover(self, from_lsn: int) -> Iterator[Frame]:
+    def recover(self, from_lsn: int, applied_lsn: int | None = None) -> Iterator[Frame]:
         """Yield every verifying frame at or after ``from_lsn``, oldest first.
 
         A torn or zero-filled tail of the last segment is truncated with a
@@ -184,19 +184,21 @@ class Wal:
                 pos = end
             if is_last:
                 self._open_active(base, path, len(buf))
-        if self._fd is not None and self.end_lsn < from_lsn:
+        if applied_lsn is None:
+            applied_lsn = from_lsn
+        if self._fd is not None and self.end_lsn < applied_lsn:
             log.warning(
                 "WAL %s ends at LSN %d, before the hot tier's applied LSN %d: segments were removed "
                 "outside tael; starting a new segment at %d",
                 self.dir,
                 self.end_lsn,
-                from_lsn,
-                from_lsn,
+                applied_lsn,
+                applied_lsn,
             )
             os.close(self._fd)
             self._fd = None
         if self._fd is None:
-            self._create_segment(max(from_lsn, 0))
+            self._create_segment(max(applied_lsn, 0))
 
     @staticmethod
     def _truncate_file(path: Path, size: int) -> None:

@@ -65,10 +65,10 @@ class BackgroundWriter:
     # ------------------------------------------------------------ callers
 
     def write_spans(self, spans: Sequence[Span]) -> None:
-        self._put(RecordType.SPANS, _codec.encode_spans(spans))
+        self._put(RecordType.SPANS, _codec.encode_spans(spans, self._store._payloads))
 
     def write_logs(self, logs: Sequence[LogRecord]) -> None:
-        self._put(RecordType.LOGS, _codec.encode_logs(logs))
+        self._put(RecordType.LOGS, _codec.encode_logs(logs, self._store._payloads))
 
     def write_metrics(self, points: Sequence[MetricPoint]) -> None:
         self._put(RecordType.METRICS, _codec.encode_metrics(points))

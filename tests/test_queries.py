@@ -255,5 +255,7 @@ def test_stats_counts_and_time_range(store: tael.Store) -> None:
     assert stats.signals["logs"] == tael.SignalStats(count=2, oldest_ns=3, newest_ns=7)
     assert stats.signals["metrics"].count == 0
     assert stats.disk_bytes["wal"] > 0 and stats.disk_bytes["hot"] > 0
-    assert stats.total_disk_bytes == stats.disk_bytes["wal"] + stats.disk_bytes["hot"]
+    assert set(stats.disk_bytes) == {"wal", "hot", "cold", "blobs", "index"}
+    assert stats.disk_bytes["cold"] == stats.disk_bytes["blobs"] == 0  # nothing compacted, no long payloads
+    assert stats.total_disk_bytes == sum(stats.disk_bytes.values())
     assert stats.wal_segments == 1
