@@ -160,9 +160,10 @@ class Store:
         with self._hot.reader() as txn:
             for digest, p in self._blobs.files():
                 if digest is None or not self._hot.has_blob(txn, digest):
-                    log.warning("removing orphan blob file %s (not in the blob catalog)", p)
                     p.unlink()
                     removed += 1
+        if removed:
+            log.warning("removed %d orphan blob files from %s (not in the blob catalog)", removed, self._blobs.root)
         return removed
 
     def _replay(self, indexed: int | None) -> int:
@@ -1074,8 +1075,7 @@ class Store:
     def _forget_indexed(self, cutoffs: dict[str, int]) -> None:
         """Delete index entries of records retention removed: every document of a signal
         older than both its cutoff and the oldest record of it still stored (partitions
-        are dropped whole, so records past the cutoff may remain; they stay searchable).
-        The deletion commits with the indexer's next commit."""
+        are dropped whole, so records past the cutoff may remain; they stay searchable)."""
         assert self._index is not None
         with self._hot.reader() as txn:
             manifest = self._hot.manifest(txn)
@@ -1086,6 +1086,7 @@ class Store:
             if hot_oldest is not None:
                 oldest.append(hot_oldest)
             self._index.delete_before(doc, min([cutoffs[signal], *oldest]))
+        self._index.commit()
 
     def collect_blobs(self) -> int:
         """Delete payload blobs no live span or log refers to, hot or cold (maintenance

@@ -139,3 +139,38 @@ def test_kill_during_compaction_leaves_every_record_exactly_once_and_no_orphans(
                 assert {p.attributes["id"] for p in batch_metrics(rnd, th, b)} <= ids
         services = {i.name: i.span_count for i in store.list_services()}
         assert sum(services.values()) == len(spans)
+
+
+def test_kill_before_an_index_commit_loses_nothing_searchable(tmp_path: Path) -> None:
+    """Every acknowledged record is found by text after reopen, though the killed writers
+    never committed the index (their commit interval is an hour): the open indexes the WAL
+    past the last committed position again. Long prompts go through the blob store."""
+    from .crash_indexer import PROMPT, marker
+
+    data = tmp_path / "data"
+    rng = random.Random(7)
+    acked: set[tuple[str, int, int, int]] = set()
+    for rnd in range(3):
+        acked |= run_and_kill(data, rnd, 2, "fsync", rng.uniform(0.5, 1.2), module="tests.crash_indexer")
+    assert {a[1] for a in acked} == {0, 1, 2}
+    with tael.Store(data) as store:
+        found_spans = {
+            s.attributes["gen_ai.prompt"].rsplit(" ", 1)[1]: s
+            for s in store.query_traces(text="refund customer", limit=100_000)
+        }
+        found_logs = Counter(
+            r.body.rsplit(" ", 1)[1] for r in store.query_logs(text='"connection reset"', limit=100_000)
+        )
+        assert max(found_logs.values()) == 1, "no log is indexed twice"
+        for sig, rnd, th, b in acked:
+            for i in range(10):
+                m = marker(rnd, th, b, i)
+                if sig == "spans":
+                    assert m in found_spans, f"acknowledged span {m} is not searchable"
+                    assert found_spans[m].attributes["gen_ai.prompt"].startswith(PROMPT)
+                else:
+                    assert m in found_logs, f"acknowledged log {m} is not searchable"
+            hits = store.query_logs(text=marker(rnd, th, 0, 0)) if sig == "logs" else []
+            assert len(hits) <= 1
+        stats = store.stats()
+        assert stats.blobs == stats.signals["spans"].count, "each stored prompt (all distinct) has its blob"
