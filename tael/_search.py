@@ -341,19 +341,24 @@ class Indexer:
                 self._queued_records = 0
                 stopping = self._stopping
                 self._cv.notify_all()
+            done = 0
             try:
                 for group in groups:
                     docs = group_docs(group, self.payloads)
                     if docs:
                         self.index.add(docs)
+                    done += 1
                     self._pending_lsn = group[3]
                     if self._pending_since is None:
                         self._pending_since = time.monotonic()
                 if self._due() or stopping:
                     self._commit()
             except Exception as exc:
-                log.error("full-text indexing failed (retried at the next commit): %r", exc)
+                log.error("full-text indexing failed (retried): %r", exc)
                 with self._cv:
+                    # batches not yet added go back first, in order: none is skipped
+                    self._queue.extendleft(reversed(groups[done:]))
+                    self._queued_records += sum(len(g[1]) for g in groups[done:])
                     self.error = exc
                     self._cv.notify_all()
                 if stopping:

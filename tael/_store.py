@@ -456,6 +456,7 @@ class Store:
         phrase, case-insensitively, through the full-text index.
         """
         lo, hi, limit = _range(start, end, limit)
+        terms = parse_text(text) if text is not None else None
         checks: list[Callable[[list[Any]], bool]] = []
         exprs: list[pc.Expression] = []
         if service is not None:
@@ -516,8 +517,8 @@ class Store:
             ordered = sorted(found.values(), key=lambda kr: kr[0], reverse=True)[:limit]
             return [self._span(rec) for _k, rec in ordered]
 
-        if text is not None:
-            return self._text_spans(text, service, status, lo, hi, keep, limit)
+        if terms is not None:
+            return self._text_spans(terms, service, status, lo, hi, keep, limit)
         return self._read(run)
 
     def query_logs(
@@ -537,6 +538,7 @@ class Store:
         ``text`` matches bodies holding every word and "quoted phrase" (as in
         ``query_traces``), through the full-text index."""
         lo, hi, limit = _range(start, end, limit)
+        terms = parse_text(text) if text is not None else None
         checks: list[Callable[[list[Any]], bool]] = []
         exprs: list[pc.Expression] = []
         if service is not None:
@@ -604,8 +606,8 @@ class Store:
                 found.setdefault(_QQI.unpack(raw_key), rec)
             return [self._log(found[k]) for k in sorted(found, reverse=True)[:limit]]
 
-        if text is not None:
-            return self._text_logs(text, service, min_severity, trace, lo, hi, keep, limit)
+        if terms is not None:
+            return self._text_logs(terms, service, min_severity, trace, lo, hi, keep, limit)
         return self._read(run)
 
     # ------------------------------------------------------------ full-text search
@@ -631,7 +633,7 @@ class Store:
 
     def _text_spans(
         self,
-        text: str,
+        terms: list[list[str]],
         service: str | None,
         status: str | None,
         lo: int | None,
@@ -639,7 +641,6 @@ class Store:
         keep: Callable[[list[Any]], bool],
         limit: int,
     ) -> list[Span]:
-        terms = parse_text(text)
         level = SPAN_STATUSES.index(status) if status is not None else None
         index = self._text_index()
 
@@ -702,7 +703,7 @@ class Store:
 
     def _text_logs(
         self,
-        text: str,
+        terms: list[list[str]],
         service: str | None,
         min_severity: int | None,
         trace: bytes | None,
@@ -711,7 +712,6 @@ class Store:
         keep: Callable[[list[Any]], bool],
         limit: int,
     ) -> list[LogRecord]:
-        terms = parse_text(text)
         index = self._text_index()
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:

@@ -154,3 +154,13 @@ def test_settings_are_validated() -> None:
         tael.Settings(wal_segment_bytes=10)
     with pytest.raises(AttributeError):
         tael.Settings().durability = "os"  # type: ignore[misc]
+    for bad, match in (
+        ({"payload_attributes": ["gen_ai.prompt"]}, "payload_attributes"),
+        ({"payload_attributes": ("",)}, "payload_attributes"),
+        ({"payload_blob_min_bytes": 0}, "payload_blob_min_bytes"),
+        ({"blob_compression_level": 23}, "blob_compression_level"),
+        ({"index_commit_interval_s": 0}, "index_commit_interval_s"),
+        ({"index_writer_heap_bytes": 1 << 20}, "index_writer_heap_bytes"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            tael.Settings(**bad)  # type: ignore[arg-type]
