@@ -594,6 +594,8 @@ class HotTier:
             return doomed
 
         def unlink(doomed: list[tuple[bytes, int]]) -> None:
+            if doomed:
+                self.sync()  # the catalog no longer naming them is durable before they go
             for digest, _size in doomed:
                 self.blobs.remove(digest)
 

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DOC_SPAN, DOC_LOG = 1, 2
 _TOKENIZER = "tael_text"
-_MAX_TOKEN_BYTES = 40  # Tantivy's default: longer tokens are not indexed
+_MAX_TOKEN_BYTES = 40  # Tantivy's default: tokens of 40 bytes or more are not indexed
 _PIECES = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _MASK64 = (1 << 64) - 1
 Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end lsn), as applied
@@ -61,6 +61,20 @@ def _schema() -> tantivy.Schema:
     sb.add_text_field("trace", tokenizer_name="raw")
     sb.add_text_field("text", tokenizer_name=_TOKENIZER, index_option="position")
     return sb.build()
+
+
+def matches(texts: list[str], terms: list[list[str]]) -> bool:
+    """Whether the texts hold every token sequence of a parsed query, each within one
+    text: the check a stored record passes before a search returns it."""
+    analyzer = _analyzer()
+    analyzed = [analyzer.analyze(t) for t in texts]
+    return all(any(_holds(tokens, seq) for tokens in analyzed) for seq in terms)
+
+
+def _holds(tokens: list[str], seq: list[str]) -> bool:
+    n = len(seq)
+    first = seq[0]
+    return any(tokens[i : i + n] == seq for i, tok in enumerate(tokens) if tok == first)
 
 
 def parse_text(text: object) -> list[list[str]]:

@@ -44,7 +44,18 @@ from ._models import (
     Span,
     StoreStats,
 )
-from ._search import DOC_LOG, DOC_SPAN, Indexer, TextIndex, group_docs, log_doc, parse_text, span_doc, span_key
+from ._search import (
+    DOC_LOG,
+    DOC_SPAN,
+    Indexer,
+    TextIndex,
+    group_docs,
+    log_doc,
+    matches,
+    parse_text,
+    span_doc,
+    span_key,
+)
 from ._settings import Settings
 from ._wal import RecordType, Wal, decode_values, encode_frame, repair_wal
 from ._writer import BackgroundWriter
@@ -410,7 +421,9 @@ class Store:
                     return fn(txn, self._hot.manifest(txn))
             except FileNotFoundError as exc:
                 missing = exc
-        raise StorageError(f"cold files kept disappearing under a read of {self.path}: {missing}")
+        raise StorageError(
+            f"files (cold Parquet or payload blobs) kept disappearing under a read of {self.path}: {missing}"
+        )
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """Every span of a trace, hot and cold, ascending start_ns; [] for an unknown id."""
@@ -664,7 +677,7 @@ class Store:
                 recs = self._fetch_spans(txn, byid, keys, tables)
                 for key in keys:
                     rec = recs.get(key)
-                    if rec is not None and key not in found and keep(rec):
+                    if rec is not None and key not in found and keep(rec) and self._span_matches(rec, terms):
                         found[key] = rec
                 if _enough([f[5] for f in found.values()], page[-1][0], limit):
                     break
@@ -672,6 +685,12 @@ class Store:
             return [self._span(f) for f in ordered]
 
         return self._read(run)
+
+    def _span_matches(self, f: list[Any], terms: list[list[str]]) -> bool:
+        """The stored span's own payload text matches: the index may point at it for the
+        text of a re-sent copy that was not stored (the first write wins)."""
+        texts = self._payloads.span_texts(self._blobs.restore_span(f))
+        return matches(texts, terms)
 
     def _fetch_spans(
         self,

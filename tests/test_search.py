@@ -300,3 +300,14 @@ def test_maintenance_collects_blobs(data_dir: Path) -> None:
         assert report.blobs_removed == 1
         assert store.stats().blobs == 0
         assert not [p for p in (data_dir / "blobs").rglob("*") if p.is_file()]
+
+
+def test_a_resent_span_is_found_only_by_the_text_that_was_stored(store: tael.Store) -> None:
+    first = make_span(attributes={PROMPT_KEY: "hello world"})
+    store.insert_spans([first])
+    resent = make_span(trace_id=first.trace_id, span_id=first.span_id, attributes={PROMPT_KEY: "goodbye moon"})
+    store.insert_spans([resent])  # a no-op: the first write wins
+    store.flush()
+    assert store.get_trace(first.trace_id) == [first]
+    assert store.query_traces(text="hello") == [first]
+    assert store.query_traces(text="goodbye") == []
