@@ -83,7 +83,7 @@ HOUR_NS = 3_600 * 1_000_000_000
 
 # ---------------------------------------------------------------- text generation
 
-_BASE_WORDS = """
+_BASE_TEXT = """
 request error timeout connection user service failed retry cache database query response status
 completed started upstream downstream latency payload token session order payment account item cart
 server client handler worker queue message event batch job task process thread memory disk network
@@ -94,7 +94,8 @@ logout signup email notification delivery shipment warehouse stock reserve relea
 invoice receipt customer product catalog price discount coupon checkout search result page model
 prompt completion embedding vector inference gpu latency throughput stream chunk buffer flush commit
 rollback transaction lock wait deadlock conflict version schema migration backup restore snapshot
-""".split()
+"""
+_BASE_WORDS = _BASE_TEXT.split()
 _PHRASES = (
     "connection reset by peer",
     "upstream request timeout",
@@ -493,9 +494,7 @@ def bench_span_ingest(
 # ---------------------------------------------------------------- 3: search over D log records
 
 
-def bench_search(
-    root: Path, docs: int, size: int, queries: int, seed: int, problems: list[str]
-) -> dict[str, Any]:
+def bench_search(root: Path, docs: int, size: int, queries: int, seed: int, problems: list[str]) -> dict[str, Any]:
     base = day_ns(2024, 1, 3)
     corpus = Corpus(seed=3, start_ns=base + HOUR_NS, step_ns=max(1, 20 * HOUR_NS // docs))
     path = Path(tempfile.mkdtemp(dir=root))
@@ -601,8 +600,7 @@ def main(argv: list[str] | None = None) -> str:
     rep = f"median of {args.repeats}"
     summary = [
         [
-            f"log ingest + indexing ({li['n']:,} logs, ~{li['body']:.0f} B bodies, batch {args.batch:,}, "
-            f"fsync, {rep})",
+            f"log ingest + indexing ({li['n']:,} logs, ~{li['body']:.0f} B bodies, batch {args.batch:,}, fsync, {rep})",
             f"{li['rate']:,.0f} logs/s",
             f">= {LOG_INGEST_TARGET:,} logs/s",
             "PASS" if li["rate"] >= LOG_INGEST_TARGET else "MISS",
@@ -621,7 +619,7 @@ def main(argv: list[str] | None = None) -> str:
             "PASS" if hot50 * 1e3 < SEARCH_TARGET_MS else "MISS",
         ],
         [
-            f"search, cold (same queries after compaction to Parquet, store reopened)",
+            "search, cold (same queries after compaction to Parquet, store reopened)",
             f"p50 {ms(cold50)} ms, p99 {ms(cold99)} ms",
             "-",
             "",

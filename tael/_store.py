@@ -670,7 +670,7 @@ class Store:
                 level=level,
                 lo=lo,
                 hi=hi,
-                page=max(2 * limit, 64),
+                page=limit + 16,  # a little slack for pointers the filters or the store reject
             )
             for page in pages:
                 keys = [span_key(k1, k2, k3) for _t, k1, k2, k3 in page]
@@ -736,7 +736,6 @@ class Store:
         def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
             files = [f for f in manifest if f.dataset == "logs"]
             found: dict[tuple[int, int, int], list[Any]] = {}
-            tables: dict[tuple[int, int], dict[tuple[int, int, int], list[Any]]] = {}
             pages = index.search(
                 DOC_LOG,
                 terms,
@@ -746,11 +745,11 @@ class Store:
                 level=None,
                 lo=lo,
                 hi=hi,
-                page=max(2 * limit, 64),
+                page=limit + 16,  # a little slack for pointers the filters or the store reject
             )
             for page in pages:
                 keys = [(t, k1, k2) for t, k1, k2, _k3 in page]
-                recs = self._fetch_logs(txn, files, keys, tables)
+                recs = self._fetch_logs(txn, files, keys)
                 for key in keys:
                     rec = recs.get(key)
                     if rec is not None and key not in found and keep(rec):
@@ -766,26 +765,28 @@ class Store:
         txn: Any,
         files: list[ColdFile],
         keys: list[tuple[int, int, int]],
-        tables: dict[tuple[int, int], dict[tuple[int, int, int], list[Any]]],
     ) -> dict[tuple[int, int, int], list[Any]]:
-        """Records of the given (time, lsn, index) log keys, hot or cold."""
+        """Records of the given (time, lsn, index) log keys, hot or cold. Each cold row
+        group holding a wanted time is read once, and only its wanted rows are
+        converted to Python."""
         out = self._hot.get_logs(txn, keys)
+        wanted: dict[tuple[int, int], set[tuple[int, int, int]]] = {}
+        byid = {f.file_id: f for f in files}
         for key in keys:
             if key in out:
                 continue
             t = key[0]
             for f in files:
-                if not f.min_ns <= t <= f.max_ns:
-                    continue
-                for rg, t_min, t_max in self._cold.row_group_times(f, "time_ns"):
-                    if not t_min <= t <= t_max:
-                        continue
-                    rows = tables.get((f.file_id, rg))
-                    if rows is None:
-                        rows = tables[(f.file_id, rg)] = dict(log_records(self._cold.read_row_groups(f, [rg])))
-                    rec = rows.get(key)
-                    if rec is not None:
-                        out[key] = rec
+                if f.min_ns <= t <= f.max_ns:
+                    for rg, t_min, t_max in self._cold.row_group_times(f, "time_ns"):
+                        if t_min <= t <= t_max:
+                            wanted.setdefault((f.file_id, rg), set()).add(key)
+        for (file_id, rg), group in wanted.items():
+            table = self._cold.read_row_groups(byid[file_id], [rg])
+            table = table.filter(pc.field("time_ns").isin(sorted({k[0] for k in group})))
+            for key, rec in log_records(table):
+                if key in group:
+                    out[key] = rec
         return out
 
     def query_metrics(
