@@ -145,6 +145,9 @@ class Wal:
 
     def recover(self, from_lsn: int, applied_lsn: int | None = None) -> Iterator[Frame]:
         """Yield every verifying frame at or after ``from_lsn``, oldest first.
+        ``applied_lsn`` (default ``from_lsn``) is where appending resumes if the WAL
+        ends before it; ``from_lsn`` may be earlier, to read applied frames again
+        (the full-text index re-reads what it had not committed).
 
         A torn or zero-filled tail of the last segment is truncated with a
         warning; damage anywhere else raises CorruptionError and changes nothing.
