@@ -51,8 +51,8 @@ def _analyzer() -> tantivy.TextAnalyzer:
 def _schema() -> tantivy.Schema:
     sb = tantivy.SchemaBuilder()
     sb.add_unsigned_field("signal", indexed=True, fast=True)
-    sb.add_integer_field("time", indexed=True, fast=True)
-    sb.add_unsigned_field("lsn", indexed=True, fast=True)
+    sb.add_integer_field("time", fast=True)
+    sb.add_unsigned_field("lsn", fast=True)
     sb.add_unsigned_field("k1", fast=True)
     sb.add_unsigned_field("k2", fast=True)
     sb.add_unsigned_field("k3", fast=True)
