@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from ._models import (
     SPAN_KINDS,
     SPAN_STATUSES,
     TEMPORALITIES,
+    Comment,
     LogRecord,
     MetricPoint,
     Span,
@@ -55,12 +57,14 @@ def unpackb(data: bytes | memoryview) -> Any:
 
 # Rows are plain tuples (a NamedTuple costs ~10x more to build, per record, on the insert
 # path). The packed record is always the last element.
-SpanRow = tuple[int, bytes, bytes, str, int, bool, int, bytes]
-"""(start_ns, trace id, span id, service, duration_ns, is_error, payload flag, packed record).
+SpanRow = tuple[int, bytes, bytes, str, int, bool, str, int, bytes]
+"""(start_ns, trace id, span id, service, duration_ns, is_error, name, payload flag, packed record).
 The payload flag (see ``Payloads.span_flag``) says whether the record has text to
 index (1) and text for the blob store (2)."""
-LogRow = tuple[int, bytes | None, int, bytes]
-"""(time_ns, trace id or None, payload flag, packed record)"""
+LogRow = tuple[int, bytes | None, int, str, int, bytes]
+"""(time_ns, trace id or None, severity number, service, payload flag, packed record)"""
+CommentRow = tuple[bytes, int, bytes, bytes]
+"""(trace id, created_ns, 16-byte comment id, packed record)"""
 MetricRow = tuple[int, str, bytes, bytes, bytes]
 """(time_ns, name, 8-byte series id, packed [service, kind, attributes] for the catalog, packed record)"""
 
@@ -331,7 +335,7 @@ def encode_spans(spans: Sequence[Span], payloads: Payloads) -> list[SpanRow]:
             _validate_span(i, s)  # names the field at fault
             raise _fail(i, "attributes", f"cannot be encoded: {exc}") from None
         flag = payloads.span_flag(s.attributes, events) if s.attributes or events else 0
-        append((start, trace, span, service, end - start, status == STATUS_ERROR, flag, value))
+        append((start, trace, span, service, end - start, status == STATUS_ERROR, s.name, flag, value))
     return rows
 
 
@@ -356,7 +360,7 @@ def encode_logs(logs: Sequence[LogRecord], payloads: Payloads) -> list[LogRow]:
         observed = _opt_ns(r.observed_ns, i, "observed_ns")
         scope = _text(r.scope_name, i, "scope_name")
         value = _packb([t, body, service, sev, sev_text, trace, span, attrs, resource, observed, scope])
-        append((t, trace, payloads.log_flag(body) if body else 0, value))
+        append((t, trace, sev, service, payloads.log_flag(body) if body else 0, value))
     return rows
 
 
@@ -492,6 +496,18 @@ def encode_metrics(points: Sequence[MetricPoint]) -> list[MetricRow]:
     return rows
 
 
+def encode_comment(trace_id: object, body: object, author: object, span_id: object, created_ns: int) -> CommentRow:
+    """Validate and encode one trace comment (a fresh random id)."""
+    trace = _hex_id(trace_id, 16, 0, "trace_id")
+    span = _opt_hex_id(span_id, 8, 0, "span_id")
+    if not isinstance(body, str) or not body.strip():
+        raise ValidationError(f"comment body must be a non-empty str, got {body!r}", index=0, field="body")
+    if not isinstance(author, str) or not author.strip():
+        raise ValidationError(f"comment author must be a non-empty str, got {author!r}", index=0, field="author")
+    cid = os.urandom(16)
+    return (trace, created_ns, cid, _packb([cid, trace, span, author, body, created_ns]))
+
+
 def _seq(value: object, index: int, fieldname: str) -> Iterable[Any]:
     if not isinstance(value, (list, tuple)):
         raise _fail(index, fieldname, f"must be a list, got {type(value).__name__}")
@@ -504,12 +520,17 @@ def _seq(value: object, index: int, fieldname: str) -> Iterable[Any]:
 def span_row(value: bytes, payloads: Payloads) -> SpanRow:
     f = unpackb(value)
     flag = payloads.span_flag(f[10], f[14])
-    return (f[5], f[0], f[1], f[4], f[6] - f[5], f[8] == STATUS_ERROR, flag, value)
+    return (f[5], f[0], f[1], f[4], f[6] - f[5], f[8] == STATUS_ERROR, f[3], flag, value)
 
 
 def log_row(value: bytes, payloads: Payloads) -> LogRow:
     f = unpackb(value)
-    return (f[0], f[5], payloads.log_flag(f[1]) if f[1] else 0, value)
+    return (f[0], f[5], f[3], f[2], payloads.log_flag(f[1]) if f[1] else 0, value)
+
+
+def comment_row(value: bytes, payloads: Payloads) -> CommentRow:
+    f = unpackb(value)
+    return (f[1], f[5], f[0], value)
 
 
 def metric_row(value: bytes, payloads: Payloads) -> MetricRow:
@@ -559,6 +580,17 @@ def decode_log(f: list[Any]) -> LogRecord:
         resource=f[8],
         observed_ns=f[9],
         scope_name=f[10],
+    )
+
+
+def decode_comment(f: list[Any]) -> Comment:
+    return Comment(
+        id=f[0].hex(),
+        trace_id=f[1].hex(),
+        span_id=f[2].hex() if f[2] is not None else None,
+        author=f[3],
+        body=f[4],
+        created_ns=f[5],
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from ._blobs import BlobStore, Payloads, log_digests, span_digests
-from ._codec import STATUS_ERROR, LogRow, MetricRow, SpanRow, packb, unpackb
+from ._codec import STATUS_ERROR, CommentRow, LogRow, MetricRow, SpanRow, packb, unpackb
 from ._cold import ColdFile
 from ._errors import StorageError
 from ._fsutil import sync_filesystem
@@ -32,7 +32,7 @@ _QQI = struct.Struct(">QQI")
 _STATS = struct.Struct("<QQQQ")  # span_count, error_count, total duration ns, trace_count
 _APPLIED = b"applied_lsn"
 _FORMAT = b"format_version"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: blob, full-text and analytics tables
 
 DBS = (
     b"meta",
@@ -51,6 +51,11 @@ DBS = (
     b"cold_blobs",  # digest(32) file id(4) -> "": cold files referring to a blob
     b"cold_file_blobs",  # file id(4) -> packed [digest, ...]: the same, by file (for removing a file)
     b"blob_gc",  # digest(32) -> "": blobs that lost a reference since the last collection
+    b"span_lean",  # spans key -> duration_ns(8) is_error(1) service NUL name: what summaries read
+    b"log_lean",  # logs key -> severity_number(1) service
+    b"metric_lean",  # metrics key -> series(8)
+    b"operations",  # service NUL name -> newest start_ns(8) of a span with that name (both tiers)
+    b"comments",  # trace(16) created_ns(8) id(16) -> packed comment
 )
 _NEXT_FILE = b"next_file_id"
 _INDEXED = b"indexed_lsn"
@@ -242,13 +247,29 @@ class HotTier:
             rows = fresh  # the rest are already stored: idempotent retries
             if not rows:
                 return
-        items = [(pack(r[0]) + r[1] + r[2], r[7]) for r in rows]
-        if any(r[6] == 2 for r in rows):
-            items = self._externalize(txn, items, [r[6] for r in rows], SIGNAL_SPANS)
+        items = [(pack(r[0]) + r[1] + r[2], r[8]) for r in rows]
+        if any(r[7] == 2 for r in rows):
+            items = self._externalize(txn, items, [r[7] for r in rows], SIGNAL_SPANS)
         txn.cursor(db=self.db["spans"]).putmulti(items)
+        txn.cursor(db=self.db["span_lean"]).putmulti(
+            [
+                (key, pack(r[4]) + (b"\x01" if r[5] else b"\x00") + r[3].encode() + b"\x00" + r[6].encode())
+                for (key, _v), r in zip(items, rows, strict=True)
+            ]
+        )
+        newest: dict[bytes, int] = {}
+        for r in rows:
+            op = r[3].encode() + b"\x00" + r[6].encode()
+            if newest.get(op, -1) < r[0]:
+                newest[op] = r[0]
+        ops = self.db["operations"]
+        for op, start in newest.items():
+            old = txn.get(op, db=ops)
+            if old is None or _Q.unpack(old)[0] < start:
+                txn.put(op, pack(start), db=ops)
         per_service: dict[str, list[int]] = {}
         by_trace: dict[bytes, set[str]] = {}
-        for _start, trace, _span, service, duration, is_error, _flag, _value in rows:
+        for _start, trace, _span, service, duration, is_error, _name, _flag, _value in rows:
             acc = per_service.get(service)
             if acc is None:
                 acc = per_service[service] = [0, 0, 0, 0]
@@ -281,10 +302,13 @@ class HotTier:
 
     def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
         pack = _QQI.pack
-        items = [(pack(r[0], lsn, i), r[3]) for i, r in enumerate(rows)]
-        if any(r[2] == 2 for r in rows):
-            items = self._externalize(txn, items, [r[2] for r in rows], SIGNAL_LOGS)
+        items = [(pack(r[0], lsn, i), r[5]) for i, r in enumerate(rows)]
+        if any(r[4] == 2 for r in rows):
+            items = self._externalize(txn, items, [r[4] for r in rows], SIGNAL_LOGS)
         txn.cursor(db=self.db["logs"]).putmulti(items)
+        txn.cursor(db=self.db["log_lean"]).putmulti(
+            [(k, bytes((r[2],)) + r[3].encode()) for (k, _v), r in zip(items, rows, strict=True)]
+        )
         traced = [(r[1] + key, b"") for r, (key, _v) in zip(rows, items, strict=True) if r[1] is not None]
         if traced:
             txn.cursor(db=self.db["log_trace"]).putmulti(traced)
@@ -319,11 +343,38 @@ class HotTier:
                 txn.put(digest, _BLOB.pack(len(text.encode()), stored), db=db)
                 self._blobs_written = True
 
+    def _apply_comments(self, txn: lmdb.Transaction, rows: Sequence[CommentRow], lsn: int) -> None:
+        txn.cursor(db=self.db["comments"]).putmulti([(r[0] + _Q.pack(r[1]) + r[2], r[3]) for r in rows])
+
+    def comments(self, txn: lmdb.Transaction, trace: bytes) -> list[list[Any]]:
+        """Comment records of one trace, oldest first."""
+        out = []
+        cur = txn.cursor(db=self.db["comments"])
+        if cur.set_range(trace):
+            for key, value in cur:
+                if key[:16] != trace:
+                    break
+                out.append(unpackb(value))
+        return out
+
+    def drop_comments(self, before: int) -> int:
+        """Delete comments created before ``before``; returns how many."""
+
+        def run(txn: lmdb.Transaction) -> int:
+            db = self.db["comments"]
+            doomed = [bytes(k) for k in txn.cursor(db=db).iternext(values=False) if _Q.unpack_from(k, 16)[0] < before]
+            for k in doomed:
+                txn.delete(k, db=db)
+            return len(doomed)
+
+        return self.write(run)
+
     def _apply_metrics(self, txn: lmdb.Transaction, rows: Sequence[MetricRow], lsn: int) -> None:
         pack = _QQI.pack
         keys = [pack(r[0], lsn, i) for i, r in enumerate(rows)]
         txn.cursor(db=self.db["metrics"]).putmulti([(k, r[4]) for k, r in zip(keys, rows, strict=True)])
         txn.cursor(db=self.db["metric_series"]).putmulti([(r[2] + k, b"") for k, r in zip(keys, rows, strict=True)])
+        txn.cursor(db=self.db["metric_lean"]).putmulti([(k, r[2]) for k, r in zip(keys, rows, strict=True)])
         catalog = {r[1].encode() + b"\x00" + r[2]: r[3] for r in rows}
         db = self.db["series"]
         for key, desc in catalog.items():
@@ -645,11 +696,12 @@ class HotTier:
         """Delete spans (by primary key) and their index entries. ``forget``: the spans
         leave the store (retention), so the per-service counters drop them too;
         otherwise they moved to the cold tier and the counters stay."""
-        spans, ids = self.db["spans"], self.db["span_ids"]
+        spans, ids, lean = self.db["spans"], self.db["span_ids"], self.db["span_lean"]
         gone: list[tuple[bytes, list[Any]]] = []
         for key, f in items:
             if txn.delete(key, db=spans):
                 txn.delete(key[8:], db=ids)
+                txn.delete(key, db=lean)
                 gone.append((key, f))
                 for digest in span_digests(f):
                     self._drop_ref(txn, digest + bytes((SIGNAL_SPANS,)) + key, digest)
@@ -690,6 +742,7 @@ class HotTier:
         logs, by_trace = self.db["logs"], self.db["log_trace"]
         for key, f in items:
             if txn.delete(key, db=logs):
+                txn.delete(key, db=self.db["log_lean"])
                 if f[5] is not None:
                     txn.delete(f[5] + key, db=by_trace)
                 for digest in log_digests(f):
@@ -705,6 +758,7 @@ class HotTier:
         for key, sid in items:
             if txn.delete(key, db=metrics):
                 txn.delete(sid + key, db=by_series)
+                txn.delete(key, db=self.db["metric_lean"])
 
 
 def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
@@ -741,5 +795,6 @@ _APPLIERS: dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]] = {
     1: HotTier._apply_spans,
     2: HotTier._apply_logs,
     3: HotTier._apply_metrics,
+    4: HotTier._apply_comments,
     0: lambda hot, txn, rows, lsn: None,
 }

@@ -245,3 +245,138 @@ class MaintenanceReport:
     wal_segments_removed: int
     blobs_removed: int = 0
     error: str | None = None
+
+
+# ---------------------------------------------------------------- analytics
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class TraceSummary:
+    """Spans whose start_ns falls in a window. Percentiles are exact, nearest-rank on
+    the sorted durations (index ``round((n - 1) * p)``); all zero for an empty window."""
+
+    span_count: int
+    trace_count: int
+    error_count: int
+    error_rate: float
+    avg_ms: float
+    max_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class ServiceSummary:
+    service: str
+    span_count: int
+    error_rate: float
+    p95_ms: float
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class ErrorOperation:
+    service: str
+    operation: str
+    error_count: int
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class LogSummary:
+    """Log records in a window by OpenTelemetry severity range: trace 1-4, debug 5-8,
+    info 9-12, warn 13-16, error 17-20, fatal 21-24 (0, unset, counts in ``total`` only)."""
+
+    total: int
+    fatal: int
+    error: int
+    warn: int
+    info: int
+    debug: int
+    trace: int
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class MetricSummary:
+    point_count: int
+    unique_names: int
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class SummaryReport:
+    """``Store.summary``: the window ``[start_ns, end_ns)`` at a glance."""
+
+    start_ns: int
+    end_ns: int
+    traces: TraceSummary
+    top_services: list[ServiceSummary]
+    top_error_operations: list[ErrorOperation]
+    logs: LogSummary
+    metrics: MetricSummary
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class Anomaly:
+    """A service whose error rate (in percentage points) or p95 latency (in ms) rose
+    from the baseline window to the current one."""
+
+    service: str
+    kind: str
+    severity: str
+    current: float
+    baseline: float
+    delta: float
+    description: str
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class AnomalyReport:
+    """``Store.anomalies``: the current window ``[current_start_ns, end_ns)`` against the
+    baseline window ``[baseline_start_ns, current_start_ns)`` just before it."""
+
+    baseline_start_ns: int
+    current_start_ns: int
+    end_ns: int
+    anomalies: list[Anomaly]
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class CorrelateReport:
+    """``Store.correlate``: a trace with its logs (any time) and the metric points of its
+    services around it."""
+
+    trace_id: str
+    spans: list[Span]
+    services: list[str]
+    start_ns: int
+    end_ns: int
+    duration_ms: float
+    error_count: int
+    logs: list[LogRecord]
+    metrics: list[MetricPoint]
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class Comment:
+    """A note on a trace (or one of its spans), stored durably like any write."""
+
+    id: str
+    trace_id: str
+    span_id: str | None
+    author: str
+    body: str
+    created_ns: int
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class TraceOverview:
+    """One row of ``Store.trace_summaries``: a trace as a search screen lists it. The
+    root is the span without a parent (the earliest one if several); ``start_ns`` and
+    ``duration_ms`` span the whole trace."""
+
+    trace_id: str
+    root_service: str
+    root_name: str
+    start_ns: int
+    duration_ms: float
+    span_count: int
+    error_count: int

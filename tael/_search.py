@@ -267,15 +267,15 @@ def group_docs(group: Group, payloads: Payloads) -> list[tantivy.Document]:
     docs = []
     if rtype == 1:
         for row in rows:
-            if row[6]:
-                f = unpackb(row[7])
+            if row[7]:
+                f = unpackb(row[8])
                 texts = payloads.span_texts(f)
                 if texts:
                     docs.append(span_doc((row[0], row[1], row[2], row[3], f[8]), lsn, texts))
     elif rtype == 2:
         for i, row in enumerate(rows):
-            if row[2]:
-                f = unpackb(row[3])
+            if row[4]:
+                f = unpackb(row[5])
                 docs.append(log_doc(f, lsn, i, f[1]))
     return docs
 

@@ -131,6 +131,14 @@ class Settings:
     """Memory (bytes, default 64 MiB) Tantivy's index writer buffers before it
     flushes a segment on its own."""
 
+    correlate_margin_s: float = 60.0
+    """``Store.correlate`` returns metric points of the trace's services from this long
+    (seconds, default 60) before the trace starts to this long after it ends."""
+
+    retention_comments_days: float = 90.0
+    """Trace comments are dropped once older than this (days, default 90), whether or
+    not the trace's spans are still stored."""
+
     def __post_init__(self) -> None:
         if self.durability not in _DURABILITY:
             raise ValueError(f"Settings.durability must be one of {_DURABILITY}, got {self.durability!r}")
@@ -158,6 +166,8 @@ class Settings:
             "retention_metrics_days",
             "retention_metrics_5m_days",
             "retention_metrics_1h_days",
+            "correlate_margin_s",
+            "retention_comments_days",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

@@ -66,7 +66,12 @@ MAX_LIMIT = 100_000
 _READ_ATTEMPTS = 3
 _T = TypeVar("_T")
 _REPLAY_GROUP_RECORDS = 20_000
-_ROW_OF = {RecordType.SPANS: _codec.span_row, RecordType.LOGS: _codec.log_row, RecordType.METRICS: _codec.metric_row}
+_ROW_OF = {
+    RecordType.SPANS: _codec.span_row,
+    RecordType.LOGS: _codec.log_row,
+    RecordType.METRICS: _codec.metric_row,
+    RecordType.COMMENTS: _codec.comment_row,
+}
 
 
 class Store:

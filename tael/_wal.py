@@ -41,6 +41,7 @@ class RecordType(IntEnum):
     SPANS = 1
     LOGS = 2
     METRICS = 3
+    COMMENTS = 4
 
 
 @dataclass(slots=True, frozen=True)
