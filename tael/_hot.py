@@ -472,8 +472,11 @@ class HotTier:
         end: int | None,
         keep: Callable[[list[Any]], bool],
         limit: int,
+        *,
+        newest_first: bool = True,
     ) -> list[tuple[bytes, list[Any]]]:
-        """(key, record) of logs carrying ``trace``, newest first, via the log_trace index."""
+        """(key, record) of logs carrying ``trace``, newest (or oldest) first, via the
+        log_trace index."""
         keys = []
         cur = txn.cursor(db=self.db["log_trace"])
         if cur.set_range(trace):
@@ -481,7 +484,8 @@ class HotTier:
                 if key[:16] != trace:
                     break
                 keys.append(bytes(key[16:]))
-        keys.reverse()
+        if newest_first:
+            keys.reverse()
         out = []
         logs = self.db["logs"]
         for key in keys:
@@ -512,6 +516,37 @@ class HotTier:
                     break
                 out.append((bytes(key[len(prefix) :]), unpackb(desc)))
         return out
+
+    def series_catalog(self, txn: lmdb.Transaction) -> dict[bytes, tuple[str, str]]:
+        """series id -> (metric name, service) of every series."""
+        out = {}
+        for key, desc in txn.cursor(db=self.db["series"]):
+            raw = bytes(key)  # name NUL series id (8 bytes, which may hold NULs)
+            out[raw[-8:]] = (raw[:-9].decode(), unpackb(desc)[0])
+        return out
+
+    def operations(self, txn: lmdb.Transaction, service: str) -> list[str]:
+        """Span names seen for ``service``, sorted."""
+        prefix = service.encode() + b"\x00"
+        out = []
+        cur = txn.cursor(db=self.db["operations"])
+        if cur.set_range(prefix):
+            for key in cur.iternext(values=False):
+                if not bytes(key).startswith(prefix):
+                    break
+                out.append(bytes(key[len(prefix) :]).decode())
+        return out
+
+    def forget_operations(self, before: int) -> None:
+        """Drop span names not seen at or after ``before`` (retention)."""
+
+        def run(txn: lmdb.Transaction) -> None:
+            db = self.db["operations"]
+            doomed = [bytes(k) for k, v in txn.cursor(db=db) if _Q.unpack(v)[0] < before]
+            for k in doomed:
+                txn.delete(k, db=db)
+
+        self.write(run)
 
     def series_points(
         self, txn: lmdb.Transaction, series: Sequence[bytes], start: int | None, end: int | None, limit: int

@@ -179,8 +179,10 @@ class TextIndex:
         lo: int | None,
         hi: int | None,
         page: int,
+        desc: bool = True,
     ) -> Iterator[list[tuple[int, int, int, int]]]:
-        """Pages of (time, k1, k2, k3) of matching documents, newest first."""
+        """Pages of (time, k1, k2, k3) of matching documents, newest first (oldest
+        first with ``desc=False``)."""
         s = self.schema
         must = [tantivy.Query.term_query(s, "signal", signal)]
         for tokens in terms:
@@ -206,7 +208,12 @@ class TextIndex:
         offset = 0
         while True:
             result = searcher.search(
-                query, limit=page, offset=offset, count=False, order_by_field="time", order=tantivy.Order.Desc
+                query,
+                limit=page,
+                offset=offset,
+                count=False,
+                order_by_field="time",
+                order=tantivy.Order.Desc if desc else tantivy.Order.Asc,
             )
             addrs = [addr for _value, addr in result.hits]
             if not addrs:

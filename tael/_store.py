@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pyarrow.compute as pc
 
-from . import _codec, _rollup
+from . import _analytics, _codec, _rollup
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, ColdTier, _columns, log_records, metric_records, span_records
@@ -32,7 +32,11 @@ from ._maintenance import Compactor
 from ._models import (
     SPAN_KINDS,
     SPAN_STATUSES,
+    Anomaly,
+    AnomalyReport,
+    Comment,
     CompactionReport,
+    CorrelateReport,
     DamagedRegion,
     LogRecord,
     MetricBucket,
@@ -43,6 +47,8 @@ from ._models import (
     SignalStats,
     Span,
     StoreStats,
+    SummaryReport,
+    TraceOverview,
 )
 from ._search import (
     DOC_LOG,
@@ -63,6 +69,8 @@ from ._writer import BackgroundWriter
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 100_000
+ATTRIBUTE_SAMPLE = 10_000
+"""Recent records ``list_attribute_keys`` and ``list_attribute_values`` look at."""
 _READ_ATTEMPTS = 3
 _T = TypeVar("_T")
 _REPLAY_GROUP_RECORDS = 20_000
@@ -464,6 +472,7 @@ class Store:
         end: Any = None,
         limit: int = 100,
         text: str | None = None,
+        order: str = "desc",
     ) -> list[Span]:
         """Spans matching every given filter, hot and cold, newest start_ns first, at most ``limit``.
 
@@ -472,8 +481,10 @@ class Store:
         ``text`` matches spans whose payload text (``Settings.payload_attributes`` on
         the span or its events) holds every word, and every "quoted phrase" as a
         phrase, case-insensitively, through the full-text index.
+        ``order="asc"`` returns the oldest first instead.
         """
         lo, hi, limit = _range(start, end, limit)
+        desc = _order(order)
         terms = parse_text(text) if text is not None else None
         checks: list[Callable[[list[Any]], bool]] = []
         exprs: list[pc.Expression] = []
@@ -514,29 +525,28 @@ class Store:
                 for f in manifest
                 if f.dataset == "spans" and f.overlaps(lo, hi) and (service is None or service in f.services)
             ]
-            merge = _TopK(limit, newest_first=True)
+            merge = _TopK(limit, newest_first=desc)
             expr = _and(exprs)
-            for f, rg, _t_min, t_max in self._units(files, "start_ns", lo, hi, newest_first=True):
-                if merge.full_before(t_max):
+            way = "descending" if desc else "ascending"
+            for f, rg, t_min, t_max in self._units(files, "start_ns", lo, hi, newest_first=desc):
+                if merge.full_before(t_max if desc else t_min):
                     break
                 table = self._cold.read_row_groups(f, [rg])
                 if expr is not None:
                     table = table.filter(expr)
-                table = table.sort_by(
-                    [("start_ns", "descending"), ("trace_id", "descending"), ("span_id", "descending")]
-                )
+                table = table.sort_by([("start_ns", way), ("trace_id", way), ("span_id", way)])
                 for rec in _converted(table, span_records, keep, limit):
                     k = (rec[0], rec[1])
                     if k not in found:
                         found[k] = ((rec[5], rec[0], rec[1]), rec)
                         merge.add(rec[5])
-            for _key, rec in self._hot.scan(txn, "spans", lo, hi, reverse=True, keep=keep, limit=limit):
+            for _key, rec in self._hot.scan(txn, "spans", lo, hi, reverse=desc, keep=keep, limit=limit):
                 found.setdefault((rec[0], rec[1]), ((rec[5], rec[0], rec[1]), rec))
-            ordered = sorted(found.values(), key=lambda kr: kr[0], reverse=True)[:limit]
+            ordered = sorted(found.values(), key=lambda kr: kr[0], reverse=desc)[:limit]
             return [self._span(rec) for _k, rec in ordered]
 
         if terms is not None:
-            return self._text_spans(terms, service, status, lo, hi, keep, limit)
+            return self._text_spans(terms, service, status, lo, hi, keep, limit, desc)
         return self._read(run)
 
     def query_logs(
@@ -550,12 +560,14 @@ class Store:
         end: Any = None,
         limit: int = 100,
         text: str | None = None,
+        order: str = "desc",
     ) -> list[LogRecord]:
         """Log records matching every given filter, hot and cold, newest first, at most ``limit``.
 
         ``text`` matches bodies holding every word and "quoted phrase" (as in
-        ``query_traces``), through the full-text index."""
+        ``query_traces``), through the full-text index. ``order="asc"``: oldest first."""
         lo, hi, limit = _range(start, end, limit)
+        desc = _order(order)
         terms = parse_text(text) if text is not None else None
         checks: list[Callable[[list[Any]], bool]] = []
         exprs: list[pc.Expression] = []
@@ -580,7 +592,7 @@ class Store:
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
             found: dict[tuple[int, int, int], list[Any]] = {}
-            merge = _TopK(limit, newest_first=True)
+            merge = _TopK(limit, newest_first=desc)
             if trace is not None:
                 byid = {f.file_id: f for f in manifest}
                 refs = self._hot.trace_refs(txn, trace, SIGNAL_LOGS)
@@ -597,35 +609,34 @@ class Store:
                     if f.dataset == "logs" and f.overlaps(lo, hi) and (service is None or service in f.services)
                 ]
                 sources = [
-                    ((f, rg, t_max), None)
-                    for f, rg, _t_min, t_max in self._units(files, "time_ns", lo, hi, newest_first=True)
+                    ((f, rg, t_max if desc else t_min), None)
+                    for f, rg, t_min, t_max in self._units(files, "time_ns", lo, hi, newest_first=desc)
                 ]
             expr = _and(exprs)
             for unit, table in sources:
                 if unit is not None:
-                    f, rg, t_max = unit
-                    if merge.full_before(t_max):
+                    f, rg, bound = unit
+                    if merge.full_before(bound):
                         break
                     table = self._cold.read_row_groups(f, [rg])
                     if expr is not None:
                         table = table.filter(expr)
                 assert table is not None
-                table = table.sort_by(
-                    [("time_ns", "descending"), ("wal_lsn", "descending"), ("batch_index", "descending")]
-                )
+                way = "descending" if desc else "ascending"
+                table = table.sort_by([("time_ns", way), ("wal_lsn", way), ("batch_index", way)])
                 for key, rec in _converted(table, log_records, lambda kr: keep(kr[1]), limit):
                     found[key] = rec
                     merge.add(key[0])
             if trace is not None:
-                hot = self._hot.logs_by_trace(txn, trace, lo, hi, keep, limit)
+                hot = self._hot.logs_by_trace(txn, trace, lo, hi, keep, limit, newest_first=desc)
             else:
-                hot = self._hot.scan(txn, "logs", lo, hi, reverse=True, keep=keep, limit=limit)
+                hot = self._hot.scan(txn, "logs", lo, hi, reverse=desc, keep=keep, limit=limit)
             for raw_key, rec in hot:
                 found.setdefault(_QQI.unpack(raw_key), rec)
-            return [self._log(found[k]) for k in sorted(found, reverse=True)[:limit]]
+            return [self._log(found[k]) for k in sorted(found, reverse=desc)[:limit]]
 
         if terms is not None:
-            return self._text_logs(terms, service, min_severity, trace, lo, hi, keep, limit)
+            return self._text_logs(terms, service, min_severity, trace, lo, hi, keep, limit, desc)
         return self._read(run)
 
     # ------------------------------------------------------------ full-text search
@@ -658,6 +669,7 @@ class Store:
         hi: int | None,
         keep: Callable[[list[Any]], bool],
         limit: int,
+        desc: bool,
     ) -> list[Span]:
         level = SPAN_STATUSES.index(status) if status is not None else None
         index = self._text_index()
@@ -669,6 +681,7 @@ class Store:
             pages = index.search(
                 DOC_SPAN,
                 terms,
+                desc=desc,
                 service=service,
                 trace=None,
                 min_level=None,
@@ -684,9 +697,9 @@ class Store:
                     rec = recs.get(key)
                     if rec is not None and key not in found and keep(rec) and self._span_matches(rec, terms):
                         found[key] = rec
-                if _enough([f[5] for f in found.values()], page[-1][0], limit):
+                if _enough([f[5] for f in found.values()], page[-1][0], limit, desc):
                     break
-            ordered = sorted(found.values(), key=lambda f: (f[5], f[0], f[1]), reverse=True)[:limit]
+            ordered = sorted(found.values(), key=lambda f: (f[5], f[0], f[1]), reverse=desc)[:limit]
             return [self._span(f) for f in ordered]
 
         return self._read(run)
@@ -735,6 +748,7 @@ class Store:
         hi: int | None,
         keep: Callable[[list[Any]], bool],
         limit: int,
+        desc: bool,
     ) -> list[LogRecord]:
         index = self._text_index()
 
@@ -744,6 +758,7 @@ class Store:
             pages = index.search(
                 DOC_LOG,
                 terms,
+                desc=desc,
                 service=service,
                 trace=trace.hex() if trace is not None else None,
                 min_level=min_severity,
@@ -759,9 +774,9 @@ class Store:
                     rec = recs.get(key)
                     if rec is not None and key not in found and keep(rec):
                         found[key] = rec
-                if _enough([k[0] for k in found], page[-1][0], limit):
+                if _enough([k[0] for k in found], page[-1][0], limit, desc):
                     break
-            return [self._log(found[k]) for k in sorted(found, reverse=True)[:limit]]
+            return [self._log(found[k]) for k in sorted(found, reverse=desc)[:limit]]
 
         return self._read(run)
 
@@ -1066,6 +1081,255 @@ class Store:
 
         return self._read(run)
 
+    # ------------------------------------------------------------ analytics
+
+    def summary(self, *, last_s: float = 3600, service: str | None = None, now: Any = None) -> SummaryReport:
+        """The window ``[now - last_s, now)`` at a glance: span statistics with exact
+        percentiles, the 10 busiest services, the 10 operations with most errors, log
+        counts by severity and metric points, over both tiers (a span counts by its
+        start_ns). Reads lean side tables and a few Parquet columns, not full records."""
+        lo, hi = _window(last_s, now, "last_s")
+        svc = _opt_service(service)
+
+        def run(txn: Any, manifest: list[ColdFile]) -> SummaryReport:
+            spans = _analytics.span_window(self._hot, self._cold, txn, manifest, lo, hi, svc)
+            return SummaryReport(
+                start_ns=lo,
+                end_ns=hi,
+                traces=_analytics.trace_summary(spans),
+                top_services=_analytics.top_services(_analytics.per_service(spans)),
+                top_error_operations=_analytics.top_error_operations(spans),
+                logs=_analytics.log_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
+                metrics=_analytics.metric_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
+            )
+
+        return self._read(run)
+
+    def anomalies(
+        self, *, current_s: float = 300, baseline_s: float = 3600, service: str | None = None, now: Any = None
+    ) -> AnomalyReport:
+        """Services whose error rate or p95 latency rose in the current window
+        ``[now - current_s, now)`` against the baseline window just before it,
+        ``[now - current_s - baseline_s, now - current_s)`` (not overlapping, so a
+        regression does not dilute its own baseline). Only services with spans in both
+        windows are compared. Error rate: a rise of more than 5 percentage points is
+        medium, more than 20 high. p95: more than 1.5x and more than 25 ms higher is
+        medium, more than 2x (and 25 ms) high."""
+        cur_lo, hi = _window(current_s, now, "current_s")
+        base_lo, _ = _window(baseline_s, cur_lo, "baseline_s")
+        svc = _opt_service(service)
+
+        def run(txn: Any, manifest: list[ColdFile]) -> AnomalyReport:
+            current = _analytics.per_service(
+                _analytics.span_window(self._hot, self._cold, txn, manifest, cur_lo, hi, svc)
+            )
+            baseline = _analytics.per_service(
+                _analytics.span_window(self._hot, self._cold, txn, manifest, base_lo, cur_lo, svc)
+            )
+            found = []
+            for name in sorted(current.keys() & baseline.keys()):
+                n_c, e_c, p95_c = current[name]
+                n_b, e_b, p95_b = baseline[name]
+                rate_c, rate_b = 100.0 * e_c / n_c, 100.0 * e_b / n_b
+                rise = rate_c - rate_b
+                if rise > 5:
+                    found.append(
+                        Anomaly(
+                            service=name,
+                            kind="error_rate",
+                            severity="high" if rise > 20 else "medium",
+                            current=rate_c,
+                            baseline=rate_b,
+                            delta=rise,
+                            description=f"{name}: error rate {rate_c:.1f}% against {rate_b:.1f}% before "
+                            f"(+{rise:.1f} points)",
+                        )
+                    )
+                grow = p95_c - p95_b
+                if p95_c > 1.5 * p95_b and grow > 25:
+                    found.append(
+                        Anomaly(
+                            service=name,
+                            kind="p95_latency",
+                            severity="high" if p95_c > 2 * p95_b else "medium",
+                            current=p95_c,
+                            baseline=p95_b,
+                            delta=grow,
+                            description=f"{name}: p95 latency {p95_c:.1f} ms against {p95_b:.1f} ms before "
+                            f"(+{grow:.1f} ms)",
+                        )
+                    )
+            return AnomalyReport(baseline_start_ns=base_lo, current_start_ns=cur_lo, end_ns=hi, anomalies=found)
+
+        return self._read(run)
+
+    def correlate(self, trace_id: str) -> CorrelateReport | None:
+        """A trace with every log carrying its id (whatever their time, oldest first) and
+        the metric points of its services from ``Settings.correlate_margin_s`` before it
+        starts to as long after it ends; None for an unknown trace."""
+        spans = self.get_trace(trace_id)
+        if not spans:
+            return None
+        start = min(s.start_ns for s in spans)
+        end = max(s.end_ns for s in spans)
+        services = sorted({s.service for s in spans})
+        margin = int(self.settings.correlate_margin_s * 1e9)
+        logs = self.query_logs(trace_id=trace_id, limit=MAX_LIMIT, order="asc")
+        points: list[MetricPoint] = []
+        for svc in services:
+            points += self.query_metrics(service=svc, start=max(0, start - margin), end=end + margin, limit=MAX_LIMIT)
+        points.sort(key=lambda p: (p.time_ns, p.name, p.service))
+        return CorrelateReport(
+            trace_id=trace_id,
+            spans=spans,
+            services=services,
+            start_ns=start,
+            end_ns=end,
+            duration_ms=(end - start) / 1e6,
+            error_count=sum(s.status == "error" for s in spans),
+            logs=logs,
+            metrics=points,
+        )
+
+    def add_comment(self, trace_id: str, body: str, *, author: str, span_id: str | None = None) -> Comment:
+        """Attach a note to a trace (or one of its spans): durable through the WAL like
+        any write, kept until ``Settings.retention_comments_days``, whatever happens to
+        the trace's spans. The trace need not be stored (yet)."""
+        row = _codec.encode_comment(trace_id, body, author, span_id, time.time_ns())
+        self._insert(RecordType.COMMENTS, [row])
+        return _codec.decode_comment(_codec.unpackb(row[3]))
+
+    def comments(self, trace_id: str) -> list[Comment]:
+        """The comments on a trace, oldest first."""
+        trace = _query_id(trace_id, 16, "trace_id")
+        return self._read(lambda txn, _m: [_codec.decode_comment(f) for f in self._hot.comments(txn, trace)])
+
+    def list_operations(self, service: str) -> list[str]:
+        """Span names of a service, sorted (kept on write, dropped by retention)."""
+        svc = _opt_service(service)
+        assert svc is not None
+        return self._read(lambda txn, _m: self._hot.operations(txn, svc))
+
+    def list_attribute_keys(self, signal: str, *, service: str | None = None) -> list[str]:
+        """Attribute keys (record and resource) of recent records of a signal ("spans",
+        "logs" or "metrics"), sorted: the newest ``ATTRIBUTE_SAMPLE`` records of the hot
+        tier, and the newest cold file when the hot tier has fewer."""
+        counts = self._attribute_sample(signal, service, None)
+        return sorted(counts)
+
+    def list_attribute_values(
+        self, signal: str, key: str, *, service: str | None = None, limit: int = 100
+    ) -> list[Any]:
+        """Distinct values of one attribute key among recent records of a signal (the same
+        sample as ``list_attribute_keys``), most frequent first, at most ``limit``."""
+        if type(key) is not str or not key:
+            raise ValueError(f"key must be a non-empty str, got {key!r}")
+        if type(limit) is not int or limit < 1:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+        counts = self._attribute_sample(signal, service, key)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        return [value for _k, (value, _n) in ranked[:limit]]
+
+    def _attribute_sample(self, signal: str, service: str | None, key: str | None) -> dict[Any, Any]:
+        """Without ``key``: attribute key -> count. With it: canonical value -> (value, count)."""
+        if signal not in ("spans", "logs", "metrics"):
+            raise ValueError(f'signal must be "spans", "logs" or "metrics", got {signal!r}')
+        svc = _opt_service(service)
+        attrs_at = {"spans": (4, 10, 11), "logs": (2, 7, 8), "metrics": (2, 6, None)}[signal]
+
+        def run(txn: Any, manifest: list[ColdFile]) -> dict[Any, Any]:
+            out: dict[Any, Any] = {}
+            seen = 0
+
+            def take(f: list[Any]) -> None:
+                s_at, a_at, r_at = attrs_at
+                if svc is not None and f[s_at] != svc:
+                    return
+                for attrs in (f[a_at], f[r_at] if r_at is not None else {}):
+                    if key is None:
+                        for k in attrs:
+                            out[k] = out.get(k, 0) + 1
+                    elif key in attrs:
+                        v = attrs[key]
+                        canon = repr((type(v).__name__, v))
+                        held = out.get(canon)
+                        out[canon] = (v, held[1] + 1 if held else 1)
+
+            for _k, f in self._hot.scan(
+                txn, signal, None, None, reverse=True, keep=lambda f: True, limit=ATTRIBUTE_SAMPLE
+            ):
+                take(f)
+                seen += 1
+            if seen < ATTRIBUTE_SAMPLE:
+                files = sorted((f for f in manifest if f.dataset == signal), key=lambda f: f.max_ns, reverse=True)
+                if files:
+                    table = self._cold.read_all(files[0])
+                    convert: Callable[[Any], Any] = {
+                        "spans": span_records,
+                        "logs": log_records,
+                        "metrics": metric_records,
+                    }[signal]
+                    recs = convert(table.slice(max(0, table.num_rows - (ATTRIBUTE_SAMPLE - seen))))
+                    for rec in recs:
+                        take(rec if signal == "spans" else rec[1])
+            return out
+
+        return self._read(run)
+
+    def trace_summaries(
+        self,
+        *,
+        service: str | None = None,
+        name: str | None = None,
+        status: str | None = None,
+        kind: str | None = None,
+        min_duration_ms: float | None = None,
+        max_duration_ms: float | None = None,
+        attributes: dict[str, Any] | None = None,
+        start: Any = None,
+        end: Any = None,
+        limit: int = 20,
+        text: str | None = None,
+        order: str = "desc",
+    ) -> list[TraceOverview]:
+        """One row per trace with a span matching every filter (``query_traces``'
+        filters), in the order of its best matching span, at most ``limit`` traces; each
+        row describes the whole trace."""
+        _range(start, end, limit)
+        traces: list[str] = []
+        fetch = limit
+        while True:
+            spans = self.query_traces(
+                service=service, name=name, status=status, kind=kind, min_duration_ms=min_duration_ms,
+                max_duration_ms=max_duration_ms, attributes=attributes, start=start, end=end,
+                limit=min(fetch, MAX_LIMIT), text=text, order=order,
+            )  # fmt: skip
+            traces = list(dict.fromkeys(s.trace_id for s in spans))
+            if len(traces) >= limit or len(spans) < fetch or fetch >= MAX_LIMIT:
+                break
+            fetch *= 4
+        out = []
+        for trace_id in traces[:limit]:
+            whole = self.get_trace(trace_id)
+            if not whole:
+                continue  # removed since the search
+            ids = {s.span_id for s in whole}
+            roots = [s for s in whole if s.parent_span_id is None or s.parent_span_id not in ids]
+            root = min(roots or whole, key=lambda s: (s.parent_span_id is not None, s.start_ns))
+            first = min(s.start_ns for s in whole)
+            out.append(
+                TraceOverview(
+                    trace_id=trace_id,
+                    root_service=root.service,
+                    root_name=root.name,
+                    start_ns=first,
+                    duration_ms=(max(s.end_ns for s in whole) - first) / 1e6,
+                    span_count=len(whole),
+                    error_count=sum(s.status == "error" for s in whole),
+                )
+            )
+        return out
+
     # ------------------------------------------------------------ tiers
 
     def compact(self, before: Any) -> CompactionReport:
@@ -1094,14 +1358,18 @@ class Store:
         assert now_ns is not None
         pipeline.wait_applied()
         report = self._compactor.enforce_retention(now_ns)
-        self._forget_indexed(report.cutoffs)
+        oldest = self._forget_indexed(report.cutoffs)
+        self._hot.forget_operations(oldest["spans"])
+        self._hot.drop_comments(now_ns - int(self.settings.retention_comments_days * 86_400e9))
         return report
 
-    def _forget_indexed(self, cutoffs: dict[str, int]) -> None:
+    def _forget_indexed(self, cutoffs: dict[str, int]) -> dict[str, int]:
         """Delete index entries of records retention removed: every document of a signal
         older than both its cutoff and the oldest record of it still stored (partitions
-        are dropped whole, so records past the cutoff may remain; they stay searchable)."""
+        are dropped whole, so records past the cutoff may remain; they stay searchable).
+        Returns that bound per signal: every record before it is gone."""
         assert self._index is not None
+        bounds: dict[str, int] = {}
         with self._hot.reader() as txn:
             manifest = self._hot.manifest(txn)
             hot = self._hot.signal_stats(txn)
@@ -1110,8 +1378,10 @@ class Store:
             hot_oldest = hot[signal].oldest_ns
             if hot_oldest is not None:
                 oldest.append(hot_oldest)
-            self._index.delete_before(doc, min([cutoffs[signal], *oldest]))
+            bounds[signal] = min([cutoffs[signal], *oldest])
+            self._index.delete_before(doc, bounds[signal])
         self._index.commit()
+        return bounds
 
     def collect_blobs(self) -> int:
         """Delete payload blobs no live span or log refers to, hot or cold (maintenance
@@ -1253,13 +1523,35 @@ def _converted(table: Any, convert: Callable[[Any], list[Any]], keep: Callable[[
     return out
 
 
-def _enough(times: list[int], page_oldest: int, limit: int) -> bool:
-    """Whether ``limit`` results are held and no later (older) index hit can displace
-    them: the page's oldest time is older than the ``limit``-th newest held."""
+def _enough(times: list[int], page_last: int, limit: int, desc: bool) -> bool:
+    """Whether ``limit`` results are held and no later index hit can displace them: the
+    page's last time comes after the ``limit``-th best held (older when newest first)."""
     if len(times) < limit:
         return False
-    times.sort(reverse=True)
-    return page_oldest < times[limit - 1]
+    times.sort(reverse=desc)
+    return page_last < times[limit - 1] if desc else page_last > times[limit - 1]
+
+
+def _window(length_s: Any, now: Any, name: str) -> tuple[int, int]:
+    """``[now - length_s, now)`` in ns; ``now`` defaults to the current time."""
+    if isinstance(length_s, bool) or not isinstance(length_s, (int, float)) or not length_s > 0:
+        raise ValueError(f"{name} must be a positive number of seconds, got {length_s!r}")
+    hi = to_ns(now, "now") if now is not None else time.time_ns()
+    assert hi is not None
+    return hi - int(length_s * 1e9), hi
+
+
+def _opt_service(service: object) -> str | None:
+    if service is not None and (type(service) is not str or not service):
+        raise ValueError(f"service must be a non-empty str, got {service!r}")
+    return service
+
+
+def _order(order: object) -> bool:
+    """True for newest first."""
+    if order not in ("desc", "asc"):
+        raise ValueError(f'order must be "desc" or "asc", got {order!r}')
+    return order == "desc"
 
 
 class _TopK:
