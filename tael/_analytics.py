@@ -112,9 +112,16 @@ def trace_summary(t: pa.Table) -> TraceSummary:
     n = t.num_rows
     if not n:
         return TraceSummary(
-            span_count=0, trace_count=0, error_count=0, error_rate=0.0, avg_ms=0.0, max_ms=0.0,
-            p50_ms=0.0, p95_ms=0.0, p99_ms=0.0,
-        )  # fmt: skip
+            span_count=0,
+            trace_count=0,
+            error_count=0,
+            error_rate=0.0,
+            avg_ms=0.0,
+            max_ms=0.0,
+            p50_ms=0.0,
+            p95_ms=0.0,
+            p99_ms=0.0,
+        )
     durations = t.column("duration_ns")
     ordered = pc.array_sort_indices(durations)
     sorted_d = pc.take(durations, ordered)

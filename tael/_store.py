@@ -1300,10 +1300,19 @@ class Store:
         fetch = limit
         while True:
             spans = self.query_traces(
-                service=service, name=name, status=status, kind=kind, min_duration_ms=min_duration_ms,
-                max_duration_ms=max_duration_ms, attributes=attributes, start=start, end=end,
-                limit=min(fetch, MAX_LIMIT), text=text, order=order,
-            )  # fmt: skip
+                service=service,
+                name=name,
+                status=status,
+                kind=kind,
+                min_duration_ms=min_duration_ms,
+                max_duration_ms=max_duration_ms,
+                attributes=attributes,
+                start=start,
+                end=end,
+                limit=min(fetch, MAX_LIMIT),
+                text=text,
+                order=order,
+            )
             traces = list(dict.fromkeys(s.trace_id for s in spans))
             if len(traces) >= limit or len(spans) < fetch or fetch >= MAX_LIMIT:
                 break
