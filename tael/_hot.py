@@ -141,14 +141,32 @@ class HotTier:
             raise StorageError(f"cannot open the hot tier at {path}: {exc}") from exc
         self._gate = _Gate()
         self._write_lock = threading.Lock()  # one write txn at a time, and resizes only between them
-        self.db = {name.decode(): self.env.open_db(name, create=not read_only) for name in DBS}
-        if not read_only:
-            with self.env.begin(write=True) as txn:
-                version = txn.get(_FORMAT, db=self.db["meta"])
-                if version is None:
-                    txn.put(_FORMAT, _Q.pack(FORMAT_VERSION), db=self.db["meta"])
-                elif _Q.unpack(version)[0] != FORMAT_VERSION:
-                    raise StorageError(f"{path}: hot tier format {_Q.unpack(version)[0]} is not supported")
+        try:
+            self._check_format(path, read_only)
+            self.db = {name.decode(): self.env.open_db(name, create=not read_only) for name in DBS}
+        except lmdb.Error as exc:
+            self.env.close()
+            raise StorageError(f"cannot open the hot tier at {path}: {exc}") from exc
+        except BaseException:
+            self.env.close()
+            raise
+
+    def _check_format(self, path: Path, read_only: bool) -> None:
+        """Refuse a hot tier written by another format version before creating anything."""
+        meta = self.env.open_db(b"meta", create=not read_only)
+        with self.env.begin(write=not read_only) as txn:
+            raw = txn.get(_FORMAT, db=meta)
+            if raw is None:
+                if not read_only and txn.stat(meta)["entries"] == 0:
+                    txn.put(_FORMAT, _Q.pack(FORMAT_VERSION), db=meta)
+                    return
+                raise StorageError(f"{path}: the hot tier has no format version (not written by tael?)")
+            version = _Q.unpack(raw)[0]
+            if version != FORMAT_VERSION:
+                raise StorageError(
+                    f"{path}: hot tier format {version} is not supported by this version of tael "
+                    f"(it reads format {FORMAT_VERSION}); nothing was changed"
+                )
 
     # ------------------------------------------------------------ transactions
 

@@ -1206,9 +1206,9 @@ class Store:
 
     def list_operations(self, service: str) -> list[str]:
         """Span names of a service, sorted (kept on write, dropped by retention)."""
-        svc = _opt_service(service)
-        assert svc is not None
-        return self._read(lambda txn, _m: self._hot.operations(txn, svc))
+        if type(service) is not str or not service:
+            raise ValueError(f"service must be a non-empty str, got {service!r}")
+        return self._read(lambda txn, _m: self._hot.operations(txn, service))
 
     def list_attribute_keys(self, signal: str, *, service: str | None = None) -> list[str]:
         """Attribute keys (record and resource) of recent records of a signal ("spans",
@@ -1255,10 +1255,13 @@ class Store:
                         held = out.get(canon)
                         out[canon] = (v, held[1] + 1 if held else 1)
 
+            def take_span(f: list[Any]) -> None:
+                take(self._blobs.restore_span(f) if key in self._payloads.keys else f)
+
             for _k, f in self._hot.scan(
                 txn, signal, None, None, reverse=True, keep=lambda f: True, limit=ATTRIBUTE_SAMPLE
             ):
-                take(f)
+                (take_span if signal == "spans" else take)(f)
                 seen += 1
             if seen < ATTRIBUTE_SAMPLE:
                 files = sorted((f for f in manifest if f.dataset == signal), key=lambda f: f.max_ns, reverse=True)
@@ -1271,7 +1274,10 @@ class Store:
                     }[signal]
                     recs = convert(table.slice(max(0, table.num_rows - (ATTRIBUTE_SAMPLE - seen))))
                     for rec in recs:
-                        take(rec if signal == "spans" else rec[1])
+                        if signal == "spans":
+                            take_span(rec)
+                        else:
+                            take(rec[1])
             return out
 
         return self._read(run)
@@ -1366,10 +1372,11 @@ class Store:
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
         pipeline.wait_applied()
-        report = self._compactor.enforce_retention(now_ns)
-        oldest = self._forget_indexed(report.cutoffs)
-        self._hot.forget_operations(oldest["spans"])
-        self._hot.drop_comments(now_ns - int(self.settings.retention_comments_days * 86_400e9))
+        with self._compactor.lock:  # close() waits for this lock before shutting LMDB
+            report = self._compactor.enforce_retention(now_ns)
+            oldest = self._forget_indexed(report.cutoffs)
+            self._hot.forget_operations(oldest["spans"])
+            self._hot.drop_comments(now_ns - int(self.settings.retention_comments_days * 86_400e9))
         return report
 
     def _forget_indexed(self, cutoffs: dict[str, int]) -> dict[str, int]:

@@ -345,3 +345,46 @@ def test_order_and_trace_summaries_match_the_model(loaded: Any) -> None:
                 )
             )
         assert store.trace_summaries(status=status, limit=15) == want_rows
+
+
+def test_attribute_values_of_a_payload_key_are_the_texts(store: tael.Store) -> None:
+    prompt = "system prompt " * 200  # past the blob threshold
+    store.insert_spans(
+        [
+            tael.Span(
+                trace_id=f"{1:032x}",
+                span_id=f"{i + 1:016x}",
+                name="chat",
+                service="llm",
+                start_ns=T0 + i,
+                end_ns=T0 + i + 1,
+                attributes={"gen_ai.prompt": prompt if i else "short"},
+            )
+            for i in range(3)
+        ]
+    )
+    assert store.list_attribute_values("spans", "gen_ai.prompt") == [prompt, "short"]
+    store.compact(T0 + S)
+    assert store.list_attribute_values("spans", "gen_ai.prompt") == [prompt, "short"]
+    with pytest.raises(ValueError, match="service"):
+        store.list_operations(None)  # type: ignore[arg-type]
+
+
+def test_a_hot_tier_of_another_format_is_refused_untouched(tmp_path: Path) -> None:
+    import lmdb
+
+    data = tmp_path / "data"
+    with tael.Store(data) as store:
+        store.insert_spans(
+            [tael.Span(trace_id=f"{1:032x}", span_id=f"{1:016x}", name="x", service="s", start_ns=1, end_ns=2)]
+        )
+    env = lmdb.open(str(data / "hot"), max_dbs=32)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        txn.put(b"format_version", (1).to_bytes(8, "big"), db=meta)
+    env.close()
+    before = (data / "hot" / "data.mdb").read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(tael.StorageError, match="format 1 is not supported"):
+            tael.Store(data, read_only=read_only)
+    assert (data / "hot" / "data.mdb").read_bytes() == before
