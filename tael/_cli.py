@@ -1,63 +1,1397 @@
 """The ``tael`` command line. Library code never prints; this module does.
 
-Heavy imports happen inside commands so ``tael --help`` stays instant.
+Only click and the standard library are imported at module level: tael's
+storage modules, rich and pyarrow are imported inside the commands that need
+them. Every command that reads or writes a store takes ``--data DIR`` and
+``--output table|json``; JSON output is the result of the matching API call
+(dataclasses through ``dataclasses.asdict``). A ``tael.TaelError`` or
+``ValueError`` from the library ends the command with a one-line
+``error: ...`` on stderr and exit code 1.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import re
 import sys
-from typing import Any
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
-@click.group()
+    from ._demo import DemoResult
+    from ._models import LogRecord, MetricBucket, MetricPoint, Span, StoreStats, SummaryReport
+    from ._store import Store
+
+DEFAULT_DATA = "./tael-data"
+SPAN_KINDS = ("internal", "server", "client", "producer", "consumer")
+SPAN_STATUSES = ("unset", "ok", "error")
+SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "fatal": 21}
+"""Names ``--min-severity`` accepts besides a number: the lowest OpenTelemetry severity of each range."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNITS_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}
+_MAX_FRAME = (1 << 32) - 1  # any length a WAL frame header can state: ``check`` trusts the checksum
+
+
+# ---------------------------------------------------------------- the group, errors
+
+
+class CliError(click.ClickException):
+    """A command's own failure, shown like the library's: ``error: ...``, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class _Group(click.Group):
+    """Turns the library's errors into ``error: ...`` and exit code 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from ._errors import TaelError
+
+            if isinstance(exc, (TaelError, ValueError)):
+                click.echo(f"error: {_one_line(exc)}", err=True)
+                ctx.exit(1)
+            raise
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+@click.group(cls=_Group)
+@click.version_option("0.1.0", prog_name="tael")
 @click.option("-v", "--verbose", is_flag=True, help="Log tael's internal messages (replay, repairs) to stderr.")
 def main(verbose: bool) -> None:
-    """tael: an embeddable telemetry store for spans, logs and metrics."""
+    """tael: an embeddable telemetry store for spans, logs and metrics.
+
+    Every command that works on a store takes --data DIR (default ./tael-data)
+    and --output table|json. Times are int nanoseconds since the epoch,
+    ISO-8601 with a timezone (2024-05-01T12:00:00Z), "now" or relative to now
+    ("-15m", "-2h", "-1d").
+    """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
 
 
-@main.command()
-@click.option("--data", default="./tael-demo", show_default=True, help="Data directory to write the demo store into.")
-@click.option("--spans", "n_spans", default=3000, show_default=True, help="Spans to generate.")
-@click.option("--logs", "n_logs", default=3000, show_default=True, help="Log records to generate.")
-@click.option("--metrics", "n_metrics", default=3000, show_default=True, help="Metric points to generate.")
-def demo(data: str, n_spans: int, n_logs: int, n_metrics: int) -> None:
-    """Write a realistic multi-service workload into DATA and print what reads back."""
-    from ._demo import run_demo
+# ---------------------------------------------------------------- option helpers
 
-    for line in run_demo(data, n_spans=n_spans, n_logs=n_logs, n_metrics=n_metrics):
-        click.echo(line)
+
+def _data_option(default: str = DEFAULT_DATA) -> Callable[[Any], Any]:
+    return click.option(
+        "--data",
+        "-d",
+        default=default,
+        show_default=True,
+        type=click.Path(file_okay=False),
+        help="Data directory of the store.",
+    )
+
+
+_output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Human tables, or the result as JSON.",
+)
+
+
+if TYPE_CHECKING:
+    _IntParam = click.ParamType[int, Any]  # generic in click >= 8.2
+else:
+    _IntParam = click.ParamType
+
+
+class TimeType(_IntParam):
+    """A point in time as int nanoseconds: ns, ISO-8601 with a timezone, "now" or "-<n><s|m|h|d>"."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        text = str(value).strip()
+        if re.fullmatch(r"-?\d+", text):
+            return int(text)
+        if text == "now":
+            return time.time_ns()
+        m = re.fullmatch(r"-(\d+(?:\.\d+)?)([smhd])", text)
+        if m:
+            return time.time_ns() - int(float(m[1]) * _UNITS_NS[m[2]])
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text!r} is not a time: give int nanoseconds, ISO-8601 with a timezone, 'now' or '-15m'",
+                param,
+                ctx,
+            )
+        if dt.tzinfo is None or dt.utcoffset() is None:
+            self.fail(f"{text!r} has no timezone: add one (2024-05-01T12:00:00Z or +02:00)", param, ctx)
+        return datetime_ns(dt)
+
+
+def datetime_ns(dt: datetime) -> int:
+    """An aware datetime as exact int nanoseconds since the epoch."""
+    d = dt - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
+
+
+class SeverityType(_IntParam):
+    """An OpenTelemetry severity number 0..24 or a name (trace, debug, info, warn, error, fatal)."""
+
+    name = "SEVERITY"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            n = value
+        else:
+            text = str(value).strip().lower()
+            if text in SEVERITIES:
+                return SEVERITIES[text]
+            try:
+                n = int(text)
+            except ValueError:
+                self.fail(f"{value!r} is not a severity: 0..24 or one of {', '.join(SEVERITIES)}", param, ctx)
+        if not 0 <= n <= 24:
+            self.fail(f"severity must be in 0..24, got {n}", param, ctx)
+        return n
+
+
+TIME = TimeType()
+SEVERITY = SeverityType()
+
+
+def parse_attr(text: str) -> tuple[str, Any]:
+    """``key=value``; the value is JSON when it parses as JSON (``200``, ``true``,
+    ``"200"``), the raw text otherwise."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{text!r} is not key=value", param_hint="'--attr'")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw
+    return key, value
+
+
+def _attrs(pairs: Sequence[str]) -> dict[str, Any] | None:
+    return dict(parse_attr(p) for p in pairs) or None
+
+
+_attr_option = click.option(
+    "--attr",
+    "attrs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Attribute (or resource attribute) filter, repeatable; VALUE is parsed as JSON when it parses "
+    '(200, true, "200"), else taken as a string.',
+)
+_start_option = click.option("--start", type=TIME, default=None, help="Only records at or after this time.")
+_end_option = click.option("--end", type=TIME, default=None, help="Only records before this time.")
+_order_option = click.option(
+    "--order", type=click.Choice(["desc", "asc"]), default="desc", show_default=True, help="Newest or oldest first."
+)
+
+
+def _limit_option(default: int) -> Callable[[Any], Any]:
+    return click.option(
+        "--limit", "-n", type=click.IntRange(1, 100_000), default=default, show_default=True, help="Most results."
+    )
+
+
+# ---------------------------------------------------------------- output helpers
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses through ``dataclasses.asdict``, containers element-wise."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(json.dumps(to_jsonable(value), indent=2, default=str))
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    # Piped output keeps whole ids and timestamps on one line instead of 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def _table(title: str | None, *columns: str, right: Sequence[str] = ()) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for c in columns:
+        table.add_column(c, justify="right" if c in right else "left", overflow="fold")
+    return table
+
+
+def _t(value: Any, style: str = "") -> Text:
+    """A table cell: data is never read as rich markup."""
+    from rich.text import Text
+
+    return Text("-" if value is None else str(value), style=style)
+
+
+def fmt_ns(ns: int | None) -> str:
+    """A UTC timestamp with milliseconds, from int nanoseconds."""
+    if ns is None:
+        return "-"
+    try:
+        dt = _EPOCH + timedelta(microseconds=ns // 1_000)
+    except OverflowError:
+        return str(ns)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _status_style(status: str) -> str:
+    return "bold red" if status == "error" else ("green" if status == "ok" else "")
+
+
+def _severity_style(n: int) -> str:
+    return "bold red" if n >= 17 else ("yellow" if n >= 13 else ("dim" if 0 < n < 9 else ""))
+
+
+def _short(text: str, width: int = 100) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[: width - 1] + "…"
+
+
+@contextmanager
+def _progress(output: str, description: str, total: float | None = None) -> Iterator[Callable[..., None]]:
+    """A transient rich progress bar on an interactive terminal in table mode (a pulsing
+    bar when ``total`` is None); otherwise nothing. Yields ``update(advance=0, description=None)``."""
+    if output != "table" or not sys.stdout.isatty():
+        yield lambda advance=0, description=None: None
+        return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn()]
+    if total is not None:
+        columns.append(TextColumn("{task.completed:,.0f}/{task.total:,.0f}"))
+    with Progress(*columns, TimeElapsedColumn(), console=_console(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+
+        def update(advance: float = 0, description: str | None = None) -> None:
+            if description is not None:
+                bar.update(task, description=description)
+            if advance:
+                bar.advance(task, advance)
+
+        yield update
+
+
+# ---------------------------------------------------------------- opening stores
+
+
+def _is_store(data: str | Path) -> bool:
+    return (Path(data) / "hot" / "data.mdb").exists()
+
+
+def _reader(data: str) -> Store:
+    """The store opened read-only: works beside a running writer (``tael serve``)."""
+    from ._store import Store
+
+    return Store(data, read_only=True)
+
+
+def _writer(data: str) -> Store:
+    """The store opened for writing; refuses to create one where there is none."""
+    from ._errors import StorageError
+    from ._store import Store
+
+    if not _is_store(data):
+        raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    return Store(data)
+
+
+# ---------------------------------------------------------------- renderers
+
+
+def spans_table(spans: Sequence[Span], title: str | None = None) -> Table:
+    table = _table(title, "start", "trace id", "span id", "service", "name", "kind", "status", "ms", right=("ms",))
+    for s in spans:
+        table.add_row(
+            _t(fmt_ns(s.start_ns)),
+            _t(s.trace_id),
+            _t(s.span_id),
+            _t(s.service),
+            _t(s.name),
+            _t(s.kind),
+            _t(s.status, _status_style(s.status)),
+            _t(f"{s.duration_ms:,.2f}"),
+        )
+    return table
+
+
+def logs_table(logs: Sequence[LogRecord], title: str | None = None) -> Table:
+    table = _table(title, "time", "severity", "service", "trace id", "body")
+    for r in logs:
+        table.add_row(
+            _t(fmt_ns(r.time_ns)),
+            _t(r.severity_text or str(r.severity_number), _severity_style(r.severity_number)),
+            _t(r.service),
+            _t(r.trace_id),
+            _t(_short(r.body)),
+        )
+    return table
+
+
+def metrics_table(points: Sequence[MetricPoint], title: str | None = None) -> Table:
+    table = _table(title, "time", "name", "service", "kind", "value", "unit", "attributes", right=("value",))
+    for p in points:
+        value = f"{p.value:,.4g}" if p.kind != "histogram" else f"n={p.count} sum={p.sum}"
+        attrs = json.dumps(p.attributes, sort_keys=True, default=str)
+        table.add_row(_t(fmt_ns(p.time_ns)), _t(p.name), _t(p.service), _t(p.kind), _t(value), _t(p.unit), _t(attrs))
+    return table
+
+
+def buckets_table(buckets: Sequence[MetricBucket], title: str | None = None) -> Table:
+    cols = ("count", "avg", "min", "max", "last", "increase")
+    table = _table(title, "window start", *cols, right=cols)
+    for b in buckets:
+        table.add_row(
+            _t(fmt_ns(b.start_ns)),
+            _t(f"{b.count:,}"),
+            *(_t(f"{v:,.4g}") for v in (b.avg, b.min, b.max, b.last)),
+            _t("-" if b.increase is None else f"{b.increase:,.4g}"),
+        )
+    return table
+
+
+def tree_order(spans: Sequence[Span]) -> list[tuple[int, Span]]:
+    """(depth, span) of every span of a trace, parents before their children and
+    siblings by start time; a span whose parent is not in the trace is a root."""
+    ids = {s.span_id for s in spans}
+    children: dict[str | None, list[Span]] = {}
+    for s in spans:
+        parent = s.parent_span_id if s.parent_span_id in ids and s.parent_span_id != s.span_id else None
+        children.setdefault(parent, []).append(s)
+    for group in children.values():
+        group.sort(key=lambda s: (s.start_ns, s.span_id))
+    out: list[tuple[int, Span]] = []
+    seen: set[str] = set()
+
+    def walk(roots: list[Span]) -> None:
+        stack = [(0, s) for s in reversed(roots)]
+        while stack:
+            depth, s = stack.pop()
+            if s.span_id in seen:
+                continue
+            seen.add(s.span_id)
+            out.append((depth, s))
+            stack.extend((depth + 1, c) for c in reversed(children.get(s.span_id, [])))
+
+    walk(children.get(None, []))
+    # spans in a parent cycle have no root: show them as roots
+    walk(sorted((s for s in spans if s.span_id not in seen), key=lambda s: (s.start_ns, s.span_id)))
+    return out
+
+
+def trace_table(spans: Sequence[Span], title: str | None = None, width: int = 24) -> Table:
+    """The span tree, indented by parent, with a waterfall of each span in the trace."""
+    table = _table(
+        title, "span", "service", "kind", "status", "start +ms", "ms", "timeline", "span id", right=("start +ms", "ms")
+    )
+    if not spans:
+        return table
+    first = min(s.start_ns for s in spans)
+    total = max(max(s.end_ns for s in spans) - first, 1)
+    for depth, s in tree_order(spans):
+        lo = int((s.start_ns - first) * width / total)
+        hi = max(lo + 1, int((s.end_ns - first) * width / total + 0.999))
+        bar = " " * lo + "█" * (min(hi, width) - lo)
+        table.add_row(
+            _t(("  " * depth + ("└ " if depth else "")) + s.name),
+            _t(s.service),
+            _t(s.kind),
+            _t(s.status + (f": {s.status_message}" if s.status_message else ""), _status_style(s.status)),
+            _t(f"{(s.start_ns - first) / 1e6:,.2f}"),
+            _t(f"{s.duration_ms:,.2f}"),
+            _t(bar.ljust(width), "red" if s.status == "error" else "cyan"),
+            _t(s.span_id),
+        )
+    return table
+
+
+def _payload_texts(span: Span) -> list[str]:
+    from ._settings import Settings
+
+    keys = Settings().payload_attributes
+    texts = [v for k in keys if isinstance(v := span.attributes.get(k), str)]
+    for ev in span.events:
+        texts += [v for k in keys if isinstance(v := ev.attributes.get(k), str)]
+    return texts
+
+
+def snippet(texts: Sequence[str], query: str, width: int = 90) -> str:
+    """The part of the first text holding the query's first word, on one line."""
+    words = [w.lower() for w in re.findall(r"\w+", query)]
+    for text in texts:
+        flat = " ".join(text.split())
+        at = flat.lower().find(words[0]) if words else -1
+        if at >= 0:
+            lo = max(0, at - width // 3)
+            if lo:  # start at a word
+                space = flat.find(" ", lo, at)
+                lo = space + 1 if space != -1 else lo
+            piece = flat[lo : lo + width]
+            return ("…" if lo else "") + piece + ("…" if lo + width < len(flat) else "")
+    return _short(texts[0], width) if texts else ""
+
+
+def span_hits_table(spans: Sequence[Span], query: str, title: str | None = None) -> Table:
+    table = _table(title, "start", "trace id", "service", "name", "status", "match")
+    for s in spans:
+        table.add_row(
+            _t(fmt_ns(s.start_ns)),
+            _t(s.trace_id),
+            _t(s.service),
+            _t(s.name),
+            _t(s.status, _status_style(s.status)),
+            _t(snippet(_payload_texts(s), query)),
+        )
+    return table
+
+
+def log_hits_table(logs: Sequence[LogRecord], query: str, title: str | None = None) -> Table:
+    table = _table(title, "time", "severity", "service", "trace id", "match")
+    for r in logs:
+        table.add_row(
+            _t(fmt_ns(r.time_ns)),
+            _t(r.severity_text or str(r.severity_number), _severity_style(r.severity_number)),
+            _t(r.service),
+            _t(r.trace_id),
+            _t(snippet([r.body], query)),
+        )
+    return table
+
+
+def stats_tables(st: StoreStats) -> list[Table]:
+    signals = _table("records", "signal", "total", "hot", "cold", "oldest", "newest", right=("total", "hot", "cold"))
+    for name, s in st.signals.items():
+        signals.add_row(
+            _t(name),
+            _t(f"{s.count:,}"),
+            _t(f"{st.hot_records.get(name, 0):,}"),
+            _t(f"{st.cold_records.get(name, 0):,}"),
+            _t(fmt_ns(s.oldest_ns)),
+            _t(fmt_ns(s.newest_ns)),
+        )
+    disk = _table("disk", "component", "bytes", right=("bytes",))
+    for name, n in st.disk_bytes.items():
+        disk.add_row(_t(name), _t(_bytes(n)))
+    disk.add_row(_t("total", "bold"), _t(_bytes(st.total_disk_bytes), "bold"))
+    other = _table("store", "what", "value", right=("value",))
+    for what, value in (
+        ("WAL segments", f"{st.wal_segments:,}"),
+        ("applied LSN", f"{st.applied_lsn:,}"),
+        ("indexed LSN", f"{st.indexed_lsn:,}"),
+        ("cold files", f"{st.cold_files:,}"),
+        ("payload blobs", f"{st.blobs:,} ({_bytes(st.blob_raw_bytes)} of text)"),
+        ("index documents", f"{st.index_documents:,}"),
+    ):
+        other.add_row(_t(what), _t(value))
+    return [signals, disk, other]
+
+
+def summary_tables(r: SummaryReport) -> list[Table]:
+    tr = r.traces
+    head = _table(
+        f"{fmt_ns(r.start_ns)} to {fmt_ns(r.end_ns)} ({(r.end_ns - r.start_ns) / 1e9:,.0f} s)", "what", "value"
+    )
+    for what, value in (
+        ("spans", f"{tr.span_count:,}"),
+        ("traces", f"{tr.trace_count:,}"),
+        ("errors", f"{tr.error_count:,} ({tr.error_rate:.1%})"),
+        ("latency", f"avg {tr.avg_ms:,.2f}  p50 {tr.p50_ms:,.2f}  p95 {tr.p95_ms:,.2f}  p99 {tr.p99_ms:,.2f}"),
+        ("max latency", f"{tr.max_ms:,.2f} ms"),
+        (
+            "logs",
+            f"{r.logs.total:,}: fatal {r.logs.fatal:,}, error {r.logs.error:,}, warn {r.logs.warn:,}, "
+            f"info {r.logs.info:,}, debug {r.logs.debug:,}, trace {r.logs.trace:,}",
+        ),
+        ("metric points", f"{r.metrics.point_count:,} ({r.metrics.unique_names:,} names)"),
+    ):
+        head.add_row(_t(what), _t(value))
+    services = _table(
+        "top services", "service", "spans", "error rate", "p95 ms", right=("spans", "error rate", "p95 ms")
+    )
+    for s in r.top_services:
+        services.add_row(_t(s.service), _t(f"{s.span_count:,}"), _t(f"{s.error_rate:.1%}"), _t(f"{s.p95_ms:,.2f}"))
+    ops = _table("operations with most errors", "service", "operation", "errors", right=("errors",))
+    for o in r.top_error_operations:
+        ops.add_row(_t(o.service), _t(o.operation), _t(f"{o.error_count:,}", "red"))
+    return [head, services, ops]
+
+
+def _print(console: Console, *tables: Any) -> None:
+    """Print tables, each title on a line of its own (a title wider than its table would wrap)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    for t in tables:
+        if isinstance(t, Table) and t.title is not None:
+            console.print(Text(str(t.title), style="bold"), soft_wrap=True)
+            t.title = None
+        console.print(t)
+        console.print()
+
+
+# ---------------------------------------------------------------- demo
+
+
+@main.command()
+@_data_option("./tael-demo")
+@click.option("--spans", "n_spans", default=3000, show_default=True, type=click.IntRange(0), help="Spans to generate.")
+@click.option("--logs", "n_logs", default=3000, show_default=True, type=click.IntRange(0), help="Log records.")
+@click.option("--metrics", "n_metrics", default=3000, show_default=True, type=click.IntRange(0), help="Metric points.")
+@click.option("--seed", type=int, default=None, help="Seed of the workload (default: the clock).")
+@_output_option
+def demo(data: str, n_spans: int, n_logs: int, n_metrics: int, seed: int | None, output: str) -> None:
+    """Write a realistic multi-service workload into DATA, run maintenance and print what reads back.
+
+    Three services over the last 2.5 hours, with errors, LLM prompts and
+    completions (long shared ones kept once in the blob store), logs and
+    metrics; one maintenance pass moves what is older than an hour to the cold
+    tier, then a summary and a few queries read across both tiers.
+    """
+    from ._demo import STEPS, run_demo
+
+    with _progress(output, "demo", total=len(STEPS)) as update:
+        started = [False]
+
+        def step(name: str) -> None:
+            update(advance=1 if started[0] else 0, description=name)
+            started[0] = True
+
+        result = run_demo(data, n_spans=n_spans, n_logs=n_logs, n_metrics=n_metrics, seed=seed, progress=step)
+    if output == "json":
+        _emit_json(result)
+    else:
+        _render_demo(_console(), result)
+
+
+def _render_demo(console: Console, r: DemoResult) -> None:
+    st = r.stats
+    m = r.maintenance
+    console.print(f"store at {r.data}", markup=False)
+    console.print(
+        f"wrote {r.inserted['spans']:,} spans, {r.inserted['logs']:,} logs and {r.inserted['metrics']:,} metric "
+        f"points; {r.llm_spans:,} model calls carry {r.payload_texts:,} prompt and completion texts",
+        markup=False,
+    )
+    if m.compaction is not None:
+        c = m.compaction
+        console.print(
+            f"maintenance: compacted {c.total_records:,} records older than {fmt_ns(c.before_ns)} into "
+            f"{len(c.files_written)} Parquet files (with {sum(c.rollup_rows.values()):,} metric rollup rows), "
+            f"checkpointed {m.wal_segments_removed} WAL segments",
+            markup=False,
+        )
+    if m.error:
+        console.print(f"maintenance failed: {m.error}", style="bold red", markup=False)
+    console.print(
+        f"payloads: {st.blobs:,} distinct long texts kept once in the blob store "
+        f"({_bytes(st.blob_raw_bytes)} of text, {_bytes(st.disk_bytes.get('blobs', 0))} on disk)",
+        markup=False,
+    )
+    console.print()
+    _print(console, stats_tables(st)[0])
+    services = _table(
+        "services", "service", "spans", "traces", "errors", "avg ms", right=("spans", "traces", "errors", "avg ms")
+    )
+    for s in r.services:
+        services.add_row(
+            _t(s.name),
+            _t(f"{s.span_count:,}"),
+            _t(f"{s.trace_count:,}"),
+            _t(f"{s.error_rate:.1%}", "red" if s.error_rate > 0.05 else ""),
+            _t(f"{s.avg_duration_ms:,.2f}"),
+        )
+    _print(console, services)
+    console.print(f"summary of the last {(r.summary.end_ns - r.summary.start_ns) / 3.6e12:.1f} hours", markup=False)
+    _print(console, *summary_tables(r.summary))
+    if r.anomalies.anomalies:
+        console.print("anomalies (last 5 minutes against the hour before):")
+        for a in r.anomalies.anomalies:
+            console.print(f"  {a.severity:6} {a.description}", style="red", markup=False)
+        console.print()
+    _print(console, span_hits_table(r.span_hits, r.span_search, f"spans whose payload matches {r.span_search}"))
+    _print(console, spans_table(r.errors, "latest failing spans"))
+    if r.error_trace:
+        _print(console, trace_table(r.error_trace, f"trace {r.error_trace[0].trace_id} ({len(r.error_trace)} spans)"))
+        if r.error_logs:
+            _print(console, logs_table(r.error_logs, "its logs"))
+    _print(console, log_hits_table(r.log_hits, r.log_search, f"logs matching {r.log_search}"))
+    name, service = r.metric
+    _print(
+        console,
+        buckets_table(r.buckets, f"{name} of {service}, 15-minute buckets (rollups for cold data, raw points for hot)"),
+    )
+
+
+# ---------------------------------------------------------------- serve
+
+
+@main.command()
+@_data_option()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=4318, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+def serve(data: str, host: str, port: int) -> None:
+    """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) until SIGTERM or Ctrl-C."""
+    from ._server import run_server  # type: ignore[import-not-found, unused-ignore]
+
+    run_server(data, host=host, port=port)
+
+
+# ---------------------------------------------------------------- query
+
+
+@main.group(cls=click.Group)
+def query() -> None:
+    """Query spans, logs or metric points with the API's filters (read-only)."""
+
+
+@query.command("traces")
+@_data_option()
+@click.option("--service", help="Only spans of this service.")
+@click.option("--name", help="Only spans with this name (operation).")
+@click.option("--status", type=click.Choice(SPAN_STATUSES), help="Only spans with this status.")
+@click.option("--kind", type=click.Choice(SPAN_KINDS), help="Only spans of this kind.")
+@click.option("--min-duration-ms", type=float, help="Only spans lasting at least this long.")
+@click.option("--max-duration-ms", type=float, help="Only spans lasting at most this long.")
+@_attr_option
+@_start_option
+@_end_option
+@_limit_option(20)
+@click.option("--text", help='Full-text search of span payloads: every word and "quoted phrase" must match.')
+@_order_option
+@_output_option
+def query_traces(
+    data: str,
+    service: str | None,
+    name: str | None,
+    status: str | None,
+    kind: str | None,
+    min_duration_ms: float | None,
+    max_duration_ms: float | None,
+    attrs: tuple[str, ...],
+    start: int | None,
+    end: int | None,
+    limit: int,
+    text: str | None,
+    order: str,
+    output: str,
+) -> None:
+    """Spans matching every filter (Store.query_traces), newest start first."""
+    attributes = _attrs(attrs)
+    with _reader(data) as store:
+        spans = store.query_traces(
+            service=service,
+            name=name,
+            status=status,
+            kind=kind,
+            min_duration_ms=min_duration_ms,
+            max_duration_ms=max_duration_ms,
+            attributes=attributes,
+            start=start,
+            end=end,
+            limit=limit,
+            text=text,
+            order=order,
+        )
+    if output == "json":
+        _emit_json(spans)
+    else:
+        _print(_console(), spans_table(spans, f"{len(spans)} spans"))
+
+
+@query.command("logs")
+@_data_option()
+@click.option("--service", help="Only records of this service.")
+@click.option("--min-severity", type=SEVERITY, help="Lowest severity: 0..24 or trace|debug|info|warn|error|fatal.")
+@click.option("--trace-id", help="Only records of this trace (32 hex characters).")
+@_attr_option
+@_start_option
+@_end_option
+@_limit_option(20)
+@click.option("--text", help='Full-text search of log bodies: every word and "quoted phrase" must match.')
+@_order_option
+@_output_option
+def query_logs(
+    data: str,
+    service: str | None,
+    min_severity: int | None,
+    trace_id: str | None,
+    attrs: tuple[str, ...],
+    start: int | None,
+    end: int | None,
+    limit: int,
+    text: str | None,
+    order: str,
+    output: str,
+) -> None:
+    """Log records matching every filter (Store.query_logs), newest first."""
+    attributes = _attrs(attrs)
+    with _reader(data) as store:
+        logs = store.query_logs(
+            service=service,
+            min_severity=min_severity,
+            trace_id=trace_id,
+            attributes=attributes,
+            start=start,
+            end=end,
+            limit=limit,
+            text=text,
+            order=order,
+        )
+    if output == "json":
+        _emit_json(logs)
+    else:
+        _print(_console(), logs_table(logs, f"{len(logs)} log records"))
+
+
+@query.command("metrics")
+@_data_option()
+@click.option("--name", help="Only points of this metric.")
+@click.option("--service", help="Only points of this service.")
+@_attr_option
+@_start_option
+@_end_option
+@_limit_option(100)
+@click.option(
+    "--step",
+    type=click.Choice(["1m", "5m", "1h", "1d"]),
+    default=None,
+    help="Aggregate into buckets of this width instead (Store.aggregate_metrics; needs --name, --start, --end).",
+)
+@_output_option
+def query_metrics(
+    data: str,
+    name: str | None,
+    service: str | None,
+    attrs: tuple[str, ...],
+    start: int | None,
+    end: int | None,
+    limit: int,
+    step: str | None,
+    output: str,
+) -> None:
+    """Metric points matching every filter (Store.query_metrics), oldest first."""
+    attributes = _attrs(attrs)
+    if step is not None and (name is None or start is None or end is None):
+        raise click.UsageError("--step needs --name, --start and --end")
+    with _reader(data) as store:
+        if step is not None:
+            assert name is not None
+            buckets = store.aggregate_metrics(
+                name, service=service, attributes=attributes, start=start, end=end, step=step
+            )
+        else:
+            points = store.query_metrics(
+                name=name, service=service, attributes=attributes, start=start, end=end, limit=limit
+            )
+    if step is not None:
+        if output == "json":
+            _emit_json(buckets)
+        else:
+            _print(_console(), buckets_table(buckets, f"{name}: {len(buckets)} buckets of {step}"))
+    elif output == "json":
+        _emit_json(points)
+    else:
+        _print(_console(), metrics_table(points, f"{len(points)} metric points"))
+
+
+# ---------------------------------------------------------------- trace, search
+
+
+@main.command()
+@click.argument("trace_id")
+@_data_option()
+@click.option("--logs/--no-logs", "with_logs", default=True, show_default=True, help="Also list the trace's logs.")
+@_output_option
+def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
+    """Show trace TRACE_ID as a span tree, indented by parent, children by start time."""
+    with _reader(data) as store:
+        spans = store.get_trace(trace_id)
+        logs = store.query_logs(trace_id=trace_id, order="asc", limit=1000) if with_logs and spans else []
+    if not spans:
+        raise CliError(f"trace {trace_id} not found in {data}")
+    if output == "json":
+        _emit_json({"trace_id": trace_id, "spans": spans, "logs": logs})
+        return
+    first = min(s.start_ns for s in spans)
+    total_ms = (max(s.end_ns for s in spans) - first) / 1e6
+    errors = sum(s.status == "error" for s in spans)
+    title = (
+        f"trace {trace_id}: {len(spans)} spans, {len({s.service for s in spans})} services, "
+        f"{total_ms:,.2f} ms from {fmt_ns(first)}, errors: {errors}"
+    )
+    console = _console()
+    console.print(title, markup=False, soft_wrap=True)
+    _print(console, trace_table(spans))
+    if logs:
+        _print(console, logs_table(logs, f"{len(logs)} log records"))
+
+
+@main.command()
+@click.argument("text")
+@_data_option()
+@click.option("--signal", type=click.Choice(["spans", "logs"]), default="spans", show_default=True)
+@click.option("--service", help="Only records of this service.")
+@_limit_option(20)
+@_output_option
+def search(text: str, data: str, signal: str, service: str | None, limit: int, output: str) -> None:
+    """Full-text search: spans by payload (prompts, completions, exception messages) or logs by body.
+
+    Every word and every "quoted phrase" of TEXT must match, case-insensitively.
+    """
+    with _reader(data) as store:
+        if signal == "spans":
+            spans = store.query_traces(text=text, service=service, limit=limit)
+            if output == "json":
+                _emit_json(spans)
+            else:
+                _print(_console(), span_hits_table(spans, text, f"{len(spans)} spans matching {text}"))
+        else:
+            logs = store.query_logs(text=text, service=service, limit=limit)
+            if output == "json":
+                _emit_json(logs)
+            else:
+                _print(_console(), log_hits_table(logs, text, f"{len(logs)} log records matching {text}"))
+
+
+# ---------------------------------------------------------------- summary, stats
+
+
+@main.command()
+@_data_option()
+@click.option("--last-s", default=3600.0, show_default=True, type=float, help="Window length in seconds.")
+@click.option("--service", help="Only this service.")
+@click.option("--now", type=TIME, default=None, help="End of the window (default: now).")
+@_output_option
+def summary(data: str, last_s: float, service: str | None, now: int | None, output: str) -> None:
+    """The last LAST_S seconds at a glance: latency percentiles, busiest services, errors, logs, metrics."""
+    with _reader(data) as store:
+        report = store.summary(last_s=last_s, service=service, now=now)
+    if output == "json":
+        _emit_json(report)
+    else:
+        _print(_console(), *summary_tables(report))
+
+
+@main.command()
+@_data_option()
+@_output_option
+def stats(data: str, output: str) -> None:
+    """Record counts per signal and tier, time ranges and bytes on disk."""
+    with _reader(data) as store:
+        st = store.stats()
+    if output == "json":
+        _emit_json(st)
+    else:
+        _print(_console(), *stats_tables(st))
+
+
+# ---------------------------------------------------------------- maintenance commands
+
+
+@main.command()
+@_data_option()
+@click.option(
+    "--before", type=TIME, default=None, help="Move records older than this (default: now - Settings.hot_window_s)."
+)
+@_output_option
+def compact(data: str, before: int | None, output: str) -> None:
+    """Move hot records older than BEFORE to the cold tier (Parquet, with metric rollups)."""
+    with _writer(data) as store:
+        if before is None:
+            before = time.time_ns() - int(store.settings.hot_window_s * 1e9)
+        with _progress(output, f"compacting records before {fmt_ns(before)}"):
+            report = store.compact(before)
+    if output == "json":
+        _emit_json(report)
+        return
+    table = _table(f"compacted records before {fmt_ns(report.before_ns)}", "dataset", "rows", right=("rows",))
+    for name, n in {**report.records, **report.rollup_rows}.items():
+        table.add_row(_t(name), _t(f"{n:,}"))
+    console = _console()
+    _print(console, table)
+    console.print(f"{len(report.files_written)} files written, {report.files_merged} small files merged away")
+
+
+@main.command()
+@_data_option()
+@click.option("--now", type=TIME, default=None, help="The time retention is measured from (default: now).")
+@_output_option
+def retention(data: str, now: int | None, output: str) -> None:
+    """Drop what is past each dataset's retention, then delete unreferenced payload blobs."""
+    with _writer(data) as store, _progress(output, "enforcing retention"):
+        report = store.enforce_retention(now)
+        blobs = store.collect_blobs()
+    if output == "json":
+        _emit_json({"retention": report, "blobs_removed": blobs})
+        return
+    console = _console()
+    table = _table(f"retention at {fmt_ns(report.now_ns)}", "what", "dropped", right=("dropped",))
+    table.add_row(_t("cold partitions"), _t(f"{len(report.partitions_dropped):,}"))
+    table.add_row(_t("cold files"), _t(f"{report.cold_files_dropped:,}"))
+    table.add_row(_t("cold rows"), _t(f"{report.cold_rows_dropped:,}"))
+    for signal, n in report.hot_records_dropped.items():
+        table.add_row(_t(f"hot {signal}"), _t(f"{n:,}"))
+    table.add_row(_t("payload blobs"), _t(f"{blobs:,}"))
+    _print(console, table)
+    for p in report.partitions_dropped:
+        console.print(f"  dropped {p}", markup=False)
+
+
+@main.command("rebuild-index")
+@_data_option()
+@_output_option
+def rebuild_index(data: str, output: str) -> None:
+    """Rebuild the full-text index from the hot and cold tiers (the store must not be open elsewhere)."""
+    from . import rebuild_index as rebuild
+    from ._errors import StorageError
+
+    if not _is_store(data):
+        raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    t0 = time.perf_counter()
+    with _progress(output, "rebuilding the full-text index"):
+        documents = rebuild(data)
+    elapsed = time.perf_counter() - t0
+    if output == "json":
+        _emit_json({"documents": documents, "seconds": round(elapsed, 3)})
+    else:
+        click.echo(f"indexed {documents:,} documents in {elapsed:.2f} s")
 
 
 @main.command()
 @click.argument("data")
-def repair(data: str) -> None:
-    """Move damaged parts of DATA's write-ahead log aside so the store opens again."""
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="json",
+    show_default=True,
+    help="The repair report as JSON, or a table.",
+)
+def repair(data: str, output: str) -> None:
+    """Move damaged parts of DATA's write-ahead log aside so the store opens again.
+
+    Exits 1 when there was damage (its records are lost; the report says where).
+    `tael check --repair` checks the cold tier too.
+    """
     from . import repair as do_repair
 
     report = do_repair(data)
-    click.echo(
-        json.dumps(
-            {
-                "segments_checked": report.segments_checked,
-                "frames_ok": report.frames_ok,
-                "damaged": [
-                    {"segment": d.segment, "offset": d.offset, "length": d.length, "quarantined_to": d.quarantined_to}
-                    for d in report.damaged
-                ],
-            },
-            indent=2,
-        )
-    )
+    if output == "json":
+        _emit_json(report)
+    else:
+        console = _console()
+        console.print(f"{report.segments_checked} WAL segments checked, {report.frames_ok:,} frames verify")
+        if report.damaged:
+            table = _table(
+                "damaged regions moved aside", "segment", "offset", "bytes", "copy", right=("offset", "bytes")
+            )
+            for d in report.damaged:
+                table.add_row(_t(d.segment), _t(f"{d.offset:,}"), _t(f"{d.length:,}"), _t(d.quarantined_to))
+            _print(console, table)
     if report.damaged:
         sys.exit(1)
 
 
-def _dump(value: Any) -> str:
-    return json.dumps(value, default=str)
+# ---------------------------------------------------------------- check
+
+
+def _problem(part: str, message: str, path: Path | str | None = None, **extra: Any) -> dict[str, Any]:
+    return {"part": part, "path": None if path is None else str(path), "message": message, **extra}
+
+
+def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], list[dict[str, Any]], list[str]]:
+    """Verify every frame of every WAL segment without changing anything: (counts, problems, notes).
+
+    Like opening the store, a torn tail of the last segment is not damage (an
+    append a crash interrupted, never acknowledged: the next open cuts it); any
+    other frame that fails verification is."""
+    from ._errors import CorruptionError
+    from ._wal import SEGMENT_HEADER_SIZE, _check_header, _next_valid, _parse, list_segments
+
+    counts = {"segments": 0, "frames": 0, "bytes": 0}
+    problems: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if not waldir.is_dir():
+        notes.append(f"{waldir}: no WAL directory (created at the next open)")
+        return counts, problems, notes
+    segments = list_segments(waldir)
+    for n, (base, path) in enumerate(segments):
+        is_last = n == len(segments) - 1
+        buf = path.read_bytes()
+        counts["segments"] += 1
+        counts["bytes"] += len(buf)
+        try:
+            _check_header(path, buf[:SEGMENT_HEADER_SIZE].ljust(SEGMENT_HEADER_SIZE, b"\0"))
+        except CorruptionError as exc:
+            problems.append(_problem("wal", str(exc), path, offset=exc.offset or 0, length=len(buf), lsn=base))
+            continue
+        pos = SEGMENT_HEADER_SIZE
+        while pos < len(buf):
+            parsed = _parse(buf, pos, _MAX_FRAME)
+            if parsed is not None:
+                counts["frames"] += 1
+                pos = parsed[1]
+                continue
+            nxt = _next_valid(buf, pos + 1, _MAX_FRAME)
+            if nxt is None and is_last:
+                notes.append(
+                    f"{path.name}: torn tail at byte {pos} ({len(buf) - pos} bytes): an append a crash interrupted "
+                    "(or one in progress); never acknowledged, cut at the next open"
+                )
+                break
+            stop = len(buf) if nxt is None else nxt
+            lsn = base + pos
+            applied = applied_lsn is not None and base + stop <= applied_lsn
+            problems.append(
+                _problem(
+                    "wal",
+                    f"frame at byte {pos} (LSN {lsn}) fails verification, {stop - pos} bytes damaged"
+                    + (" (already applied to the hot tier)" if applied else ""),
+                    path,
+                    offset=pos,
+                    length=stop - pos,
+                    lsn=lsn,
+                )
+            )
+            if nxt is None:
+                break
+            pos = nxt
+    return counts, problems, notes
+
+
+def check_store(data: str | Path) -> dict[str, Any]:
+    """Verify a store without changing it: every WAL frame's checksum, the hot tier
+    (opened read-only), every cold file of the manifest (present, Parquet footer
+    readable, row count as recorded) and the payload blob files the catalog names.
+    Returns a JSON-able report; ``ok`` is False when anything is damaged."""
+    from ._errors import StorageError, TaelError
+    from ._store import Store
+
+    root = Path(data)
+    if not _is_store(root) and not (root / "wal").is_dir():
+        raise StorageError(f"{root} is not a tael data directory (no hot/data.mdb, no wal/)")
+    problems: list[dict[str, Any]] = []
+    notes: list[str] = []
+    report: dict[str, Any] = {"data": str(root.resolve())}
+    store: Store | None = None
+    applied: int | None = None
+    if _is_store(root):
+        try:
+            store = Store(root, read_only=True)
+        except TaelError as exc:
+            problems.append(_problem("hot", f"the hot tier does not open: {_one_line(exc)}", root / "hot"))
+    else:
+        problems.append(
+            _problem("hot", "the hot tier is missing (the next open rebuilds it from the WAL)", root / "hot")
+        )
+    hot: dict[str, Any] | None = None
+    cold: dict[str, Any] = {"files": 0, "rows": 0, "bytes": 0}
+    blobs: dict[str, int] = {"catalog": 0, "missing": 0}
+    if store is not None:
+        with store:
+            try:
+                st = store.stats()
+                applied = st.applied_lsn
+                hot = {"records": st.hot_records, "applied_lsn": st.applied_lsn, "indexed_lsn": st.indexed_lsn}
+                with store._hot.reader() as txn:
+                    manifest = store._hot.manifest(txn)
+                    digests = [bytes(d) for d in txn.cursor(db=store._hot.db["blobs"]).iternext(values=False)]
+                _check_cold(store, manifest, cold, problems, notes)
+                blobs["catalog"] = len(digests)
+                for digest in digests:
+                    path = store._blobs.path(digest)
+                    if not path.is_file():
+                        blobs["missing"] += 1
+                        problems.append(_problem("blobs", "payload blob named by the catalog is missing", path))
+            except (TaelError, OSError, ValueError) as exc:
+                problems.append(_problem("hot", f"reading the hot tier failed: {_one_line(exc)}", root / "hot"))
+        if not (root / "index" / "meta.json").exists():
+            notes.append("no full-text index: the next open for writing builds it (or run `tael rebuild-index`)")
+    wal, wal_problems, wal_notes = check_wal(root / "wal", applied)
+    report.update(
+        ok=not (wal_problems or problems),
+        wal=wal,
+        hot=hot,
+        cold=cold,
+        blobs=blobs,
+        problems=wal_problems + problems,
+        notes=wal_notes + notes,
+    )
+    return report
+
+
+def _check_cold(
+    store: Store, manifest: Sequence[Any], cold: dict[str, Any], problems: list[dict[str, Any]], notes: list[str]
+) -> None:
+    import pyarrow.parquet as pq
+
+    live = set()
+    for f in manifest:
+        path = store._cold.path(f)
+        live.add(path.resolve())
+        cold["files"] += 1
+        cold["rows"] += f.rows
+        if not path.is_file():
+            problems.append(_problem("cold", f"cold file is missing (the manifest lists {f.rows:,} rows)", path))
+            continue
+        cold["bytes"] += path.stat().st_size
+        try:
+            meta = pq.read_metadata(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+            problems.append(_problem("cold", f"Parquet footer does not read: {_one_line(exc)}", path))
+            continue
+        if meta.num_rows != f.rows:
+            problems.append(_problem("cold", f"holds {meta.num_rows:,} rows, the manifest says {f.rows:,}", path))
+        elif meta.num_row_groups != f.row_groups:
+            problems.append(
+                _problem("cold", f"holds {meta.num_row_groups} row groups, the manifest says {f.row_groups}", path)
+            )
+    root = store._cold.root
+    if root.is_dir():
+        stray = [p for p in root.rglob("*") if p.is_file() and p.resolve() not in live]
+        if stray:
+            notes.append(
+                f"{len(stray)} files under {root} the manifest does not name (left by an interrupted compaction, "
+                "or one in progress): removed at the next open"
+            )
+
+
+def _render_check(console: Console, r: dict[str, Any]) -> None:
+    from rich.text import Text
+
+    root = Path(r["data"])
+
+    def rel(path: str | None) -> str:
+        if path is None:
+            return "-"
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            return path
+
+    parts = {p["part"] for p in r["problems"]}
+    console.print(f"check of {r['data']}", markup=False, soft_wrap=True)
+    table = _table(None, "part", "state", "what was verified")
+    w = r["wal"]
+    table.add_row(_t("wal"), _state("wal" in parts), _t(f"{w['segments']} segments, {w['frames']:,} frames"))
+    hot = r["hot"]
+    hot_text = (
+        "does not open"
+        if hot is None
+        else f"{sum(hot['records'].values()):,} records, applied to LSN {hot['applied_lsn']:,}"
+    )
+    table.add_row(_t("hot"), _state("hot" in parts), _t(hot_text))
+    c = r["cold"]
+    table.add_row(
+        _t("cold"), _state("cold" in parts), _t(f"{c['files']} files, {c['rows']:,} rows, {_bytes(c['bytes'])}")
+    )
+    b = r["blobs"]
+    table.add_row(_t("blobs"), _state("blobs" in parts), _t(f"{b['catalog']:,} blobs in the catalog"))
+    _print(console, table)
+    if r.get("repair") is not None:
+        rep = r["repair"]
+        for p in r.get("problems_before_repair", []):
+            if p["part"] == "wal":
+                console.print(f"repaired: {rel(p['path'])}: {p['message']}", markup=False, soft_wrap=True)
+        console.print(
+            f"repair: {len(rep['damaged'])} damaged WAL regions moved to {rep['quarantine_dir']} "
+            "(their records are lost)",
+            markup=False,
+            soft_wrap=True,
+        )
+    for p in r["problems"]:
+        console.print(
+            Text.assemble((f"{p['part']}: ", "bold red"), f"{rel(p['path'])}: {p['message']}"), soft_wrap=True
+        )
+    for note in r["notes"]:
+        console.print(f"note: {note}", markup=False, soft_wrap=True)
+    if r["ok"]:
+        console.print(Text("OK: no damage found", style="bold green"))
+    else:
+        hint = "; `tael check --repair` moves WAL damage aside" if "wal" in parts and r.get("repair") is None else ""
+        console.print(Text(f"DAMAGED: {len(r['problems'])} problems{hint}", style="bold red"))
+
+
+def _state(bad: bool) -> Text:
+    return _t("DAMAGED", "bold red") if bad else _t("ok", "green")
+
+
+@main.command()
+@_data_option()
+@click.option(
+    "--repair",
+    "do_repair",
+    is_flag=True,
+    help="Move WAL damage aside (tael.repair; needs the store closed elsewhere), then check again.",
+)
+@_output_option
+def check(data: str, do_repair: bool, output: str) -> None:
+    """Verify the WAL, hot and cold tiers without changing anything; exit 1 on damage.
+
+    Every WAL frame's checksum, the hot tier (opened read-only), every cold
+    file of the manifest (present, Parquet footer readable, row count as
+    recorded) and the payload blob files.
+    """
+    with _progress(output, "checking"):
+        report = check_store(data)
+        if do_repair and any(p["part"] == "wal" for p in report["problems"]):
+            from . import repair as repair_wal
+
+            before = report["problems"]
+            fixed = repair_wal(data)
+            report = check_store(data)
+            report["repair"] = to_jsonable(fixed)
+            report["problems_before_repair"] = before
+    if output == "json":
+        _emit_json(report)
+    else:
+        _render_check(_console(), report)
+    if not report["ok"]:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- bench
+
+
+@main.command()
+@click.option("--records", "-n", default=20_000, show_default=True, type=click.IntRange(1), help="Records per signal.")
+@click.option("--batch", default=1_000, show_default=True, type=click.IntRange(1), help="Records per insert call.")
+@click.option(
+    "--durability", type=click.Choice(["fsync", "os"]), default="fsync", show_default=True, help="Settings.durability."
+)
+@click.option(
+    "--dir",
+    "root",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Parent of the temporary store (default: TMPDIR).",
+)
+@_output_option
+def bench(records: int, batch: int, durability: str, root: str | None, output: str) -> None:
+    """Measure ingest, compaction and trace lookups on a temporary store (deleted afterwards).
+
+    Inserts RECORDS synthetic spans, logs and metric points in batches of BATCH
+    (each batch durable before the next), compacts everything to the cold tier
+    and reads 100 traces back from it. For the full comparison against SQLite,
+    see benchmarks/ingest.py.
+    """
+    from ._settings import Settings
+    from ._store import Store
+    from ._workload import Workload
+
+    wl = Workload(seed=7)
+    data: dict[str, list[Any]] = {"spans": wl.spans(records), "logs": wl.logs(records), "metrics": wl.metrics(records)}
+    results: list[dict[str, Any]] = []
+
+    def result(operation: str, n: int, seconds: float) -> None:
+        results.append(
+            {"operation": operation, "records": n, "seconds": round(seconds, 4), "records_per_s": round(n / seconds)}
+        )
+
+    if root is not None:
+        Path(root).mkdir(parents=True, exist_ok=True)
+    lookups: list[float] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="tael-bench-", dir=root) as tmp,
+        _progress(output, "bench", total=4 * records + 100) as update,
+        Store(tmp, Settings(durability=durability)) as store,
+    ):
+        for signal, recs in data.items():
+            update(description=f"inserting {signal}")
+            insert = getattr(store, f"insert_{signal}")
+            t0 = time.perf_counter()
+            for i in range(0, len(recs), batch):
+                insert(recs[i : i + batch])
+                update(advance=len(recs[i : i + batch]))
+            store.flush()
+            result(f"insert {signal}", len(recs), time.perf_counter() - t0)
+        update(description="compacting to the cold tier")
+        t0 = time.perf_counter()
+        report = store.compact(time.time_ns() + 10**9 * 86_400 * 365 * 100)
+        result("compact", report.total_records, time.perf_counter() - t0)
+        update(advance=records, description="reading traces back")
+        trace_ids = list(dict.fromkeys(s.trace_id for s in data["spans"]))
+        for trace_id in trace_ids[:: max(1, len(trace_ids) // 100)][:100]:
+            t0 = time.perf_counter()
+            store.get_trace(trace_id)
+            lookups.append((time.perf_counter() - t0) * 1e3)
+            update(advance=1)
+    lookups.sort()
+    out: dict[str, Any] = {
+        "records": records,
+        "batch": batch,
+        "durability": durability,
+        "results": results,
+        "get_trace_cold_ms": {
+            "lookups": len(lookups),
+            "p50": round(lookups[len(lookups) // 2], 3),
+            "max": round(lookups[-1], 3),
+        },
+    }
+    if output == "json":
+        _emit_json(out)
+        return
+    table = _table(
+        f"{records:,} records per signal, batches of {batch:,}, durability={durability}",
+        "operation",
+        "records",
+        "seconds",
+        "records/s",
+        right=("records", "seconds", "records/s"),
+    )
+    for r in results:
+        table.add_row(
+            _t(r["operation"]), _t(f"{r['records']:,}"), _t(f"{r['seconds']:.3f}"), _t(f"{r['records_per_s']:,}")
+        )
+    console = _console()
+    _print(console, table)
+    g = out["get_trace_cold_ms"]
+    console.print(
+        f"get_trace from the cold tier: p50 {g['p50']:.2f} ms, max {g['max']:.2f} ms over {g['lookups']} traces"
+    )

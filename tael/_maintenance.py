@@ -457,6 +457,13 @@ class Maintenance:
         self.interval_s = float(interval_s)
         self.runs = 0
         self.errors = 0
+        self.consecutive_errors = 0
+        """Failed runs since the last successful one (health checks read it)."""
+        self.seconds_total = 0.0
+        """Time spent in runs, in seconds."""
+        self.records_compacted = 0
+        self.rows_dropped = 0
+        """Cold rows and hot records retention dropped, summed over runs."""
         self.last_error: str | None = None
         self.last_report: MaintenanceReport | None = None
         self._stop = threading.Event()
@@ -468,6 +475,7 @@ class Maintenance:
         reported in the result."""
         compaction = retention = None
         merged = removed = blobs = 0
+        began = time.monotonic()
         try:
             now_ns = _codec.to_ns(now, "now") if now is not None else time.time_ns()
             assert now_ns is not None
@@ -478,11 +486,18 @@ class Maintenance:
             blobs = self.store.collect_blobs()
             removed = self.store.checkpoint()
             error = None
+            self.consecutive_errors = 0
         except Exception as exc:
             self.errors += 1
+            self.consecutive_errors += 1
             error = self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("maintenance run on %s failed (retried at the next run)", self.store.path)
         self.runs += 1
+        self.seconds_total += time.monotonic() - began
+        if compaction is not None:
+            self.records_compacted += sum(compaction.records.values())
+        if retention is not None:
+            self.rows_dropped += retention.cold_rows_dropped + sum(retention.hot_records_dropped.values())
         report = MaintenanceReport(
             compaction=compaction,
             files_merged=merged,

@@ -139,6 +139,21 @@ class Settings:
     """Trace comments are dropped once older than this (days, default 90), whether or
     not the trace's spans are still stored."""
 
+    server_max_body_bytes: int = 20 << 20
+    """Largest OTLP request body ``tael serve`` accepts (bytes, default 20 MiB), both
+    as sent and after gzip/deflate decompression; larger ones get 413."""
+
+    server_max_inflight: int = 64
+    """Most OTLP requests ``tael serve`` decodes and writes at once; past it, requests
+    get 503 with Retry-After (the client's exporter retries)."""
+
+    health_min_free_bytes: int = 256 << 20
+    """``/health/ready`` turns 503 when the data directory's file system has less free
+    space than this (bytes, default 256 MiB)."""
+
+    health_max_maintenance_failures: int = 3
+    """``/health/ready`` turns 503 after this many maintenance runs in a row failed."""
+
     def __post_init__(self) -> None:
         if self.durability not in _DURABILITY:
             raise ValueError(f"Settings.durability must be one of {_DURABILITY}, got {self.durability!r}")
@@ -180,6 +195,10 @@ class Settings:
         if not 1 <= self.blob_compression_level <= 22:
             raise ValueError(f"Settings.blob_compression_level must be 1..22, got {self.blob_compression_level!r}")
         _positive("index_writer_heap_bytes", self.index_writer_heap_bytes, minimum=15 << 20)
+        _positive("server_max_body_bytes", self.server_max_body_bytes, minimum=1024)
+        _positive("server_max_inflight", self.server_max_inflight, minimum=1)
+        _positive("health_min_free_bytes", self.health_min_free_bytes, minimum=0)
+        _positive("health_max_maintenance_failures", self.health_max_maintenance_failures, minimum=1)
         if (
             isinstance(self.index_commit_interval_s, bool)
             or not isinstance(self.index_commit_interval_s, (int, float))

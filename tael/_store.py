@@ -86,9 +86,11 @@ class Store:
     """A telemetry store on a directory: spans, logs and metric points.
 
     ``Store(path, settings=None, read_only=False)``. One process at a time may
-    open a directory for writing (others get StoreLockedError); any number may
-    open it with ``read_only=True`` alongside. Use as a context manager or call
-    ``close()``. Thread-safe: concurrent inserts share fsyncs (group commit).
+    open a directory for writing (others get StoreLockedError); any number of
+    other processes may open it with ``read_only=True`` alongside (LMDB allows one
+    environment per directory per process: within one process, share the Store).
+    Use as a context manager or call ``close()``. Thread-safe: concurrent inserts
+    share fsyncs (group commit).
     """
 
     def __init__(self, path: str | Path, settings: Settings | None = None, read_only: bool = False) -> None:
