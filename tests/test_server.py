@@ -423,3 +423,57 @@ def test_otlp_load_benchmark_quick_mode() -> None:
     assert "| spans stored / sent | 1,000 / 1,000 |" in out.stdout
     rate = float(out.stdout.split("| spans accepted end to end | ")[1].split(" spans/s")[0].replace(",", ""))
     assert rate > 0
+
+
+def test_tael_serve_command_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tael", "serve", "--data", str(tmp_path / "data"), "--port", str(port)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: httpx.get(url + "/health/ready").status_code == 200, "tael serve")
+        body = json.dumps(otlp_json_request("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")).encode()
+        assert (
+            httpx.post(url + "/v1/traces", content=body, headers={"Content-Type": "application/json"}).status_code
+            == 200
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert code == 0, err
+    with tael.Store(tmp_path / "data") as store:
+        assert store.replayed_records == 0, "the store was flushed and closed on SIGTERM"
+        assert store.get_trace("5b8efff798038103d269b633813fc60c")[0].service == "json-svc"
+
+
+def test_ready_reports_a_nearly_full_disk_and_failing_maintenance(tmp_path: Path) -> None:
+    import uvicorn
+
+    from tael._server import create_app
+
+    with tael.Store(tmp_path / "data", tael.Settings(health_min_free_bytes=1 << 62)) as store:
+        maintenance = tael.Maintenance(store)
+        maintenance.consecutive_errors, maintenance.last_error = 3, "StorageError: disk on fire"
+        port = free_port()
+        srv = uvicorn.Server(
+            uvicorn.Config(create_app(store, maintenance=maintenance), host="127.0.0.1", port=port, log_level="warning")
+        )
+        th = threading.Thread(target=srv.run, daemon=True)
+        th.start()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            r = wait_for(lambda: httpx.get(url + "/health/ready"), "the in-process server")
+            assert r.status_code == 503
+            reasons = r.json()["reasons"]
+            assert reasons[0].startswith("the disk is nearly full")
+            assert reasons[1] == "the last 3 maintenance runs failed: StorageError: disk on fire"
+        finally:
+            srv.should_exit = True
+            th.join(10)
