@@ -5,6 +5,8 @@ them back. Every write goes through an fsynced write-ahead log before it is
 applied to the LMDB hot tier; see docs/architecture.md.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     CorruptionError,
     ReadOnlyError,
@@ -14,7 +16,6 @@ from ._errors import (
     TaelError,
     ValidationError,
 )
-from ._maintenance import Maintenance
 from ._models import (
     Anomaly,
     AnomalyReport,
@@ -43,8 +44,32 @@ from ._models import (
     TraceSummary,
 )
 from ._settings import Settings
-from ._store import Store, rebuild_index, repair
-from ._writer import BackgroundWriter
+
+if TYPE_CHECKING:
+    from ._maintenance import Maintenance
+    from ._store import Store, rebuild_index, repair
+    from ._writer import BackgroundWriter
+
+# The store and what it drags in (pyarrow, tantivy, lmdb) load on first use, so
+# that ``tael --help`` and ``import tael`` for the record types stay instant.
+_LAZY = {
+    "Maintenance": "._maintenance",
+    "Store": "._store",
+    "rebuild_index": "._store",
+    "repair": "._store",
+    "BackgroundWriter": "._writer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tael' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 __version__ = "0.1.0"
 
