@@ -931,6 +931,25 @@ def stats(data: str, output: str) -> None:
         _print(_console(), *stats_tables(st))
 
 
+@main.command()
+@click.argument("query_text", metavar="QUERY")
+@_data_option()
+@_output_option
+def sql(query_text: str, data: str, output: str) -> None:
+    """Run a DuckDB SQL QUERY over the views spans, logs, metrics, metrics_5m and
+    metrics_1h, which union the hot and cold tiers (columns: docs/cold-format.md)."""
+    with _reader(data) as store:
+        result = store.sql(query_text)
+    rows = result.to_pylist()
+    if output == "json":
+        _emit_json(rows)
+        return
+    table = _table(f"{len(rows)} rows", *result.column_names)
+    for row in rows:
+        table.add_row(*[_t(_short(str(v))) for v in row.values()])
+    _print(_console(), table)
+
+
 # ---------------------------------------------------------------- maintenance commands
 
 
