@@ -151,16 +151,10 @@ class Compactor:
                 self.hot.evict_logs(txn, items)
 
         else:
-            rows = []
-            for k, v in chunk:
-                f = unpack(v)
-                sid, _desc = _codec.series_key(f[1], f[2], f[4], f[6])
-                _t, lsn, idx = _QQI.unpack(k)
-                rows.append((lsn, idx, sid, f, k))
+            rows = metric_rows(chunk)
             for date, mgroup in _by_day(rows, lambda r: r[3][0]).items():
                 tables.append(("metrics", date, metrics_table([r[:4] for r in mgroup])))
-            five = _rollup.partials_from_points(((r[2].hex(), r[3]) for r in rows), WINDOW_NS["metrics_5m"])
-            hour = _rollup.rewindow(five, WINDOW_NS["metrics_1h"])
+            five, hour = rollup_rows(rows)
             for dataset, parts in (("metrics_5m", five), ("metrics_1h", hour)):
                 rollups[dataset] += len(parts)
                 for date, pgroup in _by_day(parts, lambda p: p["window_start_ns"]).items():
@@ -400,6 +394,23 @@ class Compactor:
         with self.hot.reader() as txn:
             live = {f.relpath for f in self.hot.manifest(txn)}
         return self.cold.sweep_orphans(live)
+
+
+def metric_rows(chunk: Sequence[tuple[bytes, bytes]]) -> list[tuple[int, int, bytes, list[Any], bytes]]:
+    """(wal lsn, index in batch, series id, record, hot key) of hot metric (key, value) pairs."""
+    rows = []
+    for k, v in chunk:
+        f = _codec.unpackb(v)
+        sid, _desc = _codec.series_key(f[1], f[2], f[4], f[6])
+        _t, lsn, idx = _QQI.unpack(k)
+        rows.append((lsn, idx, sid, f, k))
+    return rows
+
+
+def rollup_rows(rows: Sequence[tuple[int, int, bytes, list[Any], bytes]]) -> tuple[list[Any], list[Any]]:
+    """The 5-minute and 1-hour rollup rows of metric points, as compaction writes them."""
+    five = _rollup.partials_from_points(((r[2].hex(), r[3]) for r in rows), WINDOW_NS["metrics_5m"])
+    return five, _rollup.rewindow(five, WINDOW_NS["metrics_1h"])
 
 
 def _by_day(items: Sequence[Any], time_of: Callable[[Any], int]) -> dict[str, list[Any]]:

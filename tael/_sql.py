@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from . import _codec, _rollup
-from ._cold import WINDOW_NS, ColdFile, logs_table, metrics_table, rollup_table, spans_table
+from . import _codec
+from ._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
 from ._errors import StorageError, ValidationError
 from ._hot import _QQI
+from ._maintenance import metric_rows, rollup_rows
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -30,18 +31,12 @@ def _hot_tables(store: Store, txn: Any) -> dict[str, pa.Table]:
     unpack = _codec.unpackb
     spans = spans_table([unpack(v) for _k, v in hot.records(txn, "spans")])
     logs = logs_table([(*_QQI.unpack(k)[1:], unpack(v)) for k, v in hot.records(txn, "logs")])
-    rows = []
-    for k, v in hot.records(txn, "metrics"):
-        f = unpack(v)
-        sid, _desc = _codec.series_key(f[1], f[2], f[4], f[6])
-        _t, lsn, idx = _QQI.unpack(k)
-        rows.append((lsn, idx, sid, f))
-    five = _rollup.partials_from_points(((r[2].hex(), r[3]) for r in rows), WINDOW_NS["metrics_5m"])
-    hour = _rollup.rewindow(five, WINDOW_NS["metrics_1h"])
+    rows = metric_rows(list(hot.records(txn, "metrics")))
+    five, hour = rollup_rows(rows)
     return {
         "spans": spans,
         "logs": logs,
-        "metrics": metrics_table(rows),
+        "metrics": metrics_table([r[:4] for r in rows]),
         "metrics_5m": rollup_table("metrics_5m", five),
         "metrics_1h": rollup_table("metrics_1h", hour),
     }

@@ -250,10 +250,10 @@ class Store:
         with self._hot.reader() as txn:
             manifest = self._hot.manifest(txn)
             for _key, value in self._hot.records(txn, "spans"):
-                count += self._index_span(self._codec_unpack(value), 0)
+                count += self._index_span(_codec.unpackb(value), 0)
             for key, value in self._hot.records(txn, "logs"):
                 _t, lsn, idx = _QQI.unpack(key)
-                count += self._index_log(self._codec_unpack(value), lsn, idx)
+                count += self._index_log(_codec.unpackb(value), lsn, idx)
             end = self._hot.applied_lsn()
         for f in manifest:
             if f.dataset == "spans":
@@ -269,10 +269,6 @@ class Store:
         if count:
             log.info("built the full-text index of %s: %d documents", self.path, count)
         return count
-
-    @staticmethod
-    def _codec_unpack(value: bytes) -> list[Any]:
-        return _codec.unpackb(value)  # type: ignore[no-any-return]
 
     def _index_span(self, f: list[Any], lsn: int) -> int:
         assert self._index is not None
@@ -658,8 +654,8 @@ class Store:
             self._index = TextIndex(
                 self.path / "index", read_only=True, heap_bytes=self.settings.index_writer_heap_bytes
             )
-        else:
-            self._index.index.reload()
+        elif self.read_only:
+            self._index.index.reload()  # another process commits; a writer reloads after its own commits
         return self._index
 
     def _text_spans(
