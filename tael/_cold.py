@@ -760,6 +760,15 @@ class ColdTier:
             raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
 
 
+def open_cold_tier(data_dir: Path, settings: Any) -> ColdTier:
+    """The cold tier a store's settings name (``Settings.cold_uri``); default ``<data>/cold``."""
+    return ColdTier(
+        data_dir / "cold",
+        row_group_rows=settings.cold_row_group_rows,
+        compression_level=settings.cold_compression_level,
+    )
+
+
 def _make_dirs(path: Path) -> list[Path]:
     """mkdir -p, returning the directories created (outermost first) so their parents
     can be fsynced once something durable is in them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 _DURABILITY = ("fsync", "os")
 
@@ -154,6 +155,66 @@ class Settings:
     health_max_maintenance_failures: int = 3
     """``/health/ready`` turns 503 after this many maintenance runs in a row failed."""
 
+    replicas: tuple[str, ...] = ()
+    """Base URLs of the standbys this store ships its WAL to (for example
+    ``("http://10.0.0.2:4318",)``), each a ``tael serve --standby-of`` or a
+    ``Store(path, standby=True)`` with ``standby_listen``. Empty: no replication."""
+
+    required_acks: int | None = None
+    """How many standbys must have a write durable in their WAL before an insert
+    returns: ``None`` (default) all of ``replicas``, synchronous; ``0`` none
+    (asynchronous, best effort: a failover may lose the last writes); ``N`` at least N."""
+
+    replication_timeout_s: float = 10.0
+    """Longest time (seconds, default 10) an insert waits for its standby acks; past
+    it the insert raises ReplicationError. The write is then durable on this store
+    and is shipped when the standbys answer again, but it was not acknowledged."""
+
+    replication_batch_bytes: int = 4 << 20
+    """Most WAL bytes (default 4 MiB) shipped to a standby in one request while it
+    catches up."""
+
+    replication_max_retained_bytes: int = 4 << 30
+    """WAL kept for a standby that is behind (bytes, default 4 GiB). Past it, segments
+    the standby still needs are deleted anyway, so a standby that stays down cannot
+    fill the disk; that standby must then be seeded again (docs/scaling.md)."""
+
+    standby_listen: str | None = None
+    """``"host:port"`` where ``Store(path, standby=True)`` serves the replication
+    endpoint its leader ships to. ``tael serve --standby-of`` serves it on its own
+    port instead."""
+
+    cold_uri: str | None = None
+    """Where the cold tier lives: ``None`` (default) ``<data>/cold``; a local path; or
+    ``s3://bucket/prefix`` on S3 or an S3-compatible store (see the ``cold_s3_*``
+    settings). Any ``pyarrow.fs`` filesystem works through ``cold_filesystem``."""
+
+    cold_filesystem: Any = None
+    """A ``pyarrow.fs.FileSystem`` to hold the cold tier; ``cold_uri`` is then a path
+    inside it. Overrides the filesystem ``cold_uri`` would select."""
+
+    cold_s3_endpoint: str | None = None
+    """S3 endpoint URL for an S3-compatible store (``http://127.0.0.1:9000``); ``None``
+    uses AWS."""
+
+    cold_s3_region: str | None = None
+    """S3 region; ``None`` uses the AWS default chain (``AWS_REGION``...)."""
+
+    cold_s3_access_key: str | None = None
+    """S3 access key id; ``None`` uses the AWS default credential chain."""
+
+    cold_s3_secret_key: str | None = None
+    """S3 secret key; ``None`` uses the AWS default credential chain."""
+
+    cold_request_timeout_s: float = 30.0
+    """Connect and request timeout (seconds, default 30) for object-storage calls; an
+    upload that times out fails the compaction step, which is retried later with
+    nothing evicted from the hot tier."""
+
+    cold_cache_bytes: int = 1 << 30
+    """Local cache of remote cold files under ``<data>/cache`` (bytes, default 1 GiB);
+    least recently used files are evicted past it. Unused for a local cold tier."""
+
     def __post_init__(self) -> None:
         if self.durability not in _DURABILITY:
             raise ValueError(f"Settings.durability must be one of {_DURABILITY}, got {self.durability!r}")
@@ -199,6 +260,31 @@ class Settings:
         _positive("server_max_inflight", self.server_max_inflight, minimum=1)
         _positive("health_min_free_bytes", self.health_min_free_bytes, minimum=0)
         _positive("health_max_maintenance_failures", self.health_max_maintenance_failures, minimum=1)
+        if type(self.replicas) is not tuple or not all(
+            type(r) is str and r.startswith(("http://", "https://")) for r in self.replicas
+        ):
+            raise ValueError(f"Settings.replicas must be a tuple of http(s):// URLs, got {self.replicas!r}")
+        if len(set(self.replicas)) != len(self.replicas):
+            raise ValueError(f"Settings.replicas names a standby twice: {self.replicas!r}")
+        if self.required_acks is not None:
+            _positive("required_acks", self.required_acks, minimum=0)
+            if self.required_acks > len(self.replicas):
+                raise ValueError(
+                    f"Settings.required_acks is {self.required_acks} but only {len(self.replicas)} replicas are set"
+                )
+        _positive("replication_batch_bytes", self.replication_batch_bytes, minimum=4096)
+        _positive("replication_max_retained_bytes", self.replication_max_retained_bytes, minimum=1)
+        if self.standby_listen is not None:
+            host, sep, port = self.standby_listen.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"Settings.standby_listen must be 'host:port', got {self.standby_listen!r}")
+        if self.cold_uri is not None and (type(self.cold_uri) is not str or not self.cold_uri):
+            raise ValueError(f"Settings.cold_uri must be a non-empty str, got {self.cold_uri!r}")
+        _positive("cold_cache_bytes", self.cold_cache_bytes, minimum=0)
+        for name in ("replication_timeout_s", "cold_request_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"Settings.{name} must be a positive number, got {value!r}")
         if (
             isinstance(self.index_commit_interval_s, bool)
             or not isinstance(self.index_commit_interval_s, (int, float))

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from . import _analytics, _codec, _rollup
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
-from ._cold import ColdFile, ColdTier, _columns, log_records, metric_records, span_records
+from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
 from ._commit import CommitPipeline
 from ._errors import CorruptionError, ReadOnlyError, StorageError, StoreClosedError, ValidationError
 from ._fsutil import DirLock, dir_size
@@ -108,9 +108,7 @@ class Store:
         self._index: TextIndex | None = None
         self._indexer: Indexer | None = None
         s = self.settings
-        self._cold = ColdTier(
-            self.path / "cold", row_group_rows=s.cold_row_group_rows, compression_level=s.cold_compression_level
-        )
+        self._cold = open_cold_tier(self.path, s)
         self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
         self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
         if read_only:
