@@ -78,7 +78,14 @@ def _one_line(exc: BaseException) -> str:
 @click.group(cls=_Group)
 @click.version_option("0.1.0", prog_name="tael")
 @click.option("-v", "--verbose", is_flag=True, help="Log tael's internal messages (replay, repairs) to stderr.")
-def main(verbose: bool) -> None:
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True),
+    envvar="TAEL_CONFIG",
+    help="A TOML file of Settings fields (cold_uri, replicas, retention...) for every store the command opens.",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, config: str | None) -> None:
     """tael: an embeddable telemetry store for spans, logs and metrics.
 
     Every command that works on a store takes --data DIR (default ./tael-data)
@@ -89,6 +96,8 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per WAL shipment otherwise
+    ctx.obj = {"config": config}
 
 
 # ---------------------------------------------------------------- option helpers
@@ -325,11 +334,22 @@ def _is_store(data: str | Path) -> bool:
     return (Path(data) / "hot" / "data.mdb").exists()
 
 
+def _settings(**overrides: Any) -> Any:
+    """The Settings of ``--config`` (defaults without it), with ``overrides``."""
+    from ._settings import Settings
+
+    ctx = click.get_current_context(silent=True)
+    config = ctx.find_root().obj.get("config") if ctx is not None and ctx.find_root().obj else None
+    if config is None:
+        return Settings(**overrides)
+    return Settings.from_file(config, **overrides)
+
+
 def _reader(data: str) -> Store:
     """The store opened read-only: works beside a running writer (``tael serve``)."""
     from ._store import Store
 
-    return Store(data, read_only=True)
+    return Store(data, _settings(), read_only=True)
 
 
 def _writer(data: str) -> Store:
@@ -339,7 +359,7 @@ def _writer(data: str) -> Store:
 
     if not _is_store(data):
         raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
-    return Store(data)
+    return Store(data, _settings())
 
 
 # ---------------------------------------------------------------- renderers
@@ -675,11 +695,88 @@ def _render_demo(console: Console, r: DemoResult) -> None:
 @_data_option()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4318, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-def serve(data: str, host: str, port: int) -> None:
-    """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) until SIGTERM or Ctrl-C."""
+@click.option(
+    "--replica",
+    "replicas",
+    multiple=True,
+    metavar="URL",
+    help="Ship the WAL to the standby serving at URL (repeat for several); adds to Settings.replicas.",
+)
+@click.option(
+    "--required-acks",
+    metavar="all|N",
+    help="Standbys that must hold a write before it is acknowledged: all (default), 0 (asynchronous) or N.",
+)
+@click.option(
+    "--standby-of",
+    metavar="URL",
+    help="Serve DATA as a standby of the leader at URL: it takes the leader's WAL on /replication/wal.",
+)
+def serve(
+    data: str, host: str, port: int, replicas: tuple[str, ...], required_acks: str | None, standby_of: str | None
+) -> None:
+    """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) until SIGTERM or Ctrl-C.
+
+    With --replica, DATA is a leader shipping its WAL to those standbys; with
+    --standby-of, DATA is a standby (reads only) until `tael promote`."""
     from ._server import run_server  # type: ignore[import-not-found, unused-ignore]
 
-    run_server(data, host=host, port=port)
+    overrides: dict[str, Any] = {}
+    base = _settings()
+    if replicas:
+        overrides["replicas"] = tuple(dict.fromkeys(base.replicas + replicas))
+    if required_acks is not None:
+        if required_acks == "all":
+            overrides["required_acks"] = None
+        elif required_acks.isdigit():
+            overrides["required_acks"] = int(required_acks)
+        else:
+            raise CliError(f"--required-acks must be 'all' or a number, got {required_acks!r}")
+    if standby_of is not None and (replicas or base.replicas):
+        raise CliError("--standby-of and --replica (Settings.replicas) exclude each other: a standby does not ship")
+    run_server(data, host=host, port=port, settings=_settings(**overrides), standby_of=standby_of)
+
+
+@main.command()
+@click.argument("data", type=click.Path(file_okay=False, exists=True))
+@click.option("--url", help="Promote the running standby at URL (tael serve --standby-of) instead of DATA on disk.")
+@_output_option
+def promote(data: str, url: str | None, output: str) -> None:
+    """Make the standby DATA a writable leader (it must not be open; see --url).
+
+    Its old leader is fenced off: a standby of a newer epoch refuses its shipments."""
+    if url is not None:
+        import httpx
+
+        resp = httpx.post(f"{url.rstrip('/')}/replication/promote", timeout=60)
+        if resp.status_code != 200:
+            raise CliError(f"{url} refused to promote: {resp.text}")
+        answer = resp.json()
+        if output == "json":
+            _emit_json({"promoted": url, "role": answer["role"], "epoch": answer["epoch"]})
+        else:
+            click.echo(f"promoted {url}: it is a leader now (epoch {answer['epoch']})")
+        return
+    from ._errors import StoreLockedError
+    from ._store import Store
+
+    if not _is_store(data):
+        raise CliError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    settings = _settings(replicas=(), standby_listen=None)
+    try:
+        with Store(data, settings, read_only=True) as current:
+            if not current.standby:
+                raise CliError(f"{data} is not a standby (it is a leader already)")
+        store = Store(data, settings, standby=True)
+    except StoreLockedError as exc:
+        raise CliError(f"{exc}; stop it first, or promote the running standby with --url") from exc
+    with store:
+        store.promote()
+        epoch = store.replication_status().epoch
+    if output == "json":
+        _emit_json({"promoted": data, "role": "leader", "epoch": epoch})
+    else:
+        click.echo(f"promoted {data}: it is a leader now (epoch {epoch})")
 
 
 # ---------------------------------------------------------------- query
@@ -1142,7 +1239,7 @@ def check_store(data: str | Path) -> dict[str, Any]:
     applied: int | None = None
     if _is_store(root):
         try:
-            store = Store(root, read_only=True)
+            store = Store(root, _settings(), read_only=True)
         except TaelError as exc:
             problems.append(_problem("hot", f"the hot tier does not open: {_one_line(exc)}", root / "hot"))
     else:

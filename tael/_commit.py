@@ -17,12 +17,15 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import StorageError, StoreClosedError
 from ._hot import HotTier
 from ._search import Indexer
 from ._wal import Wal
+
+if TYPE_CHECKING:
+    from ._replication import Leader
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ class CommitPipeline:
         self.apply_groups = 0
         self.indexer: Indexer | None = None
         """Receives every applied batch, in LSN order (set before the first commit)."""
+        self.leader: Leader | None = None
+        """Ships durable WAL to standbys; commits wait for its acks (set on a leader with replicas)."""
         self._applier = threading.Thread(target=self._apply_loop, name=f"tael-apply:{hot.path}", daemon=True)
         self._applier.start()
 
@@ -94,7 +99,51 @@ class CommitPipeline:
                     self._wal_cv.notify_all()
         if ticket.error is not None:
             raise ticket.error
+        if self.leader is not None:
+            self.leader.wait_acked(ticket.end)
         return ticket.lsn, ticket.end
+
+    def commit_shipped(self, items: list[tuple[int, int, Sequence[Any], bytes]]) -> int:
+        """Standby: make frames shipped by the leader durable in the WAL at the leader's
+        LSNs and queue them for the hot tier, as ``commit`` does for local writes.
+        ``items`` are (lsn, record type, rows, frame); returns the WAL's end LSN."""
+        with self._apply_cv:
+            while self._unapplied >= self.max_unapplied and not self._stopping:
+                if self.apply_error is not None:
+                    raise StorageError(f"the hot tier is refusing writes: {self.apply_error}")
+                self._apply_cv.wait(_RETRY_S)
+        with self._wal_cv:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            while self._wal_busy:
+                self._wal_cv.wait()
+            self._wal_busy = True
+            self._inflight += 1
+        try:
+            with self.io:
+                start = self.wal.end_lsn
+                end = self.wal.append_at([(lsn, frame) for lsn, _t, _r, frame in items])
+            tickets = []
+            for lsn, rtype, rows, frame in items:
+                if lsn < start:
+                    continue  # received before (a retried shipment)
+                t = _Ticket(rtype, rows, b"")
+                t.lsn, t.end = lsn, lsn + len(frame)
+                tickets.append(t)
+            if tickets:
+                self.fsync_groups += 1
+                with self._apply_cv:
+                    for t in tickets:
+                        self._unapplied += len(t.rows)
+                    self._apply_queue.extend(tickets)
+                    self.durable_lsn = end
+                    self._apply_cv.notify_all()
+            return end
+        finally:
+            with self._wal_cv:
+                self._wal_busy = False
+                self._inflight -= 1
+                self._wal_cv.notify_all()
 
     def _lead(self) -> None:
         """Called holding _wal_cv: write the whole queue as one group."""
@@ -126,6 +175,8 @@ class CommitPipeline:
             self._apply_queue.extend(group)
             self.durable_lsn = group[-1].end
             self._apply_cv.notify_all()
+        if self.leader is not None:
+            self.leader.notify(group[-1].end)
 
     # ------------------------------------------------------------ readers
 
@@ -195,6 +246,8 @@ class CommitPipeline:
         lsn = self.applied_lsn
         if self.indexer is not None:
             lsn = min(lsn, self.indexer.committed_lsn)
+        if self.leader is not None:
+            lsn = min(lsn, self.leader.retain_from(self.durable_lsn))
         return lsn
 
     def checkpoint(self) -> int:
@@ -204,6 +257,8 @@ class CommitPipeline:
             done = self.retained_from()
             if not self.wal.removable(done):
                 return 0
+            if self.leader is not None:
+                self.leader.save_positions()  # a restarted leader keeps what its standbys need
             self.hot.sync()
             return self.wal.remove_applied(done)
 

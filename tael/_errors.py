@@ -47,3 +47,14 @@ class StoreClosedError(TaelError, RuntimeError):
 
 class ReadOnlyError(TaelError, PermissionError):
     """A write was attempted on a store opened with ``read_only=True``."""
+
+
+class ReplicationError(TaelError):
+    """WAL shipping failed: an insert's standby acknowledgements did not arrive in
+    time (the write is durable on the leader but was not acknowledged), a standby
+    refused what it was sent, or a standby needs records its leader no longer keeps."""
+
+
+class StandbyError(ReadOnlyError):
+    """A client write reached a standby: standbys take writes only from their leader
+    until promoted (``Store.promote()``, ``tael promote``)."""

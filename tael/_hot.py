@@ -198,6 +198,21 @@ class HotTier:
     def set_indexed_lsn(self, lsn: int) -> None:
         self.write(lambda txn: txn.put(_INDEXED, _Q.pack(lsn), db=self.db["meta"]))
 
+    def get_meta(self, key: bytes) -> bytes | None:
+        with self.reader() as txn:
+            raw = txn.get(key, db=self.db["meta"])
+        return None if raw is None else bytes(raw)
+
+    def put_meta(self, items: dict[bytes, bytes]) -> None:
+        """Write meta entries in one transaction and sync it (they must survive a crash)."""
+
+        def run(txn: lmdb.Transaction) -> None:
+            for key, value in items.items():
+                txn.put(key, value, db=self.db["meta"])
+
+        self.write(run)
+        self.env.sync(True)
+
     def sync(self) -> None:
         self.env.sync(True)
 

@@ -149,10 +149,45 @@ class StoreStats:
     blob_raw_bytes: int = 0
     index_documents: int = 0
     indexed_lsn: int = 0
+    replication: ReplicationStatus | None = None
 
     @property
     def total_disk_bytes(self) -> int:
         return sum(self.disk_bytes.values())
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class ReplicaStatus:
+    """One standby as its leader sees it. ``acked_lsn`` is the end of the standby's
+    durable WAL (None until it answered since this leader opened); ``lag_bytes`` is
+    how much of the leader's durable WAL it does not have yet. ``state`` is
+    ``connecting``, ``streaming``, ``down`` (unreachable; retried), ``needs_seed`` (it
+    needs WAL the leader no longer keeps) or ``refused`` (another store, a diverged
+    history, or promoted past this leader)."""
+
+    url: str
+    state: str
+    acked_lsn: int | None
+    lag_bytes: int | None
+    last_error: str | None = None
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
+class ReplicationStatus:
+    """Replication as one store sees it: its ``role`` (``leader`` or ``standby``), its
+    ``epoch`` (incremented by every promotion), the standbys it ships to (a leader),
+    and for a standby, the leader's durable end as last reported, the lag behind it in
+    bytes and seconds since the leader was last heard from."""
+
+    role: str
+    epoch: int
+    store_id: str | None
+    end_lsn: int
+    replicas: tuple[ReplicaStatus, ...] = ()
+    leader_url: str | None = None
+    leader_end_lsn: int | None = None
+    lag_bytes: int | None = None
+    last_contact_s: float | None = None
 
 
 @dataclass(slots=True, kw_only=True, frozen=True)

@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import _otlp
+from . import _otlp, _replication
 from ._errors import ReadOnlyError, StorageError, StoreClosedError, TaelError, ValidationError
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
@@ -126,6 +126,36 @@ class ServerMetrics:
             records.add_metric(["cold", name], n)
         out.append(records)
         out.append(GaugeMetricFamily("tael_cold_files", "Live cold Parquet files", value=stats.cold_files))
+        rep = stats.replication
+        if rep is not None:
+            role = GaugeMetricFamily("tael_replication_role", "1 for this store's role", labels=["role"])
+            role.add_metric([rep.role], 1)
+            out.append(role)
+            out.append(GaugeMetricFamily("tael_replication_epoch", "Promotions so far, plus one", value=rep.epoch))
+            out.append(GaugeMetricFamily("tael_wal_end_lsn", "End of the durable WAL (bytes)", value=rep.end_lsn))
+            lag = GaugeMetricFamily(
+                "tael_replication_lag_bytes",
+                "Durable WAL a standby does not have yet (leader: per standby; standby: behind its leader)",
+                labels=["replica"],
+            )
+            up = GaugeMetricFamily(
+                "tael_replication_replica_state", "1 for each standby's shipping state", labels=["replica", "state"]
+            )
+            for r in rep.replicas:
+                if r.lag_bytes is not None:
+                    lag.add_metric([r.url], r.lag_bytes)
+                up.add_metric([r.url, r.state], 1)
+            if rep.role == "standby" and rep.lag_bytes is not None:
+                lag.add_metric(["self"], rep.lag_bytes)
+            out += [lag, up]
+            if rep.last_contact_s is not None:
+                out.append(
+                    GaugeMetricFamily(
+                        "tael_replication_leader_contact_seconds",
+                        "Seconds since this standby last heard from its leader",
+                        value=rep.last_contact_s,
+                    )
+                )
         out.append(GaugeMetricFamily("tael_blobs", "Distinct payload blobs", value=stats.blobs))
         out.append(
             GaugeMetricFamily("tael_blob_bytes", "Bytes of the blob store", value=stats.disk_bytes.get("blobs", 0))
@@ -329,6 +359,7 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
         Route("/metrics", prometheus),
         Route("/health/live", live),
         Route("/health/ready", ready),
+        *_replication.routes(store),
     ]
     app = Starlette(routes=routes)
     app.state.metrics = metrics
@@ -546,13 +577,16 @@ def run_server(
     port: int = 4318,
     settings: Settings | None = None,
     maintenance_interval_s: float = 60.0,
+    standby_of: str | None = None,
 ) -> None:
     """Serve a store until SIGTERM or SIGINT: uvicorn stops accepting and finishes the
     requests in flight, then the maintenance loop stops and the store is flushed and
     closed."""
     import uvicorn
 
-    store = Store(Path(data), settings)
+    store = Store(Path(data), settings, standby=standby_of is not None)
+    if standby_of is not None:
+        store.set_leader_url(standby_of)
     maintenance = Maintenance(store, interval_s=maintenance_interval_s).start()
     try:
         app = create_app(store, maintenance=maintenance)

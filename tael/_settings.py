@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 _DURABILITY = ("fsync", "os")
@@ -214,6 +216,25 @@ class Settings:
     cold_cache_bytes: int = 1 << 30
     """Local cache of remote cold files under ``<data>/cache`` (bytes, default 1 GiB);
     least recently used files are evicted past it. Unused for a local cold tier."""
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> Settings:
+        """Settings from a TOML file of field names and values (lists become tuples),
+        then ``overrides``; an unknown key or a bad value raises ValueError naming it.
+        ``tael --config FILE`` reads its settings this way."""
+        try:
+            with open(path, "rb") as fh:
+                table = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+        except OSError as exc:
+            raise ValueError(f"cannot read settings file {path}: {exc.strerror or exc}") from exc
+        names = {f.name for f in fields(cls)} - {"cold_filesystem"}
+        unknown = sorted(set(table) - names)
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        return replace(cls(**values), **overrides)
 
     def __post_init__(self) -> None:
         if self.durability not in _DURABILITY:

@@ -25,7 +25,15 @@ from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
 from ._commit import CommitPipeline
-from ._errors import CorruptionError, ReadOnlyError, StorageError, StoreClosedError, ValidationError
+from ._errors import (
+    CorruptionError,
+    ReadOnlyError,
+    ReplicationError,
+    StandbyError,
+    StorageError,
+    StoreClosedError,
+    ValidationError,
+)
 from ._fsutil import DirLock, dir_size
 from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
 from ._maintenance import Compactor
@@ -42,6 +50,7 @@ from ._models import (
     MetricBucket,
     MetricPoint,
     RepairReport,
+    ReplicationStatus,
     RetentionReport,
     ServiceInfo,
     SignalStats,
@@ -50,6 +59,7 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
+from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment
 from ._search import (
     DOC_LOG,
     DOC_SPAN,
@@ -63,7 +73,7 @@ from ._search import (
     span_key,
 )
 from ._settings import Settings
-from ._wal import RecordType, Wal, decode_values, encode_frame, repair_wal
+from ._wal import RecordType, Wal, decode_values, encode_frame, repair_wal, verify_frame
 from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -74,6 +84,8 @@ ATTRIBUTE_SAMPLE = 10_000
 _READ_ATTEMPTS = 3
 _T = TypeVar("_T")
 _REPLAY_GROUP_RECORDS = 20_000
+_IDENTITY = b"replication_identity"
+_REPLICA_POS = b"replica_acked:"
 _ROW_OF = {
     RecordType.SPANS: _codec.span_row,
     RecordType.LOGS: _codec.log_row,
@@ -85,15 +97,23 @@ _ROW_OF = {
 class Store:
     """A telemetry store on a directory: spans, logs and metric points.
 
-    ``Store(path, settings=None, read_only=False)``. One process at a time may
+    ``Store(path, settings=None, read_only=False, standby=False)``. One process at a time may
     open a directory for writing (others get StoreLockedError); any number of
     other processes may open it with ``read_only=True`` alongside (LMDB allows one
     environment per directory per process: within one process, share the Store).
     Use as a context manager or call ``close()``. Thread-safe: concurrent inserts
     share fsyncs (group commit).
+
+    With ``Settings.replicas`` the store is a leader that ships its WAL to those
+    standbys (``Settings.required_acks`` says how many must hold a write before an
+    insert returns). ``standby=True`` opens a standby: it takes writes only from its
+    leader (over ``Settings.standby_listen`` or ``tael serve --standby-of``), serves
+    reads, and becomes a writable leader with :meth:`promote`. See docs/scaling.md.
     """
 
-    def __init__(self, path: str | Path, settings: Settings | None = None, read_only: bool = False) -> None:
+    def __init__(
+        self, path: str | Path, settings: Settings | None = None, read_only: bool = False, standby: bool = False
+    ) -> None:
         self.path = Path(path)
         self.settings = settings if settings is not None else Settings()
         self.read_only = read_only
@@ -107,7 +127,16 @@ class Store:
         """How many WAL records the open replayed into the hot tier."""
         self._index: TextIndex | None = None
         self._indexer: Indexer | None = None
+        self._leader: Leader | None = None
+        self._endpoint: Endpoint | None = None
+        self._receive_lock = threading.Lock()
+        self._leader_end: int | None = None
+        self._leader_contact: float | None = None
+        if read_only and standby:
+            raise ValueError("a store opens either read_only=True or standby=True, not both")
         s = self.settings
+        if standby and s.replicas:
+            raise ValueError("a standby does not ship to replicas of its own: Settings.replicas must be empty")
         self._cold = open_cold_tier(self.path, s)
         self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
         self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
@@ -116,6 +145,8 @@ class Store:
                 raise StorageError(f"{self.path} is not a tael data directory (no hot/data.mdb)")
             self._hot = self._open_hot(sync=False, read_only=True)
             self._compactor = Compactor(self._hot, self._cold, s)
+            raw = self._hot.get_meta(_IDENTITY)
+            self._identity = Identity.unpack(raw) if raw is not None else Identity.new_leader()
             return
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = DirLock(self.path)
@@ -125,6 +156,7 @@ class Store:
             self._hot = self._open_hot(sync=s.hot_sync, read_only=False)
             self._compactor = Compactor(self._hot, self._cold, s)
             try:
+                self._identity = self._open_identity(standby)
                 self._compactor.sweep_orphans()
                 self._sweep_blob_orphans()
                 self._wal = Wal(
@@ -151,8 +183,16 @@ class Store:
                     record_lsn=self._hot.set_indexed_lsn,
                 )
                 self._pipeline.indexer = self._indexer
+                if self._identity.role == LEADER and s.replicas:
+                    self._start_leader()
                 self._pipeline.checkpoint()
+                if self._identity.role == STANDBY and s.standby_listen is not None:
+                    self._endpoint = Endpoint(self, s.standby_listen)
             except BaseException:
+                if self._endpoint is not None:
+                    self._endpoint.close()
+                if self._leader is not None:
+                    self._leader.close()
                 if self._pipeline is not None:
                     self._pipeline.close()
                 if self._indexer is not None:
@@ -166,6 +206,53 @@ class Store:
         except BaseException:
             self._lock.release()
             raise
+
+    def _open_identity(self, standby: bool) -> Identity:
+        """The directory's replication identity, created on first open; a standby
+        directory refuses a leader's open and a leader's directory becomes a standby
+        when opened with ``standby=True`` (seeding a standby from a copy)."""
+        raw = self._hot.get_meta(_IDENTITY)
+        if raw is None:
+            ident = Identity.new_standby() if standby else Identity.new_leader()
+            self._hot.put_meta({_IDENTITY: ident.pack()})
+            return ident
+        ident = Identity.unpack(raw)
+        if ident.role == STANDBY and not standby:
+            raise StandbyError(
+                f"{self.path} is a standby: open it with standby=True, or make it a leader with "
+                f"Store.promote() or `tael promote {self.path}`"
+            )
+        if ident.role == LEADER and standby:
+            log.warning("%s was a leader (epoch %d) and is opened as a standby", self.path, ident.epoch)
+            ident.role = STANDBY
+            self._hot.put_meta({_IDENTITY: ident.pack()})
+        return ident
+
+    def _start_leader(self) -> None:
+        assert self._pipeline is not None and self._wal is not None
+        s = self.settings
+        saved = {}
+        for url in s.replicas:
+            raw = self._hot.get_meta(_REPLICA_POS + url.rstrip("/").encode())
+            if raw is not None:
+                saved[url.rstrip("/")] = int.from_bytes(raw, "big")
+
+        def save(positions: dict[str, int]) -> None:
+            self._hot.put_meta({_REPLICA_POS + u.encode(): p.to_bytes(8, "big") for u, p in positions.items()})
+
+        self._leader = Leader(
+            identity=self._identity,
+            wal_dir=self._wal.dir,
+            replicas=s.replicas,
+            required_acks=s.required_acks,
+            timeout_s=s.replication_timeout_s,
+            batch_bytes=s.replication_batch_bytes,
+            max_retained_bytes=s.replication_max_retained_bytes,
+            durable_lsn=self._pipeline.durable_lsn,
+            saved_positions=saved,
+            save_positions=save,
+        ).start()
+        self._pipeline.leader = self._leader
 
     def _open_hot(self, *, sync: bool, read_only: bool) -> HotTier:
         return HotTier(
@@ -204,18 +291,7 @@ class Store:
         for frame in self._wal.recover(start, applied):
             if frame.rtype == RecordType.PAD:
                 continue
-            to_row = _ROW_OF.get(frame.rtype)  # type: ignore[call-overload]
-            if to_row is None:
-                raise StorageError(
-                    f"WAL record at LSN {frame.lsn} has type {frame.rtype}, unknown to this version of tael "
-                    "(written by a newer version?); nothing was changed"
-                )
-            try:
-                rows = [to_row(v, self._payloads) for v in decode_values(frame)]
-            except (ValueError, TypeError, IndexError, KeyError) as exc:
-                raise CorruptionError(
-                    f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
-                ) from exc
+            rows = self._frame_rows(frame)
             batch = (frame.rtype, rows, frame.lsn, frame.end_lsn)
             if indexed is not None and frame.lsn >= indexed:
                 new_docs = group_docs(batch, self._payloads)
@@ -308,8 +384,13 @@ class Store:
             self._compactor.closed = True
             self._closed = True
             try:
+                if self._endpoint is not None:
+                    self._endpoint.close()  # takes no more shipments
                 if self._pipeline is not None:
                     self._pipeline.close()
+                    if self._leader is not None:
+                        self._leader.save_positions()
+                        self._leader.close()
                     assert self._indexer is not None and self._index is not None
                     self._indexer.close()  # commits what the applier handed it
                     self._index.close()
@@ -334,18 +415,31 @@ class Store:
         if self._pipeline is not None:
             self._pipeline.wait_applied()
 
-    def _writable(self) -> CommitPipeline:
+    def _local(self) -> CommitPipeline:
+        """The commit pipeline of a writer or standby (for flushing, not for client writes)."""
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
         if self._pipeline is None:
             raise ReadOnlyError(f"the store at {self.path} was opened read_only=True")
         return self._pipeline
 
+    def _writable(self) -> CommitPipeline:
+        if self._closed:
+            raise StoreClosedError(f"the store at {self.path} is closed")
+        if self._pipeline is None:
+            raise ReadOnlyError(f"the store at {self.path} was opened read_only=True")
+        if self._identity.role == STANDBY:
+            leader = f" (its leader: {self._identity.leader_url})" if self._identity.leader_url else ""
+            raise StandbyError(
+                f"the store at {self.path} is a standby{leader}: it takes writes only from its leader until promoted"
+            )
+        return self._pipeline
+
     def flush(self) -> None:
         """Make every acknowledged write durable on disk (fsyncs the WAL under
         durability="os"), visible to every reader of this store, and searchable
         (commits the full-text index)."""
-        pipeline = self._writable()
+        pipeline = self._local()
         pipeline.sync()
         pipeline.wait_applied()
         assert self._indexer is not None
@@ -354,11 +448,122 @@ class Store:
     def checkpoint(self) -> int:
         """Commit the full-text index, sync the hot tier and delete the WAL segments both
         have fully taken in; returns how many."""
-        pipeline = self._writable()
+        pipeline = self._local()
         pipeline.wait_applied()
         assert self._indexer is not None
         self._indexer.flush(pipeline.applied_lsn)
         return pipeline.checkpoint()
+
+    # ------------------------------------------------------------ replication
+
+    @property
+    def standby(self) -> bool:
+        """Whether this store is a standby (takes writes only from its leader)."""
+        return self._identity.role == STANDBY
+
+    def promote(self) -> None:
+        """Make this standby a writable leader, durably: it refuses further shipments
+        from its old leader (fenced by a new epoch) and starts shipping to its own
+        ``Settings.replicas``. Raises ReplicationError if it is not a standby."""
+        pipeline = self._local()
+        with self._receive_lock:
+            ident = self._identity
+            if ident.role != STANDBY:
+                raise ReplicationError(f"the store at {self.path} is not a standby (it is a {ident.role})")
+            pipeline.wait_applied()
+            end = pipeline.durable_lsn
+            epoch = max([ident.epoch, *(e for e, _ in ident.history)]) + 1
+            promoted = Identity(
+                ident.store_id if ident.store_id is not None else Identity.new_leader().store_id,
+                LEADER,
+                epoch,
+                [*ident.history, (epoch, end)],
+                None,
+            )
+            self._hot.put_meta({_IDENTITY: promoted.pack()})
+            self._identity = promoted
+            log.warning("%s promoted to leader: epoch %d from LSN %d", self.path, epoch, end)
+            if self.settings.replicas:
+                self._start_leader()
+
+    def set_leader_url(self, url: str | None) -> None:
+        """Record where this standby's leader is (shown in errors, status and metrics)."""
+        if self._identity.role != STANDBY:
+            raise ReplicationError(f"the store at {self.path} is not a standby")
+        with self._receive_lock:
+            self._identity.leader_url = url
+            self._hot.put_meta({_IDENTITY: self._identity.pack()})
+
+    def replication_status(self) -> ReplicationStatus:
+        """This store's role and epoch; for a leader its standbys' positions and lag,
+        for a standby its lag behind the leader (see :class:`ReplicationStatus`)."""
+        if self._closed:
+            raise StoreClosedError(f"the store at {self.path} is closed")
+        ident = self._identity
+        end = self._pipeline.durable_lsn if self._pipeline is not None else self._hot.applied_lsn()
+        if ident.role == LEADER:
+            return ReplicationStatus(
+                role=LEADER,
+                epoch=ident.epoch,
+                store_id=ident.store_id.hex() if ident.store_id else None,
+                end_lsn=end,
+                replicas=self._leader.status() if self._leader is not None else (),
+            )
+        contact = self._leader_contact
+        return ReplicationStatus(
+            role=STANDBY,
+            epoch=ident.epoch,
+            store_id=ident.store_id.hex() if ident.store_id else None,
+            end_lsn=end,
+            leader_url=ident.leader_url,
+            leader_end_lsn=self._leader_end,
+            lag_bytes=None if self._leader_end is None else max(self._leader_end - end, 0),
+            last_contact_s=None if contact is None else time.monotonic() - contact,
+        )
+
+    def _identity_store_id(self) -> bytes | None:
+        return self._identity.store_id
+
+    def _receive_shipment(self, msg: dict[str, Any]) -> int:
+        """Standby: take one shipment of WAL frames from the leader (see
+        _replication.routes); returns the end of this store's durable WAL."""
+        pipeline = self._local()
+        with self._receive_lock:
+            end = pipeline.durable_lsn
+            adopt = check_shipment(self._identity, end, msg)
+            if adopt is not None:
+                self._hot.put_meta({_IDENTITY: adopt.pack()})
+                self._identity = adopt
+            items: list[tuple[int, int, Sequence[Any], bytes]] = []
+            for lsn, raw in msg["frames"]:
+                if lsn < end:
+                    continue
+                frame = verify_frame(raw, lsn, self.settings.wal_max_record_bytes)
+                rows = self._frame_rows(frame) if frame.rtype != RecordType.PAD else []
+                items.append((lsn, frame.rtype, rows, raw))
+            if items:
+                try:
+                    end = pipeline.commit_shipped(items)
+                except ReplicationError as exc:
+                    raise Conflict(str(exc), end_lsn=pipeline.durable_lsn, fatal=False) from exc
+            self._leader_end = int(msg["leader_end"])
+            self._leader_contact = time.monotonic()
+            return end
+
+    def _frame_rows(self, frame: Any) -> list[Any]:
+        """The hot-tier rows of one verified WAL frame (replay and shipping)."""
+        to_row = _ROW_OF.get(frame.rtype)
+        if to_row is None:
+            raise StorageError(
+                f"WAL record at LSN {frame.lsn} has type {frame.rtype}, unknown to this version of tael "
+                "(written by a newer version?); nothing was changed"
+            )
+        try:
+            return [to_row(v, self._payloads) for v in decode_values(frame)]
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise CorruptionError(
+                f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
+            ) from exc
 
     # ------------------------------------------------------------ writes
 
@@ -1073,6 +1278,7 @@ class Store:
                 blob_raw_bytes=blob_raw,
                 index_documents=index_docs,
                 indexed_lsn=indexed or 0,
+                replication=self.replication_status(),
             )
 
         return self._read(run)

@@ -20,7 +20,7 @@ from pathlib import Path
 import msgpack
 import zstandard
 
-from ._errors import CorruptionError, StorageError
+from ._errors import CorruptionError, ReplicationError, StorageError
 from ._fsutil import atomic_write, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -269,6 +269,56 @@ class Wal:
         self._dirty = False
         return positions
 
+    def append_at(self, frames: list[tuple[int, bytes]]) -> int:
+        """Standby: write frames shipped by a leader at the leader's own LSNs, then fsync.
+
+        A standby's WAL is a byte copy of its leader's: frames continue the active
+        segment, and a frame one segment header past the end means the leader
+        started a new segment there, so this one does too (a standby never rotates
+        by size on its own). Frames before the end were received already and are
+        skipped. Returns the new end LSN. Raises ReplicationError for a gap.
+        """
+        if self._fd is None:
+            raise StorageError("the WAL is closed")
+        run: list[bytes] = []
+        try:
+            if self._dirty:
+                self._restore()
+            for lsn, frame in frames:
+                end = self.end_lsn + sum(len(f) for f in run)
+                if lsn < end:
+                    continue
+                if lsn == end + SEGMENT_HEADER_SIZE:
+                    self._write_run(run)
+                    run = []
+                    self._rotate()
+                elif lsn != end:
+                    raise ReplicationError(
+                        f"shipped WAL record at LSN {lsn} does not follow this WAL's end at LSN {end}"
+                    )
+                run.append(frame)
+            self._write_run(run)
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            try:
+                self._restore()
+            except OSError as again:
+                log.error("WAL %s: could not cut back a failed append: %s", self._active_path(), again)
+            raise StorageError(f"WAL append to {self._active_path()} failed: {exc}") from exc
+        return self.end_lsn
+
+    def _write_run(self, run: list[bytes]) -> None:
+        if not run:
+            return
+        assert self._fd is not None
+        self._dirty = True
+        view = memoryview(b"".join(run))
+        total = len(view)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size += total
+        self._dirty = False
+
     def _restore(self) -> None:
         assert self._fd is not None
         os.ftruncate(self._fd, self._size)
@@ -331,6 +381,72 @@ class Wal:
             finally:
                 os.close(self._fd)
                 self._fd = None
+
+
+# ---------------------------------------------------------------- shipping
+
+
+def read_frames(waldir: Path, from_lsn: int, to_lsn: int, max_bytes: int) -> list[tuple[int, bytes]]:
+    """The raw frames (lsn, bytes as on disk) that start at or after ``from_lsn`` and
+    end by ``to_lsn``, at least one and at most about ``max_bytes`` of them.
+
+    ``from_lsn`` must be a frame boundary (a standby's end). Reads segment files
+    directly, so it runs alongside appends; ``to_lsn`` must be durable. Raises
+    ReplicationError when the position is no longer (or never was) in this WAL.
+    """
+    segments = list_segments(waldir)
+    out: list[tuple[int, bytes]] = []
+    if from_lsn >= to_lsn:
+        return out
+    if not segments or segments[0][0] > from_lsn:
+        first = segments[0][0] if segments else None
+        raise ReplicationError(
+            f"WAL position {from_lsn} is no longer kept in {waldir} (oldest segment starts at {first}): "
+            "the standby must be seeded again"
+        )
+    total = 0
+    for n, (base, path) in enumerate(segments):
+        nxt = segments[n + 1][0] if n + 1 < len(segments) else None
+        if nxt is not None and nxt <= from_lsn:
+            continue
+        if base >= to_lsn:
+            break
+        pos = max(from_lsn - base, SEGMENT_HEADER_SIZE)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise ReplicationError(f"WAL segment {path} was removed while being shipped: {exc}") from exc
+        try:
+            while base + pos < to_lsn and (not out or total < max_bytes):
+                head = os.pread(fd, FRAME_SIZE, pos)
+                if len(head) < FRAME_SIZE:
+                    break
+                magic, _rtype, _flags, length, _crc = FRAME.unpack(head)
+                if magic != FRAME_MAGIC:
+                    raise ReplicationError(
+                        f"WAL position {base + pos} in {path} is not the start of a record: "
+                        "the standby's history differs from this WAL's"
+                    )
+                frame = head + os.pread(fd, length, pos + FRAME_SIZE)
+                if len(frame) != FRAME_SIZE + length or base + pos + len(frame) > to_lsn:
+                    break
+                out.append((base + pos, frame))
+                total += len(frame)
+                pos += len(frame)
+        finally:
+            os.close(fd)
+        if out and total >= max_bytes:
+            break
+    return out
+
+
+def verify_frame(frame: bytes, lsn: int, max_record_bytes: int) -> Frame:
+    """Parse one shipped frame, checking its checksum."""
+    parsed = _parse(frame, 0, max_record_bytes)
+    if parsed is None or parsed[1] != len(frame):
+        raise ReplicationError(f"shipped WAL record at LSN {lsn} fails verification")
+    rtype, end, payload = parsed
+    return Frame(lsn, lsn + end, rtype, payload)
 
 
 # ---------------------------------------------------------------- repair

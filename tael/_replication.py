@@ -1,0 +1,420 @@
+"""WAL shipping: a leader streams its framed WAL records to standbys over HTTP.
+
+A standby's WAL is a byte copy of its leader's (the same frames at the same
+LSNs), so a standby's position is one number, the end of its durable WAL, and
+catching up is reading the leader's retained WAL from there. The leader ships
+after its own fsync and, under synchronous settings, acknowledges an insert only
+once enough standbys answered that the record is durable in their WAL. Each
+standby applies what it receives through the same commit pipeline as a leader,
+so its WAL, hot tier, index and cold tier stand on their own. The protocol, its
+fencing (epochs) and the failures it covers are in docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+
+from ._errors import ReplicationError, StandbyError, TaelError
+from ._models import ReplicaStatus
+from ._wal import read_frames
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from ._store import Store
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = 1
+_IDLE_S = 1.0  # a leader with nothing to ship sends an empty shipment this often (liveness, lag)
+_BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
+
+LEADER, STANDBY = "leader", "standby"
+
+
+# ---------------------------------------------------------------- identity
+
+
+@dataclass(slots=True)
+class Identity:
+    """What a data directory knows about its place in a replicated set (kept in the
+    hot tier's meta table): a store id shared by a leader and its standbys, the
+    role, the epoch and the epoch history [(epoch, first LSN of that epoch)]."""
+
+    store_id: bytes | None
+    role: str
+    epoch: int
+    history: list[tuple[int, int]]
+    leader_url: str | None = None
+
+    def pack(self) -> bytes:
+        packed: bytes = msgpack.packb(
+            [self.store_id, self.role, self.epoch, [list(h) for h in self.history], self.leader_url], use_bin_type=True
+        )
+        return packed
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Identity:
+        store_id, role, epoch, history, leader_url = msgpack.unpackb(raw, raw=False)
+        return cls(store_id, role, epoch, [(int(e), int(s)) for e, s in history], leader_url)
+
+    @classmethod
+    def new_leader(cls) -> Identity:
+        return cls(uuid.uuid4().bytes, LEADER, 1, [(1, 0)])
+
+    @classmethod
+    def new_standby(cls) -> Identity:
+        return cls(None, STANDBY, 0, [])
+
+    def epoch_end(self, epoch: int) -> int | None:
+        """The LSN where ``epoch`` ended in this history (None: it did not end)."""
+        for e, start in self.history:
+            if e > epoch:
+                return start
+        return None
+
+
+# ---------------------------------------------------------------- leader
+
+
+class _Replica:
+    def __init__(self, url: str, saved: int | None) -> None:
+        self.url = url.rstrip("/")
+        self.acked: int | None = None
+        self.saved = saved  # position persisted by an earlier checkpoint: retain from here
+        self.state = "connecting"
+        self.error: str | None = None
+
+
+class Leader:
+    """Ships the WAL to every standby in ``Settings.replicas``, one thread each, and
+    lets commits wait for their acknowledgements."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        wal_dir: Path,
+        replicas: Sequence[str],
+        required_acks: int | None,
+        timeout_s: float,
+        batch_bytes: int,
+        max_retained_bytes: int,
+        durable_lsn: int,
+        saved_positions: dict[str, int],
+        save_positions: Callable[[dict[str, int]], None],
+    ) -> None:
+        self.identity = identity
+        self.wal_dir = wal_dir
+        self.replicas = [_Replica(u, saved_positions.get(u.rstrip("/"))) for u in replicas]
+        self.required = len(self.replicas) if required_acks is None else required_acks
+        self.timeout_s = timeout_s
+        self.batch_bytes = batch_bytes
+        self.max_retained = max_retained_bytes
+        self._save = save_positions
+        self._cv = threading.Condition()
+        self.durable = durable_lsn
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._ship_loop, args=(r,), name=f"tael-ship:{r.url}", daemon=True)
+            for r in self.replicas
+        ]
+
+    def start(self) -> Leader:
+        for t in self._threads:
+            t.start()
+        return self
+
+    # ------------------------------------------------------------ commit side
+
+    def notify(self, durable_lsn: int) -> None:
+        with self._cv:
+            self.durable = max(self.durable, durable_lsn)
+            self._cv.notify_all()
+
+    def wait_acked(self, end: int) -> None:
+        """Return once ``required_acks`` standbys hold the WAL up to ``end`` durably."""
+        if self.required == 0:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        with self._cv:
+            while sum(1 for r in self.replicas if r.acked is not None and r.acked >= end) < self.required:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping:
+                    states = ", ".join(
+                        f"{r.url}: {r.state}" + (f" ({r.error})" if r.error else "") for r in self.replicas
+                    )
+                    raise ReplicationError(
+                        f"{self.required} standby acknowledgement(s) did not arrive within "
+                        f"{self.timeout_s:g} s (Settings.replication_timeout_s); the write is durable on this "
+                        f"leader but was not acknowledged. Standbys: {states}"
+                    )
+                self._cv.wait(left)
+
+    def retain_from(self, durable_lsn: int) -> int:
+        """The oldest WAL position some standby still needs, ignoring standbys further
+        behind than ``Settings.replication_max_retained_bytes``."""
+        lsn = durable_lsn
+        with self._cv:
+            for r in self.replicas:
+                pos = r.acked if r.acked is not None else (r.saved if r.saved is not None else 0)
+                if durable_lsn - pos <= self.max_retained:
+                    lsn = min(lsn, pos)
+        return lsn
+
+    def save_positions(self) -> None:
+        with self._cv:
+            known = {r.url: r.acked for r in self.replicas if r.acked is not None}
+        if known:
+            self._save({u: p for u, p in known.items() if p is not None})
+
+    def status(self) -> tuple[ReplicaStatus, ...]:
+        with self._cv:
+            return tuple(
+                ReplicaStatus(
+                    url=r.url,
+                    state=r.state,
+                    acked_lsn=r.acked,
+                    lag_bytes=None if r.acked is None else max(self.durable - r.acked, 0),
+                    last_error=r.error,
+                )
+                for r in self.replicas
+            )
+
+    def close(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        for t in self._threads:
+            if t.is_alive():
+                t.join()
+
+    # ------------------------------------------------------------ shipping
+
+    def _set(self, r: _Replica, state: str, error: str | None, acked: int | None = None, known: bool = False) -> None:
+        with self._cv:
+            if state != r.state or error != r.error:
+                if error:
+                    log.warning("standby %s: %s (%s)", r.url, state, error)
+                else:
+                    log.info("standby %s: %s", r.url, state)
+            r.state, r.error = state, error
+            if known:
+                r.acked = acked
+            self._cv.notify_all()
+
+    def _ship_loop(self, r: _Replica) -> None:
+        import httpx
+
+        backoff = _BACKOFF_MIN_S
+        with httpx.Client(timeout=self.timeout_s) as client:
+            while not self._stopping:
+                try:
+                    if r.acked is None:
+                        self._handshake(client, r)
+                    self._ship_once(client, r)
+                    backoff = _BACKOFF_MIN_S
+                    continue
+                except httpx.HTTPError as exc:
+                    self._set(r, "down", f"{type(exc).__name__}: {exc}", None, known=True)
+                except _Refused as exc:
+                    self._set(r, "refused", str(exc), None, known=True)
+                    backoff = _BACKOFF_MAX_S
+                except ReplicationError as exc:
+                    self._set(r, "needs_seed", str(exc), None, known=True)
+                    backoff = _BACKOFF_MAX_S
+                except Exception as exc:  # keep shipping: a bug here must not stop replication silently
+                    log.exception("standby %s: shipping failed", r.url)
+                    self._set(r, "down", f"{type(exc).__name__}: {exc}", None, known=True)
+                with self._cv:
+                    if not self._stopping:
+                        self._cv.wait(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX_S)
+
+    def _handshake(self, client: Any, r: _Replica) -> None:
+        resp = client.get(f"{r.url}/replication/status")
+        if resp.status_code != 200:
+            raise _Refused(f"status answered HTTP {resp.status_code}: {resp.text[:200]}")
+        st = msgpack.unpackb(resp.content, raw=False)
+        if st.get("role") != STANDBY:
+            raise _Refused(f"it is a {st.get('role')} (promoted?), not a standby")
+        if st.get("store_id") not in (None, self.identity.store_id):
+            raise _Refused("it holds another store (its store id differs from this leader's)")
+        epoch, end = int(st["epoch"]), int(st["end_lsn"])
+        if epoch > self.identity.epoch:
+            raise _Refused(f"it follows epoch {epoch}, newer than this leader's {self.identity.epoch}: fenced off")
+        ended = self.identity.epoch_end(epoch) if epoch else None
+        if ended is not None and end > ended:
+            raise _Refused(
+                f"its WAL (to LSN {end}) runs past where its epoch {epoch} ended in this leader's history "
+                f"(LSN {ended}): the histories diverged; seed it again"
+            )
+        with self._cv:
+            r.acked = end
+            self._cv.notify_all()
+
+    def _ship_once(self, client: Any, r: _Replica) -> None:
+        with self._cv:
+            acked = r.acked
+            assert acked is not None
+            if self.durable <= acked:
+                self._cv.wait(_IDLE_S)
+            durable = self.durable
+        frames = read_frames(self.wal_dir, acked, durable, self.batch_bytes) if durable > acked else []
+        ident = self.identity
+        body = msgpack.packb(
+            {
+                "protocol": PROTOCOL,
+                "store_id": ident.store_id,
+                "epoch": ident.epoch,
+                "history": [list(h) for h in ident.history],
+                "from": acked,
+                "leader_end": durable,
+                "frames": [[lsn, f] for lsn, f in frames],
+            },
+            use_bin_type=True,
+        )
+        resp = client.post(f"{r.url}/replication/wal", content=body, headers={"content-type": "application/x-tael-wal"})
+        if resp.status_code == 409:
+            answer = msgpack.unpackb(resp.content, raw=False)
+            if answer.get("fatal"):
+                raise _Refused(answer.get("error", "refused"))
+            self._set(r, "streaming", None, int(answer["end_lsn"]), known=True)  # resume from where it is
+            return
+        if resp.status_code != 200:
+            raise _Refused(f"HTTP {resp.status_code}: {resp.text[:200]}")
+        answer = msgpack.unpackb(resp.content, raw=False)
+        self._set(r, "streaming", None, int(answer["end_lsn"]), known=True)
+
+
+class _Refused(TaelError):
+    pass
+
+
+# ---------------------------------------------------------------- standby
+
+
+class Conflict(TaelError):
+    """A shipment a standby will not take; ``fatal`` when retrying cannot help."""
+
+    def __init__(self, message: str, *, end_lsn: int, fatal: bool) -> None:
+        super().__init__(message)
+        self.end_lsn = end_lsn
+        self.fatal = fatal
+
+
+def check_shipment(ident: Identity, end_lsn: int, msg: dict[str, Any]) -> Identity | None:
+    """Whether a standby with ``ident`` whose WAL ends at ``end_lsn`` may take this
+    shipment; returns the identity to adopt (None: unchanged). Raises Conflict."""
+    if msg.get("protocol") != PROTOCOL:
+        raise Conflict(f"replication protocol {msg.get('protocol')!r} is not {PROTOCOL}", end_lsn=end_lsn, fatal=True)
+    if ident.role != STANDBY:
+        raise Conflict("this store is a leader (promoted); it no longer takes shipped WAL", end_lsn=end_lsn, fatal=True)
+    store_id, epoch = msg["store_id"], int(msg["epoch"])
+    history = [(int(e), int(s)) for e, s in msg["history"]]
+    if ident.store_id is not None and store_id != ident.store_id:
+        raise Conflict("the leader holds another store (store ids differ)", end_lsn=end_lsn, fatal=True)
+    if epoch < ident.epoch:
+        raise Conflict(
+            f"this standby follows epoch {ident.epoch}; a leader of the older epoch {epoch} is fenced off",
+            end_lsn=end_lsn,
+            fatal=True,
+        )
+    if epoch > ident.epoch and ident.epoch:
+        leader = Identity(store_id, LEADER, epoch, history)
+        ended = leader.epoch_end(ident.epoch)
+        if ended is not None and end_lsn > ended:
+            raise Conflict(
+                f"this standby's WAL (to LSN {end_lsn}) runs past where epoch {ident.epoch} ended in the "
+                f"leader's history (LSN {ended}): the histories diverged; seed this standby again",
+                end_lsn=end_lsn,
+                fatal=True,
+            )
+    if store_id != ident.store_id or epoch != ident.epoch or history != ident.history:
+        return Identity(store_id, STANDBY, epoch, history, ident.leader_url)
+    return None
+
+
+def routes(store: Store) -> list[Any]:
+    """The replication endpoints a standby serves (and every ``tael serve`` answers)."""
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    media = "application/x-tael-wal"
+
+    async def status(_r: Request) -> Response:
+        try:
+            st = store.replication_status()
+        except TaelError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+        body = {"role": st.role, "epoch": st.epoch, "end_lsn": st.end_lsn, "store_id": store._identity_store_id()}
+        return Response(msgpack.packb(body, use_bin_type=True), media_type=media)
+
+    async def wal(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            msg = msgpack.unpackb(raw, raw=False)
+            if not isinstance(msg, dict) or not isinstance(msg.get("frames"), list):
+                raise ValueError("not a shipment")
+        except (ValueError, msgpack.UnpackException) as exc:
+            return JSONResponse({"error": f"malformed shipment: {exc}"}, status_code=400)
+        try:
+            end = await run_in_threadpool(store._receive_shipment, msg)
+        except Conflict as exc:
+            body = {"error": str(exc), "end_lsn": exc.end_lsn, "fatal": exc.fatal}
+            return Response(msgpack.packb(body, use_bin_type=True), status_code=409, media_type=media)
+        except (ReplicationError, StandbyError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        except TaelError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+        return Response(msgpack.packb({"end_lsn": end}, use_bin_type=True), media_type=media)
+
+    async def promote(_r: Request) -> Response:
+        try:
+            await run_in_threadpool(store.promote)
+        except TaelError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        st = store.replication_status()
+        return JSONResponse({"role": st.role, "epoch": st.epoch, "end_lsn": st.end_lsn})
+
+    return [
+        Route("/replication/status", status),
+        Route("/replication/wal", wal, methods=["POST"]),
+        Route("/replication/promote", promote, methods=["POST"]),
+    ]
+
+
+class Endpoint:
+    """The replication endpoint of an embedded standby (``Settings.standby_listen``):
+    uvicorn in a background thread serving :func:`routes`."""
+
+    def __init__(self, store: Store, listen: str) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+
+        host, _, port = listen.rpartition(":")
+        app: Starlette = Starlette(routes=routes(store))
+        config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"tael-standby:{listen}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise ReplicationError(f"could not serve the standby endpoint on {listen}")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join()
