@@ -659,3 +659,19 @@ def test_bench(tmp_path: Path) -> None:
 def test_repair_table_output(copy: Path) -> None:
     out = run("repair", copy, "--output", "table").stdout
     assert "WAL segments checked" in out and "3 frames verify" in out
+
+
+def test_config_file_settings_reach_the_store(copy: Path, tmp_path: Path) -> None:
+    """`tael --config FILE`: at a time where the default 7 days keep everything, a
+    config that keeps spans 1 day drops them."""
+    now = "2023-11-20T00:00:00Z"
+    conf = tmp_path / "tael.toml"
+    conf.write_text("retention_spans_days = 0.001\nretention_logs_days = 0.001\n")
+    got = run_json("retention", "--data", copy, "--now", now)
+    assert got["retention"]["hot_records_dropped"].get("spans", 0) == 0
+    got = run_json("--config", conf, "retention", "--data", copy, "--now", now)
+    assert got["retention"]["hot_records_dropped"]["spans"] > 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("retention_span_days = 1\n")
+    result = run("--config", bad, "stats", "--data", copy, code=1)
+    assert "unknown setting(s) retention_span_days" in result.output

@@ -164,3 +164,36 @@ def test_settings_are_validated() -> None:
     ):
         with pytest.raises(ValueError, match=match):
             tael.Settings(**bad)  # type: ignore[arg-type]
+    for bad, match in (
+        ({"replicas": ["http://a"]}, "replicas"),
+        ({"replicas": ("ftp://a",)}, "replicas"),
+        ({"replicas": ("http://a", "http://a")}, "twice"),
+        ({"replicas": ("http://a",), "required_acks": 2}, "required_acks"),
+        ({"required_acks": -1}, "required_acks"),
+        ({"replication_timeout_s": 0}, "replication_timeout_s"),
+        ({"standby_listen": "nohost"}, "standby_listen"),
+        ({"cold_uri": ""}, "cold_uri"),
+        ({"cold_cache_bytes": -1}, "cold_cache_bytes"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            tael.Settings(**bad)  # type: ignore[arg-type]
+
+
+def test_settings_from_a_toml_file(tmp_path: Any) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('replicas = ["http://10.0.0.2:4318"]\nrequired_acks = 1\nretention_logs_days = 2.5\n')
+    s = tael.Settings.from_file(good, durability="os")
+    assert s.replicas == ("http://10.0.0.2:4318",) and s.required_acks == 1
+    assert s.retention_logs_days == 2.5 and s.durability == "os" and s.hot_window_s == tael.Settings().hot_window_s
+    for text, match in (
+        ("retention_log_days = 2\n", "unknown setting.*retention_log_days"),
+        ("replicas = [\n", "not valid TOML"),
+        ("durability = 'maybe'\n", "durability"),
+        ("cold_filesystem = 'x'\n", "unknown setting.*cold_filesystem"),
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=match):
+            tael.Settings.from_file(bad)
+    with pytest.raises(ValueError, match="cannot read settings file"):
+        tael.Settings.from_file(tmp_path / "missing.toml")
