@@ -738,13 +738,15 @@ def serve(
 
 
 @main.command()
-@click.argument("data", type=click.Path(file_okay=False, exists=True))
+@click.argument("data", type=click.Path(file_okay=False), required=False)
 @click.option("--url", help="Promote the running standby at URL (tael serve --standby-of) instead of DATA on disk.")
 @_output_option
-def promote(data: str, url: str | None, output: str) -> None:
+def promote(data: str | None, url: str | None, output: str) -> None:
     """Make the standby DATA a writable leader (it must not be open; see --url).
 
     Its old leader is fenced off: a standby of a newer epoch refuses its shipments."""
+    if (data is None) == (url is None):
+        raise CliError("give either the standby's data directory DATA or the --url of a running standby")
     if url is not None:
         import httpx
 
@@ -760,6 +762,7 @@ def promote(data: str, url: str | None, output: str) -> None:
     from ._errors import StoreLockedError
     from ._store import Store
 
+    assert data is not None
     if not _is_store(data):
         raise CliError(f"{data} is not a tael data directory (no hot/data.mdb)")
     settings = _settings(replicas=(), standby_listen=None)
@@ -1285,20 +1288,19 @@ def check_store(data: str | Path) -> dict[str, Any]:
 def _check_cold(
     store: Store, manifest: Sequence[Any], cold: dict[str, Any], problems: list[dict[str, Any]], notes: list[str]
 ) -> None:
-    import pyarrow.parquet as pq
-
     live = set()
     for f in manifest:
-        path = store._cold.path(f)
-        live.add(path.resolve())
+        path = store._cold.describe(f)  # a local path, or a URI (s3://...) for a cold tier on object storage
+        live.add(f.relpath)
         cold["files"] += 1
         cold["rows"] += f.rows
-        if not path.is_file():
+        size = store._cold.stored_size(f)
+        if size is None:
             problems.append(_problem("cold", f"cold file is missing (the manifest lists {f.rows:,} rows)", path))
             continue
-        cold["bytes"] += path.stat().st_size
+        cold["bytes"] += size
         try:
-            meta = pq.read_metadata(path)
+            meta = store._cold.read_footer(f)
         except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
             problems.append(_problem("cold", f"Parquet footer does not read: {_one_line(exc)}", path))
             continue
@@ -1308,14 +1310,12 @@ def _check_cold(
             problems.append(
                 _problem("cold", f"holds {meta.num_row_groups} row groups, the manifest says {f.row_groups}", path)
             )
-    root = store._cold.root
-    if root.is_dir():
-        stray = [p for p in root.rglob("*") if p.is_file() and p.resolve() not in live]
-        if stray:
-            notes.append(
-                f"{len(stray)} files under {root} the manifest does not name (left by an interrupted compaction, "
-                "or one in progress): removed at the next open"
-            )
+    stray = [rel for rel in store._cold.listing() if rel not in live]
+    if stray:
+        notes.append(
+            f"{len(stray)} files under {store._cold.location} the manifest does not name (left by an interrupted "
+            "compaction, or one in progress): removed at the next open"
+        )
 
 
 def _render_check(console: Console, r: dict[str, Any]) -> None:

@@ -379,8 +379,15 @@ def test_failover_after_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> N
         assert leader.wait() == -signal.SIGKILL
         assert len(acked) > 30, f"the load ran ({len(acked)} batches acknowledged)"
 
-        resp = httpx.post(url(ports[0]) + "/replication/promote", timeout=60)
-        assert resp.status_code == 200 and resp.json()["epoch"] == 2
+        via_url = subprocess.run(
+            [sys.executable, "-m", "tael", "promote", "--url", url(ports[0]), "--output", "json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert via_url.returncode == 0 and '"epoch": 2' in via_url.stdout, via_url.stderr
+        again = httpx.post(url(ports[0]) + "/replication/promote", timeout=60)
+        assert again.status_code == 409 and "not a standby" in again.text
         standbys[0].send_signal(signal.SIGTERM)
         standbys[1].send_signal(signal.SIGTERM)
         assert [p.wait(30) for p in standbys] == [0, 0]
