@@ -718,7 +718,8 @@ def serve(
     """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) until SIGTERM or Ctrl-C.
 
     With --replica, DATA is a leader shipping its WAL to those standbys; with
-    --standby-of, DATA is a standby (reads only) until `tael promote`."""
+    --standby-of, DATA is a standby (reads only) until promoted, and ships to
+    its --replica standbys only from then on."""
     from ._server import run_server  # type: ignore[import-not-found, unused-ignore]
 
     overrides: dict[str, Any] = {}
@@ -732,8 +733,6 @@ def serve(
             overrides["required_acks"] = int(required_acks)
         else:
             raise CliError(f"--required-acks must be 'all' or a number, got {required_acks!r}")
-    if standby_of is not None and (replicas or base.replicas):
-        raise CliError("--standby-of and --replica (Settings.replicas) exclude each other: a standby does not ship")
     run_server(data, host=host, port=port, settings=_settings(**overrides), standby_of=standby_of)
 
 

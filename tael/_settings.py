@@ -160,7 +160,8 @@ class Settings:
     replicas: tuple[str, ...] = ()
     """Base URLs of the standbys this store ships its WAL to (for example
     ``("http://10.0.0.2:4318",)``), each a ``tael serve --standby-of`` or a
-    ``Store(path, standby=True)`` with ``standby_listen``. Empty: no replication."""
+    ``Store(path, standby=True)`` with ``standby_listen``. Empty: no replication.
+    A standby ships to its own ``replicas`` only once promoted."""
 
     required_acks: int | None = None
     """How many standbys must have a write durable in their WAL before an insert

@@ -135,8 +135,6 @@ class Store:
         if read_only and standby:
             raise ValueError("a store opens either read_only=True or standby=True, not both")
         s = self.settings
-        if standby and s.replicas:
-            raise ValueError("a standby does not ship to replicas of its own: Settings.replicas must be empty")
         self._cold = open_cold_tier(self.path, s)
         self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
         self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)

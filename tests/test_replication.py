@@ -422,3 +422,22 @@ def check_acked(store: tael.Store, acked: set[tuple[str, int, int]]) -> None:
             assert all(log_count[r.body] == 1 for r in batch_logs(0, th, b)), (sig, th, b)
         else:
             assert all(point_count[p.attributes["id"]] == 1 for p in batch_metrics(0, th, b)), (sig, th, b)
+
+
+def test_a_promoted_standby_ships_to_its_own_replicas(tmp_path: Path) -> None:
+    p_a, p_b = free_port(), free_port()
+    b = standby(tmp_path / "b", p_b)
+    a = standby(tmp_path / "a", p_a, replicas=(url(p_b),))  # used once promoted
+    try:
+        with tael.Store(tmp_path / "leader", tael.Settings(replicas=(url(p_a),))) as leader:
+            leader.insert_spans(spans(7))
+        assert a.replication_status().replicas == (), "a standby ships nothing"
+        assert all_spans(b) == []
+        a.promote()
+        a.insert_spans(spans(2, start=50))
+        assert a.replication_status().replicas[0].state == "streaming"
+        assert all_spans(b) == all_spans(a) and len(all_spans(b)) == 9, "the old leader's history and the new writes"
+        assert b.replication_status().epoch == 2
+    finally:
+        a.close()
+        b.close()
