@@ -90,7 +90,7 @@ class _Replica:
     def __init__(self, url: str, saved: int | None) -> None:
         self.url = url.rstrip("/")
         self.acked: int | None = None
-        self.saved = saved  # position persisted by an earlier checkpoint: retain from here
+        self.position = saved  # last known acked position (persisted at checkpoints): retain from here
         self.state = "connecting"
         self.error: str | None = None
 
@@ -166,14 +166,14 @@ class Leader:
         lsn = durable_lsn
         with self._cv:
             for r in self.replicas:
-                pos = r.acked if r.acked is not None else (r.saved if r.saved is not None else 0)
+                pos = r.acked if r.acked is not None else (r.position if r.position is not None else 0)
                 if durable_lsn - pos <= self.max_retained:
                     lsn = min(lsn, pos)
         return lsn
 
     def save_positions(self) -> None:
         with self._cv:
-            known = {r.url: r.acked for r in self.replicas if r.acked is not None}
+            known = {r.url: r.position for r in self.replicas if r.position is not None}
         if known:
             self._save({u: p for u, p in known.items() if p is not None})
 
@@ -210,6 +210,8 @@ class Leader:
             r.state, r.error = state, error
             if known:
                 r.acked = acked
+                if acked is not None:
+                    r.position = acked
             self._cv.notify_all()
 
     def _ship_loop(self, r: _Replica) -> None:
@@ -259,7 +261,7 @@ class Leader:
                 f"(LSN {ended}): the histories diverged; seed it again"
             )
         with self._cv:
-            r.acked = end
+            r.acked = r.position = end
             self._cv.notify_all()
 
     def _ship_once(self, client: Any, r: _Replica) -> None:

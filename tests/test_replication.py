@@ -165,13 +165,20 @@ def test_required_acks_zero_and_quorum_and_all(tmp_path: Path) -> None:
 
 def test_a_standby_catches_up_from_retained_wal_across_leader_and_standby_restarts(tmp_path: Path) -> None:
     port = free_port()
-    settings = tael.Settings(replicas=(url(port),), required_acks=0, wal_segment_bytes=16 << 10)
+    settings = tael.Settings(
+        replicas=(url(port),),
+        required_acks=0,
+        wal_segment_bytes=16 << 10,
+        replication_max_retained_bytes=256 << 10,  # below the WAL's total length, above the standby's gap
+    )
     sb = standby(tmp_path / "sb", port)
     leader = tael.Store(tmp_path / "leader", settings)
-    leader.insert_spans(spans(10))
-    wait_for(lambda: caught_up(leader), "the first shipment")
+    for b in range(80):
+        leader.insert_spans(spans(10, start=b * 10))
+    wait_for(lambda: caught_up(leader), "the first shipments")
+    assert leader.replication_status().end_lsn > 256 << 10
     sb.close()  # the standby goes away; the leader keeps writing
-    for b in range(1, 40):
+    for b in range(80, 119):
         leader.insert_spans(spans(10, start=b * 10))
     leader.checkpoint()
     assert leader.stats().wal_segments > 5, "segments the standby needs are kept"
@@ -179,12 +186,12 @@ def test_a_standby_catches_up_from_retained_wal_across_leader_and_standby_restar
     leader = tael.Store(tmp_path / "leader", settings)
     leader.checkpoint()
     assert leader.stats().wal_segments > 5, "kept across a leader restart (positions saved at checkpoint)"
-    for b in range(40, 45):
+    for b in range(119, 124):
         leader.insert_spans(spans(10, start=b * 10))
     sb = standby(tmp_path / "sb", port)
     try:
         wait_for(lambda: caught_up(leader), "the standby to catch up", timeout=30)
-        assert all_spans(sb) == all_spans(leader) and len(all_spans(sb)) == 450
+        assert all_spans(sb) == all_spans(leader) and len(all_spans(sb)) == 1240
         leader.checkpoint()
         assert leader.stats().wal_segments <= 2, "once the standby has them, old segments go"
     finally:
