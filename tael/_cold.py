@@ -12,8 +12,8 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ._coldfs import LocalFiles, RemoteFiles, open_files
 from ._errors import StorageError
-from ._fsutil import atomic_write, fsync_dir
 from ._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
 
 log = logging.getLogger(__name__)
@@ -581,16 +581,39 @@ def metric_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any
 
 
 class ColdTier:
-    """The ``<data>/cold`` directory: publishing, reading and deleting Parquet files."""
+    """The cold tier's Parquet files: encoding, publishing, reading and deleting them,
+    wherever they live (``_coldfs``: ``<data>/cold`` by default, or object storage)."""
 
-    def __init__(self, root: Path, *, row_group_rows: int, compression_level: int) -> None:
-        self.root = root
+    def __init__(self, files: LocalFiles | RemoteFiles | Path, *, row_group_rows: int, compression_level: int) -> None:
+        self.files = files if isinstance(files, (LocalFiles, RemoteFiles)) else LocalFiles(files)
         self.row_group_rows = row_group_rows
         self.compression_level = compression_level
         self._footers: dict[int, pq.FileMetaData] = {}
 
+    @property
+    def remote(self) -> bool:
+        """Whether the files are elsewhere than on local disk (read through ``<data>/cache``)."""
+        return self.files.remote
+
+    @property
+    def location(self) -> str:
+        """Where the files are: a directory, or a URI such as ``s3://bucket/prefix``."""
+        return self.files.location
+
+    @property
+    def root(self) -> Path:
+        """The directory of a local cold tier."""
+        if not isinstance(self.files, LocalFiles):
+            raise StorageError(f"the cold tier is at {self.location}, not in a local directory")
+        return self.files.root
+
     def path(self, f: ColdFile) -> Path:
+        """A file's path in a local cold tier."""
         return self.root / f.relpath
+
+    def describe(self, f: ColdFile) -> str:
+        """A file's full path or URI, for messages."""
+        return self.files.describe(f.relpath)
 
     def encode(self, dataset: str, table: pa.Table) -> bytes:
         """Serialise a sorted table as one Parquet file: zstd, dictionaries, statistics,
@@ -614,51 +637,60 @@ class ColdTier:
         )
         return bytes(sink.getvalue().to_pybytes())
 
+    # ------------------------------------------------------------ writes
+
     def publish(self, f: ColdFile, data: bytes) -> None:
-        """Durably place a file (temp, fsync, rename, fsync dir); it is live only
-        once the manifest that names it commits."""
-        target = self.path(f)
-        created = _make_dirs(target.parent)
-        atomic_write(target, data)
-        for d in created:
-            fsync_dir(d.parent)
+        """Durably place a file: locally temp, fsync, rename, fsync dir; on object storage
+        one verified upload. It is live only once the manifest that names it commits.
+        Raises OSError (StorageError for object storage) if the file is not durably there."""
+        self.files.publish(f.relpath, data)
+
+    def discard(self, f: ColdFile) -> None:
+        """Remove a file published for a change that did not commit (best effort: one left
+        behind is an orphan, removed when the store next opens)."""
+        try:
+            self.files.discard(f.relpath)
+        except OSError as exc:
+            log.warning("cannot remove uncommitted cold file %s (an orphan until the next open): %s", f.relpath, exc)
 
     def remove(self, files: Iterable[ColdFile]) -> None:
-        """Unlink files the manifest no longer names (after that change is durable)."""
-        dirs = set()
+        """Delete files the manifest no longer names (after that change is durable)."""
+        files = list(files)
         for f in files:
-            p = self.path(f)
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                log.warning("cold file %s was already gone", p)
-            dirs.add(p.parent)
-        for d in dirs:
-            _remove_if_empty(d)
-            fsync_dir(d.parent if not d.exists() else d)
+            self._footers.pop(f.file_id, None)
+        self.files.delete(f.relpath for f in files)
 
     def sweep_orphans(self, live: set[str]) -> int:
-        """Delete every file under cold/ the manifest does not name: the leftovers of a
+        """Delete every file of the tier the manifest does not name: the leftovers of a
         compaction or merge that crashed before its manifest update committed."""
-        removed = 0
-        if not self.root.exists():
-            return 0
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                p = Path(dirpath) / name
-                rel = p.relative_to(self.root).as_posix()
-                if rel not in live:
-                    log.warning("removing orphan cold file %s (not in the manifest)", p)
-                    p.unlink()
-                    removed += 1
-        for dataset_dir in self.root.iterdir():
-            if dataset_dir.is_dir():
-                for part in dataset_dir.iterdir():
-                    if part.is_dir():
-                        _remove_if_empty(part)
-        if removed:
-            fsync_dir(self.root)
-        return removed
+        return self.files.sweep(live)
+
+    def listing(self) -> list[str]:
+        """Paths (relative to the tier's root) of the files there, live or not."""
+        return self.files.listing()
+
+    def stored_size(self, f: ColdFile) -> int | None:
+        """The size of a file where it is stored; None if it is not there."""
+        return self.files.size(f.relpath)
+
+    def read_footer(self, f: ColdFile) -> pq.FileMetaData:
+        """A file's footer read from where it is stored (never cached: for checks)."""
+        with self.files.open_direct(f.relpath) as src:
+            return pq.read_metadata(src)
+
+    # ------------------------------------------------------------ reads
+
+    def local_paths(self, files: Sequence[ColdFile]) -> list[str] | None:
+        """Paths of the files for engines reading local files; None for a remote tier."""
+        if isinstance(self.files, LocalFiles):
+            return [str(self.files.root / f.relpath) for f in files]
+        return None
+
+    def remote_dataset(self, files: Sequence[ColdFile]) -> ds.Dataset:
+        """The files of one dataset as a pyarrow dataset read from object storage, with
+        the partition column ``date`` (string); for engines such as DuckDB."""
+        assert isinstance(self.files, RemoteFiles) and files
+        return self.files.dataset([(f.relpath, f.size, f.date) for f in files], SCHEMAS[files[0].dataset])
 
     def read(
         self,
@@ -670,10 +702,17 @@ class ColdTier:
         """Rows of the given files matching ``filter`` (row groups whose statistics
         cannot match are skipped)."""
         assert files, "read() needs at least one file"
+        schema = SCHEMAS[files[0].dataset]
         try:
-            dataset = ds.dataset([str(self.path(f)) for f in files], format="parquet", schema=SCHEMAS[files[0].dataset])
-            return dataset.to_table(columns=columns, filter=filter)
-        except FileNotFoundError:
+            with ExitStack() as stack:
+                sources = [stack.enter_context(self.files.open(f.relpath, f.size)) for f in files]
+                if all(isinstance(src, str) for src in sources):
+                    dataset = ds.dataset(sources, format="parquet", schema=schema)
+                else:
+                    fmt = ds.ParquetFileFormat()
+                    dataset = ds.FileSystemDataset([fmt.make_fragment(src) for src in sources], schema, fmt)
+                return dataset.to_table(columns=columns, filter=filter)
+        except (FileNotFoundError, StorageError):
             raise
         except OSError as exc:
             if exc.errno == errno.ENOENT or "No such file" in str(exc):
@@ -685,21 +724,21 @@ class ColdTier:
     def read_all(self, f: ColdFile, columns: list[str] | None = None) -> pa.Table:
         """One whole file, in its row order."""
         try:
-            return pq.read_table(self.path(f), columns=columns, schema=SCHEMAS[f.dataset])
-        except FileNotFoundError:
-            raise
+            with self.files.open(f.relpath, f.size) as src:
+                return pq.read_table(src, columns=columns, schema=SCHEMAS[f.dataset])
         except pa.ArrowInvalid as exc:
             raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
 
     def row_group_sizes(self, f: ColdFile) -> list[int]:
-        meta = pq.ParquetFile(self.path(f)).metadata
+        meta = self._metadata(f)
         return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
     def _metadata(self, f: ColdFile) -> pq.FileMetaData:
         """A file's footer, cached: files never change once published."""
         meta = self._footers.get(f.file_id)
         if meta is None:
-            meta = pq.read_metadata(self.path(f))
+            with self.files.open(f.relpath, f.size) as src:
+                meta = pq.read_metadata(src)
             if len(self._footers) >= _FOOTER_CACHE:
                 self._footers.pop(next(iter(self._footers)))
             self._footers[f.file_id] = meta
@@ -752,36 +791,21 @@ class ColdTier:
 
     def read_row_groups(self, f: ColdFile, row_groups: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
         try:
-            pf = pq.ParquetFile(self.path(f), metadata=self._metadata(f))
-            return pf.read_row_groups(list(row_groups), columns=list(columns) if columns is not None else None)
-        except FileNotFoundError:
-            raise
+            metadata = self._metadata(f)
+            with self.files.open(f.relpath, f.size) as src:
+                pf = pq.ParquetFile(src, metadata=metadata)
+                return pf.read_row_groups(list(row_groups), columns=list(columns) if columns is not None else None)
         except pa.ArrowInvalid as exc:
             raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
 
 
 def open_cold_tier(data_dir: Path, settings: Any) -> ColdTier:
-    """The cold tier a store's settings name (``Settings.cold_uri``); default ``<data>/cold``."""
+    """The cold tier a store's settings name (``Settings.cold_uri``, ``cold_filesystem``):
+    ``<data>/cold`` by default, a local directory, or object storage read through a
+    local cache in ``<data>/cache``. Raises StorageError if the data directory's cold
+    files are elsewhere (``_coldfs.LOCATION_FILE``), ValueError on bad settings."""
     return ColdTier(
-        data_dir / "cold",
+        open_files(data_dir, settings),
         row_group_rows=settings.cold_row_group_rows,
         compression_level=settings.cold_compression_level,
     )
-
-
-def _make_dirs(path: Path) -> list[Path]:
-    """mkdir -p, returning the directories created (outermost first) so their parents
-    can be fsynced once something durable is in them."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    for d in reversed(missing):
-        d.mkdir(exist_ok=True)
-    return list(reversed(missing))
-
-
-def _remove_if_empty(d: Path) -> None:
-    if d.is_dir() and not any(d.iterdir()):
-        d.rmdir()

@@ -8,6 +8,7 @@ import errno
 import fcntl
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,16 +24,18 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes, *, sync: bool = True, unique: bool = False) -> None:
     """Publish ``data`` at ``path`` all-or-nothing: write ``path.partial``, fsync,
     rename over ``path``, fsync the directory. A crash leaves the old file or the
     new one, never a mix; a leftover ``.partial`` is garbage to delete.
 
     ``sync=False`` skips both fsyncs, for a caller that publishes many files and
     then makes them durable together with :func:`sync_filesystem` before anything
-    refers to them."""
+    refers to them. ``unique=True`` names the temporary file after the process and
+    thread, for a path several processes may publish at once (the same bytes)."""
     target = Path(path)
-    tmp = target.with_name(target.name + ".partial")
+    tag = f".{os.getpid()}.{threading.get_ident()}" if unique else ""
+    tmp = target.with_name(f"{target.name}{tag}.partial")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)

@@ -253,7 +253,7 @@ class Compactor:
     def _discard(self, added: Sequence[_NewFile]) -> None:
         """Remove files published for a change that did not commit (else: orphans at next open)."""
         for new in added:
-            self.cold.path(new.file).unlink(missing_ok=True)
+            self.cold.discard(new.file)
 
     # ------------------------------------------------------------ small-file merges
 

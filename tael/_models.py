@@ -136,7 +136,10 @@ class StoreStats:
     counts live Parquet files of every dataset, rollups included. ``blobs`` is the
     number of distinct payload texts in the blob store, ``blob_raw_bytes`` their
     UTF-8 size and ``disk_bytes["blobs"]`` what they take on disk;
-    ``index_documents`` counts committed full-text index documents."""
+    ``index_documents`` counts committed full-text index documents. With the cold
+    tier on object storage, ``disk_bytes["cold"]`` is the bytes of its live files in
+    the bucket and ``disk_bytes["cache"]`` the local cache of them. ``replication``
+    is the store's role and its standbys' lag (see :class:`ReplicationStatus`)."""
 
     signals: dict[str, SignalStats]
     disk_bytes: dict[str, int]

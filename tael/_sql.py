@@ -42,6 +42,11 @@ def _hot_tables(store: Store, txn: Any) -> dict[str, pa.Table]:
     }
 
 
+def _gone(exc: Exception) -> bool:
+    text = str(exc)
+    return "No such file" in text or "not found" in text.lower()
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -59,23 +64,36 @@ def run_sql(store: Store, query: str) -> pa.Table:
         try:
             for name, table in _hot_tables(store, txn).items():
                 con.register(f"_hot_{name}", table)
-                files = [str(store._cold.path(f)) for f in manifest if f.dataset == name]
-                if files:
-                    listed = ", ".join(_quote(p) for p in files)
+                files = [f for f in manifest if f.dataset == name]
+                paths = store._cold.local_paths(files)
+                if not files:
+                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM _hot_{name}")
+                elif paths is not None:
+                    listed = ", ".join(_quote(p) for p in paths)
                     con.execute(
                         f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}]) "
                         f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
                     )
-                else:
-                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM _hot_{name}")
+                else:  # object storage: scanned through pyarrow, with the hive date column as read_parquet gives it
+                    con.register(f"_cold_{name}", store._cold.remote_dataset(files))
+                    con.execute(
+                        f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(date AS DATE) AS date) FROM _cold_{name} "
+                        f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
+                    )
             try:
                 relation = con.sql(query)
                 return pa.table({}) if relation is None else relation.to_arrow_table()
             except duckdb.IOException as exc:
-                if "No such file" in str(exc) or "not found" in str(exc).lower():
+                if _gone(exc):
                     raise FileNotFoundError(str(exc)) from exc  # a cold file went away: read again
                 raise StorageError(f"SQL query failed reading the store: {exc}") from exc
             except duckdb.Error as exc:
+                if store._cold.remote and ("NO_SUCH_KEY" in str(exc) or "Path does not exist" in str(exc)):
+                    raise FileNotFoundError(str(exc)) from exc  # from the pyarrow scan: read again
+                if store._cold.remote and "AWS Error" in str(exc):
+                    raise StorageError(
+                        f"SQL query failed reading the cold tier at {store._cold.location}: {exc}"
+                    ) from exc
                 raise ValidationError(f"SQL error: {exc}") from exc
         finally:
             con.close()

@@ -1261,7 +1261,9 @@ class Store:
                 disk_bytes={
                     "wal": dir_size(self.path / "wal"),
                     "hot": dir_size(self.path / "hot"),
-                    "cold": dir_size(self.path / "cold"),
+                    # a cold tier elsewhere counts what the manifest names (bytes in the bucket)
+                    "cold": sum(f.size for f in manifest) if self._cold.remote else dir_size(self._cold.root),
+                    "cache": dir_size(self.path / "cache"),
                     "blobs": dir_size(self.path / "blobs"),
                     "index": dir_size(self.path / "index"),
                 },
