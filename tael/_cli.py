@@ -549,6 +549,14 @@ def stats_tables(st: StoreStats) -> list[Table]:
         ("index documents", f"{st.index_documents:,}"),
     ):
         other.add_row(_t(what), _t(value))
+    rep = st.replication
+    if rep is not None:
+        other.add_row(_t("replication"), _t(f"{rep.role}, epoch {rep.epoch}, WAL end {rep.end_lsn:,}"))
+        if rep.leader_url:
+            other.add_row(_t("leader"), _t(rep.leader_url))
+        for r in rep.replicas:  # live positions: only in the process that ships (tael serve's /metrics)
+            lag = "?" if r.lag_bytes is None else _bytes(r.lag_bytes)
+            other.add_row(_t(f"standby {r.url}"), _t(f"{r.state}, {lag} behind"))
     return [signals, disk, other]
 
 

@@ -465,6 +465,8 @@ def test_stats(store_dir: Path) -> None:
     assert got["signals"]["spans"]["count"] == 84 and got["cold_records"]["spans"] > 0 and got["blobs"] == 1
     out = run("stats", "--data", store_dir).stdout
     assert "84" in out and "120" in out and "payload blobs" in out and "2023-11-14 22:16:20.000Z" in out
+    assert got["replication"]["role"] == "leader" and got["replication"]["epoch"] == 1
+    assert "leader, epoch 1" in out
 
 
 # ---------------------------------------------------------------- commands that change the store
