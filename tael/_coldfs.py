@@ -28,6 +28,7 @@ import os
 import re
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -53,11 +54,21 @@ LOCATION_FILE = "cold-location.json"
 """``<data>/cold-location.json``: where a store's cold files are, once it has published one
 outside ``<data>/cold``. Opening the store with settings naming another place fails."""
 
+OWNER_OBJECT = "_tael_owner.json"
+"""``<prefix>/_tael_owner.json`` on a remote cold tier: ``{"owner": "<hex>"}``, the id of the
+data directory whose cold files the prefix holds (also in its ``cold-location.json``).
+Another data directory is refused there: each sweeps orphans by its own manifest, so two
+stores sharing a prefix would delete each other's files."""
+
 _ATOMIC_PUT = frozenset({"s3", "gcs"})
 """Filesystems (``FileSystem.type_name``) whose writes appear all at once, on close."""
 
 Source: TypeAlias = "str | pa.NativeFile"
 """What the Parquet readers open: a local path, or an open file (a cached or downloaded copy)."""
+
+
+class LocationTaken(StorageError):
+    """The cold location holds another data directory's files (``OWNER_OBJECT``)."""
 
 
 class LocalFiles:
@@ -248,6 +259,9 @@ class RemoteFiles:
         self._fetching = [threading.Lock() for _ in range(64)]
         self._undeleted: set[str] = set()
         """Files whose delete failed (the store unreachable): retried before each publish."""
+        self.owner: str | None = None
+        """This data directory's id at this location (None until its first file goes there)."""
+        self._claimed = False
         self._attempted: OrderedDict[str, None] = OrderedDict()
         """The latest uploads tried: only those can need discarding (an upload that failed
         may still have landed), not the files of a change it stopped before they were sent."""
@@ -264,6 +278,7 @@ class RemoteFiles:
         """Upload a file and verify it is there whole; raises StorageError otherwise (the
         caller then keeps the records where they are)."""
         _record_location(self)
+        self.claim()
         if self._undeleted:
             self._delete_keys(sorted(self._undeleted), missing_ok=True)
         key = self.key(rel)
@@ -288,6 +303,44 @@ class RemoteFiles:
                 f"{info.size if info.type == pafs.FileType.File else 'no'} bytes stored, {len(data)} sent"
             )
         self.cache.put(rel, data)  # the bytes are in hand: the first read needs no download
+
+    def claim(self) -> None:
+        """Make sure the prefix is this data directory's (``OWNER_OBJECT``), marking it so
+        on first use; raises StorageError if it belongs to another."""
+        if self._claimed:
+            return
+        key = self.key(OWNER_OBJECT)
+        try:
+            with self.fs.open_input_stream(key) as f:
+                found = json.loads(f.read())["owner"]
+        except FileNotFoundError:
+            found = None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.describe(OWNER_OBJECT)}: {_one_line(exc)}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StorageError(f"{self.describe(OWNER_OBJECT)} is not a tael owner marker: {exc}") from exc
+        if found is not None and found != self.owner:
+            raise LocationTaken(
+                f"the cold location {self.location} holds the cold files of another tael data directory "
+                f"(owner {found}; this one is {self.owner}): two stores must never share a cold prefix, "
+                "since each deletes files its own manifest does not name. Give this store its own Settings.cold_uri"
+            )
+        if found is None:
+            assert self.owner is not None, "the location is recorded before it is claimed"
+            body = json.dumps({"owner": self.owner}).encode() + b"\n"
+            try:
+                if self.atomic_put:
+                    with self.fs.open_output_stream(key) as out:
+                        out.write(body)
+                else:
+                    if self.base:
+                        self.fs.create_dir(self.base, recursive=True)
+                    with self.fs.open_output_stream(key + ".partial") as out:
+                        out.write(body)
+                    self.fs.move(key + ".partial", key)
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.describe(OWNER_OBJECT)}: {_one_line(exc)}") from exc
+        self._claimed = True
 
     def delete(self, rels: Iterable[str]) -> None:
         """Delete files the manifest no longer names. A failure is logged, not raised (the
@@ -336,8 +389,13 @@ class RemoteFiles:
         """Delete the files under ``base`` in tael's layout that the manifest does not name.
         An unreachable store is logged, not raised: the store opens, and the orphans
         (only ever of a change that did not commit) wait for the next open."""
+        if self.owner is None:
+            return 0  # nothing of this store was ever sent here: no orphans of its own
         try:
+            self.claim()  # another store's prefix raises: its files are not orphans of ours
             rels = self.listing()
+        except LocationTaken:
+            raise
         except StorageError as exc:
             log.warning("cannot look for orphan cold files in %s (left for the next open): %s", self.location, exc)
             return 0
@@ -509,7 +567,13 @@ def _check_location(data_dir: Path, files: LocalFiles | RemoteFiles, is_default:
     elsewhere."""
     marker = data_dir / LOCATION_FILE
     try:
-        recorded = json.loads(marker.read_text())["location"]
+        record = json.loads(marker.read_text())
+        recorded = record["location"]
+        if isinstance(files, RemoteFiles) and recorded == files.location:
+            files.owner = record.get("owner")
+            if files.owner is None:  # recorded before owners were: give it one now
+                files.owner = record["owner"] = uuid.uuid4().hex
+                atomic_write(marker, json.dumps(record).encode() + b"\n")
     except FileNotFoundError:
         recorded = None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -534,7 +598,10 @@ def _record_location(files: LocalFiles | RemoteFiles) -> None:
     """Before a store's first cold file goes outside ``<data>/cold``, record where."""
     marker = files.location_file
     if marker is not None and not marker.exists():
-        atomic_write(marker, json.dumps({"location": files.location}).encode() + b"\n")
+        if isinstance(files, RemoteFiles) and files.owner is None:
+            files.owner = uuid.uuid4().hex
+        record = {"location": files.location, "owner": getattr(files, "owner", None)}
+        atomic_write(marker, json.dumps(record).encode() + b"\n")
     files.location_file = None
 
 

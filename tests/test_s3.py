@@ -252,8 +252,16 @@ class Backend:
         raise NotImplementedError
 
     def files(self) -> list[str]:
-        """Every file at the location, relative to the tier's root."""
+        """Every file at the location, relative to the tier's root (on a remote location,
+        the owner marker aside: ``data_files`` checks it is there)."""
         raise NotImplementedError
+
+    def data_files(self) -> list[str]:
+        files = self.files()
+        if self.remote:
+            assert "_tael_owner.json" in files, "a remote location is marked with its owner"
+            files.remove("_tael_owner.json")
+        return files
 
     def partitions(self) -> set[str]:
         """Every ``<dataset>/date=...`` directory at the location (on S3: a prefix with
@@ -354,7 +362,7 @@ class ColdTierContract:
                 assert sql_answers(store) == want_sql, name
                 live = live_files(store)
                 assert live == want_files, name  # the same files, merges included
-                assert backend.files() == live, name  # merged and expired files are gone from the location
+                assert backend.data_files() == live, name  # merged and expired files are gone from the location
                 assert backend.partitions() == {p.rpartition("/")[0] for p in live}, name  # dropped ones leave nothing
                 assert all(LAYOUT.fullmatch(p) for p in live)
 
@@ -372,7 +380,7 @@ class ColdTierContract:
             want_answers, want_sql, _ = reference["retained"]
             assert answers(store) == want_answers
             assert sql_answers(store) == want_sql
-            assert backend.files() == live_files(store)
+            assert backend.data_files() == live_files(store)
         with tael.Store(data, settings, read_only=True) as reader:
             assert reader.query_traces(limit=1000) == want_answers[1]
 
@@ -393,7 +401,7 @@ class ColdTierContract:
             assert len(reader.query_traces(limit=100)) == 30
             assert set(orphans) <= set(backend.files())
         with tael.Store(data, settings) as store:
-            kept = [p for p in backend.files() if not LAYOUT.fullmatch(p)]
+            kept = [p for p in backend.data_files() if not LAYOUT.fullmatch(p)]
             assert [p for p in backend.files() if LAYOUT.fullmatch(p)] == live == live_files(store)
             assert kept == ([] if backend.default else ["notes/readme.txt", "spans/other.parquet"])
             assert len(store.query_traces(limit=100)) == 30
@@ -441,6 +449,8 @@ def _compacted_s3_store(s3: S3Server, data: Path, **kw: Any) -> tuple[str, tael.
 def test_the_dataset_on_s3_reads_without_tael(s3: S3Server, tmp_path: Path) -> None:
     bucket, settings = _compacted_s3_store(s3, tmp_path / "data")
     keys = s3.keys(bucket)
+    assert "prefix/_tael_owner.json" in keys  # which data directory the prefix belongs to
+    keys.remove("prefix/_tael_owner.json")
     assert keys and all(k.startswith("prefix/") and LAYOUT.fullmatch(k[len("prefix/") :]) for k in keys)
 
     # pyarrow, hive partitioning, straight from the bucket
@@ -510,7 +520,8 @@ def test_an_unreachable_bucket_fails_compaction_and_keeps_every_record_hot(tmp_p
             want = answers(store)
             server.stop()
             started = time.monotonic()
-            with pytest.raises(tael.StorageError, match="uploading cold file s3://"):
+            # the first call that needs the bucket fails: the owner check, or the upload itself
+            with pytest.raises(tael.StorageError, match=r"(uploading cold file|cannot read) s3://"):
                 store.compact(T0 + 3 * DAY)
             assert time.monotonic() - started < 30
             assert store.stats().hot_records == {"spans": len(SPANS), "logs": len(LOGS), "metrics": len(POINTS)}
@@ -524,7 +535,8 @@ def test_an_unreachable_bucket_fails_compaction_and_keeps_every_record_hot(tmp_p
             store.compact(T0 + 3 * DAY)
             assert store.stats().hot_records == {"spans": 0, "logs": 0, "metrics": 0}
             assert answers(store) == want
-            assert [k[len("t/") :] for k in server.keys(bucket)] == live_files(store)  # no orphans, no duplicates
+            keys = [k[len("t/") :] for k in server.keys(bucket)]
+            assert keys == ["_tael_owner.json", *live_files(store)]  # no orphans, no duplicates
             spans = ds.dataset(f"{bucket}/t/spans", filesystem=server.fs(), format="parquet").to_table()
             assert sorted(spans.column("span_id").to_pylist()) == sorted(s.span_id for s in SPANS)
 
@@ -562,7 +574,7 @@ def test_an_upload_that_times_out_fails_the_step(tmp_path: Path) -> None:
         with tael.Store(tmp_path / "data", tael.Settings(cold_filesystem=fs, cold_uri="bucket/t")) as store:
             store.insert_spans(SPANS[:30])
             started = time.monotonic()
-            with pytest.raises(tael.StorageError, match="uploading cold file"):
+            with pytest.raises(tael.StorageError, match=r"(uploading cold file|cannot read) s3://"):
                 store.compact(T0 + DAY)
             assert time.monotonic() - started < 20
             assert store.stats().hot_records["spans"] == 30
@@ -607,3 +619,18 @@ def test_settings_naming_another_place_for_the_cold_files_are_refused(s3: S3Serv
         tael.Store(tmp_path / "bad", tael.Settings(cold_uri="s3://b/p", cold_s3_access_key="k"))
     with tael.Store(tmp_path / "on-s3", settings) as store:  # the right settings still open it
         assert len(store.query_traces(limit=1000)) == len(SPANS)
+
+
+def test_two_data_directories_cannot_share_a_cold_prefix(s3: S3Server, tmp_path: Path) -> None:
+    """Each store sweeps what its own manifest does not name: sharing a prefix (say, a
+    leader and its standby given one config file) would delete the other's files."""
+    bucket, settings = _compacted_s3_store(s3, tmp_path / "first")
+    before = sorted(s3.keys(bucket))
+    with tael.Store(tmp_path / "second", settings) as second:  # opens: it has sent nothing there
+        second.insert_spans(SPANS[:3])
+        with pytest.raises(tael.StorageError, match="another tael data directory"):
+            second.compact(T0 + 3 * DAY)
+        assert second.stats().hot_records["spans"] == 3, "nothing evicted"
+    assert sorted(s3.keys(bucket)) == before, "the first store's files are untouched"
+    with tael.Store(tmp_path / "first", settings) as first:
+        assert len(first.query_traces(limit=1000)) == len(SPANS)
