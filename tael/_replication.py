@@ -121,9 +121,10 @@ class Leader:
         self.batch_bytes = batch_bytes
         self.max_retained = max_retained_bytes
         self._save = save_positions
-        self._cv = threading.Condition()
+        self._cv = threading.Condition()  # replica states and acks: commits wait on it
+        self._data = threading.Condition()  # the durable end: idle shippers wait on it
         self.durable = durable_lsn
-        self._stopping = False
+        self._stop = threading.Event()
         self._threads = [
             threading.Thread(target=self._ship_loop, args=(r,), name=f"tael-ship:{r.url}", daemon=True)
             for r in self.replicas
@@ -137,9 +138,9 @@ class Leader:
     # ------------------------------------------------------------ commit side
 
     def notify(self, durable_lsn: int) -> None:
-        with self._cv:
+        with self._data:
             self.durable = max(self.durable, durable_lsn)
-            self._cv.notify_all()
+            self._data.notify_all()
 
     def wait_acked(self, end: int) -> None:
         """Return once ``required_acks`` standbys hold the WAL up to ``end`` durably."""
@@ -149,7 +150,7 @@ class Leader:
         with self._cv:
             while sum(1 for r in self.replicas if r.acked is not None and r.acked >= end) < self.required:
                 left = deadline - time.monotonic()
-                if left <= 0 or self._stopping:
+                if left <= 0 or self._stop.is_set():
                     states = ", ".join(
                         f"{r.url}: {r.state}" + (f" ({r.error})" if r.error else "") for r in self.replicas
                     )
@@ -191,9 +192,10 @@ class Leader:
             )
 
     def close(self) -> None:
-        with self._cv:
-            self._stopping = True
-            self._cv.notify_all()
+        self._stop.set()
+        for cv in (self._cv, self._data):
+            with cv:
+                cv.notify_all()
         for t in self._threads:
             if t.is_alive():
                 t.join()
@@ -219,7 +221,7 @@ class Leader:
 
         backoff = _BACKOFF_MIN_S
         with httpx.Client(timeout=self.timeout_s) as client:
-            while not self._stopping:
+            while not self._stop.is_set():
                 try:
                     if r.acked is None:
                         self._handshake(client, r)
@@ -237,9 +239,7 @@ class Leader:
                 except Exception as exc:  # keep shipping: a bug here must not stop replication silently
                     log.exception("standby %s: shipping failed", r.url)
                     self._set(r, "down", f"{type(exc).__name__}: {exc}", None, known=True)
-                with self._cv:
-                    if not self._stopping:
-                        self._cv.wait(backoff)
+                self._stop.wait(backoff)  # new writes do not cut a backoff short
                 backoff = min(backoff * 2, _BACKOFF_MAX_S)
 
     def _handshake(self, client: Any, r: _Replica) -> None:
@@ -267,9 +267,10 @@ class Leader:
     def _ship_once(self, client: Any, r: _Replica) -> None:
         with self._cv:
             acked = r.acked
-            assert acked is not None
-            if self.durable <= acked:
-                self._cv.wait(_IDLE_S)
+        assert acked is not None
+        with self._data:
+            if self.durable <= acked and not self._stop.is_set():
+                self._data.wait(_IDLE_S)  # woken by new durable WAL only, not by other standbys' acks
             durable = self.durable
         frames = read_frames(self.wal_dir, acked, durable, self.batch_bytes) if durable > acked else []
         ident = self.identity
