@@ -138,7 +138,7 @@ class StoreStats:
     UTF-8 size and ``disk_bytes["blobs"]`` what they take on disk;
     ``index_documents`` counts committed full-text index documents. With the cold
     tier on object storage, ``disk_bytes["cold"]`` is the bytes of its live files in
-    the bucket and ``disk_bytes["cache"]`` the local cache of them. ``replication``
+    the bucket and ``disk_bytes["cache"]`` (only then present) the local cache of them. ``replication``
     is the store's role and its standbys' lag (see :class:`ReplicationStatus`)."""
 
     signals: dict[str, SignalStats]

@@ -1263,7 +1263,7 @@ class Store:
                     "hot": dir_size(self.path / "hot"),
                     # a cold tier elsewhere counts what the manifest names (bytes in the bucket)
                     "cold": sum(f.size for f in manifest) if self._cold.remote else dir_size(self._cold.root),
-                    "cache": dir_size(self.path / "cache"),
+                    **({"cache": dir_size(self.path / "cache")} if self._cold.remote else {}),
                     "blobs": dir_size(self.path / "blobs"),
                     "index": dir_size(self.path / "index"),
                 },
