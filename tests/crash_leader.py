@@ -8,11 +8,10 @@ Prints "ready", then "ack <signal> 0 <thread> <batch>" after each insert returns
 from __future__ import annotations
 
 import sys
-import threading
 
 import tael
 
-from .crash_writer import batch_logs, batch_metrics, batch_spans
+from .crash_writer import write_forever
 
 
 def main() -> None:
@@ -20,28 +19,7 @@ def main() -> None:
     settings = tael.Settings(
         wal_segment_bytes=64 << 10, replicas=replicas, required_acks=None, replication_timeout_s=30
     )
-    store = tael.Store(data, settings)
-    out_lock = threading.Lock()
-
-    def work(th: int) -> None:
-        b = 0
-        while True:
-            for signal, make, insert in (
-                ("spans", batch_spans, store.insert_spans),
-                ("logs", batch_logs, store.insert_logs),
-                ("metrics", batch_metrics, store.insert_metrics),
-            ):
-                insert(make(0, th, b))
-                with out_lock:
-                    sys.stdout.write(f"ack {signal} 0 {th} {b}\n")
-                    sys.stdout.flush()
-            b += 1
-
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    for th in range(threads):
-        threading.Thread(target=work, args=(th,), daemon=True).start()
-    threading.Event().wait()
+    write_forever(tael.Store(data, settings), 0, threads)
 
 
 if __name__ == "__main__":

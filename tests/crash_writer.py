@@ -48,7 +48,12 @@ def batch_metrics(rnd: int, th: int, b: int) -> list[tael.MetricPoint]:
 def main() -> None:
     data, rnd, threads, durability = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     settings = tael.Settings(durability=durability, wal_segment_bytes=64 << 10, max_unapplied_records=2_000)
-    store = tael.Store(data, settings)
+    write_forever(tael.Store(data, settings), rnd, threads)
+
+
+def write_forever(store: tael.Store, rnd: int, threads: int) -> None:
+    """Print "ready", then insert batches from ``threads`` threads until killed,
+    printing "ack <signal> <round> <thread> <batch>" after each insert returns."""
     out_lock = threading.Lock()
 
     def work(th: int) -> None:
