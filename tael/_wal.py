@@ -280,22 +280,24 @@ class Wal:
         """
         if self._fd is None:
             raise StorageError("the WAL is closed")
+        plan: list[tuple[bool, bytes]] = []  # (starts a new segment, frame): checked whole before writing
+        end = self.end_lsn
+        for lsn, frame in frames:
+            if lsn < end:
+                continue
+            if lsn != end and lsn != end + SEGMENT_HEADER_SIZE:
+                raise ReplicationError(f"shipped WAL record at LSN {lsn} does not follow this WAL's end at LSN {end}")
+            plan.append((lsn != end, frame))
+            end = lsn + len(frame)
         run: list[bytes] = []
         try:
             if self._dirty:
                 self._restore()
-            for lsn, frame in frames:
-                end = self.end_lsn + sum(len(f) for f in run)
-                if lsn < end:
-                    continue
-                if lsn == end + SEGMENT_HEADER_SIZE:
+            for rotate, frame in plan:
+                if rotate:
                     self._write_run(run)
                     run = []
                     self._rotate()
-                elif lsn != end:
-                    raise ReplicationError(
-                        f"shipped WAL record at LSN {lsn} does not follow this WAL's end at LSN {end}"
-                    )
                 run.append(frame)
             self._write_run(run)
             os.fdatasync(self._fd)

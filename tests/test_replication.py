@@ -448,3 +448,34 @@ def test_a_promoted_standby_ships_to_its_own_replicas(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_wal_append_at_copies_segments_skips_repeats_and_refuses_a_gap_whole(tmp_path: Path) -> None:
+    from tael._wal import RecordType, Wal, encode_frame, read_frames
+
+    def wal(name: str) -> Wal:
+        w = Wal(tmp_path / name, segment_bytes=4096, max_record_bytes=1 << 20, fsync=True)
+        list(w.recover(0))
+        return w
+
+    leader, copy = wal("leader"), wal("copy")
+    frames = [
+        encode_frame(RecordType.SPANS, [bytes([i]) * 700], compress_min=1 << 20, level=1, max_bytes=1 << 20)
+        for i in range(20)
+    ]
+    for f in frames:
+        leader.append([f])
+    assert leader.segment_count > 2
+    shipped = read_frames(leader.dir, 16, leader.end_lsn, max_bytes=1 << 20)
+    assert [f for _lsn, f in shipped] == frames
+    gap = [shipped[0], shipped[2]]
+    with pytest.raises(tael.ReplicationError, match="does not follow"):
+        copy.append_at(gap)
+    assert copy.end_lsn == 16, "nothing of a shipment with a gap is written"
+    assert copy.append_at(shipped[:5]) == shipped[4][0] + len(shipped[4][1])
+    assert copy.append_at(shipped) == leader.end_lsn, "frames it holds are skipped"
+    leader.close()
+    copy.close()
+    names = sorted(p.name for p in (tmp_path / "leader").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "copy").iterdir())
+    assert all((tmp_path / "leader" / n).read_bytes() == (tmp_path / "copy" / n).read_bytes() for n in names)
