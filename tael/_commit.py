@@ -120,8 +120,8 @@ class CommitPipeline:
             self._wal_busy = True
             self._inflight += 1
         try:
+            start = self.durable_lsn  # everything before it is queued for the hot tier already
             with self.io:
-                start = self.wal.end_lsn
                 end = self.wal.append_at([(lsn, frame) for lsn, _t, _r, frame in items])
             tickets = []
             for lsn, rtype, rows, frame in items:

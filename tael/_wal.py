@@ -289,6 +289,7 @@ class Wal:
                 raise ReplicationError(f"shipped WAL record at LSN {lsn} does not follow this WAL's end at LSN {end}")
             plan.append((lsn != end, frame))
             end = lsn + len(frame)
+        entry = (self._base, self._size, list(self._bases))
         run: list[bytes] = []
         try:
             if self._dirty:
@@ -303,11 +304,29 @@ class Wal:
             os.fdatasync(self._fd)
         except OSError as exc:
             try:
-                self._restore()
+                self._roll_back(*entry)
             except OSError as again:
+                self._dirty = True  # cut back before the next append
                 log.error("WAL %s: could not cut back a failed append: %s", self._active_path(), again)
             raise StorageError(f"WAL append to {self._active_path()} failed: {exc}") from exc
         return self.end_lsn
+
+    def _roll_back(self, base: int, size: int, bases: list[int]) -> None:
+        """Undo a failed ``append_at`` whole: delete the segments it started, reopen the
+        one that was active and cut it back to its size then (all or nothing, so the
+        WAL's end never runs past what the commit pipeline queued for the hot tier)."""
+        if self._base != base:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            for b in self._bases:
+                if b not in bases:
+                    (self.dir / segment_name(b)).unlink(missing_ok=True)
+            fsync_dir(self.dir)
+            self._bases = bases
+            self._open_active(base, self.dir / segment_name(base), size)
+        self._size = size
+        self._restore()
 
     def _write_run(self, run: list[bytes]) -> None:
         if not run:

@@ -479,3 +479,31 @@ def test_wal_append_at_copies_segments_skips_repeats_and_refuses_a_gap_whole(tmp
     names = sorted(p.name for p in (tmp_path / "leader").iterdir())
     assert names == sorted(p.name for p in (tmp_path / "copy").iterdir())
     assert all((tmp_path / "leader" / n).read_bytes() == (tmp_path / "copy" / n).read_bytes() for n in names)
+
+
+def test_a_failed_fsync_on_the_standby_keeps_nothing_half_received(
+    pair: tuple[tael.Store, tael.Store, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The standby's fdatasync fails once: the shipment is cut back whole, the leader
+    ships it again, and every acknowledged span ends up applied on the standby."""
+    import errno
+
+    leader, sb, _port = pair
+    real = os.fdatasync
+    armed = threading.Event()
+
+    def flaky(fd: int) -> None:
+        if armed.is_set() and sb._wal is not None and fd == sb._wal._fd:
+            armed.clear()
+            raise OSError(errno.EIO, "injected I/O error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", flaky)
+    leader.insert_spans(spans(10))
+    armed.set()
+    leader.insert_spans(spans(10, start=10))  # its first shipment fails on the standby, the retry lands
+    assert not armed.is_set(), "the failure was injected"
+    leader.insert_spans(spans(10, start=20))
+    assert len(all_spans(sb)) == 30 and all_spans(sb) == all_spans(leader)
+    lw, sw = wal_bytes(leader.path), wal_bytes(sb.path)
+    assert all(lw[n] == sw[n] for n in set(lw) & set(sw))
