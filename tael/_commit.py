@@ -65,6 +65,9 @@ class CommitPipeline:
         self.apply_groups = 0
         self.indexer: Indexer | None = None
         """Receives every applied batch, in LSN order (set before the first commit)."""
+        self.standby_retain_bytes = 0
+        """On a standby with replicas of its own: WAL kept behind the end for them, so
+        they can follow it once it is promoted (its leader's positions are unknown here)."""
         self.leader: Leader | None = None
         """Ships durable WAL to standbys; commits wait for its acks (set on a leader with replicas)."""
         self._applier = threading.Thread(target=self._apply_loop, name=f"tael-apply:{hot.path}", daemon=True)
@@ -248,6 +251,8 @@ class CommitPipeline:
             lsn = min(lsn, self.indexer.committed_lsn)
         if self.leader is not None:
             lsn = min(lsn, self.leader.retain_from(self.durable_lsn))
+        if self.standby_retain_bytes:
+            lsn = min(lsn, max(self.durable_lsn - self.standby_retain_bytes, 0))
         return lsn
 
     def checkpoint(self) -> int:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ._errors import ReplicationError, StandbyError, TaelError
+from ._errors import ReplicationError, TaelError
 from ._models import ReplicaStatus
 from ._wal import read_frames
 
@@ -225,11 +225,13 @@ class Leader:
                 try:
                     if r.acked is None:
                         self._handshake(client, r)
-                    self._ship_once(client, r)
-                    backoff = _BACKOFF_MIN_S
-                    continue
+                    if self._ship_once(client, r):
+                        backoff = _BACKOFF_MIN_S
+                        continue
                 except httpx.HTTPError as exc:
                     self._set(r, "down", f"{type(exc).__name__}: {exc}", None, known=True)
+                except _Unavailable as exc:
+                    self._set(r, "down", str(exc), None, known=True)
                 except _Refused as exc:
                     self._set(r, "refused", str(exc), None, known=True)
                     backoff = _BACKOFF_MAX_S
@@ -252,6 +254,7 @@ class Leader:
         if st.get("store_id") not in (None, self.identity.store_id):
             raise _Refused("it holds another store (its store id differs from this leader's)")
         epoch, end = int(st["epoch"]), int(st["end_lsn"])
+        self._check_not_ahead(end)
         if epoch > self.identity.epoch:
             raise _Refused(f"it follows epoch {epoch}, newer than this leader's {self.identity.epoch}: fenced off")
         ended = self.identity.epoch_end(epoch) if epoch else None
@@ -264,7 +267,20 @@ class Leader:
             r.acked = r.position = end
             self._cv.notify_all()
 
-    def _ship_once(self, client: Any, r: _Replica) -> None:
+    def _check_not_ahead(self, end: int) -> None:
+        """A standby's WAL never legitimately runs past its leader's: if it does, this
+        leader lost WAL it had shipped (a restore, a repair), and acks from it would be false."""
+        with self._data:
+            durable = self.durable
+        if end > durable:
+            raise _Refused(
+                f"its WAL (to LSN {end}) runs past this leader's durable end (LSN {durable}): it holds records "
+                "this leader does not; seed it again"
+            )
+
+    def _ship_once(self, client: Any, r: _Replica) -> bool:
+        """Send one shipment (or an empty one after an idle second); whether the
+        standby's position moved or it took the shipment."""
         with self._cv:
             acked = r.acked
         assert acked is not None
@@ -287,20 +303,33 @@ class Leader:
             use_bin_type=True,
         )
         resp = client.post(f"{r.url}/replication/wal", content=body, headers={"content-type": "application/x-tael-wal"})
-        if resp.status_code == 409:
-            answer = msgpack.unpackb(resp.content, raw=False)
-            if answer.get("fatal"):
-                raise _Refused(answer.get("error", "refused"))
-            self._set(r, "streaming", None, int(answer["end_lsn"]), known=True)  # resume from where it is
-            return
-        if resp.status_code != 200:
+        if resp.status_code == 503:
+            raise _Unavailable(f"the standby cannot take WAL now: {resp.text[:200]}")
+        if resp.status_code not in (200, 409):
             raise _Refused(f"HTTP {resp.status_code}: {resp.text[:200]}")
-        answer = msgpack.unpackb(resp.content, raw=False)
-        self._set(r, "streaming", None, int(answer["end_lsn"]), known=True)
+        try:
+            answer = msgpack.unpackb(resp.content, raw=False)
+            end = int(answer["end_lsn"])
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+            raise _Refused(
+                f"HTTP {resp.status_code} with an answer that does not read: {resp.content[:200]!r}"
+            ) from exc
+        if resp.status_code == 409 and answer.get("fatal"):
+            raise _Refused(str(answer.get("error", "refused")))
+        self._check_not_ahead(end)
+        if resp.status_code == 409:
+            self._set(r, "streaming", str(answer.get("error")), end, known=True)  # resume from where it is
+            return end != acked  # no move: back off rather than send the same again at once
+        self._set(r, "streaming", None, end, known=True)
+        return True
 
 
 class _Refused(TaelError):
-    pass
+    """The standby will not take this leader's WAL: retried only slowly."""
+
+
+class _Unavailable(TaelError):
+    """The standby answered but cannot take WAL now (closing, hot tier refusing writes)."""
 
 
 # ---------------------------------------------------------------- standby
@@ -347,6 +376,30 @@ def check_shipment(ident: Identity, end_lsn: int, msg: dict[str, Any]) -> Identi
     return None
 
 
+_SHIPMENT_FIELDS = {"protocol": int, "epoch": int, "history": list, "from": int, "leader_end": int, "frames": list}
+
+
+def parse_shipment(raw: bytes) -> dict[str, Any]:
+    """A shipment's msgpack body, its shape checked; ValueError names what is wrong."""
+    try:
+        msg = msgpack.unpackb(raw, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise ValueError(f"not msgpack: {exc}") from exc
+    if not isinstance(msg, dict):
+        raise ValueError("not a map")
+    for name, kind in _SHIPMENT_FIELDS.items():
+        if not isinstance(msg.get(name), kind) or isinstance(msg.get(name), bool):
+            raise ValueError(f"field {name!r} must be {kind.__name__}, got {type(msg.get(name)).__name__}")
+    if not (msg.get("store_id") is None or isinstance(msg["store_id"], bytes)):
+        raise ValueError("field 'store_id' must be bytes or nil")
+    if not all(isinstance(h, list) and len(h) == 2 and all(type(v) is int for v in h) for h in msg["history"]):
+        raise ValueError("field 'history' must be [[epoch, lsn], ...]")
+    for f in msg["frames"]:
+        if not (isinstance(f, list) and len(f) == 2 and type(f[0]) is int and isinstance(f[1], bytes)):
+            raise ValueError("field 'frames' must be [[lsn, frame bytes], ...]")
+    return msg
+
+
 def routes(store: Store) -> list[Any]:
     """The replication endpoints a standby serves (and every ``tael serve`` answers)."""
     from starlette.concurrency import run_in_threadpool
@@ -367,18 +420,14 @@ def routes(store: Store) -> list[Any]:
     async def wal(request: Request) -> Response:
         raw = await request.body()
         try:
-            msg = msgpack.unpackb(raw, raw=False)
-            if not isinstance(msg, dict) or not isinstance(msg.get("frames"), list):
-                raise ValueError("not a shipment")
-        except (ValueError, msgpack.UnpackException) as exc:
+            msg = parse_shipment(raw)
+        except ValueError as exc:
             return JSONResponse({"error": f"malformed shipment: {exc}"}, status_code=400)
         try:
             end = await run_in_threadpool(store._receive_shipment, msg)
         except Conflict as exc:
             body = {"error": str(exc), "end_lsn": exc.end_lsn, "fatal": exc.fatal}
             return Response(msgpack.packb(body, use_bin_type=True), status_code=409, media_type=media)
-        except (ReplicationError, StandbyError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=409)
         except TaelError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
         return Response(msgpack.packb({"end_lsn": end}, use_bin_type=True), media_type=media)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +235,7 @@ class Settings:
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
         values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
-        return replace(cls(**values), **overrides)
+        return cls(**{**values, **overrides})
 
     def __post_init__(self) -> None:
         if self.durability not in _DURABILITY:

@@ -24,6 +24,7 @@ from . import _analytics, _codec, _rollup
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
+from ._coldfs import LOCATION_FILE
 from ._commit import CommitPipeline
 from ._errors import (
     CorruptionError,
@@ -182,7 +183,9 @@ class Store:
                 )
                 self._pipeline.indexer = self._indexer
                 if self._identity.role == LEADER and s.replicas:
-                    self._start_leader()
+                    self._start_leader(self._identity)
+                elif s.replicas:  # a standby keeps WAL for its own standbys-to-be (see promote)
+                    self._pipeline.standby_retain_bytes = s.replication_max_retained_bytes
                 self._pipeline.checkpoint()
                 if self._identity.role == STANDBY and s.standby_listen is not None:
                     self._endpoint = Endpoint(self, s.standby_listen)
@@ -221,12 +224,18 @@ class Store:
                 f"Store.promote() or `tael promote {self.path}`"
             )
         if ident.role == LEADER and standby:
+            if self._cold.remote and (self.path / LOCATION_FILE).exists():
+                raise StandbyError(
+                    f"{self.path} was a leader whose cold files are at {self._cold.location}: as a standby it "
+                    "would share them with its leader, and each store deletes what its own manifest does not "
+                    "name. Set up the standby empty, with its own Settings.cold_uri (docs/scaling.md)"
+                )
             log.warning("%s was a leader (epoch %d) and is opened as a standby", self.path, ident.epoch)
             ident.role = STANDBY
             self._hot.put_meta({_IDENTITY: ident.pack()})
         return ident
 
-    def _start_leader(self) -> None:
+    def _start_leader(self, identity: Identity) -> None:
         assert self._pipeline is not None and self._wal is not None
         s = self.settings
         saved = {}
@@ -239,7 +248,7 @@ class Store:
             self._hot.put_meta({_REPLICA_POS + u.encode(): p.to_bytes(8, "big") for u, p in positions.items()})
 
         self._leader = Leader(
-            identity=self._identity,
+            identity=identity,
             wal_dir=self._wal.dir,
             replicas=s.replicas,
             required_acks=s.required_acks,
@@ -479,10 +488,11 @@ class Store:
                 None,
             )
             self._hot.put_meta({_IDENTITY: promoted.pack()})
+            if self.settings.replicas:
+                self._start_leader(promoted)  # before client writes are let in: each waits for its acks
+            pipeline.standby_retain_bytes = 0  # the leader's standby positions hold the WAL from now on
             self._identity = promoted
             log.warning("%s promoted to leader: epoch %d from LSN %d", self.path, epoch, end)
-            if self.settings.replicas:
-                self._start_leader()
 
     def set_leader_url(self, url: str | None) -> None:
         """Record where this standby's leader is (shown in errors, status and metrics)."""
@@ -536,8 +546,14 @@ class Store:
             for lsn, raw in msg["frames"]:
                 if lsn < end:
                     continue
-                frame = verify_frame(raw, lsn, self.settings.wal_max_record_bytes)
-                rows = self._frame_rows(frame) if frame.rtype != RecordType.PAD else []
+                try:
+                    frame = verify_frame(raw, lsn, self.settings.wal_max_record_bytes)
+                except ReplicationError as exc:  # damaged on the way: the leader sends it again
+                    raise Conflict(str(exc), end_lsn=end, fatal=False) from exc
+                try:
+                    rows = self._frame_rows(frame) if frame.rtype != RecordType.PAD else []
+                except (StorageError, CorruptionError) as exc:  # a record this version cannot apply
+                    raise Conflict(f"cannot apply shipped WAL: {exc}", end_lsn=end, fatal=True) from exc
                 items.append((lsn, frame.rtype, rows, raw))
             if items:
                 try:

@@ -434,16 +434,21 @@ def check_acked(store: tael.Store, acked: set[tuple[str, int, int]]) -> None:
 def test_a_promoted_standby_ships_to_its_own_replicas(tmp_path: Path) -> None:
     p_a, p_b = free_port(), free_port()
     b = standby(tmp_path / "b", p_b)
-    a = standby(tmp_path / "a", p_a, replicas=(url(p_b),))  # used once promoted
+    small = {"wal_segment_bytes": 16 << 10}
+    a = standby(tmp_path / "a", p_a, replicas=(url(p_b),), **small)  # used once promoted
     try:
-        with tael.Store(tmp_path / "leader", tael.Settings(replicas=(url(p_a),))) as leader:
-            leader.insert_spans(spans(7))
+        with tael.Store(tmp_path / "leader", tael.Settings(replicas=(url(p_a),), **small)) as leader:
+            for n in range(20):
+                leader.insert_spans(spans(10, start=n * 10))
+        a.checkpoint()
+        kept = sorted(int(p.stem) for p in (tmp_path / "a" / "wal").glob("*.wal"))
+        assert len(kept) > 3 and kept[0] == 0, "a standby with replicas of its own keeps WAL for them"
         assert a.replication_status().replicas == (), "a standby ships nothing"
         assert all_spans(b) == []
         a.promote()
-        a.insert_spans(spans(2, start=50))
+        a.insert_spans(spans(2, start=500))
         assert a.replication_status().replicas[0].state == "streaming"
-        assert all_spans(b) == all_spans(a) and len(all_spans(b)) == 9, "the old leader's history and the new writes"
+        assert all_spans(b) == all_spans(a) and len(all_spans(b)) == 202, "the old leader's history and new writes"
         assert b.replication_status().epoch == 2
     finally:
         a.close()
@@ -507,3 +512,46 @@ def test_a_failed_fsync_on_the_standby_keeps_nothing_half_received(
     assert len(all_spans(sb)) == 30 and all_spans(sb) == all_spans(leader)
     lw, sw = wal_bytes(leader.path), wal_bytes(sb.path)
     assert all(lw[n] == sw[n] for n in set(lw) & set(sw))
+
+
+def test_a_standby_ahead_of_its_leader_is_refused(tmp_path: Path) -> None:
+    """A leader restored from an older copy must not count acks from a standby that
+    holds WAL past its end: its new records would land at LSNs the standby skips."""
+    import shutil
+
+    port = free_port()
+    sb = standby(tmp_path / "sb", port)
+    settings = tael.Settings(replicas=(url(port),), replication_timeout_s=1.0)
+    try:
+        with tael.Store(tmp_path / "leader", settings) as leader:
+            leader.insert_spans(spans(5))
+        shutil.copytree(tmp_path / "leader", tmp_path / "backup")
+        with tael.Store(tmp_path / "leader", settings) as leader:
+            leader.insert_spans(spans(5, start=5))
+        (tmp_path / "backup" / "LOCK").unlink(missing_ok=True)
+        with tael.Store(tmp_path / "backup", settings) as restored:
+            with pytest.raises(tael.ReplicationError):
+                restored.insert_spans(spans(1, start=100))
+            wait_for(lambda: restored.replication_status().replicas[0].state == "refused", "the refusal")
+            assert "runs past this leader's durable end" in (restored.replication_status().replicas[0].last_error or "")
+        assert len(all_spans(sb)) == 10
+    finally:
+        sb.close()
+
+
+def test_malformed_shipments_get_400_naming_the_field(pair: tuple[tael.Store, tael.Store, int]) -> None:
+    import msgpack
+
+    _leader, _sb, port = pair
+    good = {"protocol": 1, "store_id": None, "epoch": 1, "history": [[1, 0]], "from": 16, "leader_end": 16}
+    for body, field in (
+        (b"\xc1 not msgpack", "not msgpack"),
+        (msgpack.packb([1, 2]), "not a map"),
+        (msgpack.packb({**good, "frames": "x"}), "'frames'"),
+        (msgpack.packb({**good, "frames": [[16, "text"]]}), "'frames'"),
+        (msgpack.packb({**good, "epoch": "1", "frames": []}), "'epoch'"),
+        (msgpack.packb({**good, "history": [[1]], "frames": []}), "'history'"),
+    ):
+        resp = httpx.post(url(port) + "/replication/wal", content=body)
+        assert resp.status_code == 400 and field in resp.json()["error"], (body, resp.text)
+    assert httpx.get(url(port) + "/replication/status").status_code == 200, "it keeps serving"

@@ -634,3 +634,12 @@ def test_two_data_directories_cannot_share_a_cold_prefix(s3: S3Server, tmp_path:
     assert sorted(s3.keys(bucket)) == before, "the first store's files are untouched"
     with tael.Store(tmp_path / "first", settings) as first:
         assert len(first.query_traces(limit=1000)) == len(SPANS)
+
+
+def test_a_leader_with_its_cold_tier_on_s3_is_not_turned_into_a_standby(s3: S3Server, tmp_path: Path) -> None:
+    """A copy seeded from such a leader would share its prefix (and its owner id)."""
+    _bucket, settings = _compacted_s3_store(s3, tmp_path / "data")
+    with pytest.raises(tael.StandbyError, match=r"its own Settings\.cold_uri"):
+        tael.Store(tmp_path / "data", settings, standby=True)
+    with tael.Store(tmp_path / "data", settings) as store:  # still the leader it was
+        assert not store.standby and len(store.query_traces(limit=1000)) == len(SPANS)

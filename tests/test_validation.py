@@ -185,6 +185,9 @@ def test_settings_from_a_toml_file(tmp_path: Any) -> None:
     s = tael.Settings.from_file(good, durability="os")
     assert s.replicas == ("http://10.0.0.2:4318",) and s.required_acks == 1
     assert s.retention_logs_days == 2.5 and s.durability == "os" and s.hot_window_s == tael.Settings().hot_window_s
+    two = tmp_path / "two.toml"
+    two.write_text("required_acks = 2\n")
+    assert tael.Settings.from_file(two, replicas=("http://a", "http://b")).required_acks == 2, "overrides first"
     for text, match in (
         ("retention_log_days = 2\n", "unknown setting.*retention_log_days"),
         ("replicas = [\n", "not valid TOML"),
