@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import StorageError, StoreClosedError
@@ -34,11 +34,14 @@ _APPLY_GROUP_RECORDS = 50_000  # most records the applier puts in one LMDB trans
 
 
 class _Ticket:
-    __slots__ = ("end", "error", "frame", "lsn", "rows", "rtype")
+    __slots__ = ("decode", "end", "error", "frame", "lsn", "n", "rows", "rtype")
 
     def __init__(self, rtype: int, rows: Sequence[Any], frame: bytes) -> None:
         self.rtype = rtype
         self.rows = rows
+        self.n = len(rows)
+        self.decode: Callable[[], Sequence[Any]] | None = None
+        """Shipped frames: decoded into ``rows`` by the applier, after the standby acked them."""
         self.frame = frame
         self.lsn = self.end = -1
         self.error: BaseException | None = None
@@ -106,10 +109,12 @@ class CommitPipeline:
             self.leader.wait_acked(ticket.end)
         return ticket.lsn, ticket.end
 
-    def commit_shipped(self, items: list[tuple[int, int, Sequence[Any], bytes]]) -> int:
+    def commit_shipped(self, items: list[tuple[int, int, int, bytes, Callable[[], Sequence[Any]]]]) -> int:
         """Standby: make frames shipped by the leader durable in the WAL at the leader's
         LSNs and queue them for the hot tier, as ``commit`` does for local writes.
-        ``items`` are (lsn, record type, rows, frame); returns the WAL's end LSN."""
+        ``items`` are (lsn, record type, record count, frame, decode): the applier
+        decodes the rows, so the standby acknowledges without waiting for that.
+        Returns the WAL's end LSN."""
         with self._apply_cv:
             while self._unapplied >= self.max_unapplied and not self._stopping:
                 if self.apply_error is not None:
@@ -125,19 +130,20 @@ class CommitPipeline:
         try:
             start = self.durable_lsn  # everything before it is queued for the hot tier already
             with self.io:
-                end = self.wal.append_at([(lsn, frame) for lsn, _t, _r, frame in items])
+                end = self.wal.append_at([(lsn, frame) for lsn, _t, _n, frame, _d in items])
             tickets = []
-            for lsn, rtype, rows, frame in items:
+            for lsn, rtype, n, frame, decode in items:
                 if lsn < start:
                     continue  # received before (a retried shipment)
-                t = _Ticket(rtype, rows, b"")
+                t = _Ticket(rtype, (), b"")
+                t.n, t.decode = n, decode
                 t.lsn, t.end = lsn, lsn + len(frame)
                 tickets.append(t)
             if tickets:
                 self.fsync_groups += 1
                 with self._apply_cv:
                     for t in tickets:
-                        self._unapplied += len(t.rows)
+                        self._unapplied += t.n
                     self._apply_queue.extend(tickets)
                     self.durable_lsn = end
                     self._apply_cv.notify_all()
@@ -174,7 +180,7 @@ class CommitPipeline:
             for t, (lsn, end) in zip(group, positions, strict=True):
                 t.frame = b""  # the WAL has it now
                 t.lsn, t.end = lsn, end
-                self._unapplied += len(t.rows)
+                self._unapplied += t.n
             self._apply_queue.extend(group)
             self.durable_lsn = group[-1].end
             self._apply_cv.notify_all()
@@ -208,9 +214,12 @@ class CommitPipeline:
                 while self._apply_queue and count < _APPLY_GROUP_RECORDS:
                     t = self._apply_queue.popleft()
                     group.append(t)
-                    count += len(t.rows)
-            batches = [(t.rtype, t.rows, t.lsn, t.end) for t in group]
+                    count += t.n
             try:
+                for t in group:
+                    if t.decode is not None:
+                        t.rows, t.decode = t.decode(), None
+                batches = [(t.rtype, t.rows, t.lsn, t.end) for t in group]
                 self.hot.apply(batches)
             except Exception as exc:
                 log.error("hot tier apply failed (%d batches wait in the WAL; retrying): %s", len(group), exc)

@@ -6,6 +6,8 @@ writes through the commit pipeline and reads through the tiers.
 
 from __future__ import annotations
 
+import functools
+import io
 import itertools
 import logging
 import math
@@ -18,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import msgpack
 import pyarrow.compute as pc
 
 from . import _analytics, _codec, _rollup
@@ -542,7 +545,7 @@ class Store:
             if adopt is not None:
                 self._hot.put_meta({_IDENTITY: adopt.pack()})
                 self._identity = adopt
-            items: list[tuple[int, int, Sequence[Any], bytes]] = []
+            items: list[tuple[int, int, int, bytes, Callable[[], Sequence[Any]]]] = []
             for lsn, raw in msg["frames"]:
                 if lsn < end:
                     continue
@@ -550,11 +553,21 @@ class Store:
                     frame = verify_frame(raw, lsn, self.settings.wal_max_record_bytes)
                 except ReplicationError as exc:  # damaged on the way: the leader sends it again
                     raise Conflict(str(exc), end_lsn=end, fatal=False) from exc
-                try:
-                    rows = self._frame_rows(frame) if frame.rtype != RecordType.PAD else []
-                except (StorageError, CorruptionError) as exc:  # a record this version cannot apply
-                    raise Conflict(f"cannot apply shipped WAL: {exc}", end_lsn=end, fatal=True) from exc
-                items.append((lsn, frame.rtype, rows, raw))
+                if frame.rtype == RecordType.PAD:
+                    items.append((lsn, frame.rtype, 0, raw, list))
+                    continue
+                if frame.rtype not in _ROW_OF:
+                    raise Conflict(
+                        f"cannot apply shipped WAL: the record at LSN {lsn} has type {frame.rtype}, unknown to "
+                        "this version of tael (is the leader newer?)",
+                        end_lsn=end,
+                        fatal=True,
+                    )
+                try:  # the count only: the applier decodes the rows once the frame is acked
+                    count = msgpack.Unpacker(io.BytesIO(frame.payload)).read_array_header()
+                except (ValueError, msgpack.UnpackException) as exc:
+                    raise Conflict(f"cannot apply shipped WAL at LSN {lsn}: {exc}", end_lsn=end, fatal=True) from exc
+                items.append((lsn, frame.rtype, count, raw, functools.partial(self._frame_rows, frame)))
             if items:
                 try:
                     end = pipeline.commit_shipped(items)
