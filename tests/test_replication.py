@@ -555,3 +555,30 @@ def test_malformed_shipments_get_400_naming_the_field(pair: tuple[tael.Store, ta
         resp = httpx.post(url(port) + "/replication/wal", content=body)
         assert resp.status_code == 400 and field in resp.json()["error"], (body, resp.text)
     assert httpx.get(url(port) + "/replication/status").status_code == 200, "it keeps serving"
+
+
+def test_a_record_type_the_standby_does_not_know_is_refused_for_good(
+    pair: tuple[tael.Store, tael.Store, int],
+) -> None:
+    import msgpack
+
+    from tael._wal import encode_frame
+
+    leader, sb, port = pair
+    leader.insert_spans(spans(2))
+    st = msgpack.unpackb(httpx.get(url(port) + "/replication/status").content)
+    frame = encode_frame(9, [b"x"], compress_min=1 << 20, level=1, max_bytes=1 << 20)
+    body = {
+        "protocol": 1,
+        "store_id": st["store_id"],
+        "epoch": st["epoch"],
+        "history": [[1, 0]],
+        "from": st["end_lsn"],
+        "leader_end": st["end_lsn"] + len(frame),
+        "frames": [[st["end_lsn"], frame]],
+    }
+    resp = httpx.post(url(port) + "/replication/wal", content=msgpack.packb(body, use_bin_type=True))
+    answer = msgpack.unpackb(resp.content)
+    assert resp.status_code == 409 and answer["fatal"] and "type 9" in answer["error"]
+    assert answer["end_lsn"] == st["end_lsn"] and sb.replication_status().end_lsn == st["end_lsn"], "nothing written"
+    assert len(all_spans(sb)) == 2
