@@ -757,7 +757,7 @@ def promote(data: str | None, url: str | None, output: str) -> None:
     if url is not None:
         import httpx
 
-        resp = httpx.post(f"{url.rstrip('/')}/replication/promote", timeout=60)
+        resp = httpx.post(f"{url.rstrip('/')}/replication/promote", json={}, timeout=60)
         if resp.status_code != 200:
             raise CliError(f"{url} refused to promote: {resp.text}")
         answer = resp.json()
