@@ -552,6 +552,8 @@ def stats_tables(st: StoreStats) -> list[Table]:
     rep = st.replication
     if rep is not None:
         other.add_row(_t("replication"), _t(f"{rep.role}, epoch {rep.epoch}, WAL end {rep.end_lsn:,}"))
+        if rep.store_id:
+            other.add_row(_t("store id"), _t(rep.store_id))  # what a standby's --leader-store-id names
         if rep.leader_url:
             other.add_row(_t("leader"), _t(rep.leader_url))
         for r in rep.replicas:  # live positions: only in the process that ships (tael serve's /metrics)

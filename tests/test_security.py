@@ -246,6 +246,13 @@ def test_each_route_answers_401_or_403_by_scope_and_health_stays_open(tmp_path: 
                 assert httpx.get(srv.url + path).status_code == 200, path
             assert httpx.get(srv.url + "/no/such/route").status_code == 401, "nothing is told to strangers"
             assert httpx.get(srv.url + "/no/such/route", headers=bearer(TOKENS["ingest"])).status_code == 404
+            scraped = httpx.get(srv.url + "/metrics", headers=bearer(TOKENS["query"])).text
+            counted = {
+                line.split('"')[1]: float(line.split()[-1])
+                for line in scraped.splitlines()
+                if line.startswith("tael_http_refused_total{")
+            }
+            assert counted == {"401": 22.0, "403": 21.0}, counted  # 7 routes x 3 (+1 unknown path), 7 x 3 scopes
         finally:
             srv.close()
         assert not store.standby and store.replication_status().epoch == 1
