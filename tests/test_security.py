@@ -453,6 +453,18 @@ def test_a_standby_takes_wal_only_from_the_store_it_was_set_up_for(tmp_path: Pat
         standby(other_id.hex())  # a standby holding one store is not re-pointed at another by a setting
 
 
+def test_an_embedded_standby_endpoint_is_guarded_like_tael_serve(tmp_path: Path, auth_file: Path) -> None:
+    port = free_port()
+    with pytest.raises(tael.ConfigurationError, match=r"refusing to serve on '0\.0\.0\.0' without authentication"):
+        tael.Store(tmp_path / "sb", tael.Settings(standby_listen=f"0.0.0.0:{port}"), standby=True)
+    settings = tael.Settings(standby_listen=f"127.0.0.1:{port}", auth_file=str(auth_file))
+    with tael.Store(tmp_path / "sb", settings, standby=True):  # the refusal above left the directory unlocked
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(url + "/replication/status").status_code == 401
+        assert httpx.get(url + "/replication/status", headers=bearer(TOKENS["replication"])).status_code == 200
+        assert httpx.get(url + "/replication/status", headers={"host": "evil.example"}).status_code == 421
+
+
 def test_a_leader_without_the_right_token_is_refused_with_what_to_fix(tmp_path: Path, auth_file: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -628,6 +640,15 @@ def test_a_leader_ships_over_https_verifying_the_standby_with_its_ca(
             leader.insert_spans([make_span(name="over https")])  # synchronous: durable on the standby on return
             assert [s.name for s in sb.query_traces()] == ["over https"]
             assert leader.replication_status().replicas[0].state == "streaming"
+        env = {**os.environ, "TAEL_TOKEN": TOKENS["admin"]}
+        promote = [sys.executable, "-m", "tael", "promote", "--url", url]
+        unverified = subprocess.run(promote, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+        assert unverified.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in unverified.stderr and sb.standby
+        done = subprocess.run(
+            [*promote, "--ca-file", str(pki["ca"])], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+        )
+        assert done.returncode == 0 and "epoch 2" in done.stdout, done.stderr
+        assert not sb.standby
     finally:
         sb.close()
     with pytest.raises(tael.ConfigurationError, match="replication_ca_file"):
