@@ -361,9 +361,7 @@ def _check_access(resp: Any) -> None:
             "Settings.replication_token_file to a file holding a token of the standby's auth file"
         )
     if code == 403:
-        raise _Refused(
-            "the standby's auth file does not give this leader's token the 'replication' scope (HTTP 403)"
-        )
+        raise _Refused("the standby's auth file does not give this leader's token the 'replication' scope (HTTP 403)")
     if code == 404 and b"replication is off" in resp.content:
         raise _Refused("it is not a standby: its replication endpoint is off (HTTP 404)")
 

@@ -614,13 +614,9 @@ def run_server(
         store.set_leader_url(standby_of)
     maintenance = Maintenance(store, interval_s=maintenance_interval_s).start()
     try:
-        app = create_app(
-            store, maintenance=maintenance, tokens=tokens, allowed_hosts=_auth.host_check(settings, host)
-        )
+        app = create_app(store, maintenance=maintenance, tokens=tokens, allowed_hosts=_auth.host_check(settings, host))
         tls = _auth.tls_options(settings)
-        config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", **tls
-        )
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", **tls)
         server = uvicorn.Server(config)
         if threading.current_thread() is threading.main_thread():
             # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal to the handler
