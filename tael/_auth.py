@@ -413,7 +413,7 @@ class Guard:
                 self.refused(code)
             await _reply(send, path, headers.get("content-type", ""), code, message, extra)
             return
-        if not self.roots:
+        if not self.roots or scope.get("method") == "HEAD":  # a HEAD answer has no body to scrub
             await self.app(scope, receive, send)
             return
         await self.app(scope, receive, _Scrubber(send, self.roots).send)
