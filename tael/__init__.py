@@ -8,6 +8,7 @@ applied to the LMDB hot tier; see docs/architecture.md.
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    ConfigurationError,
     CorruptionError,
     ReadOnlyError,
     ReplicationError,
@@ -84,6 +85,7 @@ __all__ = [
     "BackgroundWriter",
     "Comment",
     "CompactionReport",
+    "ConfigurationError",
     "CorrelateReport",
     "CorruptionError",
     "DamagedRegion",

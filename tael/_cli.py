@@ -552,6 +552,8 @@ def stats_tables(st: StoreStats) -> list[Table]:
     rep = st.replication
     if rep is not None:
         other.add_row(_t("replication"), _t(f"{rep.role}, epoch {rep.epoch}, WAL end {rep.end_lsn:,}"))
+        if rep.store_id:
+            other.add_row(_t("store id"), _t(rep.store_id))  # what a standby's --leader-store-id names
         if rep.leader_url:
             other.add_row(_t("leader"), _t(rep.leader_url))
         for r in rep.replicas:  # live positions: only in the process that ships (tael serve's /metrics)
@@ -720,18 +722,84 @@ def _render_demo(console: Console, r: DemoResult) -> None:
     metavar="URL",
     help="Serve DATA as a standby of the leader at URL: it takes the leader's WAL on /replication/wal.",
 )
+@click.option(
+    "--leader-store-id",
+    metavar="HEX",
+    help="With --standby-of: take WAL only from the store with this id (the leader's `tael stats`).",
+)
+@click.option(
+    "--auth-file",
+    type=click.Path(dir_okay=False),
+    help="TOML file of [[tokens]] (token, scopes) that every request but /health/* must present as a bearer token.",
+)
+@click.option(
+    "--allow-unauthenticated",
+    is_flag=True,
+    help="Serve a non-loopback --host without --auth-file (refused otherwise).",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host name requests may carry besides localhost, 127.0.0.1 and [::1] (repeat for several).",
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate chain: serve HTTPS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option(
+    "--replication-token-file",
+    type=click.Path(dir_okay=False),
+    help="File holding the bearer token this leader presents to its --replica standbys.",
+)
+@click.option(
+    "--replication-ca-file",
+    type=click.Path(dir_okay=False),
+    help="PEM CA certificates that verify https:// --replica standbys.",
+)
 def serve(
-    data: str, host: str, port: int, replicas: tuple[str, ...], required_acks: str | None, standby_of: str | None
+    data: str,
+    host: str,
+    port: int,
+    replicas: tuple[str, ...],
+    required_acks: str | None,
+    standby_of: str | None,
+    leader_store_id: str | None,
+    auth_file: str | None,
+    allow_unauthenticated: bool,
+    allowed_hosts: tuple[str, ...],
+    tls_cert: str | None,
+    tls_key: str | None,
+    replication_token_file: str | None,
+    replication_ca_file: str | None,
 ) -> None:
     """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) until SIGTERM or Ctrl-C.
 
     With --replica, DATA is a leader shipping its WAL to those standbys; with
     --standby-of, DATA is a standby (reads only) until promoted, and ships to
-    its --replica standbys only from then on."""
+    its --replica standbys only from then on.
+
+    A --host other than a loopback address needs --auth-file (or
+    --allow-unauthenticated); see "Security" in docs/server.md."""
     from ._server import run_server  # type: ignore[import-not-found, unused-ignore]
 
     overrides: dict[str, Any] = {}
     base = _settings()
+    for name, value in (
+        ("standby_leader_store_id", leader_store_id),
+        ("auth_file", auth_file),
+        ("tls_cert_file", tls_cert),
+        ("tls_key_file", tls_key),
+        ("replication_token_file", replication_token_file),
+        ("replication_ca_file", replication_ca_file),
+    ):
+        if value is not None:
+            overrides[name] = value
+    if allow_unauthenticated:
+        overrides["allow_unauthenticated"] = True
+    if allowed_hosts:
+        overrides["allowed_hosts"] = tuple(dict.fromkeys(base.allowed_hosts + allowed_hosts))
+    if leader_store_id is not None and standby_of is None:
+        raise CliError("--leader-store-id is for a standby: give --standby-of too")
     if replicas:
         overrides["replicas"] = tuple(dict.fromkeys(base.replicas + replicas))
     if required_acks is not None:
@@ -747,17 +815,45 @@ def serve(
 @main.command()
 @click.argument("data", type=click.Path(file_okay=False), required=False)
 @click.option("--url", help="Promote the running standby at URL (tael serve --standby-of) instead of DATA on disk.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="With --url: file holding a bearer token with the admin scope (or set TAEL_TOKEN).",
+)
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="With an https:// --url: PEM CA certificates.")
 @_output_option
-def promote(data: str | None, url: str | None, output: str) -> None:
+def promote(data: str | None, url: str | None, token_file: str | None, ca_file: str | None, output: str) -> None:
     """Make the standby DATA a writable leader (it must not be open; see --url).
 
-    Its old leader is fenced off: a standby of a newer epoch refuses its shipments."""
+    Its old leader is fenced off: a standby of a newer epoch refuses its shipments.
+    A standby serving with --auth-file wants a token with the admin scope:
+    --token-file FILE, or the token itself in the environment variable TAEL_TOKEN."""
     if (data is None) == (url is None):
         raise CliError("give either the standby's data directory DATA or the --url of a running standby")
     if url is not None:
+        import os
+        import ssl
+
         import httpx
 
-        resp = httpx.post(f"{url.rstrip('/')}/replication/promote", timeout=60)
+        from ._auth import read_token_file
+
+        headers = {}
+        token = read_token_file(token_file, "--token-file") if token_file else os.environ.get("TAEL_TOKEN", "").strip()
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        verify: ssl.SSLContext | bool = True
+        if ca_file is not None:
+            try:
+                verify = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise CliError(f"cannot use --ca-file {ca_file}: {exc}") from None
+        try:
+            resp = httpx.post(
+                f"{url.rstrip('/')}/replication/promote", json={}, headers=headers, verify=verify, timeout=60
+            )
+        except httpx.HTTPError as exc:
+            raise CliError(f"cannot reach {url}: {exc}") from None
         if resp.status_code != 200:
             raise CliError(f"{url} refused to promote: {resp.text}")
         answer = resp.json()

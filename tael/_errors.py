@@ -58,3 +58,9 @@ class ReplicationError(TaelError):
 class StandbyError(ReadOnlyError):
     """A client write reached a standby: standbys take writes only from their leader
     until promoted (``Store.promote()``, ``tael promote``)."""
+
+
+class ConfigurationError(TaelError, ValueError):
+    """A configuration file or option is invalid or unusable (an auth file, a token
+    file, TLS certificate files, a bind address that needs authentication); the
+    message names the file, entry or option at fault, never a secret."""

@@ -13,6 +13,7 @@ fencing (epochs) and the failures it covers are in docs/scaling.md.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 import uuid
@@ -23,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ._errors import ReplicationError, TaelError
+from ._auth import Guard, data_roots, host_check, read_token_file, server_tokens, tls_options
+from ._errors import ConfigurationError, ReplicationError, TaelError
 from ._models import ReplicaStatus
 from ._wal import read_frames
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
+    from ._settings import Settings
     from ._store import Store
 
 log = logging.getLogger(__name__)
@@ -112,8 +115,10 @@ class Leader:
         durable_lsn: int,
         saved_positions: dict[str, int],
         save_positions: Callable[[dict[str, int]], None],
+        client_options: dict[str, Any] | None = None,
     ) -> None:
         self.identity = identity
+        self._client_options = client_options or {}
         self.wal_dir = wal_dir
         self.replicas = [_Replica(u, saved_positions.get(u.rstrip("/"))) for u in replicas]
         self.required = len(self.replicas) if required_acks is None else required_acks
@@ -220,7 +225,7 @@ class Leader:
         import httpx
 
         backoff = _BACKOFF_MIN_S
-        with httpx.Client(timeout=self.timeout_s) as client:
+        with httpx.Client(timeout=self.timeout_s, **self._client_options) as client:
             while not self._stop.is_set():
                 try:
                     if r.acked is None:
@@ -246,6 +251,7 @@ class Leader:
 
     def _handshake(self, client: Any, r: _Replica) -> None:
         resp = client.get(f"{r.url}/replication/status")
+        _check_access(resp)
         if resp.status_code != 200:
             raise _Refused(f"status answered HTTP {resp.status_code}: {resp.text[:200]}")
         st = msgpack.unpackb(resp.content, raw=False)
@@ -303,6 +309,7 @@ class Leader:
             use_bin_type=True,
         )
         resp = client.post(f"{r.url}/replication/wal", content=body, headers={"content-type": "application/x-tael-wal"})
+        _check_access(resp)
         if resp.status_code == 503:
             raise _Unavailable(f"the standby cannot take WAL now: {resp.text[:200]}")
         if resp.status_code not in (200, 409):
@@ -322,6 +329,41 @@ class Leader:
             return end != acked  # no move: back off rather than send the same again at once
         self._set(r, "streaming", None, end, known=True)
         return True
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """``httpx.Client`` arguments for shipping to ``Settings.replicas``: the bearer
+    token of ``Settings.replication_token_file`` and the CAs of
+    ``Settings.replication_ca_file``. Read once (at open): changing them takes a restart."""
+    opts: dict[str, Any] = {}
+    if settings.replication_token_file is not None:
+        token = read_token_file(settings.replication_token_file, "Settings.replication_token_file")
+        opts["headers"] = {"authorization": f"Bearer {token}"}
+    if settings.replication_ca_file is not None:
+        ca = settings.replication_ca_file
+        try:
+            opts["verify"] = ssl.create_default_context(cafile=ca)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read Settings.replication_ca_file {ca}: {exc.strerror or exc}") from None
+        except ssl.SSLError as exc:
+            raise ConfigurationError(
+                f"Settings.replication_ca_file {ca} holds no usable PEM CA certificate: {exc.reason or exc}"
+            ) from None
+    return opts
+
+
+def _check_access(resp: Any) -> None:
+    """Refusals of the standby's guard (tael._auth), with what to fix on this leader."""
+    code = resp.status_code
+    if code == 401:
+        raise _Refused(
+            "the standby wants a bearer token this leader does not present or it does not know (HTTP 401): set "
+            "Settings.replication_token_file to a file holding a token of the standby's auth file"
+        )
+    if code == 403:
+        raise _Refused("the standby's auth file does not give this leader's token the 'replication' scope (HTTP 403)")
+    if code == 404 and b"replication is off" in resp.content:
+        raise _Refused("it is not a standby: its replication endpoint is off (HTTP 404)")
 
 
 class _Refused(TaelError):
@@ -400,6 +442,13 @@ def parse_shipment(raw: bytes) -> dict[str, Any]:
     return msg
 
 
+def replicating(store: Store) -> bool:
+    """Whether ``/replication/*`` exists on this store: a standby, a leader with
+    replicas, or a store that was promoted (epoch 2 or more: its old leader must hear
+    that it is fenced off, and a second promotion that it is no standby)."""
+    return store.standby or bool(store.settings.replicas) or store._identity.epoch > 1
+
+
 def routes(store: Store) -> list[Any]:
     """The replication endpoints a standby serves (and every ``tael serve`` answers)."""
     from starlette.concurrency import run_in_threadpool
@@ -449,15 +498,28 @@ def routes(store: Store) -> list[Any]:
 
 class Endpoint:
     """The replication endpoint of an embedded standby (``Settings.standby_listen``):
-    uvicorn in a background thread serving :func:`routes`."""
+    uvicorn in a background thread serving :func:`routes`, behind the same guard as
+    ``tael serve`` (``Settings.auth_file``, the Host check, ``Settings.tls_cert_file``;
+    a non-loopback address needs an auth file or ``allow_unauthenticated``)."""
 
     def __init__(self, store: Store, listen: str) -> None:
         import uvicorn
         from starlette.applications import Starlette
+        from starlette.middleware import Middleware
 
         host, _, port = listen.rpartition(":")
-        app: Starlette = Starlette(routes=routes(store))
-        config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="off")
+        s = store.settings
+        guard = Middleware(
+            Guard,
+            tokens=server_tokens(s, host),
+            allowed_hosts=host_check(s, host),
+            replicating=lambda: replicating(store),
+            roots=data_roots(store.path),
+        )
+        app: Starlette = Starlette(routes=routes(store), middleware=[guard])
+        config = uvicorn.Config(
+            app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="off", **tls_options(s)
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"tael-standby:{listen}", daemon=True)
         self._thread.start()

@@ -27,7 +27,7 @@ import signal
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import _otlp, _replication
+from . import _auth, _otlp, _replication
 from ._errors import ReadOnlyError, StorageError, StoreClosedError, TaelError, ValidationError
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
@@ -187,9 +188,17 @@ class ServerMetrics:
         return out
 
 
-def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starlette:
+def create_app(
+    store: Store,
+    *,
+    maintenance: Maintenance | None = None,
+    tokens: _auth.Tokens | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
     """The ASGI app over an open store (``maintenance``: the loop whose health
-    ``/health/ready`` reports, if any)."""
+    ``/health/ready`` reports, if any), behind :class:`tael._auth.Guard`: ``tokens``
+    (None: no authentication) and ``allowed_hosts`` (None: no Host check; a tuple:
+    loopback names and these) as ``run_server`` derives them from Settings."""
     settings = store.settings
     metrics = ServerMetrics(store, maintenance)
     inflight = threading.BoundedSemaphore(settings.server_max_inflight)
@@ -361,7 +370,21 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
         Route("/health/ready", ready),
         *_replication.routes(store),
     ]
-    app = Starlette(routes=routes)
+    refused = Counter(
+        "tael_http_refused",
+        "Requests the guard answered itself (bad Host, no or unknown token, missing scope, wrong content type)",
+        ["code"],
+        registry=metrics.registry,
+    )
+    guard = Middleware(
+        _auth.Guard,
+        tokens=tokens,
+        allowed_hosts=allowed_hosts,
+        replicating=lambda: _replication.replicating(store),
+        roots=_auth.data_roots(store.path, store._cold.location),
+        refused=lambda code: refused.labels(str(code)).inc(),
+    )
+    app = Starlette(routes=routes, middleware=[guard])
     app.state.metrics = metrics
     return app
 
@@ -584,19 +607,22 @@ def run_server(
     closed."""
     import uvicorn
 
+    settings = settings if settings is not None else Settings()
+    tokens = _auth.server_tokens(settings, host)  # before the store opens: a refusal leaves nothing behind
     store = Store(Path(data), settings, standby=standby_of is not None)
     if standby_of is not None:
         store.set_leader_url(standby_of)
     maintenance = Maintenance(store, interval_s=maintenance_interval_s).start()
     try:
-        app = create_app(store, maintenance=maintenance)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        app = create_app(store, maintenance=maintenance, tokens=tokens, allowed_hosts=_auth.host_check(settings, host))
+        tls = _auth.tls_options(settings)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", **tls)
         server = uvicorn.Server(config)
         if threading.current_thread() is threading.main_thread():
             # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal to the handler
             # that was installed before it: make that one a no-op so the store is closed below
             signal.signal(signal.SIGTERM, lambda *_: None)
-        log.info("tael serving %s on http://%s:%d", data, host, port)
+        log.info("tael serving %s on %s://%s:%d", data, "https" if tls else "http", host, port)
         asyncio.run(server.serve())
     finally:
         maintenance.stop()

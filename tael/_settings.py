@@ -187,6 +187,49 @@ class Settings:
     endpoint its leader ships to. ``tael serve --standby-of`` serves it on its own
     port instead."""
 
+    standby_leader_store_id: str | None = None
+    """The store id (32 hex digits) of the leader a standby takes WAL from: shipments
+    of any other store are refused, the very first one included. ``None`` (default):
+    a fresh standby adopts the store id of the first shipment it accepts (with
+    ``auth_file`` set, only a client holding a ``replication`` token can send one) and
+    refuses any other from then on. A leader's id is in ``tael stats``.
+    ``tael serve --leader-store-id`` sets it."""
+
+    auth_file: str | None = None
+    """A TOML file of bearer tokens and their scopes (``ingest``, ``query``, ``admin``,
+    ``replication``; docs/server.md, "Security") that ``tael serve`` and a standby's
+    endpoint (``standby_listen``) require of every request except ``/health/*``.
+    ``None`` (default): no authentication, allowed only on a loopback address unless
+    ``allow_unauthenticated``. Read once at start. ``tael serve --auth-file`` sets it."""
+
+    allow_unauthenticated: bool = False
+    """Serve without ``auth_file`` on a non-loopback address (default False: refused).
+    Anyone who reaches the port can then write, read and promote; for a network
+    trusted entirely or behind a proxy that authenticates. ``--allow-unauthenticated``."""
+
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names (or addresses) besides loopback ones that requests may name in their
+    ``Host`` header, for example ``("tael.internal",)``. On a loopback bind, or on any
+    bind once this is set, other Host headers get 421 (stops DNS rebinding).
+    ``tael serve --allowed-host`` (repeatable) adds to it."""
+
+    tls_cert_file: str | None = None
+    """PEM certificate chain: ``tael serve`` and the standby endpoint serve HTTPS with it
+    and ``tls_key_file`` (both or neither; default plain HTTP). ``--tls-cert``."""
+
+    tls_key_file: str | None = None
+    """PEM private key of ``tls_cert_file``. ``--tls-key``."""
+
+    replication_token_file: str | None = None
+    """A file holding the bearer token (with the ``replication`` scope in the
+    standbys' auth files) this store presents to its ``replicas``; read at open, so
+    the token is never on a command line. Default None: no Authorization header.
+    ``tael serve --replication-token-file``."""
+
+    replication_ca_file: str | None = None
+    """A PEM file of CA certificates that verify ``https://`` standbys (default None:
+    the system's trust store). ``tael serve --replication-ca-file``."""
+
     cold_uri: str | None = None
     """Where the cold tier lives: ``None`` (default) ``<data>/cold``; a local path; or
     ``s3://bucket/prefix`` on S3 or an S3-compatible store (see the ``cold_s3_*``
@@ -300,6 +343,21 @@ class Settings:
             host, sep, port = self.standby_listen.rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"Settings.standby_listen must be 'host:port', got {self.standby_listen!r}")
+        for name in ("auth_file", "tls_cert_file", "tls_key_file", "replication_token_file", "replication_ca_file"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not str or not value):
+                raise ValueError(f"Settings.{name} must be a non-empty str (a file path) or None, got {value!r}")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("Settings.tls_cert_file and Settings.tls_key_file are given together or not at all")
+        if type(self.allow_unauthenticated) is not bool:
+            raise ValueError(f"Settings.allow_unauthenticated must be a bool, got {self.allow_unauthenticated!r}")
+        if type(self.allowed_hosts) is not tuple or not all(type(h) is str and h for h in self.allowed_hosts):
+            raise ValueError(f"Settings.allowed_hosts must be a tuple of host names, got {self.allowed_hosts!r}")
+        sid = self.standby_leader_store_id
+        if sid is not None and (
+            type(sid) is not str or len(sid) != 32 or any(c not in "0123456789abcdefABCDEF" for c in sid)
+        ):
+            raise ValueError(f"Settings.standby_leader_store_id must be 32 hex digits, got {sid!r}")
         if self.cold_uri is not None and (type(self.cold_uri) is not str or not self.cold_uri):
             raise ValueError(f"Settings.cold_uri must be a non-empty str, got {self.cold_uri!r}")
         _positive("cold_cache_bytes", self.cold_cache_bytes, minimum=0)

@@ -63,7 +63,7 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
-from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment
+from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
 from ._search import (
     DOC_LOG,
     DOC_SPAN,
@@ -139,6 +139,7 @@ class Store:
         if read_only and standby:
             raise ValueError("a store opens either read_only=True or standby=True, not both")
         s = self.settings
+        self._ship_options = client_options(s) if s.replicas and not read_only else {}
         self._cold = open_cold_tier(self.path, s)
         self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
         self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
@@ -216,11 +217,22 @@ class Store:
         directory refuses a leader's open and a leader's directory becomes a standby
         when opened with ``standby=True`` (seeding a standby from a copy)."""
         raw = self._hot.get_meta(_IDENTITY)
+        expected = self.settings.standby_leader_store_id
         if raw is None:
             ident = Identity.new_standby() if standby else Identity.new_leader()
+            if standby and expected is not None:
+                ident.store_id = bytes.fromhex(expected)  # shipments of any other store are refused
             self._hot.put_meta({_IDENTITY: ident.pack()})
             return ident
         ident = Identity.unpack(raw)
+        if standby and expected is not None and ident.store_id != bytes.fromhex(expected):
+            if ident.store_id is not None:
+                raise StandbyError(
+                    f"{self.path} holds store {ident.store_id.hex()}, not Settings.standby_leader_store_id "
+                    f"{expected.lower()}: seed this standby again for that leader"
+                )
+            ident.store_id = bytes.fromhex(expected)
+            self._hot.put_meta({_IDENTITY: ident.pack()})
         if ident.role == STANDBY and not standby:
             raise StandbyError(
                 f"{self.path} is a standby: open it with standby=True, or make it a leader with "
@@ -261,6 +273,7 @@ class Store:
             durable_lsn=self._pipeline.durable_lsn,
             saved_positions=saved,
             save_positions=save,
+            client_options=self._ship_options,
         ).start()
         self._pipeline.leader = self._leader
 

@@ -27,6 +27,7 @@ from .crash_writer import batch_logs, batch_metrics, batch_spans
 from .test_server import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
+WAL_TYPE = {"content-type": "application/x-tael-wal"}  # the only type /replication/wal takes
 
 
 def standby(path: Path, port: int, **kw: Any) -> tael.Store:
@@ -393,7 +394,7 @@ def test_failover_after_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> N
             text=True,
         )
         assert via_url.returncode == 0 and '"epoch": 2' in via_url.stdout, via_url.stderr
-        again = httpx.post(url(ports[0]) + "/replication/promote", timeout=60)
+        again = httpx.post(url(ports[0]) + "/replication/promote", json={}, timeout=60)
         assert again.status_code == 409 and "not a standby" in again.text
         standbys[0].send_signal(signal.SIGTERM)
         standbys[1].send_signal(signal.SIGTERM)
@@ -552,7 +553,7 @@ def test_malformed_shipments_get_400_naming_the_field(pair: tuple[tael.Store, ta
         (msgpack.packb({**good, "epoch": "1", "frames": []}), "'epoch'"),
         (msgpack.packb({**good, "history": [[1]], "frames": []}), "'history'"),
     ):
-        resp = httpx.post(url(port) + "/replication/wal", content=body)
+        resp = httpx.post(url(port) + "/replication/wal", content=body, headers=WAL_TYPE)
         assert resp.status_code == 400 and field in resp.json()["error"], (body, resp.text)
     assert httpx.get(url(port) + "/replication/status").status_code == 200, "it keeps serving"
 
@@ -577,7 +578,7 @@ def test_a_record_type_the_standby_does_not_know_is_refused_for_good(
         "leader_end": st["end_lsn"] + len(frame),
         "frames": [[st["end_lsn"], frame]],
     }
-    resp = httpx.post(url(port) + "/replication/wal", content=msgpack.packb(body, use_bin_type=True))
+    resp = httpx.post(url(port) + "/replication/wal", content=msgpack.packb(body, use_bin_type=True), headers=WAL_TYPE)
     answer = msgpack.unpackb(resp.content)
     assert resp.status_code == 409 and answer["fatal"] and "type 9" in answer["error"]
     assert answer["end_lsn"] == st["end_lsn"] and sb.replication_status().end_lsn == st["end_lsn"], "nothing written"
