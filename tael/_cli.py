@@ -1155,10 +1155,12 @@ def repair(data: str, output: str) -> None:
         console.print(f"{report.segments_checked} WAL segments checked, {report.frames_ok:,} frames verify")
         if report.damaged:
             table = _table(
-                "damaged regions moved aside", "segment", "offset", "bytes", "copy", right=("offset", "bytes")
+                "damaged regions moved aside", "segment", "offset", "bytes", "copy", "why", right=("offset", "bytes")
             )
             for d in report.damaged:
-                table.add_row(_t(d.segment), _t(f"{d.offset:,}"), _t(f"{d.length:,}"), _t(d.quarantined_to))
+                table.add_row(
+                    _t(d.segment), _t(f"{d.offset:,}"), _t(f"{d.length:,}"), _t(d.quarantined_to), _t(d.reason)
+                )
             _print(console, table)
     if report.damaged:
         sys.exit(1)
