@@ -1140,7 +1140,7 @@ def rebuild_index(data: str, output: str) -> None:
     help="The repair report as JSON, or a table.",
 )
 def repair(data: str, output: str) -> None:
-    """Move damaged parts of DATA's write-ahead log aside so the store opens again.
+    """Move damaged or unappliable parts of DATA's write-ahead log aside so the store opens again.
 
     Exits 1 when there was damage (its records are lost; the report says where).
     `tael check --repair` checks the cold tier too.
