@@ -892,6 +892,19 @@ def _cold_services(cur: lmdb.Cursor, trace: bytes) -> set[str]:
     return out
 
 
+def text_keys(rtype: int, row: Any) -> list[bytes]:
+    """The keys holding record text that applying ``row`` (of a batch of type
+    ``rtype``) writes; every other key it writes is fixed-width. Mirrors the
+    appliers, for checking a record without applying it (``tael check``).
+    Raises UnicodeEncodeError for text that cannot be encoded."""
+    if rtype == 1:  # spans: services, operations
+        service = row[3].encode()
+        return [service, service + b"\x00" + row[6].encode()]
+    if rtype == 3:  # metrics: series
+        return [row[1].encode() + b"\x00" + row[2]]
+    return []
+
+
 _APPLIERS: dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]] = {
     1: HotTier._apply_spans,
     2: HotTier._apply_logs,

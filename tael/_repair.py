@@ -21,7 +21,8 @@ from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._errors import CorruptionError, StorageError
 from ._fsutil import atomic_write
-from ._hot import Group, HotTier, UnappliableRecordError
+from ._hot import Group, HotTier, UnappliableRecordError, text_keys
+from ._keys import MAX_KEY_BYTES
 from ._settings import Settings
 from ._wal import SEGMENT_HEADER_SIZE, Frame, RecordType, decode_values, list_segments, pad_frame, parse_frame
 
@@ -56,6 +57,25 @@ def frame_rows(frame: Frame, payloads: Payloads) -> list[Any]:
         raise CorruptionError(
             f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
         ) from exc
+
+
+def frame_problem(frame: Frame, payloads: Payloads) -> str | None:
+    """Why the hot tier could not apply a verified frame, as far as can be told
+    without applying it (it does not decode, or a key would be empty or longer
+    than LMDB allows), or None. For ``tael check``, which changes nothing."""
+    if frame.rtype == RecordType.PAD or frame.rtype not in ROW_OF:
+        return None  # an unknown type is reported by opening (written by a newer version)
+    try:
+        rows = frame_rows(frame, payloads)
+        for i, row in enumerate(rows):
+            for key in text_keys(frame.rtype, row):
+                if not 0 < len(key) <= MAX_KEY_BYTES:
+                    return f"record {i} needs a {len(key)}-byte LMDB key (1 to {MAX_KEY_BYTES} allowed)"
+    except CorruptionError as exc:
+        return f"does not decode ({exc.__cause__!r})"
+    except (UnicodeEncodeError, TypeError, AttributeError, IndexError) as exc:
+        return f"has a record of the wrong shape ({exc!r})"
+    return None
 
 
 class _Segment:

@@ -281,20 +281,34 @@ def test_an_unappliable_frame_is_reported_and_repair_moves_it_aside(tmp_path: Pa
     assert tael.repair(data).clean
 
 
-def test_repair_cli_reports_why_a_record_was_moved(tmp_path: Path) -> None:
+def test_check_finds_an_unappliable_frame_and_the_repair_commands_move_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with tael.Store(data) as store:
         store.insert_logs([make_log(body="kept")])
     ((_base, segment),) = list_segments(data / "wal")
+    offset = segment.stat().st_size
+    bad = _frame(RecordType.SPANS, [_bad_span_value()])
     with segment.open("ab") as f:
-        f.write(_frame(RecordType.SPANS, [_bad_span_value()]))
-    result = CliRunner().invoke(cli, ["repair", str(data)])
+        f.write(bad)
+    runner = CliRunner()
+
+    checked = runner.invoke(cli, ["check", "--data", str(data), "--output", "json"])
+    assert checked.exit_code == 1, checked.output
+    (problem,) = json.loads(checked.output)["problems"]
+    assert problem["part"] == "wal" and problem["path"] == str(segment)
+    assert (problem["offset"], problem["length"]) == (offset, len(bad))
+    assert "verifies but cannot be applied" in problem["message"] and "511" in problem["message"]
+    assert segment.stat().st_size == offset + len(bad)  # check changes nothing
+
+    result = runner.invoke(cli, ["repair", str(data)])
     assert result.exit_code == 1, result.output
     (region,) = json.loads(result.output)["damaged"]
     assert region["segment"] == segment.name and "cannot be applied" in region["reason"]
     assert "MDB_BAD_VALSIZE" in region["reason"]
     with tael.Store(data) as store:
         assert [r.body for r in store.query_logs()] == ["kept"]
+    again = runner.invoke(cli, ["check", "--data", str(data), "--output", "json"])
+    assert again.exit_code == 0 and json.loads(again.output)["ok"] is True, again.output
 
 
 def test_an_unappliable_batch_at_run_time_stops_acknowledging_writes(tmp_path: Path) -> None:
