@@ -389,13 +389,17 @@ def _one(store: tael.Store, model: _Model, signal: str, name: str, service: str,
     t = model.t
     try:
         if signal == "spans":
-            span = make_span(name=name, service=service, start_ns=t, end_ns=t + 1, attributes={key: 1})
+            span = make_span(
+                name=name, service=service, start_ns=t, end_ns=t + 1, attributes={key: 1}, resource={key: "r"}
+            )
             store.insert_spans([span])
             model.spans.append(span)
             assert store.get_trace(span.trace_id) == [span]
             assert name in store.list_operations(service)
         elif signal == "logs":
-            log = make_log(time_ns=t, service=service, body=name, trace_id=trace_id(), attributes={key: "v"})
+            log = make_log(
+                time_ns=t, service=service, body=name, trace_id=trace_id(), attributes={key: "v"}, resource={key: 2}
+            )
             store.insert_logs([log])
             model.logs.append(log)
             assert store.query_logs(trace_id=log.trace_id) == [log]
