@@ -1236,7 +1236,7 @@ def rebuild_index(data: str, output: str) -> None:
     help="The repair report as JSON, or a table.",
 )
 def repair(data: str, output: str) -> None:
-    """Move damaged parts of DATA's write-ahead log aside so the store opens again.
+    """Move damaged or unappliable parts of DATA's write-ahead log aside so the store opens again.
 
     Exits 1 when there was damage (its records are lost; the report says where).
     `tael check --repair` checks the cold tier too.
@@ -1251,10 +1251,12 @@ def repair(data: str, output: str) -> None:
         console.print(f"{report.segments_checked} WAL segments checked, {report.frames_ok:,} frames verify")
         if report.damaged:
             table = _table(
-                "damaged regions moved aside", "segment", "offset", "bytes", "copy", right=("offset", "bytes")
+                "damaged regions moved aside", "segment", "offset", "bytes", "copy", "why", right=("offset", "bytes")
             )
             for d in report.damaged:
-                table.add_row(_t(d.segment), _t(f"{d.offset:,}"), _t(f"{d.length:,}"), _t(d.quarantined_to))
+                table.add_row(
+                    _t(d.segment), _t(f"{d.offset:,}"), _t(f"{d.length:,}"), _t(d.quarantined_to), _t(d.reason)
+                )
             _print(console, table)
     if report.damaged:
         sys.exit(1)
@@ -1272,9 +1274,14 @@ def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], li
 
     Like opening the store, a torn tail of the last segment is not damage (an
     append a crash interrupted, never acknowledged: the next open cuts it); any
-    other frame that fails verification is."""
+    other frame that fails verification is, and so is a frame past ``applied_lsn``
+    that verifies but could not be applied (opening would refuse it)."""
+    from ._blobs import Payloads
     from ._errors import CorruptionError
-    from ._wal import SEGMENT_HEADER_SIZE, _check_header, _next_valid, _parse, list_segments
+    from ._repair import frame_problem
+    from ._wal import SEGMENT_HEADER_SIZE, Frame, _check_header, _next_valid, _parse, list_segments
+
+    payloads = Payloads((), 1 << 62)  # which text is payload does not matter for keys
 
     counts = {"segments": 0, "frames": 0, "bytes": 0}
     problems: list[dict[str, Any]] = []
@@ -1298,7 +1305,21 @@ def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], li
             parsed = _parse(buf, pos, _MAX_FRAME)
             if parsed is not None:
                 counts["frames"] += 1
-                pos = parsed[1]
+                rtype, end, payload = parsed
+                if base + pos >= (applied_lsn or 0):  # replayed at the next open: can it be applied?
+                    why = frame_problem(Frame(base + pos, base + end, rtype, payload), payloads)
+                    if why is not None:
+                        problems.append(
+                            _problem(
+                                "wal",
+                                f"frame at byte {pos} (LSN {base + pos}) verifies but cannot be applied: {why}",
+                                path,
+                                offset=pos,
+                                length=end - pos,
+                                lsn=base + pos,
+                            )
+                        )
+                pos = end
                 continue
             nxt = _next_valid(buf, pos + 1, _MAX_FRAME)
             if nxt is None and is_last:
@@ -1493,9 +1514,10 @@ def _state(bad: bool) -> Text:
 def check(data: str, do_repair: bool, output: str) -> None:
     """Verify the WAL, hot and cold tiers without changing anything; exit 1 on damage.
 
-    Every WAL frame's checksum, the hot tier (opened read-only), every cold
-    file of the manifest (present, Parquet footer readable, row count as
-    recorded) and the payload blob files.
+    Every WAL frame's checksum (and that each frame the next open replays can
+    be applied), the hot tier (opened read-only), every cold file of the
+    manifest (present, Parquet footer readable, row count as recorded) and the
+    payload blob files.
     """
     with _progress(output, "checking"):
         report = check_store(data)

@@ -20,6 +20,7 @@ import msgpack
 
 from ._blobs import Payloads
 from ._errors import ValidationError
+from ._keys import MAX_KEY_BYTES, MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES, span_name_budget
 from ._models import (
     METRIC_KINDS,
     SPAN_KINDS,
@@ -34,7 +35,6 @@ from ._models import (
 )
 
 MAX_NS = (1 << 63) - 1
-MAX_KEY_TEXT_BYTES = 400  # service and metric names are part of LMDB keys (511-byte limit)
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 64) - 1
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
 _KIND_CODE = {k: i for i, k in enumerate(SPAN_KINDS)}
@@ -114,13 +114,57 @@ def _text(value: object, index: int, fieldname: str) -> str:
     return value
 
 
-def _key_text(value: object, index: int, fieldname: str) -> str:
+def _utf8_len(text: str) -> int | None:
+    """UTF-8 length of ``text``, or None when it cannot be encoded (a lone surrogate)."""
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        return None
+
+
+def key_text_problem(text: str, limit: int, *, empty_ok: bool = True) -> str | None:
+    """Why ``text`` cannot be stored where it becomes part of an LMDB key (at most
+    ``limit`` bytes of it, no NUL: NUL separates it from what follows), or None.
+    Shared by validation and the OTLP decoder (see _keys for the budgets)."""
+    if not text:
+        return None if empty_ok else "must not be empty (it is part of an LMDB key)"
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if len(text) * 4 > limit:  # a UTF-8 character is at most 4 bytes: short text needs no encoding
+        n = _utf8_len(text)
+        if n is None:
+            return "is not valid Unicode (it holds a lone surrogate)"
+        if n > limit:
+            return f"must be at most {limit} bytes of UTF-8, got {n}"
+    return None
+
+
+def span_name_problem(service: str, name: str) -> str | None:
+    """Why a span ``name`` cannot be stored for a (valid) ``service``, or None: the hot
+    tier's ``operations`` key is service NUL name, at most MAX_KEY_BYTES bytes."""
+    budget = span_name_budget(len(service) if service.isascii() else len(service.encode()))
+    if len(name) * 4 <= budget:
+        return None
+    n = _utf8_len(name)
+    if n is None:
+        return "is not valid Unicode (it holds a lone surrogate)"
+    if n > budget:
+        return (
+            f"must be at most {budget} bytes of UTF-8 for a service name of {MAX_KEY_BYTES - 1 - budget} bytes, "
+            f"got {n}: service NUL name is a key of the hot tier's operations table, "
+            f"at most {MAX_KEY_BYTES} bytes"
+        )
+    return None
+
+
+def _key_text(
+    value: object, index: int, fieldname: str, limit: int = MAX_SERVICE_BYTES, *, empty_ok: bool = True
+) -> str:
     _text(value, index, fieldname)
     assert isinstance(value, str)
-    if "\x00" in value:
-        raise _fail(index, fieldname, "must not contain NUL characters")
-    if len(value) * 4 > MAX_KEY_TEXT_BYTES and len(value.encode()) > MAX_KEY_TEXT_BYTES:
-        raise _fail(index, fieldname, f"must be at most {MAX_KEY_TEXT_BYTES} bytes of UTF-8")
+    problem = key_text_problem(value, limit, empty_ok=empty_ok)
+    if problem is not None:
+        raise _fail(index, fieldname, problem)
     return value
 
 
@@ -199,8 +243,11 @@ def _validate_span(i: int, s: object) -> None:
     _ns(s.end_ns, i, "end_ns")
     if s.end_ns < s.start_ns:
         raise _fail(i, "end_ns", f"must be >= start_ns ({s.start_ns}), got {s.end_ns}")
+    _key_text(s.service, i, "service", empty_ok=False)  # the services key (LMDB keys are never empty)
     _text(s.name, i, "name")
-    _key_text(s.service, i, "service")
+    problem = span_name_problem(s.service, s.name)
+    if problem is not None:
+        raise _fail(i, "name", problem)
     _choice(s.kind, _KIND_CODE, i, "kind")
     _choice(s.status, _STATUS_CODE, i, "status")
     for name in ("status_message", "scope_name", "scope_version", "trace_state"):
@@ -271,7 +318,8 @@ def encode_spans(spans: Sequence[Span], payloads: Payloads) -> list[SpanRow]:
                 and 0 <= start <= end <= MAX_NS
                 and type(s.name) is str_
                 and type(service) is str_
-                and len(service) <= 100
+                and 0 < len(service) <= 100
+                and len(service) + len(s.name) <= 127  # the operations key: (127 * 4 + 1) <= 511 bytes
                 and "\x00" not in service
                 and type(s.status_message) is str_
                 and type(s.scope_name) is str_
@@ -375,8 +423,7 @@ def _validate_metric(i: int, p: object) -> None:
     if not isinstance(p, MetricPoint):
         raise ValidationError(f"record {i}: expected tael.MetricPoint, got {type(p).__name__}", index=i)
     _ns(p.time_ns, i, "time_ns")
-    if not _key_text(p.name, i, "name"):
-        raise _fail(i, "name", "must not be empty")
+    _key_text(p.name, i, "name", MAX_METRIC_NAME_BYTES, empty_ok=False)  # the series key
     _key_text(p.service, i, "service")
     _float(p.value, i, "value", finite=True)
     _choice(p.kind, _METRIC_KIND_CODE, i, "kind")

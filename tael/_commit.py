@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import StorageError, StoreClosedError
-from ._hot import HotTier
+from ._errors import CorruptionError, StorageError, StoreClosedError
+from ._hot import HotTier, UnappliableRecordError
 from ._search import Indexer
 from ._wal import Wal
 
@@ -63,6 +63,9 @@ class CommitPipeline:
         self._unapplied = 0
         self._stopping = False
         self.apply_error: BaseException | None = None
+        self.failed: CorruptionError | None = None
+        """Set when a durable record turned out to be unappliable: the applier has
+        stopped before it and every commit and read is refused (see _stop_at)."""
         self.applied_lsn = self.durable_lsn = hot.applied_lsn()
         self.fsync_groups = 0
         self.apply_groups = 0
@@ -82,6 +85,7 @@ class CommitPipeline:
         """Make one encoded batch durable in the WAL and queue it for the hot tier.
 
         Returns its (lsn, end_lsn) once fsynced (under durability="fsync")."""
+        self._check_failed()
         with self._apply_cv:
             while self._unapplied >= self.max_unapplied and not self._stopping:
                 if self.apply_error is not None:
@@ -115,6 +119,7 @@ class CommitPipeline:
         ``items`` are (lsn, record type, record count, frame, decode): the applier
         decodes the rows, so the standby acknowledges without waiting for that.
         Returns the WAL's end LSN."""
+        self._check_failed()
         with self._apply_cv:
             while self._unapplied >= self.max_unapplied and not self._stopping:
                 if self.apply_error is not None:
@@ -153,6 +158,11 @@ class CommitPipeline:
                 self._wal_busy = False
                 self._inflight -= 1
                 self._wal_cv.notify_all()
+
+    def _check_failed(self) -> None:
+        failed = self.failed
+        if failed is not None:
+            raise StorageError(f"the store refuses writes and reads: {failed}") from failed
 
     def _lead(self) -> None:
         """Called holding _wal_cv: write the whole queue as one group."""
@@ -194,6 +204,7 @@ class CommitPipeline:
         with self._apply_cv:
             target = self.durable_lsn
             while self.applied_lsn < target:
+                self._check_failed()
                 if self.apply_error is not None:
                     raise StorageError(f"the hot tier is behind the WAL and refusing writes: {self.apply_error}")
                 if not self._applier.is_alive():
@@ -218,9 +229,15 @@ class CommitPipeline:
             try:
                 for t in group:
                     if t.decode is not None:
-                        t.rows, t.decode = t.decode(), None
+                        try:
+                            t.rows, t.decode = t.decode(), None
+                        except CorruptionError as exc:  # verifies (the standby checked) but does not decode
+                            raise UnappliableRecordError(t.lsn, t.end, exc) from exc
                 batches = [(t.rtype, t.rows, t.lsn, t.end) for t in group]
                 self.hot.apply(batches)
+            except UnappliableRecordError as exc:
+                self._stop_at(group, exc)
+                return
             except Exception as exc:
                 log.error("hot tier apply failed (%d batches wait in the WAL; retrying): %s", len(group), exc)
                 with self._apply_cv:
@@ -231,19 +248,46 @@ class CommitPipeline:
                         return  # unapplied batches are replayed from the WAL at the next open
                     self._apply_cv.wait(_RETRY_S)
                 continue
-            if self.indexer is not None:
-                self.indexer.submit(batches)  # before the batches count as applied: see Store.flush
-            with self._apply_cv:
-                self.applied_lsn = group[-1].end
-                self._unapplied -= count
-                self.apply_error = None
-                self.apply_groups += 1
-                self._apply_cv.notify_all()
+            self._applied(group, batches, count)
             if self.wal.removable(self.retained_from()):
                 try:
                     self.checkpoint()
                 except OSError as exc:
                     log.error("WAL checkpoint failed (retried at the next one): %s", exc)
+
+    def _applied(self, group: list[_Ticket], batches: list[Any], count: int) -> None:
+        if self.indexer is not None:
+            self.indexer.submit(batches)  # before the batches count as applied: see Store.flush
+        with self._apply_cv:
+            self.applied_lsn = group[-1].end
+            self._unapplied -= count
+            self.apply_error = None
+            self.apply_groups += 1
+            self._apply_cv.notify_all()
+
+    def _stop_at(self, group: list[_Ticket], exc: UnappliableRecordError) -> None:
+        """A durable batch can never be applied (a bug, or a record an older version
+        wrote: validation rules out both for new writes). Retrying would only let the
+        store keep acknowledging writes it can never make readable, so: apply the
+        batches before it, then stop the applier there and refuse every commit and
+        read from now on, loudly. Everything acknowledged stays in the WAL; reopening
+        names the record's segment and offset and ``tael repair`` moves it aside."""
+        k = next((i for i, t in enumerate(group) if t.lsn == exc.lsn), 0)
+        if k:
+            before = [(t.rtype, t.rows, t.lsn, t.end) for t in group[:k]]
+            try:
+                self.hot.apply(before)
+            except Exception as again:
+                log.error("hot tier: applying the %d batches before an unappliable one failed: %s", k, again)
+            else:
+                self._applied(group[:k], before, sum(t.n for t in group[:k]))
+        with self.io:
+            error = self.wal.unappliable(exc.lsn, exc.cause)
+        log.error("%s The store now refuses writes and reads: close it, then run `tael repair`.", error)
+        with self._apply_cv:
+            self.failed = error
+            self.apply_error = error
+            self._apply_cv.notify_all()
 
     # ------------------------------------------------------------ maintenance
 

@@ -21,8 +21,9 @@ import lmdb
 from ._blobs import BlobStore, Payloads, log_digests, span_digests
 from ._codec import STATUS_ERROR, CommentRow, LogRow, MetricRow, SpanRow, packb, unpackb
 from ._cold import ColdFile
-from ._errors import StorageError
+from ._errors import CorruptionError, StorageError
 from ._fsutil import sync_filesystem
+from ._keys import MAX_KEY_BYTES
 from ._models import SignalStats
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,27 @@ _TREF = struct.Struct(">BIH")
 
 Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end_lsn)
 T = TypeVar("T")
+
+# What an applier raises for a record it can never apply, however often it is
+# retried: a key LMDB refuses (too long, empty), or rows that do not have the
+# shape the appliers read. Environment failures (disk full, I/O errors, a full
+# map) are not among them: those are retried.
+_UNAPPLIABLE = (lmdb.BadValsizeError, ValueError, TypeError, KeyError, IndexError, AttributeError)
+
+
+class UnappliableRecordError(CorruptionError):
+    """A WAL record (the batch at ``lsn``..``end``) that the hot tier cannot apply.
+
+    Validation makes this impossible for records tael wrote itself; it means a
+    record written by an older version or a bug. The transaction that tried it
+    was rolled back whole. Callers turn it into a CorruptionError naming the WAL
+    segment and offset (``Wal.locate``), which ``tael.repair`` quarantines."""
+
+    def __init__(self, lsn: int, end: int, cause: BaseException) -> None:
+        super().__init__(f"the WAL record at LSN {lsn} cannot be applied to the hot tier: {cause!r}")
+        self.lsn = lsn
+        self.end = end
+        self.cause = cause
 
 
 class _Gate:
@@ -142,6 +164,11 @@ class HotTier:
         self._gate = _Gate()
         self._write_lock = threading.Lock()  # one write txn at a time, and resizes only between them
         try:
+            if self.env.max_key_size() < MAX_KEY_BYTES:
+                raise StorageError(
+                    f"{path}: this lmdb build limits keys to {self.env.max_key_size()} bytes; tael's key "
+                    f"layouts need {MAX_KEY_BYTES} (tael/_keys.py)"
+                )
             self._check_format(path, read_only)
             self.db = {name.decode(): self.env.open_db(name, create=not read_only) for name in DBS}
         except lmdb.Error as exc:
@@ -246,11 +273,17 @@ class HotTier:
             return result
 
     def apply(self, groups: Sequence[Group]) -> None:
-        """Apply WAL records to LMDB in one transaction, advancing the applied LSN."""
+        """Apply WAL records to LMDB in one transaction, advancing the applied LSN.
+
+        Raises UnappliableRecordError naming the first batch that can never be
+        applied (nothing of the group is then applied)."""
 
         def run(txn: lmdb.Transaction) -> None:
-            for rtype, rows, lsn, _end in groups:
-                _APPLIERS[rtype](self, txn, rows, lsn)
+            for rtype, rows, lsn, end in groups:
+                try:
+                    _APPLIERS[rtype](self, txn, rows, lsn)
+                except _UNAPPLIABLE as exc:
+                    raise UnappliableRecordError(lsn, end, exc) from exc
             txn.put(_APPLIED, _Q.pack(groups[-1][3]), db=self.db["meta"])
 
         self.write(run)
@@ -857,6 +890,19 @@ def _cold_services(cur: lmdb.Cursor, trace: bytes) -> set[str]:
             if value:
                 out.update(unpackb(value))
     return out
+
+
+def text_keys(rtype: int, row: Any) -> list[bytes]:
+    """The keys holding record text that applying ``row`` (of a batch of type
+    ``rtype``) writes; every other key it writes is fixed-width. Mirrors the
+    appliers, for checking a record without applying it (``tael check``).
+    Raises UnicodeEncodeError for text that cannot be encoded."""
+    if rtype == 1:  # spans: services, operations
+        service = row[3].encode()
+        return [service, service + b"\x00" + row[6].encode()]
+    if rtype == 3:  # metrics: series
+        return [row[1].encode() + b"\x00" + row[2]]
+    return []
 
 
 _APPLIERS: dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]] = {

@@ -195,12 +195,14 @@ class ReplicationStatus:
 
 @dataclass(slots=True, kw_only=True, frozen=True)
 class DamagedRegion:
-    """A stretch of a WAL segment that failed verification and was moved aside."""
+    """A stretch of a WAL segment that failed verification, or a record that verifies
+    but cannot be applied to the hot tier, moved aside."""
 
     segment: str
     offset: int
     length: int
     quarantined_to: str
+    reason: str = "fails verification"
 
 
 @dataclass(slots=True, kw_only=True, frozen=True)

@@ -10,7 +10,8 @@ Two kinds of failure are kept apart, as the OTLP specification asks:
   raises ``OtlpError``; the server answers 400 with a ``google.rpc.Status``;
 - a record that parses but cannot be stored (ids of the wrong length or all
   zeros, non-hex ids in JSON, times past 2**63-1, a span ending before it
-  starts, a NaN metric value...) is dropped on its own and counted in
+  starts, a NaN metric value, a service, metric or span name over its LMDB
+  key budget (tael/_keys.py)...) is dropped on its own and counted in
   ``Decoded.rejected``; the server reports it in the response's
   ``partial_success``. Every record that is returned is valid for tael's
   encoders by construction, so one bad record never fails a whole batch.
@@ -98,7 +99,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from ._codec import key_text_problem, span_name_problem
 from ._errors import TaelError
+from ._keys import MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
 from ._models import LogRecord, MetricPoint, Span, SpanEvent, SpanLink
 
 __all__ = [
@@ -121,7 +124,6 @@ MAX_ERRORS = 10  # rejection messages kept per request; the count covers them al
 MAX_NS = (1 << 63) - 1  # tael's time range (int64 nanoseconds)
 _MAX_COUNT = MAX_NS  # counts are stored as int64
 _MAX_DEPTH = 32  # containers at this nesting depth or deeper fail tael's validation
-_MAX_KEY_TEXT_BYTES = 400  # service and metric names are part of LMDB keys (see _codec)
 _UNKNOWN_SERVICE = "unknown_service"
 _FLAG_NO_RECORDED_VALUE = 1  # DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 
@@ -389,11 +391,12 @@ def _opt_id(raw: bytes, nbytes: int, what: str) -> str | None:
     return _id(raw, nbytes, what)
 
 
-def _key_text(text: str, what: str) -> str:
-    if "\x00" in text:
-        raise _Reject(f"{what} must not contain NUL characters")
-    if len(text.encode()) > _MAX_KEY_TEXT_BYTES:
-        raise _Reject(f"{what} must be at most {_MAX_KEY_TEXT_BYTES} bytes of UTF-8")
+def _key_text(text: str, what: str, limit: int = MAX_SERVICE_BYTES) -> str:
+    """``text`` if tael's validation accepts it where it becomes part of an LMDB key
+    (the same check as ``Store.insert_*``: tael/_keys.py has the budgets)."""
+    problem = key_text_problem(text, limit)
+    if problem is not None:
+        raise _Reject(f"{what} {problem}")
     return text
 
 
@@ -477,6 +480,9 @@ def _span(sp: Any, service: str, resource: dict[str, Any], scope_name: str, scop
     if end < start:
         raise _Reject(f"end_time_unix_nano {end} is before start_time_unix_nano {start}")
     _ns(end, "end_time_unix_nano")
+    name_problem = span_name_problem(service, sp.name)
+    if name_problem is not None:
+        raise _Reject(f"span name {name_problem}")
     trace_id = _id(sp.trace_id, 16, "trace_id")
     span_id = _id(sp.span_id, 8, "span_id")
     parent = _opt_id(sp.parent_span_id, 8, "parent_span_id")
@@ -665,7 +671,7 @@ def _metric_name_problem(name: str) -> str | None:
     if not name:
         return "metric name is empty"
     try:
-        _key_text(name, "metric name")
+        _key_text(name, "metric name", MAX_METRIC_NAME_BYTES)
     except _Reject as exc:
         return str(exc)
     return None

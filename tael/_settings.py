@@ -7,6 +7,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ._keys import MAX_REPLICA_URL_BYTES
+
 _DURABILITY = ("fsync", "os")
 
 
@@ -331,6 +333,10 @@ class Settings:
             raise ValueError(f"Settings.replicas must be a tuple of http(s):// URLs, got {self.replicas!r}")
         if len(set(self.replicas)) != len(self.replicas):
             raise ValueError(f"Settings.replicas names a standby twice: {self.replicas!r}")
+        for r in self.replicas:  # each URL is part of an LMDB key (tael/_keys.py)
+            n = len(r.rstrip("/").encode("utf-8", "replace"))
+            if n > MAX_REPLICA_URL_BYTES:
+                raise ValueError(f"Settings.replicas: a URL must be at most {MAX_REPLICA_URL_BYTES} bytes, got {n}")
         if self.required_acks is not None:
             _positive("required_acks", self.required_acks, minimum=0)
             if self.required_acks > len(self.replicas):

@@ -39,7 +39,8 @@ from ._errors import (
     ValidationError,
 )
 from ._fsutil import DirLock, dir_size
-from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
+from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier, UnappliableRecordError
+from ._keys import REPLICA_POSITION_PREFIX
 from ._maintenance import Compactor
 from ._models import (
     SPAN_KINDS,
@@ -63,6 +64,7 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
+from ._repair import ROW_OF, frame_rows, quarantine_unappliable
 from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
 from ._search import (
     DOC_LOG,
@@ -77,7 +79,7 @@ from ._search import (
     span_key,
 )
 from ._settings import Settings
-from ._wal import RecordType, Wal, decode_values, encode_frame, repair_wal, verify_frame
+from ._wal import RecordType, Wal, encode_frame, repair_wal, verify_frame
 from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -89,13 +91,7 @@ _READ_ATTEMPTS = 3
 _T = TypeVar("_T")
 _REPLAY_GROUP_RECORDS = 20_000
 _IDENTITY = b"replication_identity"
-_REPLICA_POS = b"replica_acked:"
-_ROW_OF = {
-    RecordType.SPANS: _codec.span_row,
-    RecordType.LOGS: _codec.log_row,
-    RecordType.METRICS: _codec.metric_row,
-    RecordType.COMMENTS: _codec.comment_row,
-}
+_REPLICA_POS = REPLICA_POSITION_PREFIX  # + a standby's URL (at most MAX_REPLICA_URL_BYTES: Settings checks)
 
 
 class Store:
@@ -314,7 +310,10 @@ class Store:
         for frame in self._wal.recover(start, applied):
             if frame.rtype == RecordType.PAD:
                 continue
-            rows = self._frame_rows(frame)
+            try:
+                rows = self._frame_rows(frame)
+            except CorruptionError as exc:
+                raise self._wal.unappliable(frame.lsn, exc) from exc
             batch = (frame.rtype, rows, frame.lsn, frame.end_lsn)
             if indexed is not None and frame.lsn >= indexed:
                 new_docs = group_docs(batch, self._payloads)
@@ -325,11 +324,11 @@ class Store:
             groups.append(batch)
             pending += len(rows)
             if pending >= _REPLAY_GROUP_RECORDS:
-                self._hot.apply(groups)
+                self._replay_apply(groups)
                 total += pending
                 groups, pending = [], 0
         if groups:
-            self._hot.apply(groups)
+            self._replay_apply(groups)
             total += pending
         if total:
             log.info("replayed %d records from the WAL of %s", total, self.path)
@@ -338,6 +337,13 @@ class Store:
             self._hot.set_indexed_lsn(self._wal.end_lsn)
             log.info("indexed %d documents again from the WAL of %s", docs, self.path)
         return total
+
+    def _replay_apply(self, groups: list[Any]) -> None:
+        assert self._wal is not None
+        try:
+            self._hot.apply(groups)
+        except UnappliableRecordError as exc:
+            raise self._wal.unappliable(exc.lsn, exc.cause) from exc
 
     def _build_index(self) -> int:
         """Index every span payload and log body the tiers hold (the index is empty)."""
@@ -569,7 +575,7 @@ class Store:
                 if frame.rtype == RecordType.PAD:
                     items.append((lsn, frame.rtype, 0, raw, list))
                     continue
-                if frame.rtype not in _ROW_OF:
+                if frame.rtype not in ROW_OF:
                     raise Conflict(
                         f"cannot apply shipped WAL: the record at LSN {lsn} has type {frame.rtype}, unknown to "
                         "this version of tael (is the leader newer?)",
@@ -592,18 +598,7 @@ class Store:
 
     def _frame_rows(self, frame: Any) -> list[Any]:
         """The hot-tier rows of one verified WAL frame (replay and shipping)."""
-        to_row = _ROW_OF.get(frame.rtype)
-        if to_row is None:
-            raise StorageError(
-                f"WAL record at LSN {frame.lsn} has type {frame.rtype}, unknown to this version of tael "
-                "(written by a newer version?); nothing was changed"
-            )
-        try:
-            return [to_row(v, self._payloads) for v in decode_values(frame)]
-        except (ValueError, TypeError, IndexError, KeyError) as exc:
-            raise CorruptionError(
-                f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
-            ) from exc
+        return frame_rows(frame, self._payloads)
 
     # ------------------------------------------------------------ writes
 
@@ -1869,7 +1864,10 @@ def repair(path: str | Path, settings: Settings | None = None) -> RepairReport:
 
     Takes the writer lock (the store must not be open elsewhere). Everything
     that verifies is kept, at its original position; the report lists each
-    damaged region, whose records could not be recovered.
+    damaged region, whose records could not be recovered. A second pass applies
+    the WAL to the hot tier as opening does and moves aside each record that
+    verifies but cannot be applied (written by an older version, or a bug:
+    opening names it with a CorruptionError); its region's ``reason`` says why.
     """
     root = Path(path)
     if not root.is_dir():
@@ -1881,11 +1879,17 @@ def repair(path: str | Path, settings: Settings | None = None) -> RepairReport:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         quarantine = root / "quarantine" / stamp
         checked, good, damaged = repair_wal(root / "wal", quarantine, max_record_bytes=s.wal_max_record_bytes)
+        unappliable = quarantine_unappliable(root, s, quarantine)
     finally:
         lock.release()
+    regions = [DamagedRegion(segment=seg, offset=off, length=n, quarantined_to=to) for seg, off, n, to in damaged]
+    regions += [
+        DamagedRegion(segment=seg, offset=off, length=n, quarantined_to=to, reason=why)
+        for seg, off, n, to, why in unappliable
+    ]
     return RepairReport(
         segments_checked=checked,
-        frames_ok=good,
-        damaged=[DamagedRegion(segment=seg, offset=off, length=n, quarantined_to=to) for seg, off, n, to in damaged],
-        quarantine_dir=str(quarantine) if damaged else None,
+        frames_ok=good - len(unappliable),
+        damaged=regions,
+        quarantine_dir=str(quarantine) if regions else None,
     )

@@ -12,6 +12,7 @@ import logging
 import os
 import struct
 import zlib
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
@@ -90,6 +91,11 @@ def _parse(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tup
         except zstandard.ZstdError:
             return None
     return rtype, end, payload
+
+
+def parse_frame(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tuple[int, int, bytes] | None:
+    """The frame at ``pos`` as (type, end offset, decompressed payload), or None if it does not verify."""
+    return _parse(buf, pos, max_bytes)
 
 
 def _next_valid(buf: bytes, start: int, max_bytes: int) -> int | None:
@@ -203,6 +209,25 @@ class Wal:
             self._fd = None
         if self._fd is None:
             self._create_segment(max(applied_lsn, 0))
+
+    def locate(self, lsn: int) -> tuple[Path, int]:
+        """The segment file holding the byte at ``lsn``, and its offset in that file."""
+        i = bisect_right(self._bases, lsn) - 1
+        base = self._bases[max(i, 0)] if self._bases else 0
+        return self.dir / segment_name(base), lsn - base
+
+    def unappliable(self, lsn: int, cause: BaseException) -> CorruptionError:
+        """The error for a frame at ``lsn`` that verifies but cannot be applied (or
+        decoded): it names the segment and byte offset, like damage does, so that
+        ``tael.repair`` can move it aside."""
+        path, offset = self.locate(lsn)
+        return CorruptionError(
+            f"WAL segment {path} holds a record at byte offset {offset} (LSN {lsn}) that verifies but cannot be "
+            f"applied to the hot tier ({cause}); it was not applied. Run tael.repair() (`tael repair DIR`) to "
+            "move it to quarantine/: every other record is kept.",
+            path=str(path),
+            offset=offset,
+        )
 
     @staticmethod
     def _truncate_file(path: Path, size: int) -> None:

@@ -898,7 +898,7 @@ def _hist(**kw: Any) -> metrics_pb2.Metric:
         (gauge("g", number_point(1.0, start_time_unix_nano=2**64 - 1)), "start_time_unix_nano"),
         (gauge("", number_point(1.0)), "metric name is empty"),
         (gauge("a\x00b", number_point(1.0)), "NUL"),
-        (gauge("n" * 401, number_point(1.0)), "400 bytes"),
+        (gauge("n" * 503, number_point(1.0)), "502 bytes"),  # the series key: name NUL id(8) <= 511
         (_hist(bucket_counts=[1, 0], explicit_bounds=[1.0, 2.0]), "2 bucket_counts for 2 explicit_bounds"),
         (_hist(bucket_counts=[1], explicit_bounds=[]), None),  # one bucket, no bounds: valid
         (_hist(explicit_bounds=[1.0]), "0 bucket_counts for 1 explicit_bounds"),
