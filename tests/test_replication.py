@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import tael
 
+from . import readall
 from .conftest import make_log, make_point, make_span
 from .crash_writer import batch_logs, batch_metrics, batch_spans
 from .test_server import free_port, wait_for
@@ -375,12 +376,13 @@ def test_failover_after_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> N
         acked: set[tuple[str, int, int]] = set()
         assert leader.stdout is not None
         assert leader.stdout.readline() == "ready\n"
-        timer = threading.Timer(2.5, lambda: os.kill(leader.pid, signal.SIGKILL))  # type: ignore[union-attr]
-        timer.start()
+        timer = threading.Timer(1.0, lambda: os.kill(leader.pid, signal.SIGKILL))  # type: ignore[union-attr]
         try:
             for line in leader.stdout:
                 _, sig, _r, th, b = line.split()
                 acked.add((sig, int(th), int(b)))
+                if len(acked) > 30 and timer.ident is None:  # the kill comes after a load, however slow
+                    timer.start()
         finally:
             timer.cancel()
         assert leader.wait() == -signal.SIGKILL
@@ -417,9 +419,9 @@ def test_failover_after_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> N
 
 
 def check_acked(store: tael.Store, acked: set[tuple[str, int, int]]) -> None:
-    span_count = Counter((s.trace_id, s.span_id) for s in store.query_traces(limit=100_000))
-    log_count = Counter(r.body for r in store.query_logs(limit=100_000))
-    point_count = Counter(p.attributes["id"] for p in store.query_metrics(limit=100_000))
+    span_count = Counter((s.trace_id, s.span_id) for s in readall.all_spans(store))
+    log_count = Counter(r.body for r in readall.all_logs(store))
+    point_count = Counter(p.attributes["id"] for p in readall.all_points(store))
     print(f"{len(acked)} acknowledged batches checked")
     assert max(span_count.values()) == 1 and max(log_count.values()) == 1 and max(point_count.values()) == 1
     for sig, th, b in acked:
