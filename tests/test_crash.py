@@ -157,12 +157,9 @@ def test_kill_before_an_index_commit_loses_nothing_searchable(tmp_path: Path) ->
     assert {a[1] for a in acked} == {0, 1, 2}
     with tael.Store(data) as store:
         found_spans = {
-            s.attributes["gen_ai.prompt"].rsplit(" ", 1)[1]: s
-            for s in all_spans(store, text="refund customer")
+            s.attributes["gen_ai.prompt"].rsplit(" ", 1)[1]: s for s in all_spans(store, text="refund customer")
         }
-        found_logs = Counter(
-            r.body.rsplit(" ", 1)[1] for r in all_logs(store, text='"connection reset"')
-        )
+        found_logs = Counter(r.body.rsplit(" ", 1)[1] for r in all_logs(store, text='"connection reset"'))
         assert max(found_logs.values()) == 1, "no log is indexed twice"
         for sig, rnd, th, b in acked:
             for i in range(10):
