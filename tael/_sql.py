@@ -45,8 +45,15 @@ def _hot_tables(store: Store, txn: Any) -> dict[str, pa.Table]:
 
 
 def _gone(exc: Exception) -> bool:
+    """Whether a DuckDB error says a file of the snapshot is not there (any more)."""
     text = str(exc)
-    return "No such file" in text or "not found" in text.lower()
+    return "No such file" in text or "No files found that match the pattern" in text or "not found" in text.lower()
+
+
+def _remote_gone(exc: Exception) -> bool:
+    """Whether an error from the pyarrow scan of object storage says a file is gone."""
+    text = str(exc)
+    return "NO_SUCH_KEY" in text or "Path does not exist" in text
 
 
 def _quote(text: str) -> str:
@@ -54,6 +61,14 @@ def _quote(text: str) -> str:
 
 
 def run_sql(store: Store, query: str) -> pa.Table:
+    """``query`` over one snapshot of the hot tier and the cold files its manifest names.
+
+    The whole of it (binding the views to the files, then the query) runs inside the
+    store's read retry: a file gone under it (merged or dropped by another process's
+    maintenance; this process's keeps a running query's files, ``ColdTier.pinned``)
+    makes it start again on a fresh snapshot, a bounded number of times, then raise
+    ``StorageError``. Nothing else is retried: a user's SQL mistake is a ``ValidationError``
+    at once, any other failure to read the store a ``StorageError``."""
     if type(query) is not str or not query.strip():
         raise ValueError(f"query must be a non-empty SQL string, got {query!r}")
     try:
@@ -61,27 +76,35 @@ def run_sql(store: Store, query: str) -> pa.Table:
     except ImportError:
         raise StorageError("Store.sql needs DuckDB: pip install 'tael[sql]'") from None
 
+    def views(con: Any, txn: Any, manifest: list[ColdFile]) -> None:
+        for name, table in _hot_tables(store, txn).items():
+            con.register(f"_hot_{name}", table)
+            files = [f for f in manifest if f.dataset == name]
+            paths = store._cold.local_paths(files)
+            if not files:
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM _hot_{name}")
+            elif paths is not None:  # read_parquet opens every file here, to bind the view
+                listed = ", ".join(_quote(p) for p in paths)
+                con.execute(
+                    f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}]) "
+                    f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
+                )
+            else:  # object storage: scanned through pyarrow, with the hive date column as read_parquet gives it
+                con.register(f"_cold_{name}", store._cold.remote_dataset(files))
+                con.execute(
+                    f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(date AS DATE) AS date) FROM _cold_{name} "
+                    f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
+                )
+
     def run(txn: Any, manifest: list[ColdFile]) -> pa.Table:
         con = duckdb.connect(":memory:")
         try:
-            for name, table in _hot_tables(store, txn).items():
-                con.register(f"_hot_{name}", table)
-                files = [f for f in manifest if f.dataset == name]
-                paths = store._cold.local_paths(files)
-                if not files:
-                    con.execute(f"CREATE VIEW {name} AS SELECT * FROM _hot_{name}")
-                elif paths is not None:
-                    listed = ", ".join(_quote(p) for p in paths)
-                    con.execute(
-                        f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}]) "
-                        f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
-                    )
-                else:  # object storage: scanned through pyarrow, with the hive date column as read_parquet gives it
-                    con.register(f"_cold_{name}", store._cold.remote_dataset(files))
-                    con.execute(
-                        f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(date AS DATE) AS date) FROM _cold_{name} "
-                        f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
-                    )
+            try:
+                views(con, txn, manifest)
+            except duckdb.Error as exc:  # our own statements over the store's files
+                if _gone(exc) or (store._cold.remote and _remote_gone(exc)):
+                    raise FileNotFoundError(str(exc)) from exc  # read again, on a fresh snapshot
+                raise StorageError(f"SQL views over the store's files failed: {exc}") from exc
             try:
                 relation = con.sql(query)
                 return pa.table({}) if relation is None else relation.to_arrow_table()
@@ -90,7 +113,7 @@ def run_sql(store: Store, query: str) -> pa.Table:
                     raise FileNotFoundError(str(exc)) from exc  # a cold file went away: read again
                 raise StorageError(f"SQL query failed reading the store: {exc}") from exc
             except duckdb.Error as exc:
-                if store._cold.remote and ("NO_SUCH_KEY" in str(exc) or "Path does not exist" in str(exc)):
+                if store._cold.remote and _remote_gone(exc):
                     raise FileNotFoundError(str(exc)) from exc  # from the pyarrow scan: read again
                 if store._cold.remote and "AWS Error" in str(exc):
                     raise StorageError(
@@ -100,7 +123,7 @@ def run_sql(store: Store, query: str) -> pa.Table:
         finally:
             con.close()
 
-    return store._read(run)
+    return store._read(run, pin=True)
 
 
 # ---------------------------------------------------------------- results as plain values

@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -408,6 +409,7 @@ class Store:
                         assert self._wal is not None
                         self._wal.close()
                     self._hot.sync()
+                    self._cold.close()  # deletes replaced files a read had kept
             finally:
                 self._hot.close()
                 self._compactor.lock.release()
@@ -654,12 +656,25 @@ class Store:
     # may be unlinked (retention, merge) after the snapshot listed it; the read is
     # then retried on a fresh snapshot.
 
-    def _read(self, fn: Callable[[Any, list[ColdFile]], _T]) -> _T:
+    def _read(self, fn: Callable[[Any, list[ColdFile]], _T], *, pin: bool = False) -> _T:
+        """``fn(txn, manifest)`` on one LMDB snapshot, again on a fresh one (a bounded number
+        of times) if a file it reads went away, which a merge or retention may do to files
+        the snapshot names. With ``pin`` (long reads: SQL), this process's maintenance keeps
+        the snapshot's files until ``fn`` returns; another process's may still remove them."""
         self._check_open()
         for _attempt in range(_READ_ATTEMPTS):
             try:
-                with self._hot.reader() as txn:
-                    return fn(txn, self._hot.manifest(txn))
+                if not pin:
+                    with self._hot.reader() as txn:
+                        return fn(txn, self._hot.manifest(txn))
+                with ExitStack() as stack:
+
+                    def snapshot() -> tuple[Any, list[ColdFile]]:
+                        txn = stack.enter_context(self._hot.reader())
+                        return txn, self._hot.manifest(txn)
+
+                    with self._cold.pinned(snapshot) as (txn, manifest):
+                        return fn(txn, manifest)
             except FileNotFoundError as exc:
                 missing = exc
         raise StorageError(
