@@ -428,7 +428,9 @@ class Store:
             self._pipeline.wait_applied()
 
     def _local(self) -> CommitPipeline:
-        """The commit pipeline of a writer or standby (for flushing, not for client writes)."""
+        """The commit pipeline of a writer or standby: for flushing and maintenance
+        (compaction, merges, retention, blob collection, checkpoints), which change
+        only this store's own tiers, never its WAL; not for client writes."""
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
         if self._pipeline is None:
@@ -1608,8 +1610,9 @@ class Store:
     def compact(self, before: Any) -> CompactionReport:
         """Move every hot record with time < ``before`` (int ns or aware datetime) to the
         cold tier, writing metric rollups on the way; merges partitions it leaves with
-        many small files. Crash-safe and exactly-once (docs/architecture.md)."""
-        pipeline = self._writable()
+        many small files. Crash-safe and exactly-once (docs/architecture.md). A standby
+        compacts its own copy (maintenance is local; only client writes are refused)."""
+        pipeline = self._local()
         before_ns = to_ns(before, "before")
         if before_ns is None:
             raise ValueError("compact needs a time: before=<int ns or aware datetime>")
@@ -1619,14 +1622,14 @@ class Store:
     def merge_small_files(self) -> int:
         """Merge every cold partition's small files (below ``cold_target_file_bytes``) once it
         has ``cold_merge_min_files`` of them; returns how many files were merged away."""
-        self._writable()
+        self._local()
         return self._compactor.merge_small_files()
 
     def enforce_retention(self, now: Any = None) -> RetentionReport:
         """Drop cold partitions whose every record is past its dataset's retention, and hot
         spans and logs past retention; hot metric points past retention are compacted
         (rolled up) first, never dropped unrolled. ``now`` defaults to the current time."""
-        pipeline = self._writable()
+        pipeline = self._local()
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
         pipeline.wait_applied()
@@ -1660,7 +1663,7 @@ class Store:
     def collect_blobs(self) -> int:
         """Delete payload blobs no live span or log refers to, hot or cold (maintenance
         runs this); returns how many were removed."""
-        self._writable()
+        self._local()
         with self._compactor.lock:
             self._compactor._check()
             removed, freed = self._hot.collect_blobs()
