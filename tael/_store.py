@@ -389,8 +389,9 @@ class Store:
                 return
             for writer in list(self._writers):
                 writer.close()  # flush what callers handed to background writers
-            # wait for a compaction, merge or retention pass in another thread (a
-            # Maintenance loop) to finish its step: the LMDB environment closes below
+            # stop a compaction, merge or retention pass in another thread (a Maintenance
+            # loop) at its next safe point and wait for it: the LMDB environment closes below
+            self._compactor.closing.set()
             self._compactor.lock.acquire()
             self._compactor.closed = True
             self._closed = True
@@ -1607,34 +1608,43 @@ class Store:
 
     # ------------------------------------------------------------ tiers
 
-    def compact(self, before: Any) -> CompactionReport:
+    def compact(self, before: Any, *, stop: threading.Event | None = None) -> CompactionReport:
         """Move every hot record with time < ``before`` (int ns or aware datetime) to the
         cold tier, writing metric rollups on the way; merges partitions it leaves with
         many small files. Crash-safe and exactly-once (docs/architecture.md). A standby
-        compacts its own copy (maintenance is local; only client writes are refused)."""
+        compacts its own copy (maintenance is local; only client writes are refused).
+
+        Once ``stop`` is set (or the store is closing), it stops at the next safe point,
+        between chunks of ``compaction_batch_records`` or before publishing the files
+        of one, and returns a report with ``interrupted=True`` counting what moved."""
         pipeline = self._local()
         before_ns = to_ns(before, "before")
         if before_ns is None:
             raise ValueError("compact needs a time: before=<int ns or aware datetime>")
         pipeline.wait_applied()
-        return self._compactor.compact(before_ns)
+        return self._compactor.compact(before_ns, _event(stop))
 
-    def merge_small_files(self) -> int:
+    def merge_small_files(self, *, stop: threading.Event | None = None) -> int:
         """Merge every cold partition's small files (below ``cold_target_file_bytes``) once it
-        has ``cold_merge_min_files`` of them; returns how many files were merged away."""
+        has ``cold_merge_min_files`` of them; returns how many files were merged away.
+        Once ``stop`` is set it returns, each group merged whole or not at all."""
         self._local()
-        return self._compactor.merge_small_files()
+        return self._compactor.merge_small_files(stop=_event(stop))
 
-    def enforce_retention(self, now: Any = None) -> RetentionReport:
+    def enforce_retention(self, now: Any = None, *, stop: threading.Event | None = None) -> RetentionReport:
         """Drop cold partitions whose every record is past its dataset's retention, and hot
         spans and logs past retention; hot metric points past retention are compacted
-        (rolled up) first, never dropped unrolled. ``now`` defaults to the current time."""
+        (rolled up) first, never dropped unrolled. ``now`` defaults to the current time.
+        Once ``stop`` is set it stops between steps (a hot chunk, a cold partition) and
+        the report says ``interrupted``; the next call drops the rest."""
         pipeline = self._local()
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
         pipeline.wait_applied()
         with self._compactor.lock:  # close() waits for this lock before shutting LMDB
-            report = self._compactor.enforce_retention(now_ns)
+            report = self._compactor.enforce_retention(now_ns, _event(stop))
+            if report.interrupted:
+                return report  # the index and comments are trimmed by the next, whole, call
             oldest = self._forget_indexed(report.cutoffs)
             self._hot.forget_operations(oldest["spans"])
             self._hot.drop_comments(now_ns - int(self.settings.retention_comments_days * 86_400e9))
@@ -1673,6 +1683,12 @@ class Store:
 
 
 # ---------------------------------------------------------------- argument helpers
+
+
+def _event(stop: Any) -> threading.Event | None:
+    if stop is not None and not isinstance(stop, threading.Event):
+        raise TypeError(f"stop must be a threading.Event or None, got {type(stop).__name__}")
+    return stop
 
 
 def _batch(records: Any) -> Sequence[Any]:
