@@ -132,7 +132,6 @@ class Compactor:
             rollups = {"metrics_5m": 0, "metrics_1h": 0}
             written: list[str] = []
             touched: set[tuple[str, str]] = set()
-            merged = 0
             interrupted = False
             try:
                 for signal in ("spans", "logs", "metrics"):
@@ -165,10 +164,13 @@ class Compactor:
                 chunk = self.hot.chunk(txn, signal, before, batch)
             if not chunk:
                 return
-            files, evict = self._build(signal, chunk, rollups)
+            built: dict[str, int] = {"metrics_5m": 0, "metrics_1h": 0}
+            files, evict = self._build(signal, chunk, built)
             self._safe_point()  # built in memory only: dropping them leaves nothing
             self._commit(files, [], evict)
             records[signal] += len(chunk)
+            for dataset, n in built.items():
+                rollups[dataset] += n  # counted once committed
             for new in files:
                 written.append(new.file.relpath)
                 touched.add((new.file.dataset, new.file.date))
