@@ -82,7 +82,11 @@ AGENTS = (
     "python-httpx/0.27.0",
     "okhttp/4.12.0",
 )
-T0_NS = 1_767_225_600_000_000_000
+# Ten minutes ago: inside every retention and the hot window, so the maintenance loop of a
+# standby under `tael serve` (which compacts and applies retention on its own) cannot
+# move or drop the spans the checks count. A fixed date in the past was dropped by a
+# restarted standby's first pass.
+T0_NS = (time.time_ns() // 1_000_000_000 - 600) * 1_000_000_000
 IDLE_S = 2.0
 RESOURCES = [{"service.name": s, "deployment.environment": "prod"} for s in SERVICES]
 

@@ -1141,16 +1141,25 @@ def stats(data: str, output: str) -> None:
 def sql(query_text: str, data: str, output: str) -> None:
     """Run a DuckDB SQL QUERY over the views spans, logs, metrics, metrics_5m and
     metrics_1h, which union the hot and cold tiers (columns: docs/cold-format.md)."""
+    from ._sql import json_rows
+
     with _reader(data) as store:
         result = store.sql(query_text)
-    rows = result.to_pylist()
+    rows = json_rows(result)  # not to_pylist: that cannot convert nanosecond timestamps without pandas
     if output == "json":
         _emit_json(rows)
         return
     table = _table(f"{len(rows)} rows", *result.column_names)
     for row in rows:
-        table.add_row(*[_t(_short(str(v))) for v in row.values()])
+        table.add_row(*[_t(_sql_cell(v)) for v in row.values()])
     _print(_console(), table)
+
+
+def _sql_cell(value: Any) -> str | None:
+    """A SQL result value in a table: strings as they are, maps, structs and lists as JSON."""
+    if value is None or isinstance(value, str):
+        return None if value is None else _short(value)
+    return _short(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
 
 
 # ---------------------------------------------------------------- maintenance commands

@@ -12,8 +12,10 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from contextlib import ExitStack
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -589,6 +591,11 @@ class ColdTier:
         self.row_group_rows = row_group_rows
         self.compression_level = compression_level
         self._footers: dict[int, pq.FileMetaData] = {}
+        # Files a long read (Store.sql) uses, by relpath: remove() defers deleting them
+        # until no read pins them, so a query never loses a file of its snapshot to a merge.
+        self.pin_lock = threading.Lock()
+        self._pins: Counter[str] = Counter()
+        self._deferred: set[str] = set()
 
     @property
     def remote(self) -> bool:
@@ -654,11 +661,45 @@ class ColdTier:
             log.warning("cannot remove uncommitted cold file %s (an orphan until the next open): %s", f.relpath, exc)
 
     def remove(self, files: Iterable[ColdFile]) -> None:
-        """Delete files the manifest no longer names (after that change is durable)."""
+        """Delete files the manifest no longer names (after that change is durable).
+        A file a read has pinned is deleted by a later call (or ``close``) once unpinned;
+        so are files left so by earlier calls."""
         files = list(files)
         for f in files:
             self._footers.pop(f.file_id, None)
-        self.files.delete(f.relpath for f in files)
+        with self.pin_lock:
+            self._deferred.update(f.relpath for f in files)
+            doomed = sorted(rel for rel in self._deferred if not self._pins[rel])
+            self._deferred.difference_update(doomed)
+        if doomed:
+            self.files.delete(doomed)
+
+    def close(self) -> None:
+        """Delete what ``remove`` deferred and no read pins any more; a file still pinned
+        (a read running through the close) stays, an orphan removed at the next open."""
+        self.remove([])
+        if self._deferred:
+            log.warning("%d replaced cold files are still read; removed at the next open", len(self._deferred))
+
+    @contextmanager
+    def pinned(self, snapshot: Callable[[], tuple[Any, list[ColdFile]]]) -> Iterator[tuple[Any, list[ColdFile]]]:
+        """Take ``snapshot()`` (a read snapshot and the manifest it sees) and keep every file
+        of that manifest on disk until the block ends, however it is merged or dropped
+        meanwhile. The snapshot is taken under ``pin_lock``, the lock ``remove`` decides
+        under: a file is either pinned before its removal is decided, or the manifest
+        that replaced it committed before the snapshot, which then does not name it."""
+        with self.pin_lock:
+            txn, manifest = snapshot()
+            rels = [f.relpath for f in manifest]
+            self._pins.update(rels)
+        try:
+            yield txn, manifest
+        finally:
+            with self.pin_lock:
+                self._pins.subtract(rels)
+                for rel in rels:
+                    if self._pins[rel] <= 0:
+                        del self._pins[rel]
 
     def sweep_orphans(self, live: set[str]) -> int:
         """Delete every file of the tier the manifest does not name: the leftovers of a

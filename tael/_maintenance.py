@@ -14,6 +14,13 @@ deleted when the store next opens, while the records are still hot. A crash
 after (2) leaves the records cold and gone from the hot tier. Either way each
 record is in exactly one tier. Readers take the manifest and the hot tier from
 one LMDB snapshot, so they never see a record twice either.
+
+Every operation can be interrupted (a ``stop`` event, or the store closing) at
+a safe point: between steps, each a chunk of records, a merge group or a
+retention partition, and within a step before anything of it is published.
+An interrupted operation returns what it committed so far, marked
+``interrupted``; the step it was in leaves nothing behind, and the next pass
+carries on from there.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +78,10 @@ class _NewFile:
     """Blob digests its rows refer to."""
 
 
+class _Interrupted(Exception):
+    """Raised at a safe point of an operation asked to stop; caught by the operation."""
+
+
 class Compactor:
     """Owns every change to the cold tier's manifest. One operation at a time."""
 
@@ -79,27 +91,61 @@ class Compactor:
         self.settings = settings
         self.lock = threading.RLock()
         self.closed = False  # set by Store.close while holding ``lock``
+        self.closing = threading.Event()
+        """Set by Store.close before it waits for ``lock``: the running operation stops at its next safe point."""
+        self._stop: threading.Event | None = None  # the running operation's caller's stop event
 
     def _check(self) -> None:
         """Called holding ``lock``: refuse to touch a closed environment."""
         if self.closed:
             raise StoreClosedError("the store is closed")
 
+    @contextmanager
+    def _stoppable(self, stop: threading.Event | None) -> Iterator[None]:
+        """Called holding ``lock``: make ``stop`` the event the operation's safe points check
+        (an operation nested in another, as compaction's merges, keeps the outer one)."""
+        outer = self._stop
+        self._stop = stop if stop is not None else outer
+        try:
+            yield
+        finally:
+            self._stop = outer
+
+    def stopping(self) -> bool:
+        """Whether the running operation was asked to stop (by its caller or by close)."""
+        return self.closing.is_set() or (self._stop is not None and self._stop.is_set())
+
+    def _safe_point(self) -> None:
+        """Stop here if asked: called only where everything before is committed and
+        nothing of the current step is published."""
+        if self.stopping():
+            raise _Interrupted
+
     # ------------------------------------------------------------ compaction
 
-    def compact(self, before: int) -> CompactionReport:
-        """Move every hot record with time < ``before`` to the cold tier."""
-        with self.lock:
+    def compact(self, before: int, stop: threading.Event | None = None) -> CompactionReport:
+        """Move every hot record with time < ``before`` to the cold tier (until ``stop``
+        is set: then the report says ``interrupted`` and counts what was moved)."""
+        with self.lock, self._stoppable(stop):
             self._check()
             records = {"spans": 0, "logs": 0, "metrics": 0}
             rollups = {"metrics_5m": 0, "metrics_1h": 0}
             written: list[str] = []
             touched: set[tuple[str, str]] = set()
-            for signal in ("spans", "logs", "metrics"):
-                self._compact_signal(signal, before, records, rollups, written, touched)
-            merged = self.merge_small_files(touched)
+            interrupted = False
+            try:
+                for signal in ("spans", "logs", "metrics"):
+                    self._compact_signal(signal, before, records, rollups, written, touched)
+            except _Interrupted:
+                interrupted = True
+            merged = self.merge_small_files(touched)  # stops at once if interrupted
             return CompactionReport(
-                before_ns=before, records=records, rollup_rows=rollups, files_written=written, files_merged=merged
+                before_ns=before,
+                records=records,
+                rollup_rows=rollups,
+                files_written=written,
+                files_merged=merged,
+                interrupted=interrupted or self.stopping(),
             )
 
     def _compact_signal(
@@ -113,16 +159,22 @@ class Compactor:
     ) -> None:
         batch = self.settings.compaction_batch_records
         while True:
+            self._safe_point()
             with self.hot.reader() as txn:
                 chunk = self.hot.chunk(txn, signal, before, batch)
             if not chunk:
                 return
-            files, evict = self._build(signal, chunk, rollups)
+            built: dict[str, int] = {"metrics_5m": 0, "metrics_1h": 0}
+            files, evict = self._build(signal, chunk, built)
+            self._safe_point()  # built in memory only: dropping them leaves nothing
             self._commit(files, [], evict)
             records[signal] += len(chunk)
+            for dataset, n in built.items():
+                rollups[dataset] += n  # counted once committed
             for new in files:
                 written.append(new.file.relpath)
                 touched.add((new.file.dataset, new.file.date))
+            log.debug("compacted %d %s into %s", len(chunk), signal, ", ".join(f.file.relpath for f in files))
             if len(chunk) < batch:
                 return
 
@@ -165,9 +217,10 @@ class Compactor:
                 self.hot.evict_metrics(txn, evict_items)
 
         ids = self.hot.alloc_file_ids(len(tables))
-        files = [
-            self._encode(fid, dataset, date, table) for fid, (dataset, date, table) in zip(ids, tables, strict=True)
-        ]
+        files = []
+        for fid, (dataset, date, table) in zip(ids, tables, strict=True):
+            self._safe_point()  # between encodings: nothing published yet
+            files.append(self._encode(fid, dataset, date, table))
         return files, evict
 
     def _encode(self, file_id: int, dataset: str, date: str, table: pa.Table) -> _NewFile:
@@ -257,13 +310,20 @@ class Compactor:
 
     # ------------------------------------------------------------ small-file merges
 
-    def merge_small_files(self, partitions: set[tuple[str, str]] | None = None, *, min_files: int | None = None) -> int:
+    def merge_small_files(
+        self,
+        partitions: set[tuple[str, str]] | None = None,
+        *,
+        min_files: int | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
         """Merge each partition's files smaller than the target size, in groups up to
-        about the target size; returns how many files were merged away."""
+        about the target size; returns how many files were merged away (until ``stop``
+        is set: each group is merged whole or not at all)."""
         threshold = min_files if min_files is not None else self.settings.cold_merge_min_files
         target = self.settings.cold_target_file_bytes
         merged = 0
-        with self.lock:
+        with self.lock, self._stoppable(stop):
             self._check()
             with self.hot.reader() as txn:
                 manifest = self.hot.manifest(txn)
@@ -286,12 +346,18 @@ class Compactor:
                 groups.append(group)
                 for g in groups:
                     if len(g) >= 2:
-                        self._merge(dataset, date, g)
+                        try:
+                            self._merge(dataset, date, g)
+                        except _Interrupted:
+                            return merged
                         merged += len(g)
         return merged
 
     def _merge(self, dataset: str, date: str, files: list[ColdFile]) -> None:
-        tables = [self.cold.read_all(f) for f in files]
+        tables = []
+        for f in files:
+            self._safe_point()  # reading: nothing published yet
+            tables.append(self.cold.read_all(f))
         table = pa.concat_tables(tables)
         old_refs = [r for f, t in zip(files, tables, strict=True) for r in _refs_of(f, t, self.cold.row_group_sizes(f))]
         if dataset == "spans":
@@ -299,12 +365,15 @@ class Compactor:
         table = sort_table(dataset, table)
         (fid,) = self.hot.alloc_file_ids(1)
         new = self._encode(fid, dataset, date, table)
+        self._safe_point()
         self._commit([new], [(f, [r for r in old_refs if r[2] == f.file_id]) for f in files], None)
         log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new.file.relpath)
 
     # ------------------------------------------------------------ retention
 
-    def enforce_retention(self, now: int) -> RetentionReport:
+    def enforce_retention(self, now: int, stop: threading.Event | None = None) -> RetentionReport:
+        """Drop what is past retention at ``now`` (see ``Store.enforce_retention``), one
+        hot chunk or cold partition per step, until ``stop`` is set."""
         s = self.settings
         cutoff = {
             "spans": now - int(s.retention_spans_days * DAY_NS),
@@ -313,52 +382,71 @@ class Compactor:
             "metrics_5m": now - int(s.retention_metrics_5m_days * DAY_NS),
             "metrics_1h": now - int(s.retention_metrics_1h_days * DAY_NS),
         }
-        with self.lock:
+        with self.lock, self._stoppable(stop):
             self._check()
             hot_dropped = {"spans": 0, "logs": 0, "metrics": 0}
-            # Hot raw metrics past retention are not rolled up yet: compact them (which
-            # writes their rollups) rather than drop them; the partition drop below
-            # then takes the raw points once their whole day is past retention.
-            moved = {"metrics": 0}
-            self._compact_signal("metrics", cutoff["metrics"], moved, {"metrics_5m": 0, "metrics_1h": 0}, [], set())
-            for signal in ("spans", "logs"):
-                hot_dropped[signal] = self._drop_hot(signal, cutoff[signal])
-            with self.hot.reader() as txn:
-                manifest = self.hot.manifest(txn)
-            doomed = [f for f in manifest if day_start_ns(f.date) + DAY_NS <= cutoff[f.dataset]]
-            removed = [(f, self._refs_of_file(f)) for f in doomed]
-            if removed:
-                stats: dict[str, list[int]] = {}
-                by_trace: dict[bytes, set[str]] = {}
-                for f, refs in removed:
-                    if f.dataset != "spans":
-                        continue
-                    for svc, acc in f.services.items():
-                        cur = stats.setdefault(svc, [0, 0, 0, 0])
-                        for i in range(3):
-                            cur[i] += acc[i]
-                    for trace, _sig, _fid, _rg, services in refs:
-                        by_trace.setdefault(trace, set()).update(services)
-
-                def forget(txn: Any) -> None:
-                    self.hot.forget_spans(txn, stats, by_trace)
-
-                self._commit([], removed, None, forget)
-            parts = sorted({f"{f.dataset}/date={f.date}" for f in doomed})
-            for p in parts:
-                log.info("retention dropped cold partition %s", p)
+            parts: list[str] = []
+            dropped: list[ColdFile] = []
+            interrupted = False
+            try:
+                # Hot raw metrics past retention are not rolled up yet: compact them (which
+                # writes their rollups) rather than drop them; the partition drop below
+                # then takes the raw points once their whole day is past retention.
+                moved = {"metrics": 0}
+                self._compact_signal("metrics", cutoff["metrics"], moved, {"metrics_5m": 0, "metrics_1h": 0}, [], set())
+                for signal in ("spans", "logs"):
+                    self._drop_hot(signal, cutoff[signal], hot_dropped)
+                with self.hot.reader() as txn:
+                    manifest = self.hot.manifest(txn)
+                doomed: dict[str, list[ColdFile]] = {}
+                for f in manifest:
+                    if day_start_ns(f.date) + DAY_NS <= cutoff[f.dataset]:
+                        doomed.setdefault(f"{f.dataset}/date={f.date}", []).append(f)
+                for part, files in sorted(doomed.items()):  # one partition per step
+                    self._drop_partition(files)
+                    parts.append(part)
+                    dropped += files
+                    log.info("retention dropped cold partition %s", part)
+            except _Interrupted:
+                interrupted = True
             return RetentionReport(
                 now_ns=now,
                 partitions_dropped=parts,
-                cold_files_dropped=len(doomed),
-                cold_rows_dropped=sum(f.rows for f in doomed),
+                cold_files_dropped=len(dropped),
+                cold_rows_dropped=sum(f.rows for f in dropped),
                 hot_records_dropped=hot_dropped,
                 cutoffs=cutoff,
+                interrupted=interrupted,
             )
 
-    def _drop_hot(self, signal: str, before: int) -> int:
-        """Delete hot records older than ``before`` without writing them anywhere."""
-        total = 0
+    def _drop_partition(self, files: list[ColdFile]) -> None:
+        """Remove one cold partition's files from the manifest (one commit), and their
+        spans from the per-service counters."""
+        removed = []
+        for f in files:
+            self._safe_point()  # reading the trace index entries: nothing changed yet
+            removed.append((f, self._refs_of_file(f)))
+        stats: dict[str, list[int]] = {}
+        by_trace: dict[bytes, set[str]] = {}
+        for f, refs in removed:
+            if f.dataset != "spans":
+                continue
+            for svc, acc in f.services.items():
+                cur = stats.setdefault(svc, [0, 0, 0, 0])
+                for i in range(3):
+                    cur[i] += acc[i]
+            for trace, _sig, _fid, _rg, services in refs:
+                by_trace.setdefault(trace, set()).update(services)
+
+        def forget(txn: Any) -> None:
+            self.hot.forget_spans(txn, stats, by_trace)
+
+        self._safe_point()
+        self._commit([], removed, None, forget)
+
+    def _drop_hot(self, signal: str, before: int, dropped: dict[str, int]) -> None:
+        """Delete hot records older than ``before`` without writing them anywhere, one
+        chunk per step, counting them in ``dropped[signal]``."""
         batch = self.settings.compaction_batch_records
 
         def evict(txn: Any, items: list[tuple[bytes, Any]]) -> None:
@@ -368,19 +456,20 @@ class Compactor:
                 self.hot.evict_logs(txn, items)
 
         while True:
+            self._safe_point()
             with self.hot.reader() as txn:
                 chunk = self.hot.chunk(txn, signal, before, batch)
             if not chunk:
-                return total
+                return
             items = [(k, _codec.unpackb(v)) for k, v in chunk]
 
             def run(txn: Any, items: list[tuple[bytes, Any]] = items) -> None:
                 evict(txn, items)
 
             self.hot.write(run)
-            total += len(items)
+            dropped[signal] += len(items)
             if len(chunk) < batch:
-                return total
+                return
 
     def _refs_of_file(self, f: ColdFile) -> list[Ref]:
         if f.dataset not in _TRACE_SIGNAL:
@@ -459,6 +548,11 @@ class Maintenance:
     ``interval_s`` seconds on a daemon thread until ``stop()``. An error in a
     pass is logged and counted (``errors``, ``last_error``) and the next pass
     retries: it never propagates into the host application.
+
+    ``stop()`` (or ``request_stop()``, which does not wait) interrupts the pass in
+    progress at its next safe point, a few seconds at most however large the
+    backlog: each step (a chunk of records, a merge group, a retention partition)
+    either commits or leaves nothing, and the next pass carries on.
     """
 
     def __init__(self, store: Store, interval_s: float = 60.0) -> None:
@@ -468,6 +562,8 @@ class Maintenance:
         self.interval_s = float(interval_s)
         self.runs = 0
         self.errors = 0
+        self.interrupted = 0
+        """Runs that ``stop()`` ended early (not errors)."""
         self.consecutive_errors = 0
         """Failed runs since the last successful one (health checks read it)."""
         self.seconds_total = 0.0
@@ -478,24 +574,41 @@ class Maintenance:
         self.last_error: str | None = None
         self.last_report: MaintenanceReport | None = None
         self._stop = threading.Event()
+        """Set by stop(): ends the loop and interrupts the pass in progress."""
+        self._pass = threading.Lock()  # held by the pass in progress, in whatever thread
         self._thread: threading.Thread | None = None
 
     def run_once(self, now: Any = None) -> MaintenanceReport:
         """One pass: compact what is older than ``Settings.hot_window_s``, merge small
         files, enforce retention, collect unreferenced payload blobs, checkpoint the WAL. Errors are caught, logged and
-        reported in the result."""
+        reported in the result. A pass that ``stop()`` interrupts ends after the step
+        it was in and reports ``interrupted``."""
+        with self._pass:
+            return self._run(now)
+
+    def _run(self, now: Any) -> MaintenanceReport:
         compaction = retention = None
         merged = removed = blobs = 0
+        stop = self._stop
+        closing = self.store._compactor.closing  # Store.close interrupts a pass too
+
+        def halted() -> bool:
+            return stop.is_set() or closing.is_set()
+
         began = time.monotonic()
         try:
             now_ns = _codec.to_ns(now, "now") if now is not None else time.time_ns()
             assert now_ns is not None
             hot_window = int(self.store.settings.hot_window_s * 1e9)
-            compaction = self.store.compact(now_ns - hot_window)
-            merged = compaction.files_merged + self.store.merge_small_files()
-            retention = self.store.enforce_retention(now_ns)
-            blobs = self.store.collect_blobs()
-            removed = self.store.checkpoint()
+            compaction = self.store.compact(now_ns - hot_window, stop=stop)
+            merged = compaction.files_merged
+            if not halted():
+                merged += self.store.merge_small_files(stop=stop)
+            if not halted():
+                retention = self.store.enforce_retention(now_ns, stop=stop)
+            if not halted():
+                blobs = self.store.collect_blobs()
+                removed = self.store.checkpoint()
             error = None
             self.consecutive_errors = 0
         except Exception as exc:
@@ -503,8 +616,16 @@ class Maintenance:
             self.consecutive_errors += 1
             error = self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("maintenance run on %s failed (retried at the next run)", self.store.path)
+        interrupted = error is None and (
+            halted()
+            or (compaction is not None and compaction.interrupted)
+            or (retention is not None and retention.interrupted)
+        )
         self.runs += 1
+        self.interrupted += interrupted
         self.seconds_total += time.monotonic() - began
+        if interrupted:
+            log.info("maintenance run on %s stopped early at a safe point", self.store.path)
         if compaction is not None:
             self.records_compacted += sum(compaction.records.values())
         if retention is not None:
@@ -516,6 +637,7 @@ class Maintenance:
             wal_segments_removed=removed,
             blobs_removed=blobs,
             error=error,
+            interrupted=interrupted,
         )
         self.last_report = report
         return report
@@ -529,12 +651,25 @@ class Maintenance:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Ask the loop to stop and wait for the pass in progress to finish."""
+    def request_stop(self) -> None:
+        """Ask the loop to stop and the pass in progress (in any thread) to end at its
+        next safe point; returns at once (safe from a signal handler or a log handler)."""
         self._stop.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the loop: interrupt the pass in progress at its next safe point and wait
+        for it (at most ``timeout`` seconds). Passes run after this are whole again."""
+        self._stop.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                return  # still in its pass past the timeout: it stops at its next safe point
             self._thread = None
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if self._pass.acquire(timeout=-1 if left is None else left):  # a run_once in another thread
+            self._stop.clear()
+            self._pass.release()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -247,13 +247,15 @@ class CompactionReport:
     """What ``Store.compact`` moved to the cold tier: records per signal
     (``spans``, ``logs``, ``metrics``), rollup rows written per rollup dataset
     (``metrics_5m``, ``metrics_1h``), and the cold files written (paths relative
-    to ``<data>/cold``)."""
+    to ``<data>/cold``). ``interrupted``: it was asked to stop (``stop`` or the store
+    closing) before it was done; the counts are what it committed, the rest is still hot."""
 
     before_ns: int
     records: dict[str, int]
     rollup_rows: dict[str, int]
     files_written: list[str]
     files_merged: int = 0
+    interrupted: bool = False
 
     @property
     def total_records(self) -> int:
@@ -264,7 +266,8 @@ class CompactionReport:
 class RetentionReport:
     """What ``Store.enforce_retention`` dropped: whole cold partitions per dataset
     (``"spans/date=2026-01-01"``), cold files and rows, and hot records per signal.
-    ``cutoffs``: per dataset, the time before which records are past retention."""
+    ``cutoffs``: per dataset, the time before which records are past retention.
+    ``interrupted``: it was asked to stop before it was done (see ``CompactionReport``)."""
 
     now_ns: int
     partitions_dropped: list[str]
@@ -272,12 +275,15 @@ class RetentionReport:
     cold_rows_dropped: int
     hot_records_dropped: dict[str, int]
     cutoffs: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
 
 
 @dataclass(slots=True, kw_only=True, frozen=True)
 class MaintenanceReport:
     """One maintenance run: its compaction, small-file merges, retention and WAL
-    checkpoint. ``error`` is the text of the exception that ended the run early."""
+    checkpoint. ``error`` is the text of the exception that ended the run early;
+    ``interrupted`` says ``Maintenance.stop()`` (or the store closing) ended it early
+    at a safe point, which is not an error: the next run carries on."""
 
     compaction: CompactionReport | None
     files_merged: int
@@ -285,6 +291,7 @@ class MaintenanceReport:
     wal_segments_removed: int
     blobs_removed: int = 0
     error: str | None = None
+    interrupted: bool = False
 
 
 # ---------------------------------------------------------------- analytics

@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -407,8 +408,9 @@ class Store:
                 return
             for writer in list(self._writers):
                 writer.close()  # flush what callers handed to background writers
-            # wait for a compaction, merge or retention pass in another thread (a
-            # Maintenance loop) to finish its step: the LMDB environment closes below
+            # stop a compaction, merge or retention pass in another thread (a Maintenance
+            # loop) at its next safe point and wait for it: the LMDB environment closes below
+            self._compactor.closing.set()
             self._compactor.lock.acquire()
             self._compactor.closed = True
             self._closed = True
@@ -427,6 +429,7 @@ class Store:
                         assert self._wal is not None
                         self._wal.close()
                     self._hot.sync()
+                    self._cold.close()  # deletes replaced files a read had kept
             finally:
                 self._hot.close()
                 self._compactor.lock.release()
@@ -445,7 +448,9 @@ class Store:
             self._pipeline.wait_applied()
 
     def _local(self) -> CommitPipeline:
-        """The commit pipeline of a writer or standby (for flushing, not for client writes)."""
+        """The commit pipeline of a writer or standby: for flushing and maintenance
+        (compaction, merges, retention, blob collection, checkpoints), which change
+        only this store's own tiers, never its WAL; not for client writes."""
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
         if self._pipeline is None:
@@ -662,12 +667,25 @@ class Store:
     # may be unlinked (retention, merge) after the snapshot listed it; the read is
     # then retried on a fresh snapshot.
 
-    def _read(self, fn: Callable[[Any, list[ColdFile]], _T]) -> _T:
+    def _read(self, fn: Callable[[Any, list[ColdFile]], _T], *, pin: bool = False) -> _T:
+        """``fn(txn, manifest)`` on one LMDB snapshot, again on a fresh one (a bounded number
+        of times) if a file it reads went away, which a merge or retention may do to files
+        the snapshot names. With ``pin`` (long reads: SQL), this process's maintenance keeps
+        the snapshot's files until ``fn`` returns; another process's may still remove them."""
         self._check_open()
         for _attempt in range(_READ_ATTEMPTS):
             try:
-                with self._hot.reader() as txn:
-                    return fn(txn, self._hot.manifest(txn))
+                if not pin:
+                    with self._hot.reader() as txn:
+                        return fn(txn, self._hot.manifest(txn))
+                with ExitStack() as stack:
+
+                    def snapshot() -> tuple[Any, list[ColdFile]]:
+                        txn = stack.enter_context(self._hot.reader())
+                        return txn, self._hot.manifest(txn)
+
+                    with self._cold.pinned(snapshot) as (txn, manifest):
+                        return fn(txn, manifest)
             except FileNotFoundError as exc:
                 missing = exc
         raise StorageError(
@@ -1598,33 +1616,43 @@ class Store:
 
     # ------------------------------------------------------------ tiers
 
-    def compact(self, before: Any) -> CompactionReport:
+    def compact(self, before: Any, *, stop: threading.Event | None = None) -> CompactionReport:
         """Move every hot record with time < ``before`` (int ns or aware datetime) to the
         cold tier, writing metric rollups on the way; merges partitions it leaves with
-        many small files. Crash-safe and exactly-once (docs/architecture.md)."""
-        pipeline = self._writable()
+        many small files. Crash-safe and exactly-once (docs/architecture.md). A standby
+        compacts its own copy (maintenance is local; only client writes are refused).
+
+        Once ``stop`` is set (or the store is closing), it stops at the next safe point,
+        between chunks of ``compaction_batch_records`` or before publishing the files
+        of one, and returns a report with ``interrupted=True`` counting what moved."""
+        pipeline = self._local()
         before_ns = to_ns(before, "before")
         if before_ns is None:
             raise ValueError("compact needs a time: before=<int ns or aware datetime>")
         pipeline.wait_applied()
-        return self._compactor.compact(before_ns)
+        return self._compactor.compact(before_ns, _event(stop))
 
-    def merge_small_files(self) -> int:
+    def merge_small_files(self, *, stop: threading.Event | None = None) -> int:
         """Merge every cold partition's small files (below ``cold_target_file_bytes``) once it
-        has ``cold_merge_min_files`` of them; returns how many files were merged away."""
-        self._writable()
-        return self._compactor.merge_small_files()
+        has ``cold_merge_min_files`` of them; returns how many files were merged away.
+        Once ``stop`` is set it returns, each group merged whole or not at all."""
+        self._local()
+        return self._compactor.merge_small_files(stop=_event(stop))
 
-    def enforce_retention(self, now: Any = None) -> RetentionReport:
+    def enforce_retention(self, now: Any = None, *, stop: threading.Event | None = None) -> RetentionReport:
         """Drop cold partitions whose every record is past its dataset's retention, and hot
         spans and logs past retention; hot metric points past retention are compacted
-        (rolled up) first, never dropped unrolled. ``now`` defaults to the current time."""
-        pipeline = self._writable()
+        (rolled up) first, never dropped unrolled. ``now`` defaults to the current time.
+        Once ``stop`` is set it stops between steps (a hot chunk, a cold partition) and
+        the report says ``interrupted``; the next call drops the rest."""
+        pipeline = self._local()
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
         pipeline.wait_applied()
         with self._compactor.lock:  # close() waits for this lock before shutting LMDB
-            report = self._compactor.enforce_retention(now_ns)
+            report = self._compactor.enforce_retention(now_ns, _event(stop))
+            if report.interrupted:
+                return report  # the index and comments are trimmed by the next, whole, call
             oldest = self._forget_indexed(report.cutoffs)
             self._hot.forget_operations(oldest["spans"])
             self._hot.drop_comments(now_ns - int(self.settings.retention_comments_days * 86_400e9))
@@ -1653,7 +1681,7 @@ class Store:
     def collect_blobs(self) -> int:
         """Delete payload blobs no live span or log refers to, hot or cold (maintenance
         runs this); returns how many were removed."""
-        self._writable()
+        self._local()
         with self._compactor.lock:
             self._compactor._check()
             removed, freed = self._hot.collect_blobs()
@@ -1663,6 +1691,12 @@ class Store:
 
 
 # ---------------------------------------------------------------- argument helpers
+
+
+def _event(stop: Any) -> threading.Event | None:
+    if stop is not None and not isinstance(stop, threading.Event):
+        raise TypeError(f"stop must be a threading.Event or None, got {type(stop).__name__}")
+    return stop
 
 
 def _batch(records: Any) -> Sequence[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +28,6 @@ def number(text: str) -> float:
 
 def test_replication_benchmark_quick_mode(tmp_path: Path) -> None:
     """The script checks that every standby holds exactly the leader's spans and exits 1 otherwise."""
-    began = time.monotonic()
     result = subprocess.run(
         [sys.executable, "benchmarks/replication.py", "--quick", "--dir", str(tmp_path / "bench")],
         cwd=ROOT,
@@ -37,7 +35,6 @@ def test_replication_benchmark_quick_mode(tmp_path: Path) -> None:
         text=True,
         timeout=300,
     )
-    elapsed = time.monotonic() - began
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "PROBLEMS" not in out and "MISMATCH" not in out
@@ -61,5 +58,4 @@ def test_replication_benchmark_quick_mode(tmp_path: Path) -> None:
         assert number(cells(line)[1]) > 0, line
     (shipped,) = [ln for ln in lines if ln.startswith("| WAL to ship |")]
     assert number(cells(shipped)[1]) > 0
-    assert elapsed < 60, f"--quick took {elapsed:.0f} s"
     assert not (tmp_path / "bench").exists()  # the scratch directory is cleaned up

@@ -82,8 +82,9 @@ def test_block_when_full_waits_for_room(store: tael.Store) -> None:
     with store._pipeline.io:
         producer = threading.Thread(target=produce)
         producer.start()
-        time.sleep(0.3)
-        assert not done.is_set(), "the producer should be blocked on a full queue"
+        wait_for(lambda: writer.queued == 20)  # full: nothing commits while the WAL is busy
+        time.sleep(0.1)  # not synchronisation: a chance for a queue that failed to block to overfill
+        assert writer.queued == 20 and not done.is_set(), "the producer should be blocked on a full queue"
     producer.join(timeout=30)
     assert done.is_set()
     writer.close()
