@@ -35,6 +35,21 @@ def standby(path: Path, port: int, **kw: Any) -> tael.Store:
     return tael.Store(path, tael.Settings(standby_listen=f"127.0.0.1:{port}", **kw), standby=True)
 
 
+def keep_everything(tmp_path: Path) -> Path:
+    """A settings file for `tael serve` processes of these tests: their records are
+    timed in 1970, and a standby's own maintenance (every 60 s) would otherwise
+    apply retention to them while a slow run is still checking them."""
+    path = tmp_path / "keep-everything.toml"
+    days = 1_000_000.0
+    path.write_text(
+        "".join(
+            f"retention_{tier}_days = {days}\n"
+            for tier in ("spans", "logs", "metrics", "metrics_5m", "metrics_1h", "comments")
+        )
+    )
+    return path
+
+
 def url(port: int) -> str:
     return f"http://127.0.0.1:{port}"
 
@@ -271,11 +286,15 @@ def test_standby_through_the_cli_with_metrics_and_promote(tmp_path: Path) -> Non
     """`tael serve --standby-of` and `tael serve --replica`, lag on /metrics, `tael promote`."""
     p_leader, p_sb = free_port(), free_port()
     sb_data, leader_data = tmp_path / "sb", tmp_path / "leader"
+    config = keep_everything(tmp_path)
     procs = []
 
     def serve(*args: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tael", "serve", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "tael", "--config", str(config), "serve", *args],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         procs.append(proc)
         return proc
@@ -357,9 +376,13 @@ def test_failover_after_sigkill_loses_no_acknowledged_write(tmp_path: Path) -> N
     disk (`tael promote`), and holds every write the leader acknowledged."""
     ports = [free_port(), free_port()]
     dirs = [tmp_path / "sb0", tmp_path / "sb1"]
+    config = keep_everything(tmp_path)
     standbys = [
         subprocess.Popen(
-            [sys.executable, "-m", "tael", "serve", "--data", str(d), "--port", str(p), "--standby-of", "leader"],
+            [
+                *(sys.executable, "-m", "tael", "--config", str(config), "serve"),
+                *("--data", str(d), "--port", str(p), "--standby-of", "leader"),
+            ],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,
