@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from . import _limits
 from ._errors import ReplicationError, TaelError
 from ._models import ReplicaStatus
 from ._wal import read_frames
@@ -418,7 +419,7 @@ def routes(store: Store) -> list[Any]:
         return Response(msgpack.packb(body, use_bin_type=True), media_type=media)
 
     async def wal(request: Request) -> Response:
-        raw = await request.body()
+        raw = await _limits.read_shipment(request, store.settings)  # bounded: size, time, memory
         try:
             msg = parse_shipment(raw)
         except ValueError as exc:
@@ -456,8 +457,10 @@ class Endpoint:
         from starlette.applications import Starlette
 
         host, _, port = listen.rpartition(":")
-        app: Starlette = Starlette(routes=routes(store))
+        served = routes(store)
+        app: Starlette = Starlette(routes=served, middleware=[_limits.guard(store.settings, served)])
         config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="off")
+        _limits.configure_uvicorn(config, store.settings)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"tael-standby:{listen}", daemon=True)
         self._thread.start()

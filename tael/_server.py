@@ -40,8 +40,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import _otlp, _replication
-from ._errors import ReadOnlyError, StorageError, StoreClosedError, TaelError, ValidationError
+from . import _limits, _otlp, _replication
+from ._errors import (
+    ReadOnlyError,
+    ReplicationError,
+    StorageError,
+    StoreClosedError,
+    TaelError,
+    ValidationError,
+)
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
 from ._settings import Settings
@@ -52,14 +59,6 @@ log = logging.getLogger(__name__)
 _RETRY_AFTER_S = "5"
 _SIGNALS = {"traces": "spans", "logs": "logs", "metrics": "metrics"}
 _JAEGER_TRACE_LIMIT = 1_500
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _BadEncoding(Exception):
-    pass
 
 
 class ServerMetrics:
@@ -196,47 +195,61 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
 
     def otlp_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
         signal = _SIGNALS[kind]
-        decode: Callable[[bytes, str], _otlp.Decoded[Any]]
-        insert: Callable[[Any], int]
-        if kind == "traces":
-            decode, insert = _otlp.decode_traces, store.insert_spans
-        elif kind == "logs":
-            decode, insert = _otlp.decode_logs, store.insert_logs
-        else:
-            decode, insert = _otlp.decode_metrics, store.insert_metrics
+        decode: Any = {"traces": _otlp.decode_traces, "logs": _otlp.decode_logs, "metrics": _otlp.decode_metrics}[kind]
+        insert: Any = {"traces": store.insert_spans, "logs": store.insert_logs, "metrics": store.insert_metrics}[kind]
+        limit = settings.server_max_body_bytes
+
+        def decode_and_insert(body: bytes, ctype: str) -> _otlp.Decoded[Any]:
+            """Decode and insert a slice of records at a time (bounds the request's memory).
+            A request larger than a slice is thus written in several batches."""
+            decoded: _otlp.Decoded[Any] = decode(body, ctype, insert)
+            return decoded
 
         async def handler(request: Request) -> Response:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in _otlp.CONTENT_TYPES:
-                return _status(415, "application/json", f"unsupported content type {ctype!r}", metrics, kind)
-            try:
-                raw = await _read_body(request, settings.server_max_body_bytes)
-            except _TooLarge as exc:
-                return _status(413, ctype, str(exc), metrics, kind)
+                return _status(415, "application/json", f"unsupported content type {ctype!r}")
+            encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in _ENCODINGS:
+                return _status(415, ctype, f"unsupported content encoding {encoding!r} (gzip, deflate or identity)")
             if not inflight.acquire(blocking=False):
-                return _status(503, ctype, "too many requests in flight; retry later", metrics, kind, retry=True)
+                return _status(503, ctype, "too many requests in flight; retry later", retry=True)
             began = time.perf_counter()
+            reservation = _limits.request_reservation(request)
             try:
-                encoding = request.headers.get("content-encoding", "identity").strip().lower()
-                body = await run_in_threadpool(_decompress, raw, encoding, settings.server_max_body_bytes)
-                decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode, body, ctype)
-                if decoded.records:
-                    await run_in_threadpool(insert, decoded.records)
-            except _TooLarge as exc:
-                return _status(413, ctype, str(exc), metrics, kind)
-            except _BadEncoding as exc:
-                return _status(415, ctype, str(exc), metrics, kind)
+                # reserve before reading: what the body costs as received, and for an
+                # uncompressed one its decoding too (a compressed one grows it later)
+                declared = _limits.declared_length(request)
+                if declared is not None:
+                    identity = encoding in ("", "identity")
+                    reservation.grow(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
+                raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
+                body = await run_in_threadpool(_decompress, raw, encoding, limit, reservation)
+                extra = len(body) if body is not raw else 0
+                reservation.grow_to(len(raw) + extra + _limits.otlp_decode_cost(len(body)))
+                del raw
+                decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode_and_insert, body, ctype)
+            except _limits.BodyTooLarge as exc:
+                return _status(413, ctype, str(exc))
+            except _limits.OverBudget as exc:
+                return _status(429, ctype, str(exc), retry=True)
+            except _limits.BodyTimeout as exc:
+                return _status(408, ctype, str(exc))
             except (_otlp.OtlpError, ValidationError, zlib.error, EOFError) as exc:
-                return _status(400, ctype, f"malformed request: {exc}", metrics, kind)
+                return _status(400, ctype, f"malformed request: {exc}")
             except (StoreClosedError, ReadOnlyError, StorageError) as exc:
-                return _status(503, ctype, f"the store cannot take writes: {exc}", metrics, kind, retry=True)
+                return _status(503, ctype, f"the store cannot take writes: {exc}", retry=True)
+            except ReplicationError as exc:
+                # durable here, not yet on enough standbys: not acknowledged, so the
+                # exporter retries (a span retried is stored once; see docs/server.md)
+                return _status(503, ctype, f"the write was not acknowledged by enough standbys: {exc}", retry=True)
             finally:
                 inflight.release()
+                reservation.release()
             metrics.insert_seconds.labels(signal).observe(time.perf_counter() - began)
-            metrics.ingested.labels(signal).inc(len(decoded.records))
+            metrics.ingested.labels(signal).inc(decoded.accepted)
             if decoded.rejected:
                 metrics.rejected.labels(signal).inc(decoded.rejected)
-            metrics.requests.labels(kind, "200").inc()
             return Response(
                 _otlp.encode_response(kind, ctype, decoded.rejected, decoded.error_message), media_type=ctype
             )
@@ -249,20 +262,16 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
             try:
                 result = await run_in_threadpool(fn, request)
             except (ValueError, TypeError) as exc:
-                metrics.requests.labels(call, "400").inc()
                 return JSONResponse({"data": None, "errors": [{"code": 400, "msg": str(exc)}]}, status_code=400)
             except _NotFound as exc:
-                metrics.requests.labels(call, "404").inc()
                 return JSONResponse({"data": None, "errors": [{"code": 404, "msg": str(exc)}]}, status_code=404)
             except TaelError as exc:
-                metrics.requests.labels(call, "503").inc()
                 return JSONResponse(
                     {"data": None, "errors": [{"code": 503, "msg": str(exc)}]},
                     status_code=503,
                     headers={"Retry-After": _RETRY_AFTER_S},
                 )
             metrics.query_seconds.labels(call).observe(time.perf_counter() - began)
-            metrics.requests.labels(call, "200").inc()
             return JSONResponse(result)
 
         return handler
@@ -347,21 +356,22 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route("/v1/traces", otlp_route("traces"), methods=["POST"]),
-        Route("/v1/logs", otlp_route("logs"), methods=["POST"]),
-        Route("/v1/metrics", otlp_route("metrics"), methods=["POST"]),
-        Route("/api/services", query("services", services)),
-        Route("/api/services/{service}/operations", query("operations", operations)),
-        Route("/api/traces", query("traces", traces)),
-        Route("/api/traces/{trace_id}", query("trace", trace)),
-        Route("/api/search/traces", query("search_traces", search_traces)),
-        Route("/api/logs", query("logs", logs)),
-        Route("/metrics", prometheus),
-        Route("/health/live", live),
-        Route("/health/ready", ready),
+        Route("/v1/traces", otlp_route("traces"), methods=["POST"], name="traces"),
+        Route("/v1/logs", otlp_route("logs"), methods=["POST"], name="logs"),
+        Route("/v1/metrics", otlp_route("metrics"), methods=["POST"], name="metrics"),
+        Route("/api/services", query("services", services), name="api_services"),
+        Route("/api/services/{service}/operations", query("operations", operations), name="api_operations"),
+        Route("/api/traces", query("traces", traces), name="api_traces"),
+        Route("/api/traces/{trace_id}", query("trace", trace), name="api_trace"),
+        Route("/api/search/traces", query("search_traces", search_traces), name="api_search_traces"),
+        Route("/api/logs", query("logs", logs), name="api_logs"),
+        Route("/metrics", prometheus, name="prometheus"),
+        Route("/health/live", live, name="health_live"),
+        Route("/health/ready", ready, name="health_ready"),
         *_replication.routes(store),
     ]
-    app = Starlette(routes=routes)
+    count = metrics.requests.labels  # tael_http_requests_total{route,code}: every response
+    app = Starlette(routes=routes, middleware=[_limits.guard(settings, routes, lambda r, c: count(r, c).inc())])
     app.state.metrics = metrics
     return app
 
@@ -370,43 +380,40 @@ class _NotFound(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(f"body of {int(declared):,} bytes is over the {limit:,}-byte limit")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(f"body is over the {limit:,}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+_ENCODINGS = ("", "identity", "gzip", "deflate")
+_INFLATE_CHUNK = 1 << 20
 
 
-def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+def _decompress(raw: bytes, encoding: str, limit: int, reservation: _limits.Reservation) -> bytes:
+    """The body decompressed, at most ``limit`` bytes, each MiB reserved before it is
+    produced (raises OverBudget, BodyTooLarge, zlib.error)."""
     if encoding in ("", "identity"):
         return raw
     if encoding == "gzip":
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
+    else:
         d = zlib.decompressobj()  # zlib-wrapped, as HTTP's "deflate" means
         if raw[:1] and (raw[0] & 0x0F) != 8:
             d = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, which some clients send
-    else:
-        raise _BadEncoding(f"unsupported content encoding {encoding!r} (gzip, deflate or identity)")
-    out = d.decompress(raw, limit + 1)
-    if len(out) > limit or d.unconsumed_tail:
-        raise _TooLarge(f"body decompresses to over the {limit:,}-byte limit")
+    out = bytearray()
+    pending = raw
+    base = reservation.held
+    while True:
+        reservation.grow_to(base + len(out) + _INFLATE_CHUNK)
+        chunk = d.decompress(pending, _INFLATE_CHUNK)
+        out += chunk
+        if len(out) > limit:
+            raise _limits.BodyTooLarge(f"body decompresses to over the {limit:,}-byte limit")
+        pending = d.unconsumed_tail
+        if d.eof or (not pending and not chunk):
+            break
     if not d.eof:
         raise zlib.error("compressed body is truncated")
-    return out
+    reservation.grow(len(out))  # the copy below, while ``out`` still exists
+    return bytes(out)
 
 
-def _status(
-    code: int, ctype: str, message: str, metrics: ServerMetrics, route: str, *, retry: bool = False
-) -> Response:
-    metrics.requests.labels(route, str(code)).inc()
+def _status(code: int, ctype: str, message: str, *, retry: bool = False) -> Response:
     media = ctype if ctype in _otlp.CONTENT_TYPES else "application/json"
     headers = {"Retry-After": _RETRY_AFTER_S} if retry else None
     return Response(_otlp.encode_status(media, code, message), status_code=code, media_type=media, headers=headers)
@@ -591,6 +598,7 @@ def run_server(
     try:
         app = create_app(store, maintenance=maintenance)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+        _limits.configure_uvicorn(config, store.settings)
         server = uvicorn.Server(config)
         if threading.current_thread() is threading.main_thread():
             # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal to the handler

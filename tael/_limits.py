@@ -1,0 +1,416 @@
+"""What bounds ``tael serve``'s memory and connections, whatever a client sends.
+
+- :class:`MemoryBudget`: bytes of request bodies and of their decoding that all
+  requests together may hold (``Settings.server_max_inflight_bytes``). A request
+  reserves its share *before* its body is read (from ``Content-Length``, or the
+  route's body limit when there is none) and grows it before each step that
+  allocates more (decompression, decoding); a request that does not fit gets
+  429 (503 on the replication route, which a leader retries) with
+  ``Retry-After``, having cost nothing but its headers. The decoding cost is an
+  estimate measured on this code (:func:`otlp_decode_cost`).
+- :func:`read_body`: reads a body under a byte limit, a reservation and a time
+  limit, for every route that reads one.
+- :func:`timed_h11_protocol`: uvicorn's h11 protocol with the two timeouts it
+  lacks: request line and headers (slowloris) and request body. uvicorn's own
+  ``timeout_keep_alive`` only applies between requests and is reset by every byte
+  received; its header-timeout proposal (``--timeout-request-start``,
+  Kludex/uvicorn#157, PR #1685) was never merged. Hypercorn has a ``read_timeout``
+  but switching servers would change TLS, shutdown and embedding for every user,
+  so this is a small documented subclass instead: a per-connection watchdog that
+  only reads h11's state and closes the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._errors import TaelError
+
+if TYPE_CHECKING:
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+
+    from ._settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Decoding cost per byte of (decompressed) OTLP body, measured with tracemalloc and
+# RssAnon on 19 MiB bodies of 327,110 minimal spans and 24 MiB of OTLP JSON:
+# the parsed protobuf message holds ~4 bytes per body byte, json.loads' tree ~4.3.
+DECODE_FACTOR = 5
+# Decoded records are built and inserted a slice at a time (tael/_otlp.py,
+# ``slice_bytes``): a slice of records and its encoded rows and frame cost about
+# 15x the slice's share of the body (773 + ~580 bytes per 60-byte minimal span).
+SLICE_BYTES = 1 << 20
+SLICE_FACTOR = 16
+REPLICATION_FACTOR = 2  # the body plus the frames parse_shipment copies out of it
+
+
+def otlp_decode_cost(body_bytes: int) -> int:
+    """Bytes decoding and inserting an OTLP body of ``body_bytes`` (decompressed)
+    may hold beyond the body itself: the parsed message or JSON tree plus one slice
+    of decoded records."""
+    return body_bytes * DECODE_FACTOR + min(body_bytes, SLICE_BYTES) * SLICE_FACTOR
+
+
+class OverBudget(TaelError):
+    """A request does not fit in the server's memory budget now; retry later."""
+
+
+class BodyTimeout(TaelError):
+    """A request body did not arrive in time, or the client went away."""
+
+
+class BodyTooLarge(TaelError):
+    """A request body is over its route's limit."""
+
+
+class MemoryBudget:
+    """A counter of bytes reserved by requests in flight, never above ``total``.
+
+    Thread-safe: reservations grow on the event loop (before reading a body) and
+    in worker threads (before decompressing, before decoding). One reservation
+    larger than the whole budget is still granted when nothing else is reserved,
+    so a single legitimate large request (a replication shipment of one big WAL
+    frame) cannot be starved forever; memory then stays bounded by that request.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self.peak = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> Reservation:
+        """A new reservation of ``n`` bytes; raises OverBudget if it does not fit."""
+        r = Reservation(self)
+        r.grow(n)
+        return r
+
+    def _take(self, n: int, held: int) -> None:
+        with self._lock:
+            if self.used + n > self.total and self.used != held:  # over, and not alone
+                self.refused += 1
+                raise OverBudget(
+                    f"the server holds {self.used:,} of its {self.total:,} bytes for requests in flight "
+                    f"and this one needs {n:,} more; retry later"
+                )
+            self.used += n
+            self.peak = max(self.peak, self.used)
+
+    def _give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
+
+
+class Reservation:
+    """Bytes one request holds in a :class:`MemoryBudget`; ``release()`` (idempotent)
+    when the request is done, also on errors."""
+
+    __slots__ = ("budget", "held")
+
+    def __init__(self, budget: MemoryBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def grow(self, n: int) -> None:
+        """Hold ``n`` more bytes; raises OverBudget (holding what it held) if they do not fit."""
+        if n > 0:
+            self.budget._take(n, self.held)
+            self.held += n
+
+    def grow_to(self, n: int) -> None:
+        """Hold at least ``n`` bytes in all."""
+        self.grow(n - self.held)
+
+    def release(self) -> None:
+        held, self.held = self.held, 0
+        if held:
+            self.budget._give(held)
+
+
+async def read_body(request: Request, limit: int, reservation: Reservation, timeout_s: float) -> bytes:
+    """The request's body, at most ``limit`` bytes, received within ``timeout_s``.
+
+    The reservation must already cover ``Content-Length`` when there is one; a body
+    without one (chunked) grows it chunk by chunk before keeping each chunk. Raises
+    BodyTooLarge, BodyTimeout (also when the client disconnects) or OverBudget."""
+    from starlette.requests import ClientDisconnect
+
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"body of {declared:,} bytes is over the {limit:,}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit or (declared is not None and size > declared):
+                    raise BodyTooLarge(f"body is over the {min(limit, declared or limit):,}-byte limit")
+                reservation.grow_to(size)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise BodyTimeout("the client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+def declared_length(request: Request) -> int | None:
+    """``Content-Length`` as an int, None when absent; a malformed one counts as absent
+    (h11 has already refused it with 400 before the app runs)."""
+    value = request.headers.get("content-length")
+    if value is None or not value.isdigit():
+        return None
+    return int(value)
+
+
+# ---------------------------------------------------------------- uvicorn
+
+
+def configure_uvicorn(config: Any, settings: Settings) -> None:
+    """Apply the server's connection limits to a ``uvicorn.Config`` before it is
+    served: the h11 protocol with header and body timeouts."""
+    config.http = timed_h11_protocol(settings.server_header_timeout_s, settings.server_body_timeout_s)
+
+
+_TIMEOUT_MESSAGE = b"request headers did not arrive in time"
+_TIMEOUT_408 = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_TIMEOUT_MESSAGE), _TIMEOUT_MESSAGE)
+)
+
+
+def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[asyncio.Protocol]:
+    """uvicorn's ``H11Protocol`` closing connections that are too slow to send a request.
+
+    A watchdog per connection looks at h11's view of the client every
+    ``min(timeouts) / 4`` seconds (at most 1 s):
+
+    - waiting for a request line and headers (h11 state IDLE, on a new connection
+      or after a response) for over ``header_timeout_s``: answers
+      ``408 Request Timeout`` and closes;
+    - receiving a body (SEND_BODY) for over ``body_timeout_s`` since its headers:
+      closes; the app reading it sees a disconnect (tael answers 408).
+
+    Everything else (the app working, a response being sent) is not timed here.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    tick = min(1.0, header_timeout_s / 4, body_timeout_s / 4)
+
+    class TimedH11Protocol(H11Protocol):
+        _watch: asyncio.TimerHandle | None = None
+        _state: tuple[Any, Any] | None = None
+        _since = 0.0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._check()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
+            super().connection_lost(exc)
+
+        def _check(self) -> None:
+            self._watch = None
+            if self.transport.is_closing():
+                return
+            now = self.loop.time()
+            state = (self.conn.their_state, self.cycle)
+            if state != self._state:
+                self._state, self._since = state, now
+            waited = now - self._since
+            their = self.conn.their_state
+            if their is h11.IDLE and waited > header_timeout_s:
+                log.info("closing a connection from %s: no request headers within %g s", self.client, header_timeout_s)
+                if self.conn.our_state is h11.IDLE:
+                    self.transport.write(_TIMEOUT_408)
+                self.transport.close()
+                return
+            if their is h11.SEND_BODY and waited > body_timeout_s:
+                log.info("closing a connection from %s: no whole body within %g s", self.client, body_timeout_s)
+                self.transport.close()
+                return
+            self._watch = self.loop.call_later(tick, self._check)
+
+    return TimedH11Protocol
+
+
+# ---------------------------------------------------------------- the guard middleware
+
+_SCOPE_BUDGET = "tael.budget"
+_SCOPE_RESERVATIONS = "tael.reservations"
+NO_BODY_LIMIT = 64 << 10  # routes that read no body: what uvicorn may buffer of one anyway
+
+
+class Guard:
+    """Pure ASGI middleware, outermost of an app's own middleware (inside Starlette's
+    ServerErrorMiddleware, so exceptions reach it first):
+
+    - counts every response by route label and status with ``count(label, code)``,
+      including those of middleware inside it (authentication) and 500s;
+    - turns an unexpected exception into a logged, counted 500 (never a silent one);
+      the limit errors of :func:`read_body` become 413 / 429 (503 on replication
+      routes) / 408 with Retry-After where it applies, whichever route raised them;
+    - refuses a declared ``Content-Length`` over the route's limit with 413 before
+      anything reads it (``body_limit(label)``; routes that read no body: 64 KiB);
+    - makes the memory budget available to :func:`request_reservation` and releases
+      every reservation of a request when it ends, however it ends.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        budget: MemoryBudget,
+        label: Any,
+        body_limit: Any,
+        count: Any = None,
+        retry_after_s: int = 5,
+    ) -> None:
+        self.app = app
+        self.budget = budget
+        self.label = label
+        self.body_limit = body_limit
+        self.count = count
+        self.retry_after = str(retry_after_s).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        label = self.label(scope)
+        status: list[int] = []
+
+        async def counted_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        scope[_SCOPE_BUDGET] = self.budget
+        reservations: list[Reservation] = []
+        scope[_SCOPE_RESERVATIONS] = reservations
+        try:
+            declared = _header(scope, b"content-length")
+            limit = self.body_limit(label)
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                message = f"body of {int(declared):,} bytes is over the {limit:,}-byte limit"
+                await self._error(counted_send, 413, message)
+            else:
+                await self.app(scope, receive, counted_send)
+        except Exception as exc:
+            if status:
+                log.error("%s %s failed after its response started", scope["method"], scope["path"], exc_info=True)
+            else:
+                code, retry = self._code(exc, label)
+                if code == 500:
+                    log.error("%s %s failed", scope["method"], scope["path"], exc_info=True)
+                    message = f"internal error: {type(exc).__name__}"
+                else:
+                    message = str(exc)
+                await self._error(counted_send, code, message, retry=retry)
+        finally:
+            for r in reservations:
+                r.release()
+            if self.count is not None:
+                self.count(label, str(status[0]) if status else "disconnected")
+
+    def _code(self, exc: Exception, label: str) -> tuple[int, bool]:
+        if isinstance(exc, BodyTooLarge):
+            return 413, False
+        if isinstance(exc, OverBudget):
+            return (503 if label.startswith("replication") else 429), True
+        if isinstance(exc, BodyTimeout):
+            return 408, False
+        return 500, False
+
+    async def _error(self, send: Any, code: int, message: str, *, retry: bool = False) -> None:
+        import json
+
+        body = json.dumps({"data": None, "errors": [{"code": code, "msg": message}]}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if retry:
+            headers.append((b"retry-after", self.retry_after))
+        if code in (408, 413):
+            headers.append((b"connection", b"close"))  # the rest of the body is not read
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def guard(settings: Settings, routes: list[Any], count: Callable[[str, str], None] | None = None) -> Middleware:
+    """The :class:`Guard` of an app serving ``routes``, to put first in its middleware
+    list. A route's label is its name (``replication_<name>`` under /replication/);
+    OTLP routes (``traces``, ``logs``, ``metrics``) take bodies up to
+    ``server_max_body_bytes``, ``/replication/wal`` up to :func:`shipment_limit`,
+    others up to 64 KiB."""
+    from starlette.middleware import Middleware
+    from starlette.routing import Match
+
+    labels = {r.path: (f"replication_{r.name}" if r.path.startswith("/replication/") else r.name) for r in routes}
+
+    def label(scope: Any) -> str:
+        for r in routes:
+            match, _child = r.matches(scope)
+            if match is not Match.NONE:
+                return labels[r.path]
+        return "unmatched"
+
+    def body_limit(name: str) -> int:
+        if name in ("traces", "logs", "metrics"):
+            return settings.server_max_body_bytes
+        if name == "replication_wal":
+            return shipment_limit(settings)
+        return NO_BODY_LIMIT
+
+    budget = MemoryBudget(settings.server_max_inflight_bytes)
+    return Middleware(Guard, budget=budget, label=label, body_limit=body_limit, count=count)
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+def request_reservation(request: Request) -> Reservation:
+    """A new reservation in the budget of the :class:`Guard` serving ``request``,
+    released when the request ends. Without a Guard (an app assembled by hand) the
+    reservation comes from an unbounded budget of its own."""
+    budget = request.scope.get(_SCOPE_BUDGET)
+    if budget is None:
+        budget = MemoryBudget(1 << 62)
+        request.scope[_SCOPE_BUDGET] = budget
+        request.scope[_SCOPE_RESERVATIONS] = []
+    r = Reservation(budget)
+    request.scope[_SCOPE_RESERVATIONS].append(r)
+    return r
+
+
+def shipment_limit(settings: Settings) -> int:
+    """Largest ``/replication/wal`` body: a batch plus one frame of the largest record
+    (a shipment always carries at least one whole frame), plus its header."""
+    return settings.replication_batch_bytes + settings.wal_max_record_bytes + (64 << 10)
+
+
+async def read_shipment(request: Request, settings: Settings) -> bytes:
+    """The body of a ``/replication/wal`` request, bounded in size, time and memory
+    (reserved at ``REPLICATION_FACTOR`` times its size for parsing)."""
+    limit = shipment_limit(settings)
+    reservation = request_reservation(request)
+    declared = declared_length(request)
+    if declared is not None:
+        reservation.grow(min(declared, limit) * REPLICATION_FACTOR)
+    body = await read_body(request, limit, reservation, settings.server_body_timeout_s)
+    reservation.grow_to(len(body) * REPLICATION_FACTOR)
+    return body
