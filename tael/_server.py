@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import signal
 import threading
@@ -281,20 +282,21 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
         return _jaeger_list(names)
 
     def operations(r: Request) -> dict[str, Any]:
-        return _jaeger_list(store.list_operations(r.path_params["service"]))
+        return _jaeger_list(store.list_operations(_name(r.path_params["service"], "service")))
 
     def traces(r: Request) -> dict[str, Any]:
-        q = r.query_params
-        limit = _int(q.get("limit"), "limit", 20)
+        q = _params(r, ("service", "operation", "tags", "minDuration", "maxDuration", "start", "end", "limit"))
+        limit = _limit(q.get("limit"), "limit", 20, _JAEGER_TRACE_LIMIT)
         tags = _tags(q.get("tags"))
-        start_us, end_us = _opt_int(q.get("start"), "start"), _opt_int(q.get("end"), "end")
+        start = _time(q.get("start"), "start", _US)
+        end = _time(q.get("end"), "end", _US)
         spans = store.query_traces(
-            service=q.get("service") or None,
-            name=q.get("operation") or None,
+            service=_opt_name(q.get("service"), "service"),
+            name=_opt_name(q.get("operation"), "operation"),
             min_duration_ms=_duration_ms(q.get("minDuration"), "minDuration"),
             max_duration_ms=_duration_ms(q.get("maxDuration"), "maxDuration"),
-            start=start_us * 1000 if start_us is not None else None,
-            end=(end_us + 1) * 1000 if end_us is not None else None,  # Jaeger's end is inclusive
+            start=start,
+            end=min(end + _US, _otlp.MAX_NS) if end is not None else None,  # Jaeger's end is inclusive
             limit=min(max(limit * 50, 500), 100_000),
         )
         ids: list[str] = []
@@ -303,42 +305,43 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
                 continue
             if s.trace_id not in ids:
                 ids.append(s.trace_id)
-                if len(ids) >= min(limit, _JAEGER_TRACE_LIMIT):
+                if len(ids) >= limit:
                     break
         out = [_jaeger_trace(tid, store.get_trace(tid)) for tid in ids]
         return {"data": [t for t in out if t is not None], "total": len(out), "limit": 0, "offset": 0, "errors": None}
 
     def trace(r: Request) -> dict[str, Any]:
-        tid = r.path_params["trace_id"].lower().rjust(32, "0")
+        tid = _trace_id(r.path_params["trace_id"], "trace_id", pad=True)
         found = _jaeger_trace(tid, store.get_trace(tid))
         if found is None:
             raise _NotFound("trace not found")
         return {"data": [found], "total": 1, "limit": 0, "offset": 0, "errors": None}
 
     def search_traces(r: Request) -> dict[str, Any]:
-        q = r.query_params
+        q = _params(r, ("q", "service", "start", "end", "limit"))
         text = q.get("q")
         if not text:
             raise ValueError("q (the text to search for) is required")
         spans = store.query_traces(
-            text=text,
-            service=q.get("service") or None,
-            start=_opt_int(q.get("start"), "start"),
-            end=_opt_int(q.get("end"), "end"),
-            limit=_int(q.get("limit"), "limit", 20),
+            text=_text(text, "q"),
+            service=_opt_name(q.get("service"), "service"),
+            start=_time(q.get("start"), "start", 1),
+            end=_time(q.get("end"), "end", 1),
+            limit=_limit(q.get("limit"), "limit", 20, _MAX_LIMIT),
         )
         return {"data": [dataclasses.asdict(s) for s in spans]}
 
     def logs(r: Request) -> dict[str, Any]:
-        q = r.query_params
+        q = _params(r, ("q", "service", "min_severity", "trace_id", "start", "end", "limit"))
+        trace_id = q.get("trace_id")
         found: list[LogRecord] = store.query_logs(
-            text=q.get("q") or None,
-            service=q.get("service") or None,
-            min_severity=_opt_int(q.get("min_severity"), "min_severity"),
-            trace_id=q.get("trace_id") or None,
-            start=_opt_int(q.get("start"), "start"),
-            end=_opt_int(q.get("end"), "end"),
-            limit=_int(q.get("limit"), "limit", 100),
+            text=_text(q["q"], "q") if q.get("q") else None,
+            service=_opt_name(q.get("service"), "service"),
+            min_severity=_severity(q.get("min_severity"), "min_severity"),
+            trace_id=_trace_id(trace_id, "trace_id", pad=False) if trace_id else None,
+            start=_time(q.get("start"), "start", 1),
+            end=_time(q.get("end"), "end", 1),
+            limit=_limit(q.get("limit"), "limit", 100, _MAX_LIMIT),
         )
         return {"data": [dataclasses.asdict(x) for x in found]}
 
@@ -437,34 +440,116 @@ def _readiness(store: Store, maintenance: Maintenance | None) -> list[str]:
 # ---------------------------------------------------------------- query parameters
 
 
-def _int(value: str | None, name: str, default: int) -> int:
-    parsed = _opt_int(value, name)
-    return default if parsed is None else parsed
+# Every parameter is checked here, before the store sees it, so that any value a client
+# sends gets a 400 naming the parameter, never an OverflowError or a 500 from below.
+
+_US = 1_000  # Jaeger times are in microseconds; tael's are nanoseconds
+_MAX_LIMIT = 100_000  # Store.query_* refuse more
+_MAX_NAME_BYTES = 1024  # longer service or span names than any store keeps (LMDB keys are under 512 bytes)
+_MAX_TEXT_BYTES = 4096  # a full-text query
 
 
-def _opt_int(value: str | None, name: str) -> int | None:
+def _params(r: Request, known: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters (the last of repeated ones, as Starlette does), each
+    checked to be text without NUL characters."""
+    out = dict(r.query_params)
+    for name, value in out.items():
+        if name in known and "\x00" in value:
+            raise ValueError(f"{name} must not contain NUL characters")
+    return out
+
+
+def _integer(value: str, name: str) -> int:
+    text = value.strip()
+    if not text or len(text) > 40 or not (text.isdigit() or (text[0] in "+-" and text[1:].isdigit())):
+        raise ValueError(f"{name} must be an integer, got {value[:60]!r}")
+    return int(text)
+
+
+def _limit(value: str | None, name: str, default: int, maximum: int) -> int:
+    if value is None or value == "":
+        return default
+    n = _integer(value, name)
+    if not 1 <= n <= maximum:
+        raise ValueError(f"{name} must be between 1 and {maximum:,}, got {n:,}")
+    return n
+
+
+def _time(value: str | None, name: str, unit_ns: int) -> int | None:
+    """A time bound in ``unit_ns`` nanoseconds, converted to nanoseconds; it must fall
+    in tael's time range, 0 to 2**63-1 ns."""
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    n = _integer(value, name)
+    top = _otlp.MAX_NS // unit_ns
+    if not 0 <= n <= top:
+        unit = "microseconds" if unit_ns == _US else "nanoseconds"
+        raise ValueError(f"{name} must be between 0 and {top:,} ({unit} since the Unix epoch), got {n:,}")
+    return n * unit_ns
+
+
+def _severity(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    n = _integer(value, name)
+    if not 0 <= n <= 24:
+        raise ValueError(f"{name} must be a severity number between 0 and 24, got {n:,}")
+    return n
+
+
+def _name(value: str, name: str) -> str:
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain NUL characters")
+    if len(value.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+        raise ValueError(f"{name} is longer than {_MAX_NAME_BYTES:,} bytes")
+    return value
+
+
+def _opt_name(value: str | None, name: str) -> str | None:
+    return _name(value, name) if value else None
+
+
+def _text(value: str, name: str) -> str:
+    if len(value.encode("utf-8", "surrogatepass")) > _MAX_TEXT_BYTES:
+        raise ValueError(f"{name} is longer than {_MAX_TEXT_BYTES:,} bytes")
+    return value
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _trace_id(value: str, name: str, *, pad: bool) -> str:
+    """A trace id: 32 hex digits (``pad``: 1 to 32, left-padded with zeros, as Jaeger allows)."""
+    if not value or not set(value) <= _HEX or len(value) > 32 or (not pad and len(value) != 32):
+        size = "1 to 32" if pad else "32"
+        raise ValueError(f"{name} must be {size} hex digits, got {value[:60]!r}")
+    return value.lower().rjust(32, "0")
 
 
 _UNITS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_MAX_DURATION_MS = _otlp.MAX_NS / 1e6
 
 
 def _duration_ms(value: str | None, name: str) -> float | None:
-    """Jaeger durations: a number and a unit (``1.2s``, ``300ms``, ``50us``)."""
+    """Jaeger durations: a number and a unit (``1.2s``, ``300ms``, ``50us``), finite,
+    not negative and at most 2**63-1 ns."""
     if not value:
         return None
     for unit in sorted(_UNITS, key=len, reverse=True):
         if value.endswith(unit):
-            try:
-                return float(value[: -len(unit)]) * _UNITS[unit]
-            except ValueError:
-                break
-    raise ValueError(f"{name} must be a duration such as 1.2s, 300ms or 50us, got {value!r}")
+            number = value[: -len(unit)]
+            if number.strip() and all(c in "0123456789.eE+-" for c in number):
+                try:
+                    ms = float(number) * _UNITS[unit]
+                except ValueError:
+                    break
+                if not math.isfinite(ms) or not 0 <= ms <= _MAX_DURATION_MS:
+                    raise ValueError(f"{name} must be between 0 and {_MAX_DURATION_MS:,.0f}ms, got {value[:60]!r}")
+                return ms
+            break
+    raise ValueError(f"{name} must be a duration such as 1.2s, 300ms or 50us, got {value[:60]!r}")
 
 
 def _tags(value: str | None) -> dict[str, str]:
@@ -472,11 +557,11 @@ def _tags(value: str | None) -> dict[str, str]:
         return {}
     try:
         parsed = json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"tags must be a JSON object, got {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"tags must be a JSON object, got {value!r}")
-    return {str(k): str(v) for k, v in parsed.items()}
+        if not isinstance(parsed, dict):
+            raise ValueError
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise ValueError(f"tags must be a JSON object of tag names and values, got {value[:60]!r}") from None
 
 
 def _tags_match(tags: dict[str, str], span: Span) -> bool:
