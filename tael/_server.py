@@ -209,14 +209,16 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
         async def handler(request: Request) -> Response:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in _otlp.CONTENT_TYPES:
-                return _status(415, "application/json", f"unsupported content type {ctype!r}")
+                return _status(415, "application/json", f"unsupported content type {ctype!r}", close=True)
             encoding = request.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in _ENCODINGS:
-                return _status(415, ctype, f"unsupported content encoding {encoding!r} (gzip, deflate or identity)")
+                message = f"unsupported content encoding {encoding!r} (gzip, deflate or identity)"
+                return _status(415, ctype, message, close=True)
             if not inflight.acquire(blocking=False):
-                return _status(503, ctype, "too many requests in flight; retry later", retry=True)
+                return _status(503, ctype, "too many requests in flight; retry later", retry=True, close=True)
             began = time.perf_counter()
             reservation = _limits.request_reservation(request)
+            unread = True
             try:
                 # reserve before reading: what the body costs as received, and for an
                 # uncompressed one its decoding too (a compressed one grows it later)
@@ -225,17 +227,18 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
                     identity = encoding in ("", "identity")
                     reservation.grow(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
                 raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
+                unread = False
                 body = await run_in_threadpool(_decompress, raw, encoding, limit, reservation)
                 extra = len(body) if body is not raw else 0
                 reservation.grow_to(len(raw) + extra + _limits.otlp_decode_cost(len(body)))
                 del raw
                 decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode_and_insert, body, ctype)
             except _limits.BodyTooLarge as exc:
-                return _status(413, ctype, str(exc))
+                return _status(413, ctype, str(exc), close=unread)
             except _limits.OverBudget as exc:
-                return _status(429, ctype, str(exc), retry=True)
+                return _status(429, ctype, str(exc), retry=True, close=unread)
             except _limits.BodyTimeout as exc:
-                return _status(408, ctype, str(exc))
+                return _status(408, ctype, str(exc), close=True)
             except (_otlp.OtlpError, ValidationError, zlib.error, EOFError) as exc:
                 return _status(400, ctype, f"malformed request: {exc}")
             except (StoreClosedError, ReadOnlyError, StorageError) as exc:
@@ -416,9 +419,13 @@ def _decompress(raw: bytes, encoding: str, limit: int, reservation: _limits.Rese
     return bytes(out)
 
 
-def _status(code: int, ctype: str, message: str, *, retry: bool = False) -> Response:
+def _status(code: int, ctype: str, message: str, *, retry: bool = False, close: bool = False) -> Response:
+    """An OTLP error answer (google.rpc.Status); ``close``: the body was not read, so the
+    connection is closed rather than the rest of the body read and thrown away."""
     media = ctype if ctype in _otlp.CONTENT_TYPES else "application/json"
-    headers = {"Retry-After": _RETRY_AFTER_S} if retry else None
+    headers = {"Retry-After": _RETRY_AFTER_S} if retry else {}
+    if close:
+        headers["Connection"] = "close"
     return Response(_otlp.encode_status(media, code, message), status_code=code, media_type=media, headers=headers)
 
 
