@@ -347,12 +347,17 @@ class Guard:
         await send({"type": "http.response.body", "body": body})
 
 
-def guard(settings: Settings, routes: list[Any], count: Callable[[str, str], None] | None = None) -> Middleware:
+def guard(
+    settings: Settings,
+    routes: list[Any],
+    count: Callable[[str, str], None] | None = None,
+    budget: MemoryBudget | None = None,
+) -> Middleware:
     """The :class:`Guard` of an app serving ``routes``, to put first in its middleware
     list. A route's label is its name (``replication_<name>`` under /replication/);
     OTLP routes (``traces``, ``logs``, ``metrics``) take bodies up to
     ``server_max_body_bytes``, ``/replication/wal`` up to :func:`shipment_limit`,
-    others up to 64 KiB."""
+    others up to 64 KiB. ``budget``: default a new one of ``server_max_inflight_bytes``."""
     from starlette.middleware import Middleware
     from starlette.routing import Match
 
@@ -372,7 +377,8 @@ def guard(settings: Settings, routes: list[Any], count: Callable[[str, str], Non
             return shipment_limit(settings)
         return NO_BODY_LIMIT
 
-    budget = MemoryBudget(settings.server_max_inflight_bytes)
+    if budget is None:
+        budget = MemoryBudget(settings.server_max_inflight_bytes)
     return Middleware(Guard, budget=budget, label=label, body_limit=body_limit, count=count)
 
 

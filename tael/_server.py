@@ -69,6 +69,8 @@ class ServerMetrics:
     def __init__(self, store: Store, maintenance: Maintenance | None) -> None:
         self.store = store
         self.maintenance = maintenance
+        self.budget = _limits.MemoryBudget(store.settings.server_max_inflight_bytes)
+        """The server's memory budget (tael/_limits.py), reported at scrape time."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.ingested = Counter(
             "tael_records_ingested", "Records written by OTLP requests", ["signal"], registry=self.registry
@@ -103,7 +105,16 @@ class ServerMetrics:
 
     def collect(self) -> list[GaugeMetricFamily]:
         """Gauges from one ``stats()`` of the store (skipped once it is closed)."""
-        out: list[GaugeMetricFamily] = []
+        out: list[GaugeMetricFamily] = [
+            GaugeMetricFamily(
+                "tael_server_reserved_bytes", "Memory reserved by requests in flight", value=self.budget.used
+            ),
+            GaugeMetricFamily(
+                "tael_server_budget_refusals",
+                "Requests refused because the memory budget was full",
+                value=self.budget.refused,
+            ),
+        ]
         if self.store.closed:
             return out
         try:
@@ -377,7 +388,8 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
         *_replication.routes(store),
     ]
     count = metrics.requests.labels  # tael_http_requests_total{route,code}: every response
-    app = Starlette(routes=routes, middleware=[_limits.guard(settings, routes, lambda r, c: count(r, c).inc())])
+    guard = _limits.guard(settings, routes, lambda r, c: count(r, c).inc(), metrics.budget)
+    app = Starlette(routes=routes, middleware=[guard])
     app.state.metrics = metrics
     return app
 

@@ -5,7 +5,6 @@ responses of every kind counted in ``tael_http_requests_total``."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import threading
@@ -64,6 +63,14 @@ def counted(url: str) -> dict[tuple[str, str], float]:
             if sample.name == "tael_http_requests_total":
                 out[(sample.labels["route"], sample.labels["code"])] = sample.value
     return out
+
+
+def gauge(url: str, name: str) -> float:
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in fam.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} is not exported")
 
 
 def trace_request(n: int, first: int = 0, name: str = "op") -> bytes:
@@ -203,7 +210,10 @@ def test_a_body_over_the_memory_budget_gets_429_without_being_read(tmp_path: Pat
         ):
             head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
             held.sendall(head + f"Content-Length: {len(small)}\r\n\r\n".encode() + small[:-1])
-            time.sleep(0.3)
+            deadline = time.monotonic() + 20
+            while gauge(url, "tael_server_reserved_bytes") < _limits.otlp_decode_cost(len(small)):
+                assert time.monotonic() < deadline, "the held request never reserved its share"
+                time.sleep(0.05)
             # declares 5 MiB (with its decoding ~46 MiB) and sends none of it
             big.sendall(head + b"Content-Length: 5242880\r\n\r\n")
             answer = _read_response(big)
@@ -216,6 +226,8 @@ def test_a_body_over_the_memory_budget_gets_429_without_being_read(tmp_path: Pat
         r = httpx.post(url + "/v1/traces", content=trace_request(40_000, first=4_000), headers=PROTOBUF)
         assert r.status_code == 200, r.text
         assert counted(url)[("traces", "429")] == 1.0
+        assert gauge(url, "tael_server_budget_refusals") == 1.0
+        assert gauge(url, "tael_server_reserved_bytes") == 0.0
         assert store.stats().signals["spans"].count == 44_000
 
 
@@ -233,7 +245,10 @@ def test_held_bodies_hold_the_budget_only_until_the_body_timeout(tmp_path: Path)
                 + body[:-1]
             )
             held.append(s)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 20
+        while gauge(url, "tael_server_reserved_bytes") < 2 * _limits.otlp_decode_cost(len(body)):
+            assert time.monotonic() < deadline, "the held requests never reserved their share"
+            time.sleep(0.05)
         r = httpx.post(url + "/v1/traces", content=body, headers=PROTOBUF)
         assert r.status_code == 429 and r.headers["retry-after"] == "5", r.text
         for s in held:  # the body timeout closes them
@@ -303,19 +318,18 @@ def test_replication_route_bodies_are_limited(tmp_path: Path) -> None:
             )
             assert _read_response(sock).startswith(b"HTTP/1.1 413")
 
-        async def chunks() -> Any:
-            for _ in range(limit // 65536 + 2):
-                yield b"\0" * 65536
-
-        async def chunked() -> httpx.Response:
-            async with httpx.AsyncClient() as c:
-                return await c.post(url + "/replication/wal", content=chunks())
-
-        r = asyncio.run(chunked())
-        assert r.status_code == 413, r.text
+        # a chunked body (no Content-Length) is cut off at the limit
+        assert _send_and_read(
+            port,
+            b"POST /replication/wal HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tael-wal\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            b"10000\r\n" + b"\0" * 65536 + b"\r\n",
+            limit // 65536 + 8,
+        ).startswith(b"HTTP/1.1 413")
         # other routes take no body worth the name
-        r = httpx.request("GET", url + "/health/live", content=b"x" * (128 << 10))
-        assert r.status_code == 413
+        assert _send_and_read(
+            port, b"GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 131072\r\n\r\n", b"x" * 1024, 128
+        ).startswith(b"HTTP/1.1 413")
         got = counted(url)
         assert got[("replication_wal", "413")] == 2.0
 
@@ -353,6 +367,27 @@ def test_memory_budget_reservations() -> None:
         budget.reserve(1)
     lone.release()
     assert budget.used == 0 and budget.peak == 500
+
+
+def _send_and_read(port: int, head: bytes, chunk: bytes, times: int) -> bytes:
+    """Send ``head`` then ``chunk`` up to ``times`` times from a thread (stopping when
+    the server closes), and return the server's answer."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(30)
+
+        def send() -> None:
+            try:
+                sock.sendall(head)
+                for _ in range(times):
+                    sock.sendall(chunk)
+            except OSError:
+                pass  # answered and closed: the rest is not read
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        answer = _read_response(sock)
+        sender.join(30)
+        return answer
 
 
 def _read_response(sock: socket.socket) -> bytes:
@@ -393,3 +428,20 @@ def test_json_tags_compare_as_text(tmp_path: Path) -> None:
         for tags in ({"http.status_code": "500"}, {"http.status_code": 500}, {"ok": True}, {"ok": "true"}):
             r = httpx.get(url + "/api/traces", params={"service": "x", "tags": json.dumps(tags)})
             assert [t["traceID"] for t in r.json()["data"]] == ["0" * 31 + "2"], tags
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("server_max_inflight_bytes", 1000),
+        ("server_max_inflight_bytes", 2.5e9),
+        ("server_max_inflight_bytes", True),
+        ("server_header_timeout_s", 0),
+        ("server_header_timeout_s", float("nan")),
+        ("server_body_timeout_s", -1.0),
+        ("server_body_timeout_s", "60"),
+    ],
+)
+def test_limit_settings_are_validated(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"Settings.{field} must be"):
+        tael.Settings(**{field: value})
