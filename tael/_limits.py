@@ -199,7 +199,8 @@ def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[a
     - receiving a body (SEND_BODY) for over ``body_timeout_s`` since its headers:
       closes; the app reading it sees a disconnect (tael answers 408).
 
-    Everything else (the app working, a response being sent) is not timed here.
+    Everything else (the app working, a response being sent) is not timed here. At
+    shutdown, a connection still sending a body is closed at once.
     """
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -220,6 +221,15 @@ def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[a
                 self._watch.cancel()
                 self._watch = None
             super().connection_lost(exc)
+
+        def shutdown(self) -> None:
+            """On server shutdown a request whose body is still arriving is dropped at
+            once (nothing of it was acknowledged) instead of holding up the exit until
+            the body timeout."""
+            if self.conn.their_state is h11.SEND_BODY and (self.cycle is None or not self.cycle.response_started):
+                self.transport.close()
+                return
+            super().shutdown()
 
         def _check(self) -> None:
             self._watch = None

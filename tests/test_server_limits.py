@@ -445,3 +445,50 @@ def test_json_tags_compare_as_text(tmp_path: Path) -> None:
 def test_limit_settings_are_validated(field: str, value: Any) -> None:
     with pytest.raises(ValueError, match=f"Settings.{field} must be"):
         tael.Settings(**{field: value})
+
+
+def test_sigterm_does_not_wait_for_a_body_that_is_held_back(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    code = (
+        "import tael; from tael._server import run_server; "
+        f"run_server({str(tmp_path / 'data')!r}, port={port}, "
+        "settings=tael.Settings(server_body_timeout_s=600.0), maintenance_interval_s=3600)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+            time.sleep(0.05)
+        body = trace_request(100)
+        with socket.create_connection(("127.0.0.1", port)) as held:
+            held.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:-1]
+            )
+            url = f"http://127.0.0.1:{port}"
+            while gauge(url, "tael_server_reserved_bytes") == 0:
+                assert time.monotonic() < deadline + 30, "the held request never reserved its share"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            # far sooner than the 600 s body timeout (a hang is what this guards against)
+            assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    with tael.Store(tmp_path / "data") as store:
+        assert store.stats().signals["spans"].count == 0
