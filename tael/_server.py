@@ -32,6 +32,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -211,6 +214,20 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
         insert: Any = {"traces": store.insert_spans, "logs": store.insert_logs, "metrics": store.insert_metrics}[kind]
         limit = settings.server_max_body_bytes
 
+        descriptor = {
+            "traces": ExportTraceServiceRequest.DESCRIPTOR,
+            "logs": ExportLogsServiceRequest.DESCRIPTOR,
+            "metrics": ExportMetricsServiceRequest.DESCRIPTOR,
+        }[kind]
+
+        def prepare(raw: bytes, encoding: str, ctype: str, reservation: _limits.Reservation) -> bytes:
+            """The body decompressed, with the memory its decoding will take reserved
+            (estimated from its structure: see tael/_limits.py)."""
+            body = _decompress(raw, encoding, limit, reservation)
+            extra = len(body) if body is not raw else 0
+            _limits.reserve_decoding(reservation, len(raw) + extra, body, ctype, descriptor)
+            return body
+
         def decode_and_insert(body: bytes, ctype: str) -> _otlp.Decoded[Any]:
             """Decode and insert a slice of records at a time (bounds the request's memory).
             A request larger than a slice is thus written in several batches."""
@@ -239,9 +256,7 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
                     reservation.grow(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
                 raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
                 unread = False
-                body = await run_in_threadpool(_decompress, raw, encoding, limit, reservation)
-                extra = len(body) if body is not raw else 0
-                reservation.grow_to(len(raw) + extra + _limits.otlp_decode_cost(len(body)))
+                body = await run_in_threadpool(prepare, raw, encoding, ctype, reservation)
                 del raw
                 decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode_and_insert, body, ctype)
             except _limits.BodyTooLarge as exc:

@@ -221,14 +221,18 @@ def test_a_body_over_the_memory_budget_gets_429_without_being_read(tmp_path: Pat
             assert b"retry-after: 5" in answer.lower()
             held.sendall(small[-1:])
             assert _read_response(held).startswith(b"HTTP/1.1 200")
-        # the reservations were released: a request larger than the whole budget passes
-        # when it is alone (one legitimate large request is never starved)
-        r = httpx.post(url + "/v1/traces", content=trace_request(40_000, first=4_000), headers=PROTOBUF)
+        # the reservations were released
+        assert gauge(url, "tael_server_reserved_bytes") == 0.0
+        r = httpx.post(url + "/v1/traces", content=trace_request(4_000, first=4_000), headers=PROTOBUF)
         assert r.status_code == 200, r.text
-        assert counted(url)[("traces", "429")] == 1.0
+        # a body whose decoding could never fit in the budget is refused for good: 413
+        r = httpx.post(url + "/v1/traces", content=trace_request(40_000, first=8_000), headers=PROTOBUF)
+        assert r.status_code == 413 and b"send fewer records per request" in r.content, r.text
+        got = counted(url)
+        assert got[("traces", "429")] == 1.0 and got[("traces", "413")] == 1.0
         assert gauge(url, "tael_server_budget_refusals") == 1.0
         assert gauge(url, "tael_server_reserved_bytes") == 0.0
-        assert store.stats().signals["spans"].count == 44_000
+        assert store.stats().signals["spans"].count == 8_000
 
 
 def test_held_bodies_hold_the_budget_only_until_the_body_timeout(tmp_path: Path) -> None:
@@ -492,3 +496,61 @@ def test_sigterm_does_not_wait_for_a_body_that_is_held_back(tmp_path: Path) -> N
         proc.stderr.close()
     with tael.Store(tmp_path / "data") as store:
         assert store.stats().signals["spans"].count == 0
+
+
+def _vm_hwm(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_bodies_of_millions_of_empty_messages_are_refused_before_they_are_parsed(tmp_path: Path) -> None:
+    """Two bytes of protobuf (or three of JSON) make a message that costs ~200 bytes
+    once parsed: such bodies are refused with 413 from their structure, before the
+    parser allocates anything, and the server stays small."""
+    import signal
+    import subprocess
+    import sys
+
+    from tael import _otlp
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    code = (
+        "from tael._server import run_server; "
+        f"run_server({str(tmp_path / 'data')!r}, port={port}, maintenance_interval_s=3600)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/health/live").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+            time.sleep(0.05)
+        v = _otlp._varint
+        n = 8 << 20
+        empty_spans = b"\x12\x00" * (n // 2)  # 4 million spans in one scope
+        scope = b"\x12" + v(len(empty_spans)) + empty_spans
+        bodies = {
+            "empty spans": (b"\x0a" + v(len(scope)) + scope, "application/x-protobuf"),
+            "empty resource spans": (b"\x0a\x00" * (n // 2), "application/x-protobuf"),
+            "JSON empty objects": (b'{"resourceSpans":[' + b"{}," * (n // 3) + b"{}]}", "application/json"),
+        }
+        for what, (body, ctype) in bodies.items():
+            r = httpx.post(url + "/v1/traces", content=body, headers={"Content-Type": ctype}, timeout=120)
+            assert r.status_code == 413, (what, r.status_code, r.text[:300])
+            assert b"send fewer records per request" in r.content, what
+        # 8 MiB of them would take ~1.5 GB if parsed; the server never came close
+        assert _vm_hwm(proc.pid) < 600 << 20
+        assert httpx.get(url + "/health/ready").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        assert proc.stderr is not None
+        proc.stderr.close()
