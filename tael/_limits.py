@@ -2,12 +2,12 @@
 
 - :class:`MemoryBudget`: bytes of request bodies and of their decoding that all
   requests together may hold (``Settings.server_max_inflight_bytes``). A request
-  reserves its share *before* its body is read (from ``Content-Length``, or the
-  route's body limit when there is none) and grows it before each step that
-  allocates more (decompression, decoding); a request that does not fit gets
-  429 (503 on the replication route, which a leader retries) with
-  ``Retry-After``, having cost nothing but its headers. The decoding cost is an
-  estimate measured on this code (:func:`otlp_decode_cost`).
+  reserves its share *before* its body is read (from ``Content-Length``, or chunk
+  by chunk when there is none) and grows it before each step that allocates more
+  (decompression, then decoding, estimated from the body's structure by
+  :func:`reserve_decoding`); a request that does not fit gets 429 (503 on the
+  replication route, which a leader retries) with ``Retry-After``, one that could
+  never fit 413.
 - :func:`read_body`: reads a body under a byte limit, a reservation and a time
   limit, for every route that reads one.
 - :func:`timed_h11_protocol`: uvicorn's h11 protocol with the two timeouts it
@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Decoding cost per byte of (decompressed) OTLP body, measured with tracemalloc and
-# RssAnon on 19 MiB bodies of 327,110 minimal spans and 24 MiB of OTLP JSON:
-# the parsed protobuf message holds ~4 bytes per body byte, json.loads' tree ~4.3.
+# The first, optimistic estimate of decoding an OTLP body, reserved before it is read
+# (so a body that cannot fit even so is not read at all): ordinary bodies, measured
+# with tracemalloc and RssAnon on 19 MiB of 327,110 minimal spans and 24 MiB of OTLP
+# JSON, parse into ~4 bytes per body byte (json.loads' tree ~4.3). The estimate from
+# the body's structure (reserve_decoding) replaces it once the body is in.
 DECODE_FACTOR = 5
 # Decoded records are built and inserted a slice at a time (tael/_otlp.py,
 # ``slice_bytes``): a slice of records and its encoded rows and frame cost about
@@ -51,9 +53,9 @@ REPLICATION_FACTOR = 2  # the body plus the frames parse_shipment copies out of 
 
 
 def otlp_decode_cost(body_bytes: int) -> int:
-    """Bytes decoding and inserting an OTLP body of ``body_bytes`` (decompressed)
-    may hold beyond the body itself: the parsed message or JSON tree plus one slice
-    of decoded records."""
+    """What decoding and inserting an ordinary OTLP body of ``body_bytes``
+    (decompressed) holds beyond the body itself: the parsed message or JSON tree
+    plus one slice of decoded records. A first estimate, from the size alone."""
     return body_bytes * DECODE_FACTOR + min(body_bytes, SLICE_BYTES) * SLICE_FACTOR
 
 

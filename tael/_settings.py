@@ -153,10 +153,10 @@ class Settings:
     server_max_inflight_bytes: int = 512 << 20
     """Memory (bytes, default 512 MiB) that the requests ``tael serve`` is handling may
     hold together: their bodies as received, decompressed, and an estimate of their
-    decoding (about 6x the decompressed body, see tael/_limits.py). A request
-    reserves its share before its body is read; one that does not fit gets 429
-    (503 on ``/replication/wal``) with Retry-After. Bounds the server's memory
-    whatever clients send."""
+    decoding from the body's structure (tael/_limits.py). A request reserves its
+    share before its body is read; one that does not fit gets 429 (503 on
+    ``/replication/wal``) with Retry-After, one that could never fit 413. Bounds
+    the server's memory whatever clients send."""
 
     server_header_timeout_s: float = 10.0
     """A client must send a request's line and headers within this time (seconds,
