@@ -286,7 +286,8 @@ class Guard:
       the limit errors of :func:`read_body` become 413 / 429 (503 on replication
       routes) / 408 with Retry-After where it applies, whichever route raised them;
     - refuses a declared ``Content-Length`` over the route's limit with 413 before
-      anything reads it (``body_limit(label)``; routes that read no body: 64 KiB);
+      anything reads it (``body_limit(label)``; routes that read no body: 64 KiB;
+      None: the route checks its own);
     - makes the memory budget available to :func:`request_reservation` and releases
       every reservation of a request when it ends, however it ends.
     """
@@ -325,8 +326,8 @@ class Guard:
         scope[_SCOPE_RESERVATIONS] = reservations
         try:
             declared = _header(scope, b"content-length")
-            limit = self.body_limit(label)
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            limit = self.body_limit(label)  # None: the route answers in its own format
+            if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
                 message = f"body of {int(declared):,} bytes is over the {limit:,}-byte limit"
                 await self._error(counted_send, 413, message)
             else:
@@ -378,9 +379,9 @@ def guard(
 ) -> Middleware:
     """The :class:`Guard` of an app serving ``routes``, to put first in its middleware
     list. A route's label is its name (``replication_<name>`` under /replication/);
-    OTLP routes (``traces``, ``logs``, ``metrics``) take bodies up to
-    ``server_max_body_bytes``, ``/replication/wal`` up to :func:`shipment_limit`,
-    others up to 64 KiB. ``budget``: default a new one of ``server_max_inflight_bytes``."""
+    OTLP routes (``traces``, ``logs``, ``metrics``) check their own body limit
+    (``server_max_body_bytes``), ``/replication/wal`` takes up to
+    :func:`shipment_limit`, others up to 64 KiB. ``budget``: default a new one of ``server_max_inflight_bytes``."""
     from starlette.middleware import Middleware
     from starlette.routing import Match
 
@@ -393,9 +394,9 @@ def guard(
                 return labels[r.path]
         return "unmatched"
 
-    def body_limit(name: str) -> int:
+    def body_limit(name: str) -> int | None:
         if name in ("traces", "logs", "metrics"):
-            return settings.server_max_body_bytes
+            return None  # OTLP answers 413 itself, as a google.rpc.Status in the request's type
         if name == "replication_wal":
             return shipment_limit(settings)
         return NO_BODY_LIMIT

@@ -554,3 +554,23 @@ def test_bodies_of_millions_of_empty_messages_are_refused_before_they_are_parsed
         proc.wait(60)
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_an_oversized_otlp_body_gets_413_in_its_own_content_type_without_being_read(tmp_path: Path) -> None:
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Content-Length: 31457280\r\n\r\n"  # 30 MiB, never sent
+            )
+            sock.settimeout(30)
+            answer = _read_response(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), head
+        assert b"content-type: application/x-protobuf" in head.lower()
+        assert b"connection: close" in head.lower()
+        from google.rpc.status_pb2 import Status
+
+        status = Status.FromString(body)
+        assert status.code == 413 and "over the 20,971,520-byte limit" in status.message
