@@ -242,11 +242,10 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
             if encoding not in _ENCODINGS:
                 message = f"unsupported content encoding {encoding!r} (gzip, deflate or identity)"
                 return _status(415, ctype, message, close=True)
-            if not inflight.acquire(blocking=False):
-                return _status(503, ctype, "too many requests in flight; retry later", retry=True, close=True)
             began = time.perf_counter()
             reservation = _limits.request_reservation(request)
             unread = True
+            acquired = False
             try:
                 # reserve before reading: what the body costs as received, and for an
                 # uncompressed one its decoding too (a compressed one grows it later)
@@ -256,6 +255,10 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
                     reservation.grow(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
                 raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
                 unread = False
+                # counted once the body is in, so clients slow to send cannot take the slots
+                acquired = inflight.acquire(blocking=False)
+                if not acquired:
+                    return _status(503, ctype, "too many requests in flight; retry later", retry=True)
                 body = await run_in_threadpool(prepare, raw, encoding, ctype, reservation)
                 del raw
                 decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode_and_insert, body, ctype)
@@ -274,7 +277,8 @@ def create_app(store: Store, *, maintenance: Maintenance | None = None) -> Starl
                 # exporter retries (a span retried is stored once; see docs/server.md)
                 return _status(503, ctype, f"the write was not acknowledged by enough standbys: {exc}", retry=True)
             finally:
-                inflight.release()
+                if acquired:
+                    inflight.release()
                 reservation.release()
             metrics.insert_seconds.labels(signal).observe(time.perf_counter() - began)
             metrics.ingested.labels(signal).inc(decoded.accepted)
