@@ -17,7 +17,9 @@ Then a hostile mix against a fresh server (default Settings unless
 ``--header-timeout``/``--body-timeout`` say otherwise), all at once for
 ``--hostile-seconds``: ``--big`` clients sending the largest body the server
 accepts (protobuf just under ``server_max_body_bytes``, ~19 MiB of minimal
-spans) back to back; ``--held`` connections each sending such a body but its last
+spans) back to back; ``--bombs`` clients sending bodies of that size made of
+millions of empty spans (two bytes each, ~200 bytes each once parsed);
+``--held`` connections each sending such a body but its last
 byte; ``--slow`` connections sending half a request line and nothing more; and
 the normal clients. Reported: the server process's peak RSS (VmHWM, sampled
 RssAnon too), the normal clients' latency percentiles and answers, what each
@@ -175,6 +177,15 @@ def _largest_body(max_body: int) -> tuple[bytes, int]:
     return req.SerializeToString(), i
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -199,6 +210,9 @@ def _hostile(args: argparse.Namespace, tmp: str, normal_bodies: list[bytes]) -> 
     s = tael.Settings(**settings)
     print("building the largest body ...", file=sys.stderr)
     big, big_spans = _largest_body(s.server_max_body_bytes)
+    empty = b"\x12\x00" * ((s.server_max_body_bytes - 64) // 2)  # a scope of millions of empty spans
+    scope = b"\x12" + _varint(len(empty)) + empty
+    bomb = b"\x0a" + _varint(len(scope)) + scope
     port = _port()
     url = f"http://127.0.0.1:{port}"
     server = _start_server(Path(tmp) / "hostile", port, settings)
@@ -251,6 +265,21 @@ def _hostile(args: argparse.Namespace, tmp: str, normal_bodies: list[bytes]) -> 
                 if code != "200":
                     time.sleep(0.2)
 
+    bomb_codes: Counter[str] = Counter()
+
+    def bomber() -> None:
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post(
+                        url + "/v1/traces", content=bomb, headers={"Content-Type": "application/x-protobuf"}
+                    )
+                    code = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    code = type(exc).__name__
+                with lock:
+                    bomb_codes[code] += 1
+
     def first_line(sock: socket.socket) -> str:
         data = b""
         try:
@@ -290,6 +319,7 @@ def _hostile(args: argparse.Namespace, tmp: str, normal_bodies: list[bytes]) -> 
 
     threads = [threading.Thread(target=normal, args=(b,)) for b in normal_bodies]
     threads += [threading.Thread(target=big_sender) for _ in range(args.big)]
+    threads += [threading.Thread(target=bomber) for _ in range(args.bombs)]
     attackers = [threading.Thread(target=held) for _ in range(args.held)]
     attackers += [threading.Thread(target=slow) for _ in range(args.slow)]
     print(f"hostile mix for {args.hostile_seconds} s ...", file=sys.stderr)
@@ -321,6 +351,7 @@ def _hostile(args: argparse.Namespace, tmp: str, normal_bodies: list[bytes]) -> 
         f"{s.server_body_timeout_s:g} (default {defaults.server_body_timeout_s:g})",
         f"hostile mix for {args.hostile_seconds} s ({elapsed:.1f} s until every attacker was closed): "
         f"{args.big} clients sending {len(big) / mib:.1f} MiB bodies ({big_spans:,} spans) back to back, "
+        f"{args.bombs} clients sending bodies of that size made of empty spans ({len(bomb) // 2:,}), "
         f"{args.held} connections sending such a body but its last byte, {args.slow} connections sending "
         f"half a request line, and the {len(normal_bodies)} normal clients",
         "",
@@ -336,6 +367,7 @@ def _hostile(args: argparse.Namespace, tmp: str, normal_bodies: list[bytes]) -> 
         f"| largest bodies: answers | {codes(big_codes)} |",
         f"| largest bodies: latency p50 / p99 | {_percentile(big_lat, 0.5) * 1e3:,.0f} ms / "
         f"{_percentile(big_lat, 0.99) * 1e3:,.0f} ms |",
+        f"| empty-span bodies: answers | {codes(bomb_codes)} |",
         f"| held connections: answers | {codes(held_codes)}; closed after p50 {_percentile(held_times, 0.5):.1f} s,"
         f" max {max(held_times, default=0):.1f} s |",
         f"| slow-header connections: answers | {codes(slow_codes)}; closed after p50 "
@@ -349,6 +381,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100, help="requests per client")
     ap.add_argument("--spans-per-request", type=int, default=500)
     ap.add_argument("--big", type=int, default=8, help="hostile: clients sending the largest bodies")
+    ap.add_argument("--bombs", type=int, default=2, help="hostile: clients sending bodies of empty spans")
     ap.add_argument("--held", type=int, default=150, help="hostile: connections holding back a body's last byte")
     ap.add_argument("--slow", type=int, default=1000, help="hostile: connections never finishing their headers")
     ap.add_argument("--hostile-seconds", type=float, default=30.0)
@@ -359,13 +392,13 @@ def main() -> None:
     ap.add_argument(
         "--quick",
         action="store_true",
-        help="a few seconds: 2 clients x 5 requests x 100 spans; hostile: 1 big, 3 held, 20 slow, 3 s, "
+        help="a few seconds: 2 clients x 5 requests x 100 spans; hostile: 1 big, 1 bomb, 3 held, 20 slow, 3 s, "
         "1 s timeouts, 2 MiB bodies",
     )
     args = ap.parse_args()
     if args.quick:
         args.clients, args.requests, args.spans_per_request = 2, 5, 100
-        args.big, args.held, args.slow, args.hostile_seconds = 1, 3, 20, 3.0
+        args.big, args.held, args.slow, args.hostile_seconds, args.bombs = 1, 3, 20, 3.0, 1
         args.header_timeout, args.body_timeout, args.max_body_mib = 1.0, 1.0, 2.0
     import httpx
 
