@@ -469,9 +469,7 @@ def _scoped(res: _Resource, scope_container: Any, *, with_version: bool) -> tupl
 # ---------------------------------------------------------------- traces
 
 
-def decode_traces(
-    body: bytes, content_type: str, sink: Callable[[list[Span]], Any] | None = None
-) -> Decoded[Span]:
+def decode_traces(body: bytes, content_type: str, sink: Callable[[list[Span]], Any] | None = None) -> Decoded[Span]:
     """Decode an ExportTraceServiceRequest body (protobuf or OTLP JSON) into spans.
 
     Raises OtlpError for a body that is not a request, ValueError for an
