@@ -44,9 +44,10 @@ log = logging.getLogger(__name__)
 # JSON, parse into ~4 bytes per body byte (json.loads' tree ~4.3). The estimate from
 # the body's structure (reserve_decoding) replaces it once the body is in.
 DECODE_FACTOR = 5
-# Decoded records are built and inserted a slice at a time (tael/_otlp.py,
-# ``slice_bytes``): a slice of records and its encoded rows and frame cost about
-# 15x the slice's share of the body (773 + ~580 bytes per 60-byte minimal span).
+# Decoded records are built and inserted a slice at a time (tael/_otlp.py's ``sink``:
+# at most SLICE_BYTES of body or 16,384 records): a slice of records and its encoded
+# rows and frame cost about 15x the slice's share of the body (773 + ~580 bytes per
+# 60-byte minimal span).
 SLICE_BYTES = 1 << 20
 SLICE_FACTOR = 16
 REPLICATION_FACTOR = 2  # the body plus the frames parse_shipment copies out of it
@@ -72,7 +73,7 @@ class BodyTooLarge(TaelError):
 
 
 class MemoryBudget:
-    """A counter of bytes reserved by requests in flight, never above ``total``.
+    """A counter of bytes reserved by requests in flight, at most ``total`` (but see below).
 
     Thread-safe: reservations grow on the event loop (before reading a body) and
     in worker threads (before decompressing, before decoding). One reservation

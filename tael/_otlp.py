@@ -99,6 +99,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from ._errors import TaelError
+from ._limits import SLICE_BYTES
 from ._models import LogRecord, MetricPoint, Span, SpanEvent, SpanLink
 
 __all__ = [
@@ -118,8 +119,8 @@ CONTENT_TYPES = ("application/x-protobuf", "application/json")
 PROTOBUF, JSON = CONTENT_TYPES
 
 MAX_ERRORS = 10  # rejection messages kept per request; the count covers them all
-SLICE_BYTES = 1 << 20  # with a sink, records go out once their protobuf size reaches this...
-SLICE_RECORDS = 16_384  # ...or this many records
+SLICE_RECORDS = 16_384  # with a sink, records go out once this many are decoded, or once
+# their protobuf size reaches SLICE_BYTES (the memory budget's estimate relies on both)
 MAX_NS = (1 << 63) - 1  # tael's time range (int64 nanoseconds)
 _MAX_COUNT = MAX_NS  # counts are stored as int64
 _MAX_DEPTH = 32  # containers at this nesting depth or deeper fail tael's validation
