@@ -389,6 +389,8 @@ def fuzz_queries(rng: random.Random, n: int) -> Iterator[str]:
         query = "&".join(
             f"{p}={quote(rng.choice([*EXTREME_PARAMS, 'svc0', 'GET /', 'hello']), safe='')}" for p in chosen
         )
+        while len(query) > 30_000:  # httpx refuses URLs over 64 KiB; h11's limit is the server's part
+            query = query[: query.rfind("&")] if "&" in query else ""
         yield path + ("?" + query if query else "")
 
 
