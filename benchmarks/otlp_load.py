@@ -12,18 +12,34 @@ one service each, 10 attributes per span) before the clock starts, then sends
 them back to back over one keep-alive connection. A span counts as accepted when
 its request got 200 with no rejected spans. After the run the script opens the
 store read-only and checks that it holds exactly the spans sent.
+
+Then a hostile mix against a fresh server (default Settings unless
+``--header-timeout``/``--body-timeout`` say otherwise), all at once for
+``--hostile-seconds``: ``--big`` clients sending the largest body the server
+accepts (protobuf just under ``server_max_body_bytes``, ~19 MiB of minimal
+spans) back to back; ``--bombs`` clients sending bodies of that size made of
+millions of empty spans (two bytes each, ~200 bytes each once parsed);
+``--held`` connections each sending such a body but its last
+byte; ``--slow`` connections sending half a request line and nothing more; and
+the normal clients. Reported: the server process's peak RSS (VmHWM, sampled
+RssAnon too), the normal clients' latency percentiles and answers, what each
+kind of attacker got, and the RSS once the attack is over. Target (issue 14):
+the server stays under 1 GiB of RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +97,309 @@ def _client(url: str, bodies: list[bytes], per_request: int, start: Any, results
     results.put((accepted, latencies))
 
 
+class RssSampler:
+    """Peak RSS and RssAnon of a process, sampled every 20 ms (and its VmHWM)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_rss = self.peak_anon = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def status(self) -> dict[str, int]:
+        out = {}
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                    out[key] = int(value.split()[0]) * 1024
+        except OSError:
+            pass
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            st = self.status()
+            self.peak_rss = max(self.peak_rss, st.get("VmRSS", 0))
+            self.peak_anon = max(self.peak_anon, st.get("RssAnon", 0))
+
+    def stop(self) -> dict[str, int]:
+        final = self.status()
+        self._stop.set()
+        self._thread.join()
+        return final
+
+
+def _start_server(data: Path, port: int, settings: dict[str, Any]) -> subprocess.Popen[bytes]:
+    import httpx
+
+    code = (
+        "import tael; from tael._server import run_server; "
+        f"run_server({str(data)!r}, port={port}, settings=tael.Settings(**{settings!r}))"
+    )
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit("the server did not start")
+        time.sleep(0.1)
+
+
+def _largest_body(max_body: int) -> tuple[bytes, int]:
+    """A protobuf trace export just under ``max_body`` bytes of minimal spans (the
+    most records, so the most decoding, per byte); returns it and its span count."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    t0 = 1_767_225_600_000_000_000
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    ss = rs.scope_spans.add()
+    one = 0
+    i = 0
+    while True:
+        sp = ss.spans.add()
+        sp.trace_id = (i // 8 + 1).to_bytes(16, "big")
+        sp.span_id = (i + 1).to_bytes(8, "big")
+        sp.name = "op"
+        sp.start_time_unix_nano = t0 + i
+        sp.end_time_unix_nano = t0 + i + 1000
+        i += 1
+        if i == 1000:
+            one = req.ByteSize() / 1000
+        if one and i % 10_000 == 0 and req.ByteSize() + 20_000 * one > max_body - 4096:
+            break
+    return req.SerializeToString(), i
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[round(q * (len(s) - 1))]
+
+
+def _hostile(args: argparse.Namespace, tmp: str, normal_bodies: list[bytes]) -> list[str]:
+    """Run the hostile mix against a fresh server; returns the markdown rows."""
+    import httpx
+
+    import tael
+
+    defaults = tael.Settings()
+    settings: dict[str, Any] = {}
+    if args.header_timeout is not None:
+        settings["server_header_timeout_s"] = args.header_timeout
+    if args.body_timeout is not None:
+        settings["server_body_timeout_s"] = args.body_timeout
+    if args.max_body_mib is not None:
+        settings["server_max_body_bytes"] = int(args.max_body_mib * (1 << 20))
+    s = tael.Settings(**settings)
+    print("building the largest body ...", file=sys.stderr)
+    big, big_spans = _largest_body(s.server_max_body_bytes)
+    empty = b"\x12\x00" * ((s.server_max_body_bytes - 64) // 2)  # a scope of millions of empty spans
+    scope = b"\x12" + _varint(len(empty)) + empty
+    bomb = b"\x0a" + _varint(len(scope)) + scope
+    port = _port()
+    url = f"http://127.0.0.1:{port}"
+    server = _start_server(Path(tmp) / "hostile", port, settings)
+    sampler = RssSampler(server.pid)
+    start_rss = sampler.status().get("VmRSS", 0)
+    stop = threading.Event()
+    lock = threading.Lock()
+    normal_lat: list[float] = []
+    normal_codes: Counter[str] = Counter()
+    big_lat: list[float] = []
+    big_codes: Counter[str] = Counter()
+    held_codes: Counter[str] = Counter()
+    held_times: list[float] = []
+    slow_codes: Counter[str] = Counter()
+    slow_times: list[float] = []
+
+    def normal(bodies: list[bytes]) -> None:
+        with httpx.Client(timeout=120) as client:
+            k = 0
+            while not stop.is_set():
+                began = time.perf_counter()
+                try:
+                    r = client.post(
+                        url + "/v1/traces",
+                        content=bodies[k % len(bodies)],
+                        headers={"Content-Type": "application/x-protobuf"},
+                    )
+                    code = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    code = type(exc).__name__
+                with lock:
+                    normal_lat.append(time.perf_counter() - began)
+                    normal_codes[code] += 1
+                k += 1
+                if code != "200":
+                    time.sleep(0.05)
+
+    def big_sender() -> None:
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                began = time.perf_counter()
+                try:
+                    r = client.post(url + "/v1/traces", content=big, headers={"Content-Type": "application/x-protobuf"})
+                    code = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    code = type(exc).__name__
+                with lock:
+                    big_lat.append(time.perf_counter() - began)
+                    big_codes[code] += 1
+                if code != "200":
+                    time.sleep(0.2)
+
+    bomb_codes: Counter[str] = Counter()
+
+    def bomber() -> None:
+        with httpx.Client(timeout=120) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post(
+                        url + "/v1/traces", content=bomb, headers={"Content-Type": "application/x-protobuf"}
+                    )
+                    code = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    code = type(exc).__name__
+                with lock:
+                    bomb_codes[code] += 1
+
+    def first_line(sock: socket.socket) -> str:
+        data = b""
+        try:
+            while b"\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        return data.split(b" ")[1].decode() if data.startswith(b"HTTP/1.1 ") else "closed"
+
+    def held() -> None:
+        head = (
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            + f"Content-Length: {len(big)}\r\n\r\n".encode()
+        )
+        began = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(600)
+            with contextlib.suppress(OSError):  # answered (429) and closed while sending
+                sock.sendall(head + big[:-1])  # and never the last byte
+            code = first_line(sock)
+        with lock:
+            held_codes[code] += 1
+            held_times.append(time.perf_counter() - began)
+
+    def slow() -> None:
+        began = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.settimeout(600)
+            sock.sendall(b"POST /v1/tra")
+            code = first_line(sock)
+        with lock:
+            slow_codes[code] += 1
+            slow_times.append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=normal, args=(b,)) for b in normal_bodies]
+    threads += [threading.Thread(target=big_sender) for _ in range(args.big)]
+    threads += [threading.Thread(target=bomber) for _ in range(args.bombs)]
+    attackers = [threading.Thread(target=held) for _ in range(args.held)]
+    attackers += [threading.Thread(target=slow) for _ in range(args.slow)]
+    print(f"hostile mix for {args.hostile_seconds} s ...", file=sys.stderr)
+    began = time.perf_counter()
+    for t in [*threads, *attackers]:
+        t.start()
+    time.sleep(args.hostile_seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    for t in attackers:  # closed by the server's timeouts
+        t.join()
+    elapsed = time.perf_counter() - began
+    time.sleep(1.0)
+    after = sampler.stop()
+    ready = httpx.get(url + "/health/ready").status_code
+    server.terminate()
+    server.wait(120)
+    mib = 1 << 20
+    accepted = normal_codes.get("200", 0) * args.spans_per_request
+
+    def codes(c: Counter[str]) -> str:
+        return ", ".join(f"{k}: {v:,}" for k, v in sorted(c.items()))
+
+    return [
+        f"server: tael serve, Settings: server_max_body_bytes {s.server_max_body_bytes / mib:.0f} MiB, "
+        f"server_max_inflight_bytes {s.server_max_inflight_bytes / mib:.0f} MiB, server_header_timeout_s "
+        f"{s.server_header_timeout_s:g} (default {defaults.server_header_timeout_s:g}), server_body_timeout_s "
+        f"{s.server_body_timeout_s:g} (default {defaults.server_body_timeout_s:g})",
+        f"hostile mix for {args.hostile_seconds} s ({elapsed:.1f} s until every attacker was closed): "
+        f"{args.big} clients sending {len(big) / mib:.1f} MiB bodies ({big_spans:,} spans) back to back, "
+        f"{args.bombs} clients sending bodies of that size made of empty spans ({len(bomb) // 2:,}), "
+        f"{args.held} connections sending such a body but its last byte, {args.slow} connections sending "
+        f"half a request line, and the {len(normal_bodies)} normal clients",
+        "",
+        "| hostile mix | result |",
+        "|---|---|",
+        f"| server peak RSS (VmHWM) | {after.get('VmHWM', 0) / mib:,.0f} MiB (sampled peak RssAnon "
+        f"{sampler.peak_anon / mib:,.0f} MiB; {start_rss / mib:,.0f} MiB at start) |",
+        f"| server RSS after the attack | {after.get('VmRSS', 0) / mib:,.0f} MiB (/health/ready: {ready}) |",
+        f"| normal clients: answers | {codes(normal_codes)} ({accepted / args.hostile_seconds:,.0f} spans/s "
+        "accepted) |",
+        f"| normal clients: latency p50 / p99 | {_percentile(normal_lat, 0.5) * 1e3:,.1f} ms / "
+        f"{_percentile(normal_lat, 0.99) * 1e3:,.1f} ms |",
+        f"| largest bodies: answers | {codes(big_codes)} |",
+        f"| largest bodies: latency p50 / p99 | {_percentile(big_lat, 0.5) * 1e3:,.0f} ms / "
+        f"{_percentile(big_lat, 0.99) * 1e3:,.0f} ms |",
+        f"| empty-span bodies: answers | {codes(bomb_codes)} |",
+        f"| held connections: answers | {codes(held_codes)}; closed after p50 {_percentile(held_times, 0.5):.1f} s,"
+        f" max {max(held_times, default=0):.1f} s |",
+        f"| slow-header connections: answers | {codes(slow_codes)}; closed after p50 "
+        f"{_percentile(slow_times, 0.5):.1f} s, max {max(slow_times, default=0):.1f} s |",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--requests", type=int, default=100, help="requests per client")
     ap.add_argument("--spans-per-request", type=int, default=500)
-    ap.add_argument("--quick", action="store_true", help="a few seconds: 2 clients x 5 requests x 100 spans")
+    ap.add_argument("--big", type=int, default=8, help="hostile: clients sending the largest bodies")
+    ap.add_argument("--bombs", type=int, default=2, help="hostile: clients sending bodies of empty spans")
+    ap.add_argument("--held", type=int, default=150, help="hostile: connections holding back a body's last byte")
+    ap.add_argument("--slow", type=int, default=1000, help="hostile: connections never finishing their headers")
+    ap.add_argument("--hostile-seconds", type=float, default=30.0)
+    ap.add_argument("--header-timeout", type=float, default=None, help="server_header_timeout_s (default: Settings')")
+    ap.add_argument("--body-timeout", type=float, default=None, help="server_body_timeout_s (default: Settings')")
+    ap.add_argument("--max-body-mib", type=float, default=None, help="server_max_body_bytes (default: Settings')")
+    ap.add_argument("--no-hostile", action="store_true", help="only the normal run")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few seconds: 2 clients x 5 requests x 100 spans; hostile: 1 big, 1 bomb, 3 held, 20 slow, 3 s, "
+        "1 s timeouts, 2 MiB bodies",
+    )
     args = ap.parse_args()
     if args.quick:
         args.clients, args.requests, args.spans_per_request = 2, 5, 100
+        args.big, args.held, args.slow, args.hostile_seconds, args.bombs = 1, 3, 20, 3.0, 1
+        args.header_timeout, args.body_timeout, args.max_body_mib = 1.0, 1.0, 2.0
     import httpx
 
     import tael
@@ -101,6 +411,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         code = f"from tael._server import run_server; run_server({str(data)!r}, port={port})"
         server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+        sampler = RssSampler(server.pid)
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -130,6 +441,7 @@ def main() -> None:
             for p in procs:
                 p.join()
         finally:
+            peak = sampler.stop().get("VmHWM", 0)
             server.terminate()
             server.wait(60)
         accepted = sum(a for a, _l in outcomes)
@@ -152,9 +464,13 @@ def main() -> None:
         p99 = latencies[round(0.99 * (len(latencies) - 1))]
         print(f"| request latency p99 | {p99 * 1e3:.1f} ms |")
         print(f"| spans stored / sent | {stored:,} / {sent:,} |")
+        print(f"| server peak RSS (VmHWM) | {peak / (1 << 20):,.0f} MiB |")
         if not ok:
             print(f"PROBLEMS: accepted {accepted}, stored {stored}, sent {sent}")
             raise SystemExit(1)
+        if not args.no_hostile:
+            print()
+            print("\n".join(_hostile(args, tmp, bodies)))
 
 
 if __name__ == "__main__":

@@ -102,6 +102,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from ._codec import key_text_problem, span_name_problem
 from ._errors import TaelError
 from ._keys import MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
+from ._limits import SLICE_BYTES
 from ._models import LogRecord, MetricPoint, Span, SpanEvent, SpanLink
 
 __all__ = [
@@ -121,6 +122,8 @@ CONTENT_TYPES = ("application/x-protobuf", "application/json")
 PROTOBUF, JSON = CONTENT_TYPES
 
 MAX_ERRORS = 10  # rejection messages kept per request; the count covers them all
+SLICE_RECORDS = 16_384  # with a sink, records go out once this many are decoded, or once
+# their protobuf size reaches SLICE_BYTES (the memory budget's estimate relies on both)
 MAX_NS = (1 << 63) - 1  # tael's time range (int64 nanoseconds)
 _MAX_COUNT = MAX_NS  # counts are stored as int64
 _MAX_DEPTH = 32  # containers at this nesting depth or deeper fail tael's validation
@@ -165,6 +168,31 @@ class Decoded(Generic[T]):
     records: list[T] = field(default_factory=list)
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    sink: Callable[[list[T]], Any] | None = None
+    """When set, records are handed to it a slice at a time (about ``SLICE_BYTES`` of
+    the body each) instead of piling up in ``records``: the server inserts each
+    slice, so a large request never holds all its decoded records at once."""
+    written: int = 0
+    """Records handed to ``sink`` so far."""
+    _pending: int = 0
+
+    @property
+    def accepted(self) -> int:
+        """Records decoded as valid: handed to the sink plus still in ``records``."""
+        return self.written + len(self.records)
+
+    def _add(self, records: list[T], source: Any) -> None:
+        self.records += records
+        if self.sink is not None:
+            self._pending += source.ByteSize()
+            if self._pending >= SLICE_BYTES or len(self.records) >= SLICE_RECORDS:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self.sink is not None and self.records:
+            batch, self.records, self._pending = self.records, [], 0
+            self.sink(batch)
+            self.written += len(batch)
 
     @property
     def error_message(self) -> str:
@@ -445,14 +473,14 @@ def _scoped(res: _Resource, scope_container: Any, *, with_version: bool) -> tupl
 # ---------------------------------------------------------------- traces
 
 
-def decode_traces(body: bytes, content_type: str) -> Decoded[Span]:
+def decode_traces(body: bytes, content_type: str, sink: Callable[[list[Span]], Any] | None = None) -> Decoded[Span]:
     """Decode an ExportTraceServiceRequest body (protobuf or OTLP JSON) into spans.
 
     Raises OtlpError for a body that is not a request, ValueError for an
     unsupported content type; unstorable spans are counted in ``rejected``."""
     request = ExportTraceServiceRequest()
     bad_ids = _parse(body, content_type, request, _walk_traces)
-    out: Decoded[Span] = Decoded()
+    out: Decoded[Span] = Decoded(sink=sink)
     for ri, rs in enumerate(request.resource_spans):
         res = _resource(rs)
         for si, ss in enumerate(rs.scope_spans):
@@ -464,9 +492,10 @@ def decode_traces(body: bytes, content_type: str) -> Decoded[Span]:
                     out._reject(where, problem or bad_ids[where])
                     continue
                 try:
-                    out.records.append(_span(sp, res.service, resource, scope_name, scope_version))
+                    out._add([_span(sp, res.service, resource, scope_name, scope_version)], sp)
                 except _Reject as exc:
                     out._reject(where, str(exc))
+    out._flush()
     if out.rejected:
         log.debug("OTLP traces: rejected %d spans: %s", out.rejected, out.error_message)
     return out
@@ -537,14 +566,16 @@ def _span(sp: Any, service: str, resource: dict[str, Any], scope_name: str, scop
 # ---------------------------------------------------------------- logs
 
 
-def decode_logs(body: bytes, content_type: str) -> Decoded[LogRecord]:
+def decode_logs(
+    body: bytes, content_type: str, sink: Callable[[list[LogRecord]], Any] | None = None
+) -> Decoded[LogRecord]:
     """Decode an ExportLogsServiceRequest body (protobuf or OTLP JSON) into log records.
 
     Raises OtlpError for a body that is not a request, ValueError for an
     unsupported content type; unstorable records are counted in ``rejected``."""
     request = ExportLogsServiceRequest()
     bad_ids = _parse(body, content_type, request, _walk_logs)
-    out: Decoded[LogRecord] = Decoded()
+    out: Decoded[LogRecord] = Decoded(sink=sink)
     for ri, rl in enumerate(request.resource_logs):
         res = _resource(rl)
         for si, sl in enumerate(rl.scope_logs):
@@ -556,9 +587,10 @@ def decode_logs(body: bytes, content_type: str) -> Decoded[LogRecord]:
                     out._reject(where, problem or bad_ids[where])
                     continue
                 try:
-                    out.records.append(_log(lr, res.service, resource, scope_name))
+                    out._add([_log(lr, res.service, resource, scope_name)], lr)
                 except _Reject as exc:
                     out._reject(where, str(exc))
+    out._flush()
     if out.rejected:
         log.debug("OTLP logs: rejected %d records: %s", out.rejected, out.error_message)
     return out
@@ -623,7 +655,9 @@ def _finite(value: Any) -> Any:
 # ---------------------------------------------------------------- metrics
 
 
-def decode_metrics(body: bytes, content_type: str) -> Decoded[MetricPoint]:
+def decode_metrics(
+    body: bytes, content_type: str, sink: Callable[[list[MetricPoint]], Any] | None = None
+) -> Decoded[MetricPoint]:
     """Decode an ExportMetricsServiceRequest body (protobuf or OTLP JSON) into metric points.
 
     Raises OtlpError for a body that is not a request, ValueError for an
@@ -631,7 +665,7 @@ def decode_metrics(body: bytes, content_type: str) -> Decoded[MetricPoint]:
     A summary data point yields one point plus one gauge point per quantile."""
     request = ExportMetricsServiceRequest()
     _parse(body, content_type, request, _walk_metrics)
-    out: Decoded[MetricPoint] = Decoded()
+    out: Decoded[MetricPoint] = Decoded(sink=sink)
     for ri, rm in enumerate(request.resource_metrics):
         res = _resource(rm)
         instance = res.attrs.get("service.instance.id")
@@ -650,9 +684,10 @@ def decode_metrics(body: bytes, content_type: str) -> Decoded[MetricPoint]:
                         out._reject(where, metric_problem)
                         continue
                     try:
-                        out.records.extend(_points(metric, data_kind, data, dp, res.service, instance))
+                        out._add(_points(metric, data_kind, data, dp, res.service, instance), dp)
                     except _Reject as exc:
                         out._reject(where, str(exc))
+    out._flush()
     if out.rejected:
         log.debug("OTLP metrics: rejected %d data points: %s", out.rejected, out.error_message)
     return out

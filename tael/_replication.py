@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from . import _limits
 from ._auth import Guard, data_roots, host_check, read_token_file, server_tokens, tls_options
 from ._errors import ConfigurationError, ReplicationError, TaelError
 from ._models import ReplicaStatus
@@ -467,7 +468,7 @@ def routes(store: Store) -> list[Any]:
         return Response(msgpack.packb(body, use_bin_type=True), media_type=media)
 
     async def wal(request: Request) -> Response:
-        raw = await request.body()
+        raw = await _limits.read_shipment(request, store.settings)  # bounded: size, time, memory
         try:
             msg = parse_shipment(raw)
         except ValueError as exc:
@@ -509,6 +510,7 @@ class Endpoint:
 
         host, _, port = listen.rpartition(":")
         s = store.settings
+        served = routes(store)
         guard = Middleware(
             Guard,
             tokens=server_tokens(s, host),
@@ -516,10 +518,12 @@ class Endpoint:
             replicating=lambda: replicating(store),
             roots=data_roots(store.path),
         )
-        app: Starlette = Starlette(routes=routes(store), middleware=[guard])
+        # the limits guard first (outermost): it counts and bounds what the auth guard refuses too
+        app: Starlette = Starlette(routes=served, middleware=[_limits.guard(s, served), guard])
         config = uvicorn.Config(
             app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="off", **tls_options(s)
         )
+        _limits.configure_uvicorn(config, s)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"tael-standby:{listen}", daemon=True)
         self._thread.start()

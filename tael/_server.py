@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import signal
 import threading
@@ -31,6 +32,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -41,8 +45,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import _auth, _otlp, _replication
-from ._errors import ReadOnlyError, StorageError, StoreClosedError, TaelError, ValidationError
+from . import _auth, _limits, _otlp, _replication
+from ._errors import (
+    ReadOnlyError,
+    ReplicationError,
+    StorageError,
+    StoreClosedError,
+    TaelError,
+    ValidationError,
+)
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
 from ._settings import Settings
@@ -55,14 +66,6 @@ _SIGNALS = {"traces": "spans", "logs": "logs", "metrics": "metrics"}
 _JAEGER_TRACE_LIMIT = 1_500
 
 
-class _TooLarge(Exception):
-    pass
-
-
-class _BadEncoding(Exception):
-    pass
-
-
 class ServerMetrics:
     """The self-metrics ``/metrics`` exposes: counters kept by the app, gauges read from
     the store and the maintenance loop at scrape time."""
@@ -70,6 +73,8 @@ class ServerMetrics:
     def __init__(self, store: Store, maintenance: Maintenance | None) -> None:
         self.store = store
         self.maintenance = maintenance
+        self.budget = _limits.MemoryBudget(store.settings.server_max_inflight_bytes)
+        """The server's memory budget (tael/_limits.py), reported at scrape time."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.ingested = Counter(
             "tael_records_ingested", "Records written by OTLP requests", ["signal"], registry=self.registry
@@ -104,7 +109,16 @@ class ServerMetrics:
 
     def collect(self) -> list[GaugeMetricFamily]:
         """Gauges from one ``stats()`` of the store (skipped once it is closed)."""
-        out: list[GaugeMetricFamily] = []
+        out: list[GaugeMetricFamily] = [
+            GaugeMetricFamily(
+                "tael_server_reserved_bytes", "Memory reserved by requests in flight", value=self.budget.used
+            ),
+            GaugeMetricFamily(
+                "tael_server_budget_refusals",
+                "Requests refused because the memory budget was full",
+                value=self.budget.refused,
+            ),
+        ]
         if self.store.closed:
             return out
         try:
@@ -205,47 +219,80 @@ def create_app(
 
     def otlp_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
         signal = _SIGNALS[kind]
-        decode: Callable[[bytes, str], _otlp.Decoded[Any]]
-        insert: Callable[[Any], int]
-        if kind == "traces":
-            decode, insert = _otlp.decode_traces, store.insert_spans
-        elif kind == "logs":
-            decode, insert = _otlp.decode_logs, store.insert_logs
-        else:
-            decode, insert = _otlp.decode_metrics, store.insert_metrics
+        decode: Any = {"traces": _otlp.decode_traces, "logs": _otlp.decode_logs, "metrics": _otlp.decode_metrics}[kind]
+        insert: Any = {"traces": store.insert_spans, "logs": store.insert_logs, "metrics": store.insert_metrics}[kind]
+        limit = settings.server_max_body_bytes
+
+        descriptor = {
+            "traces": ExportTraceServiceRequest.DESCRIPTOR,
+            "logs": ExportLogsServiceRequest.DESCRIPTOR,
+            "metrics": ExportMetricsServiceRequest.DESCRIPTOR,
+        }[kind]
+
+        def prepare(raw: bytes, encoding: str, ctype: str, reservation: _limits.Reservation) -> bytes:
+            """The body decompressed, with the memory its decoding will take reserved
+            (estimated from its structure: see tael/_limits.py)."""
+            body = _decompress(raw, encoding, limit, reservation)
+            extra = len(body) if body is not raw else 0
+            _limits.reserve_decoding(reservation, len(raw) + extra, body, ctype, descriptor)
+            return body
+
+        def decode_and_insert(body: bytes, ctype: str) -> _otlp.Decoded[Any]:
+            """Decode and insert a slice of records at a time (bounds the request's memory).
+            A request larger than a slice is thus written in several batches."""
+            decoded: _otlp.Decoded[Any] = decode(body, ctype, insert)
+            return decoded
 
         async def handler(request: Request) -> Response:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in _otlp.CONTENT_TYPES:
-                return _status(415, "application/json", f"unsupported content type {ctype!r}", metrics, kind)
-            try:
-                raw = await _read_body(request, settings.server_max_body_bytes)
-            except _TooLarge as exc:
-                return _status(413, ctype, str(exc), metrics, kind)
-            if not inflight.acquire(blocking=False):
-                return _status(503, ctype, "too many requests in flight; retry later", metrics, kind, retry=True)
+                return _status(415, "application/json", f"unsupported content type {ctype!r}", close=True)
+            encoding = request.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in _ENCODINGS:
+                message = f"unsupported content encoding {encoding!r} (gzip, deflate or identity)"
+                return _status(415, ctype, message, close=True)
             began = time.perf_counter()
+            reservation = _limits.request_reservation(request)
+            unread = True
+            acquired = False
             try:
-                encoding = request.headers.get("content-encoding", "identity").strip().lower()
-                body = await run_in_threadpool(_decompress, raw, encoding, settings.server_max_body_bytes)
-                decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode, body, ctype)
-                if decoded.records:
-                    await run_in_threadpool(insert, decoded.records)
-            except _TooLarge as exc:
-                return _status(413, ctype, str(exc), metrics, kind)
-            except _BadEncoding as exc:
-                return _status(415, ctype, str(exc), metrics, kind)
+                # reserve before reading: what the body costs as received, and for an
+                # uncompressed one its decoding too (a compressed one grows it later)
+                declared = _limits.declared_length(request)
+                if declared is not None:
+                    identity = encoding in ("", "identity")
+                    reservation.grow(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
+                raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
+                unread = False
+                # counted once the body is in, so clients slow to send cannot take the slots
+                acquired = inflight.acquire(blocking=False)
+                if not acquired:
+                    return _status(503, ctype, "too many requests in flight; retry later", retry=True)
+                body = await run_in_threadpool(prepare, raw, encoding, ctype, reservation)
+                del raw
+                decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode_and_insert, body, ctype)
+            except _limits.BodyTooLarge as exc:
+                return _status(413, ctype, str(exc), close=unread)
+            except _limits.OverBudget as exc:
+                return _status(429, ctype, str(exc), retry=True, close=unread)
+            except _limits.BodyTimeout as exc:
+                return _status(408, ctype, str(exc), close=True)
             except (_otlp.OtlpError, ValidationError, zlib.error, EOFError) as exc:
-                return _status(400, ctype, f"malformed request: {exc}", metrics, kind)
+                return _status(400, ctype, f"malformed request: {exc}")
             except (StoreClosedError, ReadOnlyError, StorageError) as exc:
-                return _status(503, ctype, f"the store cannot take writes: {exc}", metrics, kind, retry=True)
+                return _status(503, ctype, f"the store cannot take writes: {exc}", retry=True)
+            except ReplicationError as exc:
+                # durable here, not yet on enough standbys: not acknowledged, so the
+                # exporter retries (a span retried is stored once; see docs/server.md)
+                return _status(503, ctype, f"the write was not acknowledged by enough standbys: {exc}", retry=True)
             finally:
-                inflight.release()
+                if acquired:
+                    inflight.release()
+                reservation.release()
             metrics.insert_seconds.labels(signal).observe(time.perf_counter() - began)
-            metrics.ingested.labels(signal).inc(len(decoded.records))
+            metrics.ingested.labels(signal).inc(decoded.accepted)
             if decoded.rejected:
                 metrics.rejected.labels(signal).inc(decoded.rejected)
-            metrics.requests.labels(kind, "200").inc()
             return Response(
                 _otlp.encode_response(kind, ctype, decoded.rejected, decoded.error_message), media_type=ctype
             )
@@ -258,20 +305,16 @@ def create_app(
             try:
                 result = await run_in_threadpool(fn, request)
             except (ValueError, TypeError) as exc:
-                metrics.requests.labels(call, "400").inc()
                 return JSONResponse({"data": None, "errors": [{"code": 400, "msg": str(exc)}]}, status_code=400)
             except _NotFound as exc:
-                metrics.requests.labels(call, "404").inc()
                 return JSONResponse({"data": None, "errors": [{"code": 404, "msg": str(exc)}]}, status_code=404)
             except TaelError as exc:
-                metrics.requests.labels(call, "503").inc()
                 return JSONResponse(
                     {"data": None, "errors": [{"code": 503, "msg": str(exc)}]},
                     status_code=503,
                     headers={"Retry-After": _RETRY_AFTER_S},
                 )
             metrics.query_seconds.labels(call).observe(time.perf_counter() - began)
-            metrics.requests.labels(call, "200").inc()
             return JSONResponse(result)
 
         return handler
@@ -281,20 +324,21 @@ def create_app(
         return _jaeger_list(names)
 
     def operations(r: Request) -> dict[str, Any]:
-        return _jaeger_list(store.list_operations(r.path_params["service"]))
+        return _jaeger_list(store.list_operations(_name(r.path_params["service"], "service")))
 
     def traces(r: Request) -> dict[str, Any]:
-        q = r.query_params
-        limit = _int(q.get("limit"), "limit", 20)
+        q = _params(r, ("service", "operation", "tags", "minDuration", "maxDuration", "start", "end", "limit"))
+        limit = _limit(q.get("limit"), "limit", 20, _JAEGER_TRACE_LIMIT)
         tags = _tags(q.get("tags"))
-        start_us, end_us = _opt_int(q.get("start"), "start"), _opt_int(q.get("end"), "end")
+        start = _time(q.get("start"), "start", _US)
+        end = _time(q.get("end"), "end", _US)
         spans = store.query_traces(
-            service=q.get("service") or None,
-            name=q.get("operation") or None,
+            service=_opt_name(q.get("service"), "service"),
+            name=_opt_name(q.get("operation"), "operation"),
             min_duration_ms=_duration_ms(q.get("minDuration"), "minDuration"),
             max_duration_ms=_duration_ms(q.get("maxDuration"), "maxDuration"),
-            start=start_us * 1000 if start_us is not None else None,
-            end=(end_us + 1) * 1000 if end_us is not None else None,  # Jaeger's end is inclusive
+            start=start,
+            end=min(end + _US, _otlp.MAX_NS) if end is not None else None,  # Jaeger's end is inclusive
             limit=min(max(limit * 50, 500), 100_000),
         )
         ids: list[str] = []
@@ -303,42 +347,43 @@ def create_app(
                 continue
             if s.trace_id not in ids:
                 ids.append(s.trace_id)
-                if len(ids) >= min(limit, _JAEGER_TRACE_LIMIT):
+                if len(ids) >= limit:
                     break
         out = [_jaeger_trace(tid, store.get_trace(tid)) for tid in ids]
         return {"data": [t for t in out if t is not None], "total": len(out), "limit": 0, "offset": 0, "errors": None}
 
     def trace(r: Request) -> dict[str, Any]:
-        tid = r.path_params["trace_id"].lower().rjust(32, "0")
+        tid = _trace_id(r.path_params["trace_id"], "trace_id", pad=True)
         found = _jaeger_trace(tid, store.get_trace(tid))
         if found is None:
             raise _NotFound("trace not found")
         return {"data": [found], "total": 1, "limit": 0, "offset": 0, "errors": None}
 
     def search_traces(r: Request) -> dict[str, Any]:
-        q = r.query_params
+        q = _params(r, ("q", "service", "start", "end", "limit"))
         text = q.get("q")
         if not text:
             raise ValueError("q (the text to search for) is required")
         spans = store.query_traces(
-            text=text,
-            service=q.get("service") or None,
-            start=_opt_int(q.get("start"), "start"),
-            end=_opt_int(q.get("end"), "end"),
-            limit=_int(q.get("limit"), "limit", 20),
+            text=_text(text, "q"),
+            service=_opt_name(q.get("service"), "service"),
+            start=_time(q.get("start"), "start", 1),
+            end=_time(q.get("end"), "end", 1),
+            limit=_limit(q.get("limit"), "limit", 20, _MAX_LIMIT),
         )
         return {"data": [dataclasses.asdict(s) for s in spans]}
 
     def logs(r: Request) -> dict[str, Any]:
-        q = r.query_params
+        q = _params(r, ("q", "service", "min_severity", "trace_id", "start", "end", "limit"))
+        trace_id = q.get("trace_id")
         found: list[LogRecord] = store.query_logs(
-            text=q.get("q") or None,
-            service=q.get("service") or None,
-            min_severity=_opt_int(q.get("min_severity"), "min_severity"),
-            trace_id=q.get("trace_id") or None,
-            start=_opt_int(q.get("start"), "start"),
-            end=_opt_int(q.get("end"), "end"),
-            limit=_int(q.get("limit"), "limit", 100),
+            text=_text(q["q"], "q") if q.get("q") else None,
+            service=_opt_name(q.get("service"), "service"),
+            min_severity=_severity(q.get("min_severity"), "min_severity"),
+            trace_id=_trace_id(trace_id, "trace_id", pad=False) if trace_id else None,
+            start=_time(q.get("start"), "start", 1),
+            end=_time(q.get("end"), "end", 1),
+            limit=_limit(q.get("limit"), "limit", 100, _MAX_LIMIT),
         )
         return {"data": [dataclasses.asdict(x) for x in found]}
 
@@ -356,18 +401,18 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     routes = [
-        Route("/v1/traces", otlp_route("traces"), methods=["POST"]),
-        Route("/v1/logs", otlp_route("logs"), methods=["POST"]),
-        Route("/v1/metrics", otlp_route("metrics"), methods=["POST"]),
-        Route("/api/services", query("services", services)),
-        Route("/api/services/{service}/operations", query("operations", operations)),
-        Route("/api/traces", query("traces", traces)),
-        Route("/api/traces/{trace_id}", query("trace", trace)),
-        Route("/api/search/traces", query("search_traces", search_traces)),
-        Route("/api/logs", query("logs", logs)),
-        Route("/metrics", prometheus),
-        Route("/health/live", live),
-        Route("/health/ready", ready),
+        Route("/v1/traces", otlp_route("traces"), methods=["POST"], name="traces"),
+        Route("/v1/logs", otlp_route("logs"), methods=["POST"], name="logs"),
+        Route("/v1/metrics", otlp_route("metrics"), methods=["POST"], name="metrics"),
+        Route("/api/services", query("services", services), name="api_services"),
+        Route("/api/services/{service}/operations", query("operations", operations), name="api_operations"),
+        Route("/api/traces", query("traces", traces), name="api_traces"),
+        Route("/api/traces/{trace_id}", query("trace", trace), name="api_trace"),
+        Route("/api/search/traces", query("search_traces", search_traces), name="api_search_traces"),
+        Route("/api/logs", query("logs", logs), name="api_logs"),
+        Route("/metrics", prometheus, name="prometheus"),
+        Route("/health/live", live, name="health_live"),
+        Route("/health/ready", ready, name="health_ready"),
         *_replication.routes(store),
     ]
     refused = Counter(
@@ -384,7 +429,9 @@ def create_app(
         roots=_auth.data_roots(store.path, store._cold.location),
         refused=lambda code: refused.labels(str(code)).inc(),
     )
-    app = Starlette(routes=routes, middleware=[guard])
+    count = metrics.requests.labels  # tael_http_requests_total{route,code}: every response
+    limits = _limits.guard(settings, routes, lambda r, c: count(r, c).inc(), metrics.budget)
+    app = Starlette(routes=routes, middleware=[limits, guard])
     app.state.metrics = metrics
     return app
 
@@ -393,45 +440,46 @@ class _NotFound(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(f"body of {int(declared):,} bytes is over the {limit:,}-byte limit")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(f"body is over the {limit:,}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+_ENCODINGS = ("", "identity", "gzip", "deflate")
+_INFLATE_CHUNK = 1 << 20
 
 
-def _decompress(raw: bytes, encoding: str, limit: int) -> bytes:
+def _decompress(raw: bytes, encoding: str, limit: int, reservation: _limits.Reservation) -> bytes:
+    """The body decompressed, at most ``limit`` bytes, each MiB reserved before it is
+    produced (raises OverBudget, BodyTooLarge, zlib.error)."""
     if encoding in ("", "identity"):
         return raw
     if encoding == "gzip":
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
+    else:
         d = zlib.decompressobj()  # zlib-wrapped, as HTTP's "deflate" means
         if raw[:1] and (raw[0] & 0x0F) != 8:
             d = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, which some clients send
-    else:
-        raise _BadEncoding(f"unsupported content encoding {encoding!r} (gzip, deflate or identity)")
-    out = d.decompress(raw, limit + 1)
-    if len(out) > limit or d.unconsumed_tail:
-        raise _TooLarge(f"body decompresses to over the {limit:,}-byte limit")
+    out = bytearray()
+    pending = raw
+    base = reservation.held
+    while True:
+        reservation.grow_to(base + len(out) + _INFLATE_CHUNK)
+        chunk = d.decompress(pending, _INFLATE_CHUNK)
+        out += chunk
+        if len(out) > limit:
+            raise _limits.BodyTooLarge(f"body decompresses to over the {limit:,}-byte limit")
+        pending = d.unconsumed_tail
+        if d.eof or (not pending and not chunk):
+            break
     if not d.eof:
         raise zlib.error("compressed body is truncated")
-    return out
+    reservation.grow(len(out))  # the copy below, while ``out`` still exists
+    return bytes(out)
 
 
-def _status(
-    code: int, ctype: str, message: str, metrics: ServerMetrics, route: str, *, retry: bool = False
-) -> Response:
-    metrics.requests.labels(route, str(code)).inc()
+def _status(code: int, ctype: str, message: str, *, retry: bool = False, close: bool = False) -> Response:
+    """An OTLP error answer (google.rpc.Status); ``close``: the body was not read, so the
+    connection is closed rather than the rest of the body read and thrown away."""
     media = ctype if ctype in _otlp.CONTENT_TYPES else "application/json"
-    headers = {"Retry-After": _RETRY_AFTER_S} if retry else None
+    headers = {"Retry-After": _RETRY_AFTER_S} if retry else {}
+    if close:
+        headers["Connection"] = "close"
     return Response(_otlp.encode_status(media, code, message), status_code=code, media_type=media, headers=headers)
 
 
@@ -453,34 +501,116 @@ def _readiness(store: Store, maintenance: Maintenance | None) -> list[str]:
 # ---------------------------------------------------------------- query parameters
 
 
-def _int(value: str | None, name: str, default: int) -> int:
-    parsed = _opt_int(value, name)
-    return default if parsed is None else parsed
+# Every parameter is checked here, before the store sees it, so that any value a client
+# sends gets a 400 naming the parameter, never an OverflowError or a 500 from below.
+
+_US = 1_000  # Jaeger times are in microseconds; tael's are nanoseconds
+_MAX_LIMIT = 100_000  # Store.query_* refuse more
+_MAX_NAME_BYTES = 1024  # longer service or span names than any store keeps (LMDB keys are under 512 bytes)
+_MAX_TEXT_BYTES = 4096  # a full-text query
 
 
-def _opt_int(value: str | None, name: str) -> int | None:
+def _params(r: Request, known: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters (the last of repeated ones, as Starlette does), each
+    checked to be text without NUL characters."""
+    out = dict(r.query_params)
+    for name, value in out.items():
+        if name in known and "\x00" in value:
+            raise ValueError(f"{name} must not contain NUL characters")
+    return out
+
+
+def _integer(value: str, name: str) -> int:
+    text = value.strip()
+    if not text or len(text) > 40 or not (text.isdigit() or (text[0] in "+-" and text[1:].isdigit())):
+        raise ValueError(f"{name} must be an integer, got {value[:60]!r}")
+    return int(text)
+
+
+def _limit(value: str | None, name: str, default: int, maximum: int) -> int:
+    if value is None or value == "":
+        return default
+    n = _integer(value, name)
+    if not 1 <= n <= maximum:
+        raise ValueError(f"{name} must be between 1 and {maximum:,}, got {n:,}")
+    return n
+
+
+def _time(value: str | None, name: str, unit_ns: int) -> int | None:
+    """A time bound in ``unit_ns`` nanoseconds, converted to nanoseconds; it must fall
+    in tael's time range, 0 to 2**63-1 ns."""
     if value is None or value == "":
         return None
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    n = _integer(value, name)
+    top = _otlp.MAX_NS // unit_ns
+    if not 0 <= n <= top:
+        unit = "microseconds" if unit_ns == _US else "nanoseconds"
+        raise ValueError(f"{name} must be between 0 and {top:,} ({unit} since the Unix epoch), got {n:,}")
+    return n * unit_ns
+
+
+def _severity(value: str | None, name: str) -> int | None:
+    if value is None or value == "":
+        return None
+    n = _integer(value, name)
+    if not 0 <= n <= 24:
+        raise ValueError(f"{name} must be a severity number between 0 and 24, got {n:,}")
+    return n
+
+
+def _name(value: str, name: str) -> str:
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if "\x00" in value:
+        raise ValueError(f"{name} must not contain NUL characters")
+    if len(value.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
+        raise ValueError(f"{name} is longer than {_MAX_NAME_BYTES:,} bytes")
+    return value
+
+
+def _opt_name(value: str | None, name: str) -> str | None:
+    return _name(value, name) if value else None
+
+
+def _text(value: str, name: str) -> str:
+    if len(value.encode("utf-8", "surrogatepass")) > _MAX_TEXT_BYTES:
+        raise ValueError(f"{name} is longer than {_MAX_TEXT_BYTES:,} bytes")
+    return value
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _trace_id(value: str, name: str, *, pad: bool) -> str:
+    """A trace id: 32 hex digits (``pad``: 1 to 32, left-padded with zeros, as Jaeger allows)."""
+    if not value or not set(value) <= _HEX or len(value) > 32 or (not pad and len(value) != 32):
+        size = "1 to 32" if pad else "32"
+        raise ValueError(f"{name} must be {size} hex digits, got {value[:60]!r}")
+    return value.lower().rjust(32, "0")
 
 
 _UNITS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_MAX_DURATION_MS = _otlp.MAX_NS / 1e6
 
 
 def _duration_ms(value: str | None, name: str) -> float | None:
-    """Jaeger durations: a number and a unit (``1.2s``, ``300ms``, ``50us``)."""
+    """Jaeger durations: a number and a unit (``1.2s``, ``300ms``, ``50us``), finite,
+    not negative and at most 2**63-1 ns."""
     if not value:
         return None
     for unit in sorted(_UNITS, key=len, reverse=True):
         if value.endswith(unit):
-            try:
-                return float(value[: -len(unit)]) * _UNITS[unit]
-            except ValueError:
-                break
-    raise ValueError(f"{name} must be a duration such as 1.2s, 300ms or 50us, got {value!r}")
+            number = value[: -len(unit)]
+            if number.strip() and all(c in "0123456789.eE+-" for c in number):
+                try:
+                    ms = float(number) * _UNITS[unit]
+                except ValueError:
+                    break
+                if not math.isfinite(ms) or not 0 <= ms <= _MAX_DURATION_MS:
+                    raise ValueError(f"{name} must be between 0 and {_MAX_DURATION_MS:,.0f}ms, got {value[:60]!r}")
+                return ms
+            break
+    raise ValueError(f"{name} must be a duration such as 1.2s, 300ms or 50us, got {value[:60]!r}")
 
 
 def _tags(value: str | None) -> dict[str, str]:
@@ -488,11 +618,11 @@ def _tags(value: str | None) -> dict[str, str]:
         return {}
     try:
         parsed = json.loads(value)
-    except json.JSONDecodeError:
-        raise ValueError(f"tags must be a JSON object, got {value!r}") from None
-    if not isinstance(parsed, dict):
-        raise ValueError(f"tags must be a JSON object, got {value!r}")
-    return {str(k): str(v) for k, v in parsed.items()}
+        if not isinstance(parsed, dict):
+            raise ValueError
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        raise ValueError(f"tags must be a JSON object of tag names and values, got {value[:60]!r}") from None
 
 
 def _tags_match(tags: dict[str, str], span: Span) -> bool:
@@ -617,6 +747,7 @@ def run_server(
         app = create_app(store, maintenance=maintenance, tokens=tokens, allowed_hosts=_auth.host_check(settings, host))
         tls = _auth.tls_options(settings)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", **tls)
+        _limits.configure_uvicorn(config, store.settings)
         server = uvicorn.Server(config)
         if threading.current_thread() is threading.main_thread():
             # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal to the handler

@@ -152,6 +152,24 @@ class Settings:
     """Most OTLP requests ``tael serve`` decodes and writes at once; past it, requests
     get 503 with Retry-After (the client's exporter retries)."""
 
+    server_max_inflight_bytes: int = 512 << 20
+    """Memory (bytes, default 512 MiB) that the requests ``tael serve`` is handling may
+    hold together: their bodies as received, decompressed, and an estimate of their
+    decoding from the body's structure (tael/_limits.py). A request reserves its
+    share before its body is read; one that does not fit gets 429 (503 on
+    ``/replication/wal``) with Retry-After, one that could never fit 413. Bounds
+    the server's memory whatever clients send."""
+
+    server_header_timeout_s: float = 10.0
+    """A client must send a request's line and headers within this time (seconds,
+    default 10) of connecting or of its previous response; else 408 and the
+    connection is closed (slow-header clients cannot hold connections open)."""
+
+    server_body_timeout_s: float = 60.0
+    """A client must send a whole request body within this time (seconds, default
+    60) of its headers; else the connection is closed (tael counts a 408). 60 s is
+    a 20 MiB body at 350 KB/s."""
+
     health_min_free_bytes: int = 256 << 20
     """``/health/ready`` turns 503 when the data directory's file system has less free
     space than this (bytes, default 256 MiB)."""
@@ -325,6 +343,7 @@ class Settings:
         _positive("index_writer_heap_bytes", self.index_writer_heap_bytes, minimum=15 << 20)
         _positive("server_max_body_bytes", self.server_max_body_bytes, minimum=1024)
         _positive("server_max_inflight", self.server_max_inflight, minimum=1)
+        _positive("server_max_inflight_bytes", self.server_max_inflight_bytes, minimum=1 << 20)
         _positive("health_min_free_bytes", self.health_min_free_bytes, minimum=0)
         _positive("health_max_maintenance_failures", self.health_max_maintenance_failures, minimum=1)
         if type(self.replicas) is not tuple or not all(
@@ -367,7 +386,12 @@ class Settings:
         if self.cold_uri is not None and (type(self.cold_uri) is not str or not self.cold_uri):
             raise ValueError(f"Settings.cold_uri must be a non-empty str, got {self.cold_uri!r}")
         _positive("cold_cache_bytes", self.cold_cache_bytes, minimum=0)
-        for name in ("replication_timeout_s", "cold_request_timeout_s"):
+        for name in (
+            "replication_timeout_s",
+            "cold_request_timeout_s",
+            "server_header_timeout_s",
+            "server_body_timeout_s",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"Settings.{name} must be a positive number, got {value!r}")

@@ -423,6 +423,12 @@ def test_otlp_load_benchmark_quick_mode() -> None:
     assert "| spans stored / sent | 1,000 / 1,000 |" in out.stdout
     rate = float(out.stdout.split("| spans accepted end to end | ")[1].split(" spans/s")[0].replace(",", ""))
     assert rate > 0
+    assert "| server peak RSS (VmHWM) |" in out.stdout
+    # the hostile mix: every slow-header connection was answered 408 and closed
+    assert "| slow-header connections: answers | 408: 20;" in out.stdout, out.stdout
+    hostile = out.stdout.split("| hostile mix | result |")[1]
+    peak = float(hostile.split("| server peak RSS (VmHWM) | ")[1].split(" MiB")[0].replace(",", ""))
+    assert 0 < peak < 1024
 
 
 def test_tael_serve_command_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -1,0 +1,576 @@
+"""``tael serve`` under hostile or failing conditions, over real HTTP on loopback:
+a standby that is down, out-of-range query parameters, bodies over the memory
+budget, held and slow connections, oversized replication shipments, and
+responses of every kind counted in ``tael_http_requests_total``."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client.parser import text_string_to_metric_families
+
+import tael
+from tael import _limits
+from tael._server import create_app
+
+PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serving(store: tael.Store) -> Iterator[str]:
+    """The app over ``store`` on loopback, configured as ``run_server`` does (the
+    timed h11 protocol), in a thread; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    config = uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    _limits.configure_uvicorn(config, store.settings)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
+def counted(url: str) -> dict[tuple[str, str], float]:
+    """tael_http_requests_total by (route, code)."""
+    out = {}
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in fam.samples:
+            if sample.name == "tael_http_requests_total":
+                out[(sample.labels["route"], sample.labels["code"])] = sample.value
+    return out
+
+
+def gauge(url: str, name: str) -> float:
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in fam.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise AssertionError(f"{name} is not exported")
+
+
+def trace_request(n: int, first: int = 0, name: str = "op") -> bytes:
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    for i in range(first, first + n):
+        sp = ss.spans.add()
+        sp.trace_id = (i // 8 + 1).to_bytes(16, "big")
+        sp.span_id = (i + 1).to_bytes(8, "big")
+        sp.name = name
+        sp.start_time_unix_nano = 1_767_225_600_000_000_000 + i
+        sp.end_time_unix_nano = 1_767_225_600_000_000_000 + i + 1000
+    return req.SerializeToString()
+
+
+# ---------------------------------------------------------------- fault 4
+
+
+def test_a_leader_whose_standby_is_down_answers_503_with_retry_after_and_counts_it(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = tael.Settings(replicas=(dead,), replication_timeout_s=0.3)
+    with tael.Store(tmp_path / "leader", settings) as store, serving(store) as url:
+        r = httpx.post(url + "/v1/traces", content=trace_request(3), headers=PROTOBUF, timeout=30)
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "5"
+        assert b"not acknowledged by enough standbys" in r.content
+        assert counted(url)[("traces", "503")] == 1.0
+        # durable here all the same: it ships once the standby is back
+        assert len(store.query_traces(limit=10)) == 3
+
+
+def test_every_response_is_counted_including_404_405_and_an_unexpected_exception(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+
+        def broken() -> Any:
+            raise RuntimeError("a bug, not bad input")
+
+        store.list_services = broken  # type: ignore[method-assign]
+        assert httpx.get(url + "/api/services").status_code == 500
+        assert httpx.get(url + "/nowhere").status_code == 404
+        assert httpx.get(url + "/v1/traces").status_code == 405
+        assert httpx.post(url + "/v1/traces", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+        assert httpx.get(url + "/api/traces?limit=-5").status_code == 400
+        assert httpx.get(url + "/health/live").status_code == 200
+        got = counted(url)
+    assert got[("api_services", "500")] == 1.0
+    assert got[("unmatched", "404")] == 1.0
+    assert got[("traces", "405")] == 1.0
+    assert got[("traces", "415")] == 1.0
+    assert got[("api_traces", "400")] == 1.0
+    assert got[("health_live", "200")] == 1.0
+    assert any("GET /api/services failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+# ---------------------------------------------------------------- fault 5
+
+OUT_OF_RANGE = [
+    ("/api/traces?end=9223372036854775807", "end"),
+    ("/api/traces?start=9223372036854775808&service=x", "start"),
+    ("/api/traces?start=-1", "start"),
+    ("/api/traces?maxDuration=infs", "maxDuration"),
+    ("/api/traces?minDuration=nanms", "minDuration"),
+    ("/api/traces?minDuration=-5ms", "minDuration"),
+    ("/api/traces?maxDuration=1e300h", "maxDuration"),
+    ("/api/traces?limit=-5", "limit"),
+    ("/api/traces?limit=0", "limit"),
+    ("/api/traces?limit=99999999999999999999999", "limit"),
+    ("/api/traces?limit=1.5", "limit"),
+    ("/api/traces?tags=%5B1%5D", "tags"),
+    ("/api/traces?tags=" + "%5B" * 5000 + "%5D" * 5000, "tags"),
+    ("/api/traces?service=" + "s" * 2000, "service"),
+    ("/api/traces/xyz", "trace_id"),
+    ("/api/traces/" + "a" * 33, "trace_id"),
+    ("/api/services/" + "s" * 2000 + "/operations", "service"),
+    ("/api/logs?start=-9223372036854775809", "start"),
+    ("/api/logs?end=9223372036854775808", "end"),
+    ("/api/logs?limit=-5", "limit"),
+    ("/api/logs?limit=100001", "limit"),
+    ("/api/logs?min_severity=25", "min_severity"),
+    ("/api/logs?min_severity=-1", "min_severity"),
+    ("/api/logs?min_severity=99999999999999999999", "min_severity"),
+    ("/api/logs?trace_id=abc", "trace_id"),
+    ("/api/logs?trace_id=" + "g" * 32, "trace_id"),
+    ("/api/search/traces?q=a&start=9223372036854775808", "start"),
+    ("/api/search/traces?q=a&limit=0", "limit"),
+    ("/api/search/traces", "q"),
+]
+
+
+def test_out_of_range_query_parameters_get_400_naming_the_parameter(tmp_path: Path) -> None:
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+        store.insert_spans(
+            [
+                tael.Span(
+                    trace_id="0" * 31 + "1",
+                    span_id="0" * 15 + "1",
+                    name="op",
+                    service="x",
+                    start_ns=1_767_225_600_000_000_000,
+                    end_ns=1_767_225_600_000_001_000,
+                )
+            ]
+        )
+        for path, param in OUT_OF_RANGE:
+            r = httpx.get(url + path)
+            assert r.status_code == 400, (path, r.status_code, r.text[:300])
+            msg = r.json()["errors"][0]["msg"]
+            assert msg.startswith(param + " "), (path, msg)
+        # the extremes that are in range are answered
+        top_us = (2**63 - 1) // 1000
+        for path in (
+            f"/api/traces?start=0&end={top_us}&limit=1500&service=x",
+            f"/api/traces?minDuration=0us&maxDuration={(2**63 - 1) // 10**6}ms",
+            f"/api/logs?start=0&end={2**63 - 1}&limit=100000&min_severity=24",
+            f"/api/search/traces?q=a&start=0&end={2**63 - 1}",
+            "/api/traces/1",
+        ):
+            r = httpx.get(url + path)
+            assert r.status_code in (200, 404), (path, r.status_code, r.text[:300])
+        r = httpx.get(url + f"/api/traces?service=x&start=0&end={top_us}")
+        assert [t["traceID"] for t in r.json()["data"]] == ["0" * 31 + "1"]
+
+
+# ---------------------------------------------------------------- fault 7
+
+
+def test_a_body_over_the_memory_budget_gets_429_without_being_read(tmp_path: Path) -> None:
+    settings = tael.Settings(server_max_inflight_bytes=8 << 20)
+    small = trace_request(4_000)  # ~200 KiB: reserves ~5 MiB with its decoding
+    with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with (
+            socket.create_connection(("127.0.0.1", port)) as held,
+            socket.create_connection(("127.0.0.1", port)) as big,
+        ):
+            head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            held.sendall(head + f"Content-Length: {len(small)}\r\n\r\n".encode() + small[:-1])
+            deadline = time.monotonic() + 20
+            while gauge(url, "tael_server_reserved_bytes") < _limits.otlp_decode_cost(len(small)):
+                assert time.monotonic() < deadline, "the held request never reserved its share"
+                time.sleep(0.05)
+            # declares 5 MiB (with its decoding ~46 MiB) and sends none of it
+            big.sendall(head + b"Content-Length: 5242880\r\n\r\n")
+            answer = _read_response(big)
+            assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
+            assert b"retry-after: 5" in answer.lower()
+            held.sendall(small[-1:])
+            assert _read_response(held).startswith(b"HTTP/1.1 200")
+        # the reservations were released
+        assert gauge(url, "tael_server_reserved_bytes") == 0.0
+        r = httpx.post(url + "/v1/traces", content=trace_request(4_000, first=4_000), headers=PROTOBUF)
+        assert r.status_code == 200, r.text
+        # a body whose decoding could never fit in the budget is refused for good: 413
+        r = httpx.post(url + "/v1/traces", content=trace_request(40_000, first=8_000), headers=PROTOBUF)
+        assert r.status_code == 413 and b"send fewer records per request" in r.content, r.text
+        got = counted(url)
+        assert got[("traces", "429")] == 1.0 and got[("traces", "413")] == 1.0
+        assert gauge(url, "tael_server_budget_refusals") == 1.0
+        assert gauge(url, "tael_server_reserved_bytes") == 0.0
+        assert store.stats().signals["spans"].count == 8_000
+
+
+def test_held_bodies_hold_the_budget_only_until_the_body_timeout(tmp_path: Path) -> None:
+    settings = tael.Settings(server_max_inflight_bytes=64 << 20, server_body_timeout_s=1.0)
+    body = trace_request(20_000)  # ~1 MiB: reserves ~23 MiB with its decoding
+    with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        held = []
+        for _ in range(2):  # two bodies sent but for their last byte
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:-1]
+            )
+            held.append(s)
+        deadline = time.monotonic() + 20
+        while gauge(url, "tael_server_reserved_bytes") < 2 * _limits.otlp_decode_cost(len(body)):
+            assert time.monotonic() < deadline, "the held requests never reserved their share"
+            time.sleep(0.05)
+        r = httpx.post(url + "/v1/traces", content=body, headers=PROTOBUF)
+        assert r.status_code == 429 and r.headers["retry-after"] == "5", r.text
+        for s in held:  # the body timeout closes them
+            s.settimeout(10)
+            answer = _read_response(s)
+            assert answer.startswith(b"HTTP/1.1 408 ") or answer == b"", answer[:200]
+            s.close()
+        r = httpx.post(url + "/v1/traces", content=body, headers=PROTOBUF)
+        assert r.status_code == 200, r.text
+        got = counted(url)
+        assert got[("traces", "408")] == 2.0
+        assert store.stats().signals["spans"].count == 20_000
+
+
+def test_slow_headers_get_408_and_the_connection_is_closed(tmp_path: Path) -> None:
+    settings = tael.Settings(server_header_timeout_s=0.5)
+    with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        socks = []
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+            socks.append(s)
+        idle = socket.create_connection(("127.0.0.1", port))  # sends nothing at all
+        began = time.monotonic()
+        for s in [*socks, idle]:
+            s.settimeout(30)
+            answer = _read_response(s)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+            assert s.recv(10) == b""  # closed
+            s.close()
+        assert time.monotonic() - began < 25  # closed by the timeout, not the client's patience
+        # a client trickling one header line at a time is closed as well
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(30)
+        closed = False
+        for i in range(40):
+            try:
+                s.sendall(f"X-{i}: y\r\n".encode() if i else b"GET /health/live HTTP/1.1\r\n")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.1)
+            s.setblocking(False)
+            try:
+                if s.recv(1024).startswith(b"HTTP/1.1 408"):
+                    closed = True
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                s.setblocking(True)
+        s.close()
+        assert closed
+        assert httpx.get(url + "/health/live").status_code == 200
+
+
+def test_replication_route_bodies_are_limited(tmp_path: Path) -> None:
+    settings = tael.Settings(wal_max_record_bytes=1024, replication_batch_bytes=4096)
+    limit = _limits.shipment_limit(settings)
+    with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                b"POST /replication/wal HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tael-wal\r\n"
+                b"Content-Length: 1610612736\r\n\r\n"  # 1.5 GiB, never sent
+            )
+            assert _read_response(sock).startswith(b"HTTP/1.1 413")
+
+        # a chunked body (no Content-Length) is cut off at the limit
+        assert _send_and_read(
+            port,
+            b"POST /replication/wal HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tael-wal\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            b"10000\r\n" + b"\0" * 65536 + b"\r\n",
+            limit // 65536 + 8,
+        ).startswith(b"HTTP/1.1 413")
+        # other routes take no body worth the name
+        assert _send_and_read(
+            port, b"GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 131072\r\n\r\n", b"x" * 1024, 128
+        ).startswith(b"HTTP/1.1 413")
+        got = counted(url)
+        assert got[("replication_wal", "413")] == 2.0
+
+
+def test_a_large_request_is_decoded_and_stored_a_slice_at_a_time(tmp_path: Path) -> None:
+    from tael import _otlp
+
+    body = trace_request(60_000)
+    assert len(body) > 2 * _otlp.SLICE_BYTES
+    slices: list[int] = []
+    decoded = _otlp.decode_traces(body, "application/x-protobuf", lambda batch: slices.append(len(batch)))
+    assert decoded.records == [] and decoded.accepted == 60_000 == sum(slices)
+    assert len(slices) >= 3  # at most 16,384 records a slice
+    assert max(slices) <= _otlp.SLICE_RECORDS
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+        r = httpx.post(url + "/v1/traces", content=body, headers=PROTOBUF, timeout=60)
+        assert r.status_code == 200, r.text
+        assert store.stats().signals["spans"].count == 60_000
+
+
+def test_memory_budget_reservations() -> None:
+    budget = _limits.MemoryBudget(100)
+    a = budget.reserve(60)
+    with pytest.raises(_limits.OverBudget):
+        budget.reserve(50)
+    assert budget.used == 60 and budget.refused == 1
+    b = budget.reserve(40)
+    a.release()
+    a.release()  # idempotent
+    assert budget.used == 40
+    b.grow_to(100)
+    b.release()
+    lone = budget.reserve(500)  # alone, one request larger than the budget still passes
+    with pytest.raises(_limits.OverBudget):
+        budget.reserve(1)
+    lone.release()
+    assert budget.used == 0 and budget.peak == 500
+
+
+def _send_and_read(port: int, head: bytes, chunk: bytes, times: int) -> bytes:
+    """Send ``head`` then ``chunk`` up to ``times`` times from a thread (stopping when
+    the server closes), and return the server's answer."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(30)
+
+        def send() -> None:
+            try:
+                sock.sendall(head)
+                for _ in range(times):
+                    sock.sendall(chunk)
+            except OSError:
+                pass  # answered and closed: the rest is not read
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        answer = _read_response(sock)
+        sender.join(30)
+        return answer
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection or a whole response
+    (by Content-Length) has arrived."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            return data
+        if not chunk:
+            return data
+        data += chunk
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if sep:
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and len(rest) >= int(value):
+                    return data
+
+
+def test_json_tags_compare_as_text(tmp_path: Path) -> None:
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+        store.insert_spans(
+            [
+                tael.Span(
+                    trace_id="0" * 31 + "2",
+                    span_id="0" * 15 + "2",
+                    name="op",
+                    service="x",
+                    start_ns=1_767_225_600_000_000_000,
+                    end_ns=1_767_225_600_000_001_000,
+                    attributes={"http.status_code": 500, "ok": True},
+                )
+            ]
+        )
+        for tags in ({"http.status_code": "500"}, {"http.status_code": 500}, {"ok": True}, {"ok": "true"}):
+            r = httpx.get(url + "/api/traces", params={"service": "x", "tags": json.dumps(tags)})
+            assert [t["traceID"] for t in r.json()["data"]] == ["0" * 31 + "2"], tags
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("server_max_inflight_bytes", 1000),
+        ("server_max_inflight_bytes", 2.5e9),
+        ("server_max_inflight_bytes", True),
+        ("server_header_timeout_s", 0),
+        ("server_header_timeout_s", float("nan")),
+        ("server_body_timeout_s", -1.0),
+        ("server_body_timeout_s", "60"),
+    ],
+)
+def test_limit_settings_are_validated(field: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"Settings.{field} must be"):
+        tael.Settings(**{field: value})
+
+
+def test_sigterm_does_not_wait_for_a_body_that_is_held_back(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    code = (
+        "import tael; from tael._server import run_server; "
+        f"run_server({str(tmp_path / 'data')!r}, port={port}, "
+        "settings=tael.Settings(server_body_timeout_s=600.0), maintenance_interval_s=3600)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+            time.sleep(0.05)
+        body = trace_request(100)
+        with socket.create_connection(("127.0.0.1", port)) as held:
+            held.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:-1]
+            )
+            url = f"http://127.0.0.1:{port}"
+            while gauge(url, "tael_server_reserved_bytes") == 0:
+                assert time.monotonic() < deadline + 30, "the held request never reserved its share"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            # far sooner than the 600 s body timeout (a hang is what this guards against)
+            assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    with tael.Store(tmp_path / "data") as store:
+        assert store.stats().signals["spans"].count == 0
+
+
+def _vm_hwm(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_bodies_of_millions_of_empty_messages_are_refused_before_they_are_parsed(tmp_path: Path) -> None:
+    """Two bytes of protobuf (or three of JSON) make a message that costs ~200 bytes
+    once parsed: such bodies are refused with 413 from their structure, before the
+    parser allocates anything, and the server stays small."""
+    import signal
+    import subprocess
+    import sys
+
+    from tael import _otlp
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    code = (
+        "from tael._server import run_server; "
+        f"run_server({str(tmp_path / 'data')!r}, port={port}, maintenance_interval_s=3600)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/health/live").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
+            time.sleep(0.05)
+        v = _otlp._varint
+        n = 8 << 20
+        empty_spans = b"\x12\x00" * (n // 2)  # 4 million spans in one scope
+        scope = b"\x12" + v(len(empty_spans)) + empty_spans
+        bodies = {
+            "empty spans": (b"\x0a" + v(len(scope)) + scope, "application/x-protobuf"),
+            "empty resource spans": (b"\x0a\x00" * (n // 2), "application/x-protobuf"),
+            "JSON empty objects": (b'{"resourceSpans":[' + b"{}," * (n // 3) + b"{}]}", "application/json"),
+        }
+        for what, (body, ctype) in bodies.items():
+            r = httpx.post(url + "/v1/traces", content=body, headers={"Content-Type": ctype}, timeout=120)
+            assert r.status_code == 413, (what, r.status_code, r.text[:300])
+            assert b"send fewer records per request" in r.content, what
+        # 8 MiB of them would take ~1.5 GB if parsed; the server never came close
+        assert _vm_hwm(proc.pid) < 600 << 20
+        assert httpx.get(url + "/health/ready").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_an_oversized_otlp_body_gets_413_in_its_own_content_type_without_being_read(tmp_path: Path) -> None:
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Content-Length: 31457280\r\n\r\n"  # 30 MiB, never sent
+            )
+            sock.settimeout(30)
+            answer = _read_response(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), head
+        assert b"content-type: application/x-protobuf" in head.lower()
+        assert b"connection: close" in head.lower()
+        from google.rpc.status_pb2 import Status
+
+        status = Status.FromString(body)
+        assert status.code == 413 and "over the 20,971,520-byte limit" in status.message
