@@ -666,18 +666,27 @@ def decode_metric(f: list[Any]) -> MetricPoint:
 
 
 def to_ns(value: object, name: str) -> int | None:
-    """Accept None, int nanoseconds or an aware datetime for a time bound."""
+    """Accept None, int nanoseconds or an aware datetime for a time bound.
+
+    A bound past what int64 nanoseconds hold (``10**30``, a datetime in year 9999)
+    is clamped to just outside the range records can have, [0, MAX_NS]: it means
+    "from the beginning" or "to the end", and no tier or index below sees an int
+    it cannot convert."""
     if value is None:
         return None
     if type(value) is int:
-        return value
+        return _clamp_bound(value)
     if isinstance(value, datetime):
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError(f"{name} must be a timezone-aware datetime (got a naive one)")
         # Exact integer arithmetic: datetime.timestamp() goes through a float.
         d = value - _EPOCH
-        return (d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000
+        return _clamp_bound((d.days * 86_400 + d.seconds) * 1_000_000_000 + d.microseconds * 1_000)
     raise TypeError(f"{name} must be int nanoseconds or an aware datetime, got {type(value).__name__}")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _clamp_bound(ns: int) -> int:
+    return -1 if ns < 0 else min(ns, MAX_NS + 1)

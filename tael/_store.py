@@ -1710,7 +1710,16 @@ def _range(start: Any, end: Any, limit: Any) -> tuple[int | None, int | None, in
         raise ValueError(f"limit must be a positive int, got {limit!r}")
     if limit > MAX_LIMIT:
         raise ValueError(f"limit must be at most {MAX_LIMIT:,}, got {limit:,}")
-    return to_ns(start, "start"), to_ns(end, "end"), limit
+    lo, hi = to_ns(start, "start"), to_ns(end, "end")
+    # Records are timed in [0, MAX_NS]: a bound outside that range is an open end, or
+    # (a start past it) an empty range, so no bound below is outside int64.
+    if lo is not None and lo <= 0:
+        lo = None
+    if hi is not None and hi > _codec.MAX_NS:
+        hi = None
+    if lo is not None and lo > _codec.MAX_NS:
+        lo = hi = 0
+    return lo, hi, limit
 
 
 def _query_id(value: Any, nbytes: int, name: str) -> bytes:

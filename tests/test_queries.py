@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 import tael
 
+from .conftest import make_log, make_point, make_span
+
 SERVICES = ["api", "db", "llm"]
 NAMES = ["GET /", "query", "chat"]
 ATTR_VALUES = [1, 2, "1", True, 1.0, None]
@@ -259,3 +261,27 @@ def test_stats_counts_and_time_range(store: tael.Store) -> None:
     assert stats.disk_bytes["cold"] == stats.disk_bytes["blobs"] == 0  # nothing compacted, no long payloads
     assert stats.total_disk_bytes == sum(stats.disk_bytes.values())
     assert stats.wal_segments == 1
+
+
+def test_time_bounds_past_int64_read_as_open_ends_on_every_read(tmp_path: Path) -> None:
+    """A bound beyond what int64 nanoseconds hold (a huge int, or a datetime in year
+    9999) means "from the beginning" or "to the end", never an OverflowError from the
+    tiers or the index (seen: ``query_traces(start=10**30)``)."""
+    with tael.Store(tmp_path / "data") as store:
+        store.insert_spans([make_span(start_ns=10, end_ns=20, name="payment", attributes={"gen_ai.prompt": "hello"})])
+        store.insert_logs([make_log(time_ns=10, body="hello")])
+        store.insert_metrics([make_point(time_ns=10, name="m")])
+        store.flush()
+        far = datetime(9999, 12, 31, tzinfo=UTC)
+        for low, high in [(-(10**30), 10**30), (-(2**64), 2**64), (None, far), (-(10**30), None)]:
+            bounds = {"start": low, "end": high}
+            assert [s.name for s in store.query_traces(**bounds)] == ["payment"]
+            assert [s.name for s in store.query_traces(text="hello", **bounds)] == ["payment"]
+            assert [r.body for r in store.query_logs(**bounds)] == ["hello"]
+            assert [r.body for r in store.query_logs(text="hello", **bounds)] == ["hello"]
+            assert [p.value for p in store.query_metrics(name="m", **bounds)] == [1.0]
+            assert len(store.trace_summaries(**bounds)) == 1
+        for empty in [{"start": 10**30}, {"end": -(10**30)}, {"start": far}]:
+            assert store.query_traces(**empty) == []
+            assert store.query_logs(**empty) == []
+            assert store.query_metrics(name="m", **empty) == []
