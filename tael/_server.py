@@ -489,6 +489,9 @@ def _readiness(store: Store, maintenance: Maintenance | None) -> list[str]:
         return ["the store is closed"]
     if store.read_only:
         problems.append("the store is open read-only")
+    fault = store.fault
+    if fault is not None:
+        problems.append(f"the store refuses writes and reads until repaired: {fault}")
     free = shutil.disk_usage(store.path).free
     if free < store.settings.health_min_free_bytes:
         problems.append(f"the disk is nearly full: {free:,} bytes free")

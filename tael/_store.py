@@ -440,6 +440,14 @@ class Store:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def fault(self) -> str | None:
+        """Why this store refuses every write and read until it is closed and repaired
+        (its applier met a durable WAL record it can never apply; the message names the
+        segment and offset), or None. ``/health/ready`` reports it."""
+        failed = self._pipeline.failed if self._pipeline is not None else None
+        return None if failed is None else str(failed)
+
     def _check_open(self) -> None:
         """Refuse use after close; for a writer, wait until every acknowledged write is readable."""
         if self._closed:

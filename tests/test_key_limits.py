@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import lmdb
 import pytest
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ from tael._cli import main as cli
 from tael._otlp import decode_metrics, decode_traces
 from tael._wal import RecordType, encode_frame, list_segments
 from tests.conftest import make_log, make_point, make_span, span_id, trace_id
+from tests.test_server_limits import serving
 from tests.test_wal_damage import frames
 
 PAYLOADS = Payloads(tael.Settings().payload_attributes, tael.Settings().payload_blob_min_bytes)
@@ -335,6 +337,11 @@ def test_an_unappliable_batch_at_run_time_stops_acknowledging_writes(tmp_path: P
         assert "tael repair" in str(info.value) and "byte offset" in str(info.value)
         with pytest.raises(tael.StorageError, match="refuses writes"):
             store.query_logs()
+        assert store.fault is not None and "byte offset" in store.fault
+        with serving(store) as url:  # and a load balancer takes it out of rotation
+            ready = httpx.get(url + "/health/ready")
+        assert ready.status_code == 503
+        assert any("refuses writes and reads until repaired" in r for r in ready.json()["reasons"])
     finally:
         closer = threading.Thread(target=store.close)
         closer.start()
