@@ -108,6 +108,18 @@ def rule_for(path: str) -> Rule:
     return best[1] if best is not None else Rule(ANY)
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app's routes match: ``scope["path"]`` without ``root_path``, as
+    Starlette routes it. When the app is mounted under a prefix (``Mount("/tael",
+    create_app(...))``) ``path`` still carries the prefix; judging it would match no
+    rule and let every request through as an unknown path."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
+
+
 # ---------------------------------------------------------------- tokens
 
 
@@ -405,7 +417,7 @@ class Guard:
         headers: dict[str, str] = {}
         for k, v in scope.get("headers", ()):
             headers.setdefault(k.decode("latin-1").lower(), v.decode("latin-1"))
-        path: str = scope.get("path", "")
+        path = route_path(scope)
         problem = self._check(scope, path, headers)
         if problem is not None:
             code, message, extra = problem

@@ -733,3 +733,34 @@ def test_tokens_are_looked_up_by_digest(tmp_path: Path) -> None:
     assert tokens.lookup("a" * 20) == frozenset({"admin", "query"})
     assert tokens.lookup("q" * 19) is None and tokens.lookup("") is None
     assert len(tokens) == 2
+
+
+def test_the_guard_judges_the_path_its_routes_see_when_the_app_is_mounted(tmp_path: Path) -> None:
+    """Embedded under a prefix (``Mount("/tael", create_app(...))``), Starlette routes on
+    the path without the prefix: the guard must judge that path, or no rule matches and
+    a cross-site text/plain POST promotes a standby, an ingest token reads the query API."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from tael._server import create_app
+
+    tokens = Tokens.from_entries([(TOKENS["ingest"], ["ingest"])])
+    with tael.Store(tmp_path / "sb", standby=True) as sb:
+        for toks in (None, tokens):
+            host = Starlette(routes=[Mount("/tael", app=create_app(sb, tokens=toks, allowed_hosts=()))])
+            srv = InProcess(host)
+            try:
+                headers = bearer(TOKENS["ingest"]) if toks else {}
+                promote = httpx.post(
+                    srv.url + "/tael/replication/promote",
+                    content=b"x=1",
+                    headers={**headers, "content-type": "text/plain"},
+                )
+                assert promote.status_code == (403 if toks else 415), promote.text
+                services = httpx.get(srv.url + "/tael/api/services", headers=headers)
+                assert services.status_code == (403 if toks else 200)
+                if toks:
+                    assert httpx.get(srv.url + "/tael/api/services").status_code == 401
+            finally:
+                srv.close()
+        assert sb.replication_status().role == "standby"
