@@ -17,6 +17,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,7 +123,6 @@ def test_full_disk_during_index_commits_loses_no_acknowledged_log(
             tries += 1
             time.sleep(0.02)
         assert index_failures(caplog), "no index commit failed while the disk was full"
-        assert "No space left on device" in caplog.text
         filler.unlink()  # space comes back while the same store keeps running
         for _ in range(10):
             assert insert(store, b, acked)
@@ -309,7 +309,11 @@ def _otlp_logs(b: int) -> bytes:
     return json.dumps(doc).encode()
 
 
-def test_tael_serve_stops_cleanly_on_sigterm_after_a_full_disk(small_fs: Callable[[int], Path]) -> None:
+@pytest.mark.parametrize("freed", [True, False], ids=["space-back", "still-full"])
+def test_tael_serve_stops_cleanly_on_sigterm_after_a_full_disk(small_fs: Callable[[int], Path], freed: bool) -> None:
+    """SIGTERM after index commits failed on the full disk (with the space back, or
+    still full): exit 0 within a generous 30 s, not 1 ("An index writer was killed")
+    and no hang; every acknowledged log is searchable after a reopen."""
     mnt = small_fs(64)
     data = mnt / "data"
     conf = mnt.parent / "tael.toml"
@@ -322,26 +326,42 @@ def test_tael_serve_stops_cleanly_on_sigterm_after_a_full_disk(small_fs: Callabl
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def index_failed() -> bool:
+        return any("full-text indexing at" in line and "failed" in line for line in list(lines))
+
     acked: list[int] = []
+    filler: Path | None = None
     try:
         wait_for(lambda: httpx.get(url + "/health/live").status_code == 200, "tael serve")
 
-        def post(b: int) -> None:
+        def post(b: int) -> bool:
             r = httpx.post(
                 url + "/v1/logs", content=_otlp_logs(b), headers={"Content-Type": "application/json"}, timeout=60
             )
             if r.status_code == 200:
                 acked.append(b)
+            return r.status_code == 200
 
         for b in range(5):
-            post(b)
-        filler = fill(mnt, leave=128 << 10)
-        for b in range(5, 40):  # some are refused once the WAL hits the full disk
-            post(b)
-        time.sleep(1.0)  # index commits on the full disk fail
-        filler.unlink()
-        for b in range(40, 45):
-            post(b)
+            assert post(b)
+        filler = fill(mnt)
+        deadline = time.monotonic() + 30
+        b = 5
+        while not index_failed() and time.monotonic() < deadline:
+            if not post(b):
+                release(filler, 64 << 10)  # near full: the next commit of the index fails
+            b += 1
+            time.sleep(0.02)
+        assert index_failed(), "no index commit failed on the full disk"
+        if freed:
+            filler.unlink()
+            for b in range(1000, 1005):
+                assert post(b)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -350,16 +370,13 @@ def test_tael_serve_stops_cleanly_on_sigterm_after_a_full_disk(small_fs: Callabl
             proc.kill()
             proc.wait()
             pytest.fail("tael serve did not stop within 30 s of SIGTERM")
-        assert proc.stderr is not None
-        err = proc.stderr.read()
+        reader.join(10)
         proc.stderr.close()
+        if filler is not None and filler.exists():
+            filler.unlink()
+    err = "".join(lines)
     assert code == 0, err
     assert "Traceback" not in err, err
-    assert "full-text indexing at" in err and "No space left on device" in err, "no index failure was exercised"
-    assert acked[:5] == list(range(5)) and acked[-5:] == list(range(40, 45))
     with tael.Store(data, tael.Settings(hot_map_size_bytes=256 << 20)) as store:
-        missing = []
-        for b in acked:
-            if len(store.query_logs(text=f"batch{b}", limit=BATCH + 1)) != BATCH:
-                missing.append(b)
-        assert missing == []
+        missing = [b for b in acked if len(store.query_logs(text=f"batch{b}", limit=BATCH + 1)) != BATCH]
+    assert missing == []
