@@ -332,7 +332,7 @@ def test_tael_serve_stops_cleanly_on_sigterm_after_a_full_disk(small_fs: Callabl
     reader.start()
 
     def index_failed() -> bool:
-        return any("full-text indexing at" in line and "failed" in line for line in list(lines))
+        return any(line.startswith("ERROR tael._search") for line in list(lines))
 
     acked: list[int] = []
     filler: Path | None = None
