@@ -1234,7 +1234,8 @@ def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], li
 def check_store(data: str | Path) -> dict[str, Any]:
     """Verify a store without changing it: every WAL frame's checksum, the hot tier
     (opened read-only), every cold file of the manifest (present, Parquet footer
-    readable, row count as recorded) and the payload blob files the catalog names.
+    readable, row count as recorded), the payload blob files the catalog names and
+    the full-text index's coverage of the hot tier (``_check_index``).
     Returns a JSON-able report; ``ok`` is False when anything is damaged."""
     from ._errors import StorageError, TaelError
     from ._store import Store
@@ -1444,11 +1445,17 @@ def _state(bad: bool) -> Text:
 )
 @_output_option
 def check(data: str, do_repair: bool, output: str) -> None:
-    """Verify the WAL, hot and cold tiers without changing anything; exit 1 on damage.
+    """Verify the WAL, hot and cold tiers and the full-text index without changing anything; exit 1 on damage.
 
     Every WAL frame's checksum, the hot tier (opened read-only), every cold
     file of the manifest (present, Parquet footer readable, row count as
-    recorded) and the payload blob files.
+    recorded), the payload blob files, and that the full-text index holds a
+    document for every hot-tier span and log with text that the next open
+    would not index again from the WAL (those before the recorded indexed
+    LSN, or all of them when the WAL no longer reaches back to it). Missing
+    documents are damage (text search misses those records): run
+    `tael rebuild-index`. An index behind the hot tier whose records the WAL
+    still holds is a note: the next open for writing indexes them.
     """
     with _progress(output, "checking"):
         report = check_store(data)

@@ -553,8 +553,14 @@ class Indexer:
             done = 0
             recovering = self._broken
             try:
-                if recovering:
-                    self._recover()
+                if recovering and not self._recover():
+                    log.warning(
+                        "full-text index at %s closes behind (from WAL position %d), interrupted while indexing "
+                        "again: the next open indexes the rest",
+                        self.index.path,
+                        self.committed_lsn,
+                    )
+                    return
                 for group in groups:
                     docs = group_docs(group, self.payloads)
                     if docs:
@@ -582,7 +588,7 @@ class Indexer:
         with self._cv:
             if left:  # not added: absorbed by position, read back from the WAL by the retry
                 self._pending_lsn = left[-1][3]
-            if not self._broken:
+            if self._first_error is None:
                 self._first_error = exc
             self._broken = True
             self.error = exc
@@ -601,15 +607,18 @@ class Indexer:
             exc,
         )
 
-    def _recover(self) -> None:
+    def _recover(self) -> bool:
         """Replace the broken writer and index every batch past ``committed_lsn`` again,
-        read back from the WAL; the commit that follows makes them searchable."""
+        read back from the WAL; the commit that follows makes them searchable. Returns
+        False if the store started closing meanwhile (shutdown does not wait for this)."""
         lo, hi = self.committed_lsn, self._pending_lsn
         self.index.reset_writer()
         self._generation = self.index.generation
         self.index.delete_from_lsn(lo)  # in case a failed commit did reach the disk
         docs = 0
         for group in self.reread(lo, hi):
+            if self._stopping:
+                return False
             batch = group_docs(group, self.payloads)
             if batch:
                 self.index.add(batch)
@@ -624,6 +633,7 @@ class Indexer:
             lo,
             hi,
         )
+        return True
 
     def _wait_s(self) -> float | None:
         if self._broken:

@@ -157,10 +157,8 @@ def test_a_full_disk_that_stays_full_fails_flush_and_close_keeps_the_rest_for_th
             with pytest.raises(tael.StorageError, match=r"full-text index .*cannot commit.*No space left"):
                 store.flush()
     finally:
-        store.close()  # with the disk still full
-    assert "An index writer was killed" not in "".join(
-        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "close" in r.getMessage()
-    )
+        store.close()  # with the disk still full: neither raises nor hangs
+    assert any("closes" in r.getMessage() and "next open" in r.getMessage() for r in caplog.records)
     with _hot(data) as hot:
         assert (hot.indexed_lsn() or 0) < hot.applied_lsn(), "indexed_lsn passed records that are not indexed"
     filler.unlink()
