@@ -1403,7 +1403,7 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
             if ix is None
             else "not built (the next open builds it)"
             if not ix["built"]
-            else f"{sum(ix['checked'].values()):,} hot records with text found, indexed to LSN {ix['indexed_lsn']:,}"
+            else f"{sum(ix['checked'].values()):,} hot records with text checked, indexed to LSN {ix['indexed_lsn']:,}"
         )
         table.add_row(_t("index"), _state("index" in parts), _t(ix_text))
     _print(console, table)
@@ -1428,6 +1428,7 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
         console.print(Text("OK: no damage found", style="bold green"))
     else:
         hint = "; `tael check --repair` moves WAL damage aside" if "wal" in parts and r.get("repair") is None else ""
+        hint += "; `tael rebuild-index` rebuilds the full-text index" if "index" in parts else ""
         console.print(Text(f"DAMAGED: {len(r['problems'])} problems{hint}", style="bold red"))
 
 
