@@ -91,7 +91,7 @@ def settings(interval_s: float) -> tael.Settings:
     ("interval_s", "margin"),
     [
         pytest.param(3600.0, 0, id="commit-by-flush"),  # the commit flush() asks for fails
-        pytest.param(0.05, 256 << 10, id="background-commit"),  # a commit on the interval fails
+        pytest.param(0.5, 256 << 10, id="background-commit"),  # a commit on the interval fails
     ],
 )
 def test_full_disk_during_index_commits_loses_no_acknowledged_log(
@@ -115,10 +115,11 @@ def test_full_disk_during_index_commits_loses_no_acknowledged_log(
         # full (or nearly): go on inserting until an index commit has failed (WAL appends
         # may be refused, or fit in the WAL's last block and then wait for the hot tier)
         deadline = time.monotonic() + 30
-        tries = 0
+        tries = released = 0
         while (tries < 20 or not index_failures(caplog)) and time.monotonic() < deadline:
-            if not insert(store, b, acked) and margin and not index_failures(caplog):
+            if not insert(store, b, acked) and margin and not index_failures(caplog) and released < 16:
                 release(filler, 64 << 10)  # the disk hovers near full, as under steady ingest
+                released += 1  # at most 1 MiB: deleting the filler must free the disk
             b += 1
             tries += 1
             time.sleep(0.02)
@@ -315,7 +316,7 @@ def test_tael_serve_stops_cleanly_on_sigterm_after_a_full_disk(small_fs: Callabl
     mnt = small_fs(64)
     data = mnt / "data"
     conf = mnt.parent / "tael.toml"
-    conf.write_text("hot_map_size_bytes = 268435456\nwal_segment_bytes = 1048576\nindex_commit_interval_s = 0.05\n")
+    conf.write_text("hot_map_size_bytes = 268435456\nwal_segment_bytes = 1048576\nindex_commit_interval_s = 0.5\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
@@ -349,10 +350,11 @@ def test_tael_serve_stops_cleanly_on_sigterm_after_a_full_disk(small_fs: Callabl
             assert post(b)
         filler = fill(mnt)
         deadline = time.monotonic() + 30
-        b = 5
+        b, released = 5, 0
         while not index_failed() and time.monotonic() < deadline:
-            if not post(b):
+            if not post(b) and released < 16:
                 release(filler, 64 << 10)  # near full: the next commit of the index fails
+                released += 1  # at most 1 MiB: deleting the filler must free the disk
             b += 1
             time.sleep(0.02)
         assert index_failed(), "no index commit failed on the full disk"
