@@ -585,27 +585,29 @@ class Indexer:
                 return
 
     def _fail(self, exc: BaseException, left: list[Group], attempt: int) -> None:
+        # batches not added are absorbed by position: the retry reads them back from the WAL
+        pending = left[-1][3] if left else self._pending_lsn
+        pause = self._retry_pause  # only this thread changes it
+        # logged before flush() can see the failure, so whoever it raises to finds it logged
+        log.error(
+            "full-text indexing at %s failed (%d WAL bytes from position %d wait in the WAL; retried in %.0f s): %s",
+            self.index.path,
+            pending - self.committed_lsn,
+            self.committed_lsn,
+            pause,
+            exc,
+        )
         with self._cv:
-            if left:  # not added: absorbed by position, read back from the WAL by the retry
-                self._pending_lsn = left[-1][3]
+            self._pending_lsn = pending
             if self._first_error is None:
                 self._first_error = exc
             self._broken = True
             self.error = exc
             self.failures += 1
             self._failed_attempt = attempt
-            pause = self._retry_pause
             self._retry_at = time.monotonic() + pause
             self._retry_pause = min(pause * 2, _MAX_RETRY_S)
             self._cv.notify_all()
-        log.error(
-            "full-text indexing at %s failed (%d WAL bytes from position %d wait in the WAL; retried in %.0f s): %s",
-            self.index.path,
-            self._pending_lsn - self.committed_lsn,
-            self.committed_lsn,
-            pause,
-            exc,
-        )
 
     def _recover(self) -> bool:
         """Replace the broken writer and index every batch past ``committed_lsn`` again,
