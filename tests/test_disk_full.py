@@ -138,12 +138,16 @@ def index_on_its_own_fs(data: Path, mnt: Path) -> None:
     (data / "index").symlink_to(mnt / "index")
 
 
+@pytest.mark.parametrize(
+    "more",
+    [0, pytest.param(150, marks=pytest.mark.soak, id="issue-scale")],  # ~31,000 logs, as in the issue
+)
 def test_full_disk_during_background_index_commits_loses_no_acknowledged_log(
-    small_fs: Callable[[int], Path], caplog: pytest.LogCaptureFixture
+    small_fs: Callable[[int], Path], caplog: pytest.LogCaptureFixture, more: int
 ) -> None:
     """The index's filesystem is full while inserts go on being acknowledged: every
     commit on the interval fails, for as long as it stays full; space comes back while
-    the store keeps running."""
+    the store keeps running. ``more``: batches inserted while full and after."""
     caplog.set_level(logging.WARNING, logger="tael")
     data = small_fs(64) / "data"
     tael.Store(data, settings(0.2)).close()
@@ -164,11 +168,11 @@ def test_full_disk_during_background_index_commits_loses_no_acknowledged_log(
             time.sleep(0.05)
         assert len(index_failures(caplog)) >= 2, "the index commits did not fail on the full filesystem"
         assert "No space left on device" in caplog.text
-        for _ in range(5):
+        for _ in range(5 + more // 2):
             assert insert(store, b, acked)
             b += 1
         filler.unlink()  # space comes back while the same store keeps running
-        for _ in range(5):
+        for _ in range(5 + more // 2):
             assert insert(store, b, acked)
             b += 1
         store.flush()
