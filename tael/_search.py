@@ -39,6 +39,7 @@ _PIECES = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _MASK64 = (1 << 64) - 1
 _RETRY_S = 1.0  # first pause before indexing again after a failure; doubles up to _MAX_RETRY_S
 _MAX_RETRY_S = 30.0
+_CLOSE_TIMEOUT_S = 20.0  # longest a close waits for the indexer's last commit
 Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end lsn), as applied
 
 
@@ -501,12 +502,27 @@ class Indexer:
                     raise StorageError("the full-text indexer has stopped")
                 self._cv.wait(1.0)
 
-    def close(self) -> None:
-        """Index and commit everything queued (unless the writer is broken), then stop."""
+    def close(self) -> bool:
+        """Index and commit everything queued (unless the writer is broken), then stop.
+
+        Returns False if the thread did not stop within ``_CLOSE_TIMEOUT_S`` (stuck in a
+        Tantivy call): the store then closes without it, and must not touch the writer
+        (the thread may hold its lock). Nothing is lost: the next open indexes the WAL
+        past the recorded indexed LSN."""
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
-        self._thread.join()
+        self._thread.join(_CLOSE_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.error(
+                "the full-text indexer of %s did not stop within %.0f s: closing without it (the next open indexes "
+                "the WAL from position %d again)",
+                self.index.path,
+                _CLOSE_TIMEOUT_S,
+                self.committed_lsn,
+            )
+            return False
+        return True
 
     def _ready(self) -> bool:
         """Called holding _cv: whether the thread has something to do now."""

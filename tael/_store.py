@@ -212,9 +212,8 @@ class Store:
                     self._leader.close()
                 if self._pipeline is not None:
                     self._pipeline.close()
-                if self._indexer is not None:
-                    self._indexer.close()
-                if self._index is not None:
+                stopped = self._indexer.close() if self._indexer is not None else True
+                if self._index is not None and stopped:
                     self._index.close()
                 if self._wal is not None:
                     self._wal.close()
@@ -434,8 +433,8 @@ class Store:
                         self._leader.save_positions()
                         self._leader.close()
                     assert self._indexer is not None and self._index is not None
-                    self._indexer.close()  # commits what the applier handed it
-                    self._index.close()
+                    if self._indexer.close():  # commits what the applier handed it
+                        self._index.close()
                     with self._pipeline.io:
                         assert self._wal is not None
                         self._wal.close()
