@@ -1360,7 +1360,8 @@ def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], li
 def check_store(data: str | Path) -> dict[str, Any]:
     """Verify a store without changing it: every WAL frame's checksum, the hot tier
     (opened read-only), every cold file of the manifest (present, Parquet footer
-    readable, row count as recorded) and the payload blob files the catalog names.
+    readable, row count as recorded), the payload blob files the catalog names and
+    the full-text index's coverage of the hot tier (``_check_index``).
     Returns a JSON-able report; ``ok`` is False when anything is damaged."""
     from ._errors import StorageError, TaelError
     from ._store import Store
@@ -1403,6 +1404,7 @@ def check_store(data: str | Path) -> dict[str, Any]:
                         problems.append(_problem("blobs", "payload blob named by the catalog is missing", path))
             except (TaelError, OSError, ValueError) as exc:
                 problems.append(_problem("hot", f"reading the hot tier failed: {_one_line(exc)}", root / "hot"))
+            _check_index(store, root, report, problems, notes)
         if not (root / "index" / "meta.json").exists():
             notes.append("no full-text index: the next open for writing builds it (or run `tael rebuild-index`)")
     wal, wal_problems, wal_notes = check_wal(root / "wal", applied)
@@ -1412,10 +1414,48 @@ def check_store(data: str | Path) -> dict[str, Any]:
         hot=hot,
         cold=cold,
         blobs=blobs,
+        index=report.get("index"),
         problems=wal_problems + problems,
         notes=wal_notes + notes,
     )
     return report
+
+
+def _check_index(
+    store: Store, root: Path, report: dict[str, Any], problems: list[dict[str, Any]], notes: list[str]
+) -> None:
+    """Does the full-text index lag the tiers? Records the WAL can no longer bring
+    back that have no document are damage (text search misses them until
+    ``tael rebuild-index``); a lag the WAL still holds is indexed at the next open."""
+    from ._errors import TaelError
+
+    try:
+        cov = store._index_coverage()
+    except (TaelError, OSError, ValueError) as exc:
+        problems.append(_problem("index", f"reading the full-text index failed: {_one_line(exc)}", root / "index"))
+        return
+    report["index"] = cov
+    if not cov.get("built"):
+        return
+    missing = cov["missing"]
+    if sum(missing.values()):
+        what = ", ".join(f"{n:,} {signal}" for signal, n in missing.items() if n)
+        problems.append(
+            _problem(
+                "index",
+                f"the full-text index lags the hot tier: {what} stored before WAL position "
+                f"{cov['replayable_from']:,} have no document, so text search misses them; run "
+                f"`tael rebuild-index --data {root}` (with the store closed)",
+                root / "index",
+                missing=missing,
+            )
+        )
+    indexed, applied = cov["indexed_lsn"], cov["applied_lsn"]
+    if indexed < applied and cov["replayable_from"] == indexed:
+        notes.append(
+            f"the full-text index is {applied - indexed:,} WAL bytes behind the hot tier (indexed LSN {indexed:,}, "
+            f"applied {applied:,}): the WAL holds them and the next open for writing indexes them"
+        )
 
 
 def _check_cold(
@@ -1482,6 +1522,16 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
     )
     b = r["blobs"]
     table.add_row(_t("blobs"), _state("blobs" in parts), _t(f"{b['catalog']:,} blobs in the catalog"))
+    ix = r.get("index")
+    if ix is not None or "index" in parts:
+        ix_text = (
+            "not read"
+            if ix is None
+            else "not built (the next open builds it)"
+            if not ix["built"]
+            else f"{sum(ix['checked'].values()):,} hot records with text checked, indexed to LSN {ix['indexed_lsn']:,}"
+        )
+        table.add_row(_t("index"), _state("index" in parts), _t(ix_text))
     _print(console, table)
     if r.get("repair") is not None:
         rep = r["repair"]
@@ -1504,6 +1554,7 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
         console.print(Text("OK: no damage found", style="bold green"))
     else:
         hint = "; `tael check --repair` moves WAL damage aside" if "wal" in parts and r.get("repair") is None else ""
+        hint += "; `tael rebuild-index` rebuilds the full-text index" if "index" in parts else ""
         console.print(Text(f"DAMAGED: {len(r['problems'])} problems{hint}", style="bold red"))
 
 
@@ -1521,12 +1572,18 @@ def _state(bad: bool) -> Text:
 )
 @_output_option
 def check(data: str, do_repair: bool, output: str) -> None:
-    """Verify the WAL, hot and cold tiers without changing anything; exit 1 on damage.
+    """Verify the WAL, hot and cold tiers and the full-text index without changing anything; exit 1 on damage.
 
     Every WAL frame's checksum (and that each frame the next open replays can
     be applied), the hot tier (opened read-only), every cold file of the
-    manifest (present, Parquet footer readable, row count as recorded) and the
-    payload blob files.
+    manifest (present, Parquet footer readable, row count as recorded), the
+    payload blob files, and that the full-text index holds a document for every
+    hot-tier span and log with text that the next open would not index again
+    from the WAL (those before the recorded indexed LSN, or all of them when the
+    WAL no longer reaches back to it). Missing documents are damage (text
+    search misses those records): run `tael rebuild-index`. An index behind the
+    hot tier whose records the WAL still holds is a note: the next open for
+    writing indexes them.
     """
     with _progress(output, "checking"):
         report = check_store(data)

@@ -66,6 +66,9 @@ class CommitPipeline:
         self.failed: CorruptionError | None = None
         """Set when a durable record turned out to be unappliable: the applier has
         stopped before it and every commit and read is refused (see _stop_at)."""
+        self._apply_attempts = 0  # applier transactions begun
+        self._apply_failed = 0  # the number of the last one that failed
+        self._apply_retry_for = 0  # a waiter wants an attempt numbered at least this, without the pause
         self.applied_lsn = self.durable_lsn = hot.applied_lsn()
         self.fsync_groups = 0
         self.apply_groups = 0
@@ -200,12 +203,20 @@ class CommitPipeline:
     # ------------------------------------------------------------ readers
 
     def wait_applied(self) -> None:
-        """Wait until every batch acknowledged so far is visible in the hot tier."""
+        """Wait until every batch acknowledged so far is visible in the hot tier.
+
+        While the hot tier refuses writes (a full disk), the applier retries at once
+        for a waiter, and this raises StorageError only if an attempt begun after the
+        call fails: an error from before the space came back is not reported again."""
         with self._apply_cv:
             target = self.durable_lsn
+            began = self._apply_attempts
+            if self.applied_lsn < target:
+                self._apply_retry_for = max(self._apply_retry_for, began + 1)
+                self._apply_cv.notify_all()
             while self.applied_lsn < target:
                 self._check_failed()
-                if self.apply_error is not None:
+                if self.apply_error is not None and self._apply_failed > began:
                     raise StorageError(f"the hot tier is behind the WAL and refusing writes: {self.apply_error}")
                 if not self._applier.is_alive():
                     raise StorageError("the hot-tier applier has stopped")
@@ -226,6 +237,8 @@ class CommitPipeline:
                     t = self._apply_queue.popleft()
                     group.append(t)
                     count += t.n
+                self._apply_attempts += 1
+                attempt = self._apply_attempts
             try:
                 for t in group:
                     if t.decode is not None:
@@ -243,10 +256,12 @@ class CommitPipeline:
                 with self._apply_cv:
                     self._apply_queue.extendleft(reversed(group))
                     self.apply_error = exc
+                    self._apply_failed = attempt
                     self._apply_cv.notify_all()
                     if self._stopping:
                         return  # unapplied batches are replayed from the WAL at the next open
-                    self._apply_cv.wait(_RETRY_S)
+                    if self._apply_retry_for <= attempt:  # no waiter asked for a retry since
+                        self._apply_cv.wait(_RETRY_S)
                 continue
             self._applied(group, batches, count)
             if self.wal.removable(self.retained_from()):

@@ -657,6 +657,11 @@ class HotTier:
             out[signal] = SignalStats(count=count, oldest_ns=oldest, newest_ns=newest)
         return out
 
+    def span_lsn(self, txn: lmdb.Transaction, key: bytes) -> int | None:
+        """The WAL position of the batch that stored the span under primary ``key``."""
+        raw = txn.get(key[8:], db=self.db["span_ids"])
+        return None if raw is None else _Q.unpack_from(raw, 8)[0]
+
     # ------------------------------------------------------------ cold-tier bookkeeping
 
     def manifest(self, txn: lmdb.Transaction) -> list[ColdFile]:

@@ -13,13 +13,14 @@ again whatever a crash left uncommitted. Layout: docs/architecture.md.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,9 @@ _TOKENIZER = "tael_text"
 _MAX_TOKEN_BYTES = 40  # Tantivy's default: tokens of 40 bytes or more are not indexed
 _PIECES = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _MASK64 = (1 << 64) - 1
+_RETRY_S = 1.0  # first pause before indexing again after a failure; doubles up to _MAX_RETRY_S
+_MAX_RETRY_S = 30.0
+_CLOSE_TIMEOUT_S = 20.0  # longest a close waits for the indexer's last commit
 Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end lsn), as applied
 
 
@@ -95,7 +99,16 @@ def parse_text(text: object) -> list[list[str]]:
 
 
 class TextIndex:
-    """The Tantivy index of one store. All writer calls are serialised by ``lock``."""
+    """The Tantivy index of one store. All writer calls are serialised by ``lock``.
+
+    Tantivy's ``IndexWriter`` is unusable after an error in its indexing worker (a
+    full disk while it writes a segment, say): the documents it held are gone, later
+    ``add_document`` calls fail with "An index writer was killed", and a later
+    ``commit`` may even succeed, committing nothing of what was added. So the first
+    error of any writer call marks the writer ``failed``; every later writer call
+    raises StorageError at once, until :meth:`reset_writer` replaces the writer with a
+    fresh one (which starts from the last committed state on disk). The caller owns
+    re-adding what the old writer lost: see :class:`Indexer`."""
 
     def __init__(self, path: Path, *, read_only: bool, heap_bytes: int) -> None:
         self.path = path
@@ -103,6 +116,12 @@ class TextIndex:
         self.schema = _schema()
         self.lock = threading.Lock()
         self.writer: Any = None
+        self.heap_bytes = heap_bytes
+        self.failed: BaseException | None = None
+        """The error that broke the current writer (None: the writer is sound)."""
+        self.generation = 0
+        """How many times the writer was replaced: a caller that added documents to an
+        earlier writer knows they are gone."""
         try:
             if read_only:
                 if not tantivy.Index.exists(str(path)):
@@ -124,21 +143,53 @@ class TextIndex:
 
     # ------------------------------------------------------------ writes
 
-    def add(self, docs: Sequence[tantivy.Document]) -> None:
+    def _call(self, what: str, fn: Callable[[Any], None]) -> None:
+        """Run one writer call under the lock; its first failure marks the writer failed."""
         with self.lock:
+            if self.writer is None:
+                raise StorageError(f"the full-text index writer at {self.path} is closed")
+            if self.failed is not None:
+                raise StorageError(
+                    f"the full-text index writer at {self.path} failed earlier ({self.failed!r}) and must be "
+                    "replaced before it is used again"
+                )
+            try:
+                fn(self.writer)
+            except Exception as exc:  # tantivy raises ValueError; anything else also breaks it
+                # without its traceback: the frames would keep the dead writer (and the
+                # directory lock it holds) alive after reset_writer() drops it
+                self.failed = exc.with_traceback(None)
+                raise StorageError(f"full-text index {what} failed at {self.path}: {exc}") from exc
+
+    def add(self, docs: Sequence[tantivy.Document]) -> None:
+        def run(writer: Any) -> None:
             for doc in docs:
-                self.writer.add_document(doc)
+                writer.add_document(doc)
+
+        self._call("add", run)
 
     def commit(self) -> None:
+        self._call("commit", lambda writer: writer.commit())
+        self.index.reload()
+
+    def reset_writer(self) -> None:
+        """Drop the current writer (and every document it had not committed) and open a
+        fresh one on the last commit on disk."""
         with self.lock:
-            self.writer.commit()
+            old, self.writer = self.writer, None
+            del old  # dropping it releases Tantivy's writer lock on the directory
+            try:
+                self.writer = self.index.writer(heap_size=self.heap_bytes, num_threads=1)
+            except ValueError as exc:
+                raise StorageError(f"cannot open a new full-text index writer at {self.path}: {exc}") from exc
+            self.failed = None
+            self.generation += 1
         self.index.reload()
 
     def delete_from_lsn(self, lsn: int) -> None:
         """Drop documents of WAL batches at or after ``lsn`` (about to be indexed again)."""
         q = tantivy.Query.range_query(self.schema, "lsn", tantivy.FieldType.Unsigned, lsn, None)
-        with self.lock:
-            self.writer.delete_documents_by_query(q)
+        self._call("delete", lambda writer: writer.delete_documents_by_query(q))
 
     def delete_before(self, signal: int, before: int) -> None:
         """Drop documents of records of one signal with time < ``before`` (retention)."""
@@ -153,14 +204,34 @@ class TextIndex:
                 ),
             ]
         )
-        with self.lock:
-            self.writer.delete_documents_by_query(q)
+        self._call("delete", lambda writer: writer.delete_documents_by_query(q))
 
     def close(self) -> None:
-        if self.writer is not None:
-            with self.lock:
-                self.writer.wait_merging_threads()
-                self.writer = None
+        """Let merges finish and release the writer. Never raises for a failed writer:
+        what it had not committed is still in the WAL, past the recorded indexed LSN,
+        and the next open indexes it again; the failure is logged."""
+        with self.lock:
+            writer, self.writer = self.writer, None
+            failed = self.failed
+        if writer is None:
+            return
+        if failed is not None:
+            log.warning(
+                "full-text index writer at %s had failed (%r): dropped; the next open indexes the WAL past the "
+                "recorded indexed LSN again",
+                self.path,
+                failed,
+            )
+            return
+        try:
+            writer.wait_merging_threads()
+        except ValueError as exc:
+            log.error(
+                "full-text index writer at %s failed while closing (%r); nothing acknowledged is lost: the next open "
+                "indexes the WAL past the recorded indexed LSN again",
+                self.path,
+                exc,
+            )
 
     # ------------------------------------------------------------ reads
 
@@ -287,12 +358,75 @@ def group_docs(group: Group, payloads: Payloads) -> list[tantivy.Document]:
     return docs
 
 
+def _after(t: int) -> int | None:
+    return t + 1 if t < (1 << 63) - 1 else None  # None: no upper bound
+
+
+def missing_documents(
+    index: TextIndex, signal: int, expected: Iterable[tuple[int, int, int, int]], *, chunk: int = 4096
+) -> tuple[int, int, list[tuple[int, int, int, int]]]:
+    """Which records have no document (``tael check``): ``expected`` are the (time,
+    k1, k2, k3) of records that must be searchable, in time order; each chunk of them
+    is looked up among the documents of its time range. Returns (records checked,
+    records missing, up to 5 of the missing)."""
+    checked = missing = 0
+    examples: list[tuple[int, int, int, int]] = []
+    buf: list[tuple[int, int, int, int]] = []
+
+    def run() -> None:
+        nonlocal checked, missing
+        want = {(k1, k2, k3): t for t, k1, k2, k3 in buf}
+        pages = index.search(
+            signal,
+            [],
+            service=None,
+            trace=None,
+            min_level=None,
+            level=None,
+            lo=buf[0][0],
+            hi=_after(buf[-1][0]),
+            page=1000,
+            desc=False,
+        )
+        for page in pages:
+            for _t, k1, k2, k3 in page:
+                want.pop((k1, k2, k3), None)
+            if not want:
+                break
+        checked += len(buf)
+        missing += len(want)
+        examples.extend((t, *key) for key, t in itertools.islice(want.items(), 5 - len(examples)))
+        buf.clear()
+
+    for rec in expected:
+        if len(buf) >= chunk and rec[0] != buf[-1][0]:
+            run()
+        buf.append(rec)
+    if buf:
+        run()
+    return checked, missing, examples
+
+
 # ---------------------------------------------------------------- the indexer thread
 
 
 class Indexer:
     """Indexes applied batches on its own thread and commits on an interval, so an
-    insert never waits for an index commit. ``flush()`` commits at once."""
+    insert never waits for an index commit. ``flush()`` commits at once.
+
+    Failure handling (a full disk, typically): ``committed_lsn`` (and the
+    ``indexed_lsn`` recorded through ``record_lsn``) only ever advances after a
+    commit of a sound writer that holds every document of every batch in between, so
+    it never passes a record that is not in a committed index. When any writer call
+    fails, the writer is taken as broken (see :class:`TextIndex`): the indexer stops
+    adding to it, keeps absorbing applied batches by position only (they are in the
+    WAL, which keeps every segment past ``committed_lsn``), and after a pause
+    (1 s, doubling up to 30 s), or at once when ``flush()`` asks, replaces the writer,
+    drops documents at or past ``committed_lsn`` and indexes the batches from
+    ``committed_lsn`` on again, read back from the WAL through ``reread``, then
+    commits. Each failure is logged. ``flush()`` raises StorageError when an attempt
+    that began after it was called fails; closing never retries (the next open
+    indexes the WAL past the recorded position) and never raises."""
 
     def __init__(
         self,
@@ -303,22 +437,34 @@ class Indexer:
         interval_s: float,
         max_queued_records: int,
         record_lsn: Callable[[int], None],
+        reread: Callable[[int, int], Iterator[Group]],
     ) -> None:
         self.index = index
         self.payloads = payloads
         self.interval_s = interval_s
         self.max_queued = max_queued_records
         self.record_lsn = record_lsn
+        self.reread = reread
         self.committed_lsn = committed_lsn
         self.error: BaseException | None = None
+        """The last failure, until a commit succeeds."""
+        self._first_error: BaseException | None = None  # the failure that broke the writer
+        self.failures = 0
         self.commits = 0
         self._cv = threading.Condition()
         self._queue: deque[Group] = deque()
         self._queued_records = 0
-        self._pending_lsn = committed_lsn  # end of the last batch added to the writer
+        self._pending_lsn = committed_lsn  # end of the last batch taken from the queue
         self._pending_since: float | None = None
         self._flush_to = -1
         self._stopping = False
+        self._broken = False  # the writer lost documents: rebuild [committed_lsn, _pending_lsn) from the WAL
+        self._generation = index.generation
+        self._retry_at = 0.0
+        self._retry_pause = _RETRY_S
+        self._retry_for = 0  # a flush() wants an attempt numbered at least this, without the pause
+        self._attempts = 0  # work rounds begun (adding, committing or recovering)
+        self._failed_attempt = 0  # the number of the last round that failed
         self._thread = threading.Thread(target=self._loop, name=f"tael-index:{index.path}", daemon=True)
         self._thread.start()
 
@@ -334,36 +480,103 @@ class Indexer:
             self._cv.notify_all()
 
     def flush(self, lsn: int) -> None:
-        """Commit everything queued up to ``lsn`` and wait until it is searchable."""
+        """Commit everything queued up to ``lsn`` and wait until it is searchable.
+
+        Raises StorageError if an indexing attempt begun after this call fails (the
+        disk is still full, say): the records stay in the WAL and are indexed by a
+        later retry or at the next open."""
         with self._cv:
             self._flush_to = max(self._flush_to, lsn)
+            began = self._attempts
+            self._retry_for = max(self._retry_for, began + 1)
             self._cv.notify_all()
             while self.committed_lsn < lsn:
-                if self.error is not None:
-                    raise StorageError(f"the full-text index is failing: {self.error!r}")
+                if self._failed_attempt > began:
+                    first = f" (first failure: {self._first_error})" if self._first_error is not self.error else ""
+                    raise StorageError(
+                        f"the full-text index at {self.index.path} cannot commit: {self.error}{first}; the records "
+                        f"past WAL position {self.committed_lsn} are kept in the WAL and indexed when a retry "
+                        "succeeds (or at the next open)"
+                    ) from self.error
                 if not self._thread.is_alive():
                     raise StorageError("the full-text indexer has stopped")
                 self._cv.wait(1.0)
 
-    def close(self) -> None:
-        """Index and commit everything queued, then stop."""
+    def close(self) -> bool:
+        """Index and commit everything queued (unless the writer is broken), then stop.
+
+        Returns False if the thread did not stop within ``_CLOSE_TIMEOUT_S`` (stuck in a
+        Tantivy call): the store then closes without it, and must not touch the writer
+        (the thread may hold its lock). Nothing is lost: the next open indexes the WAL
+        past the recorded indexed LSN."""
         with self._cv:
             self._stopping = True
             self._cv.notify_all()
-        self._thread.join()
+        self._thread.join(_CLOSE_TIMEOUT_S)
+        if self._thread.is_alive():
+            log.error(
+                "the full-text indexer of %s did not stop within %.0f s: closing without it (the next open indexes "
+                "the WAL from position %d again)",
+                self.index.path,
+                _CLOSE_TIMEOUT_S,
+                self.committed_lsn,
+            )
+            return False
+        return True
+
+    def _ready(self) -> bool:
+        """Called holding _cv: whether the thread has something to do now."""
+        if self._stopping or self._queue:
+            return True
+        if self._broken:
+            return self._retry_due()
+        return self._due()
+
+    def _retry_due(self) -> bool:
+        # a flush() that began before the last attempt retries at once, without the pause
+        return self._attempts < self._retry_for or time.monotonic() >= self._retry_at
 
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._queue and not self._due() and not self._stopping:
+                while not self._ready():
                     self._cv.wait(self._wait_s())
                 groups = list(self._queue)
                 self._queue.clear()
                 self._queued_records = 0
                 stopping = self._stopping
                 self._cv.notify_all()
+                if self.index.generation != self._generation or self.index.failed is not None:
+                    self._broken = True  # another caller (retention) broke or replaced the writer
+                if self._broken:
+                    # the documents of these batches will be read back from the WAL
+                    if groups:
+                        self._pending_lsn = groups[-1][3]
+                        groups = []
+                    if stopping:
+                        log.warning(
+                            "full-text index at %s closes %d WAL bytes behind (from position %d): they are "
+                            "indexed at the next open",
+                            self.index.path,
+                            self._pending_lsn - self.committed_lsn,
+                            self.committed_lsn,
+                        )
+                        return
+                    if not self._retry_due():
+                        continue
+                self._attempts += 1
+                attempt = self._attempts
             done = 0
+            recovering = self._broken
             try:
+                if recovering and not self._recover():
+                    log.warning(
+                        "full-text index at %s closes behind (from WAL position %d), interrupted while indexing "
+                        "again: the next open indexes the rest",
+                        self.index.path,
+                        self.committed_lsn,
+                    )
+                    return
                 for group in groups:
                     docs = group_docs(group, self.payloads)
                     if docs:
@@ -372,24 +585,77 @@ class Indexer:
                     self._pending_lsn = group[3]
                     if self._pending_since is None:
                         self._pending_since = time.monotonic()
-                if self._due() or stopping:
+                if recovering or self._due() or stopping:
                     self._commit()
             except Exception as exc:
-                log.error("full-text indexing failed (retried): %r", exc)
-                with self._cv:
-                    # batches not yet added go back first, in order: none is skipped
-                    self._queue.extendleft(reversed(groups[done:]))
-                    self._queued_records += sum(len(g[1]) for g in groups[done:])
-                    self.error = exc
-                    self._cv.notify_all()
+                self._fail(exc, groups[done:], attempt)
                 if stopping:
+                    log.error(
+                        "full-text index at %s closes behind (from WAL position %d): the next open indexes the rest",
+                        self.index.path,
+                        self.committed_lsn,
+                    )
                     return  # the WAL keeps what is not indexed; the next open indexes it
-                time.sleep(min(self.interval_s, 1.0))
                 continue
             if stopping:
                 return
 
+    def _fail(self, exc: BaseException, left: list[Group], attempt: int) -> None:
+        # batches not added are absorbed by position: the retry reads them back from the WAL
+        pending = left[-1][3] if left else self._pending_lsn
+        pause = self._retry_pause  # only this thread changes it
+        # logged before flush() can see the failure, so whoever it raises to finds it logged
+        log.error(
+            "full-text indexing at %s failed (%d WAL bytes from position %d wait in the WAL; retried in %.0f s): %s",
+            self.index.path,
+            pending - self.committed_lsn,
+            self.committed_lsn,
+            pause,
+            exc,
+        )
+        with self._cv:
+            self._pending_lsn = pending
+            if self._first_error is None:
+                self._first_error = exc
+            self._broken = True
+            self.error = exc
+            self.failures += 1
+            self._failed_attempt = attempt
+            self._retry_at = time.monotonic() + pause
+            self._retry_pause = min(pause * 2, _MAX_RETRY_S)
+            self._cv.notify_all()
+
+    def _recover(self) -> bool:
+        """Replace the broken writer and index every batch past ``committed_lsn`` again,
+        read back from the WAL; the commit that follows makes them searchable. Returns
+        False if the store started closing meanwhile (shutdown does not wait for this)."""
+        lo, hi = self.committed_lsn, self._pending_lsn
+        self.index.reset_writer()
+        self._generation = self.index.generation
+        self.index.delete_from_lsn(lo)  # in case a failed commit did reach the disk
+        docs = 0
+        for group in self.reread(lo, hi):
+            if self._stopping:
+                return False
+            batch = group_docs(group, self.payloads)
+            if batch:
+                self.index.add(batch)
+                docs += len(batch)
+        self._pending_lsn = hi
+        self._pending_since = time.monotonic()
+        self._flush_to = max(self._flush_to, hi)  # commit now
+        log.warning(
+            "full-text index at %s: new writer, %d documents of WAL positions %d..%d indexed again",
+            self.index.path,
+            docs,
+            lo,
+            hi,
+        )
+        return True
+
     def _wait_s(self) -> float | None:
+        if self._broken:
+            return max(0.0, self._retry_at - time.monotonic())
         if self._pending_since is None:
             return None
         return max(0.0, self._pending_since + self.interval_s - time.monotonic())
@@ -403,13 +669,17 @@ class Indexer:
 
     def _commit(self) -> None:
         lsn = self._pending_lsn
-        if lsn <= self.committed_lsn:
+        if lsn <= self.committed_lsn and not self._broken:
             return
         self.index.commit()
+        if self.index.generation != self._generation:
+            raise StorageError("the full-text index writer was replaced before this commit")
         self.record_lsn(lsn)
         with self._cv:
             self.committed_lsn = lsn
             self._pending_since = None
-            self.error = None
+            self._broken = False
+            self._retry_pause = _RETRY_S
+            self.error = self._first_error = None
             self.commits += 1
             self._cv.notify_all()

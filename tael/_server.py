@@ -761,5 +761,8 @@ def run_server(
     finally:
         maintenance.stop()
         if not store.closed:
-            store.flush()
+            try:
+                store.flush()
+            except StorageError as exc:  # a full disk, say: what is acknowledged is in the WAL
+                log.error("flush at shutdown failed, closing anyway (the next open applies and indexes it): %s", exc)
             store.close()

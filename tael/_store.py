@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -70,17 +70,27 @@ from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader,
 from ._search import (
     DOC_LOG,
     DOC_SPAN,
+    Group,
     Indexer,
     TextIndex,
     group_docs,
     log_doc,
     matches,
+    missing_documents,
     parse_text,
     span_doc,
     span_key,
 )
 from ._settings import Settings
-from ._wal import RecordType, Wal, encode_frame, repair_wal, verify_frame
+from ._wal import (
+    RecordType,
+    Wal,
+    encode_frame,
+    list_segments,
+    read_frames,
+    repair_wal,
+    verify_frame,
+)
 from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -91,6 +101,7 @@ ATTRIBUTE_SAMPLE = 10_000
 _READ_ATTEMPTS = 3
 _T = TypeVar("_T")
 _REPLAY_GROUP_RECORDS = 20_000
+_REREAD_BYTES = 8 << 20  # WAL read at a time when the indexer indexes batches again
 _IDENTITY = b"replication_identity"
 _REPLICA_POS = REPLICA_POSITION_PREFIX  # + a standby's URL (at most MAX_REPLICA_URL_BYTES: Settings checks)
 
@@ -181,6 +192,7 @@ class Store:
                     interval_s=s.index_commit_interval_s,
                     max_queued_records=s.max_unapplied_records,
                     record_lsn=self._hot.set_indexed_lsn,
+                    reread=self._wal_groups,
                 )
                 self._pipeline.indexer = self._indexer
                 if self._identity.role == LEADER and s.replicas:
@@ -197,9 +209,8 @@ class Store:
                     self._leader.close()
                 if self._pipeline is not None:
                     self._pipeline.close()
-                if self._indexer is not None:
-                    self._indexer.close()
-                if self._index is not None:
+                stopped = self._indexer.close() if self._indexer is not None else True
+                if self._index is not None and stopped:
                     self._index.close()
                 if self._wal is not None:
                     self._wal.close()
@@ -346,6 +357,25 @@ class Store:
         except UnappliableRecordError as exc:
             raise self._wal.unappliable(exc.lsn, exc.cause) from exc
 
+    def _wal_groups(self, lo: int, hi: int) -> Iterator[Group]:
+        """The span and log batches between WAL positions ``lo`` and ``hi`` (frame
+        boundaries, durable), read back from the WAL: what the indexer indexes again
+        after its writer failed (the WAL keeps every segment past the indexed LSN)."""
+        assert self._wal is not None
+        pos = lo
+        while pos < hi:
+            try:
+                frames = read_frames(self._wal.dir, pos, hi, _REREAD_BYTES)
+                if not frames:
+                    raise StorageError(f"the WAL of {self.path} ends at position {pos}, before {hi}")
+                for lsn, raw in frames:
+                    frame = verify_frame(raw, lsn, self.settings.wal_max_record_bytes)
+                    if frame.rtype in (RecordType.SPANS, RecordType.LOGS):
+                        yield (frame.rtype, self._frame_rows(frame), frame.lsn, frame.end_lsn)
+                    pos = frame.end_lsn
+            except ReplicationError as exc:  # read_frames and verify_frame speak for shipping
+                raise StorageError(f"cannot read the WAL of {self.path} back for indexing: {exc}") from exc
+
     def _build_index(self) -> int:
         """Index every span payload and log body the tiers hold (the index is empty)."""
         assert self._index is not None
@@ -423,8 +453,8 @@ class Store:
                         self._leader.save_positions()
                         self._leader.close()
                     assert self._indexer is not None and self._index is not None
-                    self._indexer.close()  # commits what the applier handed it
-                    self._index.close()
+                    if self._indexer.close():  # commits what the applier handed it
+                        self._index.close()
                     with self._pipeline.io:
                         assert self._wal is not None
                         self._wal.close()
@@ -1296,6 +1326,61 @@ class Store:
             return out
 
         return self._read(run)
+
+    def _index_coverage(self) -> dict[str, Any]:
+        """Whether the full-text index holds a document for every hot-tier record it must
+        (``tael check``): records with text stored before the position the next open
+        would index again from. That position is the recorded indexed LSN when the
+        WAL still holds everything from it on, else the applied LSN (the WAL cannot
+        bring those records back: only ``rebuild_index`` can). Returns the positions,
+        records checked and missing per signal, and a few missing ones."""
+        self._check_open()
+        keys = self._payloads.keys
+
+        def texty(attrs: dict[str, Any] | None) -> bool:  # str, or the digest of a long one in the blob store
+            return attrs is not None and any(k in keys and type(v) in (str, bytes) for k, v in attrs.items())
+
+        with self._hot.reader() as txn:
+            applied = self._hot.applied_lsn()
+            indexed = self._hot.indexed_lsn()
+            segments = list_segments(self.path / "wal") if (self.path / "wal").is_dir() else []
+            wal_from = segments[0][0] if segments else None
+            report: dict[str, Any] = {"applied_lsn": applied, "indexed_lsn": indexed, "wal_from": wal_from}
+            if indexed is None or not (self.path / "index" / "meta.json").exists():
+                return report | {"built": False}  # the next open builds it from the tiers
+            covered = wal_from is not None and wal_from <= indexed
+            bound = indexed if covered else applied
+            index = self._text_index()
+            index.index.reload()  # at least as new as the indexed LSN just read
+
+            def logs() -> Iterator[tuple[int, int, int, int]]:
+                for key, value in self._hot.records(txn, "logs"):
+                    t, lsn, idx = _QQI.unpack(key)
+                    if lsn < bound and _codec.unpackb(value)[1]:
+                        yield t, lsn, idx, 0
+
+            def spans() -> Iterator[tuple[int, int, int, int]]:
+                for key, value in self._hot.records(txn, "spans"):
+                    f = _codec.unpackb(value)
+                    if texty(f[10]) or any(texty(ev[2]) for ev in f[14]):
+                        lsn = self._hot.span_lsn(txn, key)
+                        if lsn is not None and lsn < bound:
+                            trace, span = f[0], f[1]
+                            yield f[5], int.from_bytes(trace[:8]), int.from_bytes(trace[8:]), int.from_bytes(span)
+
+            out: dict[str, Any] = {
+                "built": True,
+                "replayable_from": bound,
+                "checked": {},
+                "missing": {},
+                "examples": [],
+            }
+            for name, signal, expected in (("spans", DOC_SPAN, spans()), ("logs", DOC_LOG, logs())):
+                checked, missing, examples = missing_documents(index, signal, expected)
+                out["checked"][name] = checked
+                out["missing"][name] = missing
+                out["examples"] += [{"signal": name, "time_ns": e[0], "keys": list(e[1:])} for e in examples]
+        return report | out
 
     def stats(self) -> StoreStats:
         """Record counts and time range per signal (hot and cold), and bytes on disk per component."""

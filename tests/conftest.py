@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import tael
+
+from . import _smallfs
 
 _ids = itertools.count(1)
 
@@ -53,3 +56,24 @@ def data_dir(tmp_path: Path) -> Path:
 def store(data_dir: Path) -> Iterator[tael.Store]:
     with tael.Store(data_dir) as s:
         yield s
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """``small_fs(size_mb)``: a real ext4 filesystem of that size, loop-mounted under
+    tmp_path for this test (see tests/_smallfs.py); its mount directory. Skips, naming
+    the reason, only where mounting is impossible here (not root, no loop devices, no
+    mkfs.ext4). Unmounted and detached at teardown, also when the test fails."""
+    reason = _smallfs.unavailable()
+    if reason is not None:
+        pytest.skip(f"no small filesystem: {reason}")
+    with contextlib.ExitStack() as stack:
+        counter = itertools.count()
+
+        def make(size_mb: int) -> Path:
+            try:
+                return stack.enter_context(_smallfs.mounted(tmp_path / f"smallfs{next(counter)}", size_mb))
+            except _smallfs.NoLoopDevice as exc:
+                pytest.skip(f"no small filesystem: {exc}")
+
+        yield make
