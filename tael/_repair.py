@@ -13,7 +13,7 @@ same length in its place, so every other record is kept at its LSN.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,21 @@ def frame_problem(frame: Frame, payloads: Payloads) -> str | None:
         return None  # an unknown type is reported by opening (written by a newer version)
     try:
         rows = frame_rows(frame, payloads)
-        for i, row in enumerate(rows):
-            for key in text_keys(frame.rtype, row):
-                if not 0 < len(key) <= MAX_KEY_BYTES:
-                    return f"record {i} needs a {len(key)}-byte LMDB key (1 to {MAX_KEY_BYTES} allowed)"
     except CorruptionError as exc:
         return f"does not decode ({exc.__cause__!r})"
+    return rows_problem(frame.rtype, rows)
+
+
+def rows_problem(rtype: int, rows: Sequence[Any]) -> str | None:
+    """Why the hot tier could not apply ``rows`` (decoded from one frame of type
+    ``rtype``): a key that would be empty or longer than LMDB allows, or a row of the
+    wrong shape; None if nothing tells. A standby checks shipped frames with it
+    before acknowledging them."""
+    try:
+        for i, row in enumerate(rows):
+            for key in text_keys(rtype, row):
+                if not 0 < len(key) <= MAX_KEY_BYTES:
+                    return f"record {i} needs a {len(key)}-byte LMDB key (1 to {MAX_KEY_BYTES} allowed)"
     except (UnicodeEncodeError, TypeError, AttributeError, IndexError) as exc:
         return f"has a record of the wrong shape ({exc!r})"
     return None

@@ -7,7 +7,6 @@ writes through the commit pipeline and reads through the tiers.
 from __future__ import annotations
 
 import functools
-import io
 import itertools
 import logging
 import math
@@ -21,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-import msgpack
 import pyarrow.compute as pc
 
 from . import _analytics, _codec, _rollup
@@ -65,7 +63,7 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
-from ._repair import ROW_OF, frame_rows, quarantine_unappliable
+from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
 from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
 from ._search import (
     DOC_LOG,
@@ -604,9 +602,6 @@ class Store:
         with self._receive_lock:
             end = pipeline.durable_lsn
             adopt = check_shipment(self._identity, end, msg)
-            if adopt is not None:
-                self._hot.put_meta({_IDENTITY: adopt.pack()})
-                self._identity = adopt
             items: list[tuple[int, int, int, bytes, Callable[[], Sequence[Any]]]] = []
             for lsn, raw in msg["frames"]:
                 if lsn < end:
@@ -625,11 +620,24 @@ class Store:
                         end_lsn=end,
                         fatal=True,
                     )
-                try:  # the count only: the applier decodes the rows once the frame is acked
-                    count = msgpack.Unpacker(io.BytesIO(frame.payload)).read_array_header()
-                except (ValueError, msgpack.UnpackException) as exc:
-                    raise Conflict(f"cannot apply shipped WAL at LSN {lsn}: {exc}", end_lsn=end, fatal=True) from exc
-                items.append((lsn, frame.rtype, count, raw, functools.partial(self._frame_rows, frame)))
+                # Decoded and checked before it is acknowledged: a record the hot tier could
+                # never apply (a bug, an older version, a forged shipment) would otherwise
+                # stop this standby's applier, and every read, until `tael repair`.
+                try:
+                    rows = self._frame_rows(frame)
+                except CorruptionError as exc:
+                    raise Conflict(
+                        f"cannot apply shipped WAL at LSN {lsn}: it does not decode ({exc.__cause__!r})",
+                        end_lsn=end,
+                        fatal=True,
+                    ) from exc
+                problem = rows_problem(frame.rtype, rows)
+                if problem is not None:
+                    raise Conflict(f"cannot apply shipped WAL at LSN {lsn}: {problem}", end_lsn=end, fatal=True)
+                items.append((lsn, frame.rtype, len(rows), raw, functools.partial(_given, rows)))
+            if adopt is not None:  # only once the shipment proved sound
+                self._hot.put_meta({_IDENTITY: adopt.pack()})
+                self._identity = adopt
             if items:
                 try:
                     end = pipeline.commit_shipped(items)
@@ -1790,6 +1798,10 @@ def _event(stop: Any) -> threading.Event | None:
     if stop is not None and not isinstance(stop, threading.Event):
         raise TypeError(f"stop must be a threading.Event or None, got {type(stop).__name__}")
     return stop
+
+
+def _given(rows: Sequence[Any]) -> Sequence[Any]:
+    return rows
 
 
 def _batch(records: Any) -> Sequence[Any]:

@@ -610,3 +610,52 @@ def test_a_record_type_the_standby_does_not_know_is_refused_for_good(
     assert resp.status_code == 409 and answer["fatal"] and "type 9" in answer["error"]
     assert answer["end_lsn"] == st["end_lsn"] and sb.replication_status().end_lsn == st["end_lsn"], "nothing written"
     assert len(all_spans(sb)) == 2
+
+
+def test_a_shipped_record_the_standby_could_never_apply_is_refused_before_it_is_acknowledged(
+    tmp_path: Path,
+) -> None:
+    """A shipment that verifies but holds a record the hot tier cannot apply (a span
+    name over its LMDB key: written by a bug, an older version, or forged by anyone
+    who reaches an unauthenticated standby) is refused whole with a fatal 409. Before,
+    it was acknowledged, the standby adopted the sender's store id, and its applier
+    stopped: every read answered 503 until `tael repair`."""
+    import msgpack
+
+    from tael import _codec
+    from tael._blobs import Payloads
+    from tael._wal import encode_frame
+
+    port = free_port()
+    with standby(tmp_path / "sb", port) as sb:
+        ((*_head, value),) = _codec.encode_spans([make_span(service="checkout")], Payloads((), 1 << 20))
+        record = _codec.unpackb(value)
+        record[3] = "n" * 600  # the span name: service NUL name is then over 511 bytes
+        s = tael.Settings()
+        frame = encode_frame(
+            1,
+            [_codec.packb(record)],
+            compress_min=s.wal_compress_min_bytes,
+            level=s.wal_compress_level,
+            max_bytes=s.wal_max_record_bytes,
+        )
+        body = {
+            "protocol": 1,
+            "store_id": bytes.fromhex("ab" * 16),
+            "epoch": 1,
+            "history": [[1, 0]],
+            "from": 0,
+            "leader_end": len(frame),
+            "frames": [[0, frame]],
+        }
+        resp = httpx.post(
+            url(port) + "/replication/wal", content=msgpack.packb(body, use_bin_type=True), headers=WAL_TYPE
+        )
+        assert resp.status_code == 409, (resp.status_code, resp.content[:200])
+        answer = msgpack.unpackb(resp.content)
+        assert answer["fatal"] and "LSN 0" in answer["error"] and "511" in answer["error"], answer
+        status = sb.replication_status()
+        assert status.end_lsn == 0, "nothing written"
+        assert status.store_id != "ab" * 16, "the sender's store id was not adopted"
+        assert sb.fault is None
+        assert sb.list_services() == []  # reads still work
