@@ -108,9 +108,14 @@ def _opt_ns(value: object, index: int, fieldname: str) -> int | None:
     return None if value is None else _ns(value, index, fieldname)
 
 
+_NOT_UNICODE = "is not valid Unicode (it holds a lone surrogate, which UTF-8 cannot encode)"
+
+
 def _text(value: object, index: int, fieldname: str) -> str:
     if not isinstance(value, str):
         raise _fail(index, fieldname, f"must be a str, got {type(value).__name__}")
+    if not value.isascii() and _utf8_len(value) is None:
+        raise _fail(index, fieldname, _NOT_UNICODE)
     return value
 
 
@@ -130,10 +135,12 @@ def key_text_problem(text: str, limit: int, *, empty_ok: bool = True) -> str | N
         return None if empty_ok else "must not be empty (it is part of an LMDB key)"
     if "\x00" in text:
         return "must not contain NUL characters"
+    if not text.isascii() and len(text) * 4 <= limit and _utf8_len(text) is None:
+        return _NOT_UNICODE
     if len(text) * 4 > limit:  # a UTF-8 character is at most 4 bytes: short text needs no encoding
         n = _utf8_len(text)
         if n is None:
-            return "is not valid Unicode (it holds a lone surrogate)"
+            return _NOT_UNICODE
         if n > limit:
             return f"must be at most {limit} bytes of UTF-8, got {n}"
     return None
@@ -179,13 +186,21 @@ def _check_value(value: object, index: int, path: str, depth: int = 0) -> None:
     if depth > 32:
         raise _fail(index, path, "is nested more than 32 levels deep")
     t = type(value)
+    if isinstance(value, str):
+        if not value.isascii() and _utf8_len(value) is None:
+            raise _fail(index, path, _NOT_UNICODE)
+        return
     if t in _SCALARS:
         return
     if t is int or (isinstance(value, int) and not isinstance(value, bool)):
         if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
             raise _fail(index, path, f"int {value} does not fit in 64 bits")
         return
-    if isinstance(value, (str, float)):
+    if isinstance(value, str):
+        if not value.isascii() and _utf8_len(value) is None:
+            raise _fail(index, path, _NOT_UNICODE)
+        return
+    if isinstance(value, float):
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
@@ -203,7 +218,13 @@ def _check_attrs(attrs: object, index: int, fieldname: str, depth: int = 0) -> d
     for key, value in attrs.items():
         if type(key) is not str:
             raise _fail(index, fieldname, f"has a non-str key {key!r}")
+        if not key.isascii() and _utf8_len(key) is None:
+            raise _fail(index, fieldname, f"has a key {key!r} that {_NOT_UNICODE}")
         t = type(value)
+        if t is str:
+            if not value.isascii() and _utf8_len(value) is None:
+                raise _fail(index, f"{fieldname}.{key}", _NOT_UNICODE)
+            continue
         if t in _SCALARS or (t is int and _INT_MIN <= value <= _INT_MAX):
             continue
         _check_value(value, index, f"{fieldname}.{key}", depth)
@@ -407,7 +428,11 @@ def encode_logs(logs: Sequence[LogRecord], payloads: Payloads) -> list[LogRow]:
         resource = _check_attrs(r.resource, i, "resource") if r.resource or type(r.resource) is not dict else {}
         observed = _opt_ns(r.observed_ns, i, "observed_ns")
         scope = _text(r.scope_name, i, "scope_name")
-        value = _packb([t, body, service, sev, sev_text, trace, span, attrs, resource, observed, scope])
+        try:
+            value = _packb([t, body, service, sev, sev_text, trace, span, attrs, resource, observed, scope])
+        except (OverflowError, TypeError, ValueError) as exc:
+            _text(body, i, "body")  # the one field not checked above (bodies may be large)
+            raise _fail(i, "attributes", f"cannot be encoded: {exc}") from None
         append((t, trace, sev, service, payloads.log_flag(body) if body else 0, value))
     return rows
 
@@ -515,8 +540,8 @@ def encode_metrics(points: Sequence[MetricPoint]) -> list[MetricRow]:
             value = float(p.value)
             kind, temporality = kind_code[p.kind], temporality_code[p.temporality]
             flat = flat_ok(attrs)
-        sid, desc = _series(name, service, kind, attrs, flat)
         try:
+            sid, desc = _series(name, service, kind, attrs, flat)
             packed = _packb(
                 [
                     t,
@@ -538,6 +563,7 @@ def encode_metrics(points: Sequence[MetricPoint]) -> list[MetricRow]:
                 ]
             )
         except (OverflowError, TypeError, ValueError) as exc:
+            _validate_metric(i, p)  # names the field at fault
             raise _fail(i, "attributes", f"cannot be encoded: {exc}") from None
         append((t, name, sid, desc, packed))
     return rows

@@ -200,3 +200,40 @@ def test_settings_from_a_toml_file(tmp_path: Any) -> None:
             tael.Settings.from_file(bad)
     with pytest.raises(ValueError, match="cannot read settings file"):
         tael.Settings.from_file(tmp_path / "missing.toml")
+
+
+BAD = "caf\udce9"  # a lone surrogate, as os.fsdecode or a bad decoder leaves behind: not encodable as UTF-8
+
+
+@pytest.mark.parametrize(
+    ("make", "fields", "field"),
+    [
+        (make_span, {"service": BAD}, "service"),
+        (make_span, {"name": BAD}, "name"),
+        (make_span, {"status_message": BAD}, "status_message"),
+        (make_span, {"trace_state": BAD}, "trace_state"),
+        (make_span, {"attributes": {BAD: 1}}, "attributes"),
+        (make_span, {"attributes": {"k": BAD}}, "attributes.k"),
+        (make_span, {"resource": {"r": [BAD]}}, "resource.r[0]"),
+        (make_log, {"body": BAD}, "body"),
+        (make_log, {"service": BAD}, "service"),
+        (make_log, {"severity_text": BAD}, "severity_text"),
+        (make_log, {"scope_name": BAD}, "scope_name"),
+        (make_log, {"attributes": {BAD: "v"}}, "attributes"),
+        (make_point, {"name": BAD}, "name"),
+        (make_point, {"service": BAD}, "service"),
+        (make_point, {"unit": BAD}, "unit"),
+        (make_point, {"attributes": {"k": BAD}}, "attributes.k"),
+    ],
+)
+def test_text_that_is_not_valid_unicode_is_a_validation_error_naming_its_field(
+    store: tael.Store, make: Any, fields: dict[str, Any], field: str
+) -> None:
+    """A str holding a lone surrogate cannot be stored (msgpack and LMDB need UTF-8):
+    a ValidationError naming the field, not a UnicodeEncodeError from deep inside."""
+    insert = {make_span: store.insert_spans, make_log: store.insert_logs, make_point: store.insert_metrics}[make]
+    with pytest.raises(tael.ValidationError) as info:
+        insert([make(), make(**fields)])
+    assert info.value.index == 1 and info.value.field == field, str(info.value)
+    assert "Unicode" in str(info.value)
+    assert store.query_traces() == [] and store.query_logs() == [] and store.query_metrics() == []
