@@ -256,12 +256,9 @@ def create_app(
             unread = True
             acquired = False
             try:
-                # reserve before reading: what the body costs as received, and for an
-                # uncompressed one its decoding too (a compressed one grows it later)
-                declared = _limits.declared_length(request)
-                if declared is not None:
-                    identity = encoding in ("", "identity")
-                    reservation.grow(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
+                # a declared length over the limit is 413 before anything is reserved;
+                # the body is reserved as its bytes arrive (a client declaring much and
+                # sending little holds little), its decoding once it is in (prepare)
                 raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
                 unread = False
                 # counted once the body is in, so clients slow to send cannot take the slots
