@@ -726,3 +726,82 @@ def reserve_decoding(reservation: Reservation, base: int, body: bytes, content_t
             "budget (Settings.server_max_inflight_bytes); send fewer records per request"
         )
     reservation.grow_to(base + need)
+
+
+# ---------------------------------------------------------------- query responses
+#
+# A query response holds its records, their JSON text and its encoded bytes at once
+# (three concurrent GET /api/logs?limit=100000 over 2 MB log bodies peaked at 1.57 GB).
+# So a response carries at most ``Settings.server_max_response_bytes`` of records,
+# reserved in the memory budget at RESPONSE_FACTOR times that before they are fetched.
+
+RESPONSE_FACTOR = 3  # the records, the JSON text of the response, its encoded bytes
+RESPONSE_PROBE = 16  # records fetched first to learn their size when more are asked for
+
+
+def record_bytes(value: Any) -> int:
+    """Estimated bytes of ``value`` (a record, dict, list or scalar) in a JSON
+    response: its text and punctuation, walked iteratively (a shared resource dict
+    counts once per record that carries it, as it is written out that often)."""
+    import dataclasses
+
+    total = 0
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v = pop()
+        if isinstance(v, str):
+            total += len(v) + 3
+        elif isinstance(v, dict):
+            total += 2
+            for k, x in v.items():
+                total += len(k) + 4 if isinstance(k, str) else 24
+                push(x)
+        elif isinstance(v, (list, tuple)):
+            total += 2 + len(v)
+            stack.extend(v)
+        elif isinstance(v, bytes):
+            total += 2 * len(v) + 3
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            for f in dataclasses.fields(v):
+                total += len(f.name) + 4
+                push(getattr(v, f.name))
+        else:
+            total += 24  # numbers, booleans, None
+    return total
+
+
+def capped_records(
+    fetch: Callable[[int], list[Any]], limit: int, cap: int, reservation: Reservation
+) -> tuple[list[Any], str | None]:
+    """The newest records ``fetch(n)`` returns, at most ``limit`` and at most ``cap``
+    bytes of them (:func:`record_bytes`), with a message when the cap cut them short
+    (else None). When more than ``RESPONSE_PROBE`` are asked for, that many are
+    fetched first to learn their size, and then only as many as should fit, so the
+    store never materialises ``limit`` huge records; the reservation grows to
+    ``RESPONSE_FACTOR`` times the expected bytes before they are fetched (OverBudget:
+    429 when it does not fit now)."""
+    probe = min(limit, RESPONSE_PROBE)
+    got = fetch(probe)
+    asked = probe
+    if len(got) == probe < limit:
+        average = max(1, sum(record_bytes(r) for r in got) // max(1, len(got)))
+        asked = min(limit, max(probe, cap // average + 1))
+        if asked > probe:
+            reservation.grow_to(min(asked * average, cap) * RESPONSE_FACTOR)
+            got = fetch(asked)
+    kept: list[Any] = []
+    size = 0
+    for r in got:
+        size += record_bytes(r)
+        if size > cap and kept:
+            break
+        kept.append(r)
+    reservation.grow_to(min(size, cap) * RESPONSE_FACTOR)
+    if len(kept) < len(got) or (asked < limit and len(got) == asked):
+        return kept, (
+            f"the response was cut short at {len(kept):,} records: they reach the server's "
+            f"{cap:,}-byte response limit (Settings.server_max_response_bytes); ask for a smaller "
+            "limit or a narrower time range"
+        )
+    return kept, None

@@ -725,3 +725,47 @@ def test_json_cost_counts_text_at_cpythons_width() -> None:
     assert _limits.json_cost(wide) >= 2 * 3 * 100_000
     assert _limits.json_cost(ascii_body) < 2 * 3 * 100_000
     assert [_limits.text_width(b) for b in (ascii_body, latin, wide, emoji)] == [1, 1, 2, 4]
+
+
+def test_query_responses_are_capped_at_server_max_response_bytes(tmp_path: Path) -> None:
+    # review repro /tmp/review/qmem.py: three concurrent GET /api/logs?limit=100000 over
+    # 2 MB log bodies held every record, its JSON text and its bytes at once (1.57 GB)
+    settings = tael.Settings(server_max_response_bytes=1 << 20)
+    now = time.time_ns() - 600 * 10**9
+    with tael.Store(tmp_path / "data", settings) as store:
+        store.insert_logs(
+            [tael.LogRecord(time_ns=now + i, body=f"{i:06d}" + "x" * 100_000, service="svc") for i in range(40)]
+        )
+        store.insert_spans(
+            [
+                tael.Span(
+                    trace_id=f"{i + 1:032x}",
+                    span_id=f"{i + 1:016x}",
+                    service="svc",
+                    name="op",
+                    start_ns=now + i,
+                    end_ns=now + i + 1000,
+                    attributes={"gen_ai.prompt": "word " + "y" * 100_000},
+                )
+                for i in range(40)
+            ]
+        )
+        store.flush()  # searchable
+        with serving(store) as url:
+            r = httpx.get(url + "/api/logs?limit=1000", timeout=60)
+            assert r.status_code == 200, r.text[:300]
+            got = r.json()
+            assert got["truncated"] is True and "server_max_response_bytes" in got["warnings"][0]
+            assert 5 <= len(got["data"]) <= 10  # ~100 KB each under a 1 MiB cap
+            # the newest first, none skipped
+            assert [d["body"][:6] for d in got["data"]] == [f"{i:06d}" for i in range(39, 39 - len(got["data"]), -1)]
+            r = httpx.get(url + "/api/logs?limit=3", timeout=60)
+            assert len(r.json()["data"]) == 3 and "truncated" not in r.json()
+            r = httpx.get(url + "/api/search/traces?q=word&limit=1000", timeout=60)
+            assert r.status_code == 200 and r.json()["truncated"] is True
+            assert 5 <= len(r.json()["data"]) <= 10
+            r = httpx.get(url + "/api/traces?service=svc&limit=40", timeout=60)
+            assert r.status_code == 200
+            assert 5 <= len(r.json()["data"]) <= 10
+            assert "server_max_response_bytes" in r.json()["errors"][0]["msg"]
+            assert gauge(url, "tael_server_reserved_bytes") == 0.0
