@@ -96,6 +96,19 @@ class MemoryBudget:
         r.grow(n)
         return r
 
+    def admit(self, n: int) -> None:
+        """Raise OverBudget (counted) if ``n`` more bytes would not fit now, without
+        reserving them: a request declaring a body that cannot fit is refused before
+        it is read, while one that can reserves only what actually arrives (so
+        connections declaring much and sending little hold nothing)."""
+        with self._lock:
+            if self.used + n > self.total and self.used:
+                self.refused += 1
+                raise OverBudget(
+                    f"the server holds {self.used:,} of its {self.total:,} bytes for requests in flight "
+                    f"and this one needs {n:,}; retry later"
+                )
+
     def _take(self, n: int, held: int, *, count: bool = True) -> None:
         if n <= 0:
             return

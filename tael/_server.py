@@ -256,9 +256,15 @@ def create_app(
             unread = True
             acquired = False
             try:
-                # a declared length over the limit is 413 before anything is reserved;
-                # the body is reserved as its bytes arrive (a client declaring much and
-                # sending little holds little), its decoding once it is in (prepare)
+                # a declared length over the limit is 413 before anything is reserved
+                # (read_body); one whose body and first decoding estimate do not fit now
+                # is 429 before it is read; otherwise the body is reserved as its bytes
+                # arrive (declaring much and sending little holds little), its decoding
+                # once it is in (prepare)
+                declared = _limits.declared_length(request)
+                if declared is not None and declared <= limit:
+                    identity = encoding in ("", "identity")
+                    reservation.budget.admit(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
                 raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
                 unread = False
                 # counted once the body is in, so clients slow to send cannot take the slots
