@@ -2,12 +2,13 @@
 
 - :class:`MemoryBudget`: bytes of request bodies and of their decoding that all
   requests together may hold (``Settings.server_max_inflight_bytes``). A request
-  reserves its share *before* its body is read (from ``Content-Length``, or chunk
-  by chunk when there is none) and grows it before each step that allocates more
+  reserves its body as the bytes arrive (a declared ``Content-Length`` is only
+  checked against what is free, :meth:`MemoryBudget.admit`: declaring much and
+  sending little holds nothing) and grows it before each step that allocates more
   (decompression, then decoding, estimated from the body's structure by
-  :func:`reserve_decoding`); a request that does not fit gets 429 (503 on the
-  replication route, which a leader retries) with ``Retry-After``, one that could
-  never fit 413.
+  :func:`reserve_decoding`, then a query response: :func:`capped_records`); a
+  request that does not fit gets 429 (503 on the replication route, which a
+  leader retries) with ``Retry-After``, one that could never fit 413.
 - :func:`read_body`: reads a body under a byte limit, a reservation and a time
   limit, for every route that reads one.
 - :func:`timed_h11_protocol`: uvicorn's h11 protocol with the two timeouts it
