@@ -2,12 +2,13 @@
 
 - :class:`MemoryBudget`: bytes of request bodies and of their decoding that all
   requests together may hold (``Settings.server_max_inflight_bytes``). A request
-  reserves its share *before* its body is read (from ``Content-Length``, or chunk
-  by chunk when there is none) and grows it before each step that allocates more
+  reserves its body as the bytes arrive (a declared ``Content-Length`` is only
+  checked against what is free, :meth:`MemoryBudget.admit`: declaring much and
+  sending little holds nothing) and grows it before each step that allocates more
   (decompression, then decoding, estimated from the body's structure by
-  :func:`reserve_decoding`); a request that does not fit gets 429 (503 on the
-  replication route, which a leader retries) with ``Retry-After``, one that could
-  never fit 413.
+  :func:`reserve_decoding`, then a query response: :func:`capped_records`); a
+  request that does not fit gets 429 (503 on the replication route, which a
+  leader retries) with ``Retry-After``, one that could never fit 413.
 - :func:`read_body`: reads a body under a byte limit, a reservation and a time
   limit, for every route that reads one.
 - :func:`timed_h11_protocol`: uvicorn's h11 protocol with the two timeouts it
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -95,6 +97,19 @@ class MemoryBudget:
         r.grow(n)
         return r
 
+    def admit(self, n: int) -> None:
+        """Raise OverBudget (counted) if ``n`` more bytes would not fit now, without
+        reserving them: a request declaring a body that cannot fit is refused before
+        it is read, while one that can reserves only what actually arrives (so
+        connections declaring much and sending little hold nothing)."""
+        with self._lock:
+            if self.used + n > self.total and self.used:
+                self.refused += 1
+                raise OverBudget(
+                    f"the server holds {self.used:,} of its {self.total:,} bytes for requests in flight "
+                    f"and this one needs {n:,}; retry later"
+                )
+
     def _take(self, n: int, held: int, *, count: bool = True) -> None:
         if n <= 0:
             return
@@ -142,6 +157,12 @@ class Reservation:
         self.held = max(self.held, n)
         return True
 
+    def shrink_to(self, n: int) -> None:
+        """Hold at most ``n`` bytes (a copy that held more was freed)."""
+        if n < self.held:
+            self.budget._give(self.held - n)
+            self.held = n
+
     def release(self) -> None:
         held, self.held = self.held, 0
         if held:
@@ -151,9 +172,12 @@ class Reservation:
 async def read_body(request: Request, limit: int, reservation: Reservation, timeout_s: float) -> bytes:
     """The request's body, at most ``limit`` bytes, received within ``timeout_s``.
 
-    The reservation must already cover ``Content-Length`` when there is one; a body
-    without one (chunked) grows it chunk by chunk before keeping each chunk. Raises
-    BodyTooLarge, BodyTimeout (also when the client disconnects) or OverBudget."""
+    A declared ``Content-Length`` over ``limit`` is refused (BodyTooLarge) before
+    anything is read or reserved. The reservation grows as bytes actually arrive
+    (whatever ``Content-Length`` says: a client declaring a large body and sending
+    nothing holds nothing), and for a moment to twice the size while the chunks are
+    joined. Raises BodyTooLarge, BodyTimeout (also when the client disconnects) or
+    OverBudget."""
     from starlette.requests import ClientDisconnect
 
     declared = declared_length(request)
@@ -161,19 +185,26 @@ async def read_body(request: Request, limit: int, reservation: Reservation, time
         raise BodyTooLarge(f"body of {declared:,} bytes is over the {limit:,}-byte limit")
     chunks: list[bytes] = []
     size = 0
+    base = reservation.held
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit or (declared is not None and size > declared):
                     raise BodyTooLarge(f"body is over the {min(limit, declared or limit):,}-byte limit")
-                reservation.grow_to(size)
+                reservation.grow_to(base + size)
                 chunks.append(chunk)
     except TimeoutError:
         raise BodyTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     except ClientDisconnect:
         raise BodyTimeout("the client went away before sending the whole body") from None
-    return b"".join(chunks)
+    if len(chunks) == 1:
+        return chunks[0]
+    reservation.grow_to(base + 2 * size)  # the chunks and their joined copy
+    body = b"".join(chunks)
+    del chunks
+    reservation.shrink_to(base + size)
+    return body
 
 
 def declared_length(request: Request) -> int | None:
@@ -209,7 +240,9 @@ def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[a
 
     - waiting for a request line and headers (h11 state IDLE, on a new connection
       or after a response) for over ``header_timeout_s``: answers
-      ``408 Request Timeout`` and closes;
+      ``408 Request Timeout`` and closes; but a kept-alive connection idle since its
+      last response (no byte of a next request) is closed without a 408, which the
+      client would take for the answer to a request it has not sent;
     - receiving a body (SEND_BODY) for over ``body_timeout_s`` since its headers:
       closes; the app reading it sees a disconnect (tael answers 408).
 
@@ -225,6 +258,7 @@ def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[a
         _watch: asyncio.TimerHandle | None = None
         _state: tuple[Any, Any] | None = None
         _since = 0.0
+        _served = False  # a response was sent: the connection is kept alive between requests
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -235,6 +269,10 @@ def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[a
                 self._watch.cancel()
                 self._watch = None
             super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            self._served = True
+            super().on_response_complete()
 
         def shutdown(self) -> None:
             """On server shutdown a request whose body is still arriving is dropped at
@@ -256,9 +294,15 @@ def timed_h11_protocol(header_timeout_s: float, body_timeout_s: float) -> type[a
             waited = now - self._since
             their = self.conn.their_state
             if their is h11.IDLE and waited > header_timeout_s:
-                log.info("closing a connection from %s: no request headers within %g s", self.client, header_timeout_s)
-                if self.conn.our_state is h11.IDLE:
-                    self.transport.write(_TIMEOUT_408)
+                if self._served and not self.conn.trailing_data[0]:
+                    # idle between requests on a kept-alive connection: no request was
+                    # begun, so none is answered (RFC 9112 9.3: close; a 408 here would
+                    # be read as the answer to the client's next request)
+                    log.debug("closing an idle kept-alive connection from %s after %g s", self.client, waited)
+                else:
+                    log.info("closing a connection from %s: no request headers within %g s", self.client, waited)
+                    if self.conn.our_state is h11.IDLE:
+                        self.transport.write(_TIMEOUT_408)
                 self.transport.close()
                 return
             if their is h11.SEND_BODY and waited > body_timeout_s:
@@ -436,12 +480,13 @@ def shipment_limit(settings: Settings) -> int:
 
 async def read_shipment(request: Request, settings: Settings) -> bytes:
     """The body of a ``/replication/wal`` request, bounded in size, time and memory
-    (reserved at ``REPLICATION_FACTOR`` times its size for parsing)."""
+    (reserved as it arrives, then at ``REPLICATION_FACTOR`` times its size for parsing)."""
     limit = shipment_limit(settings)
     reservation = request_reservation(request)
     declared = declared_length(request)
-    if declared is not None:
-        reservation.grow(min(declared, limit) * REPLICATION_FACTOR)
+    if declared is not None and declared > limit:
+        # 413 before reserving anything: never 429 for what can never fit
+        raise BodyTooLarge(f"body of {declared:,} bytes is over the {limit:,}-byte limit")
     body = await read_body(request, limit, reservation, settings.server_body_timeout_s)
     reservation.grow_to(len(body) * REPLICATION_FACTOR)
     return body
@@ -469,14 +514,36 @@ WORST_FACTOR = 180  # the most any body byte can cost: an empty Span message (2 
 class _Schema:
     """A protobuf message type as the scan needs it: its cost, the schema of each field
     number that holds a message, and the repeated number fields (cost per element;
-    packed, the element size in bytes, 0 for varints: counted by their last bytes)."""
+    packed, the element size in bytes, 0 for varints: counted by their last bytes).
 
-    __slots__ = ("children", "cost", "repeated")
+    ``carries``: fields whose bytes every record decoded below this message gets a copy
+    of (a ResourceSpans' resource, a ScopeLogs' scope, a SummaryDataPoint's attributes);
+    ``charged``: this message is such a record (a span, a log record, a quantile), and
+    costs the carried bytes of its enclosing messages on top of its own."""
+
+    __slots__ = ("carries", "charged", "children", "cost", "repeated")
 
     def __init__(self, cost: int) -> None:
         self.cost = cost
         self.children: dict[int, _Schema] = {}
         self.repeated: dict[int, int] = {}
+        self.carries: frozenset[int] = frozenset()
+        self.charged = False
+
+
+_OTLP = "opentelemetry.proto."
+_CARRIES = {
+    _OTLP + "trace.v1.ResourceSpans": frozenset({1}),
+    _OTLP + "trace.v1.ScopeSpans": frozenset({1}),
+    _OTLP + "logs.v1.ResourceLogs": frozenset({1}),
+    _OTLP + "logs.v1.ScopeLogs": frozenset({1}),
+    _OTLP + "metrics.v1.SummaryDataPoint": frozenset({7}),
+}
+_CHARGED = {
+    _OTLP + "trace.v1.Span",
+    _OTLP + "logs.v1.LogRecord",
+    _OTLP + "metrics.v1.SummaryDataPoint.ValueAtQuantile",
+}
 
 
 def _schema(descriptor: Any, seen: dict[str, _Schema] | None = None) -> _Schema:
@@ -487,6 +554,8 @@ def _schema(descriptor: Any, seen: dict[str, _Schema] | None = None) -> _Schema:
     if found is not None:
         return found
     schema = seen[descriptor.full_name] = _Schema(_MSG_BASE + _MSG_PER_FIELD * len(descriptor.fields))
+    schema.carries = _CARRIES.get(descriptor.full_name, frozenset())
+    schema.charged = descriptor.full_name in _CHARGED
     for f in descriptor.fields:
         if f.message_type is not None:
             schema.children[f.number] = _schema(f.message_type, seen)
@@ -504,11 +573,48 @@ def _repeated(field: Any) -> bool:
 _SCHEMAS: dict[str, _Schema] = {}
 
 
+def _varint(body: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = body[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _carried(body: bytes, pos: int, end: int, fields: frozenset[int]) -> int:
+    """Bytes of the length-delimited ``fields`` directly in the message at body[pos:end]
+    (a pre-scan of its top level: wherever they are in it, they count)."""
+    total = 0
+    try:
+        while pos < end:
+            tag, pos = _varint(body, pos)
+            wire = tag & 7
+            if wire == 2:
+                length, pos = _varint(body, pos)
+                if (tag >> 3) in fields:
+                    total += length
+                pos += length
+            elif wire == 0:
+                _, pos = _varint(body, pos)
+            elif wire == 1 or wire == 5:
+                pos += 8 if wire == 1 else 4
+            else:
+                break
+    except IndexError:
+        pass
+    return total
+
+
 def protobuf_cost(body: bytes, descriptor: Any, stop_at: int | None = None) -> int:
     """Estimated bytes of parsing ``body`` as the message ``descriptor`` describes and
     decoding it into records: a cost per message and per element of a repeated number
     found by walking the wire format (iteratively: nesting depth costs nothing),
-    plus twice the body for the strings copied out of it. Malformed wire data ends
+    plus twice the body for the strings copied out of it, plus for each span, log
+    record or summary quantile the bytes it carries a copy of (its resource and scope,
+    its data point's attributes). Malformed wire data ends
     the walk of its message; the parser then refuses the body. Returns early once the
     estimate passes ``stop_at`` (the walk of 20 MiB of empty messages takes ~10 s)."""
     schema = _SCHEMAS.get(descriptor.full_name)
@@ -518,10 +624,10 @@ def protobuf_cost(body: bytes, descriptor: Any, stop_at: int | None = None) -> i
     stop = stop_at if stop_at is not None else 1 << 62
     # depth first, the stack holding where each enclosing message resumes: its size is
     # the nesting depth (the parser refuses more than 100 levels; so does this walk)
-    stack = [(schema, 0, len(body))]
+    stack = [(schema, 0, len(body), 0)]  # (message, where it resumes, its end, bytes carried)
     pop, push = stack.pop, stack.append
     while stack:
-        msg, pos, end = pop()
+        msg, pos, end, carried = pop()
         children, repeated = msg.children, msg.repeated
         try:
             while pos < end:
@@ -554,12 +660,15 @@ def protobuf_cost(body: bytes, descriptor: Any, stop_at: int | None = None) -> i
                     field = tag >> 3
                     child = children.get(field)
                     if child is not None:
-                        total += child.cost
+                        total += child.cost + carried if child.charged else child.cost
                         if total > stop:
                             return total
                         if pos + length <= end and len(stack) < _MAX_DEPTH:
-                            push((msg, pos + length, end))  # resume here after the child
-                            push((child, pos, pos + length))
+                            push((msg, pos + length, end, carried))  # resume here after the child
+                            inner = carried
+                            if child.carries:
+                                inner += _carried(body, pos, pos + length, child.carries)
+                            push((child, pos, pos + length, inner))
                             break
                     elif field in repeated:  # packed numbers
                         size = repeated[field]
@@ -587,9 +696,26 @@ def json_cost(body: bytes) -> int:
     into protobuf messages, from its punctuation: each ``{`` an object and a message,
     each ``[`` a list, each ``,`` or ``:`` a value (punctuation inside strings is
     counted too, which only overestimates), plus three times the body for the text
-    decoded and the strings copied."""
+    decoded and the strings copied, times the bytes per character CPython stores that
+    text with (:func:`text_width`: one character past Latin-1 makes it 2 or 4)."""
     objects = body.count(b"{")
-    return 3 * len(body) + 400 * objects + 64 * body.count(b"[") + 60 * (body.count(b",") + body.count(b":"))
+    values = body.count(b",") + body.count(b":")
+    return 3 * len(body) * text_width(body) + 400 * objects + 64 * body.count(b"[") + 60 * values
+
+
+_UCS4_LEAD = re.compile(rb"[\xf0-\xff]")  # leads a UTF-8 character past U+FFFF
+_UCS2_LEAD = re.compile(rb"[\xc4-\xef]")  # leads one past U+00FF (two or three bytes)
+
+
+def text_width(body: bytes) -> int:
+    """Bytes per character of ``body`` decoded as UTF-8, as CPython stores a ``str``:
+    the widest character decides for the whole string (PEP 393). A regex scan, at C
+    speed; stray bytes (invalid UTF-8) only overestimate."""
+    if _UCS4_LEAD.search(body):
+        return 4
+    if _UCS2_LEAD.search(body):
+        return 2
+    return 1
 
 
 def reserve_decoding(reservation: Reservation, base: int, body: bytes, content_type: str, descriptor: Any) -> None:
@@ -614,3 +740,82 @@ def reserve_decoding(reservation: Reservation, base: int, body: bytes, content_t
             "budget (Settings.server_max_inflight_bytes); send fewer records per request"
         )
     reservation.grow_to(base + need)
+
+
+# ---------------------------------------------------------------- query responses
+#
+# A query response holds its records, their JSON text and its encoded bytes at once
+# (three concurrent GET /api/logs?limit=100000 over 2 MB log bodies peaked at 1.57 GB).
+# So a response carries at most ``Settings.server_max_response_bytes`` of records,
+# reserved in the memory budget at RESPONSE_FACTOR times that before they are fetched.
+
+RESPONSE_FACTOR = 3  # the records, the JSON text of the response, its encoded bytes
+RESPONSE_PROBE = 16  # records fetched first to learn their size when more are asked for
+
+
+def record_bytes(value: Any) -> int:
+    """Estimated bytes of ``value`` (a record, dict, list or scalar) in a JSON
+    response: its text and punctuation, walked iteratively (a shared resource dict
+    counts once per record that carries it, as it is written out that often)."""
+    import dataclasses
+
+    total = 0
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v = pop()
+        if isinstance(v, str):
+            total += len(v) + 3
+        elif isinstance(v, dict):
+            total += 2
+            for k, x in v.items():
+                total += len(k) + 4 if isinstance(k, str) else 24
+                push(x)
+        elif isinstance(v, (list, tuple)):
+            total += 2 + len(v)
+            stack.extend(v)
+        elif isinstance(v, bytes):
+            total += 2 * len(v) + 3
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            for f in dataclasses.fields(v):
+                total += len(f.name) + 4
+                push(getattr(v, f.name))
+        else:
+            total += 24  # numbers, booleans, None
+    return total
+
+
+def capped_records(
+    fetch: Callable[[int], list[Any]], limit: int, cap: int, reservation: Reservation
+) -> tuple[list[Any], str | None]:
+    """The newest records ``fetch(n)`` returns, at most ``limit`` and at most ``cap``
+    bytes of them (:func:`record_bytes`), with a message when the cap cut them short
+    (else None). When more than ``RESPONSE_PROBE`` are asked for, that many are
+    fetched first to learn their size, and then only as many as should fit, so the
+    store never materialises ``limit`` huge records; the reservation grows to
+    ``RESPONSE_FACTOR`` times the expected bytes before they are fetched (OverBudget:
+    429 when it does not fit now)."""
+    probe = min(limit, RESPONSE_PROBE)
+    got = fetch(probe)
+    asked = probe
+    if len(got) == probe < limit:
+        average = max(1, sum(record_bytes(r) for r in got) // max(1, len(got)))
+        asked = min(limit, max(probe, cap // average + 1))
+        if asked > probe:
+            reservation.grow_to(min(asked * average, cap) * RESPONSE_FACTOR)
+            got = fetch(asked)
+    kept: list[Any] = []
+    size = 0
+    for r in got:
+        size += record_bytes(r)
+        if size > cap and kept:
+            break
+        kept.append(r)
+    reservation.grow_to(min(size, cap) * RESPONSE_FACTOR)
+    if len(kept) < len(got) or (asked < limit and len(got) == asked):
+        return kept, (
+            f"the response was cut short at {len(kept):,} records: they reach the server's "
+            f"{cap:,}-byte response limit (Settings.server_max_response_bytes); ask for a smaller "
+            "limit or a narrower time range"
+        )
+    return kept, None

@@ -81,7 +81,7 @@ import base64
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -123,7 +123,10 @@ PROTOBUF, JSON = CONTENT_TYPES
 
 MAX_ERRORS = 10  # rejection messages kept per request; the count covers them all
 SLICE_RECORDS = 16_384  # with a sink, records go out once this many are decoded, or once
-# their protobuf size reaches SLICE_BYTES (the memory budget's estimate relies on both)
+# their estimated stored size reaches SLICE_BYTES (the memory budget's estimate relies on both)
+MAX_QUANTILES = 1_000  # quantile_values per summary data point (real summaries have a handful):
+# each becomes a point carrying its own copy of the data point's attributes
+_POINT_OVERHEAD = 64  # estimated stored bytes of a quantile point beyond its attributes
 MAX_NS = (1 << 63) - 1  # tael's time range (int64 nanoseconds)
 _MAX_COUNT = MAX_NS  # counts are stored as int64
 _MAX_DEPTH = 32  # containers at this nesting depth or deeper fail tael's validation
@@ -181,12 +184,19 @@ class Decoded(Generic[T]):
         """Records decoded as valid: handed to the sink plus still in ``records``."""
         return self.written + len(self.records)
 
-    def _add(self, records: list[T], source: Any) -> None:
-        self.records += records
-        if self.sink is not None:
-            self._pending += source.ByteSize()
-            if self._pending >= SLICE_BYTES or len(self.records) >= SLICE_RECORDS:
-                self._flush()
+    def _add(self, records: Iterable[T], weight: int, more: int = 0) -> None:
+        """Keep ``records`` (consumed one at a time: a generator is never held whole),
+        flushing a slice whenever the estimated stored size of those pending reaches
+        ``SLICE_BYTES``. ``weight``: the first record's estimate (its OTLP message's
+        size plus the resource and scope it carries a copy of); ``more``: each
+        following one's (a summary quantile: its data point's attributes)."""
+        for record in records:
+            self.records.append(record)
+            if self.sink is not None:
+                self._pending += weight
+                weight = more
+                if self._pending >= SLICE_BYTES or len(self.records) >= SLICE_RECORDS:
+                    self._flush()
 
     def _flush(self) -> None:
         if self.sink is not None and self.records:
@@ -486,13 +496,14 @@ def decode_traces(body: bytes, content_type: str, sink: Callable[[list[Span]], A
         for si, ss in enumerate(rs.scope_spans):
             resource, problem = _scoped(res, ss, with_version=False)
             scope_name, scope_version = ss.scope.name, ss.scope.version
+            carried = rs.resource.ByteSize() + ss.scope.ByteSize()  # copied into every span's row
             for ki, sp in enumerate(ss.spans):
                 where = _span_path(ri, si, ki)
                 if problem or where in bad_ids:
                     out._reject(where, problem or bad_ids[where])
                     continue
                 try:
-                    out._add([_span(sp, res.service, resource, scope_name, scope_version)], sp)
+                    out._add([_span(sp, res.service, resource, scope_name, scope_version)], sp.ByteSize() + carried)
                 except _Reject as exc:
                     out._reject(where, str(exc))
     out._flush()
@@ -581,13 +592,14 @@ def decode_logs(
         for si, sl in enumerate(rl.scope_logs):
             resource, problem = _scoped(res, sl, with_version=True)
             scope_name = sl.scope.name
+            carried = rl.resource.ByteSize() + sl.scope.ByteSize()  # copied into every record's row
             for ki, lr in enumerate(sl.log_records):
                 where = _log_path(ri, si, ki)
                 if problem or where in bad_ids:
                     out._reject(where, problem or bad_ids[where])
                     continue
                 try:
-                    out._add([_log(lr, res.service, resource, scope_name)], lr)
+                    out._add([_log(lr, res.service, resource, scope_name)], lr.ByteSize() + carried)
                 except _Reject as exc:
                     out._reject(where, str(exc))
     out._flush()
@@ -684,13 +696,27 @@ def decode_metrics(
                         out._reject(where, metric_problem)
                         continue
                     try:
-                        out._add(_points(metric, data_kind, data, dp, res.service, instance), dp)
+                        points = _points(metric, data_kind, data, dp, res.service, instance)
+                        more = 0
+                        if data_kind == "summary":  # each quantile point copies the attributes
+                            more = sum(kv.ByteSize() for kv in dp.attributes) + _POINT_OVERHEAD
+                        out._add(points, dp.ByteSize(), more)
                     except _Reject as exc:
                         out._reject(where, str(exc))
     out._flush()
     if out.rejected:
         log.debug("OTLP metrics: rejected %d data points: %s", out.rejected, out.error_message)
     return out
+
+
+def _summary_points(
+    first: MetricPoint, attrs: dict[str, Any], quantiles: Any, common: dict[str, Any]
+) -> Iterator[MetricPoint]:
+    yield first
+    for qv in quantiles:
+        q, v = float(qv.quantile), float(qv.value)
+        if math.isfinite(q) and math.isfinite(v):
+            yield MetricPoint(kind="gauge", value=v, attributes={**attrs, "otel.quantile": q}, **common)
 
 
 _CAMEL = {
@@ -725,8 +751,9 @@ def _count(value: int, what: str) -> int:
     return int(value)
 
 
-def _points(metric: Any, data_kind: str, data: Any, dp: Any, service: str, instance: Any) -> list[MetricPoint]:
-    """The tael points of one OTLP data point (one, or more for a summary)."""
+def _points(metric: Any, data_kind: str, data: Any, dp: Any, service: str, instance: Any) -> Iterable[MetricPoint]:
+    """The tael points of one OTLP data point (one, or more for a summary: then a
+    generator, so they are built as the slices take them, after every check)."""
     if dp.flags & _FLAG_NO_RECORDED_VALUE:
         raise _Reject("data point has the NO_RECORDED_VALUE flag (no value to store)")
     time_ns = _ns(dp.time_unix_nano, "time_unix_nano")
@@ -765,24 +792,21 @@ def _points(metric: Any, data_kind: str, data: Any, dp: Any, service: str, insta
     total = _finite_float(dp.sum, "sum") if data_kind == "summary" or dp.HasField("sum") else None
     value = total / count if count and total is not None else 0.0
     if data_kind == "summary":
-        summary_attrs = {**attrs, "otel.metric.type": "summary"}
-        points = [
-            MetricPoint(
-                kind="histogram",
-                value=_finite_float(value, "sum/count"),
-                attributes=summary_attrs,
-                count=count,
-                sum=total,
-                **common,
+        if len(dp.quantile_values) > MAX_QUANTILES:
+            raise _Reject(
+                f"summary data point has {len(dp.quantile_values):,} quantile_values, over the limit of "
+                f"{MAX_QUANTILES:,} (each is stored as a point with a copy of the attributes)"
             )
-        ]
-        for qv in dp.quantile_values:
-            q, v = float(qv.quantile), float(qv.value)
-            if math.isfinite(q) and math.isfinite(v):
-                points.append(
-                    MetricPoint(kind="gauge", value=v, attributes={**summary_attrs, "otel.quantile": q}, **common)
-                )
-        return points
+        summary_attrs = {**attrs, "otel.metric.type": "summary"}
+        first = MetricPoint(
+            kind="histogram",
+            value=_finite_float(value, "sum/count"),
+            attributes=summary_attrs,
+            count=count,
+            sum=total,
+            **common,
+        )
+        return _summary_points(first, summary_attrs, dp.quantile_values, common)
     lo = _finite_float(dp.min, "min") if dp.HasField("min") else None
     hi = _finite_float(dp.max, "max") if dp.HasField("max") else None
     if data_kind == "exponential_histogram":

@@ -256,12 +256,15 @@ def create_app(
             unread = True
             acquired = False
             try:
-                # reserve before reading: what the body costs as received, and for an
-                # uncompressed one its decoding too (a compressed one grows it later)
+                # a declared length over the limit is 413 before anything is reserved
+                # (read_body); one whose body and first decoding estimate do not fit now
+                # is 429 before it is read; otherwise the body is reserved as its bytes
+                # arrive (declaring much and sending little holds little), its decoding
+                # once it is in (prepare)
                 declared = _limits.declared_length(request)
-                if declared is not None:
+                if declared is not None and declared <= limit:
                     identity = encoding in ("", "identity")
-                    reservation.grow(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
+                    reservation.budget.admit(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
                 raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
                 unread = False
                 # counted once the body is in, so clients slow to send cannot take the slots
@@ -308,6 +311,12 @@ def create_app(
                 return JSONResponse({"data": None, "errors": [{"code": 400, "msg": str(exc)}]}, status_code=400)
             except _NotFound as exc:
                 return JSONResponse({"data": None, "errors": [{"code": 404, "msg": str(exc)}]}, status_code=404)
+            except _limits.OverBudget as exc:
+                return JSONResponse(
+                    {"data": None, "errors": [{"code": 429, "msg": str(exc)}]},
+                    status_code=429,
+                    headers={"Retry-After": _RETRY_AFTER_S},
+                )
             except TaelError as exc:
                 return JSONResponse(
                     {"data": None, "errors": [{"code": 503, "msg": str(exc)}]},
@@ -349,8 +358,27 @@ def create_app(
                 ids.append(s.trace_id)
                 if len(ids) >= limit:
                     break
-        out = [_jaeger_trace(tid, store.get_trace(tid)) for tid in ids]
-        return {"data": [t for t in out if t is not None], "total": len(out), "limit": 0, "offset": 0, "errors": None}
+        # whole traces, until they reach server_max_response_bytes (reserved as they come)
+        cap, reservation = settings.server_max_response_bytes, _limits.request_reservation(r)
+        out: list[dict[str, Any]] = []
+        size = 0
+        errors = None
+        for n, tid in enumerate(ids):
+            trace_spans = store.get_trace(tid)
+            size += _limits.record_bytes(trace_spans)
+            if size > cap and out:
+                message = (
+                    f"the response was cut short at {n:,} of {len(ids):,} traces: they reach the server's {cap:,}-byte "
+                    "response limit (Settings.server_max_response_bytes); ask for a smaller limit or a narrower "
+                    "time range"
+                )
+                errors = [{"code": 413, "msg": message}]
+                break
+            reservation.grow_to(min(size, cap) * _limits.RESPONSE_FACTOR)
+            found = _jaeger_trace(tid, trace_spans)
+            if found is not None:
+                out.append(found)
+        return {"data": out, "total": len(out), "limit": 0, "offset": 0, "errors": errors}
 
     def trace(r: Request) -> dict[str, Any]:
         tid = _trace_id(r.path_params["trace_id"], "trace_id", pad=True)
@@ -364,28 +392,41 @@ def create_app(
         text = q.get("q")
         if not text:
             raise ValueError("q (the text to search for) is required")
-        spans = store.query_traces(
-            text=_text(text, "q"),
-            service=_opt_name(q.get("service"), "service"),
-            start=_time(q.get("start"), "start", 1),
-            end=_time(q.get("end"), "end", 1),
-            limit=_limit(q.get("limit"), "limit", 20, _MAX_LIMIT),
+        filters: dict[str, Any] = {
+            "text": _text(text, "q"),
+            "service": _opt_name(q.get("service"), "service"),
+            "start": _time(q.get("start"), "start", 1),
+            "end": _time(q.get("end"), "end", 1),
+        }
+        limit = _limit(q.get("limit"), "limit", 20, _MAX_LIMIT)
+        spans, cut = _limits.capped_records(
+            lambda n: store.query_traces(**filters, limit=n),
+            limit,
+            settings.server_max_response_bytes,
+            _limits.request_reservation(r),
         )
-        return {"data": [dataclasses.asdict(s) for s in spans]}
+        return _capped_answer([dataclasses.asdict(s) for s in spans], cut)
 
     def logs(r: Request) -> dict[str, Any]:
         q = _params(r, ("q", "service", "min_severity", "trace_id", "start", "end", "limit"))
         trace_id = q.get("trace_id")
-        found: list[LogRecord] = store.query_logs(
-            text=_text(q["q"], "q") if q.get("q") else None,
-            service=_opt_name(q.get("service"), "service"),
-            min_severity=_severity(q.get("min_severity"), "min_severity"),
-            trace_id=_trace_id(trace_id, "trace_id", pad=False) if trace_id else None,
-            start=_time(q.get("start"), "start", 1),
-            end=_time(q.get("end"), "end", 1),
-            limit=_limit(q.get("limit"), "limit", 100, _MAX_LIMIT),
+        filters: dict[str, Any] = {
+            "text": _text(q["q"], "q") if q.get("q") else None,
+            "service": _opt_name(q.get("service"), "service"),
+            "min_severity": _severity(q.get("min_severity"), "min_severity"),
+            "trace_id": _trace_id(trace_id, "trace_id", pad=False) if trace_id else None,
+            "start": _time(q.get("start"), "start", 1),
+            "end": _time(q.get("end"), "end", 1),
+        }
+        limit = _limit(q.get("limit"), "limit", 100, _MAX_LIMIT)
+        found: list[LogRecord]
+        found, cut = _limits.capped_records(
+            lambda n: store.query_logs(**filters, limit=n),
+            limit,
+            settings.server_max_response_bytes,
+            _limits.request_reservation(r),
         )
-        return {"data": [dataclasses.asdict(x) for x in found]}
+        return _capped_answer([dataclasses.asdict(x) for x in found], cut)
 
     async def prometheus(_r: Request) -> Response:
         data = await run_in_threadpool(generate_latest, metrics.registry)
@@ -648,6 +689,14 @@ def _tag_text(value: Any) -> str:
 
 
 # ---------------------------------------------------------------- Jaeger JSON
+
+
+def _capped_answer(data: list[Any], cut: str | None) -> dict[str, Any]:
+    """A ``/api/search/traces`` or ``/api/logs`` answer; when the response limit cut it
+    short, ``truncated`` is true and ``warnings`` says so (the records are the newest)."""
+    if cut is None:
+        return {"data": data}
+    return {"data": data, "truncated": True, "warnings": [cut]}
 
 
 def _jaeger_list(items: list[str]) -> dict[str, Any]:

@@ -155,10 +155,17 @@ class Settings:
     server_max_inflight_bytes: int = 512 << 20
     """Memory (bytes, default 512 MiB) that the requests ``tael serve`` is handling may
     hold together: their bodies as received, decompressed, and an estimate of their
-    decoding from the body's structure (tael/_limits.py). A request reserves its
-    share before its body is read; one that does not fit gets 429 (503 on
-    ``/replication/wal``) with Retry-After, one that could never fit 413. Bounds
-    the server's memory whatever clients send."""
+    decoding from the body's structure (tael/_limits.py), and the records a query
+    response carries. A request reserves its body as the bytes arrive, then its
+    decoding; one that does not fit gets 429 (503 on ``/replication/wal``) with
+    Retry-After, one that could never fit 413. Bounds the server's memory whatever
+    clients send."""
+
+    server_max_response_bytes: int = 32 << 20
+    """Most bytes (default 32 MiB, estimated from the records' text) of records one
+    query API response (``/api/traces``, ``/api/search/traces``, ``/api/logs``)
+    carries: past it the response holds the records that fit and says it was cut
+    short (see docs/server.md); ask for a smaller ``limit`` or a narrower range."""
 
     server_header_timeout_s: float = 10.0
     """A client must send a request's line and headers within this time (seconds,
@@ -344,6 +351,7 @@ class Settings:
         _positive("server_max_body_bytes", self.server_max_body_bytes, minimum=1024)
         _positive("server_max_inflight", self.server_max_inflight, minimum=1)
         _positive("server_max_inflight_bytes", self.server_max_inflight_bytes, minimum=1 << 20)
+        _positive("server_max_response_bytes", self.server_max_response_bytes, minimum=64 << 10)
         _positive("health_min_free_bytes", self.health_min_free_bytes, minimum=0)
         _positive("health_max_maintenance_failures", self.health_max_maintenance_failures, minimum=1)
         if type(self.replicas) is not tuple or not all(

@@ -199,60 +199,68 @@ def test_out_of_range_query_parameters_get_400_naming_the_parameter(tmp_path: Pa
 # ---------------------------------------------------------------- fault 7
 
 
-def test_a_body_over_the_memory_budget_gets_429_without_being_read(tmp_path: Path) -> None:
+def _held(port: int, declared: int | None, sent: bytes) -> socket.socket:
+    """A connection that declares a ``declared``-byte OTLP body and sends ``sent`` of it
+    (``declared`` None: a chunked body, ``sent`` as one chunk)."""
+    s = socket.create_connection(("127.0.0.1", port))
+    head = b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf\r\n"
+    if declared is None:
+        s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(sent) + sent + b"\r\n")
+    else:
+        s.sendall(head + f"Content-Length: {declared}\r\n\r\n".encode() + sent)
+    return s
+
+
+def _wait_reserved(url: str, at_least: int) -> None:
+    deadline = time.monotonic() + 20
+    while gauge(url, "tael_server_reserved_bytes") < at_least:
+        assert time.monotonic() < deadline, "the held requests never reserved their share"
+        time.sleep(0.05)
+
+
+def test_a_body_over_the_memory_budget_gets_429_as_it_arrives(tmp_path: Path) -> None:
     settings = tael.Settings(server_max_inflight_bytes=8 << 20)
-    small = trace_request(4_000)  # ~200 KiB: reserves ~5 MiB with its decoding
+    MiB = 1 << 20
     with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
         port = int(url.rsplit(":", 1)[1])
-        with (
-            socket.create_connection(("127.0.0.1", port)) as held,
-            socket.create_connection(("127.0.0.1", port)) as big,
-        ):
-            head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-            held.sendall(head + f"Content-Length: {len(small)}\r\n\r\n".encode() + small[:-1])
-            deadline = time.monotonic() + 20
-            while gauge(url, "tael_server_reserved_bytes") < _limits.otlp_decode_cost(len(small)):
-                assert time.monotonic() < deadline, "the held request never reserved its share"
-                time.sleep(0.05)
-            # declares 5 MiB (with its decoding ~46 MiB) and sends none of it
-            big.sendall(head + b"Content-Length: 5242880\r\n\r\n")
+        held = _held(port, None, b"\0" * (3 * MiB))  # a chunked body, 3 MiB arrived so far
+        _wait_reserved(url, 3 * MiB)
+        # 5 MiB + 64 KiB more arrive: over the 8 MiB budget, refused as they arrive
+        with _held(port, None, b"\0" * (5 * MiB + 65536)) as big:
+            big.settimeout(30)
             answer = _read_response(big)
-            assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
-            assert b"retry-after: 5" in answer.lower()
-            held.sendall(small[-1:])
-            assert _read_response(held).startswith(b"HTTP/1.1 200")
-        # the reservations were released
-        assert gauge(url, "tael_server_reserved_bytes") == 0.0
-        r = httpx.post(url + "/v1/traces", content=trace_request(4_000, first=4_000), headers=PROTOBUF)
+        assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
+        assert b"retry-after: 5" in answer.lower()
+        # a declared body that could not fit with what is held now is refused unread
+        with _held(port, 5 * MiB, b"") as declared:
+            declared.settimeout(30)
+            answer = _read_response(declared)
+        assert answer.startswith(b"HTTP/1.1 429"), answer[:200]
+        held.close()
+        deadline = time.monotonic() + 20
+        while gauge(url, "tael_server_reserved_bytes") != 0.0:  # the reservations were released
+            assert time.monotonic() < deadline, "a reservation was never released"
+            time.sleep(0.05)
+        r = httpx.post(url + "/v1/traces", content=trace_request(4_000), headers=PROTOBUF)
         assert r.status_code == 200, r.text
         # a body whose decoding could never fit in the budget is refused for good: 413
         r = httpx.post(url + "/v1/traces", content=trace_request(40_000, first=8_000), headers=PROTOBUF)
         assert r.status_code == 413 and b"send fewer records per request" in r.content, r.text
         got = counted(url)
-        assert got[("traces", "429")] == 1.0 and got[("traces", "413")] == 1.0
-        assert gauge(url, "tael_server_budget_refusals") == 1.0
+        assert got[("traces", "429")] == 2.0 and got[("traces", "413")] == 1.0
+        assert gauge(url, "tael_server_budget_refusals") == 2.0
         assert gauge(url, "tael_server_reserved_bytes") == 0.0
-        assert store.stats().signals["spans"].count == 8_000
+        assert store.stats().signals["spans"].count == 4_000
 
 
 def test_held_bodies_hold_the_budget_only_until_the_body_timeout(tmp_path: Path) -> None:
-    settings = tael.Settings(server_max_inflight_bytes=64 << 20, server_body_timeout_s=1.0)
-    body = trace_request(20_000)  # ~1 MiB: reserves ~23 MiB with its decoding
+    settings = tael.Settings(server_max_inflight_bytes=8 << 20, server_body_timeout_s=1.0)
+    MiB = 1 << 20
+    body = trace_request(4_000)  # ~200 KiB: its decoding is reserved at ~5 MiB
     with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
         port = int(url.rsplit(":", 1)[1])
-        held = []
-        for _ in range(2):  # two bodies sent but for their last byte
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(
-                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body[:-1]
-            )
-            held.append(s)
-        deadline = time.monotonic() + 20
-        while gauge(url, "tael_server_reserved_bytes") < 2 * _limits.otlp_decode_cost(len(body)):
-            assert time.monotonic() < deadline, "the held requests never reserved their share"
-            time.sleep(0.05)
+        held = [_held(port, None, b"\0" * (3 * MiB)) for _ in range(2)]  # chunked, 3 MiB each arrived
+        _wait_reserved(url, 6 * MiB)
         r = httpx.post(url + "/v1/traces", content=body, headers=PROTOBUF)
         assert r.status_code == 429 and r.headers["retry-after"] == "5", r.text
         for s in held:  # the body timeout closes them
@@ -264,7 +272,58 @@ def test_held_bodies_hold_the_budget_only_until_the_body_timeout(tmp_path: Path)
         assert r.status_code == 200, r.text
         got = counted(url)
         assert got[("traces", "408")] == 2.0
-        assert store.stats().signals["spans"].count == 20_000
+        assert store.stats().signals["spans"].count == 4_000
+
+
+def test_idle_connections_declaring_large_bodies_do_not_lock_the_budget(tmp_path: Path) -> None:
+    # review repro /tmp/review/hold.py: four connections declaring ~78 MB and sending one
+    # byte each reserved the whole budget up front, and every other request got 429
+    settings = tael.Settings(server_max_inflight_bytes=64 << 20)
+    with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        held = [_held(port, 19 << 20, b"\x0a") for _ in range(4)]
+        time.sleep(0.5)
+        assert gauge(url, "tael_server_reserved_bytes") < 1024  # one byte each, not 19 MiB
+        r = httpx.post(url + "/v1/traces", content=trace_request(1_000), headers=PROTOBUF)
+        assert r.status_code == 200, r.text
+        for s in held:
+            s.close()
+        assert store.stats().signals["spans"].count == 1_000
+
+
+def test_an_oversized_declared_body_gets_413_even_beside_other_requests(tmp_path: Path) -> None:
+    # review repro /tmp/review/over413.py: beside any reservation it got 429 + Retry-After,
+    # so an exporter retried for ever a body that can never be taken
+    settings = tael.Settings(server_max_inflight_bytes=8 << 20)
+    with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with _held(port, None, b"\0" * (6 << 20)):  # 6 MiB of 8 reserved
+            _wait_reserved(url, 6 << 20)
+            with _held(port, settings.server_max_body_bytes + 1, b"") as big:
+                big.settimeout(30)
+                answer = _read_response(big)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"retry-after" not in answer.lower()
+
+
+def test_an_idle_kept_alive_connection_is_closed_without_a_408(tmp_path: Path) -> None:
+    # a header timeout shorter than uvicorn's keep-alive (5 s) wrote an unsolicited 408
+    # on a connection idle between requests, which a client reads as its next answer
+    settings = tael.Settings(server_header_timeout_s=0.5)
+    with tael.Store(tmp_path / "data", settings) as store, serving(store) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.settimeout(30)
+            s.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert _read_response(s).startswith(b"HTTP/1.1 200")
+            assert _read_response(s) == b""  # closed after the header timeout, nothing written
+        # a kept-alive connection that begins a next request and stalls still gets 408
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.settimeout(30)
+            s.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert _read_response(s).startswith(b"HTTP/1.1 200")
+            s.sendall(b"GET /health/live HTTP/1.1\r\n")
+            assert _read_response(s).startswith(b"HTTP/1.1 408")
 
 
 def test_slow_headers_get_408_and_the_connection_is_closed(tmp_path: Path) -> None:
@@ -575,3 +634,143 @@ def test_an_oversized_otlp_body_gets_413_in_its_own_content_type_without_being_r
 
         status = Status.FromString(body)
         assert status.code == 413 and "over the 20,971,520-byte limit" in status.message
+
+
+# ---------------------------------------------------------------- amplification (review of issue 14)
+
+
+def _summary_request(quantiles: int, attributes: int) -> bytes:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    req = ExportMetricsServiceRequest()
+    metric = req.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name = "latency"
+    dp = metric.summary.data_points.add()
+    dp.time_unix_nano = 1_767_225_600_000_000_000
+    dp.count, dp.sum = 10, 5.0
+    for i in range(attributes):
+        kv = dp.attributes.add()
+        kv.key, kv.value.string_value = f"attribute{i:03d}", f"value{i:03d}"
+    for i in range(quantiles):
+        qv = dp.quantile_values.add()
+        qv.quantile, qv.value = i / max(quantiles, 1), float(i)
+    return req.SerializeToString()
+
+
+def test_a_summary_with_too_many_quantiles_is_rejected_and_its_copies_are_charged(tmp_path: Path) -> None:
+    # review repro /tmp/review/summary_amp.py: one data point of 50 attributes and 300,000
+    # quantiles (0.57 MiB) became 300,000 points each with a copy of the attributes
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    from tael import _otlp
+
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+        r = httpx.post(url + "/v1/metrics", content=_summary_request(1_000, 5), headers=PROTOBUF)
+        assert r.status_code == 200, r.text
+        assert store.stats().signals["metrics"].count == 1_001  # the summary and its quantiles
+        r = httpx.post(url + "/v1/metrics", content=_summary_request(1_001, 5), headers=PROTOBUF)
+        assert r.status_code == 200, r.text
+        assert b"over the limit of 1,000" in r.content and b"quantile_values" in r.content
+        assert store.stats().signals["metrics"].count == 1_001
+    assert _otlp.MAX_QUANTILES == 1_000
+    # the budget's estimate charges each quantile its data point's attributes
+    body = _summary_request(300_000, 50)
+    dp = ExportMetricsServiceRequest.FromString(body).resource_metrics[0].scope_metrics[0].metrics[0]
+    attrs = sum(kv.ByteSize() for kv in dp.summary.data_points[0].attributes)
+    assert _limits.protobuf_cost(body, ExportMetricsServiceRequest.DESCRIPTOR) > 300_000 * attrs
+
+
+def _resource_request(spans: int, resource_kib: int) -> bytes:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    for i in range(resource_kib):
+        kv = rs.resource.attributes.add()
+        kv.key, kv.value.string_value = f"attr{i}", "v" * 1000
+    ss = rs.scope_spans.add()
+    for i in range(spans):
+        sp = ss.spans.add()
+        sp.trace_id = (i + 1).to_bytes(16, "big")
+        sp.span_id = (i + 1).to_bytes(8, "big")
+        sp.name = "op"
+        sp.start_time_unix_nano = 1_767_225_600_000_000_000 + i
+        sp.end_time_unix_nano = 1_767_225_600_000_000_000 + i + 1000
+    return req.SerializeToString()
+
+
+def test_slices_and_the_budget_count_the_resource_every_span_carries(tmp_path: Path) -> None:
+    # review repro /tmp/review/resource_amp.py: 16,384 minimal spans under 25 KB of
+    # resource attributes (0.77 MiB) went out as one slice of 16,384 rows, each
+    # carrying its own copy of the resource (~400 MB)
+    from tael import _otlp
+
+    body = _resource_request(2_000, 25)
+    slices: list[int] = []
+    decoded = _otlp.decode_traces(body, "application/x-protobuf", lambda batch: slices.append(len(batch)))
+    assert decoded.accepted == 2_000 == sum(slices)
+    resource = ExportTraceServiceRequest.FromString(body).resource_spans[0].resource.ByteSize()
+    assert max(slices) <= _otlp.SLICE_BYTES // resource + 1  # ~41 spans of 25 KB copies a slice
+    # and the budget's estimate charges every span its copy of the resource
+    assert _limits.protobuf_cost(body, ExportTraceServiceRequest.DESCRIPTOR) > 2_000 * resource
+    with tael.Store(tmp_path / "data") as store, serving(store) as url:
+        r = httpx.post(url + "/v1/traces", content=body, headers=PROTOBUF, timeout=60)
+        assert r.status_code == 200, r.text
+        assert store.stats().signals["spans"].count == 2_000
+
+
+def test_json_cost_counts_text_at_cpythons_width() -> None:
+    # review repro /tmp/review/ucs4_chunked.py: one emoji makes CPython store the whole
+    # decoded text at 4 bytes a character; json_cost assumed one
+    ascii_body = (
+        b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"' + b"x" * 100_000 + b'"}}]}]}]}'
+    )
+    emoji = ascii_body.replace(b'"xxx', '"\U0001f600xx'.encode(), 1)
+    wide = ascii_body.replace(b'"xxx', '"\u0100xx'.encode(), 1)
+    latin = ascii_body.replace(b'"xxx', '"\u00e9xx'.encode(), 1)
+    assert _limits.json_cost(emoji) >= 4 * 3 * 100_000
+    assert _limits.json_cost(wide) >= 2 * 3 * 100_000
+    assert _limits.json_cost(ascii_body) < 2 * 3 * 100_000
+    assert [_limits.text_width(b) for b in (ascii_body, latin, wide, emoji)] == [1, 1, 2, 4]
+
+
+def test_query_responses_are_capped_at_server_max_response_bytes(tmp_path: Path) -> None:
+    # review repro /tmp/review/qmem.py: three concurrent GET /api/logs?limit=100000 over
+    # 2 MB log bodies held every record, its JSON text and its bytes at once (1.57 GB)
+    settings = tael.Settings(server_max_response_bytes=1 << 20)
+    now = time.time_ns() - 600 * 10**9
+    with tael.Store(tmp_path / "data", settings) as store:
+        store.insert_logs(
+            [tael.LogRecord(time_ns=now + i, body=f"{i:06d}" + "x" * 100_000, service="svc") for i in range(40)]
+        )
+        store.insert_spans(
+            [
+                tael.Span(
+                    trace_id=f"{i + 1:032x}",
+                    span_id=f"{i + 1:016x}",
+                    service="svc",
+                    name="op",
+                    start_ns=now + i,
+                    end_ns=now + i + 1000,
+                    attributes={"gen_ai.prompt": "word " + "y" * 100_000},
+                )
+                for i in range(40)
+            ]
+        )
+        store.flush()  # searchable
+        with serving(store) as url:
+            r = httpx.get(url + "/api/logs?limit=1000", timeout=60)
+            assert r.status_code == 200, r.text[:300]
+            got = r.json()
+            assert got["truncated"] is True and "server_max_response_bytes" in got["warnings"][0]
+            assert 5 <= len(got["data"]) <= 10  # ~100 KB each under a 1 MiB cap
+            # the newest first, none skipped
+            assert [d["body"][:6] for d in got["data"]] == [f"{i:06d}" for i in range(39, 39 - len(got["data"]), -1)]
+            r = httpx.get(url + "/api/logs?limit=3", timeout=60)
+            assert len(r.json()["data"]) == 3 and "truncated" not in r.json()
+            r = httpx.get(url + "/api/search/traces?q=word&limit=1000", timeout=60)
+            assert r.status_code == 200 and r.json()["truncated"] is True
+            assert 5 <= len(r.json()["data"]) <= 10
+            r = httpx.get(url + "/api/traces?service=svc&limit=40", timeout=60)
+            assert r.status_code == 200
+            assert 5 <= len(r.json()["data"]) <= 10
+            assert "server_max_response_bytes" in r.json()["errors"][0]["msg"]
+            assert gauge(url, "tael_server_reserved_bytes") == 0.0
