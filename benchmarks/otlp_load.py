@@ -404,7 +404,6 @@ def main() -> None:
         args.clients, args.requests, args.spans_per_request = 2, 5, 100
         args.big, args.held, args.slow, args.hostile_seconds, args.bombs = 1, 3, 20, 3.0, 1
         args.header_timeout, args.body_timeout, args.max_body_mib = 1.0, 1.0, 2.0
-    import httpx
 
     import tael
     from benchmarks._common import machine
@@ -413,20 +412,9 @@ def main() -> None:
         data = Path(tmp) / "data"
         port = _port()
         url = f"http://127.0.0.1:{port}"
-        code = f"from tael._server import run_server; run_server({str(data)!r}, port={port})"
-        server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+        server = _start_server(data, port, {})
         sampler = RssSampler(server.pid)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(url + "/health/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.1)
             print(f"building {args.clients} x {args.requests} requests ...", file=sys.stderr)
             bodies = [_requests(c, args.requests, args.spans_per_request) for c in range(args.clients)]
             ctx = mp.get_context("spawn")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import CorruptionError, StorageError, StoreClosedError
@@ -34,14 +34,12 @@ _APPLY_GROUP_RECORDS = 50_000  # most records the applier puts in one LMDB trans
 
 
 class _Ticket:
-    __slots__ = ("decode", "end", "error", "frame", "lsn", "n", "rows", "rtype")
+    __slots__ = ("end", "error", "frame", "lsn", "n", "rows", "rtype")
 
     def __init__(self, rtype: int, rows: Sequence[Any], frame: bytes) -> None:
         self.rtype = rtype
         self.rows = rows
         self.n = len(rows)
-        self.decode: Callable[[], Sequence[Any]] | None = None
-        """Shipped frames: decoded into ``rows`` by the applier, after the standby acked them."""
         self.frame = frame
         self.lsn = self.end = -1
         self.error: BaseException | None = None
@@ -116,12 +114,11 @@ class CommitPipeline:
             self.leader.wait_acked(ticket.end)
         return ticket.lsn, ticket.end
 
-    def commit_shipped(self, items: list[tuple[int, int, int, bytes, Callable[[], Sequence[Any]]]]) -> int:
+    def commit_shipped(self, items: list[tuple[int, int, Sequence[Any], bytes]]) -> int:
         """Standby: make frames shipped by the leader durable in the WAL at the leader's
         LSNs and queue them for the hot tier, as ``commit`` does for local writes.
-        ``items`` are (lsn, record type, record count, frame, decode): the applier
-        decodes the rows, so the standby acknowledges without waiting for that.
-        Returns the WAL's end LSN."""
+        ``items`` are (lsn, record type, rows, frame): the standby decoded and checked
+        the rows before (Store._receive_shipment). Returns the WAL's end LSN."""
         self._check_failed()
         with self._apply_cv:
             while self._unapplied >= self.max_unapplied and not self._stopping:
@@ -138,13 +135,12 @@ class CommitPipeline:
         try:
             start = self.durable_lsn  # everything before it is queued for the hot tier already
             with self.io:
-                end = self.wal.append_at([(lsn, frame) for lsn, _t, _n, frame, _d in items])
+                end = self.wal.append_at([(lsn, frame) for lsn, _t, _rows, frame in items])
             tickets = []
-            for lsn, rtype, n, frame, decode in items:
+            for lsn, rtype, rows, frame in items:
                 if lsn < start:
                     continue  # received before (a retried shipment)
-                t = _Ticket(rtype, (), b"")
-                t.n, t.decode = n, decode
+                t = _Ticket(rtype, rows, b"")
                 t.lsn, t.end = lsn, lsn + len(frame)
                 tickets.append(t)
             if tickets:
@@ -240,12 +236,6 @@ class CommitPipeline:
                 self._apply_attempts += 1
                 attempt = self._apply_attempts
             try:
-                for t in group:
-                    if t.decode is not None:
-                        try:
-                            t.rows, t.decode = t.decode(), None
-                        except CorruptionError as exc:  # verifies (the standby checked) but does not decode
-                            raise UnappliableRecordError(t.lsn, t.end, exc) from exc
                 batches = [(t.rtype, t.rows, t.lsn, t.end) for t in group]
                 self.hot.apply(batches)
             except UnappliableRecordError as exc:

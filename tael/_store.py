@@ -6,7 +6,6 @@ writes through the commit pipeline and reads through the tiers.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import math
@@ -602,7 +601,7 @@ class Store:
         with self._receive_lock:
             end = pipeline.durable_lsn
             adopt = check_shipment(self._identity, end, msg)
-            items: list[tuple[int, int, int, bytes, Callable[[], Sequence[Any]]]] = []
+            items: list[tuple[int, int, Sequence[Any], bytes]] = []
             for lsn, raw in msg["frames"]:
                 if lsn < end:
                     continue
@@ -611,7 +610,7 @@ class Store:
                 except ReplicationError as exc:  # damaged on the way: the leader sends it again
                     raise Conflict(str(exc), end_lsn=end, fatal=False) from exc
                 if frame.rtype == RecordType.PAD:
-                    items.append((lsn, frame.rtype, 0, raw, list))
+                    items.append((lsn, frame.rtype, (), raw))
                     continue
                 if frame.rtype not in ROW_OF:
                     raise Conflict(
@@ -634,7 +633,7 @@ class Store:
                 problem = rows_problem(frame.rtype, rows)
                 if problem is not None:
                     raise Conflict(f"cannot apply shipped WAL at LSN {lsn}: {problem}", end_lsn=end, fatal=True)
-                items.append((lsn, frame.rtype, len(rows), raw, functools.partial(_given, rows)))
+                items.append((lsn, frame.rtype, rows, raw))
             if adopt is not None:  # only once the shipment proved sound
                 self._hot.put_meta({_IDENTITY: adopt.pack()})
                 self._identity = adopt
@@ -1798,10 +1797,6 @@ def _event(stop: Any) -> threading.Event | None:
     if stop is not None and not isinstance(stop, threading.Event):
         raise TypeError(f"stop must be a threading.Event or None, got {type(stop).__name__}")
     return stop
-
-
-def _given(rows: Sequence[Any]) -> Sequence[Any]:
-    return rows
 
 
 def _batch(records: Any) -> Sequence[Any]:

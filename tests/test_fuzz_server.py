@@ -13,11 +13,6 @@ import base64
 import gzip
 import json
 import random
-import signal
-import socket
-import subprocess
-import sys
-import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,18 +29,13 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 import tael
 
-ROOT = Path(__file__).resolve().parent.parent
+from .test_server import Server
+
 SEED = 20261130
 T0 = 1_767_225_600_000_000_000
 
 OTLP_OK = {200, 400, 413, 415}
 QUERY_OK = {200, 400, 404, 405}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------- seed bodies
@@ -399,25 +389,10 @@ def fuzz_queries(rng: random.Random, n: int) -> Iterator[str]:
 
 def run_fuzz(tmp_path: Path, n_bodies: int, n_queries: int) -> None:
     data = tmp_path / "data"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = {"durability": "os", "index_commit_interval_s": 0.2, "server_max_body_bytes": 1 << 20}
-    code = (
-        "import tael; from tael._server import run_server; "
-        f"run_server({str(data)!r}, port={port}, settings=tael.Settings(**{settings!r}), maintenance_interval_s=3600)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    server = Server(data, durability="os", index_commit_interval_s=0.2, server_max_body_bytes=1 << 20)
+    url = server.url
     problems: list[str] = []
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/health/ready").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
         rng = random.Random(SEED)
         codes: dict[int, int] = {}
         with httpx.Client(base_url=url, timeout=60) as client:
@@ -435,15 +410,8 @@ def run_fuzz(tmp_path: Path, n_bodies: int, n_queries: int) -> None:
         print(f"answers by status: {sorted(codes.items())}")
         assert codes.get(200, 0) > n_bodies // 20, f"too few requests were valid enough to be written: {codes}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rc = proc.wait()
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        proc.stderr.close()
+        rc = server.stop(timeout=60)
+        err = server.stderr
     assert not problems, f"{len(problems)} bad answers (seed {SEED}):\n" + "\n".join(problems[:20])
     assert rc == 0, err[-3000:]
     assert "Traceback" not in err, err[-3000:]

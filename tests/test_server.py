@@ -60,11 +60,15 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
         wait_for(lambda: httpx.get(self.url + "/health/live").status_code == 200, "the server to start")
 
-    def stop(self) -> int:
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then the exit code (SIGKILL after ``timeout`` s: a hang fails as -9).
+        Again after the first call: the same code."""
+        if self.proc.stderr is None or self.proc.stderr.closed:
+            return self.proc.returncode
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

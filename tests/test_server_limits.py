@@ -23,13 +23,9 @@ import tael
 from tael import _limits
 from tael._server import create_app
 
+from .test_server import Server, free_port
+
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -512,28 +508,10 @@ def test_limit_settings_are_validated(field: str, value: Any) -> None:
 
 
 def test_sigterm_does_not_wait_for_a_body_that_is_held_back(tmp_path: Path) -> None:
-    import signal
-    import subprocess
-    import sys
-
-    port = free_port()
-    code = (
-        "import tael; from tael._server import run_server; "
-        f"run_server({str(tmp_path / 'data')!r}, port={port}, "
-        "settings=tael.Settings(server_body_timeout_s=600.0), maintenance_interval_s=3600)"
-    )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
+    server = Server(tmp_path / "data", server_body_timeout_s=600.0)
+    port = server.port
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/live").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
-            time.sleep(0.05)
+        deadline = time.monotonic() + 60
         body = trace_request(100)
         with socket.create_connection(("127.0.0.1", port)) as held:
             held.sendall(
@@ -543,17 +521,12 @@ def test_sigterm_does_not_wait_for_a_body_that_is_held_back(tmp_path: Path) -> N
             )
             url = f"http://127.0.0.1:{port}"
             while gauge(url, "tael_server_reserved_bytes") == 0:
-                assert time.monotonic() < deadline + 30, "the held request never reserved its share"
+                assert time.monotonic() < deadline, "the held request never reserved its share"
                 time.sleep(0.05)
-            proc.send_signal(signal.SIGTERM)
             # far sooner than the 600 s body timeout (a hang is what this guards against)
-            assert proc.wait(60) == 0
+            assert server.stop(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
-        proc.stderr.close()
+        server.stop()
     with tael.Store(tmp_path / "data") as store:
         assert store.stats().signals["spans"].count == 0
 
@@ -569,30 +542,11 @@ def test_bodies_of_millions_of_empty_messages_are_refused_before_they_are_parsed
     """Two bytes of protobuf (or three of JSON) make a message that costs ~200 bytes
     once parsed: such bodies are refused with 413 from their structure, before the
     parser allocates anything, and the server stays small."""
-    import signal
-    import subprocess
-    import sys
-
     from tael import _otlp
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    code = (
-        "from tael._server import run_server; "
-        f"run_server({str(tmp_path / 'data')!r}, port={port}, maintenance_interval_s=3600)"
-    )
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=root, stderr=subprocess.PIPE, text=True)
+    server = Server(tmp_path / "data")
+    url = server.url
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/health/live").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "the server did not start"
-            time.sleep(0.05)
         v = _otlp._varint
         n = 8 << 20
         empty_spans = b"\x12\x00" * (n // 2)  # 4 million spans in one scope
@@ -607,13 +561,10 @@ def test_bodies_of_millions_of_empty_messages_are_refused_before_they_are_parsed
             assert r.status_code == 413, (what, r.status_code, r.text[:300])
             assert b"send fewer records per request" in r.content, what
         # 8 MiB of them would take ~1.5 GB if parsed; the server never came close
-        assert _vm_hwm(proc.pid) < 600 << 20
+        assert _vm_hwm(server.proc.pid) < 600 << 20
         assert httpx.get(url + "/health/ready").status_code == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        assert proc.stderr is not None
-        proc.stderr.close()
+        server.stop(timeout=60)
 
 
 def test_an_oversized_otlp_body_gets_413_in_its_own_content_type_without_being_read(tmp_path: Path) -> None:
