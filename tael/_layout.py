@@ -1,0 +1,97 @@
+"""The record layout: what each position of a decoded record holds.
+
+A record is a msgpack array (docs/format/wal.md, "Record layouts"); decoded it is
+a plain ``list`` indexed by position, which is what every tier and query works
+on because a list index is the cheapest field access Python has (a NamedTuple or
+dataclass per record costs several times more on the insert and scan paths).
+These names are that layout, written once: code reads ``f[SPAN_START]``, never
+``f[5]``. The aliases below name which layout a list follows; mypy cannot check
+positions inside a ``list[Any]``, so the names are the check.
+
+The layout is part of the WAL and hot-tier formats (version 1): a position never
+changes meaning; a new field is appended.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+SpanRecord: TypeAlias = list[Any]
+"""A decoded span: positions ``SPAN_*``."""
+LogRecordFields: TypeAlias = list[Any]
+"""A decoded log record: positions ``LOG_*``."""
+MetricRecord: TypeAlias = list[Any]
+"""A decoded metric point: positions ``METRIC_*``."""
+CommentRecord: TypeAlias = list[Any]
+"""A decoded comment: positions ``COMMENT_*``."""
+
+# ---------------------------------------------------------------- spans
+SPAN_TRACE = 0  # bytes(16)
+SPAN_ID = 1  # bytes(8)
+SPAN_PARENT = 2  # bytes(8) or None
+SPAN_NAME = 3  # str
+SPAN_SERVICE = 4  # str
+SPAN_START = 5  # int ns
+SPAN_END = 6  # int ns
+SPAN_KIND = 7  # int: index into tael.SPAN_KINDS
+SPAN_STATUS = 8  # int: index into tael.SPAN_STATUSES
+SPAN_STATUS_MESSAGE = 9  # str or None
+SPAN_ATTRS = 10  # dict
+SPAN_RESOURCE = 11  # dict
+SPAN_SCOPE_NAME = 12  # str or None
+SPAN_SCOPE_VERSION = 13  # str or None
+SPAN_EVENTS = 14  # list of events (EVENT_*)
+SPAN_LINKS = 15  # list of links (LINK_*)
+SPAN_TRACE_STATE = 16  # str or None
+SPAN_FLAGS = 17  # int
+
+EVENT_TIME = 0  # int ns
+EVENT_NAME = 1  # str
+EVENT_ATTRS = 2  # dict
+
+LINK_TRACE = 0  # bytes(16)
+LINK_SPAN = 1  # bytes(8)
+LINK_ATTRS = 2  # dict
+
+# ---------------------------------------------------------------- logs
+LOG_TIME = 0  # int ns
+LOG_BODY = 1  # str or None (or a blob reference: docs/format/blobs.md)
+LOG_SERVICE = 2  # str
+LOG_SEVERITY = 3  # int 0..24
+LOG_SEVERITY_TEXT = 4  # str or None
+LOG_TRACE = 5  # bytes(16) or None
+LOG_SPAN = 6  # bytes(8) or None
+LOG_ATTRS = 7  # dict
+LOG_RESOURCE = 8  # dict
+LOG_OBSERVED = 9  # int ns or None
+LOG_SCOPE_NAME = 10  # str or None
+
+# ---------------------------------------------------------------- metric points
+METRIC_TIME = 0  # int ns
+METRIC_NAME = 1  # str
+METRIC_SERVICE = 2  # str
+METRIC_VALUE = 3  # float
+METRIC_KIND = 4  # int: index into tael.METRIC_KINDS
+METRIC_UNIT = 5  # str
+METRIC_ATTRS = 6  # dict
+METRIC_MONOTONIC = 7  # bool
+METRIC_TEMPORALITY = 8  # int: index into tael.TEMPORALITIES
+METRIC_START = 9  # int ns or None
+METRIC_COUNT = 10  # int or None
+METRIC_SUM = 11  # float or None
+METRIC_MIN = 12  # float or None
+METRIC_MAX = 13  # float or None
+METRIC_BUCKETS = 14  # list of int or None
+METRIC_BOUNDS = 15  # list of float or None
+
+SERIES_SERVICE = 0  # a series descriptor (the hot tier's series catalog): [service, kind, attributes]
+SERIES_KIND = 1
+SERIES_ATTRS = 2
+
+# ---------------------------------------------------------------- comments
+COMMENT_ID = 0  # bytes(16)
+COMMENT_TRACE = 1  # bytes(16)
+COMMENT_SPAN = 2  # bytes(8) or None
+COMMENT_AUTHOR = 3  # str
+COMMENT_BODY = 4  # str
+COMMENT_CREATED = 5  # int ns
