@@ -95,3 +95,33 @@ COMMENT_SPAN = 2  # bytes(8) or None
 COMMENT_AUTHOR = 3  # str
 COMMENT_BODY = 4  # str
 COMMENT_CREATED = 5  # int ns
+
+# ---------------------------------------------------------------- rows
+# A row is what an encoder hands the commit pipeline: a tuple of the fields the hot
+# tier keys and indexes on, then the packed record (always last: ROW_PACKED). The
+# tuple types (``SpanRow`` and friends in tael/_codec.py) let mypy check them.
+ROW_PACKED = -1
+
+SPAN_ROW_START = 0
+SPAN_ROW_TRACE = 1
+SPAN_ROW_ID = 2
+SPAN_ROW_SERVICE = 3
+SPAN_ROW_DURATION = 4
+SPAN_ROW_ERROR = 5
+SPAN_ROW_NAME = 6
+SPAN_ROW_FLAG = 7  # payload flag: 0 none, 1 short text to index, 2 text for the blob store
+
+LOG_ROW_TIME = 0
+LOG_ROW_TRACE = 1
+LOG_ROW_SEVERITY = 2
+LOG_ROW_SERVICE = 3
+LOG_ROW_FLAG = 4
+
+METRIC_ROW_TIME = 0
+METRIC_ROW_NAME = 1
+METRIC_ROW_SERIES = 2  # 8-byte series id
+METRIC_ROW_DESC = 3  # packed series descriptor (SERIES_*)
+
+COMMENT_ROW_TRACE = 0
+COMMENT_ROW_CREATED = 1
+COMMENT_ROW_ID = 2

@@ -123,7 +123,7 @@ def run_sql(store: Store, query: str) -> pa.Table:
         finally:
             con.close()
 
-    return store._read(run, pin=True)
+    return store._reads.read(run, pin=True)
 
 
 # ---------------------------------------------------------------- results as plain values

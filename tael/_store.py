@@ -14,10 +14,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow.compute as pc
 
@@ -62,6 +61,8 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
+from ._query import args, filters
+from ._query.context import ReadContext
 from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
 from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
 from ._search import (
@@ -92,11 +93,8 @@ from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
-MAX_LIMIT = 100_000
 ATTRIBUTE_SAMPLE = 10_000
 """Recent records ``list_attribute_keys`` and ``list_attribute_values`` look at."""
-_READ_ATTEMPTS = 3
-_T = TypeVar("_T")
 _REPLAY_GROUP_RECORDS = 20_000
 _REREAD_BYTES = 8 << 20  # WAL read at a time when the indexer indexes batches again
 _IDENTITY = b"replication_identity"
@@ -155,6 +153,7 @@ class Store:
             self._compactor = Compactor(self._hot, self._cold, s)
             raw = self._hot.get_meta(_IDENTITY)
             self._identity = Identity.unpack(raw) if raw is not None else Identity.new_leader()
+            self._reads = self._read_context()
             return
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = DirLock(self.path)
@@ -199,6 +198,7 @@ class Store:
                 self._pipeline.checkpoint()
                 if self._identity.role == STANDBY and s.standby_listen is not None:
                     self._endpoint = Endpoint(self, s.standby_listen)
+                self._reads = self._read_context()
             except BaseException:
                 if self._endpoint is not None:
                     self._endpoint.close()
@@ -216,6 +216,19 @@ class Store:
         except BaseException:
             self._lock.release()
             raise
+
+    def _read_context(self) -> ReadContext:
+        return ReadContext(
+            path=self.path,
+            settings=self.settings,
+            hot=self._hot,
+            cold=self._cold,
+            blobs=self._blobs,
+            payloads=self._payloads,
+            index=self._index,
+            read_only=self.read_only,
+            check_open=self._check_open,
+        )
 
     def _open_identity(self, standby: bool) -> Identity:
         """The directory's replication identity, created on first open; a standby
@@ -712,34 +725,9 @@ class Store:
     # may be unlinked (retention, merge) after the snapshot listed it; the read is
     # then retried on a fresh snapshot.
 
-    def _read(self, fn: Callable[[Any, list[ColdFile]], _T], *, pin: bool = False) -> _T:
-        """``fn(txn, manifest)`` on one LMDB snapshot, again on a fresh one (a bounded number
-        of times) if a file it reads went away, which a merge or retention may do to files
-        the snapshot names. With ``pin`` (long reads: SQL), this process's maintenance keeps
-        the snapshot's files until ``fn`` returns; another process's may still remove them."""
-        self._check_open()
-        for _attempt in range(_READ_ATTEMPTS):
-            try:
-                if not pin:
-                    with self._hot.reader() as txn:
-                        return fn(txn, self._hot.manifest(txn))
-                with ExitStack() as stack:
-
-                    def snapshot() -> tuple[Any, list[ColdFile]]:
-                        txn = stack.enter_context(self._hot.reader())
-                        return txn, self._hot.manifest(txn)
-
-                    with self._cold.pinned(snapshot) as (txn, manifest):
-                        return fn(txn, manifest)
-            except FileNotFoundError as exc:
-                missing = exc
-        raise StorageError(
-            f"files (cold Parquet or payload blobs) kept disappearing under a read of {self.path}: {missing}"
-        )
-
     def get_trace(self, trace_id: str) -> list[Span]:
         """Every span of a trace, hot and cold, ascending start_ns; [] for an unknown id."""
-        trace = _query_id(trace_id, 16, "trace_id")
+        trace = args.query_id(trace_id, 16, "trace_id")
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
             spans: dict[bytes, list[Any]] = {}
@@ -755,7 +743,7 @@ class Store:
                 spans.setdefault(rec[1], rec)
             return [self._span(f) for f in sorted(spans.values(), key=lambda f: (f[5], f[1]))]
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def query_traces(
         self,
@@ -782,8 +770,8 @@ class Store:
         phrase, case-insensitively, through the full-text index.
         ``order="asc"`` returns the oldest first instead.
         """
-        lo, hi, limit = _range(start, end, limit)
-        desc = _order(order)
+        lo, hi, limit = args.check_range(start, end, limit)
+        desc = args.newest_first(order)
         terms = parse_text(text) if text is not None else None
         checks: list[Callable[[list[Any]], bool]] = []
         exprs: list[pc.Expression] = []
@@ -794,28 +782,28 @@ class Store:
             checks.append(lambda f: f[3] == name)
             exprs.append(pc.field("name") == name)
         if status is not None:
-            code = _enum_code(status, SPAN_STATUSES, "status")
+            code = args.enum_code(status, SPAN_STATUSES, "status")
             checks.append(lambda f: f[8] == code)
             exprs.append(pc.field("status") == status)
         if kind is not None:
-            kcode = _enum_code(kind, SPAN_KINDS, "kind")
+            kcode = args.enum_code(kind, SPAN_KINDS, "kind")
             checks.append(lambda f: f[7] == kcode)
             exprs.append(pc.field("kind") == kind)
         if min_duration_ms is not None:
-            lo_ns = _duration_ns(min_duration_ms, "min_duration_ms")
+            lo_ns = args.duration_ns(min_duration_ms, "min_duration_ms")
             checks.append(lambda f: f[6] - f[5] >= lo_ns)
             exprs.append(pc.field("duration_ns") >= math.ceil(lo_ns))
         if max_duration_ms is not None:
-            hi_ns = _duration_ns(max_duration_ms, "max_duration_ms")
+            hi_ns = args.duration_ns(max_duration_ms, "max_duration_ms")
             checks.append(lambda f: f[6] - f[5] <= hi_ns)
             exprs.append(pc.field("duration_ns") <= math.floor(hi_ns))
         if attributes:
-            want = _attr_filter(attributes)
-            checks.append(lambda f: _attrs_match(want, f[10], f[11]))
+            want = args.attr_filter(attributes)
+            checks.append(lambda f: args.attrs_match(want, f[10], f[11]))
         if hi is not None and hi <= 0:
             return []
-        keep = _all(checks)
-        exprs += _time_exprs("start_ns", lo, hi)
+        keep = args.all_of(checks)
+        exprs += filters.time_exprs("start_ns", lo, hi)
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
             found: dict[tuple[bytes, bytes], tuple[tuple[int, bytes, bytes], list[Any]]] = {}
@@ -825,7 +813,7 @@ class Store:
                 if f.dataset == "spans" and f.overlaps(lo, hi) and (service is None or service in f.services)
             ]
             merge = _TopK(limit, newest_first=desc)
-            expr = _and(exprs)
+            expr = filters.and_all(exprs)
             way = "descending" if desc else "ascending"
             for f, rg, t_min, t_max in self._units(files, "start_ns", lo, hi, newest_first=desc):
                 if merge.full_before(t_max if desc else t_min):
@@ -846,7 +834,7 @@ class Store:
 
         if terms is not None:
             return self._text_spans(terms, service, status, lo, hi, keep, limit, desc)
-        return self._read(run)
+        return self._reads.read(run)
 
     def query_logs(
         self,
@@ -865,8 +853,8 @@ class Store:
 
         ``text`` matches bodies holding every word and "quoted phrase" (as in
         ``query_traces``), through the full-text index. ``order="asc"``: oldest first."""
-        lo, hi, limit = _range(start, end, limit)
-        desc = _order(order)
+        lo, hi, limit = args.check_range(start, end, limit)
+        desc = args.newest_first(order)
         terms = parse_text(text) if text is not None else None
         checks: list[Callable[[list[Any]], bool]] = []
         exprs: list[pc.Expression] = []
@@ -879,15 +867,15 @@ class Store:
             checks.append(lambda f: f[3] >= min_severity)
             exprs.append(pc.field("severity_number") >= min_severity)
         if attributes:
-            want = _attr_filter(attributes)
-            checks.append(lambda f: _attrs_match(want, f[7], f[8]))
-        trace = _query_id(trace_id, 16, "trace_id") if trace_id is not None else None
+            want = args.attr_filter(attributes)
+            checks.append(lambda f: args.attrs_match(want, f[7], f[8]))
+        trace = args.query_id(trace_id, 16, "trace_id") if trace_id is not None else None
         if trace is not None:
             exprs.append(pc.field("trace_id") == trace.hex())
         if hi is not None and hi <= 0:
             return []
-        keep = _all(checks)
-        exprs += _time_exprs("time_ns", lo, hi)
+        keep = args.all_of(checks)
+        exprs += filters.time_exprs("time_ns", lo, hi)
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
             found: dict[tuple[int, int, int], list[Any]] = {}
@@ -896,7 +884,7 @@ class Store:
                 byid = {f.file_id: f for f in manifest}
                 refs = self._hot.trace_refs(txn, trace, SIGNAL_LOGS)
                 tables = [
-                    self._cold.read_row_groups(byid[fid], rgs).filter(_and(exprs))
+                    self._cold.read_row_groups(byid[fid], rgs).filter(filters.and_all(exprs))
                     for fid, rgs in sorted(refs.items())
                     if fid in byid
                 ]
@@ -911,7 +899,7 @@ class Store:
                     ((f, rg, t_max if desc else t_min), None)
                     for f, rg, t_min, t_max in self._units(files, "time_ns", lo, hi, newest_first=desc)
                 ]
-            expr = _and(exprs)
+            expr = filters.and_all(exprs)
             for unit, table in sources:
                 if unit is not None:
                     f, rg, bound = unit
@@ -936,7 +924,7 @@ class Store:
 
         if terms is not None:
             return self._text_logs(terms, service, min_severity, trace, lo, hi, keep, limit, desc)
-        return self._read(run)
+        return self._reads.read(run)
 
     # ------------------------------------------------------------ full-text search
     #
@@ -950,15 +938,6 @@ class Store:
     def _log(self, f: list[Any]) -> LogRecord:
         return decode_log(self._blobs.restore_log(f))
 
-    def _text_index(self) -> TextIndex:
-        if self._index is None:  # a read-only store opens the index on first use
-            self._index = TextIndex(
-                self.path / "index", read_only=True, heap_bytes=self.settings.index_writer_heap_bytes
-            )
-        elif self.read_only:
-            self._index.index.reload()  # another process commits; a writer reloads after its own commits
-        return self._index
-
     def _text_spans(
         self,
         terms: list[list[str]],
@@ -971,7 +950,7 @@ class Store:
         desc: bool,
     ) -> list[Span]:
         level = SPAN_STATUSES.index(status) if status is not None else None
-        index = self._text_index()
+        index = self._reads.text_index()
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
             byid = {f.file_id: f for f in manifest}
@@ -1001,7 +980,7 @@ class Store:
             ordered = sorted(found.values(), key=lambda f: (f[5], f[0], f[1]), reverse=desc)[:limit]
             return [self._span(f) for f in ordered]
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def _span_matches(self, f: list[Any], terms: list[list[str]]) -> bool:
         """The stored span's own payload text matches: the index may point at it for the
@@ -1049,7 +1028,7 @@ class Store:
         limit: int,
         desc: bool,
     ) -> list[LogRecord]:
-        index = self._text_index()
+        index = self._reads.text_index()
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
             files = [f for f in manifest if f.dataset == "logs"]
@@ -1077,7 +1056,7 @@ class Store:
                     break
             return [self._log(found[k]) for k in sorted(found, reverse=desc)[:limit]]
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def _fetch_logs(
         self,
@@ -1121,20 +1100,20 @@ class Store:
         """Metric points matching every given filter, hot and cold, oldest first, at most ``limit``.
 
         With ``name`` only that name's series are read (via the series index)."""
-        lo, hi, limit = _range(start, end, limit)
-        want = _attr_filter(attributes) if attributes else None
+        lo, hi, limit = args.check_range(start, end, limit)
+        want = args.attr_filter(attributes) if attributes else None
         if hi is not None and hi <= 0:
             return []
         checks: list[Callable[[list[Any]], bool]] = []
-        exprs: list[pc.Expression] = _time_exprs("time_ns", lo, hi)
+        exprs: list[pc.Expression] = filters.time_exprs("time_ns", lo, hi)
         if name is not None:
             exprs.append(pc.field("name") == name)
         if service is not None:
             checks.append(lambda f: f[2] == service)
             exprs.append(pc.field("service") == service)
         if want is not None:
-            checks.append(lambda f: _attrs_match(want, f[6], {}))
-        keep = _all(checks)
+            checks.append(lambda f: args.attrs_match(want, f[6], {}))
+        keep = args.all_of(checks)
 
         def run(txn: Any, manifest: list[ColdFile]) -> list[MetricPoint]:
             found: dict[tuple[int, int, int], list[Any]] = {}
@@ -1159,7 +1138,7 @@ class Store:
             for f in sorted(files, key=lambda f: f.min_ns):
                 if merge.full_before(f.min_ns):
                     break
-                table = self._cold.read([f], filter=_and(file_exprs))
+                table = self._cold.read([f], filter=filters.and_all(file_exprs))
                 table = table.sort_by(
                     [("time_ns", "ascending"), ("wal_lsn", "ascending"), ("batch_index", "ascending")]
                 )
@@ -1170,7 +1149,7 @@ class Store:
                 found.setdefault(_QQI.unpack(raw_key), rec)
             return [decode_metric(found[k]) for k in sorted(found)[:limit]]
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def _units(
         self, files: list[ColdFile], column: str, lo: int | None, hi: int | None, *, newest_first: bool
@@ -1197,7 +1176,7 @@ class Store:
         if not files:
             return []
         bounds = {"series_id": (min(sids), max(sids)), "time_ns": (lo, hi - 1)}
-        expr = _and([pc.field("series_id").isin(sids), *_time_exprs("time_ns", lo, hi)])
+        expr = filters.and_all([pc.field("series_id").isin(sids), *filters.time_exprs("time_ns", lo, hi)])
         table = self._cold.read_pruned(files, bounds, expr)
         sid_col = table.column("series_id").to_pylist()
         return [(key, sid, rec) for sid, (key, rec) in zip(sid_col, metric_records(table), strict=True)]
@@ -1239,7 +1218,7 @@ class Store:
         return [
             sid
             for sid, (svc, _kind, attrs) in self._hot.series_for(txn, name)
-            if (service is None or svc == service) and (want is None or _attrs_match(want, attrs, {}))
+            if (service is None or svc == service) and (want is None or args.attrs_match(want, attrs, {}))
         ]
 
     def aggregate_metrics(
@@ -1262,14 +1241,15 @@ class Store:
         hot data and windows cut by ``start``/``end`` are read as raw points."""
         if type(name) is not str or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
-        step_ns = _step_ns(step)
+        step_ns = args.step_ns(step)
         lo, hi = to_ns(start, "start"), to_ns(end, "end")
         if lo is None or hi is None:
             raise ValueError("aggregate_metrics needs both start and end")
-        want = _attr_filter(attributes) if attributes else None
+        want = args.attr_filter(attributes) if attributes else None
         if hi <= lo:
             return []
-        rollup = next((ds for ds, w in ((("metrics_1h", _HOUR), ("metrics_5m", _5MIN))) if step_ns % w == 0), None)
+        windows = (("metrics_1h", args.HOUR_NS), ("metrics_5m", args.FIVE_MIN_NS))
+        rollup = next((ds for ds, w in windows if step_ns % w == 0), None)
 
         def sid_of(f: list[Any]) -> str:
             return _codec.series_key(f[1], f[2], f[4], f[6])[0].hex()
@@ -1285,7 +1265,7 @@ class Store:
             parts += _rollup.partials_from_points(((sid_of(f), f) for _k, f in hot), step_ns)
             raw_ranges: list[tuple[int, int]] = [(lo, hi)]
             if rollup is not None:
-                window = _HOUR if rollup == "metrics_1h" else _5MIN
+                window = args.HOUR_NS if rollup == "metrics_1h" else args.FIVE_MIN_NS
                 inner_lo, inner_hi = -(-lo // window) * window, hi // window * window
                 if inner_lo < inner_hi:
                     raw_ranges = [(lo, inner_lo), (inner_hi, hi)]
@@ -1295,7 +1275,7 @@ class Store:
                         if f.dataset == rollup and f.overlaps(inner_lo, inner_hi) and name in f.names
                     ]
                     if files:
-                        expr = _and([by_series, *_time_exprs("window_start_ns", inner_lo, inner_hi)])
+                        expr = filters.and_all([by_series, *filters.time_exprs("window_start_ns", inner_lo, inner_hi)])
                         bounds = {"series_id": (min(sids), max(sids)), "window_start_ns": (inner_lo, inner_hi - 1)}
                         table = self._cold.read_pruned(files, bounds, expr, _rollup.PARTIAL_COLUMNS)
                         parts += _rollup.partials_from_table(_columns(table), table.num_rows)
@@ -1309,7 +1289,7 @@ class Store:
                 parts = self._exact_where_interleaved(parts, manifest, name, hot_keyed, step_ns, lo, hi)
             return _rollup.buckets(parts, step_ns)
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def list_services(self) -> list[ServiceInfo]:
         """Every service with spans in the store (hot or cold), by name, from counters kept
@@ -1332,7 +1312,7 @@ class Store:
                 )
             return out
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def _index_coverage(self) -> dict[str, Any]:
         """Whether the full-text index holds a document for every hot-tier record it must
@@ -1357,7 +1337,7 @@ class Store:
                 return report | {"built": False}  # the next open builds it from the tiers
             covered = wal_from is not None and wal_from <= indexed
             bound = indexed if covered else applied
-            index = self._text_index()
+            index = self._reads.text_index()
             index.index.reload()  # at least as new as the indexed LSN just read
 
             def logs() -> Iterator[tuple[int, int, int, int]]:
@@ -1409,7 +1389,7 @@ class Store:
             blobs, blob_raw, _stored = self._hot.blob_stats(txn)
             index_docs = 0
             if (self.path / "index" / "meta.json").exists():
-                index_docs = self._text_index().documents()
+                index_docs = self._reads.text_index().documents()
             indexed = self._indexer.committed_lsn if self._indexer is not None else self._hot.indexed_lsn()
             return StoreStats(
                 signals=signals,
@@ -1436,7 +1416,7 @@ class Store:
                 replication=self.replication_status(),
             )
 
-        return self._read(run)
+        return self._reads.read(run)
 
     # ------------------------------------------------------------ analytics
 
@@ -1445,8 +1425,8 @@ class Store:
         percentiles, the 10 busiest services, the 10 operations with most errors, log
         counts by severity and metric points, over both tiers (a span counts by its
         start_ns). Reads lean side tables and a few Parquet columns, not full records."""
-        lo, hi = _window(last_s, now, "last_s")
-        svc = _opt_service(service)
+        lo, hi = args.window(last_s, now, "last_s")
+        svc = args.opt_service(service)
 
         def run(txn: Any, manifest: list[ColdFile]) -> SummaryReport:
             spans = _analytics.span_window(self._hot, self._cold, txn, manifest, lo, hi, svc)
@@ -1460,7 +1440,7 @@ class Store:
                 metrics=_analytics.metric_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
             )
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def anomalies(
         self, *, current_s: float = 300, baseline_s: float = 3600, service: str | None = None, now: Any = None
@@ -1472,9 +1452,9 @@ class Store:
         windows are compared. Error rate: a rise of more than 5 percentage points is
         medium, more than 20 high. p95: more than 1.5x and more than 25 ms higher is
         medium, more than 2x (and 25 ms) high."""
-        cur_lo, hi = _window(current_s, now, "current_s")
-        base_lo, _ = _window(baseline_s, cur_lo, "baseline_s")
-        svc = _opt_service(service)
+        cur_lo, hi = args.window(current_s, now, "current_s")
+        base_lo, _ = args.window(baseline_s, cur_lo, "baseline_s")
+        svc = args.opt_service(service)
 
         def run(txn: Any, manifest: list[ColdFile]) -> AnomalyReport:
             current = _analytics.per_service(
@@ -1518,7 +1498,7 @@ class Store:
                     )
             return AnomalyReport(baseline_start_ns=base_lo, current_start_ns=cur_lo, end_ns=hi, anomalies=found)
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def correlate(self, trace_id: str) -> CorrelateReport | None:
         """A trace with every log carrying its id (whatever their time, oldest first) and
@@ -1531,10 +1511,12 @@ class Store:
         end = max(s.end_ns for s in spans)
         services = sorted({s.service for s in spans})
         margin = int(self.settings.correlate_margin_s * 1e9)
-        logs = self.query_logs(trace_id=trace_id, limit=MAX_LIMIT, order="asc")
+        logs = self.query_logs(trace_id=trace_id, limit=args.MAX_LIMIT, order="asc")
         points: list[MetricPoint] = []
         for svc in services:
-            points += self.query_metrics(service=svc, start=max(0, start - margin), end=end + margin, limit=MAX_LIMIT)
+            points += self.query_metrics(
+                service=svc, start=max(0, start - margin), end=end + margin, limit=args.MAX_LIMIT
+            )
         points.sort(key=lambda p: (p.time_ns, p.name, p.service))
         return CorrelateReport(
             trace_id=trace_id,
@@ -1558,14 +1540,14 @@ class Store:
 
     def comments(self, trace_id: str) -> list[Comment]:
         """The comments on a trace, oldest first."""
-        trace = _query_id(trace_id, 16, "trace_id")
-        return self._read(lambda txn, _m: [_codec.decode_comment(f) for f in self._hot.comments(txn, trace)])
+        trace = args.query_id(trace_id, 16, "trace_id")
+        return self._reads.read(lambda txn, _m: [_codec.decode_comment(f) for f in self._hot.comments(txn, trace)])
 
     def list_operations(self, service: str) -> list[str]:
         """Span names of a service, sorted (kept on write, dropped by retention)."""
         if type(service) is not str or not service:
             raise ValueError(f"service must be a non-empty str, got {service!r}")
-        return self._read(lambda txn, _m: self._hot.operations(txn, service))
+        return self._reads.read(lambda txn, _m: self._hot.operations(txn, service))
 
     def list_attribute_keys(self, signal: str, *, service: str | None = None) -> list[str]:
         """Attribute keys (record and resource) of recent records of a signal ("spans",
@@ -1591,7 +1573,7 @@ class Store:
         """Without ``key``: attribute key -> count. With it: canonical value -> (value, count)."""
         if signal not in ("spans", "logs", "metrics"):
             raise ValueError(f'signal must be "spans", "logs" or "metrics", got {signal!r}')
-        svc = _opt_service(service)
+        svc = args.opt_service(service)
         attrs_at = {"spans": (4, 10, 11), "logs": (2, 7, 8), "metrics": (2, 6, None)}[signal]
 
         def run(txn: Any, manifest: list[ColdFile]) -> dict[Any, Any]:
@@ -1637,7 +1619,7 @@ class Store:
                             take(rec[1])
             return out
 
-        return self._read(run)
+        return self._reads.read(run)
 
     def trace_summaries(
         self,
@@ -1658,7 +1640,7 @@ class Store:
         """One row per trace with a span matching every filter (``query_traces``'
         filters), in the order of its best matching span, at most ``limit`` traces; each
         row describes the whole trace."""
-        _range(start, end, limit)
+        args.check_range(start, end, limit)
         traces: list[str] = []
         fetch = limit
         while True:
@@ -1672,12 +1654,12 @@ class Store:
                 attributes=attributes,
                 start=start,
                 end=end,
-                limit=min(fetch, MAX_LIMIT),
+                limit=min(fetch, args.MAX_LIMIT),
                 text=text,
                 order=order,
             )
             traces = list(dict.fromkeys(s.trace_id for s in spans))
-            if len(traces) >= limit or len(spans) < fetch or fetch >= MAX_LIMIT:
+            if len(traces) >= limit or len(spans) < fetch or fetch >= args.MAX_LIMIT:
                 break
             fetch *= 4
         out = []
@@ -1805,118 +1787,6 @@ def _batch(records: Any) -> Sequence[Any]:
     return records if isinstance(records, (list, tuple)) else list(records)
 
 
-def _range(start: Any, end: Any, limit: Any) -> tuple[int | None, int | None, int]:
-    if type(limit) is not int or limit < 1:
-        raise ValueError(f"limit must be a positive int, got {limit!r}")
-    if limit > MAX_LIMIT:
-        raise ValueError(f"limit must be at most {MAX_LIMIT:,}, got {limit:,}")
-    lo, hi = to_ns(start, "start"), to_ns(end, "end")
-    # Records are timed in [0, MAX_NS]: a bound outside that range is an open end, or
-    # (a start past it) an empty range, so no bound below is outside int64.
-    if lo is not None and lo <= 0:
-        lo = None
-    if hi is not None and hi > _codec.MAX_NS:
-        hi = None
-    if lo is not None and lo > _codec.MAX_NS:
-        lo = hi = 0
-    return lo, hi, limit
-
-
-def _query_id(value: Any, nbytes: int, name: str) -> bytes:
-    if type(value) is not str or len(value) != nbytes * 2:
-        raise ValueError(f"{name} must be a {nbytes * 2}-character hex string, got {value!r}")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ValueError(f"{name} is not hex: {value!r}") from None
-    if len(raw) != nbytes:
-        raise ValueError(f"{name} is not hex: {value!r}")
-    return raw
-
-
-def _enum_code(value: Any, choices: tuple[str, ...], name: str) -> int:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return choices.index(value)
-
-
-def _duration_ns(ms: Any, name: str) -> float:
-    if isinstance(ms, bool) or not isinstance(ms, (int, float)):
-        raise ValueError(f"{name} must be a number of milliseconds, got {ms!r}")
-    return ms * 1e6
-
-
-def _attr_filter(attributes: Any) -> list[tuple[str, Any]]:
-    if not isinstance(attributes, dict):
-        raise ValueError(f"attributes must be a dict, got {type(attributes).__name__}")
-    return list(attributes.items())
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality that also requires equal types (1, 1.0 and True are three values here)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
-    return bool(a == b)
-
-
-_MISSING = object()
-
-
-def _attrs_match(want: list[tuple[str, Any]], attrs: dict[str, Any], resource: dict[str, Any]) -> bool:
-    for key, value in want:
-        got = attrs.get(key, _MISSING)
-        if got is _MISSING or not _same(got, value):
-            got = resource.get(key, _MISSING)
-            if got is _MISSING or not _same(got, value):
-                return False
-    return True
-
-
-def _all(checks: list[Callable[[list[Any]], bool]]) -> Callable[[list[Any]], bool]:
-    if not checks:
-        return lambda f: True
-    if len(checks) == 1:
-        return checks[0]
-    return lambda f: all(c(f) for c in checks)
-
-
-_HOUR = 3_600_000_000_000
-_5MIN = 300_000_000_000
-_STEPS = {"1m": 60_000_000_000, "5m": _5MIN, "1h": _HOUR, "1d": 24 * _HOUR}
-
-
-def _step_ns(step: Any) -> int:
-    if isinstance(step, str):
-        if step not in _STEPS:
-            raise ValueError(f"step must be one of {tuple(_STEPS)} or int nanoseconds, got {step!r}")
-        return _STEPS[step]
-    if type(step) is not int or step <= 0:
-        raise ValueError(f"step must be one of {tuple(_STEPS)} or a positive int of nanoseconds, got {step!r}")
-    return step
-
-
-def _time_exprs(column: str, lo: int | None, hi: int | None) -> list[pc.Expression]:
-    out = []
-    if lo is not None:
-        out.append(pc.field(column) >= lo)
-    if hi is not None:
-        out.append(pc.field(column) < hi)
-    return out
-
-
-def _and(exprs: list[pc.Expression]) -> pc.Expression | None:
-    if not exprs:
-        return None
-    out = exprs[0]
-    for e in exprs[1:]:
-        out = out & e
-    return out
-
-
 def _converted(table: Any, convert: Callable[[Any], list[Any]], keep: Callable[[Any], bool], limit: int) -> list[Any]:
     """The first ``limit`` rows of a sorted table that pass ``keep``, converting to
     Python in slices so a broad query does not materialise a whole partition."""
@@ -1940,28 +1810,6 @@ def _enough(times: list[int], page_last: int, limit: int, desc: bool) -> bool:
         return False
     times.sort(reverse=desc)
     return page_last < times[limit - 1] if desc else page_last > times[limit - 1]
-
-
-def _window(length_s: Any, now: Any, name: str) -> tuple[int, int]:
-    """``[now - length_s, now)`` in ns; ``now`` defaults to the current time."""
-    if isinstance(length_s, bool) or not isinstance(length_s, (int, float)) or not length_s > 0:
-        raise ValueError(f"{name} must be a positive number of seconds, got {length_s!r}")
-    hi = to_ns(now, "now") if now is not None else time.time_ns()
-    assert hi is not None
-    return hi - int(length_s * 1e9), hi
-
-
-def _opt_service(service: object) -> str | None:
-    if service is not None and (type(service) is not str or not service):
-        raise ValueError(f"service must be a non-empty str, got {service!r}")
-    return service
-
-
-def _order(order: object) -> bool:
-    """True for newest first."""
-    if order not in ("desc", "asc"):
-        raise ValueError(f'order must be "desc" or "asc", got {order!r}')
-    return order == "desc"
 
 
 class _TopK:

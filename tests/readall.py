@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import tael
-from tael._store import MAX_LIMIT
+from tael._query.args import MAX_LIMIT
 
 T = TypeVar("T")
 
