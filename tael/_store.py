@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from . import _analytics, _codec, _rollup
+from . import _codec, _rollup
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
@@ -61,6 +61,7 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
+from ._query import analytics as _analytics
 from ._query import args, filters
 from ._query.context import ReadContext
 from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
@@ -1692,7 +1693,7 @@ class Store:
         columns of docs/cold-format.md); returns a ``pyarrow.Table``. Needs the
         ``sql`` extra (DuckDB). Hot records are converted on every call, so the
         cost grows with the hot tier."""
-        from ._sql import run_sql
+        from ._query.sql import run_sql
 
         return run_sql(self, query)
 

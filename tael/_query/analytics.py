@@ -17,9 +17,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._cold import ColdFile, ColdTier
-from ._hot import HotTier
-from ._models import ErrorOperation, LogSummary, MetricSummary, ServiceSummary, TraceSummary
+from .._cold import ColdFile, ColdTier
+from .._hot import HotTier
+from .._models import ErrorOperation, LogSummary, MetricSummary, ServiceSummary, TraceSummary
 
 _Q = struct.Struct(">Q")
 SPAN_COLUMNS = ["trace_id", "service", "name", "duration_ns", "is_error"]

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from . import _codec
-from ._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
-from ._errors import StorageError, ValidationError
-from ._hot import _QQI
-from ._maintenance import metric_rows, rollup_rows
+from .. import _codec
+from .._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
+from .._errors import StorageError, ValidationError
+from .._hot import _QQI
+from .._maintenance import metric_rows, rollup_rows
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from .._store import Store
 
 VIEWS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
 
