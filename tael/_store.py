@@ -61,8 +61,7 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
-from ._query import analytics as _analytics
-from ._query import args, filters
+from ._query import analytics, args, filters, sql
 from ._query.context import ReadContext
 from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
 from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
@@ -1430,15 +1429,15 @@ class Store:
         svc = args.opt_service(service)
 
         def run(txn: Any, manifest: list[ColdFile]) -> SummaryReport:
-            spans = _analytics.span_window(self._hot, self._cold, txn, manifest, lo, hi, svc)
+            spans = analytics.span_window(self._hot, self._cold, txn, manifest, lo, hi, svc)
             return SummaryReport(
                 start_ns=lo,
                 end_ns=hi,
-                traces=_analytics.trace_summary(spans),
-                top_services=_analytics.top_services(_analytics.per_service(spans)),
-                top_error_operations=_analytics.top_error_operations(spans),
-                logs=_analytics.log_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
-                metrics=_analytics.metric_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
+                traces=analytics.trace_summary(spans),
+                top_services=analytics.top_services(analytics.per_service(spans)),
+                top_error_operations=analytics.top_error_operations(spans),
+                logs=analytics.log_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
+                metrics=analytics.metric_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
             )
 
         return self._reads.read(run)
@@ -1458,11 +1457,11 @@ class Store:
         svc = args.opt_service(service)
 
         def run(txn: Any, manifest: list[ColdFile]) -> AnomalyReport:
-            current = _analytics.per_service(
-                _analytics.span_window(self._hot, self._cold, txn, manifest, cur_lo, hi, svc)
+            current = analytics.per_service(
+                analytics.span_window(self._hot, self._cold, txn, manifest, cur_lo, hi, svc)
             )
-            baseline = _analytics.per_service(
-                _analytics.span_window(self._hot, self._cold, txn, manifest, base_lo, cur_lo, svc)
+            baseline = analytics.per_service(
+                analytics.span_window(self._hot, self._cold, txn, manifest, base_lo, cur_lo, svc)
             )
             found = []
             for name in sorted(current.keys() & baseline.keys()):
@@ -1688,14 +1687,8 @@ class Store:
     # ------------------------------------------------------------ SQL
 
     def sql(self, query: str) -> Any:
-        """Run a DuckDB SQL query over views ``spans``, ``logs``, ``metrics``,
-        ``metrics_5m`` and ``metrics_1h`` that union the hot and cold tiers (the
-        columns of docs/cold-format.md); returns a ``pyarrow.Table``. Needs the
-        ``sql`` extra (DuckDB). Hot records are converted on every call, so the
-        cost grows with the hot tier."""
-        from ._query.sql import run_sql
-
-        return run_sql(self, query)
+        """Run a DuckDB SQL query over the hot and cold tiers; see :func:`tael._query.sql.run_sql`."""
+        return sql.run_sql(self._reads, query)
 
     # ------------------------------------------------------------ tiers
 
