@@ -42,7 +42,6 @@ from ._maintenance import Compactor
 from ._models import (
     SPAN_KINDS,
     SPAN_STATUSES,
-    Anomaly,
     AnomalyReport,
     Comment,
     CompactionReport,
@@ -1421,113 +1420,23 @@ class Store:
     # ------------------------------------------------------------ analytics
 
     def summary(self, *, last_s: float = 3600, service: str | None = None, now: Any = None) -> SummaryReport:
-        """The window ``[now - last_s, now)`` at a glance: span statistics with exact
-        percentiles, the 10 busiest services, the 10 operations with most errors, log
-        counts by severity and metric points, over both tiers (a span counts by its
-        start_ns). Reads lean side tables and a few Parquet columns, not full records."""
-        lo, hi = args.window(last_s, now, "last_s")
-        svc = args.opt_service(service)
-
-        def run(txn: Any, manifest: list[ColdFile]) -> SummaryReport:
-            spans = analytics.span_window(self._hot, self._cold, txn, manifest, lo, hi, svc)
-            return SummaryReport(
-                start_ns=lo,
-                end_ns=hi,
-                traces=analytics.trace_summary(spans),
-                top_services=analytics.top_services(analytics.per_service(spans)),
-                top_error_operations=analytics.top_error_operations(spans),
-                logs=analytics.log_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
-                metrics=analytics.metric_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
-            )
-
-        return self._reads.read(run)
+        """The window ``[now - last_s, now)`` at a glance; see :func:`tael._query.analytics.summary`."""
+        return analytics.summary(self._reads, last_s=last_s, service=service, now=now)
 
     def anomalies(
         self, *, current_s: float = 300, baseline_s: float = 3600, service: str | None = None, now: Any = None
     ) -> AnomalyReport:
-        """Services whose error rate or p95 latency rose in the current window
-        ``[now - current_s, now)`` against the baseline window just before it,
-        ``[now - current_s - baseline_s, now - current_s)`` (not overlapping, so a
-        regression does not dilute its own baseline). Only services with spans in both
-        windows are compared. Error rate: a rise of more than 5 percentage points is
-        medium, more than 20 high. p95: more than 1.5x and more than 25 ms higher is
-        medium, more than 2x (and 25 ms) high."""
-        cur_lo, hi = args.window(current_s, now, "current_s")
-        base_lo, _ = args.window(baseline_s, cur_lo, "baseline_s")
-        svc = args.opt_service(service)
-
-        def run(txn: Any, manifest: list[ColdFile]) -> AnomalyReport:
-            current = analytics.per_service(
-                analytics.span_window(self._hot, self._cold, txn, manifest, cur_lo, hi, svc)
-            )
-            baseline = analytics.per_service(
-                analytics.span_window(self._hot, self._cold, txn, manifest, base_lo, cur_lo, svc)
-            )
-            found = []
-            for name in sorted(current.keys() & baseline.keys()):
-                n_c, e_c, p95_c = current[name]
-                n_b, e_b, p95_b = baseline[name]
-                rate_c, rate_b = 100.0 * e_c / n_c, 100.0 * e_b / n_b
-                rise = rate_c - rate_b
-                if rise > 5:
-                    found.append(
-                        Anomaly(
-                            service=name,
-                            kind="error_rate",
-                            severity="high" if rise > 20 else "medium",
-                            current=rate_c,
-                            baseline=rate_b,
-                            delta=rise,
-                            description=f"{name}: error rate {rate_c:.1f}% against {rate_b:.1f}% before "
-                            f"(+{rise:.1f} points)",
-                        )
-                    )
-                grow = p95_c - p95_b
-                if p95_c > 1.5 * p95_b and grow > 25:
-                    found.append(
-                        Anomaly(
-                            service=name,
-                            kind="p95_latency",
-                            severity="high" if p95_c > 2 * p95_b else "medium",
-                            current=p95_c,
-                            baseline=p95_b,
-                            delta=grow,
-                            description=f"{name}: p95 latency {p95_c:.1f} ms against {p95_b:.1f} ms before "
-                            f"(+{grow:.1f} ms)",
-                        )
-                    )
-            return AnomalyReport(baseline_start_ns=base_lo, current_start_ns=cur_lo, end_ns=hi, anomalies=found)
-
-        return self._reads.read(run)
+        """Services whose error rate or p95 latency rose; see :func:`tael._query.analytics.anomalies`."""
+        return analytics.anomalies(self._reads, current_s=current_s, baseline_s=baseline_s, service=service, now=now)
 
     def correlate(self, trace_id: str) -> CorrelateReport | None:
-        """A trace with every log carrying its id (whatever their time, oldest first) and
-        the metric points of its services from ``Settings.correlate_margin_s`` before it
-        starts to as long after it ends; None for an unknown trace."""
-        spans = self.get_trace(trace_id)
-        if not spans:
-            return None
-        start = min(s.start_ns for s in spans)
-        end = max(s.end_ns for s in spans)
-        services = sorted({s.service for s in spans})
-        margin = int(self.settings.correlate_margin_s * 1e9)
-        logs = self.query_logs(trace_id=trace_id, limit=args.MAX_LIMIT, order="asc")
-        points: list[MetricPoint] = []
-        for svc in services:
-            points += self.query_metrics(
-                service=svc, start=max(0, start - margin), end=end + margin, limit=args.MAX_LIMIT
-            )
-        points.sort(key=lambda p: (p.time_ns, p.name, p.service))
-        return CorrelateReport(
-            trace_id=trace_id,
-            spans=spans,
-            services=services,
-            start_ns=start,
-            end_ns=end,
-            duration_ms=(end - start) / 1e6,
-            error_count=sum(s.status == "error" for s in spans),
-            logs=logs,
-            metrics=points,
+        """A trace with its logs and its services' metric points; see :func:`tael._query.analytics.correlate`."""
+        return analytics.correlate(
+            trace_id,
+            margin_s=self.settings.correlate_margin_s,
+            get_trace=self.get_trace,
+            query_logs=self.query_logs,
+            query_metrics=self.query_metrics,
         )
 
     def add_comment(self, trace_id: str, body: str, *, author: str, span_id: str | None = None) -> Comment:
@@ -1637,52 +1546,23 @@ class Store:
         text: str | None = None,
         order: str = "desc",
     ) -> list[TraceOverview]:
-        """One row per trace with a span matching every filter (``query_traces``'
-        filters), in the order of its best matching span, at most ``limit`` traces; each
-        row describes the whole trace."""
-        args.check_range(start, end, limit)
-        traces: list[str] = []
-        fetch = limit
-        while True:
-            spans = self.query_traces(
-                service=service,
-                name=name,
-                status=status,
-                kind=kind,
-                min_duration_ms=min_duration_ms,
-                max_duration_ms=max_duration_ms,
-                attributes=attributes,
-                start=start,
-                end=end,
-                limit=min(fetch, args.MAX_LIMIT),
-                text=text,
-                order=order,
-            )
-            traces = list(dict.fromkeys(s.trace_id for s in spans))
-            if len(traces) >= limit or len(spans) < fetch or fetch >= args.MAX_LIMIT:
-                break
-            fetch *= 4
-        out = []
-        for trace_id in traces[:limit]:
-            whole = self.get_trace(trace_id)
-            if not whole:
-                continue  # removed since the search
-            ids = {s.span_id for s in whole}
-            roots = [s for s in whole if s.parent_span_id is None or s.parent_span_id not in ids]
-            root = min(roots or whole, key=lambda s: (s.parent_span_id is not None, s.start_ns))
-            first = min(s.start_ns for s in whole)
-            out.append(
-                TraceOverview(
-                    trace_id=trace_id,
-                    root_service=root.service,
-                    root_name=root.name,
-                    start_ns=first,
-                    duration_ms=(max(s.end_ns for s in whole) - first) / 1e6,
-                    span_count=len(whole),
-                    error_count=sum(s.status == "error" for s in whole),
-                )
-            )
-        return out
+        """One row per trace with a matching span; see :func:`tael._query.analytics.trace_summaries`."""
+        return analytics.trace_summaries(
+            self.query_traces,
+            self.get_trace,
+            service=service,
+            name=name,
+            status=status,
+            kind=kind,
+            min_duration_ms=min_duration_ms,
+            max_duration_ms=max_duration_ms,
+            attributes=attributes,
+            start=start,
+            end=end,
+            limit=limit,
+            text=text,
+            order=order,
+        )
 
     # ------------------------------------------------------------ SQL
 
