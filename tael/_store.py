@@ -6,10 +6,8 @@ writes through the commit pipeline and reads through the tiers.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import sys
 import threading
 import time
 import weakref
@@ -20,10 +18,10 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from . import _codec, _rollup
+from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
-from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
+from ._cold import ColdFile, log_records, metric_records, open_cold_tier, span_records
 from ._coldfs import LOCATION_FILE
 from ._commit import CommitPipeline
 from ._errors import (
@@ -60,7 +58,7 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
-from ._query import analytics, args, filters, sql
+from ._query import aggregate, analytics, args, filters, sql
 from ._query.context import ReadContext
 from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
 from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
@@ -1167,58 +1165,11 @@ class Store:
             units.sort(key=lambda u: u[2])
         return units
 
-    def _cold_points(
-        self, manifest: list[ColdFile], name: str, sids: list[str], lo: int, hi: int
-    ) -> list[tuple[tuple[int, int, int], str, list[Any]]]:
-        """(ingest key, series id hex, record) of cold raw points of the given series in [lo, hi)."""
-        files = [f for f in manifest if f.dataset == "metrics" and f.overlaps(lo, hi) and name in f.names]
-        if not files:
-            return []
-        bounds = {"series_id": (min(sids), max(sids)), "time_ns": (lo, hi - 1)}
-        expr = filters.and_all([pc.field("series_id").isin(sids), *filters.time_exprs("time_ns", lo, hi)])
-        table = self._cold.read_pruned(files, bounds, expr)
-        sid_col = table.column("series_id").to_pylist()
-        return [(key, sid, rec) for sid, (key, rec) in zip(sid_col, metric_records(table), strict=True)]
-
-    def _exact_where_interleaved(
-        self,
-        parts: list[_rollup.Partial],
-        manifest: list[ColdFile],
-        name: str,
-        hot: list[tuple[tuple[int, int, int], str, list[Any]]],
-        step_ns: int,
-        lo: int,
-        hi: int,
-    ) -> list[_rollup.Partial]:
-        """Late points whose times interleave with already-compacted points of the same
-        series make chained rollups inexact for ``increase``. Recompute such (series,
-        bucket)s from the raw points, hot and cold, while all of them are retained."""
-        groups: dict[tuple[str, int], list[_rollup.Partial]] = {}
-        for p in parts:
-            groups.setdefault((p["series_id"], p["window_start_ns"] - p["window_start_ns"] % step_ns), []).append(p)
-        for (sid, bucket), group in groups.items():
-            if len(group) < 2:
-                continue
-            ordered = sorted(group, key=lambda p: (p["first_ns"], p["last_ns"]))
-            if all(b["first_ns"] > a["last_ns"] for a, b in itertools.pairwise(ordered)):
-                continue  # disjoint in time: chaining is exact
-            b_lo, b_hi = max(lo, bucket), min(hi, bucket + step_ns)
-            points = [(k, rec) for k, _sid, rec in self._cold_points(manifest, name, [sid], b_lo, b_hi)]
-            points += [(k, rec) for k, s, rec in hot if s == sid and b_lo <= k[0] < b_hi]
-            if len(points) != sum(p["count"] for p in group):
-                continue  # raw points partly past retention: the chained rollups are the best left
-            points.sort(key=lambda kr: kr[0])
-            groups[(sid, bucket)] = _rollup.partials_from_points(((sid, rec) for _k, rec in points), step_ns)
-        return [p for group in groups.values() for p in group]
-
     def _matching_series(
         self, txn: Any, name: str, service: str | None, want: list[tuple[str, Any]] | None
     ) -> list[bytes]:
-        return [
-            sid
-            for sid, (svc, _kind, attrs) in self._hot.series_for(txn, name)
-            if (service is None or svc == service) and (want is None or args.attrs_match(want, attrs, {}))
-        ]
+        """Series ids of ``name`` matching the filters; see :func:`tael._query.aggregate.matching_series`."""
+        return aggregate.matching_series(self._hot, txn, name, service, want)
 
     def aggregate_metrics(
         self,
@@ -1230,65 +1181,10 @@ class Store:
         end: Any,
         step: str | int = "5m",
     ) -> list[MetricBucket]:
-        """Every series of ``name`` matching the filters, merged into one bucket per
-        step-aligned window in ``[start, end)`` that has data, oldest first.
-
-        ``step``: "1m", "5m", "1h", "1d" or nanoseconds. Compacted data is read from
-        the 1-hour rollups when the step is a multiple of an hour, from the 5-minute
-        rollups when it is a multiple of 5 minutes, and as raw points otherwise
-        (so after raw retention only rollup-aligned steps still see old data);
-        hot data and windows cut by ``start``/``end`` are read as raw points."""
-        if type(name) is not str or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        step_ns = args.step_ns(step)
-        lo, hi = to_ns(start, "start"), to_ns(end, "end")
-        if lo is None or hi is None:
-            raise ValueError("aggregate_metrics needs both start and end")
-        want = args.attr_filter(attributes) if attributes else None
-        if hi <= lo:
-            return []
-        windows = (("metrics_1h", args.HOUR_NS), ("metrics_5m", args.FIVE_MIN_NS))
-        rollup = next((ds for ds, w in windows if step_ns % w == 0), None)
-
-        def sid_of(f: list[Any]) -> str:
-            return _codec.series_key(f[1], f[2], f[4], f[6])[0].hex()
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[MetricBucket]:
-            series = self._matching_series(txn, name, service, want)
-            if not series:
-                return []
-            sids = [sid.hex() for sid in series]
-            by_series = pc.field("series_id").isin(sids)
-            parts: list[_rollup.Partial] = []
-            hot = self._hot.series_points(txn, series, lo, hi, sys.maxsize)
-            parts += _rollup.partials_from_points(((sid_of(f), f) for _k, f in hot), step_ns)
-            raw_ranges: list[tuple[int, int]] = [(lo, hi)]
-            if rollup is not None:
-                window = args.HOUR_NS if rollup == "metrics_1h" else args.FIVE_MIN_NS
-                inner_lo, inner_hi = -(-lo // window) * window, hi // window * window
-                if inner_lo < inner_hi:
-                    raw_ranges = [(lo, inner_lo), (inner_hi, hi)]
-                    files = [
-                        f
-                        for f in manifest
-                        if f.dataset == rollup and f.overlaps(inner_lo, inner_hi) and name in f.names
-                    ]
-                    if files:
-                        expr = filters.and_all([by_series, *filters.time_exprs("window_start_ns", inner_lo, inner_hi)])
-                        bounds = {"series_id": (min(sids), max(sids)), "window_start_ns": (inner_lo, inner_hi - 1)}
-                        table = self._cold.read_pruned(files, bounds, expr, _rollup.PARTIAL_COLUMNS)
-                        parts += _rollup.partials_from_table(_columns(table), table.num_rows)
-            for r_lo, r_hi in raw_ranges:
-                if r_lo < r_hi:
-                    parts += _rollup.partials_from_points(
-                        ((sid, rec) for _k, sid, rec in self._cold_points(manifest, name, sids, r_lo, r_hi)), step_ns
-                    )
-            if rollup is not None:
-                hot_keyed = [(_QQI.unpack(k), sid_of(f), f) for k, f in hot]
-                parts = self._exact_where_interleaved(parts, manifest, name, hot_keyed, step_ns, lo, hi)
-            return _rollup.buckets(parts, step_ns)
-
-        return self._reads.read(run)
+        """Matching series merged into one bucket per step; see :func:`tael._query.aggregate.aggregate_metrics`."""
+        return aggregate.aggregate_metrics(
+            self._reads, name, service=service, attributes=attributes, start=start, end=end, step=step
+        )
 
     def list_services(self) -> list[ServiceInfo]:
         """Every service with spans in the store (hot or cold), by name, from counters kept
