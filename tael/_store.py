@@ -33,7 +33,7 @@ from ._errors import (
     StoreClosedError,
     ValidationError,
 )
-from ._fsutil import DirLock, dir_size
+from ._fsutil import DirLock
 from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier, UnappliableRecordError
 from ._keys import REPLICA_POSITION_PREFIX
 from ._maintenance import Compactor
@@ -52,13 +52,12 @@ from ._models import (
     ReplicationStatus,
     RetentionReport,
     ServiceInfo,
-    SignalStats,
     Span,
     StoreStats,
     SummaryReport,
     TraceOverview,
 )
-from ._query import aggregate, analytics, args, filters, sql
+from ._query import aggregate, analytics, args, catalog, filters, sql
 from ._query.context import ReadContext
 from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
 from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
@@ -90,8 +89,6 @@ from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTE_SAMPLE = 10_000
-"""Recent records ``list_attribute_keys`` and ``list_attribute_values`` look at."""
 _REPLAY_GROUP_RECORDS = 20_000
 _REREAD_BYTES = 8 << 20  # WAL read at a time when the indexer indexes batches again
 _IDENTITY = b"replication_identity"
@@ -1187,27 +1184,8 @@ class Store:
         )
 
     def list_services(self) -> list[ServiceInfo]:
-        """Every service with spans in the store (hot or cold), by name, from counters kept
-        on write and on retention (no span scan)."""
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[ServiceInfo]:
-            totals: dict[str, tuple[int, int, int, int]] = dict(self._hot.services(txn))
-            out = []
-            for name in sorted(totals):
-                spans, errors, total_ns, traces = totals[name]
-                out.append(
-                    ServiceInfo(
-                        name=name,
-                        span_count=spans,
-                        trace_count=traces,
-                        error_count=errors,
-                        error_rate=errors / spans if spans else 0.0,
-                        avg_duration_ms=total_ns / spans / 1e6 if spans else 0.0,
-                    )
-                )
-            return out
-
-        return self._reads.read(run)
+        """Every service with spans in the store; see :func:`tael._query.catalog.list_services`."""
+        return catalog.list_services(self._reads)
 
     def _index_coverage(self) -> dict[str, Any]:
         """Whether the full-text index holds a document for every hot-tier record it must
@@ -1265,53 +1243,19 @@ class Store:
         return report | out
 
     def stats(self) -> StoreStats:
-        """Record counts and time range per signal (hot and cold), and bytes on disk per component."""
+        """Record counts per signal and bytes on disk; see :func:`tael._query.catalog.stats`."""
+        return catalog.stats(self._reads, self._facts)
 
-        def run(txn: Any, manifest: list[ColdFile]) -> StoreStats:
-            hot = self._hot.signal_stats(txn)
-            signals = {}
-            cold_counts = {}
-            for signal, h in hot.items():
-                files = [f for f in manifest if f.dataset == signal]
-                cold_counts[signal] = sum(f.rows for f in files)
-                times = [t for t in (h.oldest_ns, h.newest_ns) if t is not None]
-                times += [f.min_ns for f in files] + [f.max_ns for f in files]
-                signals[signal] = SignalStats(
-                    count=h.count + cold_counts[signal],
-                    oldest_ns=min(times) if times else None,
-                    newest_ns=max(times) if times else None,
-                )
-            blobs, blob_raw, _stored = self._hot.blob_stats(txn)
-            index_docs = 0
-            if (self.path / "index" / "meta.json").exists():
-                index_docs = self._reads.text_index().documents()
-            indexed = self._indexer.committed_lsn if self._indexer is not None else self._hot.indexed_lsn()
-            return StoreStats(
-                signals=signals,
-                disk_bytes={
-                    "wal": dir_size(self.path / "wal"),
-                    "hot": dir_size(self.path / "hot"),
-                    # a cold tier elsewhere counts what the manifest names (bytes in the bucket)
-                    "cold": sum(f.size for f in manifest) if self._cold.remote else dir_size(self._cold.root),
-                    **({"cache": dir_size(self.path / "cache")} if self._cold.remote else {}),
-                    "blobs": dir_size(self.path / "blobs"),
-                    "index": dir_size(self.path / "index"),
-                },
-                wal_segments=self._wal.segment_count
-                if self._wal is not None
-                else len(list((self.path / "wal").glob("*.wal"))),
-                applied_lsn=self._pipeline.applied_lsn if self._pipeline is not None else self._hot.applied_lsn(),
-                hot_records={k: v.count for k, v in hot.items()},
-                cold_records=cold_counts,
-                cold_files=len(manifest),
-                blobs=blobs,
-                blob_raw_bytes=blob_raw,
-                index_documents=index_docs,
-                indexed_lsn=indexed or 0,
-                replication=self.replication_status(),
-            )
-
-        return self._reads.read(run)
+    def _facts(self) -> catalog.StoreFacts:
+        """What ``stats`` reports from this Store's own parts (WAL, pipeline, indexer, replication)."""
+        return catalog.StoreFacts(
+            wal_segments=self._wal.segment_count
+            if self._wal is not None
+            else len(list((self.path / "wal").glob("*.wal"))),
+            applied_lsn=self._pipeline.applied_lsn if self._pipeline is not None else self._hot.applied_lsn(),
+            indexed_lsn=self._indexer.committed_lsn if self._indexer is not None else self._hot.indexed_lsn(),
+            replication=self.replication_status(),
+        )
 
     # ------------------------------------------------------------ analytics
 
@@ -1344,87 +1288,22 @@ class Store:
         return _codec.decode_comment(_codec.unpackb(row[3]))
 
     def comments(self, trace_id: str) -> list[Comment]:
-        """The comments on a trace, oldest first."""
-        trace = args.query_id(trace_id, 16, "trace_id")
-        return self._reads.read(lambda txn, _m: [_codec.decode_comment(f) for f in self._hot.comments(txn, trace)])
+        """The comments on a trace, oldest first; see :func:`tael._query.catalog.comments`."""
+        return catalog.comments(self._reads, trace_id)
 
     def list_operations(self, service: str) -> list[str]:
-        """Span names of a service, sorted (kept on write, dropped by retention)."""
-        if type(service) is not str or not service:
-            raise ValueError(f"service must be a non-empty str, got {service!r}")
-        return self._reads.read(lambda txn, _m: self._hot.operations(txn, service))
+        """Span names of a service, sorted; see :func:`tael._query.catalog.list_operations`."""
+        return catalog.list_operations(self._reads, service)
 
     def list_attribute_keys(self, signal: str, *, service: str | None = None) -> list[str]:
-        """Attribute keys (record and resource) of recent records of a signal ("spans",
-        "logs" or "metrics"), sorted: the newest ``ATTRIBUTE_SAMPLE`` records of the hot
-        tier, and the newest cold file when the hot tier has fewer."""
-        counts = self._attribute_sample(signal, service, None)
-        return sorted(counts)
+        """Attribute keys of recent records of a signal; see :func:`tael._query.catalog.list_attribute_keys`."""
+        return catalog.list_attribute_keys(self._reads, signal, service=service)
 
     def list_attribute_values(
         self, signal: str, key: str, *, service: str | None = None, limit: int = 100
     ) -> list[Any]:
-        """Distinct values of one attribute key among recent records of a signal (the same
-        sample as ``list_attribute_keys``), most frequent first, at most ``limit``."""
-        if type(key) is not str or not key:
-            raise ValueError(f"key must be a non-empty str, got {key!r}")
-        if type(limit) is not int or limit < 1:
-            raise ValueError(f"limit must be a positive int, got {limit!r}")
-        counts = self._attribute_sample(signal, service, key)
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1][1], kv[0]))
-        return [value for _k, (value, _n) in ranked[:limit]]
-
-    def _attribute_sample(self, signal: str, service: str | None, key: str | None) -> dict[Any, Any]:
-        """Without ``key``: attribute key -> count. With it: canonical value -> (value, count)."""
-        if signal not in ("spans", "logs", "metrics"):
-            raise ValueError(f'signal must be "spans", "logs" or "metrics", got {signal!r}')
-        svc = args.opt_service(service)
-        attrs_at = {"spans": (4, 10, 11), "logs": (2, 7, 8), "metrics": (2, 6, None)}[signal]
-
-        def run(txn: Any, manifest: list[ColdFile]) -> dict[Any, Any]:
-            out: dict[Any, Any] = {}
-            seen = 0
-
-            def take(f: list[Any]) -> None:
-                s_at, a_at, r_at = attrs_at
-                if svc is not None and f[s_at] != svc:
-                    return
-                for attrs in (f[a_at], f[r_at] if r_at is not None else {}):
-                    if key is None:
-                        for k in attrs:
-                            out[k] = out.get(k, 0) + 1
-                    elif key in attrs:
-                        v = attrs[key]
-                        canon = repr((type(v).__name__, v))
-                        held = out.get(canon)
-                        out[canon] = (v, held[1] + 1 if held else 1)
-
-            def take_span(f: list[Any]) -> None:
-                take(self._blobs.restore_span(f) if key in self._payloads.keys else f)
-
-            for _k, f in self._hot.scan(
-                txn, signal, None, None, reverse=True, keep=lambda f: True, limit=ATTRIBUTE_SAMPLE
-            ):
-                (take_span if signal == "spans" else take)(f)
-                seen += 1
-            if seen < ATTRIBUTE_SAMPLE:
-                files = sorted((f for f in manifest if f.dataset == signal), key=lambda f: f.max_ns, reverse=True)
-                if files:
-                    table = self._cold.read_all(files[0])
-                    convert: Callable[[Any], Any] = {
-                        "spans": span_records,
-                        "logs": log_records,
-                        "metrics": metric_records,
-                    }[signal]
-                    recs = convert(table.slice(max(0, table.num_rows - (ATTRIBUTE_SAMPLE - seen))))
-                    for rec in recs:
-                        if signal == "spans":
-                            take_span(rec)
-                        else:
-                            take(rec[1])
-            return out
-
-        return self._reads.read(run)
+        """Values of one attribute key, most frequent first; see :func:`tael._query.catalog.list_attribute_values`."""
+        return catalog.list_attribute_values(self._reads, signal, key, service=service, limit=limit)
 
     def trace_summaries(
         self,
