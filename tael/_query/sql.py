@@ -35,7 +35,7 @@ def _hot_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:
     return {
         "spans": spans,
         "logs": logs,
-        "metrics": metrics_table([r[:4] for r in rows]),
+        "metrics": metrics_table([r[:4] for r in rows]),  # metric_rows: (lsn, index, series id, record, key)
         "metrics_5m": rollup_table("metrics_5m", five),
         "metrics_1h": rollup_table("metrics_1h", hour),
     }
