@@ -1141,7 +1141,7 @@ def stats(data: str, output: str) -> None:
 def sql(query_text: str, data: str, output: str) -> None:
     """Run a DuckDB SQL QUERY over the views spans, logs, metrics, metrics_5m and
     metrics_1h, which union the hot and cold tiers (columns: docs/cold-format.md)."""
-    from ._sql import json_rows
+    from ._query.sql import json_rows
 
     with _reader(data) as store:
         result = store.sql(query_text)

@@ -15,6 +15,20 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ._layout import (
+    METRIC_ATTRS,
+    METRIC_COUNT,
+    METRIC_KIND,
+    METRIC_MONOTONIC,
+    METRIC_NAME,
+    METRIC_SERVICE,
+    METRIC_SUM,
+    METRIC_TEMPORALITY,
+    METRIC_TIME,
+    METRIC_UNIT,
+    METRIC_VALUE,
+    MetricRecord,
+)
 from ._models import METRIC_KINDS, TEMPORALITIES, MetricBucket
 
 Partial = dict[str, Any]
@@ -29,12 +43,13 @@ def _step(prev: float, cur: float) -> float:
     return cur - prev if cur >= prev else cur
 
 
-def partials_from_points(points: Iterable[tuple[str, list[Any]]], window_ns: int) -> list[Partial]:
-    """Summaries per (series, window) of ``points``: (series id hex, record array)
-    pairs, in ingest order. Points are taken in time order (ingest order on ties)."""
-    groups: dict[tuple[str, int], list[list[Any]]] = {}
+def partials_from_points(points: Iterable[tuple[str, MetricRecord]], window_ns: int) -> list[Partial]:
+    """Summaries per (series, window) of ``points``: (series id hex, metric record
+    (``METRIC_*`` positions)) pairs, in ingest order. Points are taken in time order
+    (ingest order on ties)."""
+    groups: dict[tuple[str, int], list[MetricRecord]] = {}
     for sid, f in points:
-        key = (sid, f[0] - f[0] % window_ns)
+        key = (sid, f[METRIC_TIME] - f[METRIC_TIME] % window_ns)
         group = groups.get(key)
         if group is None:
             groups[key] = [f]
@@ -42,11 +57,11 @@ def partials_from_points(points: Iterable[tuple[str, list[Any]]], window_ns: int
             group.append(f)
     out = []
     for (sid, window_start), group in groups.items():
-        group.sort(key=lambda f: f[0])  # stable: ingest order on equal times
+        group.sort(key=lambda f: f[METRIC_TIME])  # stable: ingest order on equal times
         head = group[0]
-        counter = head[4] == _SUM and bool(head[7])
-        cumulative = head[8] == _CUMULATIVE
-        values = [f[3] for f in group]
+        counter = head[METRIC_KIND] == _SUM and bool(head[METRIC_MONOTONIC])
+        cumulative = head[METRIC_TEMPORALITY] == _CUMULATIVE
+        values = [f[METRIC_VALUE] for f in group]
         increase: float | None = None
         if counter:
             if cumulative:
@@ -57,28 +72,28 @@ def partials_from_points(points: Iterable[tuple[str, list[Any]]], window_ns: int
                 increase = float(sum(values))
         hist_count: int | None = None
         hist_sum: float | None = None
-        if head[4] == _HISTOGRAM:
-            hist_count = sum(f[10] or 0 for f in group)
-            hist_sum = float(sum(f[11] or 0.0 for f in group))
+        if head[METRIC_KIND] == _HISTOGRAM:
+            hist_count = sum(f[METRIC_COUNT] or 0 for f in group)
+            hist_sum = float(sum(f[METRIC_SUM] or 0.0 for f in group))
         out.append(
             {
                 "series_id": sid,
                 "window_start_ns": window_start,
                 "window_ns": window_ns,
-                "name": head[1],
-                "service": head[2],
-                "kind": METRIC_KINDS[head[4]],
-                "unit": head[5],
-                "attrs": head[6],
-                "monotonic": bool(head[7]),
-                "temporality": TEMPORALITIES[head[8]],
+                "name": head[METRIC_NAME],
+                "service": head[METRIC_SERVICE],
+                "kind": METRIC_KINDS[head[METRIC_KIND]],
+                "unit": head[METRIC_UNIT],
+                "attrs": head[METRIC_ATTRS],
+                "monotonic": bool(head[METRIC_MONOTONIC]),
+                "temporality": TEMPORALITIES[head[METRIC_TEMPORALITY]],
                 "count": len(group),
                 "sum": float(sum(values)),
                 "min": min(values),
                 "max": max(values),
-                "first_ns": group[0][0],
+                "first_ns": group[0][METRIC_TIME],
                 "first": values[0],
-                "last_ns": group[-1][0],
+                "last_ns": group[-1][METRIC_TIME],
                 "last": values[-1],
                 "increase": increase,
                 "hist_count": hist_count,
@@ -93,7 +108,7 @@ def chain(parts: Sequence[Partial]) -> Partial:
 
     Exact when the partials cover disjoint time spans (the boundary rise
     between one partial's last point and the next one's first is added once);
-    Store.aggregate_metrics recomputes interleaved ones from raw points (see
+    tael/_query/aggregate.py recomputes interleaved ones from raw points (see
     docs/cold-format.md, "Rollups")."""
     if len(parts) == 1:
         return parts[0]

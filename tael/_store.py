@@ -6,10 +6,8 @@ writes through the commit pipeline and reads through the tiers.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import sys
 import threading
 import time
 import weakref
@@ -20,10 +18,10 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from . import _analytics, _codec, _rollup
+from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
-from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
+from ._cold import ColdFile, log_records, metric_records, open_cold_tier, span_records
 from ._coldfs import LOCATION_FILE
 from ._commit import CommitPipeline
 from ._errors import (
@@ -35,14 +33,13 @@ from ._errors import (
     StoreClosedError,
     ValidationError,
 )
-from ._fsutil import DirLock, dir_size
+from ._fsutil import DirLock
 from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier, UnappliableRecordError
 from ._keys import REPLICA_POSITION_PREFIX
 from ._maintenance import Compactor
 from ._models import (
     SPAN_KINDS,
     SPAN_STATUSES,
-    Anomaly,
     AnomalyReport,
     Comment,
     CompactionReport,
@@ -55,13 +52,12 @@ from ._models import (
     ReplicationStatus,
     RetentionReport,
     ServiceInfo,
-    SignalStats,
     Span,
     StoreStats,
     SummaryReport,
     TraceOverview,
 )
-from ._query import args, filters
+from ._query import aggregate, analytics, args, catalog, filters, sql
 from ._query.context import ReadContext
 from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
 from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
@@ -93,8 +89,6 @@ from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTE_SAMPLE = 10_000
-"""Recent records ``list_attribute_keys`` and ``list_attribute_values`` look at."""
 _REPLAY_GROUP_RECORDS = 20_000
 _REREAD_BYTES = 8 << 20  # WAL read at a time when the indexer indexes batches again
 _IDENTITY = b"replication_identity"
@@ -1168,58 +1162,11 @@ class Store:
             units.sort(key=lambda u: u[2])
         return units
 
-    def _cold_points(
-        self, manifest: list[ColdFile], name: str, sids: list[str], lo: int, hi: int
-    ) -> list[tuple[tuple[int, int, int], str, list[Any]]]:
-        """(ingest key, series id hex, record) of cold raw points of the given series in [lo, hi)."""
-        files = [f for f in manifest if f.dataset == "metrics" and f.overlaps(lo, hi) and name in f.names]
-        if not files:
-            return []
-        bounds = {"series_id": (min(sids), max(sids)), "time_ns": (lo, hi - 1)}
-        expr = filters.and_all([pc.field("series_id").isin(sids), *filters.time_exprs("time_ns", lo, hi)])
-        table = self._cold.read_pruned(files, bounds, expr)
-        sid_col = table.column("series_id").to_pylist()
-        return [(key, sid, rec) for sid, (key, rec) in zip(sid_col, metric_records(table), strict=True)]
-
-    def _exact_where_interleaved(
-        self,
-        parts: list[_rollup.Partial],
-        manifest: list[ColdFile],
-        name: str,
-        hot: list[tuple[tuple[int, int, int], str, list[Any]]],
-        step_ns: int,
-        lo: int,
-        hi: int,
-    ) -> list[_rollup.Partial]:
-        """Late points whose times interleave with already-compacted points of the same
-        series make chained rollups inexact for ``increase``. Recompute such (series,
-        bucket)s from the raw points, hot and cold, while all of them are retained."""
-        groups: dict[tuple[str, int], list[_rollup.Partial]] = {}
-        for p in parts:
-            groups.setdefault((p["series_id"], p["window_start_ns"] - p["window_start_ns"] % step_ns), []).append(p)
-        for (sid, bucket), group in groups.items():
-            if len(group) < 2:
-                continue
-            ordered = sorted(group, key=lambda p: (p["first_ns"], p["last_ns"]))
-            if all(b["first_ns"] > a["last_ns"] for a, b in itertools.pairwise(ordered)):
-                continue  # disjoint in time: chaining is exact
-            b_lo, b_hi = max(lo, bucket), min(hi, bucket + step_ns)
-            points = [(k, rec) for k, _sid, rec in self._cold_points(manifest, name, [sid], b_lo, b_hi)]
-            points += [(k, rec) for k, s, rec in hot if s == sid and b_lo <= k[0] < b_hi]
-            if len(points) != sum(p["count"] for p in group):
-                continue  # raw points partly past retention: the chained rollups are the best left
-            points.sort(key=lambda kr: kr[0])
-            groups[(sid, bucket)] = _rollup.partials_from_points(((sid, rec) for _k, rec in points), step_ns)
-        return [p for group in groups.values() for p in group]
-
     def _matching_series(
         self, txn: Any, name: str, service: str | None, want: list[tuple[str, Any]] | None
     ) -> list[bytes]:
-        return [
-            sid
-            for sid, (svc, _kind, attrs) in self._hot.series_for(txn, name)
-            if (service is None or svc == service) and (want is None or args.attrs_match(want, attrs, {}))
-        ]
+        """Series ids of ``name`` matching the filters; see :func:`tael._query.aggregate.matching_series`."""
+        return aggregate.matching_series(self._hot, txn, name, service, want)
 
     def aggregate_metrics(
         self,
@@ -1231,88 +1178,14 @@ class Store:
         end: Any,
         step: str | int = "5m",
     ) -> list[MetricBucket]:
-        """Every series of ``name`` matching the filters, merged into one bucket per
-        step-aligned window in ``[start, end)`` that has data, oldest first.
-
-        ``step``: "1m", "5m", "1h", "1d" or nanoseconds. Compacted data is read from
-        the 1-hour rollups when the step is a multiple of an hour, from the 5-minute
-        rollups when it is a multiple of 5 minutes, and as raw points otherwise
-        (so after raw retention only rollup-aligned steps still see old data);
-        hot data and windows cut by ``start``/``end`` are read as raw points."""
-        if type(name) is not str or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        step_ns = args.step_ns(step)
-        lo, hi = to_ns(start, "start"), to_ns(end, "end")
-        if lo is None or hi is None:
-            raise ValueError("aggregate_metrics needs both start and end")
-        want = args.attr_filter(attributes) if attributes else None
-        if hi <= lo:
-            return []
-        windows = (("metrics_1h", args.HOUR_NS), ("metrics_5m", args.FIVE_MIN_NS))
-        rollup = next((ds for ds, w in windows if step_ns % w == 0), None)
-
-        def sid_of(f: list[Any]) -> str:
-            return _codec.series_key(f[1], f[2], f[4], f[6])[0].hex()
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[MetricBucket]:
-            series = self._matching_series(txn, name, service, want)
-            if not series:
-                return []
-            sids = [sid.hex() for sid in series]
-            by_series = pc.field("series_id").isin(sids)
-            parts: list[_rollup.Partial] = []
-            hot = self._hot.series_points(txn, series, lo, hi, sys.maxsize)
-            parts += _rollup.partials_from_points(((sid_of(f), f) for _k, f in hot), step_ns)
-            raw_ranges: list[tuple[int, int]] = [(lo, hi)]
-            if rollup is not None:
-                window = args.HOUR_NS if rollup == "metrics_1h" else args.FIVE_MIN_NS
-                inner_lo, inner_hi = -(-lo // window) * window, hi // window * window
-                if inner_lo < inner_hi:
-                    raw_ranges = [(lo, inner_lo), (inner_hi, hi)]
-                    files = [
-                        f
-                        for f in manifest
-                        if f.dataset == rollup and f.overlaps(inner_lo, inner_hi) and name in f.names
-                    ]
-                    if files:
-                        expr = filters.and_all([by_series, *filters.time_exprs("window_start_ns", inner_lo, inner_hi)])
-                        bounds = {"series_id": (min(sids), max(sids)), "window_start_ns": (inner_lo, inner_hi - 1)}
-                        table = self._cold.read_pruned(files, bounds, expr, _rollup.PARTIAL_COLUMNS)
-                        parts += _rollup.partials_from_table(_columns(table), table.num_rows)
-            for r_lo, r_hi in raw_ranges:
-                if r_lo < r_hi:
-                    parts += _rollup.partials_from_points(
-                        ((sid, rec) for _k, sid, rec in self._cold_points(manifest, name, sids, r_lo, r_hi)), step_ns
-                    )
-            if rollup is not None:
-                hot_keyed = [(_QQI.unpack(k), sid_of(f), f) for k, f in hot]
-                parts = self._exact_where_interleaved(parts, manifest, name, hot_keyed, step_ns, lo, hi)
-            return _rollup.buckets(parts, step_ns)
-
-        return self._reads.read(run)
+        """Matching series merged into one bucket per step; see :func:`tael._query.aggregate.aggregate_metrics`."""
+        return aggregate.aggregate_metrics(
+            self._reads, name, service=service, attributes=attributes, start=start, end=end, step=step
+        )
 
     def list_services(self) -> list[ServiceInfo]:
-        """Every service with spans in the store (hot or cold), by name, from counters kept
-        on write and on retention (no span scan)."""
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[ServiceInfo]:
-            totals: dict[str, tuple[int, int, int, int]] = dict(self._hot.services(txn))
-            out = []
-            for name in sorted(totals):
-                spans, errors, total_ns, traces = totals[name]
-                out.append(
-                    ServiceInfo(
-                        name=name,
-                        span_count=spans,
-                        trace_count=traces,
-                        error_count=errors,
-                        error_rate=errors / spans if spans else 0.0,
-                        avg_duration_ms=total_ns / spans / 1e6 if spans else 0.0,
-                    )
-                )
-            return out
-
-        return self._reads.read(run)
+        """Every service with spans in the store; see :func:`tael._query.catalog.list_services`."""
+        return catalog.list_services(self._reads)
 
     def _index_coverage(self) -> dict[str, Any]:
         """Whether the full-text index holds a document for every hot-tier record it must
@@ -1370,164 +1243,40 @@ class Store:
         return report | out
 
     def stats(self) -> StoreStats:
-        """Record counts and time range per signal (hot and cold), and bytes on disk per component."""
+        """Record counts per signal and bytes on disk; see :func:`tael._query.catalog.stats`."""
+        return catalog.stats(self._reads, self._facts)
 
-        def run(txn: Any, manifest: list[ColdFile]) -> StoreStats:
-            hot = self._hot.signal_stats(txn)
-            signals = {}
-            cold_counts = {}
-            for signal, h in hot.items():
-                files = [f for f in manifest if f.dataset == signal]
-                cold_counts[signal] = sum(f.rows for f in files)
-                times = [t for t in (h.oldest_ns, h.newest_ns) if t is not None]
-                times += [f.min_ns for f in files] + [f.max_ns for f in files]
-                signals[signal] = SignalStats(
-                    count=h.count + cold_counts[signal],
-                    oldest_ns=min(times) if times else None,
-                    newest_ns=max(times) if times else None,
-                )
-            blobs, blob_raw, _stored = self._hot.blob_stats(txn)
-            index_docs = 0
-            if (self.path / "index" / "meta.json").exists():
-                index_docs = self._reads.text_index().documents()
-            indexed = self._indexer.committed_lsn if self._indexer is not None else self._hot.indexed_lsn()
-            return StoreStats(
-                signals=signals,
-                disk_bytes={
-                    "wal": dir_size(self.path / "wal"),
-                    "hot": dir_size(self.path / "hot"),
-                    # a cold tier elsewhere counts what the manifest names (bytes in the bucket)
-                    "cold": sum(f.size for f in manifest) if self._cold.remote else dir_size(self._cold.root),
-                    **({"cache": dir_size(self.path / "cache")} if self._cold.remote else {}),
-                    "blobs": dir_size(self.path / "blobs"),
-                    "index": dir_size(self.path / "index"),
-                },
-                wal_segments=self._wal.segment_count
-                if self._wal is not None
-                else len(list((self.path / "wal").glob("*.wal"))),
-                applied_lsn=self._pipeline.applied_lsn if self._pipeline is not None else self._hot.applied_lsn(),
-                hot_records={k: v.count for k, v in hot.items()},
-                cold_records=cold_counts,
-                cold_files=len(manifest),
-                blobs=blobs,
-                blob_raw_bytes=blob_raw,
-                index_documents=index_docs,
-                indexed_lsn=indexed or 0,
-                replication=self.replication_status(),
-            )
-
-        return self._reads.read(run)
+    def _facts(self) -> catalog.StoreFacts:
+        """What ``stats`` reports from this Store's own parts (WAL, pipeline, indexer, replication)."""
+        return catalog.StoreFacts(
+            wal_segments=self._wal.segment_count
+            if self._wal is not None
+            else len(list((self.path / "wal").glob("*.wal"))),
+            applied_lsn=self._pipeline.applied_lsn if self._pipeline is not None else self._hot.applied_lsn(),
+            indexed_lsn=self._indexer.committed_lsn if self._indexer is not None else self._hot.indexed_lsn(),
+            replication=self.replication_status(),
+        )
 
     # ------------------------------------------------------------ analytics
 
     def summary(self, *, last_s: float = 3600, service: str | None = None, now: Any = None) -> SummaryReport:
-        """The window ``[now - last_s, now)`` at a glance: span statistics with exact
-        percentiles, the 10 busiest services, the 10 operations with most errors, log
-        counts by severity and metric points, over both tiers (a span counts by its
-        start_ns). Reads lean side tables and a few Parquet columns, not full records."""
-        lo, hi = args.window(last_s, now, "last_s")
-        svc = args.opt_service(service)
-
-        def run(txn: Any, manifest: list[ColdFile]) -> SummaryReport:
-            spans = _analytics.span_window(self._hot, self._cold, txn, manifest, lo, hi, svc)
-            return SummaryReport(
-                start_ns=lo,
-                end_ns=hi,
-                traces=_analytics.trace_summary(spans),
-                top_services=_analytics.top_services(_analytics.per_service(spans)),
-                top_error_operations=_analytics.top_error_operations(spans),
-                logs=_analytics.log_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
-                metrics=_analytics.metric_summary(self._hot, self._cold, txn, manifest, lo, hi, svc),
-            )
-
-        return self._reads.read(run)
+        """The window ``[now - last_s, now)`` at a glance; see :func:`tael._query.analytics.summary`."""
+        return analytics.summary(self._reads, last_s=last_s, service=service, now=now)
 
     def anomalies(
         self, *, current_s: float = 300, baseline_s: float = 3600, service: str | None = None, now: Any = None
     ) -> AnomalyReport:
-        """Services whose error rate or p95 latency rose in the current window
-        ``[now - current_s, now)`` against the baseline window just before it,
-        ``[now - current_s - baseline_s, now - current_s)`` (not overlapping, so a
-        regression does not dilute its own baseline). Only services with spans in both
-        windows are compared. Error rate: a rise of more than 5 percentage points is
-        medium, more than 20 high. p95: more than 1.5x and more than 25 ms higher is
-        medium, more than 2x (and 25 ms) high."""
-        cur_lo, hi = args.window(current_s, now, "current_s")
-        base_lo, _ = args.window(baseline_s, cur_lo, "baseline_s")
-        svc = args.opt_service(service)
-
-        def run(txn: Any, manifest: list[ColdFile]) -> AnomalyReport:
-            current = _analytics.per_service(
-                _analytics.span_window(self._hot, self._cold, txn, manifest, cur_lo, hi, svc)
-            )
-            baseline = _analytics.per_service(
-                _analytics.span_window(self._hot, self._cold, txn, manifest, base_lo, cur_lo, svc)
-            )
-            found = []
-            for name in sorted(current.keys() & baseline.keys()):
-                n_c, e_c, p95_c = current[name]
-                n_b, e_b, p95_b = baseline[name]
-                rate_c, rate_b = 100.0 * e_c / n_c, 100.0 * e_b / n_b
-                rise = rate_c - rate_b
-                if rise > 5:
-                    found.append(
-                        Anomaly(
-                            service=name,
-                            kind="error_rate",
-                            severity="high" if rise > 20 else "medium",
-                            current=rate_c,
-                            baseline=rate_b,
-                            delta=rise,
-                            description=f"{name}: error rate {rate_c:.1f}% against {rate_b:.1f}% before "
-                            f"(+{rise:.1f} points)",
-                        )
-                    )
-                grow = p95_c - p95_b
-                if p95_c > 1.5 * p95_b and grow > 25:
-                    found.append(
-                        Anomaly(
-                            service=name,
-                            kind="p95_latency",
-                            severity="high" if p95_c > 2 * p95_b else "medium",
-                            current=p95_c,
-                            baseline=p95_b,
-                            delta=grow,
-                            description=f"{name}: p95 latency {p95_c:.1f} ms against {p95_b:.1f} ms before "
-                            f"(+{grow:.1f} ms)",
-                        )
-                    )
-            return AnomalyReport(baseline_start_ns=base_lo, current_start_ns=cur_lo, end_ns=hi, anomalies=found)
-
-        return self._reads.read(run)
+        """Services whose error rate or p95 latency rose; see :func:`tael._query.analytics.anomalies`."""
+        return analytics.anomalies(self._reads, current_s=current_s, baseline_s=baseline_s, service=service, now=now)
 
     def correlate(self, trace_id: str) -> CorrelateReport | None:
-        """A trace with every log carrying its id (whatever their time, oldest first) and
-        the metric points of its services from ``Settings.correlate_margin_s`` before it
-        starts to as long after it ends; None for an unknown trace."""
-        spans = self.get_trace(trace_id)
-        if not spans:
-            return None
-        start = min(s.start_ns for s in spans)
-        end = max(s.end_ns for s in spans)
-        services = sorted({s.service for s in spans})
-        margin = int(self.settings.correlate_margin_s * 1e9)
-        logs = self.query_logs(trace_id=trace_id, limit=args.MAX_LIMIT, order="asc")
-        points: list[MetricPoint] = []
-        for svc in services:
-            points += self.query_metrics(
-                service=svc, start=max(0, start - margin), end=end + margin, limit=args.MAX_LIMIT
-            )
-        points.sort(key=lambda p: (p.time_ns, p.name, p.service))
-        return CorrelateReport(
-            trace_id=trace_id,
-            spans=spans,
-            services=services,
-            start_ns=start,
-            end_ns=end,
-            duration_ms=(end - start) / 1e6,
-            error_count=sum(s.status == "error" for s in spans),
-            logs=logs,
-            metrics=points,
+        """A trace with its logs and its services' metric points; see :func:`tael._query.analytics.correlate`."""
+        return analytics.correlate(
+            trace_id,
+            margin_s=self.settings.correlate_margin_s,
+            get_trace=self.get_trace,
+            query_logs=self.query_logs,
+            query_metrics=self.query_metrics,
         )
 
     def add_comment(self, trace_id: str, body: str, *, author: str, span_id: str | None = None) -> Comment:
@@ -1539,87 +1288,22 @@ class Store:
         return _codec.decode_comment(_codec.unpackb(row[3]))
 
     def comments(self, trace_id: str) -> list[Comment]:
-        """The comments on a trace, oldest first."""
-        trace = args.query_id(trace_id, 16, "trace_id")
-        return self._reads.read(lambda txn, _m: [_codec.decode_comment(f) for f in self._hot.comments(txn, trace)])
+        """The comments on a trace, oldest first; see :func:`tael._query.catalog.comments`."""
+        return catalog.comments(self._reads, trace_id)
 
     def list_operations(self, service: str) -> list[str]:
-        """Span names of a service, sorted (kept on write, dropped by retention)."""
-        if type(service) is not str or not service:
-            raise ValueError(f"service must be a non-empty str, got {service!r}")
-        return self._reads.read(lambda txn, _m: self._hot.operations(txn, service))
+        """Span names of a service, sorted; see :func:`tael._query.catalog.list_operations`."""
+        return catalog.list_operations(self._reads, service)
 
     def list_attribute_keys(self, signal: str, *, service: str | None = None) -> list[str]:
-        """Attribute keys (record and resource) of recent records of a signal ("spans",
-        "logs" or "metrics"), sorted: the newest ``ATTRIBUTE_SAMPLE`` records of the hot
-        tier, and the newest cold file when the hot tier has fewer."""
-        counts = self._attribute_sample(signal, service, None)
-        return sorted(counts)
+        """Attribute keys of recent records of a signal; see :func:`tael._query.catalog.list_attribute_keys`."""
+        return catalog.list_attribute_keys(self._reads, signal, service=service)
 
     def list_attribute_values(
         self, signal: str, key: str, *, service: str | None = None, limit: int = 100
     ) -> list[Any]:
-        """Distinct values of one attribute key among recent records of a signal (the same
-        sample as ``list_attribute_keys``), most frequent first, at most ``limit``."""
-        if type(key) is not str or not key:
-            raise ValueError(f"key must be a non-empty str, got {key!r}")
-        if type(limit) is not int or limit < 1:
-            raise ValueError(f"limit must be a positive int, got {limit!r}")
-        counts = self._attribute_sample(signal, service, key)
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1][1], kv[0]))
-        return [value for _k, (value, _n) in ranked[:limit]]
-
-    def _attribute_sample(self, signal: str, service: str | None, key: str | None) -> dict[Any, Any]:
-        """Without ``key``: attribute key -> count. With it: canonical value -> (value, count)."""
-        if signal not in ("spans", "logs", "metrics"):
-            raise ValueError(f'signal must be "spans", "logs" or "metrics", got {signal!r}')
-        svc = args.opt_service(service)
-        attrs_at = {"spans": (4, 10, 11), "logs": (2, 7, 8), "metrics": (2, 6, None)}[signal]
-
-        def run(txn: Any, manifest: list[ColdFile]) -> dict[Any, Any]:
-            out: dict[Any, Any] = {}
-            seen = 0
-
-            def take(f: list[Any]) -> None:
-                s_at, a_at, r_at = attrs_at
-                if svc is not None and f[s_at] != svc:
-                    return
-                for attrs in (f[a_at], f[r_at] if r_at is not None else {}):
-                    if key is None:
-                        for k in attrs:
-                            out[k] = out.get(k, 0) + 1
-                    elif key in attrs:
-                        v = attrs[key]
-                        canon = repr((type(v).__name__, v))
-                        held = out.get(canon)
-                        out[canon] = (v, held[1] + 1 if held else 1)
-
-            def take_span(f: list[Any]) -> None:
-                take(self._blobs.restore_span(f) if key in self._payloads.keys else f)
-
-            for _k, f in self._hot.scan(
-                txn, signal, None, None, reverse=True, keep=lambda f: True, limit=ATTRIBUTE_SAMPLE
-            ):
-                (take_span if signal == "spans" else take)(f)
-                seen += 1
-            if seen < ATTRIBUTE_SAMPLE:
-                files = sorted((f for f in manifest if f.dataset == signal), key=lambda f: f.max_ns, reverse=True)
-                if files:
-                    table = self._cold.read_all(files[0])
-                    convert: Callable[[Any], Any] = {
-                        "spans": span_records,
-                        "logs": log_records,
-                        "metrics": metric_records,
-                    }[signal]
-                    recs = convert(table.slice(max(0, table.num_rows - (ATTRIBUTE_SAMPLE - seen))))
-                    for rec in recs:
-                        if signal == "spans":
-                            take_span(rec)
-                        else:
-                            take(rec[1])
-            return out
-
-        return self._reads.read(run)
+        """Values of one attribute key, most frequent first; see :func:`tael._query.catalog.list_attribute_values`."""
+        return catalog.list_attribute_values(self._reads, signal, key, service=service, limit=limit)
 
     def trace_summaries(
         self,
@@ -1637,64 +1321,29 @@ class Store:
         text: str | None = None,
         order: str = "desc",
     ) -> list[TraceOverview]:
-        """One row per trace with a span matching every filter (``query_traces``'
-        filters), in the order of its best matching span, at most ``limit`` traces; each
-        row describes the whole trace."""
-        args.check_range(start, end, limit)
-        traces: list[str] = []
-        fetch = limit
-        while True:
-            spans = self.query_traces(
-                service=service,
-                name=name,
-                status=status,
-                kind=kind,
-                min_duration_ms=min_duration_ms,
-                max_duration_ms=max_duration_ms,
-                attributes=attributes,
-                start=start,
-                end=end,
-                limit=min(fetch, args.MAX_LIMIT),
-                text=text,
-                order=order,
-            )
-            traces = list(dict.fromkeys(s.trace_id for s in spans))
-            if len(traces) >= limit or len(spans) < fetch or fetch >= args.MAX_LIMIT:
-                break
-            fetch *= 4
-        out = []
-        for trace_id in traces[:limit]:
-            whole = self.get_trace(trace_id)
-            if not whole:
-                continue  # removed since the search
-            ids = {s.span_id for s in whole}
-            roots = [s for s in whole if s.parent_span_id is None or s.parent_span_id not in ids]
-            root = min(roots or whole, key=lambda s: (s.parent_span_id is not None, s.start_ns))
-            first = min(s.start_ns for s in whole)
-            out.append(
-                TraceOverview(
-                    trace_id=trace_id,
-                    root_service=root.service,
-                    root_name=root.name,
-                    start_ns=first,
-                    duration_ms=(max(s.end_ns for s in whole) - first) / 1e6,
-                    span_count=len(whole),
-                    error_count=sum(s.status == "error" for s in whole),
-                )
-            )
-        return out
+        """One row per trace with a matching span; see :func:`tael._query.analytics.trace_summaries`."""
+        return analytics.trace_summaries(
+            self.query_traces,
+            self.get_trace,
+            service=service,
+            name=name,
+            status=status,
+            kind=kind,
+            min_duration_ms=min_duration_ms,
+            max_duration_ms=max_duration_ms,
+            attributes=attributes,
+            start=start,
+            end=end,
+            limit=limit,
+            text=text,
+            order=order,
+        )
 
     # ------------------------------------------------------------ SQL
 
     def sql(self, query: str) -> Any:
-        """Run a DuckDB SQL query over views ``spans``, ``logs``, ``metrics``,
-        ``metrics_5m`` and ``metrics_1h`` that union the hot and cold tiers (the
-        columns of docs/cold-format.md); returns a ``pyarrow.Table``. Needs the
-        ``sql`` extra (DuckDB). Hot records are converted on every call, so the
-        cost grows with the hot tier."""
-        from ._sql import run_sql
-
-        return run_sql(self, query)
+        """Run a DuckDB SQL query over the hot and cold tiers; see :func:`tael._query.sql.run_sql`."""
+        return sql.run_sql(self._reads, query)
 
     # ------------------------------------------------------------ tiers
 

@@ -155,7 +155,7 @@ def test_tael_sql_prints_nanosecond_timestamps_maps_and_lists_in_table_and_json(
 def test_json_rows_converts_every_arrow_type_without_pandas() -> None:
     import pyarrow as pa
 
-    from tael._sql import json_rows
+    from tael._query.sql import json_rows
 
     table = pa.table(
         {

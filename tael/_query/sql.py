@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
-from . import _codec
-from ._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
-from ._errors import StorageError, ValidationError
-from ._hot import _QQI
-from ._maintenance import metric_rows, rollup_rows
-
-if TYPE_CHECKING:
-    from ._store import Store
+from .. import _codec
+from .._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
+from .._errors import StorageError, ValidationError
+from .._hot import _QQI, HotTier
+from .._maintenance import metric_rows, rollup_rows
+from .context import ReadContext
 
 VIEWS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
 
 
-def _hot_tables(store: Store, txn: Any) -> dict[str, pa.Table]:
-    hot = store._hot
+def _hot_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:
     unpack = _codec.unpackb
     spans = spans_table([unpack(v) for _k, v in hot.records(txn, "spans")])
     logs = logs_table([(*_QQI.unpack(k)[1:], unpack(v)) for k, v in hot.records(txn, "logs")])
@@ -38,7 +35,7 @@ def _hot_tables(store: Store, txn: Any) -> dict[str, pa.Table]:
     return {
         "spans": spans,
         "logs": logs,
-        "metrics": metrics_table([r[:4] for r in rows]),
+        "metrics": metrics_table([r[:4] for r in rows]),  # metric_rows: (lsn, index, series id, record, key)
         "metrics_5m": rollup_table("metrics_5m", five),
         "metrics_1h": rollup_table("metrics_1h", hour),
     }
@@ -60,8 +57,14 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def run_sql(store: Store, query: str) -> pa.Table:
-    """``query`` over one snapshot of the hot tier and the cold files its manifest names.
+def run_sql(ctx: ReadContext, query: str) -> pa.Table:
+    """Run a DuckDB SQL query over views ``spans``, ``logs``, ``metrics``,
+    ``metrics_5m`` and ``metrics_1h`` that union the hot and cold tiers (the
+    columns of docs/cold-format.md); returns a ``pyarrow.Table``. Needs the
+    ``sql`` extra (DuckDB). Hot records are converted on every call, so the
+    cost grows with the hot tier (``Store.sql``).
+
+    ``query`` runs over one snapshot of the hot tier and the cold files its manifest names.
 
     The whole of it (binding the views to the files, then the query) runs inside the
     store's read retry: a file gone under it (merged or dropped by another process's
@@ -75,12 +78,13 @@ def run_sql(store: Store, query: str) -> pa.Table:
         import duckdb
     except ImportError:
         raise StorageError("Store.sql needs DuckDB: pip install 'tael[sql]'") from None
+    cold = ctx.cold
 
     def views(con: Any, txn: Any, manifest: list[ColdFile]) -> None:
-        for name, table in _hot_tables(store, txn).items():
+        for name, table in _hot_tables(ctx.hot, txn).items():
             con.register(f"_hot_{name}", table)
             files = [f for f in manifest if f.dataset == name]
-            paths = store._cold.local_paths(files)
+            paths = cold.local_paths(files)
             if not files:
                 con.execute(f"CREATE VIEW {name} AS SELECT * FROM _hot_{name}")
             elif paths is not None:  # read_parquet opens every file here, to bind the view
@@ -90,7 +94,7 @@ def run_sql(store: Store, query: str) -> pa.Table:
                     f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
                 )
             else:  # object storage: scanned through pyarrow, with the hive date column as read_parquet gives it
-                con.register(f"_cold_{name}", store._cold.remote_dataset(files))
+                con.register(f"_cold_{name}", cold.remote_dataset(files))
                 con.execute(
                     f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(date AS DATE) AS date) FROM _cold_{name} "
                     f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
@@ -102,7 +106,7 @@ def run_sql(store: Store, query: str) -> pa.Table:
             try:
                 views(con, txn, manifest)
             except duckdb.Error as exc:  # our own statements over the store's files
-                if _gone(exc) or (store._cold.remote and _remote_gone(exc)):
+                if _gone(exc) or (cold.remote and _remote_gone(exc)):
                     raise FileNotFoundError(str(exc)) from exc  # read again, on a fresh snapshot
                 raise StorageError(f"SQL views over the store's files failed: {exc}") from exc
             try:
@@ -113,17 +117,15 @@ def run_sql(store: Store, query: str) -> pa.Table:
                     raise FileNotFoundError(str(exc)) from exc  # a cold file went away: read again
                 raise StorageError(f"SQL query failed reading the store: {exc}") from exc
             except duckdb.Error as exc:
-                if store._cold.remote and _remote_gone(exc):
+                if cold.remote and _remote_gone(exc):
                     raise FileNotFoundError(str(exc)) from exc  # from the pyarrow scan: read again
-                if store._cold.remote and "AWS Error" in str(exc):
-                    raise StorageError(
-                        f"SQL query failed reading the cold tier at {store._cold.location}: {exc}"
-                    ) from exc
+                if cold.remote and "AWS Error" in str(exc):
+                    raise StorageError(f"SQL query failed reading the cold tier at {cold.location}: {exc}") from exc
                 raise ValidationError(f"SQL error: {exc}") from exc
         finally:
             con.close()
 
-    return store._reads.read(run, pin=True)
+    return ctx.read(run, pin=True)
 
 
 # ---------------------------------------------------------------- results as plain values
