@@ -1,7 +1,7 @@
 """``Store.sql``: DuckDB over views that union the hot and cold tiers.
 
 Each view (``spans``, ``logs``, ``metrics``, ``metrics_5m``, ``metrics_1h``) has
-exactly the columns of its cold dataset (docs/cold-format.md): the live cold
+exactly the columns of its cold dataset (docs/format/cold.md): the live cold
 files, as named by the manifest, read with ``read_parquet``, and the hot
 records converted to the same schema, from one LMDB snapshot, so a record is
 seen once. Hot metric points also appear in the rollup views, rolled up on the

@@ -1689,7 +1689,7 @@ class Store:
     def sql(self, query: str) -> Any:
         """Run a DuckDB SQL query over views ``spans``, ``logs``, ``metrics``,
         ``metrics_5m`` and ``metrics_1h`` that union the hot and cold tiers (the
-        columns of docs/cold-format.md); returns a ``pyarrow.Table``. Needs the
+        columns of docs/format/cold.md); returns a ``pyarrow.Table``. Needs the
         ``sql`` extra (DuckDB). Hot records are converted on every call, so the
         cost grows with the hot tier."""
         from ._sql import run_sql
