@@ -312,7 +312,7 @@ def _unhex(s: str | None) -> bytes | None:
 
 # ---------------------------------------------------------------- records -> tables
 #
-# Hot-tier records are the msgpack arrays documented in docs/architecture.md
+# Hot-tier records are the msgpack arrays documented in docs/format/wal.md
 # ("Record layouts"); ``f`` below is one unpacked record.
 
 
