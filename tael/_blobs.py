@@ -11,7 +11,7 @@ which no attribute value can otherwise be) in its place. Reads put the text back
 The blob files are written by the hot tier's applier inside the LMDB
 transaction that first references them, and made durable with one
 ``syncfs`` before that transaction commits (see ``HotTier.apply``), so a
-committed reference always names a durable blob. Layout: docs/blob-format.md.
+committed reference always names a durable blob. Layout: docs/format/blobs.md.
 """
 
 from __future__ import annotations

@@ -1140,7 +1140,7 @@ def stats(data: str, output: str) -> None:
 @_output_option
 def sql(query_text: str, data: str, output: str) -> None:
     """Run a DuckDB SQL QUERY over the views spans, logs, metrics, metrics_5m and
-    metrics_1h, which union the hot and cold tiers (columns: docs/cold-format.md)."""
+    metrics_1h, which union the hot and cold tiers (columns: docs/format/cold.md)."""
     from ._query.sql import json_rows
 
     with _reader(data) as store:

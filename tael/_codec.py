@@ -3,7 +3,7 @@
 A record is encoded once, at insert: the same bytes are framed into the WAL and
 stored as the LMDB value, so replay needs no re-encoding. Each encoder returns
 *rows*: the packed record plus the fields the hot tier keys and indexes on.
-The array layouts (version 1) are documented in docs/architecture.md.
+The array layouts (version 1) are documented in docs/format/wal.md.
 """
 
 from __future__ import annotations

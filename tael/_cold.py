@@ -2,7 +2,7 @@
 and the conversion between hot-tier records and Arrow tables.
 
 The layout and every column are a public format documented in
-docs/cold-format.md: DuckDB, Spark or pyarrow read these files without tael.
+docs/format/cold.md: DuckDB, Spark or pyarrow read these files without tael.
 This module knows nothing about LMDB; the manifest that says which files are
 live lives in the hot tier and is driven by ``_maintenance``.
 """
@@ -312,7 +312,7 @@ def _unhex(s: str | None) -> bytes | None:
 
 # ---------------------------------------------------------------- records -> tables
 #
-# Hot-tier records are the msgpack arrays documented in docs/architecture.md
+# Hot-tier records are the msgpack arrays documented in docs/format/wal.md
 # ("Record layouts"); ``f`` below is one unpacked record.
 
 

@@ -2,7 +2,7 @@
 
 Every write transaction also records the WAL LSN it has applied up to, so
 replay after a crash applies each WAL record exactly once. Key layouts are in
-docs/architecture.md ("Hot tier").
+docs/format/hot.md.
 """
 
 from __future__ import annotations

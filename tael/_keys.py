@@ -10,7 +10,7 @@ against the real layout of every key it ends up in, using the numbers below;
 ``_codec`` (``Store.insert_*``), ``_otlp`` (OTLP requests) and ``_settings``
 all use them, and ``tests/test_key_limits.py`` checks them against LMDB itself.
 
-Inventory of the hot tier's keys (docs/architecture.md, "Hot tier"), by what
+Inventory of the hot tier's keys (docs/format/hot.md, "Key limits"), by what
 varies in them:
 
 - fixed width, built from ids, times, LSNs and digests only: ``spans``,

@@ -5,7 +5,7 @@ sum, min, max, first/last (with their times), the counter ``increase``, and
 histogram count/sum totals. Partials of the same series and window merge in
 time order ("chaining"), so rollups written by separate compactions (late
 points) and raw points still in the hot tier combine into the answer one pass
-over all the raw points would give. The definitions are in docs/cold-format.md
+over all the raw points would give. The definitions are in docs/format/cold.md
 ("Rollups").
 """
 
@@ -109,7 +109,7 @@ def chain(parts: Sequence[Partial]) -> Partial:
     Exact when the partials cover disjoint time spans (the boundary rise
     between one partial's last point and the next one's first is added once);
     tael/_query/aggregate.py recomputes interleaved ones from raw points (see
-    docs/cold-format.md, "Rollups")."""
+    docs/format/cold.md, "Rollups")."""
     if len(parts) == 1:
         return parts[0]
     ordered = sorted(parts, key=lambda p: (p["first_ns"], p["last_ns"]))

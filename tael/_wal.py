@@ -3,7 +3,7 @@
 Positions are LSNs: a record's LSN is its segment's base LSN (the file name)
 plus its byte offset in the file, so an LSN names a byte of the log and the
 hot tier can record "applied up to here" as one integer. The byte layout is in
-docs/architecture.md ("WAL format").
+docs/format/wal.md.
 """
 
 from __future__ import annotations

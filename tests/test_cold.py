@@ -266,13 +266,13 @@ def test_cold_files_are_read_by_pyarrow_and_duckdb_with_documented_columns(store
     store.insert_metrics([make_point(time_ns=T0 + i * 60 * 10**9, value=float(i)) for i in range(12)])
     store.compact(T0 + 2 * DAY)
     cold = store.path / "cold"
-    doc = (Path(__file__).parent.parent / "docs" / "cold-format.md").read_text()
+    doc = (Path(__file__).parent.parent / "docs" / "format" / "cold.md").read_text()
     for dataset in ("spans", "logs", "metrics", "metrics_5m", "metrics_1h"):
         table = ds.dataset(cold / dataset, partitioning="hive").to_table()
         assert table.num_rows > 0
         assert "date" in table.column_names
         for column in table.column_names:
-            assert f"`{column}`" in doc, f"{dataset}.{column} is not documented in docs/cold-format.md"
+            assert f"`{column}`" in doc, f"{dataset}.{column} is not documented in docs/format/cold.md"
         rel = duckdb.sql(f"select * from read_parquet('{cold / dataset}/*/*.parquet', hive_partitioning=true)")
         assert rel.columns == table.column_names
         assert rel.to_arrow_table().num_rows == table.num_rows

@@ -1,7 +1,7 @@
 """``Store.sql``: DuckDB over views that union the hot and cold tiers.
 
 Each view (``spans``, ``logs``, ``metrics``, ``metrics_5m``, ``metrics_1h``) has
-exactly the columns of its cold dataset (docs/cold-format.md): the live cold
+exactly the columns of its cold dataset (docs/format/cold.md): the live cold
 files, as named by the manifest, read with ``read_parquet``, and the hot
 records converted to the same schema, from one LMDB snapshot, so a record is
 seen once. Hot metric points also appear in the rollup views, rolled up on the
@@ -60,7 +60,7 @@ def _quote(text: str) -> str:
 def run_sql(ctx: ReadContext, query: str) -> pa.Table:
     """Run a DuckDB SQL query over views ``spans``, ``logs``, ``metrics``,
     ``metrics_5m`` and ``metrics_1h`` that union the hot and cold tiers (the
-    columns of docs/cold-format.md); returns a ``pyarrow.Table``. Needs the
+    columns of docs/format/cold.md); returns a ``pyarrow.Table``. Needs the
     ``sql`` extra (DuckDB). Hot records are converted on every call, so the
     cost grows with the hot tier (``Store.sql``).
 
