@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +194,11 @@ class BlobStore:
             self.path(digest).unlink()
         except FileNotFoundError:
             log.warning("blob %s was already gone", digest.hex())
+
+    def missing(self, digests: Iterable[bytes]) -> list[Path]:
+        """The paths of the blob files among ``digests`` that do not exist (``tael check``:
+        the catalog names them, so their records' payload text is lost)."""
+        return [p for p in map(self.path, digests) if not p.is_file()]
 
     def files(self) -> Iterator[tuple[bytes | None, Path]]:
         """(digest or None for a stray name, path) of every file under blobs/."""

@@ -827,6 +827,11 @@ class HotTier:
             stored += s
         return count, raw, stored
 
+    def blob_digests(self, txn: lmdb.Transaction) -> list[bytes]:
+        """Every digest in the blob catalog: the blob files that must exist (``tael check``
+        asks the blob store which are missing)."""
+        return [bytes(d) for d in txn.cursor(db=self.db["blobs"]).iternext(values=False)]
+
     def has_blob(self, txn: lmdb.Transaction, digest: bytes) -> bool:
         return txn.get(digest, db=self.db["blobs"]) is not None
 
