@@ -1291,7 +1291,6 @@ def check_store(data: str | Path) -> dict[str, Any]:
     notes: list[str] = []
     report: dict[str, Any] = {"data": str(root.resolve())}
     store: Store | None = None
-    tiers: dict[str, Any] | None = None
     if _is_store(root):
         try:
             store = Store(root, _settings(), read_only=True)
