@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import zstandard
 
 from ._errors import CorruptionError
 from ._fsutil import atomic_write
+from ._layout import EVENT_ATTRS, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class Payloads:
         if flag == 2:
             return 2
         for ev in events:
-            flag = max(flag, self._attrs_flag(ev[2]))
+            flag = max(flag, self._attrs_flag(ev[EVENT_ATTRS]))
             if flag == 2:
                 return 2
         return flag
@@ -85,9 +86,9 @@ class Payloads:
         """Replace the long payload texts of a span record by their digests, in place;
         returns (digest, text) of each."""
         out: list[tuple[bytes, str]] = []
-        self._externalize_attrs(f[10], out)
-        for ev in f[14]:
-            self._externalize_attrs(ev[2], out)
+        self._externalize_attrs(f[SPAN_ATTRS], out)
+        for ev in f[SPAN_EVENTS]:
+            self._externalize_attrs(ev[EVENT_ATTRS], out)
         return out
 
     def _externalize_attrs(self, attrs: dict[str, Any], out: list[tuple[bytes, str]]) -> None:
@@ -101,32 +102,32 @@ class Payloads:
                 out.append((digest, value))
 
     def externalize_log(self, f: list[Any]) -> list[tuple[bytes, str]]:
-        body = f[1]
+        body = f[LOG_BODY]
         if type(body) is str and self._big(body):
             digest = digest_of(body)
-            f[1] = digest
+            f[LOG_BODY] = digest
             return [(digest, body)]
         return []
 
     def span_texts(self, f: list[Any]) -> list[str]:
         """The payload texts of a span record (digests are left out: restore first)."""
-        out = [v for k, v in f[10].items() if k in self.keys and type(v) is str] if f[10] else []
-        for ev in f[14]:
-            if ev[2]:
-                out += [v for k, v in ev[2].items() if k in self.keys and type(v) is str]
+        out = [v for k, v in f[SPAN_ATTRS].items() if k in self.keys and type(v) is str] if f[SPAN_ATTRS] else []
+        for ev in f[SPAN_EVENTS]:
+            if ev[EVENT_ATTRS]:
+                out += [v for k, v in ev[EVENT_ATTRS].items() if k in self.keys and type(v) is str]
         return out
 
 
 def span_digests(f: list[Any]) -> list[bytes]:
     """Digests a span record refers to (attribute values that are bytes)."""
-    out = [v for v in f[10].values() if type(v) is bytes]
-    for ev in f[14]:
-        out += [v for v in ev[2].values() if type(v) is bytes]
+    out = [v for v in f[SPAN_ATTRS].values() if type(v) is bytes]
+    for ev in f[SPAN_EVENTS]:
+        out += [v for v in ev[EVENT_ATTRS].values() if type(v) is bytes]
     return out
 
 
 def log_digests(f: list[Any]) -> list[bytes]:
-    return [f[1]] if type(f[1]) is bytes else []
+    return [f[LOG_BODY]] if type(f[LOG_BODY]) is bytes else []
 
 
 class BlobStore:
@@ -194,6 +195,11 @@ class BlobStore:
         except FileNotFoundError:
             log.warning("blob %s was already gone", digest.hex())
 
+    def missing(self, digests: Iterable[bytes]) -> list[Path]:
+        """The paths of the blob files among ``digests`` that do not exist (``tael check``:
+        the catalog names them, so their records' payload text is lost)."""
+        return [p for p in map(self.path, digests) if not p.is_file()]
+
     def files(self) -> Iterator[tuple[bytes | None, Path]]:
         """(digest or None for a stray name, path) of every file under blobs/."""
         if not self.root.is_dir():
@@ -212,17 +218,17 @@ class BlobStore:
 
     def restore_span(self, f: list[Any]) -> list[Any]:
         """Put payload texts back in place of their digests, in place; returns ``f``."""
-        attrs = f[10]
+        attrs = f[SPAN_ATTRS]
         for k, v in attrs.items():
             if type(v) is bytes:
                 attrs[k] = self.read(v)
-        for ev in f[14]:
-            for k, v in ev[2].items():
+        for ev in f[SPAN_EVENTS]:
+            for k, v in ev[EVENT_ATTRS].items():
                 if type(v) is bytes:
-                    ev[2][k] = self.read(v)
+                    ev[EVENT_ATTRS][k] = self.read(v)
         return f
 
     def restore_log(self, f: list[Any]) -> list[Any]:
-        if type(f[1]) is bytes:
-            f[1] = self.read(f[1])
+        if type(f[LOG_BODY]) is bytes:
+            f[LOG_BODY] = self.read(f[LOG_BODY])
         return f

@@ -42,7 +42,6 @@ SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "err
 """Names ``--min-severity`` accepts besides a number: the lowest OpenTelemetry severity of each range."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}
-_MAX_FRAME = (1 << 32) - 1  # any length a WAL frame header can state: ``check`` trusts the checksum
 
 
 # ---------------------------------------------------------------- the group, errors
@@ -1274,95 +1273,14 @@ def repair(data: str, output: str) -> None:
 # ---------------------------------------------------------------- check
 
 
-def _problem(part: str, message: str, path: Path | str | None = None, **extra: Any) -> dict[str, Any]:
-    return {"part": part, "path": None if path is None else str(path), "message": message, **extra}
-
-
-def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], list[dict[str, Any]], list[str]]:
-    """Verify every frame of every WAL segment without changing anything: (counts, problems, notes).
-
-    Like opening the store, a torn tail of the last segment is not damage (an
-    append a crash interrupted, never acknowledged: the next open cuts it); any
-    other frame that fails verification is, and so is a frame past ``applied_lsn``
-    that verifies but could not be applied (opening would refuse it)."""
-    from ._blobs import Payloads
-    from ._errors import CorruptionError
-    from ._repair import frame_problem
-    from ._wal import SEGMENT_HEADER_SIZE, Frame, _check_header, _next_valid, _parse, list_segments
-
-    payloads = Payloads((), 1 << 62)  # which text is payload does not matter for keys
-
-    counts = {"segments": 0, "frames": 0, "bytes": 0}
-    problems: list[dict[str, Any]] = []
-    notes: list[str] = []
-    if not waldir.is_dir():
-        notes.append(f"{waldir}: no WAL directory (created at the next open)")
-        return counts, problems, notes
-    segments = list_segments(waldir)
-    for n, (base, path) in enumerate(segments):
-        is_last = n == len(segments) - 1
-        buf = path.read_bytes()
-        counts["segments"] += 1
-        counts["bytes"] += len(buf)
-        try:
-            _check_header(path, buf[:SEGMENT_HEADER_SIZE].ljust(SEGMENT_HEADER_SIZE, b"\0"))
-        except CorruptionError as exc:
-            problems.append(_problem("wal", str(exc), path, offset=exc.offset or 0, length=len(buf), lsn=base))
-            continue
-        pos = SEGMENT_HEADER_SIZE
-        while pos < len(buf):
-            parsed = _parse(buf, pos, _MAX_FRAME)
-            if parsed is not None:
-                counts["frames"] += 1
-                rtype, end, payload = parsed
-                if base + pos >= (applied_lsn or 0):  # replayed at the next open: can it be applied?
-                    why = frame_problem(Frame(base + pos, base + end, rtype, payload), payloads)
-                    if why is not None:
-                        problems.append(
-                            _problem(
-                                "wal",
-                                f"frame at byte {pos} (LSN {base + pos}) verifies but cannot be applied: {why}",
-                                path,
-                                offset=pos,
-                                length=end - pos,
-                                lsn=base + pos,
-                            )
-                        )
-                pos = end
-                continue
-            nxt = _next_valid(buf, pos + 1, _MAX_FRAME)
-            if nxt is None and is_last:
-                notes.append(
-                    f"{path.name}: torn tail at byte {pos} ({len(buf) - pos} bytes): an append a crash interrupted "
-                    "(or one in progress); never acknowledged, cut at the next open"
-                )
-                break
-            stop = len(buf) if nxt is None else nxt
-            lsn = base + pos
-            applied = applied_lsn is not None and base + stop <= applied_lsn
-            problems.append(
-                _problem(
-                    "wal",
-                    f"frame at byte {pos} (LSN {lsn}) fails verification, {stop - pos} bytes damaged"
-                    + (" (already applied to the hot tier)" if applied else ""),
-                    path,
-                    offset=pos,
-                    length=stop - pos,
-                    lsn=lsn,
-                )
-            )
-            if nxt is None:
-                break
-            pos = nxt
-    return counts, problems, notes
-
-
 def check_store(data: str | Path) -> dict[str, Any]:
     """Verify a store without changing it: every WAL frame's checksum, the hot tier
     (opened read-only), every cold file of the manifest (present, Parquet footer
     readable, row count as recorded), the payload blob files the catalog names and
-    the full-text index's coverage of the hot tier (``_check_index``).
+    the full-text index's coverage of the hot tier: the WAL through
+    ``tael._check.check_wal``, the rest through ``Store.check()``.
     Returns a JSON-able report; ``ok`` is False when anything is damaged."""
+    from ._check import check_wal, one_line, problem
     from ._errors import StorageError, TaelError
     from ._store import Store
 
@@ -1373,41 +1291,27 @@ def check_store(data: str | Path) -> dict[str, Any]:
     notes: list[str] = []
     report: dict[str, Any] = {"data": str(root.resolve())}
     store: Store | None = None
-    applied: int | None = None
     if _is_store(root):
         try:
             store = Store(root, _settings(), read_only=True)
         except TaelError as exc:
-            problems.append(_problem("hot", f"the hot tier does not open: {_one_line(exc)}", root / "hot"))
+            problems.append(problem("hot", f"the hot tier does not open: {one_line(exc)}", root / "hot"))
     else:
         problems.append(
-            _problem("hot", "the hot tier is missing (the next open rebuilds it from the WAL)", root / "hot")
+            problem("hot", "the hot tier is missing (the next open rebuilds it from the WAL)", root / "hot")
         )
     hot: dict[str, Any] | None = None
     cold: dict[str, Any] = {"files": 0, "rows": 0, "bytes": 0}
     blobs: dict[str, int] = {"catalog": 0, "missing": 0}
     if store is not None:
         with store:
-            try:
-                st = store.stats()
-                applied = st.applied_lsn
-                hot = {"records": st.hot_records, "applied_lsn": st.applied_lsn, "indexed_lsn": st.indexed_lsn}
-                with store._hot.reader() as txn:
-                    manifest = store._hot.manifest(txn)
-                    digests = [bytes(d) for d in txn.cursor(db=store._hot.db["blobs"]).iternext(values=False)]
-                _check_cold(store, manifest, cold, problems, notes)
-                blobs["catalog"] = len(digests)
-                for digest in digests:
-                    path = store._blobs.path(digest)
-                    if not path.is_file():
-                        blobs["missing"] += 1
-                        problems.append(_problem("blobs", "payload blob named by the catalog is missing", path))
-            except (TaelError, OSError, ValueError) as exc:
-                problems.append(_problem("hot", f"reading the hot tier failed: {_one_line(exc)}", root / "hot"))
-            _check_index(store, root, report, problems, notes)
-        if not (root / "index" / "meta.json").exists():
-            notes.append("no full-text index: the next open for writing builds it (or run `tael rebuild-index`)")
-    wal, wal_problems, wal_notes = check_wal(root / "wal", applied)
+            tiers = store.check()
+        hot, cold, blobs = tiers["hot"], tiers["cold"], tiers["blobs"]
+        problems += tiers["problems"]
+        notes += tiers["notes"]
+        if tiers["index"] is not None:
+            report["index"] = tiers["index"]  # right after "data" in the JSON report, as it always was
+    wal, wal_problems, wal_notes = check_wal(root / "wal", None if hot is None else hot["applied_lsn"])
     report.update(
         ok=not (wal_problems or problems),
         wal=wal,
@@ -1419,76 +1323,6 @@ def check_store(data: str | Path) -> dict[str, Any]:
         notes=wal_notes + notes,
     )
     return report
-
-
-def _check_index(
-    store: Store, root: Path, report: dict[str, Any], problems: list[dict[str, Any]], notes: list[str]
-) -> None:
-    """Does the full-text index lag the tiers? Records the WAL can no longer bring
-    back that have no document are damage (text search misses them until
-    ``tael rebuild-index``); a lag the WAL still holds is indexed at the next open."""
-    from ._errors import TaelError
-
-    try:
-        cov = store._index_coverage()
-    except (TaelError, OSError, ValueError) as exc:
-        problems.append(_problem("index", f"reading the full-text index failed: {_one_line(exc)}", root / "index"))
-        return
-    report["index"] = cov
-    if not cov.get("built"):
-        return
-    missing = cov["missing"]
-    if sum(missing.values()):
-        what = ", ".join(f"{n:,} {signal}" for signal, n in missing.items() if n)
-        problems.append(
-            _problem(
-                "index",
-                f"the full-text index lags the hot tier: {what} stored before WAL position "
-                f"{cov['replayable_from']:,} have no document, so text search misses them; run "
-                f"`tael rebuild-index --data {root}` (with the store closed)",
-                root / "index",
-                missing=missing,
-            )
-        )
-    indexed, applied = cov["indexed_lsn"], cov["applied_lsn"]
-    if indexed < applied and cov["replayable_from"] == indexed:
-        notes.append(
-            f"the full-text index is {applied - indexed:,} WAL bytes behind the hot tier (indexed LSN {indexed:,}, "
-            f"applied {applied:,}): the WAL holds them and the next open for writing indexes them"
-        )
-
-
-def _check_cold(
-    store: Store, manifest: Sequence[Any], cold: dict[str, Any], problems: list[dict[str, Any]], notes: list[str]
-) -> None:
-    live = set()
-    for f in manifest:
-        path = store._cold.describe(f)  # a local path, or a URI (s3://...) for a cold tier on object storage
-        live.add(f.relpath)
-        cold["files"] += 1
-        cold["rows"] += f.rows
-        size = store._cold.stored_size(f)
-        if size is None:
-            problems.append(_problem("cold", f"cold file is missing (the manifest lists {f.rows:,} rows)", path))
-            continue
-        cold["bytes"] += size
-        try:
-            meta = store._cold.read_footer(f)
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
-            problems.append(_problem("cold", f"Parquet footer does not read: {_one_line(exc)}", path))
-            continue
-        if meta.num_rows != f.rows:
-            problems.append(_problem("cold", f"holds {meta.num_rows:,} rows, the manifest says {f.rows:,}", path))
-        elif meta.num_row_groups != f.row_groups:
-            problems.append(
-                _problem("cold", f"holds {meta.num_row_groups} row groups, the manifest says {f.row_groups}", path)
-            )
-    stray = [rel for rel in store._cold.listing() if rel not in live]
-    if stray:
-        notes.append(
-            f"{len(stray)} files under {store._cold.location} the manifest does not name (left by an interrupted "
-            "compaction, or one in progress): removed at the next open"
-        )
 
 
 def _render_check(console: Console, r: dict[str, Any]) -> None:

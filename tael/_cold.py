@@ -839,6 +839,41 @@ class ColdTier:
         except pa.ArrowInvalid as exc:
             raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
 
+    # ------------------------------------------------------------ checks (tael check)
+
+    def check_files(
+        self, manifest: Sequence[ColdFile], totals: dict[str, int]
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """Verify every file of ``manifest`` where it is stored, without changing
+        anything: present, its Parquet footer readable, its rows and row groups as the
+        manifest records. Adds each file's ``files``, ``rows`` and stored ``bytes`` to
+        ``totals`` as it goes (so what was verified before an I/O error still counts).
+        Returns (damage as (path or URI, what is wrong), paths of files there that the
+        manifest does not name: leftovers the next open removes)."""
+        damaged: list[tuple[str, str]] = []
+        live = set()
+        for f in manifest:
+            where = self.describe(f)  # a local path, or a URI (s3://...) for a tier on object storage
+            live.add(f.relpath)
+            totals["files"] += 1
+            totals["rows"] += f.rows
+            size = self.stored_size(f)
+            if size is None:
+                damaged.append((where, f"cold file is missing (the manifest lists {f.rows:,} rows)"))
+                continue
+            totals["bytes"] += size
+            try:
+                meta = self.read_footer(f)
+            except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ...
+                text = " ".join(str(exc).split()) or type(exc).__name__
+                damaged.append((where, f"Parquet footer does not read: {text}"))
+                continue
+            if meta.num_rows != f.rows:
+                damaged.append((where, f"holds {meta.num_rows:,} rows, the manifest says {f.rows:,}"))
+            elif meta.num_row_groups != f.row_groups:
+                damaged.append((where, f"holds {meta.num_row_groups} row groups, the manifest says {f.row_groups}"))
+        return damaged, [rel for rel in self.listing() if rel not in live]
+
 
 def open_cold_tier(data_dir: Path, settings: Any) -> ColdTier:
     """The cold tier a store's settings name (``Settings.cold_uri``, ``cold_filesystem``):

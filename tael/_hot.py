@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import lmdb
 
@@ -24,7 +24,39 @@ from ._cold import ColdFile
 from ._errors import CorruptionError, StorageError
 from ._fsutil import sync_filesystem
 from ._keys import MAX_KEY_BYTES
+from ._layout import (
+    COMMENT_ROW_CREATED,
+    COMMENT_ROW_ID,
+    COMMENT_ROW_PACKED,
+    COMMENT_ROW_TRACE,
+    LOG_ROW_FLAG,
+    LOG_ROW_PACKED,
+    LOG_ROW_SERVICE,
+    LOG_ROW_SEVERITY,
+    LOG_ROW_TIME,
+    LOG_ROW_TRACE,
+    LOG_TRACE,
+    METRIC_ROW_DESC,
+    METRIC_ROW_NAME,
+    METRIC_ROW_PACKED,
+    METRIC_ROW_SERIES,
+    METRIC_ROW_TIME,
+    SPAN_END,
+    SPAN_ROW_DURATION,
+    SPAN_ROW_ERROR,
+    SPAN_ROW_FLAG,
+    SPAN_ROW_ID,
+    SPAN_ROW_NAME,
+    SPAN_ROW_PACKED,
+    SPAN_ROW_SERVICE,
+    SPAN_ROW_START,
+    SPAN_ROW_TRACE,
+    SPAN_SERVICE,
+    SPAN_START,
+    SPAN_STATUS,
+)
 from ._models import SignalStats
+from ._wal import RecordType
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +313,7 @@ class HotTier:
         def run(txn: lmdb.Transaction) -> None:
             for rtype, rows, lsn, end in groups:
                 try:
-                    _APPLIERS[rtype](self, txn, rows, lsn)
+                    self._APPLIERS[rtype](self, txn, rows, lsn)
                 except _UNAPPLIABLE as exc:
                     raise UnappliableRecordError(lsn, end, exc) from exc
             txn.put(_APPLIED, _Q.pack(groups[-1][3]), db=self.db["meta"])
@@ -301,7 +333,10 @@ class HotTier:
         # span_ids values are start_ns + the batch LSN + the service, so after an
         # insert-if-absent we can tell our entries from ones already stored. The
         # common case (no duplicates at all) costs one putmulti.
-        id_items = [(r[1] + r[2], pack(r[0]) + tag + r[3].encode()) for r in rows]
+        id_items = [
+            (r[SPAN_ROW_TRACE] + r[SPAN_ROW_ID], pack(r[SPAN_ROW_START]) + tag + r[SPAN_ROW_SERVICE].encode())
+            for r in rows
+        ]
         consumed, added = txn.cursor(db=ids).putmulti(id_items, overwrite=False)
         if added != consumed:
             fresh = []
@@ -313,21 +348,28 @@ class HotTier:
             rows = fresh  # the rest are already stored: idempotent retries
             if not rows:
                 return
-        items = [(pack(r[0]) + r[1] + r[2], r[8]) for r in rows]
-        if any(r[7] == 2 for r in rows):
-            items = self._externalize(txn, items, [r[7] for r in rows], SIGNAL_SPANS)
+        items = [(pack(r[SPAN_ROW_START]) + r[SPAN_ROW_TRACE] + r[SPAN_ROW_ID], r[SPAN_ROW_PACKED]) for r in rows]
+        if any(r[SPAN_ROW_FLAG] == 2 for r in rows):
+            items = self._externalize(txn, items, [r[SPAN_ROW_FLAG] for r in rows], SIGNAL_SPANS)
         txn.cursor(db=self.db["spans"]).putmulti(items)
         txn.cursor(db=self.db["span_lean"]).putmulti(
             [
-                (key, pack(r[4]) + (b"\x01" if r[5] else b"\x00") + r[3].encode() + b"\x00" + r[6].encode())
+                (
+                    key,
+                    pack(r[SPAN_ROW_DURATION])
+                    + (b"\x01" if r[SPAN_ROW_ERROR] else b"\x00")
+                    + r[SPAN_ROW_SERVICE].encode()
+                    + b"\x00"
+                    + r[SPAN_ROW_NAME].encode(),
+                )
                 for (key, _v), r in zip(items, rows, strict=True)
             ]
         )
         newest: dict[bytes, int] = {}
         for r in rows:
-            op = r[3].encode() + b"\x00" + r[6].encode()
-            if newest.get(op, -1) < r[0]:
-                newest[op] = r[0]
+            op = r[SPAN_ROW_SERVICE].encode() + b"\x00" + r[SPAN_ROW_NAME].encode()
+            if newest.get(op, -1) < r[SPAN_ROW_START]:
+                newest[op] = r[SPAN_ROW_START]
         ops = self.db["operations"]
         for op, start in newest.items():
             old = txn.get(op, db=ops)
@@ -368,14 +410,21 @@ class HotTier:
 
     def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
         pack = _QQI.pack
-        items = [(pack(r[0], lsn, i), r[5]) for i, r in enumerate(rows)]
-        if any(r[4] == 2 for r in rows):
-            items = self._externalize(txn, items, [r[4] for r in rows], SIGNAL_LOGS)
+        items = [(pack(r[LOG_ROW_TIME], lsn, i), r[LOG_ROW_PACKED]) for i, r in enumerate(rows)]
+        if any(r[LOG_ROW_FLAG] == 2 for r in rows):
+            items = self._externalize(txn, items, [r[LOG_ROW_FLAG] for r in rows], SIGNAL_LOGS)
         txn.cursor(db=self.db["logs"]).putmulti(items)
         txn.cursor(db=self.db["log_lean"]).putmulti(
-            [(k, bytes((r[2],)) + r[3].encode()) for (k, _v), r in zip(items, rows, strict=True)]
+            [
+                (k, bytes((r[LOG_ROW_SEVERITY],)) + r[LOG_ROW_SERVICE].encode())
+                for (k, _v), r in zip(items, rows, strict=True)
+            ]
         )
-        traced = [(r[1] + key, b"") for r, (key, _v) in zip(rows, items, strict=True) if r[1] is not None]
+        traced = [
+            (r[LOG_ROW_TRACE] + key, b"")
+            for r, (key, _v) in zip(rows, items, strict=True)
+            if r[LOG_ROW_TRACE] is not None
+        ]
         if traced:
             txn.cursor(db=self.db["log_trace"]).putmulti(traced)
 
@@ -410,7 +459,12 @@ class HotTier:
                 self._blobs_written = True
 
     def _apply_comments(self, txn: lmdb.Transaction, rows: Sequence[CommentRow], lsn: int) -> None:
-        txn.cursor(db=self.db["comments"]).putmulti([(r[0] + _Q.pack(r[1]) + r[2], r[3]) for r in rows])
+        txn.cursor(db=self.db["comments"]).putmulti(
+            [
+                (r[COMMENT_ROW_TRACE] + _Q.pack(r[COMMENT_ROW_CREATED]) + r[COMMENT_ROW_ID], r[COMMENT_ROW_PACKED])
+                for r in rows
+            ]
+        )
 
     def comments(self, txn: lmdb.Transaction, trace: bytes) -> list[list[Any]]:
         """Comment records of one trace, oldest first."""
@@ -437,11 +491,15 @@ class HotTier:
 
     def _apply_metrics(self, txn: lmdb.Transaction, rows: Sequence[MetricRow], lsn: int) -> None:
         pack = _QQI.pack
-        keys = [pack(r[0], lsn, i) for i, r in enumerate(rows)]
-        txn.cursor(db=self.db["metrics"]).putmulti([(k, r[4]) for k, r in zip(keys, rows, strict=True)])
-        txn.cursor(db=self.db["metric_series"]).putmulti([(r[2] + k, b"") for k, r in zip(keys, rows, strict=True)])
-        txn.cursor(db=self.db["metric_lean"]).putmulti([(k, r[2]) for k, r in zip(keys, rows, strict=True)])
-        catalog = {r[1].encode() + b"\x00" + r[2]: r[3] for r in rows}
+        keys = [pack(r[METRIC_ROW_TIME], lsn, i) for i, r in enumerate(rows)]
+        txn.cursor(db=self.db["metrics"]).putmulti([(k, r[METRIC_ROW_PACKED]) for k, r in zip(keys, rows, strict=True)])
+        txn.cursor(db=self.db["metric_series"]).putmulti(
+            [(r[METRIC_ROW_SERIES] + k, b"") for k, r in zip(keys, rows, strict=True)]
+        )
+        txn.cursor(db=self.db["metric_lean"]).putmulti(
+            [(k, r[METRIC_ROW_SERIES]) for k, r in zip(keys, rows, strict=True)]
+        )
+        catalog = {r[METRIC_ROW_NAME].encode() + b"\x00" + r[METRIC_ROW_SERIES]: r[METRIC_ROW_DESC] for r in rows}
         db = self.db["series"]
         for key, desc in catalog.items():
             txn.put(key, desc, db=db, overwrite=False)
@@ -769,6 +827,11 @@ class HotTier:
             stored += s
         return count, raw, stored
 
+    def blob_digests(self, txn: lmdb.Transaction) -> list[bytes]:
+        """Every digest in the blob catalog: the blob files that must exist (``tael check``
+        asks the blob store which are missing)."""
+        return [bytes(d) for d in txn.cursor(db=self.db["blobs"]).iternext(values=False)]
+
     def has_blob(self, txn: lmdb.Transaction, digest: bytes) -> bool:
         return txn.get(digest, db=self.db["blobs"]) is not None
 
@@ -815,11 +878,11 @@ class HotTier:
             stats: dict[str, list[int]] = {}
             by_trace: dict[bytes, set[str]] = {}
             for key, f in gone:
-                acc = stats.setdefault(f[4], [0, 0, 0, 0])
+                acc = stats.setdefault(f[SPAN_SERVICE], [0, 0, 0, 0])
                 acc[0] += 1
-                acc[1] += f[8] == STATUS_ERROR
-                acc[2] += f[6] - f[5]
-                by_trace.setdefault(key[8:24], set()).add(f[4])
+                acc[1] += f[SPAN_STATUS] == STATUS_ERROR
+                acc[2] += f[SPAN_END] - f[SPAN_START]
+                by_trace.setdefault(key[8:24], set()).add(f[SPAN_SERVICE])
             self.forget_spans(txn, stats, by_trace)
 
     def forget_spans(self, txn: lmdb.Transaction, stats: dict[str, list[int]], by_trace: dict[bytes, set[str]]) -> None:
@@ -849,8 +912,8 @@ class HotTier:
         for key, f in items:
             if txn.delete(key, db=logs):
                 txn.delete(key, db=self.db["log_lean"])
-                if f[5] is not None:
-                    txn.delete(f[5] + key, db=by_trace)
+                if f[LOG_TRACE] is not None:
+                    txn.delete(f[LOG_TRACE] + key, db=by_trace)
                 for digest in log_digests(f):
                     self._drop_ref(txn, digest + bytes((SIGNAL_LOGS,)) + key, digest)
 
@@ -865,6 +928,16 @@ class HotTier:
             if txn.delete(key, db=metrics):
                 txn.delete(sid + key, db=by_series)
                 txn.delete(key, db=self.db["metric_lean"])
+
+    # What ``apply`` runs for each record type (a plain dict of the functions above: one
+    # lookup per batch). PAD frames, written by repair over damage, carry no records.
+    _APPLIERS: ClassVar[dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]]] = {
+        RecordType.SPANS: _apply_spans,
+        RecordType.LOGS: _apply_logs,
+        RecordType.METRICS: _apply_metrics,
+        RecordType.COMMENTS: _apply_comments,
+        RecordType.PAD: lambda hot, txn, rows, lsn: None,
+    }
 
 
 def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
@@ -902,18 +975,9 @@ def text_keys(rtype: int, row: Any) -> list[bytes]:
     ``rtype``) writes; every other key it writes is fixed-width. Mirrors the
     appliers, for checking a record without applying it (``tael check``).
     Raises UnicodeEncodeError for text that cannot be encoded."""
-    if rtype == 1:  # spans: services, operations
-        service = row[3].encode()
-        return [service, service + b"\x00" + row[6].encode()]
-    if rtype == 3:  # metrics: series
-        return [row[1].encode() + b"\x00" + row[2]]
+    if rtype == RecordType.SPANS:  # services, operations
+        service = row[SPAN_ROW_SERVICE].encode()
+        return [service, service + b"\x00" + row[SPAN_ROW_NAME].encode()]
+    if rtype == RecordType.METRICS:  # series
+        return [row[METRIC_ROW_NAME].encode() + b"\x00" + row[METRIC_ROW_SERIES]]
     return []
-
-
-_APPLIERS: dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]] = {
-    1: HotTier._apply_spans,
-    2: HotTier._apply_logs,
-    3: HotTier._apply_metrics,
-    4: HotTier._apply_comments,
-    0: lambda hot, txn, rows, lsn: None,
-}

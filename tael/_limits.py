@@ -110,7 +110,10 @@ class MemoryBudget:
                     f"and this one needs {n:,}; retry later"
                 )
 
-    def _take(self, n: int, held: int, *, count: bool = True) -> None:
+    def take(self, n: int, held: int, *, count: bool = True) -> None:
+        """Reserve ``n`` more bytes for a request already holding ``held`` (Reservation's
+        use): raises OverBudget, counted as a refusal when ``count``, if they do not fit,
+        unless every byte in use is this request's (a request alone always proceeds)."""
         if n <= 0:
             return
         with self._lock:
@@ -123,7 +126,8 @@ class MemoryBudget:
             self.used += n
             self.peak = max(self.peak, self.used)
 
-    def _give(self, n: int) -> None:
+    def give(self, n: int) -> None:
+        """Return ``n`` reserved bytes (Reservation's use)."""
         with self._lock:
             self.used -= n
 
@@ -141,7 +145,7 @@ class Reservation:
     def grow(self, n: int) -> None:
         """Hold ``n`` more bytes; raises OverBudget (holding what it held) if they do not fit."""
         if n > 0:
-            self.budget._take(n, self.held)
+            self.budget.take(n, self.held)
             self.held += n
 
     def grow_to(self, n: int) -> None:
@@ -151,7 +155,7 @@ class Reservation:
     def try_grow_to(self, n: int) -> bool:
         """Hold at least ``n`` bytes in all if they fit now (not counted as a refusal)."""
         try:
-            self.budget._take(n - self.held, self.held, count=False)
+            self.budget.take(n - self.held, self.held, count=False)
         except OverBudget:
             return False
         self.held = max(self.held, n)
@@ -160,13 +164,13 @@ class Reservation:
     def shrink_to(self, n: int) -> None:
         """Hold at most ``n`` bytes (a copy that held more was freed)."""
         if n < self.held:
-            self.budget._give(self.held - n)
+            self.budget.give(self.held - n)
             self.held = n
 
     def release(self) -> None:
         held, self.held = self.held, 0
         if held:
-            self.budget._give(held)
+            self.budget.give(held)
 
 
 async def read_body(request: Request, limit: int, reservation: Reservation, timeout_s: float) -> bytes:

@@ -184,7 +184,7 @@ class Decoded(Generic[T]):
         """Records decoded as valid: handed to the sink plus still in ``records``."""
         return self.written + len(self.records)
 
-    def _add(self, records: Iterable[T], weight: int, more: int = 0) -> None:
+    def add(self, records: Iterable[T], weight: int, more: int = 0) -> None:
         """Keep ``records`` (consumed one at a time: a generator is never held whole),
         flushing a slice whenever the estimated stored size of those pending reaches
         ``SLICE_BYTES``. ``weight``: the first record's estimate (its OTLP message's
@@ -196,9 +196,11 @@ class Decoded(Generic[T]):
                 self._pending += weight
                 weight = more
                 if self._pending >= SLICE_BYTES or len(self.records) >= SLICE_RECORDS:
-                    self._flush()
+                    self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand the pending records to the sink (no-op without one): the decoders call it
+        at the end of a request."""
         if self.sink is not None and self.records:
             batch, self.records, self._pending = self.records, [], 0
             self.sink(batch)
@@ -213,7 +215,8 @@ class Decoded(Generic[T]):
         more = self.rejected - len(self.errors)
         return f"{text}; and {more} more" if more > 0 else text
 
-    def _reject(self, where: str, problem: str) -> None:
+    def reject(self, where: str, problem: str) -> None:
+        """Count one OTLP record dropped, explaining the first ``MAX_ERRORS`` by path."""
         self.rejected += 1
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(f"{where}: {problem}")
@@ -500,13 +503,13 @@ def decode_traces(body: bytes, content_type: str, sink: Callable[[list[Span]], A
             for ki, sp in enumerate(ss.spans):
                 where = _span_path(ri, si, ki)
                 if problem or where in bad_ids:
-                    out._reject(where, problem or bad_ids[where])
+                    out.reject(where, problem or bad_ids[where])
                     continue
                 try:
-                    out._add([_span(sp, res.service, resource, scope_name, scope_version)], sp.ByteSize() + carried)
+                    out.add([_span(sp, res.service, resource, scope_name, scope_version)], sp.ByteSize() + carried)
                 except _Reject as exc:
-                    out._reject(where, str(exc))
-    out._flush()
+                    out.reject(where, str(exc))
+    out.flush()
     if out.rejected:
         log.debug("OTLP traces: rejected %d spans: %s", out.rejected, out.error_message)
     return out
@@ -596,13 +599,13 @@ def decode_logs(
             for ki, lr in enumerate(sl.log_records):
                 where = _log_path(ri, si, ki)
                 if problem or where in bad_ids:
-                    out._reject(where, problem or bad_ids[where])
+                    out.reject(where, problem or bad_ids[where])
                     continue
                 try:
-                    out._add([_log(lr, res.service, resource, scope_name)], lr.ByteSize() + carried)
+                    out.add([_log(lr, res.service, resource, scope_name)], lr.ByteSize() + carried)
                 except _Reject as exc:
-                    out._reject(where, str(exc))
-    out._flush()
+                    out.reject(where, str(exc))
+    out.flush()
     if out.rejected:
         log.debug("OTLP logs: rejected %d records: %s", out.rejected, out.error_message)
     return out
@@ -693,17 +696,17 @@ def decode_metrics(
                 for pi, dp in enumerate(data.data_points):
                     where = f"{base}.{_CAMEL[data_kind]}.dataPoints[{pi}]"
                     if metric_problem:
-                        out._reject(where, metric_problem)
+                        out.reject(where, metric_problem)
                         continue
                     try:
                         points = _points(metric, data_kind, data, dp, res.service, instance)
                         more = 0
                         if data_kind == "summary":  # each quantile point copies the attributes
                             more = sum(kv.ByteSize() for kv in dp.attributes) + _POINT_OVERHEAD
-                        out._add(points, dp.ByteSize(), more)
+                        out.add(points, dp.ByteSize(), more)
                     except _Reject as exc:
-                        out._reject(where, str(exc))
-    out._flush()
+                        out.reject(where, str(exc))
+    out.flush()
     if out.rejected:
         log.debug("OTLP metrics: rejected %d data points: %s", out.rejected, out.error_message)
     return out

@@ -29,6 +29,23 @@ import tantivy
 from ._blobs import Payloads
 from ._codec import unpackb
 from ._errors import StorageError
+from ._layout import (
+    LOG_BODY,
+    LOG_ROW_FLAG,
+    LOG_ROW_PACKED,
+    LOG_SERVICE,
+    LOG_SEVERITY,
+    LOG_TIME,
+    LOG_TRACE,
+    SPAN_ROW_FLAG,
+    SPAN_ROW_ID,
+    SPAN_ROW_PACKED,
+    SPAN_ROW_SERVICE,
+    SPAN_ROW_START,
+    SPAN_ROW_TRACE,
+    SPAN_STATUS,
+)
+from ._wal import RecordType
 
 log = logging.getLogger(__name__)
 
@@ -303,15 +320,15 @@ class TextIndex:
 def span_doc(row: tuple[int, bytes, bytes, str, int], lsn: int, texts: list[str]) -> tantivy.Document:
     """``row``: (start_ns, trace id, span id, service, status code); ``texts``: its payload texts."""
     doc = tantivy.Document()
-    trace, span = row[1], row[2]
+    start, trace, span, service, status = row
     doc.add_unsigned("signal", DOC_SPAN)
-    doc.add_integer("time", row[0])
+    doc.add_integer("time", start)
     doc.add_unsigned("lsn", lsn)
     doc.add_unsigned("k1", int.from_bytes(trace[:8]))
     doc.add_unsigned("k2", int.from_bytes(trace[8:]))
     doc.add_unsigned("k3", int.from_bytes(span))
-    doc.add_unsigned("level", row[4])
-    doc.add_text("service", row[3])
+    doc.add_unsigned("level", status)
+    doc.add_text("service", service)
     doc.add_text("trace", trace.hex())
     for text in texts:
         doc.add_text("text", text)
@@ -322,15 +339,15 @@ def log_doc(f: list[Any], lsn: int, index: int, body: str) -> tantivy.Document:
     """``f``: a log record (any body form); ``body``: its text."""
     doc = tantivy.Document()
     doc.add_unsigned("signal", DOC_LOG)
-    doc.add_integer("time", f[0])
+    doc.add_integer("time", f[LOG_TIME])
     doc.add_unsigned("lsn", lsn)
     doc.add_unsigned("k1", lsn)
     doc.add_unsigned("k2", index)
     doc.add_unsigned("k3", 0)
-    doc.add_unsigned("level", f[3])
-    doc.add_text("service", f[2])
-    if f[5] is not None:
-        doc.add_text("trace", f[5].hex())
+    doc.add_unsigned("level", f[LOG_SEVERITY])
+    doc.add_text("service", f[LOG_SERVICE])
+    if f[LOG_TRACE] is not None:
+        doc.add_text("trace", f[LOG_TRACE].hex())
     doc.add_text("text", body)
     return doc
 
@@ -343,18 +360,25 @@ def group_docs(group: Group, payloads: Payloads) -> list[tantivy.Document]:
     """Documents for one applied WAL batch (rows carry the full text, as in the WAL)."""
     rtype, rows, lsn, _end = group
     docs = []
-    if rtype == 1:
+    if rtype == RecordType.SPANS:
         for row in rows:
-            if row[7]:
-                f = unpackb(row[8])
+            if row[SPAN_ROW_FLAG]:
+                f = unpackb(row[SPAN_ROW_PACKED])
                 texts = payloads.span_texts(f)
                 if texts:
-                    docs.append(span_doc((row[0], row[1], row[2], row[3], f[8]), lsn, texts))
-    elif rtype == 2:
+                    key = (
+                        row[SPAN_ROW_START],
+                        row[SPAN_ROW_TRACE],
+                        row[SPAN_ROW_ID],
+                        row[SPAN_ROW_SERVICE],
+                        f[SPAN_STATUS],
+                    )
+                    docs.append(span_doc(key, lsn, texts))
+    elif rtype == RecordType.LOGS:
         for i, row in enumerate(rows):
-            if row[4]:
-                f = unpackb(row[5])
-                docs.append(log_doc(f, lsn, i, f[1]))
+            if row[LOG_ROW_FLAG]:
+                f = unpackb(row[LOG_ROW_PACKED])
+                docs.append(log_doc(f, lsn, i, f[LOG_BODY]))
     return docs
 
 

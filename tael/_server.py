@@ -180,7 +180,7 @@ class ServerMetrics:
                 "tael_index_documents", "Committed full-text index documents", value=stats.index_documents
             )
         )
-        writers = list(self.store._writers)
+        writers = self.store.background_writers
         out.append(
             GaugeMetricFamily(
                 "tael_writer_dropped", "Records background writers dropped", value=sum(w.dropped for w in writers)
@@ -467,7 +467,7 @@ def create_app(
         tokens=tokens,
         allowed_hosts=allowed_hosts,
         replicating=lambda: _replication.replicating(store),
-        roots=_auth.data_roots(store.path, store._cold.location),
+        roots=_auth.data_roots(store.path, store.cold_location),
         refused=lambda code: refused.labels(str(code)).inc(),
     )
     count = metrics.requests.labels  # tael_http_requests_total{route,code}: every response

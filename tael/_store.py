@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from . import _codec
 from ._blobs import BlobStore, Payloads
+from ._check import check_tiers
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, log_records, metric_records, open_cold_tier, span_records
 from ._coldfs import LOCATION_FILE
@@ -70,7 +71,6 @@ from ._search import (
     group_docs,
     log_doc,
     matches,
-    missing_documents,
     parse_text,
     span_doc,
     span_key,
@@ -80,7 +80,6 @@ from ._wal import (
     RecordType,
     Wal,
     encode_frame,
-    list_segments,
     read_frames,
     repair_wal,
     verify_frame,
@@ -529,6 +528,29 @@ class Store:
         assert self._indexer is not None
         self._indexer.flush(pipeline.applied_lsn)
         return pipeline.checkpoint()
+
+    @property
+    def cold_location(self) -> str:
+        """Where the cold files are: a local directory, or a URI (``s3://bucket/prefix``)."""
+        return self._cold.location
+
+    @property
+    def background_writers(self) -> list[BackgroundWriter]:
+        """The open background writers of this store (``writer()``), for their counters."""
+        return list(self._writers)
+
+    def check(self) -> dict[str, Any]:
+        """Verify the tiers without changing anything (``tael check``; tael/_check.py says what and how)."""
+        self._check_open()
+        return check_tiers(
+            hot=self._hot,
+            cold=self._cold,
+            blobs=self._blobs,
+            text_index=self._reads.text_index,
+            root=self.path,
+            payload_keys=self._payloads.keys,
+            stats=self.stats,
+        )
 
     # ------------------------------------------------------------ replication
 
@@ -1186,61 +1208,6 @@ class Store:
     def list_services(self) -> list[ServiceInfo]:
         """Every service with spans in the store; see :func:`tael._query.catalog.list_services`."""
         return catalog.list_services(self._reads)
-
-    def _index_coverage(self) -> dict[str, Any]:
-        """Whether the full-text index holds a document for every hot-tier record it must
-        (``tael check``): records with text stored before the position the next open
-        would index again from. That position is the recorded indexed LSN when the
-        WAL still holds everything from it on, else the applied LSN (the WAL cannot
-        bring those records back: only ``rebuild_index`` can). Returns the positions,
-        records checked and missing per signal, and a few missing ones."""
-        self._check_open()
-        keys = self._payloads.keys
-
-        def texty(attrs: dict[str, Any] | None) -> bool:  # str, or the digest of a long one in the blob store
-            return attrs is not None and any(k in keys and type(v) in (str, bytes) for k, v in attrs.items())
-
-        with self._hot.reader() as txn:
-            applied = self._hot.applied_lsn()
-            indexed = self._hot.indexed_lsn()
-            segments = list_segments(self.path / "wal") if (self.path / "wal").is_dir() else []
-            wal_from = segments[0][0] if segments else None
-            report: dict[str, Any] = {"applied_lsn": applied, "indexed_lsn": indexed, "wal_from": wal_from}
-            if indexed is None or not (self.path / "index" / "meta.json").exists():
-                return report | {"built": False}  # the next open builds it from the tiers
-            covered = wal_from is not None and wal_from <= indexed
-            bound = indexed if covered else applied
-            index = self._reads.text_index()
-            index.index.reload()  # at least as new as the indexed LSN just read
-
-            def logs() -> Iterator[tuple[int, int, int, int]]:
-                for key, value in self._hot.records(txn, "logs"):
-                    t, lsn, idx = _QQI.unpack(key)
-                    if lsn < bound and _codec.unpackb(value)[1]:
-                        yield t, lsn, idx, 0
-
-            def spans() -> Iterator[tuple[int, int, int, int]]:
-                for key, value in self._hot.records(txn, "spans"):
-                    f = _codec.unpackb(value)
-                    if texty(f[10]) or any(texty(ev[2]) for ev in f[14]):
-                        lsn = self._hot.span_lsn(txn, key)
-                        if lsn is not None and lsn < bound:
-                            trace, span = f[0], f[1]
-                            yield f[5], int.from_bytes(trace[:8]), int.from_bytes(trace[8:]), int.from_bytes(span)
-
-            out: dict[str, Any] = {
-                "built": True,
-                "replayable_from": bound,
-                "checked": {},
-                "missing": {},
-                "examples": [],
-            }
-            for name, signal, expected in (("spans", DOC_SPAN, spans()), ("logs", DOC_LOG, logs())):
-                checked, missing, examples = missing_documents(index, signal, expected)
-                out["checked"][name] = checked
-                out["missing"][name] = missing
-                out["examples"] += [{"signal": name, "time_ns": e[0], "keys": list(e[1:])} for e in examples]
-        return report | out
 
     def stats(self) -> StoreStats:
         """Record counts per signal and bytes on disk; see :func:`tael._query.catalog.stats`."""

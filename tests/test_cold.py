@@ -605,3 +605,11 @@ def test_late_points_interleaving_with_compacted_ones_keep_increase_exact(
     for step in ("5m", "1h", "1d"):
         (bucket,) = store.aggregate_metrics("c", start=T0, end=T0 + DAY, step=step)
         assert (bucket.count, bucket.first, bucket.last, bucket.increase) == (4, 10.0, 30.0, 30.0), step
+
+
+def test_cold_location_names_where_the_cold_files_are(data_dir: Path, tmp_path: Path) -> None:
+    with tael.Store(data_dir) as store:
+        assert store.cold_location == str(data_dir / "cold")
+    elsewhere = tmp_path / "elsewhere"
+    with tael.Store(tmp_path / "other", tael.Settings(cold_uri=str(elsewhere))) as store:
+        assert store.cold_location == str(elsewhere)

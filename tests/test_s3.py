@@ -31,7 +31,6 @@ import s3fs
 from moto.server import ThreadedMotoServer
 
 import tael
-from tael._cli import _check_cold
 
 S = 10**9
 HOUR = 3600 * S
@@ -495,16 +494,17 @@ def test_the_dataset_on_s3_reads_without_tael(s3: S3Server, tmp_path: Path) -> N
     with tael.Store(tmp_path / "data", settings, read_only=True) as store:
         with store._hot.reader() as txn:
             manifest = store._hot.manifest(txn)
-        cold: dict[str, Any] = {"files": 0, "rows": 0, "bytes": 0}
-        problems: list[dict[str, Any]] = []
-        notes: list[str] = []
-        _check_cold(store, manifest, cold, problems, notes)
-        assert problems == [] and notes == []
+        cold: dict[str, int] = {"files": 0, "rows": 0, "bytes": 0}
+        problems, stray = store._cold.check_files(manifest, cold)
+        assert problems == [] and stray == []
         assert cold["files"] == len(keys) and cold["rows"] == sum(f.rows for f in manifest)
         assert cold["bytes"] == sum(i.size for i in s3.fs().get_file_info([f"{bucket}/{k}" for k in keys]))
+        assert [p for p in store.check()["problems"] if p["part"] == "cold"] == []
         s3.fs().delete_file(f"{bucket}/prefix/{manifest[0].relpath}")
-        _check_cold(store, manifest, cold, problems, notes)
-        assert [p["path"] for p in problems] == [f"s3://{bucket}/prefix/{manifest[0].relpath}"]
+        problems, _stray = store._cold.check_files(manifest, cold)
+        assert [where for where, _what in problems] == [f"s3://{bucket}/prefix/{manifest[0].relpath}"]
+        cold_problems = [p for p in store.check()["problems"] if p["part"] == "cold"]
+        assert [p["path"] for p in cold_problems] == [f"s3://{bucket}/prefix/{manifest[0].relpath}"]
 
 
 def test_an_unreachable_bucket_fails_compaction_and_keeps_every_record_hot(tmp_path: Path) -> None:

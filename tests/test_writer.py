@@ -154,3 +154,16 @@ def test_store_close_flushes_and_closes_its_writers(data_dir: Path) -> None:
         writer.write_logs([make_log()])
     with tael.Store(data_dir) as again:
         assert [r.body for r in again.query_logs()] == ["queued"]
+
+
+def test_background_writers_lists_the_open_writers_with_their_counters(data_dir: Path) -> None:
+    with tael.Store(data_dir) as store:
+        assert store.background_writers == []
+        first, second = store.writer(), store.writer(max_queue=1, on_full="drop")
+        assert set(store.background_writers) == {first, second}
+        assert store._pipeline is not None
+        with store._pipeline.io:  # the WAL is busy: nothing can commit, so the queue of 1 fills
+            for i in range(20):
+                second.write_logs([make_log(time_ns=i, body=str(i))])
+            assert second.dropped > 0
+        assert sum(w.dropped for w in store.background_writers) == second.dropped
