@@ -357,7 +357,7 @@ def test_cross_site_form_and_text_posts_cannot_promote_or_feed_wal(tmp_path: Pat
         from tael._wal import read_frames
 
         frames = read_frames(leader._wal.dir, 0, leader._pipeline.durable_lsn, 1 << 20)  # type: ignore[union-attr]
-        ident = leader._identity
+        ident = leader.replication.identity
     forged = msgpack.packb(
         {
             "protocol": 1,
