@@ -20,25 +20,19 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from . import _analytics, _codec, _rollup
+from . import _analytics, _codec, _recovery, _rollup
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
-from ._coldfs import LOCATION_FILE
-from ._commit import CommitPipeline
+from ._commit import CommitPipeline, IndexFollower
+from ._compactor import Compactor
 from ._errors import (
-    CorruptionError,
     ReadOnlyError,
-    ReplicationError,
-    StandbyError,
     StorageError,
     StoreClosedError,
-    ValidationError,
 )
 from ._fsutil import DirLock, dir_size
-from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier, UnappliableRecordError
-from ._keys import REPLICA_POSITION_PREFIX
-from ._maintenance import Compactor
+from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
 from ._models import (
     SPAN_KINDS,
     SPAN_STATUSES,
@@ -47,11 +41,9 @@ from ._models import (
     Comment,
     CompactionReport,
     CorrelateReport,
-    DamagedRegion,
     LogRecord,
     MetricBucket,
     MetricPoint,
-    RepairReport,
     ReplicationStatus,
     RetentionReport,
     ServiceInfo,
@@ -63,42 +55,29 @@ from ._models import (
 )
 from ._query import args, filters
 from ._query.context import ReadContext
-from ._repair import ROW_OF, frame_rows, quarantine_unappliable, rows_problem
-from ._replication import LEADER, STANDBY, Conflict, Endpoint, Identity, Leader, check_shipment, client_options
+from ._record import encode_frame, encode_rows
+from ._replication.http import Endpoint
+from ._replication.identity import STANDBY, Identity, open_identity, read_identity
+from ._replication.leader import Shippers, client_options
+from ._replication.node import Node
 from ._search import (
     DOC_LOG,
     DOC_SPAN,
-    Group,
     Indexer,
     TextIndex,
-    group_docs,
-    log_doc,
     matches,
     missing_documents,
     parse_text,
-    span_doc,
     span_key,
 )
 from ._settings import Settings
-from ._wal import (
-    RecordType,
-    Wal,
-    encode_frame,
-    list_segments,
-    read_frames,
-    repair_wal,
-    verify_frame,
-)
+from ._wal import RecordType, Wal, list_segments
 from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
 
 ATTRIBUTE_SAMPLE = 10_000
 """Recent records ``list_attribute_keys`` and ``list_attribute_values`` look at."""
-_REPLAY_GROUP_RECORDS = 20_000
-_REREAD_BYTES = 8 << 20  # WAL read at a time when the indexer indexes batches again
-_IDENTITY = b"replication_identity"
-_REPLICA_POS = REPLICA_POSITION_PREFIX  # + a standby's URL (at most MAX_REPLICA_URL_BYTES: Settings checks)
 
 
 class Store:
@@ -134,15 +113,12 @@ class Store:
         """How many WAL records the open replayed into the hot tier."""
         self._index: TextIndex | None = None
         self._indexer: Indexer | None = None
-        self._leader: Leader | None = None
+        self._shippers: Shippers | None = None
         self._endpoint: Endpoint | None = None
-        self._receive_lock = threading.Lock()
-        self._leader_end: int | None = None
-        self._leader_contact: float | None = None
         if read_only and standby:
             raise ValueError("a store opens either read_only=True or standby=True, not both")
         s = self.settings
-        self._ship_options = client_options(s) if s.replicas and not read_only else {}
+        ship_options = client_options(s) if s.replicas and not read_only else {}
         self._cold = open_cold_tier(self.path, s)
         self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
         self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
@@ -151,8 +127,7 @@ class Store:
                 raise StorageError(f"{self.path} is not a tael data directory (no hot/data.mdb)")
             self._hot = self._open_hot(sync=False, read_only=True)
             self._compactor = Compactor(self._hot, self._cold, s)
-            raw = self._hot.get_meta(_IDENTITY)
-            self._identity = Identity.unpack(raw) if raw is not None else Identity.new_leader()
+            self._replication = self._node(read_identity(self._hot))
             self._reads = self._read_context()
             return
         self.path.mkdir(parents=True, exist_ok=True)
@@ -163,47 +138,49 @@ class Store:
             self._hot = self._open_hot(sync=s.hot_sync, read_only=False)
             self._compactor = Compactor(self._hot, self._cold, s)
             try:
-                self._identity = self._open_identity(standby)
+                identity = open_identity(self._hot, self._cold, self.path, s, standby)
                 self._compactor.sweep_orphans()
-                self._sweep_blob_orphans()
+                _recovery.sweep_blob_orphans(self._hot, self._blobs)
                 self._wal = Wal(
                     self.path / "wal",
                     segment_bytes=s.wal_segment_bytes,
                     max_record_bytes=s.wal_max_record_bytes,
                     fsync=s.durability == "fsync",
                 )
-                indexed = self._hot.indexed_lsn()
-                if indexed is None or not (self.path / "index" / "meta.json").exists():
-                    TextIndex.remove(self.path / "index")  # built from scratch below
-                    indexed = None
-                self._index = TextIndex(self.path / "index", read_only=False, heap_bytes=s.index_writer_heap_bytes)
-                self.replayed_records = self._replay(indexed)
-                if indexed is None:
-                    self._build_index()
-                self._pipeline = CommitPipeline(self._wal, self._hot, max_unapplied_records=s.max_unapplied_records)
+                self._index, self.replayed_records = _recovery.recover(
+                    self.path, s, self._wal, self._hot, self._cold, self._blobs, self._payloads
+                )
+                # the WAL's followers, complete before the first commit: nothing is applied or durable
+                # past the hot tier's applied LSN yet
+                start = self._hot.applied_lsn()
                 self._indexer = Indexer(
                     self._index,
                     self._payloads,
-                    committed_lsn=self._pipeline.applied_lsn,
+                    committed_lsn=start,
                     interval_s=s.index_commit_interval_s,
                     max_queued_records=s.max_unapplied_records,
                     record_lsn=self._hot.set_indexed_lsn,
-                    reread=self._wal_groups,
+                    reread=_recovery.wal_reader(self.path, self._wal, s, self._payloads),
                 )
-                self._pipeline.indexer = self._indexer
-                if self._identity.role == LEADER and s.replicas:
-                    self._start_leader(self._identity)
-                elif s.replicas:  # a standby keeps WAL for its own standbys-to-be (see promote)
-                    self._pipeline.standby_retain_bytes = s.replication_max_retained_bytes
+                self._shippers = Shippers(
+                    s, ship_options, wal_dir=self._wal.dir, hot=self._hot, identity=identity, durable_lsn=start
+                )
+                self._pipeline = CommitPipeline(
+                    self._wal,
+                    self._hot,
+                    [IndexFollower(self._indexer), self._shippers],
+                    max_unapplied_records=s.max_unapplied_records,
+                )
+                self._replication = self._node(identity)
                 self._pipeline.checkpoint()
-                if self._identity.role == STANDBY and s.standby_listen is not None:
-                    self._endpoint = Endpoint(self, s.standby_listen)
+                if identity.role == STANDBY and s.standby_listen is not None:
+                    self._endpoint = Endpoint(self._replication, s.standby_listen)
                 self._reads = self._read_context()
             except BaseException:
                 if self._endpoint is not None:
                     self._endpoint.close()
-                if self._leader is not None:
-                    self._leader.close()
+                if self._shippers is not None:
+                    self._shippers.close(save=False)
                 if self._pipeline is not None:
                     self._pipeline.close()
                 stopped = self._indexer.close() if self._indexer is not None else True
@@ -230,70 +207,17 @@ class Store:
             check_open=self._check_open,
         )
 
-    def _open_identity(self, standby: bool) -> Identity:
-        """The directory's replication identity, created on first open; a standby
-        directory refuses a leader's open and a leader's directory becomes a standby
-        when opened with ``standby=True`` (seeding a standby from a copy)."""
-        raw = self._hot.get_meta(_IDENTITY)
-        expected = self.settings.standby_leader_store_id
-        if raw is None:
-            ident = Identity.new_standby() if standby else Identity.new_leader()
-            if standby and expected is not None:
-                ident.store_id = bytes.fromhex(expected)  # shipments of any other store are refused
-            self._hot.put_meta({_IDENTITY: ident.pack()})
-            return ident
-        ident = Identity.unpack(raw)
-        if standby and expected is not None and ident.store_id != bytes.fromhex(expected):
-            if ident.store_id is not None:
-                raise StandbyError(
-                    f"{self.path} holds store {ident.store_id.hex()}, not Settings.standby_leader_store_id "
-                    f"{expected.lower()}: seed this standby again for that leader"
-                )
-            ident.store_id = bytes.fromhex(expected)
-            self._hot.put_meta({_IDENTITY: ident.pack()})
-        if ident.role == STANDBY and not standby:
-            raise StandbyError(
-                f"{self.path} is a standby: open it with standby=True, or make it a leader with "
-                f"Store.promote() or `tael promote {self.path}`"
-            )
-        if ident.role == LEADER and standby:
-            if self._cold.remote and (self.path / LOCATION_FILE).exists():
-                raise StandbyError(
-                    f"{self.path} was a leader whose cold files are at {self._cold.location}: as a standby it "
-                    "would share them with its leader, and each store deletes what its own manifest does not "
-                    "name. Set up the standby empty, with its own Settings.cold_uri (docs/scaling.md)"
-                )
-            log.warning("%s was a leader (epoch %d) and is opened as a standby", self.path, ident.epoch)
-            ident.role = STANDBY
-            self._hot.put_meta({_IDENTITY: ident.pack()})
-        return ident
-
-    def _start_leader(self, identity: Identity) -> None:
-        assert self._pipeline is not None and self._wal is not None
-        s = self.settings
-        saved = {}
-        for url in s.replicas:
-            raw = self._hot.get_meta(_REPLICA_POS + url.rstrip("/").encode())
-            if raw is not None:
-                saved[url.rstrip("/")] = int.from_bytes(raw, "big")
-
-        def save(positions: dict[str, int]) -> None:
-            self._hot.put_meta({_REPLICA_POS + u.encode(): p.to_bytes(8, "big") for u, p in positions.items()})
-
-        self._leader = Leader(
+    def _node(self, identity: Identity) -> Node:
+        return Node(
+            path=self.path,
+            settings=self.settings,
+            hot=self._hot,
+            payloads=self._payloads,
             identity=identity,
-            wal_dir=self._wal.dir,
-            replicas=s.replicas,
-            required_acks=s.required_acks,
-            timeout_s=s.replication_timeout_s,
-            batch_bytes=s.replication_batch_bytes,
-            max_retained_bytes=s.replication_max_retained_bytes,
-            durable_lsn=self._pipeline.durable_lsn,
-            saved_positions=saved,
-            save_positions=save,
-            client_options=self._ship_options,
-        ).start()
-        self._pipeline.leader = self._leader
+            pipeline=self._pipeline,
+            shippers=self._shippers,
+            check_open=self._check_closed,
+        )
 
     def _open_hot(self, *, sync: bool, read_only: bool) -> HotTier:
         return HotTier(
@@ -304,131 +228,6 @@ class Store:
             blobs=self._blobs,
             payloads=self._payloads,
         )
-
-    def _sweep_blob_orphans(self) -> int:
-        """Delete blob files the catalog does not name: written by an apply that crashed
-        before its transaction committed."""
-        removed = 0
-        with self._hot.reader() as txn:
-            for digest, p in self._blobs.files():
-                if digest is None or not self._hot.has_blob(txn, digest):
-                    p.unlink()
-                    removed += 1
-        if removed:
-            log.warning("removed %d orphan blob files from %s (not in the blob catalog)", removed, self._blobs.root)
-        return removed
-
-    def _replay(self, indexed: int | None) -> int:
-        """Apply every WAL record past the hot tier's applied LSN, in order, exactly once,
-        and index every record past the index's committed LSN (``indexed``; None: the
-        index is rebuilt from the tiers afterwards)."""
-        assert self._wal is not None and self._index is not None
-        applied = self._hot.applied_lsn()
-        start = applied if indexed is None else min(applied, indexed)
-        if indexed is not None:
-            self._index.delete_from_lsn(indexed)  # committed after its LSN was recorded: indexed again
-        groups: list[Any] = []
-        pending = total = docs = 0
-        for frame in self._wal.recover(start, applied):
-            if frame.rtype == RecordType.PAD:
-                continue
-            try:
-                rows = self._frame_rows(frame)
-            except CorruptionError as exc:
-                raise self._wal.unappliable(frame.lsn, exc) from exc
-            batch = (frame.rtype, rows, frame.lsn, frame.end_lsn)
-            if indexed is not None and frame.lsn >= indexed:
-                new_docs = group_docs(batch, self._payloads)
-                self._index.add(new_docs)
-                docs += len(new_docs)
-            if frame.lsn < applied:
-                continue
-            groups.append(batch)
-            pending += len(rows)
-            if pending >= _REPLAY_GROUP_RECORDS:
-                self._replay_apply(groups)
-                total += pending
-                groups, pending = [], 0
-        if groups:
-            self._replay_apply(groups)
-            total += pending
-        if total:
-            log.info("replayed %d records from the WAL of %s", total, self.path)
-        if indexed is not None and self._wal.end_lsn > indexed:
-            self._index.commit()
-            self._hot.set_indexed_lsn(self._wal.end_lsn)
-            log.info("indexed %d documents again from the WAL of %s", docs, self.path)
-        return total
-
-    def _replay_apply(self, groups: list[Any]) -> None:
-        assert self._wal is not None
-        try:
-            self._hot.apply(groups)
-        except UnappliableRecordError as exc:
-            raise self._wal.unappliable(exc.lsn, exc.cause) from exc
-
-    def _wal_groups(self, lo: int, hi: int) -> Iterator[Group]:
-        """The span and log batches between WAL positions ``lo`` and ``hi`` (frame
-        boundaries, durable), read back from the WAL: what the indexer indexes again
-        after its writer failed (the WAL keeps every segment past the indexed LSN)."""
-        assert self._wal is not None
-        pos = lo
-        while pos < hi:
-            try:
-                frames = read_frames(self._wal.dir, pos, hi, _REREAD_BYTES)
-                if not frames:
-                    raise StorageError(f"the WAL of {self.path} ends at position {pos}, before {hi}")
-                for lsn, raw in frames:
-                    frame = verify_frame(raw, lsn, self.settings.wal_max_record_bytes)
-                    if frame.rtype in (RecordType.SPANS, RecordType.LOGS):
-                        yield (frame.rtype, self._frame_rows(frame), frame.lsn, frame.end_lsn)
-                    pos = frame.end_lsn
-            except ReplicationError as exc:  # read_frames and verify_frame speak for shipping
-                raise StorageError(f"cannot read the WAL of {self.path} back for indexing: {exc}") from exc
-
-    def _build_index(self) -> int:
-        """Index every span payload and log body the tiers hold (the index is empty)."""
-        assert self._index is not None
-        index = self._index
-        count = 0
-        with self._hot.reader() as txn:
-            manifest = self._hot.manifest(txn)
-            for _key, value in self._hot.records(txn, "spans"):
-                count += self._index_span(_codec.unpackb(value), 0)
-            for key, value in self._hot.records(txn, "logs"):
-                _t, lsn, idx = _QQI.unpack(key)
-                count += self._index_log(_codec.unpackb(value), lsn, idx)
-            end = self._hot.applied_lsn()
-        for f in manifest:
-            if f.dataset == "spans":
-                for rg in range(f.row_groups):
-                    for rec in span_records(self._cold.read_row_groups(f, [rg])):
-                        count += self._index_span(rec, 0)
-            elif f.dataset == "logs":
-                for rg in range(f.row_groups):
-                    for (_t, lsn, idx), rec in log_records(self._cold.read_row_groups(f, [rg])):
-                        count += self._index_log(rec, lsn, idx)
-        index.commit()
-        self._hot.set_indexed_lsn(end)
-        if count:
-            log.info("built the full-text index of %s: %d documents", self.path, count)
-        return count
-
-    def _index_span(self, f: list[Any], lsn: int) -> int:
-        assert self._index is not None
-        texts = self._payloads.span_texts(self._blobs.restore_span(f))
-        if not texts:
-            return 0
-        self._index.add([span_doc((f[5], f[0], f[1], f[4], f[8]), lsn, texts)])
-        return 1
-
-    def _index_log(self, f: list[Any], lsn: int, idx: int) -> int:
-        assert self._index is not None
-        body = self._blobs.restore_log(f)[1]
-        if not body:
-            return 0
-        self._index.add([log_doc(f, lsn, idx, body)])
-        return 1
 
     # ------------------------------------------------------------ lifecycle
 
@@ -459,10 +258,8 @@ class Store:
                     self._endpoint.close()  # takes no more shipments
                 if self._pipeline is not None:
                     self._pipeline.close()
-                    if self._leader is not None:
-                        self._leader.save_positions()
-                        self._leader.close()
-                    assert self._indexer is not None and self._index is not None
+                    assert self._shippers is not None and self._indexer is not None and self._index is not None
+                    self._shippers.close()
                     if self._indexer.close():  # commits what the applier handed it
                         self._index.close()
                     with self._pipeline.io:
@@ -481,6 +278,11 @@ class Store:
         return self._closed
 
     @property
+    def closing(self) -> bool:
+        """Whether ``close()`` has begun: a maintenance pass in progress stops at its next safe point."""
+        return self._compactor.closing.is_set()
+
+    @property
     def fault(self) -> str | None:
         """Why this store refuses every write and read until it is closed and repaired
         (its applier met a durable WAL record it can never apply; the message names the
@@ -488,10 +290,13 @@ class Store:
         failed = self._pipeline.failed if self._pipeline is not None else None
         return None if failed is None else str(failed)
 
-    def _check_open(self) -> None:
-        """Refuse use after close; for a writer, wait until every acknowledged write is readable."""
+    def _check_closed(self) -> None:
         if self._closed:
             raise StoreClosedError(f"the store at {self.path} is closed")
+
+    def _check_open(self) -> None:
+        """Refuse use after close; for a writer, wait until every acknowledged write is readable."""
+        self._check_closed()
         if self._pipeline is not None:
             self._pipeline.wait_applied()
 
@@ -499,23 +304,15 @@ class Store:
         """The commit pipeline of a writer or standby: for flushing and maintenance
         (compaction, merges, retention, blob collection, checkpoints), which change
         only this store's own tiers, never its WAL; not for client writes."""
-        if self._closed:
-            raise StoreClosedError(f"the store at {self.path} is closed")
+        self._check_closed()
         if self._pipeline is None:
             raise ReadOnlyError(f"the store at {self.path} was opened read_only=True")
         return self._pipeline
 
     def _writable(self) -> CommitPipeline:
-        if self._closed:
-            raise StoreClosedError(f"the store at {self.path} is closed")
-        if self._pipeline is None:
-            raise ReadOnlyError(f"the store at {self.path} was opened read_only=True")
-        if self._identity.role == STANDBY:
-            leader = f" (its leader: {self._identity.leader_url})" if self._identity.leader_url else ""
-            raise StandbyError(
-                f"the store at {self.path} is a standby{leader}: it takes writes only from its leader until promoted"
-            )
-        return self._pipeline
+        pipeline = self._local()
+        self._replication.check_writable()
+        return pipeline
 
     def flush(self) -> None:
         """Make every acknowledged write durable on disk (fsyncs the WAL under
@@ -539,129 +336,29 @@ class Store:
     # ------------------------------------------------------------ replication
 
     @property
+    def replication(self) -> Node:
+        """This store as a member of a replicated set (what ``/replication/*`` serves)."""
+        return self._replication
+
+    @property
     def standby(self) -> bool:
         """Whether this store is a standby (takes writes only from its leader)."""
-        return self._identity.role == STANDBY
+        return self._replication.standby
 
     def promote(self) -> None:
         """Make this standby a writable leader, durably: it refuses further shipments
         from its old leader (fenced by a new epoch) and starts shipping to its own
         ``Settings.replicas``. Raises ReplicationError if it is not a standby."""
-        pipeline = self._local()
-        with self._receive_lock:
-            ident = self._identity
-            if ident.role != STANDBY:
-                raise ReplicationError(f"the store at {self.path} is not a standby (it is a {ident.role})")
-            pipeline.wait_applied()
-            end = pipeline.durable_lsn
-            epoch = max([ident.epoch, *(e for e, _ in ident.history)]) + 1
-            promoted = Identity(
-                ident.store_id if ident.store_id is not None else Identity.new_leader().store_id,
-                LEADER,
-                epoch,
-                [*ident.history, (epoch, end)],
-                None,
-            )
-            self._hot.put_meta({_IDENTITY: promoted.pack()})
-            if self.settings.replicas:
-                self._start_leader(promoted)  # before client writes are let in: each waits for its acks
-            pipeline.standby_retain_bytes = 0  # the leader's standby positions hold the WAL from now on
-            self._identity = promoted
-            log.warning("%s promoted to leader: epoch %d from LSN %d", self.path, epoch, end)
+        self._replication.promote()
 
     def set_leader_url(self, url: str | None) -> None:
         """Record where this standby's leader is (shown in errors, status and metrics)."""
-        if self._identity.role != STANDBY:
-            raise ReplicationError(f"the store at {self.path} is not a standby")
-        with self._receive_lock:
-            self._identity.leader_url = url
-            self._hot.put_meta({_IDENTITY: self._identity.pack()})
+        self._replication.set_leader_url(url)
 
     def replication_status(self) -> ReplicationStatus:
         """This store's role and epoch; for a leader its standbys' positions and lag,
         for a standby its lag behind the leader (see :class:`ReplicationStatus`)."""
-        if self._closed:
-            raise StoreClosedError(f"the store at {self.path} is closed")
-        ident = self._identity
-        end = self._pipeline.durable_lsn if self._pipeline is not None else self._hot.applied_lsn()
-        if ident.role == LEADER:
-            return ReplicationStatus(
-                role=LEADER,
-                epoch=ident.epoch,
-                store_id=ident.store_id.hex() if ident.store_id else None,
-                end_lsn=end,
-                replicas=self._leader.status() if self._leader is not None else (),
-            )
-        contact = self._leader_contact
-        return ReplicationStatus(
-            role=STANDBY,
-            epoch=ident.epoch,
-            store_id=ident.store_id.hex() if ident.store_id else None,
-            end_lsn=end,
-            leader_url=ident.leader_url,
-            leader_end_lsn=self._leader_end,
-            lag_bytes=None if self._leader_end is None else max(self._leader_end - end, 0),
-            last_contact_s=None if contact is None else time.monotonic() - contact,
-        )
-
-    def _identity_store_id(self) -> bytes | None:
-        return self._identity.store_id
-
-    def _receive_shipment(self, msg: dict[str, Any]) -> int:
-        """Standby: take one shipment of WAL frames from the leader (see
-        _replication.routes); returns the end of this store's durable WAL."""
-        pipeline = self._local()
-        with self._receive_lock:
-            end = pipeline.durable_lsn
-            adopt = check_shipment(self._identity, end, msg)
-            items: list[tuple[int, int, Sequence[Any], bytes]] = []
-            for lsn, raw in msg["frames"]:
-                if lsn < end:
-                    continue
-                try:
-                    frame = verify_frame(raw, lsn, self.settings.wal_max_record_bytes)
-                except ReplicationError as exc:  # damaged on the way: the leader sends it again
-                    raise Conflict(str(exc), end_lsn=end, fatal=False) from exc
-                if frame.rtype == RecordType.PAD:
-                    items.append((lsn, frame.rtype, (), raw))
-                    continue
-                if frame.rtype not in ROW_OF:
-                    raise Conflict(
-                        f"cannot apply shipped WAL: the record at LSN {lsn} has type {frame.rtype}, unknown to "
-                        "this version of tael (is the leader newer?)",
-                        end_lsn=end,
-                        fatal=True,
-                    )
-                # Decoded and checked before it is acknowledged: a record the hot tier could
-                # never apply (a bug, an older version, a forged shipment) would otherwise
-                # stop this standby's applier, and every read, until `tael repair`.
-                try:
-                    rows = self._frame_rows(frame)
-                except CorruptionError as exc:
-                    raise Conflict(
-                        f"cannot apply shipped WAL at LSN {lsn}: it does not decode ({exc.__cause__!r})",
-                        end_lsn=end,
-                        fatal=True,
-                    ) from exc
-                problem = rows_problem(frame.rtype, rows)
-                if problem is not None:
-                    raise Conflict(f"cannot apply shipped WAL at LSN {lsn}: {problem}", end_lsn=end, fatal=True)
-                items.append((lsn, frame.rtype, rows, raw))
-            if adopt is not None:  # only once the shipment proved sound
-                self._hot.put_meta({_IDENTITY: adopt.pack()})
-                self._identity = adopt
-            if items:
-                try:
-                    end = pipeline.commit_shipped(items)
-                except ReplicationError as exc:
-                    raise Conflict(str(exc), end_lsn=pipeline.durable_lsn, fatal=False) from exc
-            self._leader_end = int(msg["leader_end"])
-            self._leader_contact = time.monotonic()
-            return end
-
-    def _frame_rows(self, frame: Any) -> list[Any]:
-        """The hot-tier rows of one verified WAL frame (replay and shipping)."""
-        return frame_rows(frame, self._payloads)
+        return self._replication.replication_status()
 
     # ------------------------------------------------------------ writes
 
@@ -670,32 +367,23 @@ class Store:
 
         A span already stored under the same (trace_id, span_id) is left as it
         was, so retried exports do not duplicate."""
-        return self._insert(RecordType.SPANS, _codec.encode_spans(_batch(spans), self._payloads))
+        return self._insert(RecordType.SPANS, encode_rows(RecordType.SPANS, _batch(spans), self._payloads))
 
     def insert_logs(self, logs: Sequence[LogRecord]) -> int:
         """Durably store a batch of log records, all or nothing; returns the batch size."""
-        return self._insert(RecordType.LOGS, _codec.encode_logs(_batch(logs), self._payloads))
+        return self._insert(RecordType.LOGS, encode_rows(RecordType.LOGS, _batch(logs), self._payloads))
 
     def insert_metrics(self, points: Sequence[MetricPoint]) -> int:
         """Durably store a batch of metric points, all or nothing; returns the batch size."""
-        return self._insert(RecordType.METRICS, _codec.encode_metrics(_batch(points)))
+        return self._insert(RecordType.METRICS, encode_rows(RecordType.METRICS, _batch(points), self._payloads))
 
     def _insert(self, rtype: RecordType, rows: Sequence[Any]) -> int:
+        """Commit encoded rows (what inserts and background writers do): the store is
+        checked first (closed, read-only, standby), then the frame's size."""
         pipeline = self._writable()
         if not rows:
             return 0
-        s = self.settings
-        try:
-            frame = encode_frame(
-                rtype,
-                [r[-1] for r in rows],
-                compress_min=s.wal_compress_min_bytes,
-                level=s.wal_compress_level,
-                max_bytes=s.wal_max_record_bytes,
-            )
-        except ValueError as exc:
-            raise ValidationError(f"batch too large: {exc}; split it") from None
-        pipeline.commit(rtype, rows, frame)
+        pipeline.commit(rtype, rows, encode_frame(rtype, rows, self.settings))
         return len(rows)
 
     def writer(
@@ -708,7 +396,10 @@ class Store:
         """A background batching writer for many small writes; see :class:`BackgroundWriter`."""
         self._writable()
         writer = BackgroundWriter(
-            self,
+            self._insert,
+            self._payloads,
+            name=str(self.path),
+            batch_records=self.settings.writer_batch_records,
             max_queue=max_queue if max_queue is not None else self.settings.writer_max_queue,
             flush_interval_s=flush_interval_s
             if flush_interval_s is not None
@@ -1536,7 +1227,8 @@ class Store:
         the trace's spans. The trace need not be stored (yet)."""
         row = _codec.encode_comment(trace_id, body, author, span_id, time.time_ns())
         self._insert(RecordType.COMMENTS, [row])
-        return _codec.decode_comment(_codec.unpackb(row[3]))
+        _trace, _created, _id, packed = row
+        return _codec.decode_comment(_codec.unpackb(packed))
 
     def comments(self, trace_id: str) -> list[Comment]:
         """The comments on a trace, oldest first."""
@@ -1731,41 +1423,14 @@ class Store:
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
         pipeline.wait_applied()
-        with self._compactor.lock:  # close() waits for this lock before shutting LMDB
-            report = self._compactor.enforce_retention(now_ns, _event(stop))
-            if report.interrupted:
-                return report  # the index and comments are trimmed by the next, whole, call
-            oldest = self._forget_indexed(report.cutoffs)
-            self._hot.forget_operations(oldest["spans"])
-            self._hot.drop_comments(now_ns - int(self.settings.retention_comments_days * 86_400e9))
-        return report
-
-    def _forget_indexed(self, cutoffs: dict[str, int]) -> dict[str, int]:
-        """Delete index entries of records retention removed: every document of a signal
-        older than both its cutoff and the oldest record of it still stored (partitions
-        are dropped whole, so records past the cutoff may remain; they stay searchable).
-        Returns that bound per signal: every record before it is gone."""
-        assert self._index is not None
-        bounds: dict[str, int] = {}
-        with self._hot.reader() as txn:
-            manifest = self._hot.manifest(txn)
-            hot = self._hot.signal_stats(txn)
-        for signal, doc in (("spans", DOC_SPAN), ("logs", DOC_LOG)):
-            oldest = [f.min_ns for f in manifest if f.dataset == signal]
-            hot_oldest = hot[signal].oldest_ns
-            if hot_oldest is not None:
-                oldest.append(hot_oldest)
-            bounds[signal] = min([cutoffs[signal], *oldest])
-            self._index.delete_before(doc, bounds[signal])
-        self._index.commit()
-        return bounds
+        return self._compactor.enforce_retention(now_ns, _event(stop), self._index)
 
     def collect_blobs(self) -> int:
         """Delete payload blobs no live span or log refers to, hot or cold (maintenance
         runs this); returns how many were removed."""
         self._local()
         with self._compactor.lock:
-            self._compactor._check()
+            self._compactor.check_open()
             removed, freed = self._hot.collect_blobs()
         if removed:
             log.info("blob collection removed %d blobs (%d bytes) from %s", removed, freed, self.path)
@@ -1847,40 +1512,4 @@ def rebuild_index(path: str | Path, settings: Settings | None = None) -> int:
     finally:
         lock.release()
     with Store(root, settings) as store:  # opening with no index builds it from the tiers
-        return store._index.documents() if store._index is not None else 0
-
-
-def repair(path: str | Path, settings: Settings | None = None) -> RepairReport:
-    """Move damaged parts of a store's WAL into ``<data>/quarantine/<time>/`` so it opens again.
-
-    Takes the writer lock (the store must not be open elsewhere). Everything
-    that verifies is kept, at its original position; the report lists each
-    damaged region, whose records could not be recovered. A second pass applies
-    the WAL to the hot tier as opening does and moves aside each record that
-    verifies but cannot be applied (written by an older version, or a bug:
-    opening names it with a CorruptionError); its region's ``reason`` says why.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise StorageError(f"{root} is not a directory")
-    s = settings if settings is not None else Settings()
-    lock = DirLock(root)
-    lock.acquire()
-    try:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        quarantine = root / "quarantine" / stamp
-        checked, good, damaged = repair_wal(root / "wal", quarantine, max_record_bytes=s.wal_max_record_bytes)
-        unappliable = quarantine_unappliable(root, s, quarantine)
-    finally:
-        lock.release()
-    regions = [DamagedRegion(segment=seg, offset=off, length=n, quarantined_to=to) for seg, off, n, to in damaged]
-    regions += [
-        DamagedRegion(segment=seg, offset=off, length=n, quarantined_to=to, reason=why)
-        for seg, off, n, to, why in unappliable
-    ]
-    return RepairReport(
-        segments_checked=checked,
-        frames_ok=good - len(unappliable),
-        damaged=regions,
-        quarantine_dir=str(quarantine) if regions else None,
-    )
+        return store.stats().index_documents
