@@ -87,6 +87,13 @@ class _NewFile:
     """Blob digests its rows refer to."""
 
 
+def stop_event(stop: Any) -> threading.Event | None:
+    """A caller's ``stop`` argument, checked: a threading.Event or None."""
+    if stop is not None and not isinstance(stop, threading.Event):
+        raise TypeError(f"stop must be a threading.Event or None, got {type(stop).__name__}")
+    return stop
+
+
 class _Interrupted(Exception):
     """Raised at a safe point of an operation asked to stop; caught by the operation."""
 
@@ -133,9 +140,15 @@ class Compactor:
     # ------------------------------------------------------------ compaction
 
     def compact(self, before: int, stop: threading.Event | None = None) -> CompactionReport:
-        """Move every hot record with time < ``before`` to the cold tier (until ``stop``
-        is set: then the report says ``interrupted`` and counts what was moved)."""
-        with self.lock, self._stoppable(stop):
+        """Move every hot record with time < ``before`` (int ns) to the cold tier, writing
+        metric rollups on the way; merges partitions it leaves with many small files.
+        Crash-safe and exactly-once (the protocol above). ``Store.compact``: a standby
+        compacts its own copy (maintenance is local; only client writes are refused).
+
+        Once ``stop`` is set (or the store is closing), it stops at the next safe point,
+        between chunks of ``compaction_batch_records`` or before publishing the files
+        of one, and returns a report with ``interrupted=True`` counting what moved."""
+        with self.lock, self._stoppable(stop_event(stop)):
             self.check_open()
             records = {"spans": 0, "logs": 0, "metrics": 0}
             rollups = {"metrics_5m": 0, "metrics_1h": 0}
@@ -326,13 +339,15 @@ class Compactor:
         min_files: int | None = None,
         stop: threading.Event | None = None,
     ) -> int:
-        """Merge each partition's files smaller than the target size, in groups up to
-        about the target size; returns how many files were merged away (until ``stop``
-        is set: each group is merged whole or not at all)."""
+        """Merge each partition's files smaller than the target size
+        (``cold_target_file_bytes``), in groups up to about that size, once it has
+        ``min_files`` of them (default ``cold_merge_min_files``); returns how many files
+        were merged away. Once ``stop`` is set it returns, each group merged whole or
+        not at all. ``Store.merge_small_files`` merges every partition."""
         threshold = min_files if min_files is not None else self.settings.cold_merge_min_files
         target = self.settings.cold_target_file_bytes
         merged = 0
-        with self.lock, self._stoppable(stop):
+        with self.lock, self._stoppable(stop_event(stop)):
             self.check_open()
             with self.hot.reader() as txn:
                 manifest = self.hot.manifest(txn)
@@ -383,10 +398,14 @@ class Compactor:
     def enforce_retention(
         self, now: int, stop: threading.Event | None = None, index: TextIndex | None = None
     ) -> RetentionReport:
-        """Drop what is past retention at ``now`` (see ``Store.enforce_retention``), one
-        hot chunk or cold partition per step, until ``stop`` is set. A whole (not
-        interrupted) pass then trims ``index``, the operations catalog and comments;
-        an interrupted one leaves them to the next whole pass."""
+        """Drop cold partitions whose every record is past its dataset's retention at
+        ``now`` (int ns), and hot spans and logs past retention; hot metric points past
+        retention are compacted (rolled up) first, never dropped unrolled. Once ``stop``
+        is set it stops between steps (a hot chunk, a cold partition) and the report
+        says ``interrupted``; the next call drops the rest. A whole pass then deletes
+        the ``index`` documents, operations and comments retention removed
+        (``Settings.retention_comments_days``); an interrupted one leaves them to the
+        next whole pass. ``Store.enforce_retention`` runs it."""
         s = self.settings
         cutoff = {
             "spans": now - int(s.retention_spans_days * DAY_NS),
@@ -395,7 +414,7 @@ class Compactor:
             "metrics_5m": now - int(s.retention_metrics_5m_days * DAY_NS),
             "metrics_1h": now - int(s.retention_metrics_1h_days * DAY_NS),
         }
-        with self.lock, self._stoppable(stop):
+        with self.lock, self._stoppable(stop_event(stop)):
             self.check_open()
             hot_dropped = {"spans": 0, "logs": 0, "metrics": 0}
             parts: list[str] = []
@@ -512,6 +531,18 @@ class Compactor:
             return []
         columns = ["trace_id", "service"] if f.dataset == "spans" else ["trace_id"]
         return _refs_of(f, self.cold.read_all(f, columns=columns), self.cold.row_group_sizes(f))
+
+    # ------------------------------------------------------------ blobs
+
+    def collect_blobs(self) -> int:
+        """Delete payload blobs no live span or log refers to, hot or cold (maintenance
+        runs this); returns how many were removed."""
+        with self.lock:
+            self.check_open()
+            removed, freed = self.hot.collect_blobs()
+        if removed:
+            log.info("blob collection removed %d blobs (%d bytes) from %s", removed, freed, self.hot.path.parent)
+        return removed
 
     # ------------------------------------------------------------ open
 

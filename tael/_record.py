@@ -49,6 +49,13 @@ ROW_OF: dict[int, Callable[[bytes, Payloads], Any]] = {
 """The row decoder of each record type this version knows (PAD carries no records)."""
 
 
+def as_batch(records: Any) -> Sequence[Any]:
+    """An insert's argument as a sequence: TypeError for a str, bytes or non-iterable."""
+    if isinstance(records, (str, bytes)) or not hasattr(records, "__iter__"):
+        raise TypeError(f"expected a list of records, got {type(records).__name__}")
+    return records if isinstance(records, (list, tuple)) else list(records)
+
+
 def encode_rows(rtype: RecordType, records: Sequence[Any], payloads: Payloads) -> Sequence[Any]:
     """Validate a whole batch of ``tael.Span``/``LogRecord``/``MetricPoint`` (by
     ``rtype``), then encode it into rows; raises ValidationError on the first bad record."""

@@ -15,16 +15,14 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pyarrow.compute as pc
 
-from . import _analytics, _codec, _recovery, _rollup
+from . import _analytics, _codec, _rollup
 from ._blobs import BlobStore, Payloads
 from ._codec import decode_log, decode_metric, decode_span, to_ns
 from ._cold import ColdFile, _columns, log_records, metric_records, open_cold_tier, span_records
-from ._commit import CommitPipeline, IndexFollower
 from ._compactor import Compactor
 from ._errors import (
     ReadOnlyError,
@@ -33,6 +31,7 @@ from ._errors import (
 )
 from ._fsutil import DirLock, dir_size
 from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
+from ._ingest import Ingest
 from ._models import (
     SPAN_KINDS,
     SPAN_STATUSES,
@@ -55,15 +54,13 @@ from ._models import (
 )
 from ._query import args, filters
 from ._query.context import ReadContext
-from ._record import encode_frame, encode_rows
-from ._replication.http import Endpoint
-from ._replication.identity import STANDBY, Identity, open_identity, read_identity
-from ._replication.leader import Shippers, client_options
+from ._record import as_batch, encode_rows
+from ._replication.identity import open_identity, read_identity
+from ._replication.leader import client_options
 from ._replication.node import Node
 from ._search import (
     DOC_LOG,
     DOC_SPAN,
-    Indexer,
     TextIndex,
     matches,
     missing_documents,
@@ -71,7 +68,7 @@ from ._search import (
     span_key,
 )
 from ._settings import Settings
-from ._wal import RecordType, Wal, list_segments
+from ._wal import RecordType, list_segments
 from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -101,132 +98,89 @@ class Store:
         self, path: str | Path, settings: Settings | None = None, read_only: bool = False, standby: bool = False
     ) -> None:
         self.path = Path(path)
-        self.settings = settings if settings is not None else Settings()
+        self.settings = s = settings if settings is not None else Settings()
         self.read_only = read_only
         self._closed = False
         self._close_lock = threading.Lock()
         self._lock: DirLock | None = None
-        self._pipeline: CommitPipeline | None = None
-        self._wal: Wal | None = None
+        self._ingest: Ingest | None = None
+        """The write side (WAL, commit pipeline, indexer, shippers); None when read-only."""
         self._writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
-        self.replayed_records = 0
-        """How many WAL records the open replayed into the hot tier."""
-        self._index: TextIndex | None = None
-        self._indexer: Indexer | None = None
-        self._shippers: Shippers | None = None
-        self._endpoint: Endpoint | None = None
         if read_only and standby:
             raise ValueError("a store opens either read_only=True or standby=True, not both")
-        s = self.settings
         ship_options = client_options(s) if s.replicas and not read_only else {}
         self._cold = open_cold_tier(self.path, s)
         self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
         self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
-        if read_only:
-            if not (self.path / "hot" / "data.mdb").exists():
-                raise StorageError(f"{self.path} is not a tael data directory (no hot/data.mdb)")
-            self._hot = self._open_hot(sync=False, read_only=True)
-            self._compactor = Compactor(self._hot, self._cold, s)
-            self._replication = self._node(read_identity(self._hot))
-            self._reads = self._read_context()
-            return
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = DirLock(self.path)
-        self._lock.acquire()
+        if read_only and not (self.path / "hot" / "data.mdb").exists():
+            raise StorageError(f"{self.path} is not a tael data directory (no hot/data.mdb)")
+        if not read_only:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = DirLock(self.path)
+            self._lock.acquire()
         try:
-            (self.path / "hot").mkdir(exist_ok=True)
-            self._hot = self._open_hot(sync=s.hot_sync, read_only=False)
+            if not read_only:
+                (self.path / "hot").mkdir(exist_ok=True)
+            self._hot = HotTier(
+                self.path / "hot",
+                map_size=s.hot_map_size_bytes,
+                sync=s.hot_sync and not read_only,
+                read_only=read_only,
+                blobs=self._blobs,
+                payloads=self._payloads,
+            )
             self._compactor = Compactor(self._hot, self._cold, s)
-            try:
-                identity = open_identity(self._hot, self._cold, self.path, s, standby)
-                self._compactor.sweep_orphans()
-                _recovery.sweep_blob_orphans(self._hot, self._blobs)
-                self._wal = Wal(
-                    self.path / "wal",
-                    segment_bytes=s.wal_segment_bytes,
-                    max_record_bytes=s.wal_max_record_bytes,
-                    fsync=s.durability == "fsync",
-                )
-                self._index, self.replayed_records = _recovery.recover(
-                    self.path, s, self._wal, self._hot, self._cold, self._blobs, self._payloads
-                )
-                # the WAL's followers, complete before the first commit: nothing is applied or durable
-                # past the hot tier's applied LSN yet
-                start = self._hot.applied_lsn()
-                self._indexer = Indexer(
-                    self._index,
-                    self._payloads,
-                    committed_lsn=start,
-                    interval_s=s.index_commit_interval_s,
-                    max_queued_records=s.max_unapplied_records,
-                    record_lsn=self._hot.set_indexed_lsn,
-                    reread=_recovery.wal_reader(self.path, self._wal, s, self._payloads),
-                )
-                self._shippers = Shippers(
-                    s, ship_options, wal_dir=self._wal.dir, hot=self._hot, identity=identity, durable_lsn=start
-                )
-                self._pipeline = CommitPipeline(
-                    self._wal,
-                    self._hot,
-                    [IndexFollower(self._indexer), self._shippers],
-                    max_unapplied_records=s.max_unapplied_records,
-                )
-                self._replication = self._node(identity)
-                self._pipeline.checkpoint()
-                if identity.role == STANDBY and s.standby_listen is not None:
-                    self._endpoint = Endpoint(self._replication, s.standby_listen)
-                self._reads = self._read_context()
-            except BaseException:
-                if self._endpoint is not None:
-                    self._endpoint.close()
-                if self._shippers is not None:
-                    self._shippers.close(save=False)
-                if self._pipeline is not None:
-                    self._pipeline.close()
-                stopped = self._indexer.close() if self._indexer is not None else True
-                if self._index is not None and stopped:
-                    self._index.close()
-                if self._wal is not None:
-                    self._wal.close()
-                self._hot.close()
-                raise
+            if read_only:
+                identity = read_identity(self._hot)
+            else:
+                try:
+                    identity = open_identity(self._hot, self._cold, self.path, s, standby)
+                    self._compactor.sweep_orphans()
+                    self._ingest = Ingest(
+                        path=self.path,
+                        settings=s,
+                        hot=self._hot,
+                        cold=self._cold,
+                        blobs=self._blobs,
+                        payloads=self._payloads,
+                        identity=identity,
+                        ship_options=ship_options,
+                        check_closed=self._check_closed,
+                    )
+                except BaseException:
+                    self._hot.close()
+                    raise
         except BaseException:
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
             raise
-
-    def _read_context(self) -> ReadContext:
-        return ReadContext(
+        ingest = self._ingest
+        self.replayed_records = ingest.replayed if ingest is not None else 0
+        """How many WAL records the open replayed into the hot tier."""
+        self._replication = (
+            ingest.node
+            if ingest is not None
+            else Node(
+                path=self.path,
+                settings=s,
+                hot=self._hot,
+                payloads=self._payloads,
+                identity=identity,
+                pipeline=None,
+                shippers=None,
+                check_open=self._check_closed,
+            )
+        )
+        self._reads = ReadContext(
             path=self.path,
-            settings=self.settings,
+            settings=s,
             hot=self._hot,
             cold=self._cold,
             blobs=self._blobs,
             payloads=self._payloads,
-            index=self._index,
-            read_only=self.read_only,
-            check_open=self._check_open,
-        )
-
-    def _node(self, identity: Identity) -> Node:
-        return Node(
-            path=self.path,
-            settings=self.settings,
-            hot=self._hot,
-            payloads=self._payloads,
-            identity=identity,
-            pipeline=self._pipeline,
-            shippers=self._shippers,
-            check_open=self._check_closed,
-        )
-
-    def _open_hot(self, *, sync: bool, read_only: bool) -> HotTier:
-        return HotTier(
-            self.path / "hot",
-            map_size=self.settings.hot_map_size_bytes,
-            sync=sync,
+            index=ingest.index if ingest is not None else None,
             read_only=read_only,
-            blobs=self._blobs,
-            payloads=self._payloads,
+            check_open=self._check_open,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -234,9 +188,7 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -251,20 +203,10 @@ class Store:
             # loop) at its next safe point and wait for it: the LMDB environment closes below
             self._compactor.closing.set()
             self._compactor.lock.acquire()
-            self._compactor.closed = True
-            self._closed = True
+            self._compactor.closed = self._closed = True
             try:
-                if self._endpoint is not None:
-                    self._endpoint.close()  # takes no more shipments
-                if self._pipeline is not None:
-                    self._pipeline.close()
-                    assert self._shippers is not None and self._indexer is not None and self._index is not None
-                    self._shippers.close()
-                    if self._indexer.close():  # commits what the applier handed it
-                        self._index.close()
-                    with self._pipeline.io:
-                        assert self._wal is not None
-                        self._wal.close()
+                if self._ingest is not None:
+                    self._ingest.close()
                     self._hot.sync()
                     self._cold.close()  # deletes replaced files a read had kept
             finally:
@@ -287,7 +229,7 @@ class Store:
         """Why this store refuses every write and read until it is closed and repaired
         (its applier met a durable WAL record it can never apply; the message names the
         segment and offset), or None. ``/health/ready`` reports it."""
-        failed = self._pipeline.failed if self._pipeline is not None else None
+        failed = self._ingest.pipeline.failed if self._ingest is not None else None
         return None if failed is None else str(failed)
 
     def _check_closed(self) -> None:
@@ -297,41 +239,33 @@ class Store:
     def _check_open(self) -> None:
         """Refuse use after close; for a writer, wait until every acknowledged write is readable."""
         self._check_closed()
-        if self._pipeline is not None:
-            self._pipeline.wait_applied()
+        if self._ingest is not None:
+            self._ingest.pipeline.wait_applied()
 
-    def _local(self) -> CommitPipeline:
-        """The commit pipeline of a writer or standby: for flushing and maintenance
+    def _local(self) -> Ingest:
+        """The write side of a writer or standby: for flushing and maintenance
         (compaction, merges, retention, blob collection, checkpoints), which change
         only this store's own tiers, never its WAL; not for client writes."""
         self._check_closed()
-        if self._pipeline is None:
+        if self._ingest is None:
             raise ReadOnlyError(f"the store at {self.path} was opened read_only=True")
-        return self._pipeline
+        return self._ingest
 
-    def _writable(self) -> CommitPipeline:
-        pipeline = self._local()
+    def _writable(self) -> Ingest:
+        ingest = self._local()
         self._replication.check_writable()
-        return pipeline
+        return ingest
 
     def flush(self) -> None:
         """Make every acknowledged write durable on disk (fsyncs the WAL under
         durability="os"), visible to every reader of this store, and searchable
         (commits the full-text index)."""
-        pipeline = self._local()
-        pipeline.sync()
-        pipeline.wait_applied()
-        assert self._indexer is not None
-        self._indexer.flush(pipeline.applied_lsn)
+        self._local().flush()
 
     def checkpoint(self) -> int:
         """Commit the full-text index, sync the hot tier and delete the WAL segments both
         have fully taken in; returns how many."""
-        pipeline = self._local()
-        pipeline.wait_applied()
-        assert self._indexer is not None
-        self._indexer.flush(pipeline.applied_lsn)
-        return pipeline.checkpoint()
+        return self._local().checkpoint()
 
     # ------------------------------------------------------------ replication
 
@@ -346,9 +280,7 @@ class Store:
         return self._replication.standby
 
     def promote(self) -> None:
-        """Make this standby a writable leader, durably: it refuses further shipments
-        from its old leader (fenced by a new epoch) and starts shipping to its own
-        ``Settings.replicas``. Raises ReplicationError if it is not a standby."""
+        """Make this standby a writable leader; see :meth:`Node.promote` (tael/_replication/node.py)."""
         self._replication.promote()
 
     def set_leader_url(self, url: str | None) -> None:
@@ -356,8 +288,7 @@ class Store:
         self._replication.set_leader_url(url)
 
     def replication_status(self) -> ReplicationStatus:
-        """This store's role and epoch; for a leader its standbys' positions and lag,
-        for a standby its lag behind the leader (see :class:`ReplicationStatus`)."""
+        """Role, epoch, and lag; see :meth:`Node.replication_status` (tael/_replication/node.py)."""
         return self._replication.replication_status()
 
     # ------------------------------------------------------------ writes
@@ -367,43 +298,34 @@ class Store:
 
         A span already stored under the same (trace_id, span_id) is left as it
         was, so retried exports do not duplicate."""
-        return self._insert(RecordType.SPANS, encode_rows(RecordType.SPANS, _batch(spans), self._payloads))
+        return self._insert(RecordType.SPANS, encode_rows(RecordType.SPANS, as_batch(spans), self._payloads))
 
     def insert_logs(self, logs: Sequence[LogRecord]) -> int:
         """Durably store a batch of log records, all or nothing; returns the batch size."""
-        return self._insert(RecordType.LOGS, encode_rows(RecordType.LOGS, _batch(logs), self._payloads))
+        return self._insert(RecordType.LOGS, encode_rows(RecordType.LOGS, as_batch(logs), self._payloads))
 
     def insert_metrics(self, points: Sequence[MetricPoint]) -> int:
         """Durably store a batch of metric points, all or nothing; returns the batch size."""
-        return self._insert(RecordType.METRICS, encode_rows(RecordType.METRICS, _batch(points), self._payloads))
+        return self._insert(RecordType.METRICS, encode_rows(RecordType.METRICS, as_batch(points), self._payloads))
 
     def _insert(self, rtype: RecordType, rows: Sequence[Any]) -> int:
-        """Commit encoded rows (what inserts and background writers do): the store is
-        checked first (closed, read-only, standby), then the frame's size."""
-        pipeline = self._writable()
-        if not rows:
-            return 0
-        pipeline.commit(rtype, rows, encode_frame(rtype, rows, self.settings))
-        return len(rows)
+        """Commit encoded rows (inserts and background writers): the store is checked
+        first (closed, read-only, standby), then the frame's size."""
+        return self._writable().commit(rtype, rows)
 
     def writer(
-        self,
-        *,
-        max_queue: int | None = None,
-        flush_interval_s: float | None = None,
-        on_full: str = "block",
+        self, *, max_queue: int | None = None, flush_interval_s: float | None = None, on_full: str = "block"
     ) -> BackgroundWriter:
         """A background batching writer for many small writes; see :class:`BackgroundWriter`."""
         self._writable()
+        s = self.settings
         writer = BackgroundWriter(
             self._insert,
             self._payloads,
             name=str(self.path),
-            batch_records=self.settings.writer_batch_records,
-            max_queue=max_queue if max_queue is not None else self.settings.writer_max_queue,
-            flush_interval_s=flush_interval_s
-            if flush_interval_s is not None
-            else self.settings.writer_flush_interval_s,
+            batch_records=s.writer_batch_records,
+            max_queue=s.writer_max_queue if max_queue is None else max_queue,
+            flush_interval_s=s.writer_flush_interval_s if flush_interval_s is None else flush_interval_s,
             on_full=on_full,
         )
         self._writers.add(writer)
@@ -1081,7 +1003,8 @@ class Store:
             index_docs = 0
             if (self.path / "index" / "meta.json").exists():
                 index_docs = self._reads.text_index().documents()
-            indexed = self._indexer.committed_lsn if self._indexer is not None else self._hot.indexed_lsn()
+            ingest = self._ingest
+            indexed = ingest.indexer.committed_lsn if ingest is not None else self._hot.indexed_lsn()
             return StoreStats(
                 signals=signals,
                 disk_bytes={
@@ -1093,10 +1016,10 @@ class Store:
                     "blobs": dir_size(self.path / "blobs"),
                     "index": dir_size(self.path / "index"),
                 },
-                wal_segments=self._wal.segment_count
-                if self._wal is not None
+                wal_segments=ingest.wal.segment_count
+                if ingest is not None
                 else len(list((self.path / "wal").glob("*.wal"))),
-                applied_lsn=self._pipeline.applied_lsn if self._pipeline is not None else self._hot.applied_lsn(),
+                applied_lsn=ingest.pipeline.applied_lsn if ingest is not None else self._hot.applied_lsn(),
                 hot_records={k: v.count for k, v in hot.items()},
                 cold_records=cold_counts,
                 cold_files=len(manifest),
@@ -1392,64 +1315,35 @@ class Store:
 
     def compact(self, before: Any, *, stop: threading.Event | None = None) -> CompactionReport:
         """Move every hot record with time < ``before`` (int ns or aware datetime) to the
-        cold tier, writing metric rollups on the way; merges partitions it leaves with
-        many small files. Crash-safe and exactly-once (docs/architecture.md). A standby
-        compacts its own copy (maintenance is local; only client writes are refused).
-
-        Once ``stop`` is set (or the store is closing), it stops at the next safe point,
-        between chunks of ``compaction_batch_records`` or before publishing the files
-        of one, and returns a report with ``interrupted=True`` counting what moved."""
-        pipeline = self._local()
+        cold tier; see :meth:`Compactor.compact` (tael/_compactor.py)."""
+        ingest = self._local()
         before_ns = to_ns(before, "before")
         if before_ns is None:
             raise ValueError("compact needs a time: before=<int ns or aware datetime>")
-        pipeline.wait_applied()
-        return self._compactor.compact(before_ns, _event(stop))
+        ingest.pipeline.wait_applied()
+        return self._compactor.compact(before_ns, stop)
 
     def merge_small_files(self, *, stop: threading.Event | None = None) -> int:
-        """Merge every cold partition's small files (below ``cold_target_file_bytes``) once it
-        has ``cold_merge_min_files`` of them; returns how many files were merged away.
-        Once ``stop`` is set it returns, each group merged whole or not at all."""
+        """Merge every cold partition's small files; see :meth:`Compactor.merge_small_files`."""
         self._local()
-        return self._compactor.merge_small_files(stop=_event(stop))
+        return self._compactor.merge_small_files(stop=stop)
 
     def enforce_retention(self, now: Any = None, *, stop: threading.Event | None = None) -> RetentionReport:
-        """Drop cold partitions whose every record is past its dataset's retention, and hot
-        spans and logs past retention; hot metric points past retention are compacted
-        (rolled up) first, never dropped unrolled. ``now`` defaults to the current time.
-        Once ``stop`` is set it stops between steps (a hot chunk, a cold partition) and
-        the report says ``interrupted``; the next call drops the rest."""
-        pipeline = self._local()
+        """Drop what is past retention at ``now`` (default: the current time); see
+        :meth:`Compactor.enforce_retention` (tael/_compactor.py)."""
+        ingest = self._local()
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
-        pipeline.wait_applied()
-        return self._compactor.enforce_retention(now_ns, _event(stop), self._index)
+        ingest.pipeline.wait_applied()
+        return self._compactor.enforce_retention(now_ns, stop, ingest.index)
 
     def collect_blobs(self) -> int:
-        """Delete payload blobs no live span or log refers to, hot or cold (maintenance
-        runs this); returns how many were removed."""
+        """Delete payload blobs no live record refers to; see :meth:`Compactor.collect_blobs`."""
         self._local()
-        with self._compactor.lock:
-            self._compactor.check_open()
-            removed, freed = self._hot.collect_blobs()
-        if removed:
-            log.info("blob collection removed %d blobs (%d bytes) from %s", removed, freed, self.path)
-        return removed
+        return self._compactor.collect_blobs()
 
 
 # ---------------------------------------------------------------- argument helpers
-
-
-def _event(stop: Any) -> threading.Event | None:
-    if stop is not None and not isinstance(stop, threading.Event):
-        raise TypeError(f"stop must be a threading.Event or None, got {type(stop).__name__}")
-    return stop
-
-
-def _batch(records: Any) -> Sequence[Any]:
-    if isinstance(records, (str, bytes)) or not hasattr(records, "__iter__"):
-        raise TypeError(f"expected a list of records, got {type(records).__name__}")
-    return records if isinstance(records, (list, tuple)) else list(records)
 
 
 def _converted(table: Any, convert: Callable[[Any], list[Any]], keep: Callable[[Any], bool], limit: int) -> list[Any]:
