@@ -79,16 +79,7 @@ class Ingest:
             pipeline = CommitPipeline(
                 wal, hot, [IndexFollower(indexer), shippers], max_unapplied_records=s.max_unapplied_records
             )
-            node = Node(
-                path=path,
-                settings=s,
-                hot=hot,
-                payloads=payloads,
-                identity=identity,
-                pipeline=pipeline,
-                shippers=shippers,
-                check_open=check_closed,
-            )
+            node = Node(path, s, hot, payloads, identity, check_closed, pipeline=pipeline, shippers=shippers)
             pipeline.checkpoint()
             if identity.role == STANDBY and s.standby_listen is not None:
                 endpoint = Endpoint(node, s.standby_listen)

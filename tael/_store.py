@@ -118,10 +118,11 @@ class Store:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = DirLock(self.path)
             self._lock.acquire()
+        hot: HotTier | None = None
         try:
             if not read_only:
                 (self.path / "hot").mkdir(exist_ok=True)
-            self._hot = HotTier(
+            hot = self._hot = HotTier(
                 self.path / "hot",
                 map_size=s.hot_map_size_bytes,
                 sync=s.hot_sync and not read_only,
@@ -129,28 +130,26 @@ class Store:
                 blobs=self._blobs,
                 payloads=self._payloads,
             )
-            self._compactor = Compactor(self._hot, self._cold, s)
+            self._compactor = Compactor(hot, self._cold, s)
             if read_only:
-                identity = read_identity(self._hot)
+                identity = read_identity(hot)
             else:
-                try:
-                    identity = open_identity(self._hot, self._cold, self.path, s, standby)
-                    self._compactor.sweep_orphans()
-                    self._ingest = Ingest(
-                        path=self.path,
-                        settings=s,
-                        hot=self._hot,
-                        cold=self._cold,
-                        blobs=self._blobs,
-                        payloads=self._payloads,
-                        identity=identity,
-                        ship_options=ship_options,
-                        check_closed=self._check_closed,
-                    )
-                except BaseException:
-                    self._hot.close()
-                    raise
+                identity = open_identity(hot, self._cold, self.path, s, standby)
+                self._compactor.sweep_orphans()
+                self._ingest = Ingest(
+                    path=self.path,
+                    settings=s,
+                    hot=hot,
+                    cold=self._cold,
+                    blobs=self._blobs,
+                    payloads=self._payloads,
+                    identity=identity,
+                    ship_options=ship_options,
+                    check_closed=self._check_closed,
+                )
         except BaseException:
+            if hot is not None:
+                hot.close()
             if self._lock is not None:
                 self._lock.release()
             raise
@@ -158,23 +157,12 @@ class Store:
         self.replayed_records = ingest.replayed if ingest is not None else 0
         """How many WAL records the open replayed into the hot tier."""
         self._replication = (
-            ingest.node
-            if ingest is not None
-            else Node(
-                path=self.path,
-                settings=s,
-                hot=self._hot,
-                payloads=self._payloads,
-                identity=identity,
-                pipeline=None,
-                shippers=None,
-                check_open=self._check_closed,
-            )
+            ingest.node if ingest is not None else Node(self.path, s, hot, self._payloads, identity, self._check_closed)
         )
         self._reads = ReadContext(
             path=self.path,
             settings=s,
-            hot=self._hot,
+            hot=hot,
             cold=self._cold,
             blobs=self._blobs,
             payloads=self._payloads,
@@ -243,9 +231,8 @@ class Store:
             self._ingest.pipeline.wait_applied()
 
     def _local(self) -> Ingest:
-        """The write side of a writer or standby: for flushing and maintenance
-        (compaction, merges, retention, blob collection, checkpoints), which change
-        only this store's own tiers, never its WAL; not for client writes."""
+        """The write side of a writer or standby, for flushing and maintenance (which
+        change only this store's own tiers, never its WAL); not for client writes."""
         self._check_closed()
         if self._ingest is None:
             raise ReadOnlyError(f"the store at {self.path} was opened read_only=True")

@@ -39,15 +39,15 @@ class Node:
 
     def __init__(
         self,
-        *,
         path: Path,
         settings: Settings,
         hot: HotTier,
         payloads: Payloads,
         identity: Identity,
-        pipeline: CommitPipeline | None,
-        shippers: Shippers | None,
         check_open: Callable[[], None],
+        *,
+        pipeline: CommitPipeline | None = None,
+        shippers: Shippers | None = None,
     ) -> None:
         self.path = path
         self.settings = settings
