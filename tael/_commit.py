@@ -80,6 +80,11 @@ class IndexFollower(Follower):
         return self.indexer.committed_lsn
 
 
+def _overrides(follower: Follower, hook: str) -> bool:
+    """Whether ``follower``'s ``hook`` does something (Follower's own does nothing)."""
+    return getattr(type(follower), hook) is not getattr(Follower, hook)
+
+
 class _Ticket:
     __slots__ = ("end", "error", "frame", "lsn", "n", "rows", "rtype")
 
@@ -120,6 +125,10 @@ class CommitPipeline:
         self.fsync_groups = 0
         self.apply_groups = 0
         self.followers = tuple(followers)
+        # the hooks that do something, bound once: a commit calls no no-op hook
+        self._on_wait = [f.wait for f in self.followers if _overrides(f, "wait")]
+        self._on_durable = [f.durable for f in self.followers if _overrides(f, "durable")]
+        self._on_applied = [f.applied for f in self.followers if _overrides(f, "applied")]
         self._applier = threading.Thread(target=self._apply_loop, name=f"tael-apply:{hot.path}", daemon=True)
         self._applier.start()
 
@@ -153,8 +162,8 @@ class CommitPipeline:
                     self._wal_cv.notify_all()
         if ticket.error is not None:
             raise ticket.error
-        for follower in self.followers:
-            follower.wait(ticket.end)
+        for wait in self._on_wait:
+            wait(ticket.end)
         return ticket.lsn, ticket.end
 
     def commit_shipped(self, items: list[tuple[int, int, Sequence[Any], bytes]]) -> int:
@@ -236,8 +245,8 @@ class CommitPipeline:
             self._apply_queue.extend(group)
             end = self.durable_lsn = group[-1].end
             self._apply_cv.notify_all()
-        for follower in self.followers:
-            follower.durable(end)
+        for durable in self._on_durable:
+            durable(end)
 
     # ------------------------------------------------------------ readers
 
@@ -304,8 +313,8 @@ class CommitPipeline:
                     log.error("WAL checkpoint failed (retried at the next one): %s", exc)
 
     def _applied(self, group: list[_Ticket], batches: list[Any], count: int) -> None:
-        for follower in self.followers:
-            follower.applied(batches)  # before the batches count as applied: see Store.flush
+        for applied in self._on_applied:
+            applied(batches)  # before the batches count as applied: see Store.flush
         with self._apply_cv:
             self.applied_lsn = group[-1].end
             self._unapplied -= count
