@@ -1,7 +1,10 @@
-"""``tael.Store``: opens a data directory, orchestrates the WAL, commit pipeline and hot tier.
+"""``tael.Store``: opens a data directory, routes each call to the part that owns it, closes them.
 
-The Store holds no storage logic of its own: it validates arguments, routes
-writes through the commit pipeline and reads through the tiers.
+The Store holds no storage logic of its own. It opens the tiers and, for a writer
+or standby, the write side (tael/_ingest.py: WAL, recovery, commit pipeline and its
+followers); writes go through the record codec (tael/_record.py) to the pipeline,
+maintenance to the Compactor (tael/_compactor.py), replication to the store's Node
+(tael/_replication/node.py) and reads to the query package (tael/_query/).
 """
 
 from __future__ import annotations
