@@ -52,7 +52,8 @@ from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._maintenance import Maintenance
-    from ._store import Store, rebuild_index, repair
+    from ._repair import repair
+    from ._store import Store, rebuild_index
     from ._writer import BackgroundWriter
 
 # The store and what it drags in (pyarrow, tantivy, lmdb) load on first use, so
@@ -61,7 +62,7 @@ _LAZY = {
     "Maintenance": "._maintenance",
     "Store": "._store",
     "rebuild_index": "._store",
-    "repair": "._store",
+    "repair": "._repair",
     "BackgroundWriter": "._writer",
 }
 

@@ -21,6 +21,69 @@ import msgpack
 from ._blobs import Payloads
 from ._errors import ValidationError
 from ._keys import MAX_KEY_BYTES, MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES, span_name_budget
+from ._layout import (
+    COMMENT_AUTHOR,
+    COMMENT_BODY,
+    COMMENT_CREATED,
+    COMMENT_ID,
+    COMMENT_SPAN,
+    COMMENT_TRACE,
+    EVENT_ATTRS,
+    EVENT_NAME,
+    EVENT_TIME,
+    LINK_ATTRS,
+    LINK_SPAN,
+    LINK_TRACE,
+    LOG_ATTRS,
+    LOG_BODY,
+    LOG_OBSERVED,
+    LOG_RESOURCE,
+    LOG_SCOPE_NAME,
+    LOG_SERVICE,
+    LOG_SEVERITY,
+    LOG_SEVERITY_TEXT,
+    LOG_SPAN,
+    LOG_TIME,
+    LOG_TRACE,
+    METRIC_ATTRS,
+    METRIC_BOUNDS,
+    METRIC_BUCKETS,
+    METRIC_COUNT,
+    METRIC_KIND,
+    METRIC_MAX,
+    METRIC_MIN,
+    METRIC_MONOTONIC,
+    METRIC_NAME,
+    METRIC_SERVICE,
+    METRIC_START,
+    METRIC_SUM,
+    METRIC_TEMPORALITY,
+    METRIC_TIME,
+    METRIC_UNIT,
+    METRIC_VALUE,
+    SPAN_ATTRS,
+    SPAN_END,
+    SPAN_EVENTS,
+    SPAN_FLAGS,
+    SPAN_ID,
+    SPAN_KIND,
+    SPAN_LINKS,
+    SPAN_NAME,
+    SPAN_PARENT,
+    SPAN_RESOURCE,
+    SPAN_SCOPE_NAME,
+    SPAN_SCOPE_VERSION,
+    SPAN_SERVICE,
+    SPAN_START,
+    SPAN_STATUS,
+    SPAN_STATUS_MESSAGE,
+    SPAN_TRACE,
+    SPAN_TRACE_STATE,
+    CommentRecord,
+    LogRecordFields,
+    MetricRecord,
+    SpanRecord,
+)
 from ._models import (
     METRIC_KINDS,
     SPAN_KINDS,
@@ -592,99 +655,117 @@ def _seq(value: object, index: int, fieldname: str) -> Iterable[Any]:
 
 def span_row(value: bytes, payloads: Payloads) -> SpanRow:
     f = unpackb(value)
-    flag = payloads.span_flag(f[10], f[14])
-    return (f[5], f[0], f[1], f[4], f[6] - f[5], f[8] == STATUS_ERROR, f[3], flag, value)
+    start = f[SPAN_START]
+    flag = payloads.span_flag(f[SPAN_ATTRS], f[SPAN_EVENTS])
+    return (
+        start,
+        f[SPAN_TRACE],
+        f[SPAN_ID],
+        f[SPAN_SERVICE],
+        f[SPAN_END] - start,
+        f[SPAN_STATUS] == STATUS_ERROR,
+        f[SPAN_NAME],
+        flag,
+        value,
+    )
 
 
 def log_row(value: bytes, payloads: Payloads) -> LogRow:
     f = unpackb(value)
-    return (f[0], f[5], f[3], f[2], payloads.log_flag(f[1]) if f[1] else 0, value)
+    body = f[LOG_BODY]
+    return (f[LOG_TIME], f[LOG_TRACE], f[LOG_SEVERITY], f[LOG_SERVICE], payloads.log_flag(body) if body else 0, value)
 
 
 def comment_row(value: bytes, payloads: Payloads) -> CommentRow:
     f = unpackb(value)
-    return (f[1], f[5], f[0], value)
+    return (f[COMMENT_TRACE], f[COMMENT_CREATED], f[COMMENT_ID], value)
 
 
 def metric_row(value: bytes, payloads: Payloads) -> MetricRow:
     f = unpackb(value)
-    name, service, kind, attrs = f[1], f[2], f[4], f[6]
-    return (f[0], name, series_id(name, service, kind, attrs), _packb([service, kind, attrs]), value)
+    name, service, kind, attrs = f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS]
+    return (f[METRIC_TIME], name, series_id(name, service, kind, attrs), _packb([service, kind, attrs]), value)
 
 
 # ---------------------------------------------------------------- decoders
 
 
-def decode_span(f: list[Any]) -> Span:
-    parent = f[2]
+def decode_span(f: SpanRecord) -> Span:
+    parent = f[SPAN_PARENT]
     return Span(
-        trace_id=f[0].hex(),
-        span_id=f[1].hex(),
+        trace_id=f[SPAN_TRACE].hex(),
+        span_id=f[SPAN_ID].hex(),
         parent_span_id=parent.hex() if parent is not None else None,
-        name=f[3],
-        service=f[4],
-        start_ns=f[5],
-        end_ns=f[6],
-        kind=SPAN_KINDS[f[7]],
-        status=SPAN_STATUSES[f[8]],
-        status_message=f[9],
-        attributes=f[10],
-        resource=f[11],
-        scope_name=f[12],
-        scope_version=f[13],
-        events=[SpanEvent(time_ns=e[0], name=e[1], attributes=e[2]) for e in f[14]],
-        links=[SpanLink(trace_id=ln[0].hex(), span_id=ln[1].hex(), attributes=ln[2]) for ln in f[15]],
-        trace_state=f[16],
-        flags=f[17],
+        name=f[SPAN_NAME],
+        service=f[SPAN_SERVICE],
+        start_ns=f[SPAN_START],
+        end_ns=f[SPAN_END],
+        kind=SPAN_KINDS[f[SPAN_KIND]],
+        status=SPAN_STATUSES[f[SPAN_STATUS]],
+        status_message=f[SPAN_STATUS_MESSAGE],
+        attributes=f[SPAN_ATTRS],
+        resource=f[SPAN_RESOURCE],
+        scope_name=f[SPAN_SCOPE_NAME],
+        scope_version=f[SPAN_SCOPE_VERSION],
+        events=[
+            SpanEvent(time_ns=e[EVENT_TIME], name=e[EVENT_NAME], attributes=e[EVENT_ATTRS]) for e in f[SPAN_EVENTS]
+        ],
+        links=[
+            SpanLink(trace_id=ln[LINK_TRACE].hex(), span_id=ln[LINK_SPAN].hex(), attributes=ln[LINK_ATTRS])
+            for ln in f[SPAN_LINKS]
+        ],
+        trace_state=f[SPAN_TRACE_STATE],
+        flags=f[SPAN_FLAGS],
     )
 
 
-def decode_log(f: list[Any]) -> LogRecord:
-    trace, span = f[5], f[6]
+def decode_log(f: LogRecordFields) -> LogRecord:
+    trace, span = f[LOG_TRACE], f[LOG_SPAN]
     return LogRecord(
-        time_ns=f[0],
-        body=f[1],
-        service=f[2],
-        severity_number=f[3],
-        severity_text=f[4],
+        time_ns=f[LOG_TIME],
+        body=f[LOG_BODY],
+        service=f[LOG_SERVICE],
+        severity_number=f[LOG_SEVERITY],
+        severity_text=f[LOG_SEVERITY_TEXT],
         trace_id=trace.hex() if trace is not None else None,
         span_id=span.hex() if span is not None else None,
-        attributes=f[7],
-        resource=f[8],
-        observed_ns=f[9],
-        scope_name=f[10],
+        attributes=f[LOG_ATTRS],
+        resource=f[LOG_RESOURCE],
+        observed_ns=f[LOG_OBSERVED],
+        scope_name=f[LOG_SCOPE_NAME],
     )
 
 
-def decode_comment(f: list[Any]) -> Comment:
+def decode_comment(f: CommentRecord) -> Comment:
+    span = f[COMMENT_SPAN]
     return Comment(
-        id=f[0].hex(),
-        trace_id=f[1].hex(),
-        span_id=f[2].hex() if f[2] is not None else None,
-        author=f[3],
-        body=f[4],
-        created_ns=f[5],
+        id=f[COMMENT_ID].hex(),
+        trace_id=f[COMMENT_TRACE].hex(),
+        span_id=span.hex() if span is not None else None,
+        author=f[COMMENT_AUTHOR],
+        body=f[COMMENT_BODY],
+        created_ns=f[COMMENT_CREATED],
     )
 
 
-def decode_metric(f: list[Any]) -> MetricPoint:
+def decode_metric(f: MetricRecord) -> MetricPoint:
     return MetricPoint(
-        time_ns=f[0],
-        name=f[1],
-        service=f[2],
-        value=f[3],
-        kind=METRIC_KINDS[f[4]],
-        unit=f[5],
-        attributes=f[6],
-        monotonic=f[7],
-        temporality=TEMPORALITIES[f[8]],
-        start_ns=f[9],
-        count=f[10],
-        sum=f[11],
-        min=f[12],
-        max=f[13],
-        bucket_counts=f[14],
-        explicit_bounds=f[15],
+        time_ns=f[METRIC_TIME],
+        name=f[METRIC_NAME],
+        service=f[METRIC_SERVICE],
+        value=f[METRIC_VALUE],
+        kind=METRIC_KINDS[f[METRIC_KIND]],
+        unit=f[METRIC_UNIT],
+        attributes=f[METRIC_ATTRS],
+        monotonic=f[METRIC_MONOTONIC],
+        temporality=TEMPORALITIES[f[METRIC_TEMPORALITY]],
+        start_ns=f[METRIC_START],
+        count=f[METRIC_COUNT],
+        sum=f[METRIC_SUM],
+        min=f[METRIC_MIN],
+        max=f[METRIC_MAX],
+        bucket_counts=f[METRIC_BUCKETS],
+        explicit_bounds=f[METRIC_BOUNDS],
     )
 
 

@@ -9,6 +9,13 @@ large groups. Reads call ``wait_applied()`` first, which waits until every
 batch acknowledged before the read began is applied: a caller always reads
 its own writes. The number of acknowledged-but-unapplied records is bounded
 (``Settings.max_unapplied_records``); past it, inserts wait for the applier.
+
+What else consumes the WAL hangs off the pipeline as a :class:`Follower`, given
+complete at construction (Prometheus' WAL watchers, ``WriteTo``): the full-text
+indexer (:class:`IndexFollower`) takes applied batches, the shippers of a leader
+(``tael._replication.leader.Shippers``) take durable ones and make inserts wait
+for standbys. Each says how far back it still needs the WAL; segments before the
+lowest of those positions (and the applied LSN) are deleted at checkpoints.
 """
 
 from __future__ import annotations
@@ -17,20 +24,65 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._errors import CorruptionError, StorageError, StoreClosedError
-from ._hot import HotTier, UnappliableRecordError
+from ._hot import Group, HotTier, UnappliableRecordError
 from ._search import Indexer
 from ._wal import Wal
-
-if TYPE_CHECKING:
-    from ._replication import Leader
 
 log = logging.getLogger(__name__)
 
 _RETRY_S = 1.0  # pause between attempts while the hot tier refuses writes
 _APPLY_GROUP_RECORDS = 50_000  # most records the applier puts in one LMDB transaction
+
+
+class Follower:
+    """A consumer of the WAL behind the commit pipeline. It is told of durable and of
+    applied batches, may make an insert wait before it returns, and says how far back
+    it still needs the WAL. Every hook does nothing by default; a follower overrides
+    what it needs. Hooks run in the pipeline's threads: they must be quick."""
+
+    def durable(self, end_lsn: int) -> None:
+        """Every batch before ``end_lsn`` is durable in the WAL (called by the thread
+        that wrote it, before the inserts it holds return)."""
+
+    def wait(self, end_lsn: int) -> None:
+        """Called by an insert whose batch ends at ``end_lsn`` once it is durable,
+        before the insert returns: a follower that must hold it first waits here."""
+
+    def applied(self, batches: Sequence[Group]) -> None:
+        """Batches (record type, rows, lsn, end_lsn) the applier has applied to the hot
+        tier, in LSN order, before they count as applied (a read or flush that waits
+        for them waits for this call too)."""
+
+    def retain_from(self, durable_lsn: int) -> int:
+        """The oldest WAL position this follower still needs (``durable_lsn``: none)."""
+        return durable_lsn
+
+    def checkpoint(self) -> None:
+        """Called before a checkpoint deletes WAL segments: persist whatever keeps this
+        follower's place across a restart."""
+
+
+class IndexFollower(Follower):
+    """The full-text indexer as a follower: it indexes applied batches on its own
+    thread and needs the WAL from its last commit on (after a failed index writer it
+    reads the batches since then back from the WAL)."""
+
+    def __init__(self, indexer: Indexer) -> None:
+        self.indexer = indexer
+
+    def applied(self, batches: Sequence[Group]) -> None:
+        self.indexer.submit(batches)
+
+    def retain_from(self, durable_lsn: int) -> int:
+        return self.indexer.committed_lsn
+
+
+def _overrides(follower: Follower, hook: str) -> bool:
+    """Whether ``follower``'s ``hook`` does something (Follower's own does nothing)."""
+    return getattr(type(follower), hook) is not getattr(Follower, hook)
 
 
 class _Ticket:
@@ -46,7 +98,9 @@ class _Ticket:
 
 
 class CommitPipeline:
-    def __init__(self, wal: Wal, hot: HotTier, *, max_unapplied_records: int) -> None:
+    """The WAL writers (group commit), the hot-tier applier, and the followers."""
+
+    def __init__(self, wal: Wal, hot: HotTier, followers: Sequence[Follower], *, max_unapplied_records: int) -> None:
         self.wal = wal
         self.hot = hot
         self.max_unapplied = max_unapplied_records
@@ -70,13 +124,11 @@ class CommitPipeline:
         self.applied_lsn = self.durable_lsn = hot.applied_lsn()
         self.fsync_groups = 0
         self.apply_groups = 0
-        self.indexer: Indexer | None = None
-        """Receives every applied batch, in LSN order (set before the first commit)."""
-        self.standby_retain_bytes = 0
-        """On a standby with replicas of its own: WAL kept behind the end for them, so
-        they can follow it once it is promoted (its leader's positions are unknown here)."""
-        self.leader: Leader | None = None
-        """Ships durable WAL to standbys; commits wait for its acks (set on a leader with replicas)."""
+        self.followers = tuple(followers)
+        # the hooks that do something, bound once: a commit calls no no-op hook
+        self._on_wait = [f.wait for f in self.followers if _overrides(f, "wait")]
+        self._on_durable = [f.durable for f in self.followers if _overrides(f, "durable")]
+        self._on_applied = [f.applied for f in self.followers if _overrides(f, "applied")]
         self._applier = threading.Thread(target=self._apply_loop, name=f"tael-apply:{hot.path}", daemon=True)
         self._applier.start()
 
@@ -110,15 +162,15 @@ class CommitPipeline:
                     self._wal_cv.notify_all()
         if ticket.error is not None:
             raise ticket.error
-        if self.leader is not None:
-            self.leader.wait_acked(ticket.end)
+        for wait in self._on_wait:
+            wait(ticket.end)
         return ticket.lsn, ticket.end
 
     def commit_shipped(self, items: list[tuple[int, int, Sequence[Any], bytes]]) -> int:
         """Standby: make frames shipped by the leader durable in the WAL at the leader's
         LSNs and queue them for the hot tier, as ``commit`` does for local writes.
         ``items`` are (lsn, record type, rows, frame): the standby decoded and checked
-        the rows before (Store._receive_shipment). Returns the WAL's end LSN."""
+        the rows before (tael._replication.node.Node.receive). Returns the WAL's end LSN."""
         self._check_failed()
         with self._apply_cv:
             while self._unapplied >= self.max_unapplied and not self._stopping:
@@ -191,10 +243,10 @@ class CommitPipeline:
                 t.lsn, t.end = lsn, end
                 self._unapplied += t.n
             self._apply_queue.extend(group)
-            self.durable_lsn = group[-1].end
+            end = self.durable_lsn = group[-1].end
             self._apply_cv.notify_all()
-        if self.leader is not None:
-            self.leader.notify(group[-1].end)
+        for durable in self._on_durable:
+            durable(end)
 
     # ------------------------------------------------------------ readers
 
@@ -261,8 +313,8 @@ class CommitPipeline:
                     log.error("WAL checkpoint failed (retried at the next one): %s", exc)
 
     def _applied(self, group: list[_Ticket], batches: list[Any], count: int) -> None:
-        if self.indexer is not None:
-            self.indexer.submit(batches)  # before the batches count as applied: see Store.flush
+        for applied in self._on_applied:
+            applied(batches)  # before the batches count as applied: see Store.flush
         with self._apply_cv:
             self.applied_lsn = group[-1].end
             self._unapplied -= count
@@ -303,14 +355,12 @@ class CommitPipeline:
 
     def retained_from(self) -> int:
         """The WAL position before which nothing is needed any more: applied to the hot
-        tier and committed to the full-text index."""
+        tier, and behind what every follower still needs (committed to the full-text
+        index, acknowledged by the standbys)."""
         lsn = self.applied_lsn
-        if self.indexer is not None:
-            lsn = min(lsn, self.indexer.committed_lsn)
-        if self.leader is not None:
-            lsn = min(lsn, self.leader.retain_from(self.durable_lsn))
-        if self.standby_retain_bytes:
-            lsn = min(lsn, max(self.durable_lsn - self.standby_retain_bytes, 0))
+        durable = self.durable_lsn
+        for follower in self.followers:
+            lsn = min(lsn, follower.retain_from(durable))
         return lsn
 
     def checkpoint(self) -> int:
@@ -320,8 +370,8 @@ class CommitPipeline:
             done = self.retained_from()
             if not self.wal.removable(done):
                 return 0
-            if self.leader is not None:
-                self.leader.save_positions()  # a restarted leader keeps what its standbys need
+            for follower in self.followers:
+                follower.checkpoint()
             self.hot.sync()
             return self.wal.remove_applied(done)
 

@@ -1,4 +1,4 @@
-"""Decoding WAL frames into hot-tier rows, and repair's second pass: records that
+"""``tael.repair``: moving damaged WAL aside, and its second pass, records that
 verify but cannot be applied.
 
 A frame's checksum proves it is the bytes tael wrote, not that the hot tier can
@@ -13,78 +13,73 @@ same length in its place, so every other record is kept at its LSN.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
 from pathlib import Path
-from typing import Any
 
-from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._errors import CorruptionError, StorageError
-from ._fsutil import atomic_write
-from ._hot import Group, HotTier, UnappliableRecordError, text_keys
-from ._keys import MAX_KEY_BYTES
+from ._fsutil import DirLock, atomic_write
+from ._hot import Group, HotTier, UnappliableRecordError
+from ._models import DamagedRegion, RepairReport
+from ._record import frame_rows, known_type, rows_problem
 from ._settings import Settings
-from ._wal import SEGMENT_HEADER_SIZE, Frame, RecordType, decode_values, list_segments, pad_frame, parse_frame
+from ._wal import SEGMENT_HEADER_SIZE, Frame, RecordType, list_segments, pad_frame, parse_frame, repair_wal
 
 log = logging.getLogger(__name__)
 
-ROW_OF: dict[int, Callable[[bytes, Payloads], Any]] = {
-    RecordType.SPANS: _codec.span_row,
-    RecordType.LOGS: _codec.log_row,
-    RecordType.METRICS: _codec.metric_row,
-    RecordType.COMMENTS: _codec.comment_row,
-}
 _GROUP_RECORDS = 20_000  # records per hot-tier transaction while replaying
 
 Unappliable = tuple[str, int, int, str, str]
 """(segment name, offset, length, quarantine copy, why it cannot be applied)"""
 
 
-def frame_rows(frame: Frame, payloads: Payloads) -> list[Any]:
-    """The hot-tier rows of one verified WAL frame (replay, shipping, repair).
+def repair(path: str | Path, settings: Settings | None = None) -> RepairReport:
+    """Move damaged parts of a store's WAL into ``<data>/quarantine/<time>/`` so it opens again.
 
-    Raises CorruptionError (offset = the frame's LSN) when it does not decode,
-    StorageError when its type is unknown to this version."""
-    to_row = ROW_OF.get(frame.rtype)
-    if to_row is None:
-        raise StorageError(
-            f"WAL record at LSN {frame.lsn} has type {frame.rtype}, unknown to this version of tael "
-            "(written by a newer version?); nothing was changed"
-        )
+    Takes the writer lock (the store must not be open elsewhere). Everything
+    that verifies is kept, at its original position; the report lists each
+    damaged region, whose records could not be recovered. A second pass applies
+    the WAL to the hot tier as opening does and moves aside each record that
+    verifies but cannot be applied (written by an older version, or a bug:
+    opening names it with a CorruptionError); its region's ``reason`` says why.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise StorageError(f"{root} is not a directory")
+    s = settings if settings is not None else Settings()
+    lock = DirLock(root)
+    lock.acquire()
     try:
-        return [to_row(v, payloads) for v in decode_values(frame)]
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-        raise CorruptionError(
-            f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
-        ) from exc
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        quarantine = root / "quarantine" / stamp
+        checked, good, damaged = repair_wal(root / "wal", quarantine, max_record_bytes=s.wal_max_record_bytes)
+        unappliable = quarantine_unappliable(root, s, quarantine)
+    finally:
+        lock.release()
+    regions = [DamagedRegion(segment=seg, offset=off, length=n, quarantined_to=to) for seg, off, n, to in damaged]
+    regions += [
+        DamagedRegion(segment=seg, offset=off, length=n, quarantined_to=to, reason=why)
+        for seg, off, n, to, why in unappliable
+    ]
+    return RepairReport(
+        segments_checked=checked,
+        frames_ok=good - len(unappliable),
+        damaged=regions,
+        quarantine_dir=str(quarantine) if regions else None,
+    )
 
 
 def frame_problem(frame: Frame, payloads: Payloads) -> str | None:
     """Why the hot tier could not apply a verified frame, as far as can be told
     without applying it (it does not decode, or a key would be empty or longer
     than LMDB allows), or None. For ``tael check``, which changes nothing."""
-    if frame.rtype == RecordType.PAD or frame.rtype not in ROW_OF:
+    if frame.rtype == RecordType.PAD or not known_type(frame.rtype):
         return None  # an unknown type is reported by opening (written by a newer version)
     try:
         rows = frame_rows(frame, payloads)
     except CorruptionError as exc:
         return f"does not decode ({exc.__cause__!r})"
     return rows_problem(frame.rtype, rows)
-
-
-def rows_problem(rtype: int, rows: Sequence[Any]) -> str | None:
-    """Why the hot tier could not apply ``rows`` (decoded from one frame of type
-    ``rtype``): a key that would be empty or longer than LMDB allows, or a row of the
-    wrong shape; None if nothing tells. A standby checks shipped frames with it
-    before acknowledging them."""
-    try:
-        for i, row in enumerate(rows):
-            for key in text_keys(rtype, row):
-                if not 0 < len(key) <= MAX_KEY_BYTES:
-                    return f"record {i} needs a {len(key)}-byte LMDB key (1 to {MAX_KEY_BYTES} allowed)"
-    except (UnicodeEncodeError, TypeError, AttributeError, IndexError) as exc:
-        return f"has a record of the wrong shape ({exc!r})"
-    return None
 
 
 class _Segment:
@@ -163,7 +158,7 @@ def _apply(
             hot.apply([batch for batch, _s, _o, _n in pending])
             return
         except UnappliableRecordError as exc:
-            k = next(i for i, (batch, _s, _o, _n) in enumerate(pending) if batch[2] == exc.lsn)
+            k = next(i for i, ((_t, _rows, lsn, _end), _s, _o, _n) in enumerate(pending) if lsn == exc.lsn)
             if k:
                 hot.apply([batch for batch, _s, _o, _n in pending[:k]])
             _batch, seg, offset, length = pending[k]

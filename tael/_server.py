@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import _auth, _limits, _otlp, _replication
+from . import _auth, _limits, _otlp
 from ._errors import (
     ReadOnlyError,
     ReplicationError,
@@ -56,6 +56,7 @@ from ._errors import (
 )
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
+from ._replication.http import routes as replication_routes
 from ._settings import Settings
 from ._store import Store
 
@@ -454,7 +455,7 @@ def create_app(
         Route("/metrics", prometheus, name="prometheus"),
         Route("/health/live", live, name="health_live"),
         Route("/health/ready", ready, name="health_ready"),
-        *_replication.routes(store),
+        *replication_routes(store.replication),
     ]
     refused = Counter(
         "tael_http_refused",
@@ -466,7 +467,7 @@ def create_app(
         _auth.Guard,
         tokens=tokens,
         allowed_hosts=allowed_hosts,
-        replicating=lambda: _replication.replicating(store),
+        replicating=store.replication.replicating,
         roots=_auth.data_roots(store.path, store.cold_location),
         refused=lambda code: refused.labels(str(code)).inc(),
     )

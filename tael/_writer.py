@@ -3,6 +3,11 @@
 Records are validated and encoded in the caller's thread (so bad input fails
 there, at once), queued, and committed by one background thread in merged
 batches that share the WAL's group commit.
+
+The writer takes what it needs, not the store: the payload settings to encode
+with and a ``commit(record type, rows)`` function (``Store`` hands it the one its
+own inserts use, which refuses writes once the store is closed, read-only or a
+standby). The store keeps track of its writers and closes them when it closes.
 """
 
 from __future__ import annotations
@@ -11,16 +16,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from . import _codec
+from ._blobs import Payloads
 from ._errors import StoreClosedError
 from ._models import LogRecord, MetricPoint, Span
+from ._record import encode_rows
 from ._wal import RecordType
-
-if TYPE_CHECKING:
-    from ._store import Store
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +40,29 @@ class BackgroundWriter:
     far is durable (or failed); ``close()`` flushes and stops the thread.
     """
 
-    def __init__(self, store: Store, *, max_queue: int, flush_interval_s: float, on_full: str) -> None:
+    def __init__(
+        self,
+        commit: Callable[[RecordType, Sequence[Any]], int],
+        payloads: Payloads,
+        *,
+        name: str,
+        batch_records: int,
+        max_queue: int,
+        flush_interval_s: float,
+        on_full: str,
+    ) -> None:
         if on_full not in ("block", "drop"):
             raise ValueError(f"on_full must be 'block' or 'drop', got {on_full!r}")
         if type(max_queue) is not int or max_queue < 1:
             raise ValueError(f"max_queue must be a positive int, got {max_queue!r}")
         if not isinstance(flush_interval_s, (int, float)) or not flush_interval_s > 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s!r}")
-        self._store = store
+        self._commit = commit
+        self._payloads = payloads
         self.max_queue = max_queue
         self.flush_interval_s = float(flush_interval_s)
         self.on_full = on_full
-        self._batch_records = store.settings.writer_batch_records
+        self._batch_records = batch_records
         self._cv = threading.Condition()
         self._queue: deque[tuple[RecordType, Sequence[Any]]] = deque()
         self._queued = 0
@@ -59,19 +73,19 @@ class BackgroundWriter:
         self.written = 0
         self.dropped = 0
         self.failed = 0
-        self._thread = threading.Thread(target=self._run, name=f"tael-writer:{store.path}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"tael-writer:{name}", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------ callers
 
     def write_spans(self, spans: Sequence[Span]) -> None:
-        self._put(RecordType.SPANS, _codec.encode_spans(spans, self._store._payloads))
+        self._put(RecordType.SPANS, encode_rows(RecordType.SPANS, spans, self._payloads))
 
     def write_logs(self, logs: Sequence[LogRecord]) -> None:
-        self._put(RecordType.LOGS, _codec.encode_logs(logs, self._store._payloads))
+        self._put(RecordType.LOGS, encode_rows(RecordType.LOGS, logs, self._payloads))
 
     def write_metrics(self, points: Sequence[MetricPoint]) -> None:
-        self._put(RecordType.METRICS, _codec.encode_metrics(points))
+        self._put(RecordType.METRICS, encode_rows(RecordType.METRICS, points, self._payloads))
 
     @property
     def queued(self) -> int:
@@ -167,7 +181,7 @@ class BackgroundWriter:
                 merged.setdefault(rtype, []).extend(rows)
             for rtype, rows in merged.items():
                 try:
-                    self._store._insert(rtype, rows)
+                    self._commit(rtype, rows)
                     ok = True
                 except Exception:
                     log.exception("background writer: committing %d %s records failed", len(rows), rtype.name.lower())

@@ -47,8 +47,8 @@ def test_failed_append_leaves_no_partial_frame(data_dir: Path, monkeypatch: pyte
     with tael.Store(data_dir) as store:
         store.insert_logs(logs("a"))
         good = wal_size(data_dir)
-        assert store._wal is not None and store._wal._fd is not None
-        faulty = FaultyWrites(store._wal._fd, error)
+        assert store._ingest is not None and store._ingest.wal._fd is not None
+        faulty = FaultyWrites(store._ingest.wal._fd, error)
         monkeypatch.setattr(os, "write", faulty)
         with pytest.raises(tael.StorageError, match=os.strerror(error)):
             store.insert_logs(logs("b"))
@@ -92,8 +92,8 @@ def test_failed_fsync_is_reported_and_cut_back(data_dir: Path, monkeypatch: pyte
 def test_every_writer_in_a_failed_group_gets_the_error(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with tael.Store(data_dir) as store:
         store.insert_logs(logs("warm"))
-        assert store._wal is not None and store._wal._fd is not None
-        monkeypatch.setattr(os, "write", FaultyWrites(store._wal._fd))
+        assert store._ingest is not None and store._ingest.wal._fd is not None
+        monkeypatch.setattr(os, "write", FaultyWrites(store._ingest.wal._fd))
         errors: list[BaseException] = []
         barrier = threading.Barrier(6)
 

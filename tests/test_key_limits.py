@@ -324,8 +324,8 @@ def test_an_unappliable_batch_at_run_time_stops_acknowledging_writes(tmp_path: P
         value = _bad_span_value()
         f = _codec.unpackb(value)
         row = (f[5], f[0], f[1], f[4], f[6] - f[5], False, f[3], 0, value)
-        pipeline = store._pipeline
-        assert pipeline is not None
+        assert store._ingest is not None
+        pipeline = store._ingest.pipeline
         lsn, _end = pipeline.commit(RecordType.SPANS, [row], _frame(RecordType.SPANS, [value]))
         deadline = time.monotonic() + 30
         while pipeline.failed is None:

@@ -77,7 +77,7 @@ class OnLog(logging.Handler):
 
 @contextmanager
 def on_log(prefix: str, action: Callable[[], None]) -> Iterator[None]:
-    logger = logging.getLogger("tael._maintenance")
+    logger = logging.getLogger("tael._compactor")
     handler, level = OnLog(prefix, action), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -188,17 +188,17 @@ def test_close_interrupts_a_running_pass(tmp_path: Path) -> None:
 SERVE = """
 import sys, time
 import tael
-import tael._maintenance as maintenance
+import tael._compactor as compactor
 from tael._server import run_server
 
-commit = maintenance.Compactor._commit
+commit = compactor.Compactor._commit
 
 def slow_commit(self, *args, **kwargs):  # a slow disk: every committed step takes 0.3 s more
     commit(self, *args, **kwargs)
     print("step", flush=True)
     time.sleep(0.3)
 
-maintenance.Compactor._commit = slow_commit
+compactor.Compactor._commit = slow_commit
 settings = tael.Settings(compaction_batch_records=50)
 run_server(sys.argv[1], port=int(sys.argv[2]), settings=settings, maintenance_interval_s=3600)
 """

@@ -101,7 +101,7 @@ def test_synchronous_shipping_copies_the_wal_byte_for_byte_and_every_acknowledge
     for b in range(30):  # past several 32 KiB segments
         leader.insert_spans(spans(20, start=b * 20))
         # acknowledged means durable in the standby's WAL: it is there the moment insert returns
-        assert sb._pipeline is not None and sb._pipeline.durable_lsn >= leader._pipeline.durable_lsn  # type: ignore[union-attr]
+        assert sb._ingest is not None and sb._ingest.pipeline.durable_lsn >= leader._ingest.pipeline.durable_lsn  # type: ignore[union-attr]
     leader.insert_logs([make_log(body=f"log {i}", time_ns=5_000 + i) for i in range(50)])
     leader.insert_metrics([make_point(value=float(i), time_ns=6_000 + i) for i in range(40)])
     comment = leader.add_comment(f"{1:032x}", "looks slow", author="ana")
@@ -526,7 +526,7 @@ def test_a_failed_fsync_on_the_standby_keeps_nothing_half_received(
     armed = threading.Event()
 
     def flaky(fd: int) -> None:
-        if armed.is_set() and sb._wal is not None and fd == sb._wal._fd:
+        if armed.is_set() and sb._ingest is not None and fd == sb._ingest.wal._fd:
             armed.clear()
             raise OSError(errno.EIO, "injected I/O error")
         real(fd)

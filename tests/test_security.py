@@ -353,11 +353,11 @@ def test_cross_site_form_and_text_posts_cannot_promote_or_feed_wal(tmp_path: Pat
     preflight) reach a loopback server with no token; they must change nothing."""
     with tael.Store(tmp_path / "leader") as leader:
         leader.insert_spans([make_span()])
-        assert leader._wal is not None
+        assert leader._ingest is not None
         from tael._wal import read_frames
 
-        frames = read_frames(leader._wal.dir, 0, leader._pipeline.durable_lsn, 1 << 20)  # type: ignore[union-attr]
-        ident = leader._identity
+        frames = read_frames(leader._ingest.wal.dir, 0, leader._ingest.pipeline.durable_lsn, 1 << 20)
+        ident = leader.replication.identity
     forged = msgpack.packb(
         {
             "protocol": 1,

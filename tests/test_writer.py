@@ -58,8 +58,8 @@ def test_bad_input_raises_in_the_caller_and_enqueues_nothing(store: tael.Store) 
 
 def test_drop_when_full_counts_what_it_dropped(store: tael.Store) -> None:
     writer = store.writer(max_queue=100, flush_interval_s=0.001, on_full="drop")
-    assert store._pipeline is not None
-    with store._pipeline.io:  # the WAL is busy: nothing can commit
+    assert store._ingest is not None
+    with store._ingest.pipeline.io:  # the WAL is busy: nothing can commit
         for i in range(50):
             writer.write_logs([make_log(time_ns=i, body=str(i)) for _ in range(10)])
         assert writer.dropped > 0
@@ -71,7 +71,7 @@ def test_drop_when_full_counts_what_it_dropped(store: tael.Store) -> None:
 
 def test_block_when_full_waits_for_room(store: tael.Store) -> None:
     writer = store.writer(max_queue=20, flush_interval_s=0.001, on_full="block")
-    assert store._pipeline is not None
+    assert store._ingest is not None
     done = threading.Event()
 
     def produce() -> None:
@@ -79,7 +79,7 @@ def test_block_when_full_waits_for_room(store: tael.Store) -> None:
             writer.write_logs([make_log(time_ns=i) for _ in range(10)])
         done.set()
 
-    with store._pipeline.io:
+    with store._ingest.pipeline.io:
         producer = threading.Thread(target=produce)
         producer.start()
         wait_for(lambda: writer.queued == 20)  # full: nothing commits while the WAL is busy
@@ -95,9 +95,9 @@ def test_block_when_full_waits_for_room(store: tael.Store) -> None:
 def test_failures_are_counted_and_logged_not_raised(
     store: tael.Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert store._wal is not None and store._wal._fd is not None
+    assert store._ingest is not None and store._ingest.wal._fd is not None
     writer = store.writer(flush_interval_s=0.001)
-    faulty = FaultyWrites(store._wal._fd)
+    faulty = FaultyWrites(store._ingest.wal._fd)
     monkeypatch.setattr(os, "write", faulty)
     with caplog.at_level(logging.ERROR, logger="tael"):
         writer.write_logs([make_log() for _ in range(7)])
@@ -130,8 +130,8 @@ def test_writer_arguments_are_checked(store: tael.Store) -> None:
 
 
 def test_concurrent_inserts_share_one_fsync(store: tael.Store) -> None:
-    pipeline = store._pipeline
-    assert pipeline is not None
+    assert store._ingest is not None
+    pipeline = store._ingest.pipeline
     before = pipeline.fsync_groups
     n = 8
     with pipeline.io:  # the first leader blocks here while the others queue behind it
@@ -161,8 +161,8 @@ def test_background_writers_lists_the_open_writers_with_their_counters(data_dir:
         assert store.background_writers == []
         first, second = store.writer(), store.writer(max_queue=1, on_full="drop")
         assert set(store.background_writers) == {first, second}
-        assert store._pipeline is not None
-        with store._pipeline.io:  # the WAL is busy: nothing can commit, so the queue of 1 fills
+        assert store._ingest is not None
+        with store._ingest.pipeline.io:  # the WAL is busy: nothing can commit, so the queue of 1 fills
             for i in range(20):
                 second.write_logs([make_log(time_ns=i, body=str(i))])
             assert second.dropped > 0

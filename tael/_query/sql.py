@@ -18,9 +18,9 @@ import pyarrow as pa
 
 from .. import _codec
 from .._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
+from .._compactor import metric_rows, rollup_rows
 from .._errors import StorageError, ValidationError
 from .._hot import _QQI, HotTier
-from .._maintenance import metric_rows, rollup_rows
 from .context import ReadContext
 
 VIEWS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")

@@ -1,13 +1,8 @@
-"""WAL shipping: a leader streams its framed WAL records to standbys over HTTP.
+"""The leader side: shipping the WAL to standbys, one thread each, and ``Shippers``,
+the commit pipeline's follower that holds the shipping (see tael/_commit.py).
 
-A standby's WAL is a byte copy of its leader's (the same frames at the same
-LSNs), so a standby's position is one number, the end of its durable WAL, and
-catching up is reading the leader's retained WAL from there. The leader ships
-after its own fsync and, under synchronous settings, acknowledges an insert only
-once enough standbys answered that the record is durable in their WAL. Each
-standby applies what it receives through the same commit pipeline as a leader,
-so its WAL, hot tier, index and cold tier stand on their own. The protocol, its
-fencing (epochs) and the failures it covers are in docs/scaling.md.
+A leader ships after its own fsync; under synchronous settings
+(``Settings.required_acks``) an insert returns only once enough standbys hold it.
 """
 
 from __future__ import annotations
@@ -16,78 +11,27 @@ import logging
 import ssl
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
-from . import _limits
-from ._auth import Guard, data_roots, host_check, read_token_file, server_tokens, tls_options
-from ._errors import ConfigurationError, ReplicationError, TaelError
-from ._models import ReplicaStatus
-from ._wal import read_frames
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-
-    from ._settings import Settings
-    from ._store import Store
+from .._auth import read_token_file
+from .._commit import Follower
+from .._errors import ConfigurationError, ReplicationError, TaelError
+from .._hot import HotTier
+from .._keys import REPLICA_POSITION_PREFIX
+from .._models import ReplicaStatus
+from .._settings import Settings
+from .._wal import read_frames
+from .identity import LEADER, STANDBY, Identity
+from .protocol import MEDIA_TYPE, PROTOCOL
 
 log = logging.getLogger(__name__)
 
-PROTOCOL = 1
 _IDLE_S = 1.0  # a leader with nothing to ship sends an empty shipment this often (liveness, lag)
 _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.05, 2.0
-
-LEADER, STANDBY = "leader", "standby"
-
-
-# ---------------------------------------------------------------- identity
-
-
-@dataclass(slots=True)
-class Identity:
-    """What a data directory knows about its place in a replicated set (kept in the
-    hot tier's meta table): a store id shared by a leader and its standbys, the
-    role, the epoch and the epoch history [(epoch, first LSN of that epoch)]."""
-
-    store_id: bytes | None
-    role: str
-    epoch: int
-    history: list[tuple[int, int]]
-    leader_url: str | None = None
-
-    def pack(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            [self.store_id, self.role, self.epoch, [list(h) for h in self.history], self.leader_url], use_bin_type=True
-        )
-        return packed
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> Identity:
-        store_id, role, epoch, history, leader_url = msgpack.unpackb(raw, raw=False)
-        return cls(store_id, role, epoch, [(int(e), int(s)) for e, s in history], leader_url)
-
-    @classmethod
-    def new_leader(cls) -> Identity:
-        return cls(uuid.uuid4().bytes, LEADER, 1, [(1, 0)])
-
-    @classmethod
-    def new_standby(cls) -> Identity:
-        return cls(None, STANDBY, 0, [])
-
-    def epoch_end(self, epoch: int) -> int | None:
-        """The LSN where ``epoch`` ended in this history (None: it did not end)."""
-        for e, start in self.history:
-            if e > epoch:
-                return start
-        return None
-
-
-# ---------------------------------------------------------------- leader
 
 
 class _Replica:
@@ -309,7 +253,7 @@ class Leader:
             },
             use_bin_type=True,
         )
-        resp = client.post(f"{r.url}/replication/wal", content=body, headers={"content-type": "application/x-tael-wal"})
+        resp = client.post(f"{r.url}/replication/wal", content=body, headers={"content-type": MEDIA_TYPE})
         _check_access(resp)
         if resp.status_code == 503:
             raise _Unavailable(f"the standby cannot take WAL now: {resp.text[:200]}")
@@ -375,164 +319,99 @@ class _Unavailable(TaelError):
     """The standby answered but cannot take WAL now (closing, hot tier refusing writes)."""
 
 
-# ---------------------------------------------------------------- standby
+# ---------------------------------------------------------------- the pipeline's follower
 
 
-class Conflict(TaelError):
-    """A shipment a standby will not take; ``fatal`` when retrying cannot help."""
+class Shippers(Follower):
+    """The standbys this store ships its WAL to, as one follower of the commit
+    pipeline, present from the open whatever the role: a leader with
+    ``Settings.replicas`` ships from the start; a standby with replicas of its own
+    keeps ``Settings.replication_max_retained_bytes`` of WAL behind its end for them
+    (their positions are unknown until it leads) and starts shipping when promoted;
+    without replicas it holds nothing and needs no WAL."""
 
-    def __init__(self, message: str, *, end_lsn: int, fatal: bool) -> None:
-        super().__init__(message)
-        self.end_lsn = end_lsn
-        self.fatal = fatal
+    def __init__(
+        self,
+        settings: Settings,
+        client_options: dict[str, Any],
+        *,
+        wal_dir: Path,
+        hot: HotTier,
+        identity: Identity,
+        durable_lsn: int,
+    ) -> None:
+        self.settings = settings
+        self.client_options = client_options
+        self.wal_dir = wal_dir
+        self.hot = hot
+        self.leader: Leader | None = None
+        """Set once shipping starts; read without a lock by commits (set before they are let in)."""
+        self.retain_bytes = 0
+        if settings.replicas:
+            if identity.role == LEADER:
+                self.start(identity, durable_lsn)
+            else:  # a standby keeps WAL for its own standbys-to-be (see Node.promote)
+                self.retain_bytes = settings.replication_max_retained_bytes
 
+    def start(self, identity: Identity, durable_lsn: int) -> None:
+        """Start shipping to ``Settings.replicas`` (if any) as the leader ``identity``,
+        from the positions the standbys had acknowledged when this leader last
+        saved them; from now on their positions hold the WAL, not ``retain_bytes``."""
+        s = self.settings
+        if s.replicas:
+            saved = {}
+            for url in s.replicas:
+                raw = self.hot.get_meta(REPLICA_POSITION_PREFIX + url.rstrip("/").encode())
+                if raw is not None:
+                    saved[url.rstrip("/")] = int.from_bytes(raw, "big")
+            hot = self.hot
 
-def check_shipment(ident: Identity, end_lsn: int, msg: dict[str, Any]) -> Identity | None:
-    """Whether a standby with ``ident`` whose WAL ends at ``end_lsn`` may take this
-    shipment; returns the identity to adopt (None: unchanged). Raises Conflict."""
-    if msg.get("protocol") != PROTOCOL:
-        raise Conflict(f"replication protocol {msg.get('protocol')!r} is not {PROTOCOL}", end_lsn=end_lsn, fatal=True)
-    if ident.role != STANDBY:
-        raise Conflict("this store is a leader (promoted); it no longer takes shipped WAL", end_lsn=end_lsn, fatal=True)
-    store_id, epoch = msg["store_id"], int(msg["epoch"])
-    history = [(int(e), int(s)) for e, s in msg["history"]]
-    if ident.store_id is not None and store_id != ident.store_id:
-        raise Conflict("the leader holds another store (store ids differ)", end_lsn=end_lsn, fatal=True)
-    if epoch < ident.epoch:
-        raise Conflict(
-            f"this standby follows epoch {ident.epoch}; a leader of the older epoch {epoch} is fenced off",
-            end_lsn=end_lsn,
-            fatal=True,
-        )
-    if epoch > ident.epoch and ident.epoch:
-        leader = Identity(store_id, LEADER, epoch, history)
-        ended = leader.epoch_end(ident.epoch)
-        if ended is not None and end_lsn > ended:
-            raise Conflict(
-                f"this standby's WAL (to LSN {end_lsn}) runs past where epoch {ident.epoch} ended in the "
-                f"leader's history (LSN {ended}): the histories diverged; seed this standby again",
-                end_lsn=end_lsn,
-                fatal=True,
-            )
-    if store_id != ident.store_id or epoch != ident.epoch or history != ident.history:
-        return Identity(store_id, STANDBY, epoch, history, ident.leader_url)
-    return None
+            def save(positions: dict[str, int]) -> None:
+                hot.put_meta({REPLICA_POSITION_PREFIX + u.encode(): p.to_bytes(8, "big") for u, p in positions.items()})
 
+            self.leader = Leader(
+                identity=identity,
+                wal_dir=self.wal_dir,
+                replicas=s.replicas,
+                required_acks=s.required_acks,
+                timeout_s=s.replication_timeout_s,
+                batch_bytes=s.replication_batch_bytes,
+                max_retained_bytes=s.replication_max_retained_bytes,
+                durable_lsn=durable_lsn,
+                saved_positions=saved,
+                save_positions=save,
+                client_options=self.client_options,
+            ).start()
+        self.retain_bytes = 0
 
-_SHIPMENT_FIELDS = {"protocol": int, "epoch": int, "history": list, "from": int, "leader_end": int, "frames": list}
+    def status(self) -> tuple[ReplicaStatus, ...]:
+        return self.leader.status() if self.leader is not None else ()
 
+    # ------------------------------------------------------------ Follower
 
-def parse_shipment(raw: bytes) -> dict[str, Any]:
-    """A shipment's msgpack body, its shape checked; ValueError names what is wrong."""
-    try:
-        msg = msgpack.unpackb(raw, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise ValueError(f"not msgpack: {exc}") from exc
-    if not isinstance(msg, dict):
-        raise ValueError("not a map")
-    for name, kind in _SHIPMENT_FIELDS.items():
-        if not isinstance(msg.get(name), kind) or isinstance(msg.get(name), bool):
-            raise ValueError(f"field {name!r} must be {kind.__name__}, got {type(msg.get(name)).__name__}")
-    if not (msg.get("store_id") is None or isinstance(msg["store_id"], bytes)):
-        raise ValueError("field 'store_id' must be bytes or nil")
-    if not all(isinstance(h, list) and len(h) == 2 and all(type(v) is int for v in h) for h in msg["history"]):
-        raise ValueError("field 'history' must be [[epoch, lsn], ...]")
-    for f in msg["frames"]:
-        if not (isinstance(f, list) and len(f) == 2 and type(f[0]) is int and isinstance(f[1], bytes)):
-            raise ValueError("field 'frames' must be [[lsn, frame bytes], ...]")
-    return msg
+    def durable(self, end_lsn: int) -> None:
+        if self.leader is not None:
+            self.leader.notify(end_lsn)
 
+    def wait(self, end_lsn: int) -> None:
+        if self.leader is not None:
+            self.leader.wait_acked(end_lsn)
 
-def replicating(store: Store) -> bool:
-    """Whether ``/replication/*`` exists on this store: a standby, a leader with
-    replicas, or a store that was promoted (epoch 2 or more: its old leader must hear
-    that it is fenced off, and a second promotion that it is no standby)."""
-    return store.standby or bool(store.settings.replicas) or store._identity.epoch > 1
+    def retain_from(self, durable_lsn: int) -> int:
+        if self.leader is not None:
+            return self.leader.retain_from(durable_lsn)
+        if self.retain_bytes:
+            return max(durable_lsn - self.retain_bytes, 0)
+        return durable_lsn
 
+    def checkpoint(self) -> None:
+        if self.leader is not None:
+            self.leader.save_positions()  # a restarted leader keeps what its standbys need
 
-def routes(store: Store) -> list[Any]:
-    """The replication endpoints a standby serves (and every ``tael serve`` answers)."""
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    media = "application/x-tael-wal"
-
-    async def status(_r: Request) -> Response:
-        try:
-            st = store.replication_status()
-        except TaelError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
-        body = {"role": st.role, "epoch": st.epoch, "end_lsn": st.end_lsn, "store_id": store._identity_store_id()}
-        return Response(msgpack.packb(body, use_bin_type=True), media_type=media)
-
-    async def wal(request: Request) -> Response:
-        raw = await _limits.read_shipment(request, store.settings)  # bounded: size, time, memory
-        try:
-            msg = parse_shipment(raw)
-        except ValueError as exc:
-            return JSONResponse({"error": f"malformed shipment: {exc}"}, status_code=400)
-        try:
-            end = await run_in_threadpool(store._receive_shipment, msg)
-        except Conflict as exc:
-            body = {"error": str(exc), "end_lsn": exc.end_lsn, "fatal": exc.fatal}
-            return Response(msgpack.packb(body, use_bin_type=True), status_code=409, media_type=media)
-        except TaelError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
-        return Response(msgpack.packb({"end_lsn": end}, use_bin_type=True), media_type=media)
-
-    async def promote(_r: Request) -> Response:
-        try:
-            await run_in_threadpool(store.promote)
-        except TaelError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=409)
-        st = store.replication_status()
-        return JSONResponse({"role": st.role, "epoch": st.epoch, "end_lsn": st.end_lsn})
-
-    return [
-        Route("/replication/status", status),
-        Route("/replication/wal", wal, methods=["POST"]),
-        Route("/replication/promote", promote, methods=["POST"]),
-    ]
-
-
-class Endpoint:
-    """The replication endpoint of an embedded standby (``Settings.standby_listen``):
-    uvicorn in a background thread serving :func:`routes`, behind the same guard as
-    ``tael serve`` (``Settings.auth_file``, the Host check, ``Settings.tls_cert_file``;
-    a non-loopback address needs an auth file or ``allow_unauthenticated``)."""
-
-    def __init__(self, store: Store, listen: str) -> None:
-        import uvicorn
-        from starlette.applications import Starlette
-        from starlette.middleware import Middleware
-
-        host, _, port = listen.rpartition(":")
-        s = store.settings
-        served = routes(store)
-        guard = Middleware(
-            Guard,
-            tokens=server_tokens(s, host),
-            allowed_hosts=host_check(s, host),
-            replicating=lambda: replicating(store),
-            roots=data_roots(store.path),
-        )
-        # the limits guard first (outermost): it counts and bounds what the auth guard refuses too
-        app: Starlette = Starlette(routes=served, middleware=[_limits.guard(s, served), guard])
-        config = uvicorn.Config(
-            app, host=host, port=int(port), log_level="warning", access_log=False, lifespan="off", **tls_options(s)
-        )
-        _limits.configure_uvicorn(config, s)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"tael-standby:{listen}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise ReplicationError(f"could not serve the standby endpoint on {listen}")
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self._server.should_exit = True
-        self._thread.join()
+    def close(self, *, save: bool = True) -> None:
+        """Stop shipping (after the pipeline closed), first saving the standbys'
+        positions unless ``save`` is False (an open that failed)."""
+        if self.leader is not None:
+            if save:
+                self.leader.save_positions()
+            self.leader.close()

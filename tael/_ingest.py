@@ -1,0 +1,131 @@
+"""The write side of an open store: the WAL, the commit pipeline and its followers.
+
+``Ingest`` is what a writable (or standby) ``Store`` has and a read-only one does
+not: the WAL, the commit pipeline, the followers hanging off it (the full-text
+indexer and the shippers, built before the pipeline and handed to it), the
+store's replication :class:`~tael._replication.node.Node` and, on a standby with
+``Settings.standby_listen``, its replication endpoint. Opening it recovers
+(tael/_recovery.py: replays the WAL, rebuilds a missing index); closing it stops
+the parts in the order that loses nothing. It never sees the Store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _recovery
+from ._blobs import BlobStore, Payloads
+from ._cold import ColdTier
+from ._commit import CommitPipeline, IndexFollower
+from ._hot import HotTier
+from ._record import encode_frame
+from ._replication.http import Endpoint
+from ._replication.identity import STANDBY, Identity
+from ._replication.leader import Shippers
+from ._replication.node import Node
+from ._search import Indexer, TextIndex
+from ._settings import Settings
+from ._wal import RecordType, Wal
+
+
+class Ingest:
+    """Opens the write side of the store at ``path`` (its hot tier, cold tier and
+    identity already open), recovering first; closes what it opened if that fails.
+    ``check_closed`` raises StoreClosedError once the store is closed."""
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        settings: Settings,
+        hot: HotTier,
+        cold: ColdTier,
+        blobs: BlobStore,
+        payloads: Payloads,
+        identity: Identity,
+        ship_options: dict[str, Any],
+        check_closed: Callable[[], None],
+    ) -> None:
+        s = self.settings = settings
+        _recovery.sweep_blob_orphans(hot, blobs)
+        wal = Wal(
+            path / "wal",
+            segment_bytes=s.wal_segment_bytes,
+            max_record_bytes=s.wal_max_record_bytes,
+            fsync=s.durability == "fsync",
+        )
+        index: TextIndex | None = None
+        indexer: Indexer | None = None
+        shippers: Shippers | None = None
+        pipeline: CommitPipeline | None = None
+        endpoint: Endpoint | None = None
+        try:
+            index, self.replayed = _recovery.recover(path, s, wal, hot, cold, blobs, payloads)
+            # the followers, complete before the first commit: nothing past the hot tier's
+            # applied LSN is applied or durable yet
+            start = hot.applied_lsn()
+            indexer = Indexer(
+                index,
+                payloads,
+                committed_lsn=start,
+                interval_s=s.index_commit_interval_s,
+                max_queued_records=s.max_unapplied_records,
+                record_lsn=hot.set_indexed_lsn,
+                reread=_recovery.wal_reader(path, wal, s, payloads),
+            )
+            shippers = Shippers(s, ship_options, wal_dir=wal.dir, hot=hot, identity=identity, durable_lsn=start)
+            pipeline = CommitPipeline(
+                wal, hot, [IndexFollower(indexer), shippers], max_unapplied_records=s.max_unapplied_records
+            )
+            node = Node(path, s, hot, payloads, identity, check_closed, pipeline=pipeline, shippers=shippers)
+            pipeline.checkpoint()
+            if identity.role == STANDBY and s.standby_listen is not None:
+                endpoint = Endpoint(node, s.standby_listen)
+        except BaseException:
+            if endpoint is not None:
+                endpoint.close()
+            if shippers is not None:
+                shippers.close(save=False)
+            if pipeline is not None:
+                pipeline.close()
+            stopped = indexer.close() if indexer is not None else True
+            if index is not None and stopped:
+                index.close()
+            wal.close()
+            raise
+        self.wal, self.index, self.indexer, self.shippers = wal, index, indexer, shippers
+        self.pipeline, self.node, self.endpoint = pipeline, node, endpoint
+
+    def commit(self, rtype: RecordType, rows: Sequence[Any]) -> int:
+        """Make a batch of encoded rows durable (framed here: ValidationError when the
+        frame is too large) and queue it for the hot tier; returns its size."""
+        if not rows:
+            return 0
+        self.pipeline.commit(rtype, rows, encode_frame(rtype, rows, self.settings))
+        return len(rows)
+
+    def flush(self) -> None:
+        """fsync the WAL, wait until every acknowledged write is applied, commit the index."""
+        self.pipeline.sync()
+        self.pipeline.wait_applied()
+        self.indexer.flush(self.pipeline.applied_lsn)
+
+    def checkpoint(self) -> int:
+        """Commit the index, then delete the WAL segments every follower has taken in."""
+        self.pipeline.wait_applied()
+        self.indexer.flush(self.pipeline.applied_lsn)
+        return self.pipeline.checkpoint()
+
+    def close(self) -> None:
+        """Take no more shipments, finish in-flight commits and drain the applier, save
+        the standbys' positions and stop shipping, commit the index, close the WAL."""
+        if self.endpoint is not None:
+            self.endpoint.close()
+        self.pipeline.close()
+        self.shippers.close()
+        if self.indexer.close():  # commits what the applier handed it
+            self.index.close()
+        with self.pipeline.io:
+            self.wal.close()
