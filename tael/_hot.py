@@ -950,9 +950,8 @@ class HotReader:
         hot, txn, keep = self.hot, self.txn, scan.keep
         lo, hi = scan.lo, scan.hi
         if scan.signal == "spans":
-            yield _span_hits(
-                [f for _k, f in hot.scan(txn, "spans", lo, hi, reverse=newest_first, keep=keep, limit=limit)]
-            )
+            rows = hot.scan(txn, "spans", lo, hi, reverse=newest_first, keep=keep, limit=limit)
+            yield [((f[SPAN_TRACE], f[SPAN_ID]), (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for _k, f in rows]
         elif scan.signal == "logs":
             if scan.trace is not None:
                 rows = hot.logs_by_trace(txn, scan.trace, lo, hi, keep, limit, newest_first=newest_first)

@@ -61,12 +61,15 @@ class TopK:
 def take(found: dict[Any, Hit], hits: Iterable[Hit], times: list[int] | None = None) -> None:
     """The dedup rule: add ``hits`` to ``found`` (dedup key -> hit) unless their key is
     already there; the time of each one added goes to ``times``."""
+    held = found.setdefault
+    if times is None:
+        for hit in hits:
+            held(hit[0], hit)
+        return
+    add = times.append
     for hit in hits:
-        key = hit[0]
-        if key not in found:
-            found[key] = hit
-            if times is not None:
-                times.append(hit[1][0])
+        if held(hit[0], hit) is hit:
+            add(hit[1][0])
 
 
 def ranked(hits: Iterable[Hit], limit: int, newest_first: bool) -> list[list[Any]]:
