@@ -157,6 +157,7 @@ def _attrs(attributes: Any) -> list[tuple[str, Any]] | None:
 
 
 def _set(obj: object, **values: Any) -> None:
+    """Set a frozen filter's derived fields (at construction only)."""
     for name, value in values.items():
         object.__setattr__(obj, name, value)
 
@@ -165,8 +166,9 @@ def _set(obj: object, **values: Any) -> None:
 class SpanFilter:
     """Which spans a query wants: every given condition must hold (``None``: any).
 
-    ``service``, ``name``: equal. ``status``: one of ``tael.SPAN_STATUSES``;
-    ``kind``: one of ``tael.SPAN_KINDS``. ``min_duration_ms``/``max_duration_ms``:
+    ``service``, ``name``: equal. ``status``: "unset", "ok" or "error"; ``kind``:
+    "internal", "server", "client", "producer" or "consumer" (as on
+    :class:`tael.Span`). ``min_duration_ms``/``max_duration_ms``:
     inclusive bounds on ``end_ns - start_ns``. ``attributes`` matches spans whose
     attributes or resource attributes hold every given key with an equal value of
     the same type (1, 1.0 and True differ). ``start <= start_ns < end`` (int ns or
@@ -187,6 +189,7 @@ class SpanFilter:
     start: Any = None
     end: Any = None
     text: str | None = None
+    # derived at construction (checked, normalised): not arguments, not compared
     _lo: int | None = field(init=False, repr=False, compare=False, default=None)
     _hi: int | None = field(init=False, repr=False, compare=False, default=None)
     _terms: list[list[str]] | None = field(init=False, repr=False, compare=False, default=None)
@@ -275,6 +278,7 @@ class LogFilter:
     start: Any = None
     end: Any = None
     text: str | None = None
+    # derived at construction (checked, normalised): not arguments, not compared
     _lo: int | None = field(init=False, repr=False, compare=False, default=None)
     _hi: int | None = field(init=False, repr=False, compare=False, default=None)
     _terms: list[list[str]] | None = field(init=False, repr=False, compare=False, default=None)
@@ -340,6 +344,7 @@ class MetricFilter:
     attributes: dict[str, Any] | None = None
     start: Any = None
     end: Any = None
+    # derived at construction (checked, normalised): not arguments, not compared
     _lo: int | None = field(init=False, repr=False, compare=False, default=None)
     _hi: int | None = field(init=False, repr=False, compare=False, default=None)
     _want: list[tuple[str, Any]] | None = field(init=False, repr=False, compare=False, default=None)
