@@ -7,6 +7,11 @@ This module knows nothing about LMDB; the manifest that says which files are
 live lives in the hot tier and is driven by ``_maintenance``. Queries read the
 tier through :class:`ColdReader` (the read protocol of ``tael._query.tier``),
 given a manifest snapshot and the cold trace index of the same LMDB transaction.
+
+Three parts, in this order: the format (schemas, records <-> tables), the files
+(:class:`ColdTier`) and the reader. Together they are over the ~800 lines a
+module should stay under; they are kept in one module until the tier becomes a
+package (docs/architecture.md), where they split along those lines.
 """
 
 from __future__ import annotations
