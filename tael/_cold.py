@@ -982,20 +982,27 @@ class ColdReader:
         self.cold = cold
         self.manifest = manifest
         self.trace_refs = trace_refs
-        self.by_id = {f.file_id: f for f in manifest}
+        self._by_id: dict[int, ColdFile] | None = None  # built on first use: most hot-only reads never need it
         self._groups: dict[tuple[int, int], pa.Table] = {}  # row groups lookups read, for the next lookup
+
+    @property
+    def by_id(self) -> dict[int, ColdFile]:
+        """The snapshot's files by id."""
+        if self._by_id is None:
+            self._by_id = {f.file_id: f for f in self.manifest}
+        return self._by_id
 
     def scan(self, scan: Scan, *, newest_first: bool, limit: int, stop: Stop) -> Iterator[list[Hit]]:
         way = "descending" if newest_first else "ascending"
         order = [(column, way) for column in _SCAN_ORDER[scan.signal]]
-        hits, keep, expr = _HITS[scan.signal], scan.keep, scan.expr
+        hits, keep = _HITS[scan.signal], scan.keep
         if scan.trace is not None:  # the cold trace index names the row groups: no plan, no early stop
             for file_id, rgs in sorted(self.trace_refs(scan.trace, scan.signal).items()):
                 f = self.by_id.get(file_id)
                 if f is not None:
                     table = self.cold.read_row_groups(f, rgs)
-                    if expr is not None:
-                        table = table.filter(expr)
+                    if scan.expr is not None:
+                        table = table.filter(scan.expr)
                     yield _converted(table.sort_by(order), hits, keep, limit)
             return
         tasks = plan(self.manifest, scan, newest_first=newest_first, row_group_times=self.cold.row_group_times)
@@ -1003,11 +1010,11 @@ class ColdReader:
             if stop(task.bound(newest_first)):
                 return
             if task.row_group is None:
-                table = self.cold.read([task.file], filter=expr)
+                table = self.cold.read([task.file], filter=scan.expr)
             else:
                 table = self.cold.read_row_groups(task.file, [task.row_group])
-                if expr is not None:
-                    table = table.filter(expr)
+                if scan.expr is not None:
+                    table = table.filter(scan.expr)
             yield _converted(table.sort_by(order), hits, keep, limit)
 
     def trace(self, trace: bytes) -> list[Hit]:

@@ -135,3 +135,37 @@ def test_an_empty_range_plans_nothing() -> None:
 def test_row_group_pruning_is_inclusive_below_and_exclusive_above(lo: Any, hi: Any, keeps: bool) -> None:
     scan = SpanFilter(start=lo, end=hi).scan()
     assert scan.keeps_row_group(0, 10) is keeps
+
+
+def test_a_filter_becomes_one_arrow_expression_built_when_the_cold_tier_first_asks() -> None:
+    scan = SpanFilter(service="db", status="error", min_duration_ms=1.5, max_duration_ms=2.5, start=10).scan()
+    calls: list[int] = []
+    build = scan.arrow
+    scan.arrow = lambda: calls.append(1) or build()
+    assert calls == []
+    expr = scan.expr
+    assert scan.expr is expr and calls == [1]  # built once
+    assert str(expr) == (
+        '(((((service == "db") and (status == "error")) and (duration_ns >= 1500000))'
+        " and (duration_ns <= 2500000)) and (start_ns >= 10))"
+    )
+    assert SpanFilter(attributes={"k": 1}).scan().expr is None  # attribute maps are the row predicate's
+    assert str(LogFilter(trace_id="ab" * 16, end=5).scan().expr) == f'((trace_id == "{"ab" * 16}") and (time_ns < 5))'
+    narrowed = MetricFilter(name="cpu").scan().with_series([b"\x01" * 8])
+    assert narrowed.series == (b"\x01" * 8,)
+    assert str(narrowed.expr).startswith(
+        '((name == "cpu") and is_in(series_id, {value_set=string:[\n  "0101010101010101"'
+    )
+
+
+def test_the_row_predicate_checks_what_the_expression_does_and_the_attributes() -> None:
+    keep = SpanFilter(service="db", kind="server", min_duration_ms=1, attributes={"k": 1}).scan().keep
+    span = [b"t" * 16, b"s" * 8, None, "op", "db", 0, 1_000_000, 1, 0, None, {"k": 1}, {}, None, None, [], [], None, 0]
+    assert keep(span)
+    assert not keep([*span[:4], "api", *span[5:]])
+    assert not keep([*span[:6], 999_999, *span[7:]])
+    assert not keep([*span[:10], {"k": True}, *span[11:]])
+    assert keep([*span[:10], {}, {"k": 1}, *span[12:]])  # a resource attribute matches too
+    series_keep = MetricFilter(name="cpu", service="db", attributes={"host": "a"}).scan().series_keep
+    assert series_keep is not None
+    assert series_keep(["db", 0, {"host": "a"}]) and not series_keep(["db", 0, {"host": "b"}])

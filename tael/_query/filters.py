@@ -20,7 +20,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import pyarrow.compute as pc
 
@@ -105,22 +105,31 @@ class TextQuery:
     min_level: int | None = None  # log severity
 
 
-@dataclass(frozen=True, slots=True)
+ArrowBuilder = Callable[[], "pc.Expression | None"]
+"""Builds a scan's Arrow expression (None: no condition)."""
+
+_UNBUILT: Any = object()
+
+
+@dataclass(slots=True)
 class Scan:
     """One filter, translated: what each tier needs to read a signal's matching records.
+    Read-only by convention (not frozen: one is made per query, and a frozen
+    dataclass's ``__init__`` costs a call per field).
 
     ``keep`` is the row predicate (a closure built once per query: it runs once per
     record on the hot paths); ``expr`` the Arrow expression over cold tables (time
-    bounds included); ``keeps_file`` and ``keeps_row_group`` the pruning. The
-    tiers apply ``keep`` to every record they return, so ``expr`` and the
-    pruning only save work."""
+    bounds included), built by ``arrow`` when the cold tier first asks for it (a
+    read the hot tier answers alone never pays for it); ``keeps_file`` and
+    ``keeps_row_group`` the pruning. The tiers apply ``keep`` to every record they
+    return, so ``expr`` and the pruning only save work."""
 
     signal: str  # "spans", "logs" or "metrics": the hot table and the cold dataset
     time_column: str  # the cold column records are timed by (row-group statistics)
     lo: int | None  # lo <= time < hi
     hi: int | None
     keep: Predicate
-    expr: pc.Expression | None
+    arrow: ArrowBuilder
     service: str | None = None  # prunes cold files by ColdFile.services
     metric: str | None = None  # prunes cold files by ColdFile.names (metric name)
     trace: bytes | None = None  # logs of one trace: read through the tiers' trace indexes
@@ -128,6 +137,14 @@ class Scan:
     series_keep: Predicate | None = None  # metrics: the predicate over series descriptors (SERIES_*)
     text: TextQuery | None = None
     empty: bool = False  # nothing can match (the range ends before time 0)
+    built: Any = field(default=_UNBUILT, repr=False, compare=False)  # what ``arrow`` returned
+
+    @property
+    def expr(self) -> pc.Expression | None:
+        """The Arrow expression over the signal's cold tables (None: every row)."""
+        if self.built is _UNBUILT:
+            self.built = self.arrow()
+        return cast("pc.Expression | None", self.built)
 
     def keeps_file(self, f: FileMeta) -> bool:
         """Whether cold file ``f`` may hold matching records (file-level pruning)."""
@@ -146,9 +163,15 @@ class Scan:
     def with_series(self, series: Sequence[bytes]) -> Scan:
         """This scan narrowed to the given metric series (ids from the hot tier's series
         catalog, which also describes cold points)."""
-        exprs = [self.expr] if self.expr is not None else []
-        exprs.append(pc.field("series_id").isin([sid.hex() for sid in series]))
-        return dataclasses.replace(self, series=tuple(series), expr=and_all(exprs))
+        base = self.arrow
+        hexes = [sid.hex() for sid in series]
+
+        def arrow() -> pc.Expression | None:
+            built = base()
+            by_series = pc.field("series_id").isin(hexes)
+            return by_series if built is None else built & by_series
+
+        return dataclasses.replace(self, series=tuple(series), arrow=arrow, built=_UNBUILT)
 
 
 def _attrs(attributes: Any) -> list[tuple[str, Any]] | None:
@@ -220,43 +243,52 @@ class SpanFilter:
     def scan(self) -> Scan:
         """This filter translated for the tiers and the index."""
         service, name, status, kind = self.service, self.name, self._status, self._kind
-        lo_ns, hi_ns, want = self._min_ns, self._max_ns, self._want
+        lo_ns, hi_ns, want, lo, hi = self._min_ns, self._max_ns, self._want, self._lo, self._hi
         checks: list[Predicate] = []
-        exprs: list[pc.Expression] = []
         if service is not None:
             checks.append(lambda f: f[SPAN_SERVICE] == service)
-            exprs.append(pc.field("service") == service)
         if name is not None:
             checks.append(lambda f: f[SPAN_NAME] == name)
-            exprs.append(pc.field("name") == name)
         if status is not None:
             checks.append(lambda f: f[SPAN_STATUS] == status)
-            exprs.append(pc.field("status") == self.status)
         if kind is not None:
             checks.append(lambda f: f[SPAN_KIND] == kind)
-            exprs.append(pc.field("kind") == self.kind)
         if lo_ns is not None:
             checks.append(lambda f: f[SPAN_END] - f[SPAN_START] >= lo_ns)
-            exprs.append(pc.field("duration_ns") >= math.ceil(lo_ns))
         if hi_ns is not None:
             checks.append(lambda f: f[SPAN_END] - f[SPAN_START] <= hi_ns)
-            exprs.append(pc.field("duration_ns") <= math.floor(hi_ns))
         if want is not None:
             checks.append(lambda f: args.attrs_match(want, f[SPAN_ATTRS], f[SPAN_RESOURCE]))
-        exprs += time_exprs("start_ns", self._lo, self._hi)
+
+        def arrow() -> pc.Expression | None:  # the same conditions but attributes (maps: ``keep`` checks them)
+            exprs: list[pc.Expression] = []
+            if service is not None:
+                exprs.append(pc.field("service") == service)
+            if name is not None:
+                exprs.append(pc.field("name") == name)
+            if status is not None:
+                exprs.append(pc.field("status") == self.status)
+            if kind is not None:
+                exprs.append(pc.field("kind") == self.kind)
+            if lo_ns is not None:
+                exprs.append(pc.field("duration_ns") >= math.ceil(lo_ns))
+            if hi_ns is not None:
+                exprs.append(pc.field("duration_ns") <= math.floor(hi_ns))
+            return and_all(exprs + time_exprs("start_ns", lo, hi))
+
         text = None
         if self._terms is not None:
             text = TextQuery(DOC_SPAN, self._terms, service=service, level=status)
         return Scan(
             "spans",
             "start_ns",
-            self._lo,
-            self._hi,
+            lo,
+            hi,
             args.all_of(checks),
-            and_all(exprs),
+            arrow,
             service=service,
             text=text,
-            empty=self._hi is not None and self._hi <= 0,
+            empty=hi is not None and hi <= 0,
         )
 
 
@@ -297,21 +329,27 @@ class LogFilter:
 
     def scan(self) -> Scan:
         """This filter translated for the tiers and the index."""
-        service, sev, want, trace = self.service, self.min_severity, self._want, self._trace
+        service, sev, want, trace, lo, hi = self.service, self.min_severity, self._want, self._trace, self._lo, self._hi
         checks: list[Predicate] = []
-        exprs: list[pc.Expression] = []
         if service is not None:
             checks.append(lambda f: f[LOG_SERVICE] == service)
-            exprs.append(pc.field("service") == service)
         if sev is not None:
             checks.append(lambda f: f[LOG_SEVERITY] >= sev)
-            exprs.append(pc.field("severity_number") >= sev)
         if want is not None:
             checks.append(lambda f: args.attrs_match(want, f[LOG_ATTRS], f[LOG_RESOURCE]))
         if trace is not None:
             checks.append(lambda f: f[LOG_TRACE] == trace)
-            exprs.append(trace_expr(trace))
-        exprs += time_exprs("time_ns", self._lo, self._hi)
+
+        def arrow() -> pc.Expression | None:  # the same conditions but attributes (maps: ``keep`` checks them)
+            exprs: list[pc.Expression] = []
+            if service is not None:
+                exprs.append(pc.field("service") == service)
+            if sev is not None:
+                exprs.append(pc.field("severity_number") >= sev)
+            if trace is not None:
+                exprs.append(trace_expr(trace))
+            return and_all(exprs + time_exprs("time_ns", lo, hi))
+
         text = None
         if self._terms is not None:
             hexed = trace.hex() if trace is not None else None
@@ -319,14 +357,14 @@ class LogFilter:
         return Scan(
             "logs",
             "time_ns",
-            self._lo,
-            self._hi,
+            lo,
+            hi,
             args.all_of(checks),
-            and_all(exprs),
+            arrow,
             service=service,
             trace=trace,
             text=text,
-            empty=self._hi is not None and self._hi <= 0,
+            empty=hi is not None and hi <= 0,
         )
 
 
@@ -355,31 +393,37 @@ class MetricFilter:
 
     def scan(self) -> Scan:
         """This filter translated for the tiers (the series predicate included)."""
-        name, service, want = self.name, self.service, self._want
+        name, service, want, lo, hi = self.name, self.service, self._want, self._lo, self._hi
         checks: list[Predicate] = []
         series_checks: list[Predicate] = []
-        exprs: list[pc.Expression] = time_exprs("time_ns", self._lo, self._hi)
         if name is not None:
             checks.append(lambda f: f[METRIC_NAME] == name)
-            exprs.append(pc.field("name") == name)
         if service is not None:
             checks.append(lambda f: f[METRIC_SERVICE] == service)
             series_checks.append(lambda d: d[SERIES_SERVICE] == service)
-            exprs.append(pc.field("service") == service)
         if want is not None:
             checks.append(lambda f: args.attrs_match(want, f[METRIC_ATTRS], {}))
             series_checks.append(lambda d: args.attrs_match(want, d[SERIES_ATTRS], {}))
+
+        def arrow() -> pc.Expression | None:  # the same conditions but attributes (maps: ``keep`` checks them)
+            exprs = time_exprs("time_ns", lo, hi)
+            if name is not None:
+                exprs.append(pc.field("name") == name)
+            if service is not None:
+                exprs.append(pc.field("service") == service)
+            return and_all(exprs)
+
         return Scan(
             "metrics",
             "time_ns",
-            self._lo,
-            self._hi,
+            lo,
+            hi,
             args.all_of(checks),
-            and_all(exprs),
+            arrow,
             service=service,
             metric=name,
             series_keep=args.all_of(series_checks),
-            empty=self._hi is not None and self._hi <= 0,
+            empty=hi is not None and hi <= 0,
         )
 
 
