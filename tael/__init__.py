@@ -52,14 +52,18 @@ from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._maintenance import Maintenance
+    from ._query.filters import LogFilter, MetricFilter, SpanFilter
     from ._repair import repair
     from ._store import Store, rebuild_index
     from ._writer import BackgroundWriter
 
-# The store and what it drags in (pyarrow, tantivy, lmdb) load on first use, so
+# The store, the query filters and what they drag in (pyarrow, tantivy, lmdb) load on first use, so
 # that ``tael --help`` and ``import tael`` for the record types stay instant.
 _LAZY = {
     "Maintenance": "._maintenance",
+    "SpanFilter": "._query.filters",
+    "LogFilter": "._query.filters",
+    "MetricFilter": "._query.filters",
     "Store": "._store",
     "rebuild_index": "._store",
     "repair": "._repair",
@@ -91,11 +95,13 @@ __all__ = [
     "CorruptionError",
     "DamagedRegion",
     "ErrorOperation",
+    "LogFilter",
     "LogRecord",
     "LogSummary",
     "Maintenance",
     "MaintenanceReport",
     "MetricBucket",
+    "MetricFilter",
     "MetricPoint",
     "MetricSummary",
     "ReadOnlyError",
@@ -110,6 +116,7 @@ __all__ = [
     "SignalStats",
     "Span",
     "SpanEvent",
+    "SpanFilter",
     "SpanLink",
     "StandbyError",
     "StorageError",

@@ -924,9 +924,11 @@ def query_traces(
     output: str,
 ) -> None:
     """Spans matching every filter (Store.query_traces), newest start first."""
+    from ._query.filters import SpanFilter
+
     attributes = _attrs(attrs)
     with _reader(data) as store:
-        spans = store.query_traces(
+        where = SpanFilter(
             service=service,
             name=name,
             status=status,
@@ -936,10 +938,9 @@ def query_traces(
             attributes=attributes,
             start=start,
             end=end,
-            limit=limit,
             text=text,
-            order=order,
         )
+        spans = store.query_traces(where, limit=limit, order=order)
     if output == "json":
         _emit_json(spans)
     else:
@@ -972,19 +973,20 @@ def query_logs(
     output: str,
 ) -> None:
     """Log records matching every filter (Store.query_logs), newest first."""
+    from ._query.filters import LogFilter
+
     attributes = _attrs(attrs)
     with _reader(data) as store:
-        logs = store.query_logs(
+        where = LogFilter(
             service=service,
             min_severity=min_severity,
             trace_id=trace_id,
             attributes=attributes,
             start=start,
             end=end,
-            limit=limit,
             text=text,
-            order=order,
         )
+        logs = store.query_logs(where, limit=limit, order=order)
     if output == "json":
         _emit_json(logs)
     else:
@@ -1028,9 +1030,10 @@ def query_metrics(
                 name, service=service, attributes=attributes, start=start, end=end, step=step
             )
         else:
-            points = store.query_metrics(
-                name=name, service=service, attributes=attributes, start=start, end=end, limit=limit
-            )
+            from ._query.filters import MetricFilter
+
+            where = MetricFilter(name=name, service=service, attributes=attributes, start=start, end=end)
+            points = store.query_metrics(where, limit=limit)
     if step is not None:
         if output == "json":
             _emit_json(buckets)
@@ -1086,15 +1089,17 @@ def search(text: str, data: str, signal: str, service: str | None, limit: int, o
 
     Every word and every "quoted phrase" of TEXT must match, case-insensitively.
     """
+    from ._query.filters import LogFilter, SpanFilter
+
     with _reader(data) as store:
         if signal == "spans":
-            spans = store.query_traces(text=text, service=service, limit=limit)
+            spans = store.query_traces(SpanFilter(text=text, service=service), limit=limit)
             if output == "json":
                 _emit_json(spans)
             else:
                 _print(_console(), span_hits_table(spans, text, f"{len(spans)} spans matching {text}"))
         else:
-            logs = store.query_logs(text=text, service=service, limit=limit)
+            logs = store.query_logs(LogFilter(text=text, service=service), limit=limit)
             if output == "json":
                 _emit_json(logs)
             else:

@@ -4,7 +4,14 @@ and the conversion between hot-tier records and Arrow tables.
 The layout and every column are a public format documented in
 docs/format/cold.md: DuckDB, Spark or pyarrow read these files without tael.
 This module knows nothing about LMDB; the manifest that says which files are
-live lives in the hot tier and is driven by ``_maintenance``.
+live lives in the hot tier and is driven by ``_maintenance``. Queries read the
+tier through :class:`ColdReader` (the read protocol of ``tael._query.tier``),
+given a manifest snapshot and the cold trace index of the same LMDB transaction.
+
+Three parts, in this order: the format (schemas, records <-> tables), the files
+(:class:`ColdTier`) and the reader. Together they are over the ~800 lines a
+module should stay under; they are kept in one module until the tier becomes a
+package (docs/architecture.md), where they split along those lines.
 """
 
 from __future__ import annotations
@@ -29,7 +36,63 @@ import pyarrow.parquet as pq
 
 from ._coldfs import LocalFiles, RemoteFiles, open_files
 from ._errors import StorageError
+from ._layout import (
+    EVENT_ATTRS,
+    EVENT_NAME,
+    EVENT_TIME,
+    LINK_ATTRS,
+    LINK_SPAN,
+    LINK_TRACE,
+    LOG_ATTRS,
+    LOG_BODY,
+    LOG_OBSERVED,
+    LOG_RESOURCE,
+    LOG_SCOPE_NAME,
+    LOG_SERVICE,
+    LOG_SEVERITY,
+    LOG_SEVERITY_TEXT,
+    LOG_SPAN,
+    LOG_TIME,
+    LOG_TRACE,
+    METRIC_ATTRS,
+    METRIC_BOUNDS,
+    METRIC_BUCKETS,
+    METRIC_COUNT,
+    METRIC_KIND,
+    METRIC_MAX,
+    METRIC_MIN,
+    METRIC_MONOTONIC,
+    METRIC_NAME,
+    METRIC_SERVICE,
+    METRIC_START,
+    METRIC_SUM,
+    METRIC_TEMPORALITY,
+    METRIC_TIME,
+    METRIC_UNIT,
+    METRIC_VALUE,
+    SPAN_ATTRS,
+    SPAN_END,
+    SPAN_EVENTS,
+    SPAN_FLAGS,
+    SPAN_ID,
+    SPAN_KIND,
+    SPAN_LINKS,
+    SPAN_NAME,
+    SPAN_PARENT,
+    SPAN_RESOURCE,
+    SPAN_SCOPE_NAME,
+    SPAN_SCOPE_VERSION,
+    SPAN_SERVICE,
+    SPAN_START,
+    SPAN_STATUS,
+    SPAN_STATUS_MESSAGE,
+    SPAN_TRACE,
+    SPAN_TRACE_STATE,
+)
 from ._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
+from ._query.filters import Predicate, Scan, trace_expr
+from ._query.plan import plan
+from ._query.tier import Hit, Stop
 
 log = logging.getLogger(__name__)
 
@@ -319,38 +382,45 @@ def _unhex(s: str | None) -> bytes | None:
 def spans_table(records: Sequence[list[Any]]) -> pa.Table:
     cols: dict[str, list[Any]] = {name: [] for name in SPAN_SCHEMA.names}
     for f in records:
-        cols["trace_id"].append(f[0].hex())
-        cols["span_id"].append(f[1].hex())
-        cols["parent_span_id"].append(_hex(f[2]))
-        cols["name"].append(f[3])
-        cols["service"].append(f[4])
-        cols["kind"].append(SPAN_KINDS[f[7]])
-        cols["status"].append(SPAN_STATUSES[f[8]])
-        cols["status_message"].append(f[9])
-        cols["start_ns"].append(f[5])
-        cols["end_ns"].append(f[6])
-        cols["duration_ns"].append(f[6] - f[5])
-        cols["start_time"].append(f[5])
+        cols["trace_id"].append(f[SPAN_TRACE].hex())
+        cols["span_id"].append(f[SPAN_ID].hex())
+        cols["parent_span_id"].append(_hex(f[SPAN_PARENT]))
+        cols["name"].append(f[SPAN_NAME])
+        cols["service"].append(f[SPAN_SERVICE])
+        cols["kind"].append(SPAN_KINDS[f[SPAN_KIND]])
+        cols["status"].append(SPAN_STATUSES[f[SPAN_STATUS]])
+        cols["status_message"].append(f[SPAN_STATUS_MESSAGE])
+        cols["start_ns"].append(f[SPAN_START])
+        cols["end_ns"].append(f[SPAN_END])
+        cols["duration_ns"].append(f[SPAN_END] - f[SPAN_START])
+        cols["start_time"].append(f[SPAN_START])
         refs: list[dict[str, Any]] = []
-        attrs = _unblobbed(f[10], -1, refs)
+        attrs = _unblobbed(f[SPAN_ATTRS], -1, refs)
         cols["attributes"].append(_attr_pairs(attrs))
         cols["attributes_typed"].append(_attr_typed(attrs))
-        cols["resource"].append(_attr_pairs(f[11]))
-        cols["resource_typed"].append(_attr_typed(f[11]))
-        cols["scope_name"].append(f[12])
-        cols["scope_version"].append(f[13])
+        cols["resource"].append(_attr_pairs(f[SPAN_RESOURCE]))
+        cols["resource_typed"].append(_attr_typed(f[SPAN_RESOURCE]))
+        cols["scope_name"].append(f[SPAN_SCOPE_NAME])
+        cols["scope_version"].append(f[SPAN_SCOPE_VERSION])
         cols["events"].append(
             [
-                {"time_ns": e[0], "name": e[1], "attributes": _json(_unblobbed(e[2], j, refs))}
-                for j, e in enumerate(f[14])
+                {
+                    "time_ns": e[EVENT_TIME],
+                    "name": e[EVENT_NAME],
+                    "attributes": _json(_unblobbed(e[EVENT_ATTRS], j, refs)),
+                }
+                for j, e in enumerate(f[SPAN_EVENTS])
             ]
         )
         cols["payload_refs"].append(refs or None)
         cols["links"].append(
-            [{"trace_id": ln[0].hex(), "span_id": ln[1].hex(), "attributes": _json(ln[2])} for ln in f[15]]
+            [
+                {"trace_id": ln[LINK_TRACE].hex(), "span_id": ln[LINK_SPAN].hex(), "attributes": _json(ln[LINK_ATTRS])}
+                for ln in f[SPAN_LINKS]
+            ]
         )
-        cols["trace_state"].append(f[16])
-        cols["flags"].append(f[17])
+        cols["trace_state"].append(f[SPAN_TRACE_STATE])
+        cols["flags"].append(f[SPAN_FLAGS])
     return _table("spans", cols)
 
 
@@ -358,26 +428,26 @@ def logs_table(records: Sequence[tuple[int, int, list[Any]]]) -> pa.Table:
     """``records``: (wal lsn, index in batch, record)."""
     cols: dict[str, list[Any]] = {name: [] for name in LOG_SCHEMA.names}
     for lsn, idx, f in records:
-        cols["time_ns"].append(f[0])
-        cols["time"].append(f[0])
-        cols["observed_ns"].append(f[9])
-        cols["service"].append(f[2])
-        cols["severity_number"].append(f[3])
-        cols["severity_text"].append(f[4])
-        body = f[1]
+        cols["time_ns"].append(f[LOG_TIME])
+        cols["time"].append(f[LOG_TIME])
+        cols["observed_ns"].append(f[LOG_OBSERVED])
+        cols["service"].append(f[LOG_SERVICE])
+        cols["severity_number"].append(f[LOG_SEVERITY])
+        cols["severity_text"].append(f[LOG_SEVERITY_TEXT])
+        body = f[LOG_BODY]
         if type(body) is bytes:
             cols["body_blob"].append(body.hex())
             body = BLOB_PREFIX + body.hex()
         else:
             cols["body_blob"].append(None)
         cols["body"].append(body)
-        cols["trace_id"].append(_hex(f[5]))
-        cols["span_id"].append(_hex(f[6]))
-        cols["attributes"].append(_attr_pairs(f[7]))
-        cols["attributes_typed"].append(_attr_typed(f[7]))
-        cols["resource"].append(_attr_pairs(f[8]))
-        cols["resource_typed"].append(_attr_typed(f[8]))
-        cols["scope_name"].append(f[10])
+        cols["trace_id"].append(_hex(f[LOG_TRACE]))
+        cols["span_id"].append(_hex(f[LOG_SPAN]))
+        cols["attributes"].append(_attr_pairs(f[LOG_ATTRS]))
+        cols["attributes_typed"].append(_attr_typed(f[LOG_ATTRS]))
+        cols["resource"].append(_attr_pairs(f[LOG_RESOURCE]))
+        cols["resource_typed"].append(_attr_typed(f[LOG_RESOURCE]))
+        cols["scope_name"].append(f[LOG_SCOPE_NAME])
         cols["wal_lsn"].append(lsn)
         cols["batch_index"].append(idx)
     return _table("logs", cols)
@@ -387,25 +457,25 @@ def metrics_table(records: Sequence[tuple[int, int, bytes, list[Any]]]) -> pa.Ta
     """``records``: (wal lsn, index in batch, series id, record)."""
     cols: dict[str, list[Any]] = {name: [] for name in METRIC_SCHEMA.names}
     for lsn, idx, sid, f in records:
-        cols["time_ns"].append(f[0])
-        cols["time"].append(f[0])
-        cols["name"].append(f[1])
-        cols["service"].append(f[2])
+        cols["time_ns"].append(f[METRIC_TIME])
+        cols["time"].append(f[METRIC_TIME])
+        cols["name"].append(f[METRIC_NAME])
+        cols["service"].append(f[METRIC_SERVICE])
         cols["series_id"].append(sid.hex())
-        cols["kind"].append(METRIC_KINDS[f[4]])
-        cols["value"].append(f[3])
-        cols["unit"].append(f[5])
-        cols["attributes"].append(_attr_pairs(f[6]))
-        cols["attributes_typed"].append(_attr_typed(f[6]))
-        cols["monotonic"].append(f[7])
-        cols["temporality"].append(TEMPORALITIES[f[8]])
-        cols["start_ns"].append(f[9])
-        cols["count"].append(f[10])
-        cols["sum"].append(f[11])
-        cols["min"].append(f[12])
-        cols["max"].append(f[13])
-        cols["bucket_counts"].append(f[14])
-        cols["explicit_bounds"].append(f[15])
+        cols["kind"].append(METRIC_KINDS[f[METRIC_KIND]])
+        cols["value"].append(f[METRIC_VALUE])
+        cols["unit"].append(f[METRIC_UNIT])
+        cols["attributes"].append(_attr_pairs(f[METRIC_ATTRS]))
+        cols["attributes_typed"].append(_attr_typed(f[METRIC_ATTRS]))
+        cols["monotonic"].append(f[METRIC_MONOTONIC])
+        cols["temporality"].append(TEMPORALITIES[f[METRIC_TEMPORALITY]])
+        cols["start_ns"].append(f[METRIC_START])
+        cols["count"].append(f[METRIC_COUNT])
+        cols["sum"].append(f[METRIC_SUM])
+        cols["min"].append(f[METRIC_MIN])
+        cols["max"].append(f[METRIC_MAX])
+        cols["bucket_counts"].append(f[METRIC_BUCKETS])
+        cols["explicit_bounds"].append(f[METRIC_BOUNDS])
         cols["wal_lsn"].append(lsn)
         cols["batch_index"].append(idx)
     return _table("metrics", cols)
@@ -508,7 +578,7 @@ def span_records(table: pa.Table) -> list[list[Any]]:
         if refs:
             f = out[-1]
             for ref in refs:
-                target = f[10] if ref["event"] < 0 else f[14][ref["event"]][2]
+                target = f[SPAN_ATTRS] if ref["event"] < 0 else f[SPAN_EVENTS][ref["event"]][EVENT_ATTRS]
                 target[ref["key"]] = bytes.fromhex(ref["sha256"])
     return out
 
@@ -547,7 +617,7 @@ def log_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]
             c["observed_ns"][i],
             c["scope_name"][i],
         ]
-        out.append(((f[0], c["wal_lsn"][i], c["batch_index"][i]), f))
+        out.append(((f[LOG_TIME], c["wal_lsn"][i], c["batch_index"][i]), f))
     return out
 
 
@@ -575,7 +645,7 @@ def metric_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any
             c["bucket_counts"][i],
             c["explicit_bounds"][i],
         ]
-        out.append(((f[0], c["wal_lsn"][i], c["batch_index"][i]), f))
+        out.append(((f[METRIC_TIME], c["wal_lsn"][i], c["batch_index"][i]), f))
     return out
 
 
@@ -885,3 +955,154 @@ def open_cold_tier(data_dir: Path, settings: Any) -> ColdTier:
         row_group_rows=settings.cold_row_group_rows,
         compression_level=settings.cold_compression_level,
     )
+
+
+# ---------------------------------------------------------------- the read protocol
+
+_SCAN_ORDER = {
+    "spans": ("start_ns", "trace_id", "span_id"),
+    "logs": ("time_ns", "wal_lsn", "batch_index"),
+    "metrics": ("time_ns", "wal_lsn", "batch_index"),
+}
+"""Each signal's sort key (``tael._query.tier``) as columns."""
+
+TraceRefs = Callable[[bytes, str], dict[int, list[int]]]
+"""(trace id, "spans" or "logs") -> {file id: row groups holding that trace's rows}."""
+
+
+def span_hits(table: pa.Table) -> list[Hit]:
+    """Rows of a spans table as hits: ((trace, span), (start, trace, span), record)."""
+    return [((f[SPAN_TRACE], f[SPAN_ID]), (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for f in span_records(table)]
+
+
+def _keyed_hits(records: list[tuple[tuple[int, int, int], list[Any]]]) -> list[Hit]:
+    return [(key, key, f) for key, f in records]
+
+
+def log_hits(table: pa.Table) -> list[Hit]:
+    """Rows of a logs table as hits keyed by (time, lsn, index)."""
+    return _keyed_hits(log_records(table))
+
+
+def metric_hits(table: pa.Table) -> list[Hit]:
+    """Rows of a metrics table as hits keyed by (time, lsn, index)."""
+    return _keyed_hits(metric_records(table))
+
+
+_HITS: dict[str, Callable[[pa.Table], list[Hit]]] = {"spans": span_hits, "logs": log_hits, "metrics": metric_hits}
+
+
+def _converted(table: pa.Table, hits: Callable[[pa.Table], list[Hit]], keep: Predicate, limit: int) -> list[Hit]:
+    """The first ``limit`` rows of a sorted table whose records pass ``keep``, converting
+    to Python in slices so a broad query does not materialise a whole partition."""
+    out: list[Hit] = []
+    offset, size = 0, max(64, limit)
+    while offset < table.num_rows and len(out) < limit:
+        for hit in hits(table.slice(offset, size)):
+            if keep(hit[2]):
+                out.append(hit)
+                if len(out) >= limit:
+                    break
+        offset += size
+        size *= 4
+    return out
+
+
+class ColdReader:
+    """The cold tier as of one snapshot: the manifest an LMDB read transaction saw and
+    that transaction's cold trace index (``trace_refs``). Implements
+    ``tael._query.tier.TierReader``; scans are planned by ``tael._query.plan``."""
+
+    def __init__(self, cold: ColdTier, manifest: list[ColdFile], trace_refs: TraceRefs) -> None:
+        self.cold = cold
+        self.manifest = manifest
+        self.trace_refs = trace_refs
+        self._by_id: dict[int, ColdFile] | None = None  # built on first use: most hot-only reads never need it
+        self._groups: dict[tuple[int, int], pa.Table] = {}  # row groups lookups read, for the next lookup
+
+    @property
+    def by_id(self) -> dict[int, ColdFile]:
+        """The snapshot's files by id."""
+        if self._by_id is None:
+            self._by_id = {f.file_id: f for f in self.manifest}
+        return self._by_id
+
+    def scan(self, scan: Scan, *, newest_first: bool, limit: int, stop: Stop) -> Iterator[list[Hit]]:
+        way = "descending" if newest_first else "ascending"
+        order = [(column, way) for column in _SCAN_ORDER[scan.signal]]
+        hits, keep = _HITS[scan.signal], scan.keep
+        if scan.trace is not None:  # the cold trace index names the row groups: no plan, no early stop
+            for file_id, rgs in sorted(self.trace_refs(scan.trace, scan.signal).items()):
+                f = self.by_id.get(file_id)
+                if f is not None:
+                    table = self.cold.read_row_groups(f, rgs)
+                    if scan.expr is not None:
+                        table = table.filter(scan.expr)
+                    yield _converted(table.sort_by(order), hits, keep, limit)
+            return
+        tasks = plan(self.manifest, scan, newest_first=newest_first, row_group_times=self.cold.row_group_times)
+        for task in tasks:
+            if stop(task.bound(newest_first)):
+                return
+            if task.row_group is None:
+                table = self.cold.read([task.file], filter=scan.expr)
+            else:
+                table = self.cold.read_row_groups(task.file, [task.row_group])
+                if scan.expr is not None:
+                    table = table.filter(scan.expr)
+            yield _converted(table.sort_by(order), hits, keep, limit)
+
+    def trace(self, trace: bytes) -> list[Hit]:
+        out: list[Hit] = []
+        for file_id, rgs in sorted(self.trace_refs(trace, "spans").items()):
+            f = self.by_id.get(file_id)
+            if f is not None:
+                out += span_hits(self.cold.read_row_groups(f, rgs).filter(trace_expr(trace)))
+        return out
+
+    def lookup(self, signal: str, keys: Sequence[Any]) -> list[Hit]:
+        if signal == "spans":
+            return self._spans(keys)
+        if signal == "logs":
+            return self._logs(keys)
+        raise ValueError(f"lookups are by span or log key, not {signal!r}")
+
+    def _group(self, f: ColdFile, rg: int) -> pa.Table:
+        table = self._groups.get((f.file_id, rg))
+        if table is None:
+            table = self._groups[(f.file_id, rg)] = self.cold.read_row_groups(f, [rg])
+        return table
+
+    def _spans(self, keys: Sequence[tuple[bytes, bytes]]) -> list[Hit]:
+        """Spans by (trace, span) id, through the cold trace index; each row group is
+        read once per reader (lookups come in pages)."""
+        out: list[Hit] = []
+        wanted = set(keys)
+        for trace in {t for t, _s in keys}:
+            for file_id, rgs in self.trace_refs(trace, "spans").items():
+                f = self.by_id.get(file_id)
+                if f is None:
+                    continue
+                for rg in rgs:
+                    rows = self._group(f, rg).filter(trace_expr(trace))
+                    out += [hit for hit in span_hits(rows) if hit[0] in wanted]
+        return out
+
+    def _logs(self, keys: Sequence[tuple[int, int, int]]) -> list[Hit]:
+        """Logs by (time, lsn, index) key. Each row group that may hold a wanted time is
+        read once, and only its rows at wanted times are converted to Python."""
+        wanted: dict[tuple[int, int], set[tuple[int, int, int]]] = {}
+        files = [f for f in self.manifest if f.dataset == "logs"]
+        for key in keys:
+            t = key[0]
+            for f in files:
+                if f.min_ns <= t <= f.max_ns:
+                    for rg, t_min, t_max in self.cold.row_group_times(f, "time_ns"):
+                        if t_min <= t <= t_max:
+                            wanted.setdefault((f.file_id, rg), set()).add(key)
+        out: list[Hit] = []
+        for (file_id, rg), group in wanted.items():
+            table = self.cold.read_row_groups(self.by_id[file_id], [rg])
+            table = table.filter(pc.field("time_ns").isin(sorted({k[0] for k in group})))
+            out += [hit for hit in log_hits(table) if hit[0] in group]
+        return out

@@ -41,7 +41,9 @@ from ._layout import (
     METRIC_ROW_PACKED,
     METRIC_ROW_SERIES,
     METRIC_ROW_TIME,
+    SERIES_SERVICE,
     SPAN_END,
+    SPAN_ID,
     SPAN_ROW_DURATION,
     SPAN_ROW_ERROR,
     SPAN_ROW_FLAG,
@@ -54,8 +56,11 @@ from ._layout import (
     SPAN_SERVICE,
     SPAN_START,
     SPAN_STATUS,
+    SPAN_TRACE,
 )
 from ._models import SignalStats
+from ._query.filters import Scan
+from ._query.tier import Hit, Stop
 from ._wal import RecordType
 
 log = logging.getLogger(__name__)
@@ -646,7 +651,7 @@ class HotTier:
         out = {}
         for key, desc in txn.cursor(db=self.db["series"]):
             raw = bytes(key)  # name NUL series id (8 bytes, which may hold NULs)
-            out[raw[-8:]] = (raw[:-9].decode(), unpackb(desc)[0])
+            out[raw[-8:]] = (raw[:-9].decode(), unpackb(desc)[SERIES_SERVICE])
         return out
 
     def operations(self, txn: lmdb.Transaction, service: str) -> list[str]:
@@ -981,3 +986,72 @@ def text_keys(rtype: int, row: Any) -> list[bytes]:
     if rtype == RecordType.METRICS:  # series
         return [row[METRIC_ROW_NAME].encode() + b"\x00" + row[METRIC_ROW_SERIES]]
     return []
+
+
+# ---------------------------------------------------------------- the read protocol
+
+_TRACE_SIGNALS = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
+
+
+def _span_hits(rows: list[list[Any]]) -> list[Hit]:
+    return [((f[SPAN_TRACE], f[SPAN_ID]), (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for f in rows]
+
+
+def _keyed_hits(rows: list[tuple[bytes, list[Any]]]) -> list[Hit]:
+    unpack = _QQI.unpack
+    return [((key := unpack(raw)), key, f) for raw, f in rows]
+
+
+class HotReader:
+    """The hot tier as of one LMDB read transaction. Implements
+    ``tael._query.tier.TierReader``; it also answers, from the same transaction, what
+    the cold tier's reader needs from LMDB (``trace_refs``) and the metric series
+    catalog (``series``), which describes hot and cold points alike."""
+
+    def __init__(self, hot: HotTier, txn: lmdb.Transaction) -> None:
+        self.hot = hot
+        self.txn = txn
+
+    def scan(self, scan: Scan, *, newest_first: bool, limit: int, stop: Stop) -> Iterator[list[Hit]]:
+        hot, txn, keep = self.hot, self.txn, scan.keep
+        lo, hi = scan.lo, scan.hi
+        if scan.signal == "spans":
+            rows = hot.scan(txn, "spans", lo, hi, reverse=newest_first, keep=keep, limit=limit)
+            yield [((f[SPAN_TRACE], f[SPAN_ID]), (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for _k, f in rows]
+        elif scan.signal == "logs":
+            if scan.trace is not None:
+                rows = hot.logs_by_trace(txn, scan.trace, lo, hi, keep, limit, newest_first=newest_first)
+            else:
+                rows = hot.scan(txn, "logs", lo, hi, reverse=newest_first, keep=keep, limit=limit)
+            yield _keyed_hits(rows)
+        elif scan.signal == "metrics":
+            if scan.series is not None:  # the series were chosen by the filter: no predicate per point
+                if newest_first:
+                    raise ValueError("metric points by series are read oldest first")
+                rows = hot.series_points(txn, scan.series, lo, hi, limit)
+            else:
+                rows = hot.scan(txn, "metrics", lo, hi, reverse=newest_first, keep=keep, limit=limit)
+            yield _keyed_hits(rows)
+        else:
+            raise ValueError(f"unknown signal {scan.signal!r}")
+
+    def trace(self, trace: bytes) -> list[Hit]:
+        return _span_hits(self.hot.trace_spans(self.txn, trace))
+
+    def lookup(self, signal: str, keys: Sequence[Any]) -> list[Hit]:
+        if signal == "spans":
+            found = self.hot.get_spans(self.txn, keys)
+            return _span_hits([found[k] for k in keys if k in found])
+        if signal == "logs":
+            logs = self.hot.get_logs(self.txn, keys)
+            return [(k, k, logs[k]) for k in keys if k in logs]
+        raise ValueError(f"lookups are by span or log key, not {signal!r}")
+
+    def trace_refs(self, trace: bytes, signal: str) -> dict[int, list[int]]:
+        """file id -> row groups of the cold files holding rows of ``trace`` ("spans" or
+        "logs"), from the cold trace index in this transaction."""
+        return self.hot.trace_refs(self.txn, trace, _TRACE_SIGNALS[signal])
+
+    def series(self, name: str, keep: Callable[[list[Any]], bool]) -> list[bytes]:
+        """Ids of the series named ``name`` whose descriptors (``SERIES_*``) pass ``keep``."""
+        return [sid for sid, desc in self.hot.series_for(self.txn, name) if keep(desc)]

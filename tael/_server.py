@@ -56,6 +56,7 @@ from ._errors import (
 )
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
+from ._query.filters import LogFilter, SpanFilter
 from ._replication.http import routes as replication_routes
 from ._settings import Settings
 from ._store import Store
@@ -342,15 +343,15 @@ def create_app(
         tags = _tags(q.get("tags"))
         start = _time(q.get("start"), "start", _US)
         end = _time(q.get("end"), "end", _US)
-        spans = store.query_traces(
+        where = SpanFilter(
             service=_opt_name(q.get("service"), "service"),
             name=_opt_name(q.get("operation"), "operation"),
             min_duration_ms=_duration_ms(q.get("minDuration"), "minDuration"),
             max_duration_ms=_duration_ms(q.get("maxDuration"), "maxDuration"),
             start=start,
             end=min(end + _US, _otlp.MAX_NS) if end is not None else None,  # Jaeger's end is inclusive
-            limit=min(max(limit * 50, 500), 100_000),
         )
+        spans = store.query_traces(where, limit=min(max(limit * 50, 500), 100_000))
         ids: list[str] = []
         for s in spans:
             if tags and not _tags_match(tags, s):
@@ -393,15 +394,16 @@ def create_app(
         text = q.get("q")
         if not text:
             raise ValueError("q (the text to search for) is required")
-        filters: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "text": _text(text, "q"),
             "service": _opt_name(q.get("service"), "service"),
             "start": _time(q.get("start"), "start", 1),
             "end": _time(q.get("end"), "end", 1),
         }
         limit = _limit(q.get("limit"), "limit", 20, _MAX_LIMIT)
+        where = SpanFilter(**fields)
         spans, cut = _limits.capped_records(
-            lambda n: store.query_traces(**filters, limit=n),
+            lambda n: store.query_traces(where, limit=n),
             limit,
             settings.server_max_response_bytes,
             _limits.request_reservation(r),
@@ -411,7 +413,7 @@ def create_app(
     def logs(r: Request) -> dict[str, Any]:
         q = _params(r, ("q", "service", "min_severity", "trace_id", "start", "end", "limit"))
         trace_id = q.get("trace_id")
-        filters: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "text": _text(q["q"], "q") if q.get("q") else None,
             "service": _opt_name(q.get("service"), "service"),
             "min_severity": _severity(q.get("min_severity"), "min_severity"),
@@ -420,9 +422,10 @@ def create_app(
             "end": _time(q.get("end"), "end", 1),
         }
         limit = _limit(q.get("limit"), "limit", 100, _MAX_LIMIT)
+        where = LogFilter(**fields)
         found: list[LogRecord]
         found, cut = _limits.capped_records(
-            lambda n: store.query_logs(**filters, limit=n),
+            lambda n: store.query_logs(where, limit=n),
             limit,
             settings.server_max_response_bytes,
             _limits.request_reservation(r),

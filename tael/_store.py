@@ -10,21 +10,18 @@ maintenance to the Compactor (tael/_compactor.py), replication to the store's No
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import pyarrow.compute as pc
 
 from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._check import check_tiers
-from ._codec import decode_log, decode_metric, decode_span, to_ns
-from ._cold import ColdFile, log_records, metric_records, open_cold_tier, span_records
+from ._codec import to_ns
+from ._cold import open_cold_tier
 from ._compactor import Compactor
 from ._errors import (
     ReadOnlyError,
@@ -32,11 +29,9 @@ from ._errors import (
     StoreClosedError,
 )
 from ._fsutil import DirLock
-from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
+from ._hot import HotTier
 from ._ingest import Ingest
 from ._models import (
-    SPAN_KINDS,
-    SPAN_STATUSES,
     AnomalyReport,
     Comment,
     CompactionReport,
@@ -52,19 +47,18 @@ from ._models import (
     SummaryReport,
     TraceOverview,
 )
-from ._query import aggregate, analytics, args, catalog, filters, sql
+from ._query import aggregate, analytics, catalog, sql
+from ._query import logs as log_reads
+from ._query import metrics as metric_reads
+from ._query import traces as trace_reads
 from ._query.context import ReadContext
+from ._query.filters import LogFilter, MetricFilter, SpanFilter, chosen
 from ._record import as_batch, encode_rows
 from ._replication.identity import open_identity, read_identity
 from ._replication.leader import client_options
 from ._replication.node import Node
 from ._search import (
-    DOC_LOG,
-    DOC_SPAN,
     TextIndex,
-    matches,
-    parse_text,
-    span_key,
 )
 from ._settings import Settings
 from ._wal import (
@@ -341,33 +335,18 @@ class Store:
 
     # ------------------------------------------------------------ reads
     #
-    # Each read takes one LMDB snapshot of the hot tier and the cold manifest
-    # together, so a record moving between tiers is seen exactly once. A cold file
-    # may be unlinked (retention, merge) after the snapshot listed it; the read is
-    # then retried on a fresh snapshot.
+    # Each read is planned, run over one snapshot of both tiers and merged by the
+    # query package (tael/_query); the full docstrings are on its functions and on
+    # the filter classes.
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """Every span of a trace, hot and cold, ascending start_ns; [] for an unknown id."""
-        trace = args.query_id(trace_id, 16, "trace_id")
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
-            spans: dict[bytes, list[Any]] = {}
-            byid = {f.file_id: f for f in manifest}
-            for file_id, rgs in sorted(self._hot.trace_refs(txn, trace, SIGNAL_SPANS).items()):
-                f = byid.get(file_id)
-                if f is None:
-                    continue
-                table = self._cold.read_row_groups(f, rgs)
-                for rec in span_records(table.filter(pc.field("trace_id") == trace.hex())):
-                    spans.setdefault(rec[1], rec)  # the cold copy was written first
-            for rec in self._hot.trace_spans(txn, trace):
-                spans.setdefault(rec[1], rec)
-            return [self._span(f) for f in sorted(spans.values(), key=lambda f: (f[5], f[1]))]
-
-        return self._reads.read(run)
+        return trace_reads.get_trace(self._reads, trace_id)
 
     def query_traces(
         self,
+        where: SpanFilter | None = None,
+        /,
         *,
         service: str | None = None,
         name: str | None = None,
@@ -382,83 +361,30 @@ class Store:
         text: str | None = None,
         order: str = "desc",
     ) -> list[Span]:
-        """Spans matching every given filter, hot and cold, newest start_ns first, at most ``limit``.
-
-        ``attributes`` matches spans whose attributes or resource attributes hold
-        every given key with an equal value of the same type. ``start <= start_ns < end``.
-        ``text`` matches spans whose payload text (``Settings.payload_attributes`` on
-        the span or its events) holds every word, and every "quoted phrase" as a
-        phrase, case-insensitively, through the full-text index.
-        ``order="asc"`` returns the oldest first instead.
-        """
-        lo, hi, limit = args.check_range(start, end, limit)
-        desc = args.newest_first(order)
-        terms = parse_text(text) if text is not None else None
-        checks: list[Callable[[list[Any]], bool]] = []
-        exprs: list[pc.Expression] = []
-        if service is not None:
-            checks.append(lambda f: f[4] == service)
-            exprs.append(pc.field("service") == service)
-        if name is not None:
-            checks.append(lambda f: f[3] == name)
-            exprs.append(pc.field("name") == name)
-        if status is not None:
-            code = args.enum_code(status, SPAN_STATUSES, "status")
-            checks.append(lambda f: f[8] == code)
-            exprs.append(pc.field("status") == status)
-        if kind is not None:
-            kcode = args.enum_code(kind, SPAN_KINDS, "kind")
-            checks.append(lambda f: f[7] == kcode)
-            exprs.append(pc.field("kind") == kind)
-        if min_duration_ms is not None:
-            lo_ns = args.duration_ns(min_duration_ms, "min_duration_ms")
-            checks.append(lambda f: f[6] - f[5] >= lo_ns)
-            exprs.append(pc.field("duration_ns") >= math.ceil(lo_ns))
-        if max_duration_ms is not None:
-            hi_ns = args.duration_ns(max_duration_ms, "max_duration_ms")
-            checks.append(lambda f: f[6] - f[5] <= hi_ns)
-            exprs.append(pc.field("duration_ns") <= math.floor(hi_ns))
-        if attributes:
-            want = args.attr_filter(attributes)
-            checks.append(lambda f: args.attrs_match(want, f[10], f[11]))
-        if hi is not None and hi <= 0:
-            return []
-        keep = args.all_of(checks)
-        exprs += filters.time_exprs("start_ns", lo, hi)
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
-            found: dict[tuple[bytes, bytes], tuple[tuple[int, bytes, bytes], list[Any]]] = {}
-            files = [
-                f
-                for f in manifest
-                if f.dataset == "spans" and f.overlaps(lo, hi) and (service is None or service in f.services)
-            ]
-            merge = _TopK(limit, newest_first=desc)
-            expr = filters.and_all(exprs)
-            way = "descending" if desc else "ascending"
-            for f, rg, t_min, t_max in self._units(files, "start_ns", lo, hi, newest_first=desc):
-                if merge.full_before(t_max if desc else t_min):
-                    break
-                table = self._cold.read_row_groups(f, [rg])
-                if expr is not None:
-                    table = table.filter(expr)
-                table = table.sort_by([("start_ns", way), ("trace_id", way), ("span_id", way)])
-                for rec in _converted(table, span_records, keep, limit):
-                    k = (rec[0], rec[1])
-                    if k not in found:
-                        found[k] = ((rec[5], rec[0], rec[1]), rec)
-                        merge.add(rec[5])
-            for _key, rec in self._hot.scan(txn, "spans", lo, hi, reverse=desc, keep=keep, limit=limit):
-                found.setdefault((rec[0], rec[1]), ((rec[5], rec[0], rec[1]), rec))
-            ordered = sorted(found.values(), key=lambda kr: kr[0], reverse=desc)[:limit]
-            return [self._span(rec) for _k, rec in ordered]
-
-        if terms is not None:
-            return self._text_spans(terms, service, status, lo, hi, keep, limit, desc)
-        return self._reads.read(run)
+        """Spans matching a :class:`tael.SpanFilter` or the same keyword filters (not both),
+        hot and cold, newest start_ns first, at most ``limit``: see ``tael._query.traces.query``."""
+        where = chosen(
+            SpanFilter,
+            where,
+            limit,
+            order,
+            service=service,
+            name=name,
+            status=status,
+            kind=kind,
+            min_duration_ms=min_duration_ms,
+            max_duration_ms=max_duration_ms,
+            attributes=attributes,
+            start=start,
+            end=end,
+            text=text,
+        )
+        return trace_reads.query(self._reads, where, limit, order)
 
     def query_logs(
         self,
+        where: LogFilter | None = None,
+        /,
         *,
         service: str | None = None,
         min_severity: int | None = None,
@@ -470,246 +396,27 @@ class Store:
         text: str | None = None,
         order: str = "desc",
     ) -> list[LogRecord]:
-        """Log records matching every given filter, hot and cold, newest first, at most ``limit``.
-
-        ``text`` matches bodies holding every word and "quoted phrase" (as in
-        ``query_traces``), through the full-text index. ``order="asc"``: oldest first."""
-        lo, hi, limit = args.check_range(start, end, limit)
-        desc = args.newest_first(order)
-        terms = parse_text(text) if text is not None else None
-        checks: list[Callable[[list[Any]], bool]] = []
-        exprs: list[pc.Expression] = []
-        if service is not None:
-            checks.append(lambda f: f[2] == service)
-            exprs.append(pc.field("service") == service)
-        if min_severity is not None:
-            if type(min_severity) is not int or not 0 <= min_severity <= 24:
-                raise ValueError(f"min_severity must be an int in 0..24, got {min_severity!r}")
-            checks.append(lambda f: f[3] >= min_severity)
-            exprs.append(pc.field("severity_number") >= min_severity)
-        if attributes:
-            want = args.attr_filter(attributes)
-            checks.append(lambda f: args.attrs_match(want, f[7], f[8]))
-        trace = args.query_id(trace_id, 16, "trace_id") if trace_id is not None else None
-        if trace is not None:
-            exprs.append(pc.field("trace_id") == trace.hex())
-        if hi is not None and hi <= 0:
-            return []
-        keep = args.all_of(checks)
-        exprs += filters.time_exprs("time_ns", lo, hi)
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
-            found: dict[tuple[int, int, int], list[Any]] = {}
-            merge = _TopK(limit, newest_first=desc)
-            if trace is not None:
-                byid = {f.file_id: f for f in manifest}
-                refs = self._hot.trace_refs(txn, trace, SIGNAL_LOGS)
-                tables = [
-                    self._cold.read_row_groups(byid[fid], rgs).filter(filters.and_all(exprs))
-                    for fid, rgs in sorted(refs.items())
-                    if fid in byid
-                ]
-                sources: list[tuple[tuple[ColdFile, int, int] | None, Any]] = [(None, t) for t in tables]
-            else:
-                files = [
-                    f
-                    for f in manifest
-                    if f.dataset == "logs" and f.overlaps(lo, hi) and (service is None or service in f.services)
-                ]
-                sources = [
-                    ((f, rg, t_max if desc else t_min), None)
-                    for f, rg, t_min, t_max in self._units(files, "time_ns", lo, hi, newest_first=desc)
-                ]
-            expr = filters.and_all(exprs)
-            for unit, table in sources:
-                if unit is not None:
-                    f, rg, bound = unit
-                    if merge.full_before(bound):
-                        break
-                    table = self._cold.read_row_groups(f, [rg])
-                    if expr is not None:
-                        table = table.filter(expr)
-                assert table is not None
-                way = "descending" if desc else "ascending"
-                table = table.sort_by([("time_ns", way), ("wal_lsn", way), ("batch_index", way)])
-                for key, rec in _converted(table, log_records, lambda kr: keep(kr[1]), limit):
-                    found[key] = rec
-                    merge.add(key[0])
-            if trace is not None:
-                hot = self._hot.logs_by_trace(txn, trace, lo, hi, keep, limit, newest_first=desc)
-            else:
-                hot = self._hot.scan(txn, "logs", lo, hi, reverse=desc, keep=keep, limit=limit)
-            for raw_key, rec in hot:
-                found.setdefault(_QQI.unpack(raw_key), rec)
-            return [self._log(found[k]) for k in sorted(found, reverse=desc)[:limit]]
-
-        if terms is not None:
-            return self._text_logs(terms, service, min_severity, trace, lo, hi, keep, limit, desc)
-        return self._reads.read(run)
-
-    # ------------------------------------------------------------ full-text search
-    #
-    # The index yields pointers newest first; each page is resolved against one
-    # snapshot of the store (a pointer to a record the store no longer holds is
-    # skipped) and the call's other filters, until ``limit`` records are found.
-
-    def _span(self, f: list[Any]) -> Span:
-        return decode_span(self._blobs.restore_span(f))
-
-    def _log(self, f: list[Any]) -> LogRecord:
-        return decode_log(self._blobs.restore_log(f))
-
-    def _text_spans(
-        self,
-        terms: list[list[str]],
-        service: str | None,
-        status: str | None,
-        lo: int | None,
-        hi: int | None,
-        keep: Callable[[list[Any]], bool],
-        limit: int,
-        desc: bool,
-    ) -> list[Span]:
-        level = SPAN_STATUSES.index(status) if status is not None else None
-        index = self._reads.text_index()
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[Span]:
-            byid = {f.file_id: f for f in manifest}
-            found: dict[tuple[bytes, bytes], list[Any]] = {}
-            tables: dict[tuple[int, int], Any] = {}
-            pages = index.search(
-                DOC_SPAN,
-                terms,
-                desc=desc,
-                service=service,
-                trace=None,
-                min_level=None,
-                level=level,
-                lo=lo,
-                hi=hi,
-                page=limit + 16,  # a little slack for pointers the filters or the store reject
-            )
-            for page in pages:
-                keys = [span_key(k1, k2, k3) for _t, k1, k2, k3 in page]
-                recs = self._fetch_spans(txn, byid, keys, tables)
-                for key in keys:
-                    rec = recs.get(key)
-                    if rec is not None and key not in found and keep(rec) and self._span_matches(rec, terms):
-                        found[key] = rec
-                if _enough([f[5] for f in found.values()], page[-1][0], limit, desc):
-                    break
-            ordered = sorted(found.values(), key=lambda f: (f[5], f[0], f[1]), reverse=desc)[:limit]
-            return [self._span(f) for f in ordered]
-
-        return self._reads.read(run)
-
-    def _span_matches(self, f: list[Any], terms: list[list[str]]) -> bool:
-        """The stored span's own payload text matches: the index may point at it for the
-        text of a re-sent copy that was not stored (the first write wins)."""
-        texts = self._payloads.span_texts(self._blobs.restore_span(f))
-        return matches(texts, terms)
-
-    def _fetch_spans(
-        self,
-        txn: Any,
-        byid: dict[int, ColdFile],
-        keys: list[tuple[bytes, bytes]],
-        tables: dict[tuple[int, int], Any],
-    ) -> dict[tuple[bytes, bytes], list[Any]]:
-        """Records of the given (trace, span) ids, cold copy first as in ``get_trace``."""
-        out: dict[tuple[bytes, bytes], list[Any]] = {}
-        wanted = set(keys)
-        for trace in {t for t, _s in keys}:
-            for file_id, rgs in self._hot.trace_refs(txn, trace, SIGNAL_SPANS).items():
-                f = byid.get(file_id)
-                if f is None:
-                    continue
-                for rg in rgs:
-                    table = tables.get((file_id, rg))
-                    if table is None:
-                        table = tables[(file_id, rg)] = self._cold.read_row_groups(f, [rg])
-                    rows = table.filter(pc.field("trace_id") == trace.hex())
-                    for rec in span_records(rows):
-                        key = (rec[0], rec[1])
-                        if key in wanted:
-                            out.setdefault(key, rec)
-        for key, rec in self._hot.get_spans(txn, [k for k in keys if k not in out]).items():
-            out[key] = rec
-        return out
-
-    def _text_logs(
-        self,
-        terms: list[list[str]],
-        service: str | None,
-        min_severity: int | None,
-        trace: bytes | None,
-        lo: int | None,
-        hi: int | None,
-        keep: Callable[[list[Any]], bool],
-        limit: int,
-        desc: bool,
-    ) -> list[LogRecord]:
-        index = self._reads.text_index()
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[LogRecord]:
-            files = [f for f in manifest if f.dataset == "logs"]
-            found: dict[tuple[int, int, int], list[Any]] = {}
-            pages = index.search(
-                DOC_LOG,
-                terms,
-                desc=desc,
-                service=service,
-                trace=trace.hex() if trace is not None else None,
-                min_level=min_severity,
-                level=None,
-                lo=lo,
-                hi=hi,
-                page=limit + 16,  # a little slack for pointers the filters or the store reject
-            )
-            for page in pages:
-                keys = [(t, k1, k2) for t, k1, k2, _k3 in page]
-                recs = self._fetch_logs(txn, files, keys)
-                for key in keys:
-                    rec = recs.get(key)
-                    if rec is not None and key not in found and keep(rec):
-                        found[key] = rec
-                if _enough([k[0] for k in found], page[-1][0], limit, desc):
-                    break
-            return [self._log(found[k]) for k in sorted(found, reverse=desc)[:limit]]
-
-        return self._reads.read(run)
-
-    def _fetch_logs(
-        self,
-        txn: Any,
-        files: list[ColdFile],
-        keys: list[tuple[int, int, int]],
-    ) -> dict[tuple[int, int, int], list[Any]]:
-        """Records of the given (time, lsn, index) log keys, hot or cold. Each cold row
-        group holding a wanted time is read once, and only its wanted rows are
-        converted to Python."""
-        out = self._hot.get_logs(txn, keys)
-        wanted: dict[tuple[int, int], set[tuple[int, int, int]]] = {}
-        byid = {f.file_id: f for f in files}
-        for key in keys:
-            if key in out:
-                continue
-            t = key[0]
-            for f in files:
-                if f.min_ns <= t <= f.max_ns:
-                    for rg, t_min, t_max in self._cold.row_group_times(f, "time_ns"):
-                        if t_min <= t <= t_max:
-                            wanted.setdefault((f.file_id, rg), set()).add(key)
-        for (file_id, rg), group in wanted.items():
-            table = self._cold.read_row_groups(byid[file_id], [rg])
-            table = table.filter(pc.field("time_ns").isin(sorted({k[0] for k in group})))
-            for key, rec in log_records(table):
-                if key in group:
-                    out[key] = rec
-        return out
+        """Log records matching a :class:`tael.LogFilter` or the same keyword filters (not both),
+        hot and cold, newest first, at most ``limit``: see ``tael._query.logs.query``."""
+        where = chosen(
+            LogFilter,
+            where,
+            limit,
+            order,
+            service=service,
+            min_severity=min_severity,
+            trace_id=trace_id,
+            attributes=attributes,
+            start=start,
+            end=end,
+            text=text,
+        )
+        return log_reads.query(self._reads, where, limit, order)
 
     def query_metrics(
         self,
+        where: MetricFilter | None = None,
+        /,
         *,
         name: str | None = None,
         service: str | None = None,
@@ -718,76 +425,12 @@ class Store:
         end: Any = None,
         limit: int = 10_000,
     ) -> list[MetricPoint]:
-        """Metric points matching every given filter, hot and cold, oldest first, at most ``limit``.
-
-        With ``name`` only that name's series are read (via the series index)."""
-        lo, hi, limit = args.check_range(start, end, limit)
-        want = args.attr_filter(attributes) if attributes else None
-        if hi is not None and hi <= 0:
-            return []
-        checks: list[Callable[[list[Any]], bool]] = []
-        exprs: list[pc.Expression] = filters.time_exprs("time_ns", lo, hi)
-        if name is not None:
-            exprs.append(pc.field("name") == name)
-        if service is not None:
-            checks.append(lambda f: f[2] == service)
-            exprs.append(pc.field("service") == service)
-        if want is not None:
-            checks.append(lambda f: args.attrs_match(want, f[6], {}))
-        keep = args.all_of(checks)
-
-        def run(txn: Any, manifest: list[ColdFile]) -> list[MetricPoint]:
-            found: dict[tuple[int, int, int], list[Any]] = {}
-            file_exprs = list(exprs)
-            if name is not None:
-                series = self._matching_series(txn, name, service, want)
-                if not series:
-                    return []
-                file_exprs.append(pc.field("series_id").isin([sid.hex() for sid in series]))
-                hot = self._hot.series_points(txn, series, lo, hi, limit)
-            else:
-                hot = self._hot.scan(txn, "metrics", lo, hi, reverse=False, keep=keep, limit=limit)
-            files = [
-                f
-                for f in manifest
-                if f.dataset == "metrics"
-                and f.overlaps(lo, hi)
-                and (name is None or name in f.names)
-                and (service is None or service in f.services)
-            ]
-            merge = _TopK(limit, newest_first=False)
-            for f in sorted(files, key=lambda f: f.min_ns):
-                if merge.full_before(f.min_ns):
-                    break
-                table = self._cold.read([f], filter=filters.and_all(file_exprs))
-                table = table.sort_by(
-                    [("time_ns", "ascending"), ("wal_lsn", "ascending"), ("batch_index", "ascending")]
-                )
-                for key, rec in _converted(table, metric_records, lambda kr: keep(kr[1]), limit):
-                    found[key] = rec
-                    merge.add(key[0])
-            for raw_key, rec in hot:
-                found.setdefault(_QQI.unpack(raw_key), rec)
-            return [decode_metric(found[k]) for k in sorted(found)[:limit]]
-
-        return self._reads.read(run)
-
-    def _units(
-        self, files: list[ColdFile], column: str, lo: int | None, hi: int | None, *, newest_first: bool
-    ) -> list[tuple[ColdFile, int, int, int]]:
-        """(file, row group, min time, max time) of every row group that may hold times in
-        ``[lo, hi)``, best first, so a limited query can stop early."""
-        units = [
-            (f, rg, t_min, t_max)
-            for f in files
-            for rg, t_min, t_max in self._cold.row_group_times(f, column)
-            if (lo is None or t_max >= lo) and (hi is None or t_min < hi)
-        ]
-        if newest_first:
-            units.sort(key=lambda u: u[3], reverse=True)
-        else:
-            units.sort(key=lambda u: u[2])
-        return units
+        """Metric points matching a :class:`tael.MetricFilter` or the same keyword filters (not
+        both), hot and cold, oldest first, at most ``limit``: see ``tael._query.metrics.query``."""
+        where = chosen(
+            MetricFilter, where, limit, None, name=name, service=service, attributes=attributes, start=start, end=end
+        )
+        return metric_reads.query(self._reads, where, limit)
 
     def _matching_series(
         self, txn: Any, name: str, service: str | None, want: list[tuple[str, Any]] | None
@@ -952,53 +595,6 @@ class Store:
 
 
 # ---------------------------------------------------------------- argument helpers
-
-
-def _converted(table: Any, convert: Callable[[Any], list[Any]], keep: Callable[[Any], bool], limit: int) -> list[Any]:
-    """The first ``limit`` rows of a sorted table that pass ``keep``, converting to
-    Python in slices so a broad query does not materialise a whole partition."""
-    out: list[Any] = []
-    offset, size = 0, max(64, limit)
-    while offset < table.num_rows and len(out) < limit:
-        for item in convert(table.slice(offset, size)):
-            if keep(item):
-                out.append(item)
-                if len(out) >= limit:
-                    break
-        offset += size
-        size *= 4
-    return out
-
-
-def _enough(times: list[int], page_last: int, limit: int, desc: bool) -> bool:
-    """Whether ``limit`` results are held and no later index hit can displace them: the
-    page's last time comes after the ``limit``-th best held (older when newest first)."""
-    if len(times) < limit:
-        return False
-    times.sort(reverse=desc)
-    return page_last < times[limit - 1] if desc else page_last > times[limit - 1]
-
-
-class _TopK:
-    """Tracks the ``limit``-th best time seen so far, to stop reading cold files
-    that cannot contribute (files are visited best-first)."""
-
-    def __init__(self, limit: int, *, newest_first: bool) -> None:
-        self.limit = limit
-        self.newest_first = newest_first
-        self.times: list[int] = []
-
-    def add(self, t: int) -> None:
-        self.times.append(t)
-
-    def full_before(self, bound: int) -> bool:
-        """Whether a file whose best time is ``bound`` cannot beat what is already held."""
-        if len(self.times) < self.limit:
-            return False
-        self.times.sort(reverse=self.newest_first)
-        del self.times[self.limit :]
-        kth = self.times[-1]
-        return bound < kth if self.newest_first else bound > kth
 
 
 def rebuild_index(path: str | Path, settings: Settings | None = None) -> int:

@@ -135,6 +135,8 @@ def test_query_traces_matches_model(spans: list[tael.Span], queries: list[dict[s
                 reverse=True,
             )[: q.get("limit", 100)]
             assert store.query_traces(**q) == expected, q
+            fields = {k: v for k, v in q.items() if k != "limit"}
+            assert store.query_traces(tael.SpanFilter(**fields), limit=q.get("limit", 100)) == expected, q
         for tid in {s.trace_id for s in spans}:
             want = sorted((s for s in model.values() if s.trace_id == tid), key=lambda s: (s.start_ns, s.span_id))
             assert store.get_trace(tid) == want
@@ -191,6 +193,8 @@ def test_query_logs_matches_model(logs: list[tael.LogRecord], queries: list[dict
                 )
             ][: q.get("limit", 100)]
             assert store.query_logs(**q) == expected, q
+            fields = {k: v for k, v in q.items() if k != "limit"}
+            assert store.query_logs(tael.LogFilter(**fields), limit=q.get("limit", 100)) == expected, q
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -232,6 +236,8 @@ def test_query_metrics_matches_model(points: list[tael.MetricPoint], queries: li
                 )
             ][: q.get("limit", 10_000)]
             assert store.query_metrics(**q) == expected, q
+            fields = {k: v for k, v in q.items() if k != "limit"}
+            assert store.query_metrics(tael.MetricFilter(**fields), limit=q.get("limit", 10_000)) == expected, q
 
 
 def test_datetime_bounds_are_exact_to_the_microsecond(store: tael.Store) -> None:

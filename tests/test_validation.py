@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -145,6 +146,56 @@ def test_query_arguments_are_checked(store: tael.Store) -> None:
         store.get_trace("nothex")
     with pytest.raises(ValueError, match="min_severity"):
         store.query_logs(min_severity=30)
+
+
+@pytest.mark.parametrize(
+    ("method", "cls", "kw"),
+    [
+        ("query_traces", tael.SpanFilter, {"status": "bad"}),
+        ("query_traces", tael.SpanFilter, {"kind": "middle"}),
+        ("query_traces", tael.SpanFilter, {"min_duration_ms": "5"}),
+        ("query_traces", tael.SpanFilter, {"max_duration_ms": True}),
+        ("query_traces", tael.SpanFilter, {"attributes": ["k"]}),
+        ("query_traces", tael.SpanFilter, {"text": "  "}),
+        ("query_traces", tael.SpanFilter, {"text": "", "status": "bad"}),  # the first check wins, as before
+        ("query_traces", tael.SpanFilter, {"end": "later"}),
+        ("query_logs", tael.LogFilter, {"min_severity": 30}),
+        ("query_logs", tael.LogFilter, {"trace_id": "xyz"}),
+        ("query_logs", tael.LogFilter, {"trace_id": "g" * 32}),
+        ("query_logs", tael.LogFilter, {"min_severity": -1, "trace_id": "xyz"}),
+        ("query_logs", tael.LogFilter, {"attributes": 3}),
+        ("query_metrics", tael.MetricFilter, {"attributes": "host=a"}),
+        ("query_metrics", tael.MetricFilter, {"start": datetime(2024, 1, 1)}),
+    ],
+)
+def test_a_filter_object_is_checked_when_made_as_the_keywords_are(
+    store: tael.Store, method: str, cls: type, kw: dict[str, Any]
+) -> None:
+    with pytest.raises((ValueError, TypeError)) as by_keywords:
+        getattr(store, method)(**kw)
+    with pytest.raises(type(by_keywords.value)) as by_object:
+        cls(**kw)
+    assert str(by_object.value) == str(by_keywords.value)
+
+
+def test_a_query_takes_a_filter_object_or_keyword_filters_not_both(store: tael.Store) -> None:
+    with pytest.raises(ValueError, match="either a SpanFilter or keyword filters, not both"):
+        store.query_traces(tael.SpanFilter(service="a"), name="b")
+    with pytest.raises(ValueError, match="either a LogFilter or keyword filters, not both"):
+        store.query_logs(tael.LogFilter(), attributes={})
+    with pytest.raises(ValueError, match="either a MetricFilter or keyword filters, not both"):
+        store.query_metrics(tael.MetricFilter(name="m"), start=5)
+    with pytest.raises(ValueError, match="must be a SpanFilter, got LogFilter"):
+        store.query_traces(tael.LogFilter())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be a MetricFilter, got dict"):
+        store.query_metrics({"name": "m"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="100,000"):  # limit and order are still the query's
+        store.query_traces(tael.SpanFilter(), limit=100_001)
+    with pytest.raises(ValueError, match="order"):
+        store.query_logs(tael.LogFilter(), order="newest")
+    with pytest.raises(TypeError):
+        store.query_traces(service="a", where=tael.SpanFilter())  # type: ignore[call-arg]
+    assert store.query_traces(tael.SpanFilter(service="a"), limit=5, order="asc") == []
 
 
 def test_settings_are_validated() -> None:

@@ -18,10 +18,17 @@ MAX_LIMIT = 100_000
 
 
 def check_range(start: Any, end: Any, limit: Any) -> tuple[int | None, int | None, int]:
+    """``limit`` checked, then the time range (``time_range``)."""
     if type(limit) is not int or limit < 1:
         raise ValueError(f"limit must be a positive int, got {limit!r}")
     if limit > MAX_LIMIT:
         raise ValueError(f"limit must be at most {MAX_LIMIT:,}, got {limit:,}")
+    lo, hi = time_range(start, end)
+    return lo, hi, limit
+
+
+def time_range(start: Any, end: Any) -> tuple[int | None, int | None]:
+    """``start``/``end`` (None, int ns or aware datetimes) as ``[lo, hi)`` in ns, None for an open end."""
     lo, hi = to_ns(start, "start"), to_ns(end, "end")
     # Records are timed in [0, MAX_NS]: a bound outside that range is an open end, or
     # (a start past it) an empty range, so no bound below is outside int64.
@@ -31,7 +38,7 @@ def check_range(start: Any, end: Any, limit: Any) -> tuple[int | None, int | Non
         hi = None
     if lo is not None and lo > _codec.MAX_NS:
         lo = hi = 0
-    return lo, hi, limit
+    return lo, hi
 
 
 def query_id(value: Any, nbytes: int, name: str) -> bytes:

@@ -1,0 +1,46 @@
+"""Log reads by filter (``Store.query_logs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._codec import decode_log
+from .._layout import LogRecordFields
+from .._models import LogRecord
+from . import args, merge, text
+from .context import ReadContext
+from .filters import LogFilter
+
+
+def log_record(reads: ReadContext, f: LogRecordFields) -> LogRecord:
+    """A stored log record as the public model, its body restored from the blob store."""
+    return decode_log(reads.blobs.restore_log(f))
+
+
+def query(reads: ReadContext, where: LogFilter, limit: int = 100, order: str = "desc") -> list[LogRecord]:
+    """Log records matching every condition of ``where`` (see :class:`~tael.LogFilter`),
+    hot and cold, newest first (ties: later insert first), at most ``limit``.
+
+    ``text`` matches bodies holding every word and "quoted phrase" (as in
+    ``query_traces``), through the full-text index. ``order="asc"``: oldest first.
+    With ``trace_id`` the records are found through the trace indexes of both tiers
+    (``correlate`` and ``tael trace`` read a trace's logs so).
+    """
+    args.check_range(None, None, limit)
+    desc = args.newest_first(order)
+    scan = where.scan()
+    if scan.empty:
+        return []
+    if scan.text is not None:
+        index = reads.text_index()
+
+        def search(txn: Any, manifest: list[Any]) -> list[LogRecord]:
+            found = text.search(index, merge.tiers(reads, txn, manifest), scan, limit, desc)
+            return [log_record(reads, f) for f in found]
+
+        return reads.read(search)
+
+    def run(txn: Any, manifest: list[Any]) -> list[LogRecord]:
+        return [log_record(reads, f) for f in merge.top_k(merge.tiers(reads, txn, manifest), scan, limit, desc)]
+
+    return reads.read(run)
