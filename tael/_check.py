@@ -21,13 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._blobs import BlobStore, Payloads
+from ._blobs import Payloads
 from ._codec import unpackb
-from ._cold import ColdTier
 from ._errors import CorruptionError, TaelError
 from ._hot import HotTier
 from ._layout import EVENT_ATTRS, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS, SPAN_ID, SPAN_START, SPAN_TRACE
 from ._models import StoreStats
+from ._query.context import ReadContext
 from ._repair import frame_problem
 from ._search import DOC_LOG, DOC_SPAN, TextIndex, missing_documents
 from ._wal import SEGMENT_HEADER_SIZE, Frame, _check_header, _next_valid, _parse, list_segments
@@ -129,25 +129,17 @@ def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], li
 # ---------------------------------------------------------------- the tiers of an open store
 
 
-def check_tiers(
-    *,
-    hot: HotTier,
-    cold: ColdTier,
-    blobs: BlobStore,
-    text_index: Callable[[], TextIndex],
-    root: Path,
-    payload_keys: frozenset[str],
-    stats: Callable[[], StoreStats],
-) -> dict[str, Any]:
+def check_tiers(parts: ReadContext, stats: Callable[[], StoreStats]) -> dict[str, Any]:
     """Verify an open store's tiers without changing anything: the hot tier reads
     (``stats``: the store's record counts and WAL positions), every cold file of the
     manifest (``ColdTier.check_files``), the blob files the catalog names
     (``BlobStore.missing``) and the full-text index's coverage of the hot tier
-    (:func:`index_coverage`). ``root`` is the data directory (its ``wal/`` and
-    ``index/``).
+    (:func:`index_coverage`). ``parts`` are the open store's tiers, blob store, text
+    index and data directory (its ``wal/`` and ``index/``), as its reads see them.
 
     Returns ``hot`` (None when the hot tier does not read), ``cold``, ``blobs``,
     ``index`` (None when the index does not read), ``problems`` and ``notes``."""
+    hot, cold, blobs, root = parts.hot, parts.cold, parts.blobs, parts.path
     problems: list[Problem] = []
     notes: list[str] = []
     hot_report: dict[str, Any] | None = None
@@ -172,7 +164,7 @@ def check_tiers(
             problems.append(problem("blobs", "payload blob named by the catalog is missing", path))
     except (TaelError, OSError, ValueError) as exc:
         problems.append(problem("hot", f"reading the hot tier failed: {one_line(exc)}", root / "hot"))
-    index_report = _check_index(hot, text_index, root, payload_keys, problems, notes)
+    index_report = _check_index(hot, parts.text_index, root, parts.payloads.keys, problems, notes)
     if not (root / "index" / "meta.json").exists():
         notes.append("no full-text index: the next open for writing builds it (or run `tael rebuild-index`)")
     return {

@@ -14,8 +14,9 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from . import _codec
 from ._blobs import BlobStore, Payloads
@@ -23,11 +24,7 @@ from ._check import check_tiers
 from ._codec import to_ns
 from ._cold import open_cold_tier
 from ._compactor import Compactor
-from ._errors import (
-    ReadOnlyError,
-    StorageError,
-    StoreClosedError,
-)
+from ._errors import ReadOnlyError, StorageError, StoreClosedError
 from ._fsutil import DirLock
 from ._hot import HotTier
 from ._ingest import Ingest
@@ -52,18 +49,14 @@ from ._query import logs as log_reads
 from ._query import metrics as metric_reads
 from ._query import traces as trace_reads
 from ._query.context import ReadContext
-from ._query.filters import LogFilter, MetricFilter, SpanFilter, chosen
+from ._query.filters import LogArgs, LogFilter, MetricArgs, MetricFilter, SpanArgs, SpanFilter, chosen
 from ._record import as_batch, encode_rows
 from ._replication.identity import open_identity, read_identity
 from ._replication.leader import client_options
 from ._replication.node import Node
-from ._search import (
-    TextIndex,
-)
+from ._search import TextIndex
 from ._settings import Settings
-from ._wal import (
-    RecordType,
-)
+from ._wal import RecordType
 from ._writer import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -259,15 +252,7 @@ class Store:
     def check(self) -> dict[str, Any]:
         """Verify the tiers without changing anything (``tael check``; tael/_check.py says what and how)."""
         self._check_open()
-        return check_tiers(
-            hot=self._hot,
-            cold=self._cold,
-            blobs=self._blobs,
-            text_index=self._reads.text_index,
-            root=self.path,
-            payload_keys=self._payloads.keys,
-            stats=self.stats,
-        )
+        return check_tiers(self._reads, self.stats)
 
     # ------------------------------------------------------------ replication
 
@@ -320,14 +305,13 @@ class Store:
     ) -> BackgroundWriter:
         """A background batching writer for many small writes; see :class:`BackgroundWriter`."""
         self._writable()
-        s = self.settings
         writer = BackgroundWriter(
             self._insert,
             self._payloads,
+            self.settings,
             name=str(self.path),
-            batch_records=s.writer_batch_records,
-            max_queue=s.writer_max_queue if max_queue is None else max_queue,
-            flush_interval_s=s.writer_flush_interval_s if flush_interval_s is None else flush_interval_s,
+            max_queue=max_queue,
+            flush_interval_s=flush_interval_s,
             on_full=on_full,
         )
         self._writers.add(writer)
@@ -344,99 +328,25 @@ class Store:
         return trace_reads.get_trace(self._reads, trace_id)
 
     def query_traces(
-        self,
-        where: SpanFilter | None = None,
-        /,
-        *,
-        service: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        kind: str | None = None,
-        min_duration_ms: float | None = None,
-        max_duration_ms: float | None = None,
-        attributes: dict[str, Any] | None = None,
-        start: Any = None,
-        end: Any = None,
-        limit: int = 100,
-        text: str | None = None,
-        order: str = "desc",
+        self, where: SpanFilter | None = None, /, *, limit: int = 100, order: str = "desc", **filters: Unpack[SpanArgs]
     ) -> list[Span]:
         """Spans matching a :class:`tael.SpanFilter` or the same keyword filters (not both),
         hot and cold, newest start_ns first, at most ``limit``: see ``tael._query.traces.query``."""
-        where = chosen(
-            SpanFilter,
-            where,
-            limit,
-            order,
-            service=service,
-            name=name,
-            status=status,
-            kind=kind,
-            min_duration_ms=min_duration_ms,
-            max_duration_ms=max_duration_ms,
-            attributes=attributes,
-            start=start,
-            end=end,
-            text=text,
-        )
-        return trace_reads.query(self._reads, where, limit, order)
+        return trace_reads.query(self._reads, chosen(SpanFilter, where, limit, order, **filters), limit, order)
 
     def query_logs(
-        self,
-        where: LogFilter | None = None,
-        /,
-        *,
-        service: str | None = None,
-        min_severity: int | None = None,
-        trace_id: str | None = None,
-        attributes: dict[str, Any] | None = None,
-        start: Any = None,
-        end: Any = None,
-        limit: int = 100,
-        text: str | None = None,
-        order: str = "desc",
+        self, where: LogFilter | None = None, /, *, limit: int = 100, order: str = "desc", **filters: Unpack[LogArgs]
     ) -> list[LogRecord]:
         """Log records matching a :class:`tael.LogFilter` or the same keyword filters (not both),
         hot and cold, newest first, at most ``limit``: see ``tael._query.logs.query``."""
-        where = chosen(
-            LogFilter,
-            where,
-            limit,
-            order,
-            service=service,
-            min_severity=min_severity,
-            trace_id=trace_id,
-            attributes=attributes,
-            start=start,
-            end=end,
-            text=text,
-        )
-        return log_reads.query(self._reads, where, limit, order)
+        return log_reads.query(self._reads, chosen(LogFilter, where, limit, order, **filters), limit, order)
 
     def query_metrics(
-        self,
-        where: MetricFilter | None = None,
-        /,
-        *,
-        name: str | None = None,
-        service: str | None = None,
-        attributes: dict[str, Any] | None = None,
-        start: Any = None,
-        end: Any = None,
-        limit: int = 10_000,
+        self, where: MetricFilter | None = None, /, *, limit: int = 10_000, **filters: Unpack[MetricArgs]
     ) -> list[MetricPoint]:
         """Metric points matching a :class:`tael.MetricFilter` or the same keyword filters (not
         both), hot and cold, oldest first, at most ``limit``: see ``tael._query.metrics.query``."""
-        where = chosen(
-            MetricFilter, where, limit, None, name=name, service=service, attributes=attributes, start=start, end=end
-        )
-        return metric_reads.query(self._reads, where, limit)
-
-    def _matching_series(
-        self, txn: Any, name: str, service: str | None, want: list[tuple[str, Any]] | None
-    ) -> list[bytes]:
-        """Series ids of ``name`` matching the filters; see :func:`tael._query.aggregate.matching_series`."""
-        return aggregate.matching_series(self._hot, txn, name, service, want)
+        return metric_reads.query(self._reads, chosen(MetricFilter, where, limit, None, **filters), limit)
 
     def aggregate_metrics(
         self,
@@ -523,38 +433,12 @@ class Store:
         return catalog.list_attribute_values(self._reads, signal, key, service=service, limit=limit)
 
     def trace_summaries(
-        self,
-        *,
-        service: str | None = None,
-        name: str | None = None,
-        status: str | None = None,
-        kind: str | None = None,
-        min_duration_ms: float | None = None,
-        max_duration_ms: float | None = None,
-        attributes: dict[str, Any] | None = None,
-        start: Any = None,
-        end: Any = None,
-        limit: int = 20,
-        text: str | None = None,
-        order: str = "desc",
+        self, where: SpanFilter | None = None, /, *, limit: int = 20, order: str = "desc", **filters: Unpack[SpanArgs]
     ) -> list[TraceOverview]:
-        """One row per trace with a matching span; see :func:`tael._query.analytics.trace_summaries`."""
-        return analytics.trace_summaries(
-            self.query_traces,
-            self.get_trace,
-            service=service,
-            name=name,
-            status=status,
-            kind=kind,
-            min_duration_ms=min_duration_ms,
-            max_duration_ms=max_duration_ms,
-            attributes=attributes,
-            start=start,
-            end=end,
-            limit=limit,
-            text=text,
-            order=order,
-        )
+        """One row per trace with a span matching a :class:`tael.SpanFilter` or the same keyword
+        filters (not both); see :func:`tael._query.analytics.trace_summaries`."""
+        where = chosen(SpanFilter, where, limit, order, **filters)
+        return analytics.trace_summaries(partial(self.query_traces, where, order=order), self.get_trace, limit=limit)
 
     # ------------------------------------------------------------ SQL
 
@@ -592,9 +476,6 @@ class Store:
         """Delete payload blobs no live record refers to; see :meth:`Compactor.collect_blobs`."""
         self._local()
         return self._compactor.collect_blobs()
-
-
-# ---------------------------------------------------------------- argument helpers
 
 
 def rebuild_index(path: str | Path, settings: Settings | None = None) -> int:

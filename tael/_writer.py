@@ -23,6 +23,7 @@ from ._blobs import Payloads
 from ._errors import StoreClosedError
 from ._models import LogRecord, MetricPoint, Span
 from ._record import encode_rows
+from ._settings import Settings
 from ._wal import RecordType
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,18 @@ class BackgroundWriter:
         self,
         commit: Callable[[RecordType, Sequence[Any]], int],
         payloads: Payloads,
+        settings: Settings,
         *,
         name: str,
-        batch_records: int,
-        max_queue: int,
-        flush_interval_s: float,
-        on_full: str,
+        max_queue: int | None = None,
+        flush_interval_s: float | None = None,
+        on_full: str = "block",
     ) -> None:
+        """``max_queue`` and ``flush_interval_s`` default to ``settings.writer_max_queue``
+        and ``settings.writer_flush_interval_s``."""
+        max_queue = settings.writer_max_queue if max_queue is None else max_queue
+        flush_interval_s = settings.writer_flush_interval_s if flush_interval_s is None else flush_interval_s
+        batch_records = settings.writer_batch_records
         if on_full not in ("block", "drop"):
             raise ValueError(f"on_full must be 'block' or 'drop', got {on_full!r}")
         if type(max_queue) is not int or max_queue < 1:

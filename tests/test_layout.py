@@ -167,3 +167,43 @@ def test_no_private_member_access_in_tael() -> None:
     ruff = [sys.executable, "-m", "ruff", "check", "tael", "--select", "SLF001", "--output-format", "concise"]
     proc = subprocess.run(ruff, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_store_only_orchestrates_in_under_500_lines() -> None:
+    lines = (PACKAGE / "_store.py").read_text().count("\n")
+    assert lines < 500, f"tael/_store.py has {lines} lines: its logic belongs to the part it routes to"
+
+
+FILTER_BUILDERS = {"field", "scalar", "Expression"}
+"""``pyarrow.compute.field(...)``, ``pc.scalar(...)``, ``pyarrow.dataset.field(...)``: a filter expression."""
+FILTER_MODULES = ("_query/", "_hot.py", "_cold.py", "_coldfs.py")
+"""Where filters are translated: the query package and the tiers."""
+
+
+def filter_expressions(path: Path) -> list[int]:
+    """Lines of ``path`` that build an Arrow filter expression (``pc.field(...)`` and the like)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in FILTER_BUILDERS
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in ("pc", "ds", "compute", "dataset")
+    ]
+
+
+def test_filter_expressions_are_built_only_in_the_query_package_and_the_tiers() -> None:
+    outside = {
+        str(p.relative_to(PACKAGE)): lines
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if not str(p.relative_to(PACKAGE)).startswith(FILTER_MODULES) and (lines := filter_expressions(p))
+    }
+    assert outside == {}
+
+
+def test_the_filter_check_finds_an_expression(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text("import pyarrow.compute as pc\nx = 1\ne = pc.field('service') == 'a'\n")
+    assert filter_expressions(src) == [3]

@@ -20,7 +20,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypedDict, TypeVar, cast
 
 import pyarrow.compute as pc
 
@@ -428,6 +428,43 @@ class MetricFilter:
 
 
 F = TypeVar("F", SpanFilter, LogFilter, MetricFilter)
+
+
+class SpanArgs(TypedDict, total=False):
+    """The keyword filters of ``Store.query_traces`` and ``trace_summaries``: :class:`SpanFilter`'s fields."""
+
+    service: str | None
+    name: str | None
+    status: str | None
+    kind: str | None
+    min_duration_ms: float | None
+    max_duration_ms: float | None
+    attributes: dict[str, Any] | None
+    start: Any
+    end: Any
+    text: str | None
+
+
+class LogArgs(TypedDict, total=False):
+    """The keyword filters of ``Store.query_logs``: :class:`LogFilter`'s fields."""
+
+    service: str | None
+    min_severity: int | None
+    trace_id: str | None
+    attributes: dict[str, Any] | None
+    start: Any
+    end: Any
+    text: str | None
+
+
+class MetricArgs(TypedDict, total=False):
+    """The keyword filters of ``Store.query_metrics``: :class:`MetricFilter`'s fields."""
+
+    name: str | None
+    service: str | None
+    attributes: dict[str, Any] | None
+    start: Any
+    end: Any
 
 
 def chosen(cls: type[F], where: object, limit: Any, order: Any, /, **keywords: Any) -> F:
