@@ -4,7 +4,7 @@ and the conversion between hot-tier records and Arrow tables.
 The layout and every column are a public format documented in
 docs/format/cold.md: DuckDB, Spark or pyarrow read these files without tael.
 This module knows nothing about LMDB; the manifest that says which files are
-live lives in the hot tier and is driven by ``_maintenance``. Queries read the
+live lives in the hot tier and is driven by the Compactor (tael/_compactor.py). Queries read the
 tier through :class:`ColdReader` (the read protocol of ``tael._query.tier``),
 given a manifest snapshot and the cold trace index of the same LMDB transaction.
 

@@ -3,6 +3,11 @@
 Every write transaction also records the WAL LSN it has applied up to, so
 replay after a crash applies each WAL record exactly once. Key layouts are in
 docs/format/hot.md.
+
+Over the ~800 lines a module should stay under: the tier's writes (appliers,
+eviction, blob collection), its reads (``HotReader``) and the cold-file catalog share
+one LMDB environment and its table layout; the columnar hot tier of the next
+format version replaces this module, and splits it into a package then.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@
   but switching servers would change TLS, shutdown and embedding for every user,
   so this is a small documented subclass instead: a per-connection watchdog that
   only reads h11's state and closes the transport.
+
+Just over the ~800 lines a module should stay under: every bound on what a client
+can make the server hold, in one place, so each is checked against the others.
 """
 
 from __future__ import annotations

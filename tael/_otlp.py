@@ -73,6 +73,10 @@ Mapping (all OTLP fields are kept somewhere, except as noted):
   no observations) carry nothing and are skipped without counting. Points with
   a zero time, non-finite values, the ``NO_RECORDED_VALUE`` flag or counts past
   2**63-1 are rejected.
+
+Over the ~800 lines a module should stay under: one mapping per signal (spans,
+logs, metrics, each with its checks), kept together because they share the
+resource, scope and attribute conversion written once here.
 """
 
 from __future__ import annotations

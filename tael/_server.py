@@ -14,6 +14,10 @@ Status codes follow the OTLP/HTTP specification: 400 with a google.rpc.Status
 for a malformed body, 413 for one too large, 415 for an unsupported content
 type or encoding, 503 with Retry-After when the store cannot take the write.
 Bad input never gets a 500. Layout of the responses: docs/server.md.
+
+Just over the ~800 lines a module should stay under: the routes share one app's
+state (store, metrics, limits) through closures in ``create_app``; what grows
+(decoding, limits, auth, replication) already lives in modules of its own.
 """
 
 from __future__ import annotations
