@@ -517,7 +517,9 @@ def repair_wal(
     frame that verifies (or the end of the segment). Its bytes are copied to
     ``quarantine`` first; then it is overwritten in place by a PAD frame of the
     same length, so the LSNs of the frames after it do not move, or, at the end
-    of a segment or when too short for a PAD header, the segment is cut there.
+    of a segment or when shorter than a PAD frame's header, the segment is cut
+    there, and everything after the cut (good frames included) is quarantined
+    and reported with the region: a frame is never dropped unreported.
     Returns (segments checked, good frames, [(segment, offset, length, copy)]).
     """
     checked = good = 0
@@ -540,12 +542,12 @@ def repair_wal(
                 pos = parsed[1]
                 continue
             nxt = _next_valid(bytes(buf), pos + 1, max_record_bytes)
-            stop = len(buf) if nxt is None else nxt
-            damaged.append(_quarantine(path, buf, pos, stop - pos, quarantine))
-            if nxt is not None and stop - pos > FRAME_SIZE:
-                buf[pos:stop] = pad_frame(stop - pos)
-                pos = stop
-            else:
+            if nxt is not None and nxt - pos >= FRAME_SIZE:
+                damaged.append(_quarantine(path, buf, pos, nxt - pos, quarantine))
+                buf[pos:nxt] = pad_frame(nxt - pos)
+                pos = nxt
+            else:  # the segment ends here: what follows (good frames too) goes aside with it
+                damaged.append(_quarantine(path, buf, pos, len(buf) - pos, quarantine))
                 del buf[pos:]
             changed = True
         if changed:

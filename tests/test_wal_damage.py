@@ -197,3 +197,24 @@ def test_bad_segment_header_refuses_to_open(tmp_path: Path) -> None:
     write_at(segment, 0, b"NOTAWAL!")
     with pytest.raises(tael.CorruptionError, match="not a tael WAL segment"):
         tael.Store(data)
+
+
+def test_a_short_damaged_region_before_good_frames_moves_them_to_quarantine_too(tmp_path: Path) -> None:
+    """A region too short for a PAD frame (here, 5 stray bytes between two frames) cannot be
+    covered in place, so repair cuts the segment there: the good frames after it must go to
+    quarantine with it and be reported, never deleted unreported."""
+    data = tmp_path / "data"
+    (segment,) = build(data)
+    fr = frames(segment)
+    at = fr[2][0]
+    buf = segment.read_bytes()
+    segment.write_bytes(buf[:at] + b"\x01\x02\x03\x04\x05" + buf[at:])
+    damaged = segment.read_bytes()
+
+    report = tael.repair(data)
+    (region,) = report.damaged
+    assert (region.segment, region.offset, region.length) == (segment.name, at, len(damaged) - at)
+    assert Path(region.quarantined_to).read_bytes() == damaged[at:]  # the stray bytes and every frame after
+    assert segment.read_bytes() == buf[:at]
+    assert batches_present(data) == {0, 1}
+    assert tael.repair(data).clean
