@@ -16,7 +16,6 @@ renders the report.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,14 @@ from typing import Any
 from ._blobs import Payloads
 from ._codec import unpackb
 from ._errors import CorruptionError, TaelError
-from ._hot import HotTier
+from ._hot import RECORD_KEY, HotTier
 from ._layout import EVENT_ATTRS, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS, SPAN_ID, SPAN_START, SPAN_TRACE
 from ._models import StoreStats
 from ._query.context import ReadContext
 from ._repair import frame_problem
 from ._search import DOC_LOG, DOC_SPAN, TextIndex, missing_documents
-from ._wal import SEGMENT_HEADER_SIZE, Frame, _check_header, _next_valid, _parse, list_segments
+from ._wal import SEGMENT_HEADER_SIZE, Frame, check_segment_header, list_segments, next_valid_frame, parse_frame
 
-_QQI = struct.Struct(">QQI")  # a hot logs key: time_ns, lsn, index in the batch
 _MAX_FRAME = (1 << 32) - 1  # any length a WAL frame header can state: ``check`` trusts the checksum
 
 Problem = dict[str, Any]
@@ -74,13 +72,13 @@ def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], li
         counts["segments"] += 1
         counts["bytes"] += len(buf)
         try:
-            _check_header(path, buf[:SEGMENT_HEADER_SIZE].ljust(SEGMENT_HEADER_SIZE, b"\0"))
+            check_segment_header(path, buf[:SEGMENT_HEADER_SIZE].ljust(SEGMENT_HEADER_SIZE, b"\0"))
         except CorruptionError as exc:
             problems.append(problem("wal", str(exc), path, offset=exc.offset or 0, length=len(buf), lsn=base))
             continue
         pos = SEGMENT_HEADER_SIZE
         while pos < len(buf):
-            parsed = _parse(buf, pos, _MAX_FRAME)
+            parsed = parse_frame(buf, pos, _MAX_FRAME)
             if parsed is not None:
                 counts["frames"] += 1
                 rtype, end, payload = parsed
@@ -99,7 +97,7 @@ def check_wal(waldir: Path, applied_lsn: int | None) -> tuple[dict[str, int], li
                         )
                 pos = end
                 continue
-            nxt = _next_valid(buf, pos + 1, _MAX_FRAME)
+            nxt = next_valid_frame(buf, pos + 1, _MAX_FRAME)
             if nxt is None and is_last:
                 notes.append(
                     f"{path.name}: torn tail at byte {pos} ({len(buf) - pos} bytes): an append a crash interrupted "
@@ -248,7 +246,7 @@ def index_coverage(
 
         def logs() -> Iterator[tuple[int, int, int, int]]:
             for key, value in hot.records(txn, "logs"):
-                t, lsn, idx = _QQI.unpack(key)
+                t, lsn, idx = RECORD_KEY.unpack(key)
                 if lsn < bound and unpackb(value)[LOG_BODY]:
                     yield t, lsn, idx, 0
 

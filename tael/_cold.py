@@ -538,13 +538,13 @@ def sort_table(dataset: str, table: pa.Table) -> pa.Table:
 _DERIVED = frozenset(("start_time", "time", "window_start"))  # SQL conveniences; tael reads the int64s
 
 
-def _columns(table: pa.Table) -> dict[str, list[Any]]:
+def columns_of(table: pa.Table) -> dict[str, list[Any]]:
     return {name: table.column(name).to_pylist() for name in table.column_names if name not in _DERIVED}
 
 
 def span_records(table: pa.Table) -> list[list[Any]]:
     """Rows of a spans table back to hot-tier record arrays (see _codec.decode_span)."""
-    c = _columns(table)
+    c = columns_of(table)
     out = []
     kinds, statuses = {k: i for i, k in enumerate(SPAN_KINDS)}, {s: i for i, s in enumerate(SPAN_STATUSES)}
     payload_refs = c.get("payload_refs") or [None] * table.num_rows
@@ -599,7 +599,7 @@ def file_digests(table: pa.Table) -> list[bytes]:
 
 def log_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]:
     """Rows of a logs table as ((time, lsn, index) sort key, record array)."""
-    c = _columns(table)
+    c = columns_of(table)
     out = []
     blobs = c.get("body_blob") or [None] * table.num_rows
     for i in range(table.num_rows):
@@ -623,7 +623,7 @@ def log_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]
 
 def metric_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]:
     """Rows of a metrics table as ((time, lsn, index) sort key, record array)."""
-    c = _columns(table)
+    c = columns_of(table)
     kinds, temps = {k: i for i, k in enumerate(METRIC_KINDS)}, {t: i for i, t in enumerate(TEMPORALITIES)}
     out = []
     for i in range(table.num_rows):

@@ -54,7 +54,7 @@ from ._cold import (
     spans_table,
 )
 from ._errors import StorageError, StoreClosedError
-from ._hot import _QQI, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
+from ._hot import RECORD_KEY, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
 from ._layout import LOG_TIME, METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE, METRIC_TIME, SPAN_START
 from ._models import CompactionReport, RetentionReport
 from ._search import DOC_LOG, DOC_SPAN, TextIndex
@@ -217,7 +217,7 @@ class Compactor:
 
         elif signal == "logs":
             items = [(k, unpack(v)) for k, v in chunk]
-            keyed = [(*_QQI.unpack(k)[1:], f) for k, f in items]
+            keyed = [(*RECORD_KEY.unpack(k)[1:], f) for k, f in items]
             for date, lgroup in _by_day(keyed, lambda r: r[2][LOG_TIME]).items():
                 tables.append(("logs", date, logs_table(lgroup)))
 
@@ -558,7 +558,7 @@ def metric_rows(chunk: Sequence[tuple[bytes, bytes]]) -> list[MetricRow]:
     for k, v in chunk:
         f = _codec.unpackb(v)
         sid, _desc = _codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])
-        _t, lsn, idx = _QQI.unpack(k)
+        _t, lsn, idx = RECORD_KEY.unpack(k)
         rows.append((lsn, idx, sid, f, k))
     return rows
 

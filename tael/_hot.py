@@ -71,7 +71,7 @@ from ._wal import RecordType
 log = logging.getLogger(__name__)
 
 _Q = struct.Struct(">Q")
-_QQI = struct.Struct(">QQI")
+RECORD_KEY = struct.Struct(">QQI")  # a log or metric point key: time_ns, WAL lsn, index in the batch
 _STATS = struct.Struct("<QQQQ")  # span_count, error_count, total duration ns, trace_count
 _APPLIED = b"applied_lsn"
 _FORMAT = b"format_version"
@@ -419,7 +419,7 @@ class HotTier:
             txn.put(key, _STATS.pack(*acc), db=services)
 
     def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
-        pack = _QQI.pack
+        pack = RECORD_KEY.pack
         items = [(pack(r[LOG_ROW_TIME], lsn, i), r[LOG_ROW_PACKED]) for i, r in enumerate(rows)]
         if any(r[LOG_ROW_FLAG] == 2 for r in rows):
             items = self._externalize(txn, items, [r[LOG_ROW_FLAG] for r in rows], SIGNAL_LOGS)
@@ -500,7 +500,7 @@ class HotTier:
         return self.write(run)
 
     def _apply_metrics(self, txn: lmdb.Transaction, rows: Sequence[MetricRow], lsn: int) -> None:
-        pack = _QQI.pack
+        pack = RECORD_KEY.pack
         keys = [pack(r[METRIC_ROW_TIME], lsn, i) for i, r in enumerate(rows)]
         txn.cursor(db=self.db["metrics"]).putmulti([(k, r[METRIC_ROW_PACKED]) for k, r in zip(keys, rows, strict=True)])
         txn.cursor(db=self.db["metric_series"]).putmulti(
@@ -555,7 +555,7 @@ class HotTier:
         out = {}
         logs = self.db["logs"]
         for key in keys:
-            value = txn.get(_QQI.pack(*key), db=logs)
+            value = txn.get(RECORD_KEY.pack(*key), db=logs)
             if value is not None:
                 out[key] = unpackb(value)
         return out
@@ -1003,7 +1003,7 @@ def _span_hits(rows: list[list[Any]]) -> list[Hit]:
 
 
 def _keyed_hits(rows: list[tuple[bytes, list[Any]]]) -> list[Hit]:
-    unpack = _QQI.unpack
+    unpack = RECORD_KEY.unpack
     return [((key := unpack(raw)), key, f) for raw, f in rows]
 
 

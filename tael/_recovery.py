@@ -20,7 +20,7 @@ from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._cold import ColdTier, log_records, span_records
 from ._errors import CorruptionError, ReplicationError, StorageError
-from ._hot import _QQI, HotTier, UnappliableRecordError
+from ._hot import RECORD_KEY, HotTier, UnappliableRecordError
 from ._layout import LOG_BODY, SPAN_ID, SPAN_SERVICE, SPAN_START, SPAN_STATUS, SPAN_TRACE, LogRecordFields, SpanRecord
 from ._record import frame_rows
 from ._search import Group, TextIndex, group_docs, log_doc, span_doc
@@ -153,7 +153,7 @@ def build_index(
         for _key, value in hot.records(txn, "spans"):
             count += _index_span(index, blobs, payloads, _codec.unpackb(value), 0)
         for key, value in hot.records(txn, "logs"):
-            _t, lsn, idx = _QQI.unpack(key)
+            _t, lsn, idx = RECORD_KEY.unpack(key)
             count += _index_log(index, blobs, _codec.unpackb(value), lsn, idx)
         end = hot.applied_lsn()
     for f in manifest:

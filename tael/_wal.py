@@ -74,8 +74,8 @@ def decode_values(frame: Frame) -> list[bytes]:
     return values
 
 
-def _parse(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tuple[int, int, bytes] | None:
-    """The frame at ``pos`` as (type, end offset, payload) or None if it does not verify."""
+def parse_frame(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tuple[int, int, bytes] | None:
+    """The frame at ``pos`` as (type, end offset, decompressed payload), or None if it does not verify."""
     if pos + FRAME_SIZE > len(buf):
         return None
     magic, rtype, flags, length, crc = FRAME.unpack_from(buf, pos)
@@ -93,16 +93,11 @@ def _parse(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tup
     return rtype, end, payload
 
 
-def parse_frame(buf: bytes | bytearray | memoryview, pos: int, max_bytes: int) -> tuple[int, int, bytes] | None:
-    """The frame at ``pos`` as (type, end offset, decompressed payload), or None if it does not verify."""
-    return _parse(buf, pos, max_bytes)
-
-
-def _next_valid(buf: bytes, start: int, max_bytes: int) -> int | None:
+def next_valid_frame(buf: bytes, start: int, max_bytes: int) -> int | None:
     """Offset of the first verifying frame at or after ``start``, if any."""
     pos = buf.find(FRAME_MAGIC, start)
     while pos != -1:
-        if _parse(buf, pos, max_bytes) is not None:
+        if parse_frame(buf, pos, max_bytes) is not None:
             return pos
         pos = buf.find(FRAME_MAGIC, pos + 1)
     return None
@@ -122,7 +117,7 @@ def list_segments(waldir: Path) -> list[tuple[int, Path]]:
     return out
 
 
-def _check_header(path: Path, head: bytes) -> None:
+def check_segment_header(path: Path, head: bytes) -> None:
     if head[:8] != SEGMENT_MAGIC:
         raise CorruptionError(f"{path}: not a tael WAL segment (bad magic at byte 0)", path=str(path), offset=0)
     (version,) = struct.unpack_from("<I", head, 8)
@@ -168,12 +163,12 @@ class Wal:
             if not is_last and base + path.stat().st_size <= from_lsn:
                 continue  # fully applied; frames before the applied LSN are never read
             buf = path.read_bytes()
-            _check_header(path, buf[:SEGMENT_HEADER_SIZE])
+            check_segment_header(path, buf[:SEGMENT_HEADER_SIZE])
             pos = max(SEGMENT_HEADER_SIZE, from_lsn - base)
             while pos < len(buf):
-                parsed = _parse(buf, pos, self.max_record_bytes)
+                parsed = parse_frame(buf, pos, self.max_record_bytes)
                 if parsed is None:
-                    if is_last and _next_valid(buf, pos + 1, self.max_record_bytes) is None:
+                    if is_last and next_valid_frame(buf, pos + 1, self.max_record_bytes) is None:
                         log.warning(
                             "WAL %s: torn tail at byte %d (%d bytes) truncated: a crash interrupted an append",
                             path,
@@ -488,7 +483,7 @@ def read_frames(waldir: Path, from_lsn: int, to_lsn: int, max_bytes: int) -> lis
 
 def verify_frame(frame: bytes, lsn: int, max_record_bytes: int) -> Frame:
     """Parse one shipped frame, checking its checksum."""
-    parsed = _parse(frame, 0, max_record_bytes)
+    parsed = parse_frame(frame, 0, max_record_bytes)
     if parsed is None or parsed[1] != len(frame):
         raise ReplicationError(f"shipped WAL record at LSN {lsn} fails verification")
     rtype, end, payload = parsed
@@ -536,12 +531,12 @@ def repair_wal(
         pos = SEGMENT_HEADER_SIZE
         changed = False
         while pos < len(buf):
-            parsed = _parse(buf, pos, max_record_bytes)
+            parsed = parse_frame(buf, pos, max_record_bytes)
             if parsed is not None:
                 good += 1
                 pos = parsed[1]
                 continue
-            nxt = _next_valid(bytes(buf), pos + 1, max_record_bytes)
+            nxt = next_valid_frame(bytes(buf), pos + 1, max_record_bytes)
             if nxt is not None and nxt - pos >= FRAME_SIZE:
                 damaged.append(_quarantine(path, buf, pos, nxt - pos, quarantine))
                 buf[pos:nxt] = pad_frame(nxt - pos)

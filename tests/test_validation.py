@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from datetime import datetime
 from typing import Any
@@ -185,10 +186,12 @@ def test_a_query_takes_a_filter_object_or_keyword_filters_not_both(store: tael.S
         store.query_logs(tael.LogFilter(), attributes={})
     with pytest.raises(ValueError, match="either a MetricFilter or keyword filters, not both"):
         store.query_metrics(tael.MetricFilter(name="m"), start=5)
-    with pytest.raises(ValueError, match="must be a SpanFilter, got LogFilter"):
+    with pytest.raises(TypeError, match="must be a SpanFilter, got LogFilter"):
         store.query_traces(tael.LogFilter())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="must be a MetricFilter, got dict"):
+    with pytest.raises(TypeError, match="must be a MetricFilter, got dict"):
         store.query_metrics({"name": "m"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="must be a SpanFilter, got str"):
+        store.trace_summaries("checkout")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="100,000"):  # limit and order are still the query's
         store.query_traces(tael.SpanFilter(), limit=100_001)
     with pytest.raises(ValueError, match="order"):
@@ -196,6 +199,22 @@ def test_a_query_takes_a_filter_object_or_keyword_filters_not_both(store: tael.S
     with pytest.raises(TypeError):
         store.query_traces(service="a", where=tael.SpanFilter())  # type: ignore[call-arg]
     assert store.query_traces(tael.SpanFilter(service="a"), limit=5, order="asc") == []
+
+
+@pytest.mark.parametrize("method", ["query_traces", "query_logs", "query_metrics", "trace_summaries"])
+def test_an_unknown_keyword_is_a_type_error_before_any_value_is_checked(store: tael.Store, method: str) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        getattr(store, method)(bogus=1, limit=0)  # limit=0 alone is a ValueError: the unknown name comes first
+    with pytest.raises(ValueError, match="limit"):
+        getattr(store, method)(limit=0)
+
+
+def test_the_keyword_filter_types_name_exactly_the_filter_fields() -> None:
+    from tael._query.filters import LogArgs, MetricArgs, SpanArgs
+
+    for args, cls in ((SpanArgs, tael.SpanFilter), (LogArgs, tael.LogFilter), (MetricArgs, tael.MetricFilter)):
+        fields = [f.name for f in dataclasses.fields(cls) if f.init]
+        assert list(args.__annotations__) == fields, cls.__name__
 
 
 def test_settings_are_validated() -> None:

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 
 from .. import _codec, _rollup
 from .._codec import to_ns
-from .._cold import ColdFile, ColdTier, _columns, metric_records
-from .._hot import _QQI, HotTier
+from .._cold import ColdFile, ColdTier, columns_of, metric_records
+from .._hot import RECORD_KEY, HotTier
 from .._layout import METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE, SERIES_ATTRS, SERIES_SERVICE
 from .._models import MetricBucket
 from . import args, filters
@@ -160,14 +160,14 @@ def aggregate_metrics(
                     expr = filters.and_all([by_series, *filters.time_exprs("window_start_ns", inner_lo, inner_hi)])
                     bounds = {"series_id": (min(sids), max(sids)), "window_start_ns": (inner_lo, inner_hi - 1)}
                     table = cold.read_pruned(files, bounds, expr, _rollup.PARTIAL_COLUMNS)
-                    parts += _rollup.partials_from_table(_columns(table), table.num_rows)
+                    parts += _rollup.partials_from_table(columns_of(table), table.num_rows)
         for r_lo, r_hi in raw_ranges:
             if r_lo < r_hi:
                 parts += _rollup.partials_from_points(
                     ((sid, rec) for _k, sid, rec in cold_points(cold, manifest, name, sids, r_lo, r_hi)), step_ns
                 )
         if rollup is not None:
-            hot_keyed = [(_QQI.unpack(k), sid_of(f), f) for k, f in hot]
+            hot_keyed = [(RECORD_KEY.unpack(k), sid_of(f), f) for k, f in hot]
             parts = exact_where_interleaved(cold, parts, manifest, name, hot_keyed, step_ns, lo, hi)
         return _rollup.buckets(parts, step_ns)
 

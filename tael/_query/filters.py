@@ -469,12 +469,17 @@ class MetricArgs(TypedDict, total=False):
 
 def chosen(cls: type[F], where: object, limit: Any, order: Any, /, **keywords: Any) -> F:
     """The filter a Store query method was given: the filter object ``where``, or else
-    its keyword filters (giving both is a ValueError). Keyword filters are checked in
-    the order the query methods always checked them: ``limit`` and the time range,
-    then ``order`` (None: the query has none), then the rest."""
+    its keyword filters (giving both is a ValueError). A keyword that is no field of
+    the filter, or a ``where`` that is no filter, is a TypeError, as for any call with
+    a wrong argument. Keyword filters are checked in the order the query methods
+    always checked them: ``limit`` and the time range, then ``order`` (None: the
+    query has none), then the rest."""
+    unknown = [k for k in keywords if k not in _FIELDS[cls]]
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r} (the filters are {', '.join(_FIELDS[cls])})")
     if where is not None:
         if not isinstance(where, cls):
-            raise ValueError(f"the filter must be a {cls.__name__}, got {type(where).__name__}")
+            raise TypeError(f"the filter must be a {cls.__name__}, got {type(where).__name__}")
         given = [k for k, v in keywords.items() if v is not None]
         if given:
             raise ValueError(f"give either a {cls.__name__} or keyword filters, not both (got {', '.join(given)})")
@@ -483,3 +488,9 @@ def chosen(cls: type[F], where: object, limit: Any, order: Any, /, **keywords: A
     if order is not None:
         args.newest_first(order)
     return cls(**keywords)
+
+
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls) if f.init) for cls in (SpanFilter, LogFilter, MetricFilter)
+}
+"""Each filter's keyword filters: its init fields."""

@@ -20,7 +20,7 @@ from .. import _codec
 from .._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
 from .._compactor import metric_rows, rollup_rows
 from .._errors import StorageError, ValidationError
-from .._hot import _QQI, HotTier
+from .._hot import RECORD_KEY, HotTier
 from .context import ReadContext
 
 VIEWS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
@@ -29,7 +29,7 @@ VIEWS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
 def _hot_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:
     unpack = _codec.unpackb
     spans = spans_table([unpack(v) for _k, v in hot.records(txn, "spans")])
-    logs = logs_table([(*_QQI.unpack(k)[1:], unpack(v)) for k, v in hot.records(txn, "logs")])
+    logs = logs_table([(*RECORD_KEY.unpack(k)[1:], unpack(v)) for k, v in hot.records(txn, "logs")])
     rows = metric_rows(list(hot.records(txn, "metrics")))
     five, hour = rollup_rows(rows)
     return {
