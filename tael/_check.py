@@ -143,14 +143,16 @@ def check_tiers(parts: ReadContext, stats: Callable[[], StoreStats]) -> dict[str
     hot_report: dict[str, Any] | None = None
     cold_report: dict[str, int] = {"files": 0, "rows": 0, "bytes": 0}
     blob_report: dict[str, int] = {"catalog": 0, "missing": 0}
+    damaged: list[tuple[str, str]] = []  # cold damage found and not yet reported
     try:
         st = stats()
         hot_report = {"records": st.hot_records, "applied_lsn": st.applied_lsn, "indexed_lsn": st.indexed_lsn}
         with hot.reader() as txn:
             manifest = hot.manifest(txn)
             digests = hot.blob_digests(txn)
-        damaged, stray = cold.check_files(manifest, cold_report)
+        _damaged, stray = cold.check_files(manifest, cold_report, damaged)
         problems += [problem("cold", what, where) for where, what in damaged]
+        damaged.clear()  # reported
         if stray:
             notes.append(
                 f"{len(stray)} files under {cold.location} the manifest does not name (left by an interrupted "
@@ -161,6 +163,7 @@ def check_tiers(parts: ReadContext, stats: Callable[[], StoreStats]) -> dict[str
             blob_report["missing"] += 1
             problems.append(problem("blobs", "payload blob named by the catalog is missing", path))
     except (TaelError, OSError, ValueError) as exc:
+        problems += [problem("cold", what, where) for where, what in damaged]  # found before the failure
         problems.append(problem("hot", f"reading the hot tier failed: {one_line(exc)}", root / "hot"))
     index_report = _check_index(hot, parts.text_index, root, parts.payloads.keys, problems, notes)
     if not (root / "index" / "meta.json").exists():

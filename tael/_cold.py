@@ -912,15 +912,19 @@ class ColdTier:
     # ------------------------------------------------------------ checks (tael check)
 
     def check_files(
-        self, manifest: Sequence[ColdFile], totals: dict[str, int]
+        self,
+        manifest: Sequence[ColdFile],
+        totals: dict[str, int],
+        damaged: list[tuple[str, str]] | None = None,
     ) -> tuple[list[tuple[str, str]], list[str]]:
         """Verify every file of ``manifest`` where it is stored, without changing
         anything: present, its Parquet footer readable, its rows and row groups as the
         manifest records. Adds each file's ``files``, ``rows`` and stored ``bytes`` to
-        ``totals`` as it goes (so what was verified before an I/O error still counts).
-        Returns (damage as (path or URI, what is wrong), paths of files there that the
-        manifest does not name: leftovers the next open removes)."""
-        damaged: list[tuple[str, str]] = []
+        ``totals``, and each damage found to ``damaged`` (a new list if None), as it goes:
+        what was found before an I/O error still counts. Returns (damage as (path or
+        URI, what is wrong), paths of files there that the manifest does not name:
+        leftovers the next open removes)."""
+        damaged = [] if damaged is None else damaged
         live = set()
         for f in manifest:
             where = self.describe(f)  # a local path, or a URI (s3://...) for a tier on object storage
@@ -1090,19 +1094,24 @@ class ColdReader:
 
     def _logs(self, keys: Sequence[tuple[int, int, int]]) -> list[Hit]:
         """Logs by (time, lsn, index) key. Each row group that may hold a wanted time is
-        read once, and only its rows at wanted times are converted to Python."""
+        read once per reader (lookups come in pages), and only its rows at wanted times
+        are converted to Python."""
         wanted: dict[tuple[int, int], set[tuple[int, int, int]]] = {}
-        files = [f for f in self.manifest if f.dataset == "logs"]
-        for key in keys:
-            t = key[0]
-            for f in files:
+        if not keys:
+            return []
+        lo, hi = min(k[0] for k in keys), max(k[0] for k in keys)
+        files = [f for f in self.manifest if f.dataset == "logs" and f.min_ns <= hi and f.max_ns >= lo]
+        for f in files:
+            groups = self.cold.row_group_times(f, "time_ns")
+            for key in keys:
+                t = key[0]
                 if f.min_ns <= t <= f.max_ns:
-                    for rg, t_min, t_max in self.cold.row_group_times(f, "time_ns"):
+                    for rg, t_min, t_max in groups:
                         if t_min <= t <= t_max:
                             wanted.setdefault((f.file_id, rg), set()).add(key)
         out: list[Hit] = []
         for (file_id, rg), group in wanted.items():
-            table = self.cold.read_row_groups(self.by_id[file_id], [rg])
+            table = self._group(self.by_id[file_id], rg)
             table = table.filter(pc.field("time_ns").isin(sorted({k[0] for k in group})))
             out += [hit for hit in log_hits(table) if hit[0] in group]
         return out

@@ -243,3 +243,36 @@ def test_store_check_reports_each_part(data: Path) -> None:
     assert [p["part"] for p in got["problems"]] == ["cold", "blobs", "index"]
     assert got["blobs"] == {"catalog": N_SPANS // 2, "missing": 1}
     assert got["problems"][1]["path"] == str(_blobs(data).path(digest))
+
+
+def test_cold_damage_found_before_an_io_error_is_still_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first cold file is missing; reading the second one's size fails with EIO: the
+    check reports both, the missing file first, not only the failure."""
+    data = tmp_path / "data"
+    day = 86_400 * SEC
+    with tael.Store(data, SETTINGS) as store:
+        store.insert_logs(
+            [tael.LogRecord(time_ns=T0 + d * day + i, body="b", service="api") for d in (0, 1) for i in (0, 1)]
+        )
+        store.compact(T0 + 2 * day)
+    cold, manifest = _cold(data)
+    assert len(manifest) == 2
+    first, second = sorted(manifest, key=lambda f: f.file_id)
+    cold.path(first).unlink()
+    stored_size = ColdTier.stored_size
+
+    def failing(self: ColdTier, f: ColdFile) -> int | None:
+        if f.file_id == second.file_id:
+            raise OSError(5, "injected I/O error")
+        return stored_size(self, f)
+
+    monkeypatch.setattr(ColdTier, "stored_size", failing)
+    with tael.Store(data, SETTINGS, read_only=True) as store:
+        got = store.check()
+    assert [(p["part"], p["message"].split(" (")[0]) for p in got["problems"]] == [
+        ("cold", "cold file is missing"),
+        ("hot", "reading the hot tier failed: [Errno 5] injected I/O error"),
+    ]
+    assert got["problems"][0]["path"] == str(cold.path(first))

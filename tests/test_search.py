@@ -311,3 +311,29 @@ def test_a_resent_span_is_found_only_by_the_text_that_was_stored(store: tael.Sto
     assert store.get_trace(first.trace_id) == [first]
     assert store.query_traces(text="hello") == [first]
     assert store.query_traces(text="goodbye") == []
+
+
+def test_log_hits_held_hot_are_not_looked_up_in_the_cold_tier(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log's key is in one tier only, so resolving text hits asks the cold tier only
+    for keys the hot tier lacks (a cold lookup by time reads row groups)."""
+    from tael._cold import ColdReader
+
+    asked: list[Any] = []
+    lookup = ColdReader.lookup
+
+    def spy(self: ColdReader, signal: str, keys: Any) -> Any:
+        asked.extend(keys)
+        return lookup(self, signal, keys)
+
+    monkeypatch.setattr(ColdReader, "lookup", spy)
+    t0 = 1_700_000_000_000_000_000
+    with tael.Store(data_dir) as store:
+        store.insert_logs([make_log(time_ns=t0 + i, body=f"needle cold {i}") for i in range(20)])
+        store.compact(t0 + 100)
+        store.insert_logs([make_log(time_ns=t0 + 10 + i, body=f"needle hot {i}") for i in range(5)])  # late, hot
+        store.flush()
+        found = store.query_logs(text="needle", limit=100)
+    assert sorted(r.body for r in found) == sorted(
+        [f"needle cold {i}" for i in range(20)] + [f"needle hot {i}" for i in range(5)]
+    )
+    assert len(asked) == 20  # only the compacted ones

@@ -96,9 +96,14 @@ def trace(sources: Sequence[TierReader], trace_id: bytes) -> list[list[Any]]:
 
 
 def lookup(sources: Sequence[TierReader], signal: str, keys: Sequence[Any]) -> dict[Any, Hit]:
-    """Hits for those of ``keys`` any source holds, each from the first that does."""
+    """Hits for those of ``keys`` any source (in precedence order, as :func:`tiers`
+    gives them) holds. Spans are asked in precedence order, so the dedup rule picks the
+    copy. A log's key is in one tier only (it is assigned once, and a move between
+    tiers is one transaction), so no copy is to be picked: the hot tier, last in
+    precedence and cheap to ask, goes first, and the cold tier is asked only for the
+    keys it lacks (a cold lookup by time reads row groups)."""
     found: dict[Any, Hit] = {}
-    for source in sources:
+    for source in sources if signal == "spans" else reversed(sources):
         missing = [k for k in keys if k not in found]
         if not missing:
             break
