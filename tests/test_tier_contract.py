@@ -65,6 +65,9 @@ def _spans() -> list[tael.Span]:
             )
     out.append(dataclasses.replace(out[4], start_ns=out[4].start_ns + 3, end_ns=out[4].end_ns + 3))  # same ids
     out.append(dataclasses.replace(out[9], start_ns=out[9].start_ns, span_id=f"{999:016x}", name="tie"))  # same time
+    # same time, another trace: a later trace id with an earlier span id, so only the
+    # documented tie order (start, trace id, span id) picks the right one under a limit
+    out.append(dataclasses.replace(out[9], trace_id=f"{0xFFF:032x}", span_id=f"{2:016x}", name="tie across traces"))
     return out
 
 
@@ -100,6 +103,7 @@ def _points() -> list[tael.MetricPoint]:
 
 SPANS, LOGS, POINTS = _spans(), _logs(), _points()
 TRACES = sorted({s.trace_id for s in SPANS})
+TIE = SPANS[9].start_ns
 
 
 def fill(store: tael.Store) -> None:
@@ -191,6 +195,9 @@ CASES: list[tuple[Any, int, bool]] = [
     (tael.SpanFilter(service="llm", start=T0 + 50 * HOUR), 3, True),
     (tael.SpanFilter(service="nobody"), 10, True),
     (tael.SpanFilter(end=T0), 10, True),
+    (tael.SpanFilter(start=TIE, end=TIE + 1), 1, True),  # three spans at one time: the tie order decides
+    (tael.SpanFilter(start=TIE, end=TIE + 1), 1, False),
+    (tael.SpanFilter(start=TIE, end=TIE + 1), 2, True),
     (tael.LogFilter(), 1000, True),
     (tael.LogFilter(), 1000, False),
     (tael.LogFilter(), 5, True),
