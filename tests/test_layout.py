@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tael"
 
@@ -153,8 +155,13 @@ def test_no_import_cycle_among_tael_modules() -> None:
 
 
 def test_nothing_below_store_imports_it() -> None:
-    importers = sorted(m for m, deps in import_graph().items() if "tael._store" in deps and m not in ABOVE_STORE)
+    """Nor the package itself, which hands out ``Store`` (``from . import Store`` would
+    reach it through the package's lazy names without naming tael._store)."""
+    graph = import_graph()
+    importers = sorted(m for m, deps in graph.items() if "tael._store" in deps and m not in ABOVE_STORE)
     assert importers == [], f"modules below Store import tael._store: {importers}"
+    via_package = sorted(m for m, deps in graph.items() if "tael" in deps and m not in ABOVE_STORE)
+    assert via_package == [], f"modules below Store import the tael package: {via_package}"
 
 
 def test_the_query_package_init_imports_nothing() -> None:
@@ -176,22 +183,50 @@ def test_store_only_orchestrates_in_under_500_lines() -> None:
 
 FILTER_BUILDERS = {"field", "scalar", "Expression"}
 """``pyarrow.compute.field(...)``, ``pc.scalar(...)``, ``pyarrow.dataset.field(...)``: a filter expression."""
+ARROW_FILTER_MODULES = {"pyarrow.compute", "pyarrow.dataset"}
 FILTER_MODULES = ("_query/", "_hot.py", "_cold.py", "_coldfs.py")
 """Where filters are translated: the query package and the tiers."""
 
 
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for an attribute chain of names, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
 def filter_expressions(path: Path) -> list[int]:
-    """Lines of ``path`` that build an Arrow filter expression (``pc.field(...)`` and the like)."""
+    """Lines of ``path`` that build an Arrow filter expression (``pc.field(...)`` and the
+    like), however pyarrow's compute or dataset module or its builders were imported."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    return [
-        node.lineno
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Attribute)
-        and node.func.attr in FILTER_BUILDERS
-        and isinstance(node.func.value, ast.Name)
-        and node.func.value.id in ("pc", "ds", "compute", "dataset")
-    ]
+    modules = set(ARROW_FILTER_MODULES)  # names (or dotted paths) that mean one of those modules
+    builders: set[str] = set()  # bare names bound to a builder
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in ARROW_FILTER_MODULES:
+                    modules.add(alias.asname or alias.name)
+                elif alias.name == "pyarrow":
+                    modules.update(f"{alias.asname or 'pyarrow'}.{m.split('.')[1]}" for m in ARROW_FILTER_MODULES)
+        elif isinstance(node, ast.ImportFrom) and node.module == "pyarrow":
+            for alias in node.names:
+                if f"pyarrow.{alias.name}" in ARROW_FILTER_MODULES:
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.ImportFrom) and node.module in ARROW_FILTER_MODULES:
+            builders.update(alias.asname or alias.name for alias in node.names if alias.name in FILTER_BUILDERS)
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (isinstance(func, ast.Name) and func.id in builders) or (
+            isinstance(func, ast.Attribute) and func.attr in FILTER_BUILDERS and _dotted(func.value) in modules
+        ):
+            found.append(node.lineno)
+    return found
 
 
 def test_filter_expressions_are_built_only_in_the_query_package_and_the_tiers() -> None:
@@ -203,7 +238,44 @@ def test_filter_expressions_are_built_only_in_the_query_package_and_the_tiers() 
     assert outside == {}
 
 
-def test_the_filter_check_finds_an_expression(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import pyarrow.compute as pc\ne = pc.field('service') == 'a'\n",
+        "import pyarrow.compute as arrow_fns\ne = arrow_fns.field('service') == 'a'\n",
+        "from pyarrow.compute import field\ne = field('service') == 'a'\n",
+        "from pyarrow.compute import field as col\ne = col('service') == 'a'\n",
+        "import pyarrow as pa\ne = pa.compute.field('service') == 'a'\n",
+        "import pyarrow\ne = pyarrow.dataset.field('date') == 'a'\n",
+        "from pyarrow import dataset as d\ne = d.field('date') == 'a'\n",
+    ],
+)
+def test_the_filter_check_finds_an_expression_however_it_was_imported(tmp_path: Path, source: str) -> None:
     src = tmp_path / "m.py"
-    src.write_text("import pyarrow.compute as pc\nx = 1\ne = pc.field('service') == 'a'\n")
-    assert filter_expressions(src) == [3]
+    src.write_text(source)
+    assert filter_expressions(src) == [2]
+
+
+def test_the_filter_check_ignores_other_field_calls(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text(
+        "import dataclasses\nf = dataclasses.field(default=1)\nimport pyarrow as pa\ns = pa.field('x', pa.int64())\n"
+    )
+    assert filter_expressions(src) == []
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """What SLF001 does not see: ``from ._hot import _KEY`` shares a private name as much as
+    ``hot._KEY`` does. Private modules themselves (``from . import _codec``) are fine."""
+    modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
+    shared = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package_of(path).split(".")
+                origin = ".".join(base[: len(base) - (node.level - 1)] + ([node.module] if node.module else []))
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    if private and f"{origin}.{alias.name}" not in modules:
+                        shared.append(f"{module_name(path)}:{node.lineno} {origin}.{alias.name}")
+    assert shared == []
