@@ -35,14 +35,14 @@ SPAN_START = 5  # int ns
 SPAN_END = 6  # int ns
 SPAN_KIND = 7  # int: index into tael.SPAN_KINDS
 SPAN_STATUS = 8  # int: index into tael.SPAN_STATUSES
-SPAN_STATUS_MESSAGE = 9  # str or None
+SPAN_STATUS_MESSAGE = 9  # str ("" when none)
 SPAN_ATTRS = 10  # dict
 SPAN_RESOURCE = 11  # dict
-SPAN_SCOPE_NAME = 12  # str or None
-SPAN_SCOPE_VERSION = 13  # str or None
+SPAN_SCOPE_NAME = 12  # str ("" when none)
+SPAN_SCOPE_VERSION = 13  # str ("" when none)
 SPAN_EVENTS = 14  # list of events (EVENT_*)
 SPAN_LINKS = 15  # list of links (LINK_*)
-SPAN_TRACE_STATE = 16  # str or None
+SPAN_TRACE_STATE = 16  # str ("" when none)
 SPAN_FLAGS = 17  # int
 
 EVENT_TIME = 0  # int ns
@@ -55,16 +55,16 @@ LINK_ATTRS = 2  # dict
 
 # ---------------------------------------------------------------- logs
 LOG_TIME = 0  # int ns
-LOG_BODY = 1  # str or None (or a blob reference: docs/format/blobs.md)
+LOG_BODY = 1  # str ("" when none), or a blob reference (docs/format/blobs.md)
 LOG_SERVICE = 2  # str
 LOG_SEVERITY = 3  # int 0..24
-LOG_SEVERITY_TEXT = 4  # str or None
+LOG_SEVERITY_TEXT = 4  # str ("" when none)
 LOG_TRACE = 5  # bytes(16) or None
 LOG_SPAN = 6  # bytes(8) or None
 LOG_ATTRS = 7  # dict
 LOG_RESOURCE = 8  # dict
 LOG_OBSERVED = 9  # int ns or None
-LOG_SCOPE_NAME = 10  # str or None
+LOG_SCOPE_NAME = 10  # str ("" when none)
 
 # ---------------------------------------------------------------- metric points
 METRIC_TIME = 0  # int ns
