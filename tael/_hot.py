@@ -725,6 +725,72 @@ class HotTier:
             out[signal] = SignalStats(count=count, oldest_ns=oldest, newest_ns=newest)
         return out
 
+    # The lean side tables (span_lean, log_lean, metric_lean: docs/format/hot.md) answer
+    # window statistics without unpacking a record: one cursor range per window.
+
+    def _lean(self, txn: lmdb.Transaction, table: str, lo: int, hi: int) -> Iterator[tuple[Any, Any]]:
+        """(key, value) of a lean side table with ``lo <= time < hi``, as memoryviews valid in ``txn``."""
+        if hi <= lo:
+            return
+        hi_key = _Q.pack(hi)
+        cur: Any = txn.cursor(db=self.db[table])  # keys are bytes (the environment returns no buffers)
+        if cur.set_range(_Q.pack(max(lo, 0))):
+            for key, value in cur:
+                if key[:8] >= hi_key:
+                    break
+                yield key, value
+
+    def span_window(
+        self, txn: lmdb.Transaction, lo: int, hi: int, service: str | None
+    ) -> tuple[list[str], list[str], list[str], list[int], list[bool]]:
+        """Trace id (hex), service, name, duration_ns and error flag of every hot span with
+        ``lo <= start_ns < hi`` (and of ``service``), from ``span_lean``."""
+        traces: list[str] = []
+        services: list[str] = []
+        names: list[str] = []
+        durations: list[int] = []
+        errors: list[bool] = []
+        want = service.encode() if service is not None else None
+        unpack = _Q.unpack_from
+        for key, value in self._lean(txn, "span_lean", lo, hi):
+            svc, _sep, name = bytes(value[9:]).partition(b"\x00")
+            if want is not None and svc != want:
+                continue
+            traces.append(bytes(key[8:24]).hex())
+            services.append(svc.decode())
+            names.append(name.decode())
+            durations.append(unpack(value)[0])
+            errors.append(value[8] == 1)
+        return traces, services, names, durations, errors
+
+    def log_severities(self, txn: lmdb.Transaction, lo: int, hi: int, service: str | None) -> list[int]:
+        """How many hot logs with ``lo <= time_ns < hi`` (and of ``service``) have each
+        severity number 0..24, from ``log_lean``."""
+        counts = [0] * 25
+        want = service.encode() if service is not None else None
+        for _key, value in self._lean(txn, "log_lean", lo, hi):
+            if want is None or value[1:] == want:
+                counts[value[0]] += 1
+        return counts
+
+    def metric_window(self, txn: lmdb.Transaction, lo: int, hi: int, service: str | None) -> tuple[int, set[str]]:
+        """How many hot metric points have ``lo <= time_ns < hi`` (and ``service``), and
+        their metric names, from ``metric_lean`` and the series catalog."""
+        catalog = self.series_catalog(txn)  # series id -> (name, service)
+        points = 0
+        names: set[str] = set()
+        seen: set[bytes] = set()
+        for _key, raw in self._lean(txn, "metric_lean", lo, hi):
+            sid = bytes(raw)
+            name, svc = catalog.get(sid, ("", ""))
+            if service is not None and svc != service:
+                continue
+            points += 1
+            if sid not in seen:
+                seen.add(sid)
+                names.add(name)
+        return points, names
+
     def span_lsn(self, txn: lmdb.Transaction, key: bytes) -> int | None:
         """The WAL position of the batch that stored the span under primary ``key``."""
         raw = txn.get(key[8:], db=self.db["span_ids"])

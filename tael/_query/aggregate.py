@@ -27,11 +27,12 @@ import pyarrow.compute as pc
 from .. import _codec, _rollup
 from .._codec import to_ns
 from .._cold import ColdFile, ColdTier, columns_of, metric_records
-from .._hot import RECORD_KEY, HotTier
-from .._layout import METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE, SERIES_ATTRS, SERIES_SERVICE
+from .._hot import RECORD_KEY, HotReader
+from .._layout import METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE
 from .._models import MetricBucket
 from . import args, filters
 from .context import ReadContext
+from .filters import MetricFilter
 
 ROLLUPS = (("metrics_1h", args.HOUR_NS), ("metrics_5m", args.FIVE_MIN_NS))
 """The rollup datasets and their windows, coarsest first."""
@@ -44,19 +45,6 @@ def rollup_for(step_ns: int) -> tuple[str, int] | None:
     """The rollup dataset (and its window) compacted data is read from for buckets of
     ``step_ns``: the coarsest whose window divides the step; None: raw points."""
     return next(((ds, w) for ds, w in ROLLUPS if step_ns % w == 0), None)
-
-
-def matching_series(
-    hot: HotTier, txn: Any, name: str, service: str | None, want: list[tuple[str, Any]] | None
-) -> list[bytes]:
-    """Ids of the series of metric ``name`` (from the hot tier's series catalog) of
-    ``service`` whose attributes hold every ``want`` pair (None: any)."""
-    return [
-        sid
-        for sid, desc in hot.series_for(txn, name)
-        if (service is None or desc[SERIES_SERVICE] == service)
-        and (want is None or args.attrs_match(want, desc[SERIES_ATTRS], {}))
-    ]
 
 
 def cold_points(
@@ -129,7 +117,8 @@ def aggregate_metrics(
     lo, hi = to_ns(start, "start"), to_ns(end, "end")
     if lo is None or hi is None:
         raise ValueError("aggregate_metrics needs both start and end")
-    want = args.attr_filter(attributes) if attributes else None
+    series_keep = MetricFilter(name=name, service=service, attributes=attributes).scan().series_keep
+    assert series_keep is not None  # a metric filter's scan always has one
     if hi <= lo:
         return []
     rollup = rollup_for(step_ns)
@@ -139,7 +128,7 @@ def aggregate_metrics(
         return _codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])[0].hex()
 
     def run(txn: Any, manifest: list[ColdFile]) -> list[MetricBucket]:
-        series = matching_series(hot_tier, txn, name, service, want)
+        series = HotReader(hot_tier, txn).series(name, series_keep)
         if not series:
             return []
         sids = [sid.hex() for sid in series]

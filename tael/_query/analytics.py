@@ -16,7 +16,6 @@ neither the Store nor the modules that implement them.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -40,10 +39,10 @@ from .._models import (
     TraceOverview,
     TraceSummary,
 )
-from . import args, filters
+from . import args
 from .context import ReadContext
+from .filters import LogFilter, MetricFilter, Scan, SpanFilter
 
-_Q = struct.Struct(">Q")
 SPAN_COLUMNS = ["trace_id", "service", "name", "duration_ns", "is_error"]
 _SEVERITY_RANGES = (
     ("trace", 1, 4),
@@ -55,32 +54,19 @@ _SEVERITY_RANGES = (
 )
 
 
+def _cold_columns(cold: ColdTier, manifest: list[ColdFile], scan: Scan, columns: list[str]) -> pa.Table | None:
+    """The given columns of the cold records ``scan`` matches (its file pruning and Arrow
+    expression), or None when no file may hold any."""
+    files = [f for f in manifest if scan.keeps_file(f)]
+    return cold.read(files, columns=columns, filter=scan.expr) if files and not scan.empty else None
+
+
 def span_window(
     hot: HotTier, cold: ColdTier, txn: Any, manifest: list[ColdFile], lo: int, hi: int, service: str | None
 ) -> pa.Table:
     """trace_id (hex), service, name, duration_ns, is_error of every span with
     ``lo <= start_ns < hi`` (and of ``service``), hot and cold."""
-    traces: list[str] = []
-    services: list[str] = []
-    names: list[str] = []
-    durations: list[int] = []
-    errors: list[bool] = []
-    want = service.encode() if service is not None else None
-    hi_key = _Q.pack(hi)
-    cur = txn.cursor(db=hot.db["span_lean"])
-    if hi > lo and cur.set_range(_Q.pack(max(lo, 0))):
-        unpack = _Q.unpack_from
-        for key, value in cur:
-            if key[:8] >= hi_key:
-                break
-            svc, _sep, name = bytes(value[9:]).partition(b"\x00")
-            if want is not None and svc != want:
-                continue
-            traces.append(bytes(key[8:24]).hex())
-            services.append(svc.decode())
-            names.append(name.decode())
-            durations.append(unpack(value)[0])
-            errors.append(value[8] == 1)
+    traces, services, names, durations, errors = hot.span_window(txn, lo, hi, service)
     tables = [
         pa.table(
             [
@@ -93,30 +79,22 @@ def span_window(
             names=SPAN_COLUMNS,
         )
     ]
-    files = [
-        f
-        for f in manifest
-        if f.dataset == "spans" and f.overlaps(lo, hi) and (service is None or service in f.services)
-    ]
-    if files and hi > lo:
-        exprs = filters.time_exprs("start_ns", lo, hi)
-        if service is not None:
-            exprs.append(pc.field("service") == service)
-        t = cold.read(
-            files, columns=["trace_id", "service", "name", "duration_ns", "status"], filter=filters.and_all(exprs)
-        )
-        tables.append(
-            pa.table(
-                [
-                    t.column("trace_id"),
-                    t.column("service"),
-                    t.column("name"),
-                    t.column("duration_ns"),
-                    pc.equal(t.column("status"), "error"),
-                ],
-                names=SPAN_COLUMNS,
+    if hi > lo:
+        scan = SpanFilter(service=service, start=lo, end=hi).scan()
+        t = _cold_columns(cold, manifest, scan, ["trace_id", "service", "name", "duration_ns", "status"])
+        if t is not None:
+            tables.append(
+                pa.table(
+                    [
+                        t.column("trace_id"),
+                        t.column("service"),
+                        t.column("name"),
+                        t.column("duration_ns"),
+                        pc.equal(t.column("status"), "error"),
+                    ],
+                    names=SPAN_COLUMNS,
+                )
             )
-        )
     return pa.concat_tables(tables).combine_chunks()
 
 
@@ -208,28 +186,13 @@ def top_error_operations(t: pa.Table, k: int = 10) -> list[ErrorOperation]:
 def log_summary(
     hot: HotTier, cold: ColdTier, txn: Any, manifest: list[ColdFile], lo: int, hi: int, service: str | None
 ) -> LogSummary:
-    counts = [0] * 25
-    want = service.encode() if service is not None else None
-    hi_key = _Q.pack(hi)
-    cur = txn.cursor(db=hot.db["log_lean"])
-    if hi > lo and cur.set_range(_Q.pack(max(lo, 0))):
-        for key, value in cur:
-            if key[:8] >= hi_key:
-                break
-            if want is None or value[1:] == want:
-                counts[value[0]] += 1
-    files = [
-        f for f in manifest if f.dataset == "logs" and f.overlaps(lo, hi) and (service is None or service in f.services)
-    ]
-    if files and hi > lo:
-        exprs = filters.time_exprs("time_ns", lo, hi)
-        if service is not None:
-            exprs.append(pc.field("service") == service)
-        t = cold.read(files, columns=["severity_number"], filter=filters.and_all(exprs))
-        if t.num_rows:
-            vc = pc.value_counts(t.column("severity_number").combine_chunks())
-            for sev, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
-                counts[sev] += n
+    counts = hot.log_severities(txn, lo, hi, service)
+    scan = LogFilter(service=service, start=lo, end=hi).scan()
+    t = _cold_columns(cold, manifest, scan, ["severity_number"]) if hi > lo else None
+    if t is not None and t.num_rows:
+        vc = pc.value_counts(t.column("severity_number").combine_chunks())
+        for sev, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+            counts[sev] += n
     by_range = {name: sum(counts[a : b + 1]) for name, a, b in _SEVERITY_RANGES}
     return LogSummary(total=sum(counts), **by_range)
 
@@ -237,34 +200,10 @@ def log_summary(
 def metric_summary(
     hot: HotTier, cold: ColdTier, txn: Any, manifest: list[ColdFile], lo: int, hi: int, service: str | None
 ) -> MetricSummary:
-    catalog = hot.series_catalog(txn)  # series id -> (name, service)
-    points = 0
-    names: set[str] = set()
-    seen: set[bytes] = set()
-    hi_key = _Q.pack(hi)
-    cur = txn.cursor(db=hot.db["metric_lean"])
-    if hi > lo and cur.set_range(_Q.pack(max(lo, 0))):
-        for key, sid in cur:
-            if key[:8] >= hi_key:
-                break
-            sid = bytes(sid)
-            name, svc = catalog.get(sid, ("", ""))
-            if service is not None and svc != service:
-                continue
-            points += 1
-            if sid not in seen:
-                seen.add(sid)
-                names.add(name)
-    files = [
-        f
-        for f in manifest
-        if f.dataset == "metrics" and f.overlaps(lo, hi) and (service is None or service in f.services)
-    ]
-    if files and hi > lo:
-        exprs = filters.time_exprs("time_ns", lo, hi)
-        if service is not None:
-            exprs.append(pc.field("service") == service)
-        t = cold.read(files, columns=["name"], filter=filters.and_all(exprs))
+    points, names = hot.metric_window(txn, lo, hi, service)
+    scan = MetricFilter(service=service, start=lo, end=hi).scan()
+    t = _cold_columns(cold, manifest, scan, ["name"]) if hi > lo else None
+    if t is not None:
         points += t.num_rows
         names.update(pc.unique(t.column("name").combine_chunks()).to_pylist())
     return MetricSummary(point_count=points, unique_names=len(names))
