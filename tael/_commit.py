@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._errors import CorruptionError, StorageError, StoreClosedError
-from ._hot import Group, HotTier, UnappliableRecordError
+from ._hot import HotTier, UnappliableRecordError
+from ._layout import Group
 from ._search import Indexer
 from ._wal import Wal
 

@@ -34,6 +34,7 @@ from ._layout import (
     COMMENT_ROW_ID,
     COMMENT_ROW_PACKED,
     COMMENT_ROW_TRACE,
+    GROUP_END,
     LOG_ROW_FLAG,
     LOG_ROW_PACKED,
     LOG_ROW_SERVICE,
@@ -62,6 +63,7 @@ from ._layout import (
     SPAN_START,
     SPAN_STATUS,
     SPAN_TRACE,
+    Group,
 )
 from ._models import SignalStats
 from ._query.filters import Scan
@@ -107,7 +109,6 @@ SIGNAL_SPANS, SIGNAL_LOGS = 1, 2
 _I = struct.Struct(">I")
 _TREF = struct.Struct(">BIH")
 
-Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end_lsn)
 T = TypeVar("T")
 
 # What an applier raises for a record it can never apply, however often it is
@@ -326,7 +327,7 @@ class HotTier:
                     self._APPLIERS[rtype](self, txn, rows, lsn)
                 except _UNAPPLIABLE as exc:
                     raise UnappliableRecordError(lsn, end, exc) from exc
-            txn.put(_APPLIED, _Q.pack(groups[-1][3]), db=self.db["meta"])
+            txn.put(_APPLIED, _Q.pack(groups[-1][GROUP_END]), db=self.db["meta"])
 
         self.write(run)
 

@@ -14,6 +14,7 @@ changes meaning; a new field is appended.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final, TypeAlias
 
 SpanRecord: TypeAlias = list[Any]
@@ -132,3 +133,11 @@ COMMENT_ROW_TRACE: Final = 0
 COMMENT_ROW_CREATED: Final = 1
 COMMENT_ROW_ID: Final = 2
 COMMENT_ROW_PACKED: Final = 3
+
+# ---------------------------------------------------------------- batches
+Group: TypeAlias = tuple[int, Sequence[Any], int, int]
+"""One applied batch, as the applier hands it on: (record type, rows, lsn, end lsn)."""
+GROUP_TYPE: Final = 0
+GROUP_ROWS: Final = 1
+GROUP_LSN: Final = 2
+GROUP_END: Final = 3  # the WAL position after the batch's frame

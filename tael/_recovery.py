@@ -21,9 +21,19 @@ from ._blobs import BlobStore, Payloads
 from ._cold import ColdTier, log_records, span_records
 from ._errors import CorruptionError, ReplicationError, StorageError
 from ._hot import RECORD_KEY, HotTier, UnappliableRecordError
-from ._layout import LOG_BODY, SPAN_ID, SPAN_SERVICE, SPAN_START, SPAN_STATUS, SPAN_TRACE, LogRecordFields, SpanRecord
+from ._layout import (
+    LOG_BODY,
+    SPAN_ID,
+    SPAN_SERVICE,
+    SPAN_START,
+    SPAN_STATUS,
+    SPAN_TRACE,
+    Group,
+    LogRecordFields,
+    SpanRecord,
+)
 from ._record import frame_rows
-from ._search import Group, TextIndex, group_docs, log_doc, span_doc
+from ._search import TextIndex, group_docs, log_doc, span_doc
 from ._settings import Settings
 from ._wal import RecordType, Wal, read_frames, verify_frame
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from ._blobs import BlobStore, Payloads
 from ._errors import CorruptionError, StorageError
 from ._fsutil import DirLock, atomic_write
-from ._hot import Group, HotTier, UnappliableRecordError
+from ._hot import HotTier, UnappliableRecordError
+from ._layout import Group
 from ._models import DamagedRegion, RepairReport
 from ._record import frame_rows, known_type, rows_problem
 from ._settings import Settings

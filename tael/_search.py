@@ -30,6 +30,8 @@ from ._blobs import Payloads
 from ._codec import unpackb
 from ._errors import StorageError
 from ._layout import (
+    GROUP_END,
+    GROUP_ROWS,
     LOG_BODY,
     LOG_ROW_FLAG,
     LOG_ROW_PACKED,
@@ -44,6 +46,7 @@ from ._layout import (
     SPAN_ROW_START,
     SPAN_ROW_TRACE,
     SPAN_STATUS,
+    Group,
 )
 from ._wal import RecordType
 
@@ -57,7 +60,6 @@ _MASK64 = (1 << 64) - 1
 _RETRY_S = 1.0  # first pause before indexing again after a failure; doubles up to _MAX_RETRY_S
 _MAX_RETRY_S = 30.0
 _CLOSE_TIMEOUT_S = 20.0  # longest a close waits for the indexer's last commit
-Group = tuple[int, Sequence[Any], int, int]  # (record type, rows, lsn, end lsn), as applied
 
 
 def _analyzer() -> tantivy.TextAnalyzer:
@@ -495,7 +497,7 @@ class Indexer:
     def submit(self, groups: Sequence[Group]) -> None:
         """Queue applied batches (called by the applier, in LSN order). Waits while the
         queue is full, which bounds memory and, through the applier, the insert rate."""
-        n = sum(len(g[1]) for g in groups)
+        n = sum(len(g[GROUP_ROWS]) for g in groups)
         with self._cv:
             while self._queued_records and self._queued_records + n > self.max_queued and not self._stopping:
                 self._cv.wait(1.0)
@@ -575,7 +577,7 @@ class Indexer:
                 if self._broken:
                     # the documents of these batches will be read back from the WAL
                     if groups:
-                        self._pending_lsn = groups[-1][3]
+                        self._pending_lsn = groups[-1][GROUP_END]
                         groups = []
                     if stopping:
                         log.warning(
@@ -606,7 +608,7 @@ class Indexer:
                     if docs:
                         self.index.add(docs)
                     done += 1
-                    self._pending_lsn = group[3]
+                    self._pending_lsn = group[GROUP_END]
                     if self._pending_since is None:
                         self._pending_since = time.monotonic()
                 if recovering or self._due() or stopping:
