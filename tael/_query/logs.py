@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .._codec import decode_log
 from .._layout import LogRecordFields
 from .._models import LogRecord
-from . import args, merge, text
+from . import args, text
 from .context import ReadContext
 from .filters import LogFilter
 
@@ -28,19 +26,4 @@ def query(reads: ReadContext, where: LogFilter, limit: int = 100, order: str = "
     """
     args.check_range(None, None, limit)
     desc = args.newest_first(order)
-    scan = where.scan()
-    if scan.empty:
-        return []
-    if scan.text is not None:
-        index = reads.text_index()
-
-        def search(txn: Any, manifest: list[Any]) -> list[LogRecord]:
-            found = text.search(index, merge.tiers(reads, txn, manifest), scan, limit, desc)
-            return [log_record(reads, f) for f in found]
-
-        return reads.read(search)
-
-    def run(txn: Any, manifest: list[Any]) -> list[LogRecord]:
-        return [log_record(reads, f) for f in merge.top_k(merge.tiers(reads, txn, manifest), scan, limit, desc)]
-
-    return reads.read(run)
+    return text.read_matching(reads, where.scan(), limit, desc, lambda f: log_record(reads, f))

@@ -10,7 +10,7 @@ displace them (``merge.TopK``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._search import TextIndex, matches, span_key
 from . import merge
@@ -18,6 +18,7 @@ from .context import ReadContext
 from .filters import Scan
 from .tier import Hit, TierReader
 
+_R = TypeVar("_R")
 _SLACK = 16
 """Pointers asked for beyond ``limit`` per page, for those the filters or the store reject."""
 
@@ -71,3 +72,33 @@ def span_matcher(reads: ReadContext, terms: list[list[str]]) -> Callable[[list[A
     the text of a re-sent copy that was not stored (the first write wins)."""
     restore, texts = reads.blobs.restore_span, reads.payloads.span_texts
     return lambda f: matches(texts(restore(f)), terms)
+
+
+def read_matching(
+    reads: ReadContext,
+    scan: Scan,
+    limit: int,
+    newest_first: bool,
+    convert: Callable[[list[Any]], _R],
+    accept: Callable[[list[Any]], bool] | None = None,
+) -> list[_R]:
+    """The best ``limit`` records ``scan`` matches, on one snapshot of both tiers:
+    through the full-text index when the scan has a text query (``accept``: a further
+    check of each record), else the tiers' scans merged (``merge.top_k``). Each record
+    is converted inside the snapshot, so a blob file removed under the read retries it."""
+    if scan.empty:
+        return []
+    if scan.text is not None:
+        index = reads.text_index()
+
+        def found(txn: Any, manifest: list[Any]) -> list[_R]:
+            hits = search(index, merge.tiers(reads, txn, manifest), scan, limit, newest_first, accept)
+            return [convert(f) for f in hits]
+
+    else:
+
+        def found(txn: Any, manifest: list[Any]) -> list[_R]:
+            hits = merge.top_k(merge.tiers(reads, txn, manifest), scan, limit, newest_first)
+            return [convert(f) for f in hits]
+
+    return reads.read(found)

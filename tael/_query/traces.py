@@ -41,19 +41,5 @@ def query(reads: ReadContext, where: SpanFilter, limit: int = 100, order: str = 
     args.check_range(None, None, limit)
     desc = args.newest_first(order)
     scan = where.scan()
-    if scan.empty:
-        return []
-    if scan.text is not None:
-        index = reads.text_index()
-        accept = text.span_matcher(reads, scan.text.terms)
-
-        def search(txn: Any, manifest: list[Any]) -> list[Span]:
-            found = text.search(index, merge.tiers(reads, txn, manifest), scan, limit, desc, accept)
-            return [span(reads, f) for f in found]
-
-        return reads.read(search)
-
-    def run(txn: Any, manifest: list[Any]) -> list[Span]:
-        return [span(reads, f) for f in merge.top_k(merge.tiers(reads, txn, manifest), scan, limit, desc)]
-
-    return reads.read(run)
+    accept = text.span_matcher(reads, scan.text.terms) if scan.text is not None else None
+    return text.read_matching(reads, scan, limit, desc, lambda f: span(reads, f), accept)
