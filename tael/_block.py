@@ -128,6 +128,14 @@ BLOCK_SCHEMAS: Final = {
     "metrics": METRIC_SCHEMA.append(pa.field("series_id", _ID8, nullable=False)),
 }
 
+# Columns a hot-tier block of logs or metric points adds (docs/format/hot.md): the WAL
+# position of the frame each row came in and its index there, which identify the record
+# once rows of several frames share a block or a block has been split.
+EXTRA_FIELDS: Final = {
+    "wal_lsn": pa.field("wal_lsn", pa.int64(), nullable=False),
+    "batch_index": pa.field("batch_index", pa.int32(), nullable=False),
+}
+
 # The per-record parts stored together in the block's one compressed column.
 HEAVY: Final = frozenset(
     {"attributes", "resource", "events", "links", "payload_refs", "body", "bucket_counts", "explicit_bounds"}
@@ -208,11 +216,11 @@ def _fixed_bytes(arr: pa.Array) -> bytes:
 
 def encode_block(batch: pa.RecordBatch, signal: str) -> bytes:
     """The block of a column batch in ``BLOCK_SCHEMAS[signal]`` (docs/format/blocks.md)."""
-    schema = BLOCK_SCHEMAS[signal]
+    fields = list(BLOCK_SCHEMAS[signal]) + [EXTRA_FIELDS[n] for n in batch.schema.names if n in EXTRA_FIELDS]
     n = batch.num_rows
     cols: dict[str, Any] = {}
     heavy: dict[str, Any] = {}
-    for field in schema:
+    for field in fields:
         arr = _plain(
             batch.column(field.name).combine_chunks() if isinstance(batch, pa.Table) else batch.column(field.name)
         )
@@ -264,23 +272,45 @@ def _compressor() -> zstandard.ZstdCompressor:
 
 
 class Block:
-    """A decoded block header: its row count and columns, decoded on first use."""
+    """A decoded block header: its row count and columns, decoded on first use.
 
-    __slots__ = ("_arrays", "_cols", "_heavy", "_heavy_raw", "n", "signal")
+    Made from the bytes (``decode_block``), or from a column batch and its bytes
+    (``Block.of``: an insert has both, and no column is decoded again)."""
 
-    def __init__(self, data: bytes | memoryview, signal: str) -> None:
+    __slots__ = ("_arrays", "_cols", "_heavy", "_heavy_raw", "data", "n", "signal")
+
+    @classmethod
+    def of(cls, batch: pa.RecordBatch, signal: str, data: bytes | None = None) -> Block:
+        """The block of ``batch`` (encoded now unless its bytes ``data`` are given)."""
+        return cls(encode_block(batch, signal) if data is None else data, signal, batch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __init__(self, data: bytes | memoryview, signal: str, batch: pa.RecordBatch | None = None) -> None:
+        self.data = bytes(data)
+        self.signal = signal
+        self._heavy: dict[str, Any] | None = None
+        self._arrays: dict[str, pa.Array] = {}
+        self._cols: dict[str, Any] = {}
+        self._heavy_raw: bytes | None = None
+        self.n: int = 0
+        if batch is not None:  # its columns are the block's: nothing to decode
+            self.n = batch.num_rows
+            self._arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
+            return
         try:
             body = msgpack.unpackb(data, raw=False, use_list=True)
             if body["v"] != BLOCK_VERSION:
                 raise ValueError(f"block version {body['v']}, this tael reads {BLOCK_VERSION}")
-            self.n: int = body["n"]
-            self._cols: dict[str, Any] = body["c"]
-            self._heavy_raw: bytes | None = body.get("h")
+            n = body["n"]
+            if type(n) is not int or n < 0 or type(body["c"]) is not dict:
+                raise ValueError(f"a block of {n!r} rows")
+            self.n = n
+            self._cols = body["c"]
+            self._heavy_raw = body.get("h")
         except (ValueError, TypeError, KeyError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
             raise CorruptionError(f"a {signal} block does not decode: {exc!r}") from exc
-        self.signal = signal
-        self._heavy: dict[str, Any] | None = None
-        self._arrays: dict[str, pa.Array] = {}
 
     def column(self, name: str) -> pa.Array:
         """One column as an Arrow array (decoded once)."""
@@ -289,8 +319,12 @@ class Block:
             arr = self._arrays[name] = self._decode(name)
         return arr
 
+    def has(self, name: str) -> bool:
+        """Whether the block holds column ``name`` (``EXTRA_FIELDS`` are optional)."""
+        return name in self._arrays or name in self._cols or (name in HEAVY and name not in EXTRA_FIELDS)
+
     def _decode(self, name: str) -> pa.Array:
-        field = BLOCK_SCHEMAS[self.signal].field(name)
+        field = EXTRA_FIELDS[name] if name in EXTRA_FIELDS else BLOCK_SCHEMAS[self.signal].field(name)
         t, n = field.type, self.n
         try:
             if name in HEAVY:
@@ -326,8 +360,12 @@ class Block:
         return self._cols[name][0]  # type: ignore[no-any-return]
 
     def batch(self, columns: Sequence[str] | None = None) -> pa.RecordBatch:
-        """The block's column batch, or the named columns of it."""
-        names = [f.name for f in BLOCK_SCHEMAS[self.signal]] if columns is None else list(columns)
+        """The block's column batch (its ``EXTRA_FIELDS`` included), or the named columns of it."""
+        if columns is None:
+            names = [f.name for f in BLOCK_SCHEMAS[self.signal]]
+            names += [n for n in EXTRA_FIELDS if n in self._arrays or n in self._cols]
+        else:
+            names = list(columns)
         return pa.RecordBatch.from_arrays([self.column(c) for c in names], names=names)
 
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ._blobs import Payloads
-from ._codec import unpackb
 from ._errors import CorruptionError, TaelError
-from ._hot import RECORD_KEY, HotTier
+from ._hot import HotTier
 from ._layout import EVENT_ATTRS, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS, SPAN_ID, SPAN_START, SPAN_TRACE
 from ._models import StoreStats
 from ._query.context import ReadContext
@@ -248,24 +247,20 @@ def index_coverage(
         index.index.reload()  # at least as new as the indexed LSN just read
 
         def logs() -> Iterator[tuple[int, int, int, int]]:
-            for key, value in hot.records(txn, "logs"):
-                t, lsn, idx = RECORD_KEY.unpack(key)
-                if lsn < bound and unpackb(value)[LOG_BODY]:
+            for (t, lsn, idx), f, _lsn in hot.records(txn, "logs"):
+                if lsn < bound and f[LOG_BODY]:
                     yield t, lsn, idx, 0
 
         def spans() -> Iterator[tuple[int, int, int, int]]:
-            for key, value in hot.records(txn, "spans"):
-                f = unpackb(value)
-                if texty(f[SPAN_ATTRS]) or any(texty(ev[EVENT_ATTRS]) for ev in f[SPAN_EVENTS]):
-                    lsn = hot.span_lsn(txn, key)
-                    if lsn is not None and lsn < bound:
-                        trace, span = f[SPAN_TRACE], f[SPAN_ID]
-                        yield (
-                            f[SPAN_START],
-                            int.from_bytes(trace[:8]),
-                            int.from_bytes(trace[8:]),
-                            int.from_bytes(span),
-                        )
+            for _key, f, lsn in hot.records(txn, "spans"):
+                if lsn < bound and (texty(f[SPAN_ATTRS]) or any(texty(ev[EVENT_ATTRS]) for ev in f[SPAN_EVENTS])):
+                    trace, span = f[SPAN_TRACE], f[SPAN_ID]
+                    yield (
+                        f[SPAN_START],
+                        int.from_bytes(trace[:8]),
+                        int.from_bytes(trace[8:]),
+                        int.from_bytes(span),
+                    )
 
         out: dict[str, Any] = {
             "built": True,

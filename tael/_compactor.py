@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import _codec, _rollup
+from ._block import RECORDS_OF, Block
 from ._cold import (
     DAY_NS,
     TIME_COLUMN,
@@ -55,7 +56,17 @@ from ._cold import (
 )
 from ._errors import StorageError, StoreClosedError
 from ._hot import RECORD_KEY, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
-from ._layout import LOG_TIME, METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE, METRIC_TIME, SPAN_START
+from ._layout import (
+    LOG_TIME,
+    METRIC_ATTRS,
+    METRIC_KIND,
+    METRIC_NAME,
+    METRIC_SERVICE,
+    METRIC_TIME,
+    SPAN_ID,
+    SPAN_START,
+    SPAN_TRACE,
+)
 from ._models import CompactionReport, RetentionReport
 from ._search import DOC_LOG, DOC_SPAN, TextIndex
 from ._settings import Settings
@@ -183,11 +194,12 @@ class Compactor:
         while True:
             self._safe_point()
             with self.hot.reader() as txn:
-                chunk = self.hot.chunk(txn, signal, before, batch)
-            if not chunk:
+                parts = self.hot.old_blocks(txn, signal, before, batch)
+            if not parts:
                 return
+            chunk = _moved_records(signal, parts)
             built: dict[str, int] = {"metrics_5m": 0, "metrics_1h": 0}
-            files, evict = self._build(signal, chunk, built)
+            files, evict = self._build(signal, parts, chunk, built)
             self._safe_point()  # built in memory only: dropping them leaves nothing
             self._commit(files, [], evict)
             records[signal] += len(chunk)
@@ -201,31 +213,24 @@ class Compactor:
                 return
 
     def _build(
-        self, signal: str, chunk: Sequence[tuple[bytes, bytes]], rollups: dict[str, int]
+        self, signal: str, moved: Any, chunk: list[Any], rollups: dict[str, int]
     ) -> tuple[list[_NewFile], Callable[[Any], None]]:
         """Encode one chunk of hot records as cold files (one per day and dataset) and
-        the eviction of exactly those records."""
-        unpack = _codec.unpackb
+        the eviction of exactly those records (``moved``: what ``HotTier.old_blocks`` named)."""
         tables: list[tuple[str, str, pa.Table]] = []
+
+        def evict(txn: Any) -> None:
+            self.hot.evict(txn, moved, forget=False)
+
         if signal == "spans":
-            items = [(k, unpack(v)) for k, v in chunk]
-            for date, group in _by_day(items, lambda kf: kf[1][SPAN_START]).items():
+            for date, group in _by_day(chunk, lambda kf: kf[1][SPAN_START]).items():
                 tables.append(("spans", date, spans_table([f for _k, f in group])))
-
-            def evict(txn: Any) -> None:
-                self.hot.evict_spans(txn, items, forget=False)
-
         elif signal == "logs":
-            items = [(k, unpack(v)) for k, v in chunk]
-            keyed = [(*RECORD_KEY.unpack(k)[1:], f) for k, f in items]
+            keyed = [(k[1], k[2], f) for k, f in chunk]
             for date, lgroup in _by_day(keyed, lambda r: r[2][LOG_TIME]).items():
                 tables.append(("logs", date, logs_table(lgroup)))
-
-            def evict(txn: Any) -> None:
-                self.hot.evict_logs(txn, items)
-
         else:
-            rows = metric_rows(chunk)
+            rows = metric_rows([(RECORD_KEY.pack(*k), _codec.packb(f)) for k, f in chunk])
             for date, mgroup in _by_day(rows, lambda r: r[MR_RECORD][METRIC_TIME]).items():
                 tables.append(("metrics", date, metrics_table([r[:MR_KEY] for r in mgroup])))
             five, hour = rollup_rows(rows)
@@ -233,10 +238,6 @@ class Compactor:
                 rollups[dataset] += len(parts)
                 for date, pgroup in _by_day(parts, lambda p: p["window_start_ns"]).items():
                     tables.append((dataset, date, rollup_table(dataset, pgroup)))
-            evict_items = [(r[MR_KEY], r[MR_SERIES]) for r in rows]
-
-            def evict(txn: Any) -> None:
-                self.hot.evict_metrics(txn, evict_items)
 
         ids = self.hot.alloc_file_ids(len(tables))
         files = []
@@ -503,27 +504,20 @@ class Compactor:
         """Delete hot records older than ``before`` without writing them anywhere, one
         chunk per step, counting them in ``dropped[signal]``."""
         batch = self.settings.compaction_batch_records
-
-        def evict(txn: Any, items: list[tuple[bytes, Any]]) -> None:
-            if signal == "spans":
-                self.hot.evict_spans(txn, items, forget=True)
-            else:
-                self.hot.evict_logs(txn, items)
-
         while True:
             self._safe_point()
             with self.hot.reader() as txn:
-                chunk = self.hot.chunk(txn, signal, before, batch)
-            if not chunk:
+                parts = self.hot.old_blocks(txn, signal, before, batch)
+            if not parts:
                 return
-            items = [(k, _codec.unpackb(v)) for k, v in chunk]
+            count = sum(b.n if rows is None else len(rows) for _k, b, rows in parts)
 
-            def run(txn: Any, items: list[tuple[bytes, Any]] = items) -> None:
-                evict(txn, items)
+            def run(txn: Any, parts: Any = parts) -> None:
+                self.hot.evict(txn, parts, forget=True)
 
             self.hot.write(run)
-            dropped[signal] += len(items)
-            if len(chunk) < batch:
+            dropped[signal] += count
+            if count < batch:
                 return
 
     def _refs_of_file(self, f: ColdFile) -> list[Ref]:
@@ -550,6 +544,25 @@ class Compactor:
         with self.hot.reader() as txn:
             live = {f.relpath for f in self.hot.manifest(txn)}
         return self.cold.sweep_orphans(live)
+
+
+def _moved_records(signal: str, parts: Sequence[tuple[bytes, Block, pa.Array | None]]) -> list[tuple[Any, list[Any]]]:
+    """(key, record) of the rows ``HotTier.old_blocks`` named: key (start_ns, trace, span)
+    for spans, (time_ns, lsn, index) otherwise."""
+    out: list[tuple[Any, list[Any]]] = []
+    for _bkey, block, rows in parts:
+        batch = block.batch()
+        if rows is not None:
+            batch = batch.take(rows)
+        recs = RECORDS_OF[signal](batch, None)
+        if signal == "spans":
+            out += [((f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for f in recs]
+        else:
+            times = batch.column("time_ns").to_pylist()
+            lsns = batch.column("wal_lsn").to_pylist()
+            idxs = batch.column("batch_index").to_pylist()
+            out += [((t, lsn, i), f) for t, lsn, i, f in zip(times, lsns, idxs, recs, strict=True)]
+    return out
 
 
 def metric_rows(chunk: Sequence[tuple[bytes, bytes]]) -> list[MetricRow]:

@@ -1,33 +1,38 @@
-"""The LMDB hot tier: recent records keyed by time, with the secondary indexes reads need.
+"""The LMDB hot tier: recent records in blocks keyed by time, with the small indexes reads need.
 
 Every write transaction also records the WAL LSN it has applied up to, so
 replay after a crash applies each WAL record exactly once. Key layouts are in
 docs/format/hot.md.
 
-Over the ~800 lines a module should stay under: the tier's writes (appliers,
-eviction, blob collection), its reads (``HotReader``) and the cold-file catalog share
-one LMDB environment and its table layout; the columnar hot tier of the next
-format version replaces this module, and splits it into a package then.
+This module owns the environment: opening it (and migrating an older format), write
+transactions and map growth, the meta entries, the cold tier's manifest and trace
+index, the blob catalog and comments. The block tables are written by
+tael/_hotblocks.py and read by tael/_hotread.py (``HotReader``).
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import lmdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from ._blobs import BlobStore, Payloads, log_digests, span_digests
-from ._codec import STATUS_ERROR, CommentRow, LogRow, MetricRow, SpanRow, packb, unpackb
+from . import _hotblocks, _hotread
+from ._blobs import BlobStore, Payloads
+from ._block import RECORDS_OF, Block
+from ._codec import CommentRow, packb, unpackb
 from ._cold import ColdFile
 from ._errors import CorruptionError, StorageError
 from ._fsutil import sync_filesystem
+from ._hotblocks import SIGNAL_LOGS, SIGNAL_SPANS, STATS, TIME, blocks, load, width
+from ._hotread import HotReader
 from ._keys import MAX_KEY_BYTES
 from ._layout import (
     COMMENT_ROW_CREATED,
@@ -35,77 +40,61 @@ from ._layout import (
     COMMENT_ROW_PACKED,
     COMMENT_ROW_TRACE,
     GROUP_END,
-    LOG_ROW_FLAG,
-    LOG_ROW_PACKED,
-    LOG_ROW_SERVICE,
-    LOG_ROW_SEVERITY,
-    LOG_ROW_TIME,
-    LOG_ROW_TRACE,
-    LOG_TRACE,
-    METRIC_ROW_DESC,
-    METRIC_ROW_NAME,
-    METRIC_ROW_PACKED,
-    METRIC_ROW_SERIES,
-    METRIC_ROW_TIME,
     SERIES_SERVICE,
-    SPAN_END,
-    SPAN_ID,
-    SPAN_ROW_DURATION,
-    SPAN_ROW_ERROR,
-    SPAN_ROW_FLAG,
-    SPAN_ROW_ID,
-    SPAN_ROW_NAME,
-    SPAN_ROW_PACKED,
-    SPAN_ROW_SERVICE,
-    SPAN_ROW_START,
-    SPAN_ROW_TRACE,
-    SPAN_SERVICE,
-    SPAN_START,
-    SPAN_STATUS,
-    SPAN_TRACE,
     Group,
 )
 from ._models import SignalStats
-from ._query.filters import Scan
-from ._query.tier import Hit, Stop
 from ._wal import RecordType
+
+__all__ = ["RECORD_KEY", "SIGNAL_LOGS", "SIGNAL_SPANS", "HotReader", "HotTier", "UnappliableRecordError"]
 
 log = logging.getLogger(__name__)
 
 _Q = struct.Struct(">Q")
 RECORD_KEY = struct.Struct(">QQI")  # a log or metric point key: time_ns, WAL lsn, index in the batch
-_STATS = struct.Struct("<QQQQ")  # span_count, error_count, total duration ns, trace_count
+_STATS = STATS
 _APPLIED = b"applied_lsn"
 _FORMAT = b"format_version"
-FORMAT_VERSION = 2  # 2: blob, full-text and analytics tables
+FORMAT_VERSION = 3  # 2: blob, full-text and analytics tables; 3: records in blocks
 
 DBS = (
     b"meta",
-    b"spans",  # start_ns(8) trace(16) span(8) -> record
-    b"span_ids",  # trace(16) span(8) -> start_ns(8) lsn(8) service
-    b"logs",  # time_ns(8) lsn(8) idx(4) -> record
-    b"log_trace",  # trace(16) time_ns(8) lsn(8) idx(4) -> ""
-    b"metrics",  # time_ns(8) lsn(8) idx(4) -> record
-    b"metric_series",  # series(8) time_ns(8) lsn(8) idx(4) -> ""
+    b"span_blocks",  # block key -> a block of spans (docs/format/blocks.md)
+    b"span_meta",  # block key -> msgpack [oldest, newest, rows, services, errors, longest]
+    b"span_traces",  # trace(16) block key(16) -> msgpack [span ids (8 each), services]
+    b"log_blocks",  # block key -> a block of log records
+    b"log_meta",  # block key -> msgpack [oldest, newest, rows, services, highest severity, 0]
+    b"log_traces",  # trace(16) block key(16) -> rows (u32 LE each)
+    b"metric_blocks",  # block key -> a block of metric points
+    b"metric_meta",  # block key -> msgpack [oldest, newest, rows, services, metric names, 0]
+    b"series_blocks",  # series(8) block key(16) -> rows (u32 LE each)
     b"series",  # name NUL series(8) -> [service, kind, attributes]
     b"services",  # service -> _STATS over both tiers (moved by compaction, dropped by retention)
+    b"operations",  # service NUL name -> newest start_ns(8) of a span with that name (both tiers)
+    b"comments",  # trace(16) created_ns(8) id(16) -> packed comment
     b"cold_files",  # file id(4) -> packed ColdFile: the manifest of live cold files
     b"cold_traces",  # trace(16) signal(1) file id(4) row group(2) -> packed [services] (spans) or ""
     b"blobs",  # digest(32) -> raw length(8) stored length(8): the blob catalog
-    b"blob_refs",  # digest(32) signal(1) hot primary key -> "": hot records referring to a blob
+    b"blob_refs",  # digest(32) signal(1) block key(16) -> "": hot blocks referring to a blob
     b"cold_blobs",  # digest(32) file id(4) -> "": cold files referring to a blob
     b"cold_file_blobs",  # file id(4) -> packed [digest, ...]: the same, by file (for removing a file)
     b"blob_gc",  # digest(32) -> "": blobs that lost a reference since the last collection
-    b"span_lean",  # spans key -> duration_ns(8) is_error(1) service NUL name: what summaries read
-    b"log_lean",  # logs key -> severity_number(1) service
-    b"metric_lean",  # metrics key -> series(8)
-    b"operations",  # service NUL name -> newest start_ns(8) of a span with that name (both tiers)
-    b"comments",  # trace(16) created_ns(8) id(16) -> packed comment
+)
+# Tables of format 2 that format 3 no longer has (tael/_hotmigrate.py moves their records).
+OLD_DBS = (
+    b"spans",
+    b"span_ids",
+    b"logs",
+    b"log_trace",
+    b"metrics",
+    b"metric_series",
+    b"span_lean",
+    b"log_lean",
+    b"metric_lean",
 )
 _NEXT_FILE = b"next_file_id"
 _INDEXED = b"indexed_lsn"
 _BLOB = struct.Struct(">QQ")
-SIGNAL_SPANS, SIGNAL_LOGS = 1, 2
 _I = struct.Struct(">I")
 _TREF = struct.Struct(">BIH")
 
@@ -193,7 +182,7 @@ class HotTier:
             self.env = lmdb.open(
                 str(path),
                 map_size=map_size,
-                max_dbs=len(DBS),
+                max_dbs=len(DBS) + len(OLD_DBS),
                 readonly=read_only,
                 create=not read_only,
                 sync=sync,
@@ -204,6 +193,7 @@ class HotTier:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the hot tier at {path}: {exc}") from exc
+        self.migrate_from: int | None = None
         self._gate = _Gate()
         self._write_lock = threading.Lock()  # one write txn at a time, and resizes only between them
         try:
@@ -214,6 +204,10 @@ class HotTier:
                 )
             self._check_format(path, read_only)
             self.db = {name.decode(): self.env.open_db(name, create=not read_only) for name in DBS}
+            if self.migrate_from is not None:
+                from ._hotmigrate import migrate
+
+                migrate(self)
         except lmdb.Error as exc:
             self.env.close()
             raise StorageError(f"cannot open the hot tier at {path}: {exc}") from exc
@@ -232,6 +226,14 @@ class HotTier:
                     return
                 raise StorageError(f"{path}: the hot tier has no format version (not written by tael?)")
             version = _Q.unpack(raw)[0]
+            if version == 2 and not read_only:
+                self.migrate_from = 2  # tael/_hotmigrate.py converts it once the tables are open
+                return
+            if version == 2:
+                raise StorageError(
+                    f"{path}: the hot tier is in format 2, written by an earlier tael; open the store for "
+                    "writing once to migrate it to format 3 (read-only opens change nothing)"
+                )
             if version != FORMAT_VERSION:
                 raise StorageError(
                     f"{path}: hot tier format {version} is not supported by this version of tael "
@@ -324,7 +326,12 @@ class HotTier:
         def run(txn: lmdb.Transaction) -> None:
             for rtype, rows, lsn, end in groups:
                 try:
-                    self._APPLIERS[rtype](self, txn, rows, lsn)
+                    if isinstance(rows, Block):
+                        _BLOCK_APPLIERS[rows.signal](self, txn, rows, lsn)
+                    elif rtype == RecordType.COMMENTS:
+                        self._apply_comments(txn, rows, lsn)
+                    elif rtype != RecordType.PAD:
+                        raise ValueError(f"a batch of record type {rtype} holds no block")
                 except _UNAPPLIABLE as exc:
                     raise UnappliableRecordError(lsn, end, exc) from exc
             txn.put(_APPLIED, _Q.pack(groups[-1][GROUP_END]), db=self.db["meta"])
@@ -336,129 +343,6 @@ class HotTier:
         log.info("hot tier %s: map full, growing it to %d bytes", self.path, new_size)
         with self._gate.exclusive():
             self.env.set_mapsize(new_size)
-
-    def _apply_spans(self, txn: lmdb.Transaction, rows: Sequence[SpanRow], lsn: int) -> None:
-        ids = self.db["span_ids"]
-        pack = _Q.pack
-        tag = pack(lsn)
-        # span_ids values are start_ns + the batch LSN + the service, so after an
-        # insert-if-absent we can tell our entries from ones already stored. The
-        # common case (no duplicates at all) costs one putmulti.
-        id_items = [
-            (r[SPAN_ROW_TRACE] + r[SPAN_ROW_ID], pack(r[SPAN_ROW_START]) + tag + r[SPAN_ROW_SERVICE].encode())
-            for r in rows
-        ]
-        consumed, added = txn.cursor(db=ids).putmulti(id_items, overwrite=False)
-        if added != consumed:
-            fresh = []
-            seen: set[bytes] = set()
-            for row, (key, value) in zip(rows, id_items, strict=True):
-                if key not in seen and txn.get(key, db=ids) == value:
-                    fresh.append(row)
-                seen.add(key)
-            rows = fresh  # the rest are already stored: idempotent retries
-            if not rows:
-                return
-        items = [(pack(r[SPAN_ROW_START]) + r[SPAN_ROW_TRACE] + r[SPAN_ROW_ID], r[SPAN_ROW_PACKED]) for r in rows]
-        if any(r[SPAN_ROW_FLAG] == 2 for r in rows):
-            items = self._externalize(txn, items, [r[SPAN_ROW_FLAG] for r in rows], SIGNAL_SPANS)
-        txn.cursor(db=self.db["spans"]).putmulti(items)
-        txn.cursor(db=self.db["span_lean"]).putmulti(
-            [
-                (
-                    key,
-                    pack(r[SPAN_ROW_DURATION])
-                    + (b"\x01" if r[SPAN_ROW_ERROR] else b"\x00")
-                    + r[SPAN_ROW_SERVICE].encode()
-                    + b"\x00"
-                    + r[SPAN_ROW_NAME].encode(),
-                )
-                for (key, _v), r in zip(items, rows, strict=True)
-            ]
-        )
-        newest: dict[bytes, int] = {}
-        for r in rows:
-            op = r[SPAN_ROW_SERVICE].encode() + b"\x00" + r[SPAN_ROW_NAME].encode()
-            if newest.get(op, -1) < r[SPAN_ROW_START]:
-                newest[op] = r[SPAN_ROW_START]
-        ops = self.db["operations"]
-        for op, start in newest.items():
-            old = txn.get(op, db=ops)
-            if old is None or _Q.unpack(old)[0] < start:
-                txn.put(op, pack(start), db=ops)
-        per_service: dict[str, list[int]] = {}
-        by_trace: dict[bytes, set[str]] = {}
-        for _start, trace, _span, service, duration, is_error, _name, _flag, _value in rows:
-            acc = per_service.get(service)
-            if acc is None:
-                acc = per_service[service] = [0, 0, 0, 0]
-            acc[0] += 1
-            acc[1] += is_error
-            acc[2] += duration
-            services_of_trace = by_trace.get(trace)
-            if services_of_trace is None:
-                by_trace[trace] = {service}
-            else:
-                services_of_trace.add(service)
-        # A (service, trace) pair is new unless a span stored earlier has it: in the
-        # hot tier (a read of the trace's few span_ids entries, not a random write)
-        # or in the cold tier (the trace's cold index entries list their services).
-        cur = txn.cursor(db=ids)
-        cold = txn.cursor(db=self.db["cold_traces"]) if txn.stat(self.db["cold_traces"])["entries"] else None
-        for trace, batch_services in by_trace.items():
-            earlier = _hot_services(cur, trace, skip_lsn=tag)
-            if cold is not None:
-                earlier |= _cold_services(cold, trace)
-            for service in batch_services - earlier if earlier else batch_services:
-                per_service[service][3] += 1
-        services = self.db["services"]
-        for service, acc in per_service.items():
-            key = service.encode()
-            old = txn.get(key, db=services)
-            if old is not None:
-                acc = [a + b for a, b in zip(acc, _STATS.unpack(old), strict=True)]
-            txn.put(key, _STATS.pack(*acc), db=services)
-
-    def _apply_logs(self, txn: lmdb.Transaction, rows: Sequence[LogRow], lsn: int) -> None:
-        pack = RECORD_KEY.pack
-        items = [(pack(r[LOG_ROW_TIME], lsn, i), r[LOG_ROW_PACKED]) for i, r in enumerate(rows)]
-        if any(r[LOG_ROW_FLAG] == 2 for r in rows):
-            items = self._externalize(txn, items, [r[LOG_ROW_FLAG] for r in rows], SIGNAL_LOGS)
-        txn.cursor(db=self.db["logs"]).putmulti(items)
-        txn.cursor(db=self.db["log_lean"]).putmulti(
-            [
-                (k, bytes((r[LOG_ROW_SEVERITY],)) + r[LOG_ROW_SERVICE].encode())
-                for (k, _v), r in zip(items, rows, strict=True)
-            ]
-        )
-        traced = [
-            (r[LOG_ROW_TRACE] + key, b"")
-            for r, (key, _v) in zip(rows, items, strict=True)
-            if r[LOG_ROW_TRACE] is not None
-        ]
-        if traced:
-            txn.cursor(db=self.db["log_trace"]).putmulti(traced)
-
-    def _externalize(
-        self, txn: lmdb.Transaction, items: list[tuple[bytes, bytes]], flags: list[int], signal: int
-    ) -> list[tuple[bytes, bytes]]:
-        """Move the long payloads of the flagged records to the blob store: (key, packed
-        record) pairs come back with digests in place of those texts."""
-        split = self.payloads.externalize_span if signal == SIGNAL_SPANS else self.payloads.externalize_log
-        refs = []
-        out = []
-        for (key, value), flag in zip(items, flags, strict=True):
-            if flag != 2:
-                out.append((key, value))
-                continue
-            f = unpackb(value)
-            blobs = split(f)
-            self.put_blobs(txn, blobs)
-            refs += [(digest + bytes((signal,)) + key, b"") for digest, _text in blobs]
-            out.append((key, packb(f)))
-        if refs:
-            txn.cursor(db=self.db["blob_refs"]).putmulti(refs, overwrite=False)
-        return out
 
     def put_blobs(self, txn: lmdb.Transaction, blobs: Sequence[tuple[bytes, str]]) -> None:
         """Place the blobs the catalog does not hold yet (identical text is stored once)."""
@@ -500,142 +384,11 @@ class HotTier:
 
         return self.write(run)
 
-    def _apply_metrics(self, txn: lmdb.Transaction, rows: Sequence[MetricRow], lsn: int) -> None:
-        pack = RECORD_KEY.pack
-        keys = [pack(r[METRIC_ROW_TIME], lsn, i) for i, r in enumerate(rows)]
-        txn.cursor(db=self.db["metrics"]).putmulti([(k, r[METRIC_ROW_PACKED]) for k, r in zip(keys, rows, strict=True)])
-        txn.cursor(db=self.db["metric_series"]).putmulti(
-            [(r[METRIC_ROW_SERIES] + k, b"") for k, r in zip(keys, rows, strict=True)]
-        )
-        txn.cursor(db=self.db["metric_lean"]).putmulti(
-            [(k, r[METRIC_ROW_SERIES]) for k, r in zip(keys, rows, strict=True)]
-        )
-        catalog = {r[METRIC_ROW_NAME].encode() + b"\x00" + r[METRIC_ROW_SERIES]: r[METRIC_ROW_DESC] for r in rows}
-        db = self.db["series"]
-        for key, desc in catalog.items():
-            txn.put(key, desc, db=db, overwrite=False)
-
     # ------------------------------------------------------------ reads
     #
     # Every read takes the caller's read transaction, so one query sees the hot
     # tier and the cold manifest as of the same instant (a record moving to the
     # cold tier is seen in exactly one of them).
-
-    def trace_spans(self, txn: lmdb.Transaction, trace: bytes) -> list[list[Any]]:
-        """Raw records of one trace, via the (trace, span) index: no scan."""
-        out = []
-        spans = self.db["spans"]
-        cur = txn.cursor(db=self.db["span_ids"])
-        if cur.set_range(trace):
-            for key, start in cur:
-                if key[:16] != trace:
-                    break
-                value = txn.get(bytes(start[:8]) + key, db=spans)
-                if value is not None:
-                    out.append(unpackb(value))
-        return out
-
-    def get_spans(
-        self, txn: lmdb.Transaction, keys: Sequence[tuple[bytes, bytes]]
-    ) -> dict[tuple[bytes, bytes], list[Any]]:
-        """Records of the given (trace, span) ids that the hot tier holds."""
-        out = {}
-        ids, spans = self.db["span_ids"], self.db["spans"]
-        for trace, span in keys:
-            start = txn.get(trace + span, db=ids)
-            if start is not None:
-                value = txn.get(bytes(start[:8]) + trace + span, db=spans)
-                if value is not None:
-                    out[(trace, span)] = unpackb(value)
-        return out
-
-    def get_logs(
-        self, txn: lmdb.Transaction, keys: Sequence[tuple[int, int, int]]
-    ) -> dict[tuple[int, int, int], list[Any]]:
-        """Records of the given (time, lsn, index) log keys that the hot tier holds."""
-        out = {}
-        logs = self.db["logs"]
-        for key in keys:
-            value = txn.get(RECORD_KEY.pack(*key), db=logs)
-            if value is not None:
-                out[key] = unpackb(value)
-        return out
-
-    def scan(
-        self,
-        txn: lmdb.Transaction,
-        dbname: str,
-        start: int | None,
-        end: int | None,
-        *,
-        reverse: bool,
-        keep: Callable[[list[Any]], bool],
-        limit: int,
-    ) -> list[tuple[bytes, list[Any]]]:
-        """(key, record) of a time-keyed primary table in ``[start, end)``, filtered, up to ``limit``."""
-        out: list[tuple[bytes, list[Any]]] = []
-        lo = _Q.pack(start) if start is not None and start > 0 else None
-        hi = _Q.pack(end) if end is not None else None
-        cur = txn.cursor(db=self.db[dbname])
-        if reverse:
-            ok = cur.set_range(hi) if hi is not None else cur.last()
-            if hi is not None:
-                ok = cur.prev() if ok else cur.last()
-            it = cur.iterprev() if ok else iter(())
-        else:
-            ok = cur.set_range(lo) if lo is not None else cur.first()
-            it = cur.iternext() if ok else iter(())
-        for raw_key, value in it:
-            key = bytes(raw_key)
-            if reverse:
-                if lo is not None and key < lo:
-                    break
-            elif hi is not None and key >= hi:
-                break
-            f = unpackb(value)
-            if keep(f):
-                out.append((key, f))
-                if len(out) >= limit:
-                    break
-        return out
-
-    def logs_by_trace(
-        self,
-        txn: lmdb.Transaction,
-        trace: bytes,
-        start: int | None,
-        end: int | None,
-        keep: Callable[[list[Any]], bool],
-        limit: int,
-        *,
-        newest_first: bool = True,
-    ) -> list[tuple[bytes, list[Any]]]:
-        """(key, record) of logs carrying ``trace``, newest (or oldest) first, via the
-        log_trace index."""
-        keys = []
-        cur = txn.cursor(db=self.db["log_trace"])
-        if cur.set_range(trace):
-            for key in cur.iternext(values=False):
-                if key[:16] != trace:
-                    break
-                keys.append(bytes(key[16:]))
-        if newest_first:
-            keys.reverse()
-        out = []
-        logs = self.db["logs"]
-        for key in keys:
-            t = _Q.unpack_from(key)[0]
-            if (start is not None and t < start) or (end is not None and t >= end):
-                continue
-            value = txn.get(key, db=logs)
-            if value is None:
-                continue
-            f = unpackb(value)
-            if keep(f):
-                out.append((key, f))
-                if len(out) >= limit:
-                    break
-        return out
 
     def series_for(self, txn: lmdb.Transaction, name: str) -> list[tuple[bytes, list[Any]]]:
         """(series id, [service, kind, attributes]) of every series named ``name``.
@@ -683,119 +436,61 @@ class HotTier:
 
         self.write(run)
 
-    def series_points(
-        self, txn: lmdb.Transaction, series: Sequence[bytes], start: int | None, end: int | None, limit: int
-    ) -> list[tuple[bytes, list[Any]]]:
-        """(key, record) of the given series' points in ``[start, end)``, oldest first."""
-        lo = _Q.pack(start) if start is not None and start > 0 else b""
-        per_series: list[list[bytes]] = []
-        cur = txn.cursor(db=self.db["metric_series"])
-        for sid in series:
-            keys: list[bytes] = []
-            if cur.set_range(sid + lo):
-                for key in cur.iternext(values=False):
-                    if key[:8] != sid:
-                        break
-                    if end is not None and _Q.unpack_from(key, 8)[0] >= end:
-                        break
-                    keys.append(bytes(key[8:]))
-                    if len(keys) >= limit:
-                        break
-            per_series.append(keys)
-        out = []
-        metrics = self.db["metrics"]
-        for key in heapq.merge(*per_series):
-            value = txn.get(key, db=metrics)
-            if value is not None:
-                out.append((key, unpackb(value)))
-                if len(out) >= limit:
-                    break
-        return out
-
     def services(self, txn: lmdb.Transaction) -> list[tuple[str, tuple[int, int, int, int]]]:
         return [(bytes(k).decode(), _STATS.unpack(v)) for k, v in txn.cursor(db=self.db["services"])]
 
     def signal_stats(self, txn: lmdb.Transaction) -> dict[str, SignalStats]:
         out = {}
         for signal in ("spans", "logs", "metrics"):
-            db = self.db[signal]
-            count = txn.stat(db)["entries"]
-            cur = txn.cursor(db=db)
-            oldest = _Q.unpack_from(cur.key())[0] if cur.first() else None
-            newest = _Q.unpack_from(cur.key())[0] if cur.last() else None
+            count, oldest, newest = _hotread.signal_counts(txn, self.db, signal)
             out[signal] = SignalStats(count=count, oldest_ns=oldest, newest_ns=newest)
         return out
-
-    # The lean side tables (span_lean, log_lean, metric_lean: docs/format/hot.md) answer
-    # window statistics without unpacking a record: one cursor range per window.
-
-    def _lean(self, txn: lmdb.Transaction, table: str, lo: int, hi: int) -> Iterator[tuple[Any, Any]]:
-        """(key, value) of a lean side table with ``lo <= time < hi``, as memoryviews valid in ``txn``."""
-        if hi <= lo:
-            return
-        hi_key = _Q.pack(hi)
-        cur: Any = txn.cursor(db=self.db[table])  # keys are bytes (the environment returns no buffers)
-        if cur.set_range(_Q.pack(max(lo, 0))):
-            for key, value in cur:
-                if key[:8] >= hi_key:
-                    break
-                yield key, value
 
     def span_window(
         self, txn: lmdb.Transaction, lo: int, hi: int, service: str | None
     ) -> tuple[list[str], list[str], list[str], list[int], list[bool]]:
         """Trace id (hex), service, name, duration_ns and error flag of every hot span with
-        ``lo <= start_ns < hi`` (and of ``service``), from ``span_lean``."""
-        traces: list[str] = []
-        services: list[str] = []
-        names: list[str] = []
-        durations: list[int] = []
-        errors: list[bool] = []
-        want = service.encode() if service is not None else None
-        unpack = _Q.unpack_from
-        for key, value in self._lean(txn, "span_lean", lo, hi):
-            svc, _sep, name = bytes(value[9:]).partition(b"\x00")
-            if want is not None and svc != want:
-                continue
-            traces.append(bytes(key[8:24]).hex())
-            services.append(svc.decode())
-            names.append(name.decode())
-            durations.append(unpack(value)[0])
-            errors.append(value[8] == 1)
-        return traces, services, names, durations, errors
+        ``lo <= start_ns < hi`` (and of ``service``)."""
+        return _hotread.span_window(txn, self.db, lo, hi, service)
 
     def log_severities(self, txn: lmdb.Transaction, lo: int, hi: int, service: str | None) -> list[int]:
         """How many hot logs with ``lo <= time_ns < hi`` (and of ``service``) have each
-        severity number 0..24, from ``log_lean``."""
-        counts = [0] * 25
-        want = service.encode() if service is not None else None
-        for _key, value in self._lean(txn, "log_lean", lo, hi):
-            if want is None or value[1:] == want:
-                counts[value[0]] += 1
-        return counts
+        severity number 0..24."""
+        return _hotread.log_severities(txn, self.db, lo, hi, service)
 
     def metric_window(self, txn: lmdb.Transaction, lo: int, hi: int, service: str | None) -> tuple[int, set[str]]:
-        """How many hot metric points have ``lo <= time_ns < hi`` (and ``service``), and
-        their metric names, from ``metric_lean`` and the series catalog."""
-        catalog = self.series_catalog(txn)  # series id -> (name, service)
-        points = 0
-        names: set[str] = set()
-        seen: set[bytes] = set()
-        for _key, raw in self._lean(txn, "metric_lean", lo, hi):
-            sid = bytes(raw)
-            name, svc = catalog.get(sid, ("", ""))
-            if service is not None and svc != service:
-                continue
-            points += 1
-            if sid not in seen:
-                seen.add(sid)
-                names.add(name)
-        return points, names
+        """How many hot metric points have ``lo <= time_ns < hi`` (and ``service``), and their names."""
+        return _hotread.metric_window(txn, self.db, lo, hi, service)
 
-    def span_lsn(self, txn: lmdb.Transaction, key: bytes) -> int | None:
-        """The WAL position of the batch that stored the span under primary ``key``."""
-        raw = txn.get(key[8:], db=self.db["span_ids"])
-        return None if raw is None else _Q.unpack_from(raw, 8)[0]
+    def records(self, txn: lmdb.Transaction, signal: str) -> Iterator[tuple[Any, list[Any], int]]:
+        """(key, record, lsn) of every hot record of ``signal`` (``tael check``, index
+        builds, SQL over the hot tier): see ``_hotread.records``."""
+        return _hotread.records(txn, self.db, signal)
+
+    def series_points(
+        self, txn: lmdb.Transaction, series: Sequence[bytes], start: int | None, end: int | None, limit: int
+    ) -> list[tuple[bytes, list[Any]]]:
+        """(metrics key, record) of the given series' points in ``[start, end)``, oldest first."""
+        hits = HotReader(self, txn).points(series, start, end, limit)
+        return [(RECORD_KEY.pack(*h[0]), h[2]) for h in hits]
+
+    def batches(self, txn: lmdb.Transaction, signal: str) -> Iterator[Block]:
+        """Every hot block of ``signal``, in key order."""
+        for bkey, _meta in blocks(txn, self.db, signal):
+            block = load(txn, self.db, signal, bkey)
+            if block is not None:
+                yield block
+
+    def newest(self, txn: lmdb.Transaction, signal: str, limit: int) -> list[list[Any]]:
+        """Up to ``limit`` records of ``signal`` from the newest blocks (a sample)."""
+        out: list[list[Any]] = []
+        for bkey, _meta in blocks(txn, self.db, signal, reverse=True):
+            block = load(txn, self.db, signal, bkey)
+            if block is not None:
+                out += RECORDS_OF[signal](block.batch(), None)[: limit - len(out)]
+            if len(out) >= limit:
+                break
+        return out
 
     # ------------------------------------------------------------ cold-tier bookkeeping
 
@@ -919,211 +614,72 @@ class HotTier:
 
     # ------------------------------------------------------------ eviction (compaction, retention)
 
-    def records(self, txn: lmdb.Transaction, dbname: str) -> Iterator[tuple[bytes, bytes]]:
-        """Every (key, packed record) of a primary table, in key order."""
-        for key, value in txn.cursor(db=self.db[dbname]):
-            yield bytes(key), bytes(value)
-
-    def chunk(self, txn: lmdb.Transaction, dbname: str, before: int, limit: int) -> list[tuple[bytes, bytes]]:
-        """Up to ``limit`` oldest (key, packed record) of a primary table with time < ``before``."""
-        out = []
-        hi = _Q.pack(before)
-        cur = txn.cursor(db=self.db[dbname])
-        if cur.first():
-            for key, value in cur:
-                if bytes(key[:8]) >= hi:
-                    break
-                out.append((bytes(key), bytes(value)))
-                if len(out) >= limit:
-                    break
+    def old_blocks(
+        self, txn: lmdb.Transaction, signal: str, before: int, max_rows: int
+    ) -> list[tuple[bytes, Block, pa.Array | None]]:
+        """Blocks holding records of ``signal`` with time < ``before``, oldest first, until
+        about ``max_rows`` such records: (block key, block, the rows that are older, or
+        None when all are)."""
+        w = width(txn, self.db, signal)
+        out: list[tuple[bytes, Block, pa.Array | None]] = []
+        total = 0
+        for bkey, meta in blocks(txn, self.db, signal):
+            if meta[1] - w >= before:
+                break
+            if meta[0] >= before:
+                continue
+            block = load(txn, self.db, signal, bkey)
+            if block is None:
+                continue
+            rows = None if meta[1] < before else pc.indices_nonzero(pc.less(block.column(TIME[signal]), before))
+            n = block.n if rows is None else len(rows)
+            if total + n > max_rows:  # the oldest of them only: a step moves at most max_rows
+                times = block.column(TIME[signal])
+                if rows is None:
+                    rows = pa.array(range(block.n), pa.uint64())
+                order = pc.sort_indices(times.take(rows))
+                rows = rows.take(order.slice(0, max_rows - total))
+                n = len(rows)
+            out.append((bkey, block, rows))
+            total += n
+            if total >= max_rows:
+                break
         return out
 
-    def evict_spans(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, list[Any]]], *, forget: bool) -> None:
-        """Delete spans (by primary key) and their index entries. ``forget``: the spans
-        leave the store (retention), so the per-service counters drop them too;
-        otherwise they moved to the cold tier and the counters stay."""
-        spans, ids, lean = self.db["spans"], self.db["span_ids"], self.db["span_lean"]
-        gone: list[tuple[bytes, list[Any]]] = []
-        for key, f in items:
-            if txn.delete(key, db=spans):
-                txn.delete(key[8:], db=ids)
-                txn.delete(key, db=lean)
-                gone.append((key, f))
-                for digest in span_digests(f):
-                    self._drop_ref(txn, digest + bytes((SIGNAL_SPANS,)) + key, digest)
-        if forget and gone:
-            stats: dict[str, list[int]] = {}
-            by_trace: dict[bytes, set[str]] = {}
-            for key, f in gone:
-                acc = stats.setdefault(f[SPAN_SERVICE], [0, 0, 0, 0])
-                acc[0] += 1
-                acc[1] += f[SPAN_STATUS] == STATUS_ERROR
-                acc[2] += f[SPAN_END] - f[SPAN_START]
-                by_trace.setdefault(key[8:24], set()).add(f[SPAN_SERVICE])
-            self.forget_spans(txn, stats, by_trace)
+    def evict(
+        self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, Block, pa.Array | None]], *, forget: bool
+    ) -> None:
+        """Remove rows from their blocks (those ``old_blocks`` named): moved to the cold
+        tier, or, with ``forget``, dropped by retention (spans then leave the per-service
+        counters too). What is left of a block stays under its key."""
+        gone: list[Block] = []
+        for bkey, block, rows in items:
+            if txn.get(bkey, db=self.db[_hotblocks.BLOCKS[block.signal]]) is None:
+                continue
+            _hotblocks.unindex(txn, self.db, bkey, block)
+            if rows is not None and len(rows) < block.n:
+                batch = block.batch()
+                mask = pc.invert(pc.is_in(pa.array(range(block.n), pa.int64()), value_set=rows.cast(pa.int64())))
+                _hotblocks.restore(txn, self.db, bkey, Block.of(batch.filter(mask), block.signal))
+                gone.append(Block.of(batch.take(rows), block.signal))
+            else:
+                gone.append(block)
+        if forget and gone and gone[0].signal == "spans":
+            _hotblocks.forget_spans(txn, self.db, gone)
 
     def forget_spans(self, txn: lmdb.Transaction, stats: dict[str, list[int]], by_trace: dict[bytes, set[str]]) -> None:
         """Take spans that left the store out of the per-service counters: ``stats`` is
         service -> [spans, errors, duration ns, 0]; a (service, trace) in ``by_trace``
         stops counting once no span of it is left in either tier."""
-        ids = txn.cursor(db=self.db["span_ids"])
-        cold = txn.cursor(db=self.db["cold_traces"])
-        for trace, services in by_trace.items():
-            remaining = _cold_services(cold, trace) | _hot_services(ids, trace)
-            for service in services - remaining:
-                stats.setdefault(service, [0, 0, 0, 0])[3] += 1
-        db = self.db["services"]
-        for service, acc in stats.items():
-            key = service.encode()
-            old = txn.get(key, db=db)
-            if old is None:
-                continue
-            left = [max(0, a - b) for a, b in zip(_STATS.unpack(old), acc, strict=True)]
-            if left[0] == 0:
-                txn.delete(key, db=db)
-            else:
-                txn.put(key, _STATS.pack(*left), db=db)
+        _hotblocks.forget_counts(txn, self.db, stats, by_trace)
 
-    def evict_logs(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, list[Any]]]) -> None:
-        logs, by_trace = self.db["logs"], self.db["log_trace"]
-        for key, f in items:
-            if txn.delete(key, db=logs):
-                txn.delete(key, db=self.db["log_lean"])
-                if f[LOG_TRACE] is not None:
-                    txn.delete(f[LOG_TRACE] + key, db=by_trace)
-                for digest in log_digests(f):
-                    self._drop_ref(txn, digest + bytes((SIGNAL_LOGS,)) + key, digest)
 
-    def _drop_ref(self, txn: lmdb.Transaction, ref: bytes, digest: bytes) -> None:
-        txn.delete(ref, db=self.db["blob_refs"])
-        txn.put(digest, b"", db=self.db["blob_gc"])
-
-    def evict_metrics(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, bytes]]) -> None:
-        """``items``: (primary key, series id)."""
-        metrics, by_series = self.db["metrics"], self.db["metric_series"]
-        for key, sid in items:
-            if txn.delete(key, db=metrics):
-                txn.delete(sid + key, db=by_series)
-                txn.delete(key, db=self.db["metric_lean"])
-
-    # What ``apply`` runs for each record type (a plain dict of the functions above: one
-    # lookup per batch). PAD frames, written by repair over damage, carry no records.
-    _APPLIERS: ClassVar[dict[int, Callable[[HotTier, lmdb.Transaction, Any, int], None]]] = {
-        RecordType.SPANS: _apply_spans,
-        RecordType.LOGS: _apply_logs,
-        RecordType.METRICS: _apply_metrics,
-        RecordType.COMMENTS: _apply_comments,
-        RecordType.PAD: lambda hot, txn, rows, lsn: None,
-    }
+_BLOCK_APPLIERS: dict[str, Callable[[HotTier, lmdb.Transaction, Block, int], None]] = {
+    "spans": _hotblocks.apply_spans,
+    "logs": _hotblocks.apply_logs,
+    "metrics": _hotblocks.apply_metrics,
+}
 
 
 def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
     return bool(cur.set_range(prefix)) and bytes(cur.key()[: len(prefix)]) == prefix
-
-
-def _hot_services(cur: lmdb.Cursor, trace: bytes, skip_lsn: bytes | None = None) -> set[str]:
-    """Services with spans of ``trace`` in the hot tier (span_ids values end with the
-    service), leaving out spans written by the batch at ``skip_lsn``."""
-    out: set[str] = set()
-    if cur.set_range(trace):
-        for key, value in cur:
-            if key[:16] != trace:
-                break
-            if value[8:16] != skip_lsn:
-                out.add(bytes(value[16:]).decode())
-    return out
-
-
-def _cold_services(cur: lmdb.Cursor, trace: bytes) -> set[str]:
-    """Services with spans of ``trace`` in the cold tier, from its trace index."""
-    out: set[str] = set()
-    prefix = trace + bytes((SIGNAL_SPANS,))
-    if cur.set_range(prefix):
-        for key, value in cur:
-            if key[:17] != prefix:
-                break
-            if value:
-                out.update(unpackb(value))
-    return out
-
-
-def text_keys(rtype: int, row: Any) -> list[bytes]:
-    """The keys holding record text that applying ``row`` (of a batch of type
-    ``rtype``) writes; every other key it writes is fixed-width. Mirrors the
-    appliers, for checking a record without applying it (``tael check``).
-    Raises UnicodeEncodeError for text that cannot be encoded."""
-    if rtype == RecordType.SPANS:  # services, operations
-        service = row[SPAN_ROW_SERVICE].encode()
-        return [service, service + b"\x00" + row[SPAN_ROW_NAME].encode()]
-    if rtype == RecordType.METRICS:  # series
-        return [row[METRIC_ROW_NAME].encode() + b"\x00" + row[METRIC_ROW_SERIES]]
-    return []
-
-
-# ---------------------------------------------------------------- the read protocol
-
-_TRACE_SIGNALS = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
-
-
-def _span_hits(rows: list[list[Any]]) -> list[Hit]:
-    return [((f[SPAN_TRACE], f[SPAN_ID]), (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for f in rows]
-
-
-def _keyed_hits(rows: list[tuple[bytes, list[Any]]]) -> list[Hit]:
-    unpack = RECORD_KEY.unpack
-    return [((key := unpack(raw)), key, f) for raw, f in rows]
-
-
-class HotReader:
-    """The hot tier as of one LMDB read transaction. Implements
-    ``tael._query.tier.TierReader``; it also answers, from the same transaction, what
-    the cold tier's reader needs from LMDB (``trace_refs``) and the metric series
-    catalog (``series``), which describes hot and cold points alike."""
-
-    def __init__(self, hot: HotTier, txn: lmdb.Transaction) -> None:
-        self.hot = hot
-        self.txn = txn
-
-    def scan(self, scan: Scan, *, newest_first: bool, limit: int, stop: Stop) -> Iterator[list[Hit]]:
-        hot, txn, keep = self.hot, self.txn, scan.keep
-        lo, hi = scan.lo, scan.hi
-        if scan.signal == "spans":
-            rows = hot.scan(txn, "spans", lo, hi, reverse=newest_first, keep=keep, limit=limit)
-            yield [((f[SPAN_TRACE], f[SPAN_ID]), (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for _k, f in rows]
-        elif scan.signal == "logs":
-            if scan.trace is not None:
-                rows = hot.logs_by_trace(txn, scan.trace, lo, hi, keep, limit, newest_first=newest_first)
-            else:
-                rows = hot.scan(txn, "logs", lo, hi, reverse=newest_first, keep=keep, limit=limit)
-            yield _keyed_hits(rows)
-        elif scan.signal == "metrics":
-            if scan.series is not None:  # the series were chosen by the filter: no predicate per point
-                if newest_first:
-                    raise ValueError("metric points by series are read oldest first")
-                rows = hot.series_points(txn, scan.series, lo, hi, limit)
-            else:
-                rows = hot.scan(txn, "metrics", lo, hi, reverse=newest_first, keep=keep, limit=limit)
-            yield _keyed_hits(rows)
-        else:
-            raise ValueError(f"unknown signal {scan.signal!r}")
-
-    def trace(self, trace: bytes) -> list[Hit]:
-        return _span_hits(self.hot.trace_spans(self.txn, trace))
-
-    def lookup(self, signal: str, keys: Sequence[Any]) -> list[Hit]:
-        if signal == "spans":
-            found = self.hot.get_spans(self.txn, keys)
-            return _span_hits([found[k] for k in keys if k in found])
-        if signal == "logs":
-            logs = self.hot.get_logs(self.txn, keys)
-            return [(k, k, logs[k]) for k in keys if k in logs]
-        raise ValueError(f"lookups are by span or log key, not {signal!r}")
-
-    def trace_refs(self, trace: bytes, signal: str) -> dict[int, list[int]]:
-        """file id -> row groups of the cold files holding rows of ``trace`` ("spans" or
-        "logs"), from the cold trace index in this transaction."""
-        return self.hot.trace_refs(self.txn, trace, _TRACE_SIGNALS[signal])
-
-    def series(self, name: str, keep: Callable[[list[Any]], bool]) -> list[bytes]:
-        """Ids of the series named ``name`` whose descriptors (``SERIES_*``) pass ``keep``."""
-        return [sid for sid, desc in self.hot.series_for(self.txn, name) if keep(desc)]

@@ -11,7 +11,7 @@ the parts in the order that loses nothing. It never sees the Store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ class Ingest:
         self.wal, self.index, self.indexer, self.shippers = wal, index, indexer, shippers
         self.pipeline, self.node, self.endpoint = pipeline, node, endpoint
 
-    def commit(self, rtype: RecordType, rows: Sequence[Any]) -> int:
+    def commit(self, rtype: RecordType, rows: Any) -> int:
         """Make a batch of encoded rows durable (framed here: ValidationError when the
         frame is too large) and queue it for the hot tier; returns its size."""
         if not rows:

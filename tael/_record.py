@@ -3,8 +3,14 @@
 The WAL (tael/_wal.py) moves frames: a type byte, a length, a checksum and a
 payload, which it never interprets (its own ``PAD`` filler aside). This module
 owns what the payload of each type is, as Prometheus keeps ``tsdb/record``
-beside ``tsdb/wlog``: a msgpack list of records packed by tael/_codec.py, each
+beside ``tsdb/wlog``. Spans, logs and metric points travel as **blocks**: one
+frame per batch whose payload is the batch column-wise (tael/_block.py), and
+what the commit pipeline, the hot tier, the indexer and a standby take is that
+:class:`~tael._block.Block`. A comment is a msgpack list of one packed record,
 becoming one *row* (the fields the hot tier keys on, then the packed record).
+Frames of the record types before blocks (``SPANS``, ``LOGS``, ``METRICS``: a
+msgpack list of packed records, written by tael before format 3) are read back
+as blocks, so replay and shipping see one kind of batch.
 
 - :func:`encode_rows` validates and encodes a batch of records into rows (the
   caller's thread: bad input fails there, at once);
@@ -28,25 +34,37 @@ imports the codec, so the codec must not import them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
-from . import _codec
+import pyarrow as pa
+
+from . import _block, _codec
 from ._blobs import Payloads
+from ._block import Block
 from ._errors import CorruptionError, StorageError, ValidationError
-from ._hot import text_keys
 from ._keys import MAX_KEY_BYTES
-from ._layout import ROW_PACKED
+from ._layout import LOG_BODY, ROW_PACKED, SPAN_ATTRS, SPAN_EVENTS
 from ._settings import Settings
-from ._wal import Frame, RecordType, decode_values
+from ._wal import Frame, RecordType, decode_values, encode_raw_frame
 from ._wal import encode_frame as _frame_bytes
 
-ROW_OF: dict[int, Callable[[bytes, Payloads], Any]] = {
-    RecordType.SPANS: _codec.span_row,
-    RecordType.LOGS: _codec.log_row,
-    RecordType.METRICS: _codec.metric_row,
-    RecordType.COMMENTS: _codec.comment_row,
+SIGNAL_OF: Final[dict[int, str]] = {
+    RecordType.SPANS: "spans",
+    RecordType.LOGS: "logs",
+    RecordType.METRICS: "metrics",
+    RecordType.SPAN_BLOCK: "spans",
+    RecordType.LOG_BLOCK: "logs",
+    RecordType.METRIC_BLOCK: "metrics",
 }
-"""The row decoder of each record type this version knows (PAD carries no records)."""
+"""The signal of each record type that carries a block (or, before blocks, records of it)."""
+
+BLOCK_TYPE: Final[dict[str, int]] = {
+    "spans": RecordType.SPAN_BLOCK,
+    "logs": RecordType.LOG_BLOCK,
+    "metrics": RecordType.METRIC_BLOCK,
+}
+
+_KNOWN: Final = frozenset(SIGNAL_OF) | {RecordType.COMMENTS}
 
 
 def as_batch(records: Any) -> Sequence[Any]:
@@ -56,23 +74,56 @@ def as_batch(records: Any) -> Sequence[Any]:
     return records if isinstance(records, (list, tuple)) else list(records)
 
 
-def encode_rows(rtype: RecordType, records: Sequence[Any], payloads: Payloads) -> Sequence[Any]:
+def _spans_block(records: Sequence[Any], payloads: Payloads) -> Block:
+    flags = [
+        payloads.span_flag(f[SPAN_ATTRS], f[SPAN_EVENTS]) if f[SPAN_ATTRS] or f[SPAN_EVENTS] else 0 for f in records
+    ]
+    return Block.of(_block.spans_batch(records, flags), "spans")
+
+
+def _logs_block(records: Sequence[Any], payloads: Payloads) -> Block:
+    flags = [payloads.log_flag(f[LOG_BODY]) if type(f[LOG_BODY]) is str and f[LOG_BODY] else 0 for f in records]
+    return Block.of(_block.logs_batch(records, flags), "logs")
+
+
+def _metrics_block(records: Sequence[Any]) -> Block:
+    from ._layout import METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE
+
+    series = [_codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])[0] for f in records]
+    return Block.of(_block.metrics_batch(records, series), "metrics")
+
+
+def encode_rows(rtype: RecordType, records: Sequence[Any], payloads: Payloads) -> Block:
     """Validate a whole batch of ``tael.Span``/``LogRecord``/``MetricPoint`` (by
-    ``rtype``), then encode it into rows; raises ValidationError on the first bad record."""
+    ``rtype``), then encode it into a block; raises ValidationError on the first bad record."""
     if rtype == RecordType.SPANS:
-        return _codec.encode_spans(records, payloads)
+        return _spans_block([_codec.unpackb(r[ROW_PACKED]) for r in _codec.encode_spans(records, payloads)], payloads)
     if rtype == RecordType.LOGS:
-        return _codec.encode_logs(records, payloads)
+        return _logs_block([_codec.unpackb(r[ROW_PACKED]) for r in _codec.encode_logs(records, payloads)], payloads)
     if rtype == RecordType.METRICS:
-        return _codec.encode_metrics(records)
+        return _metrics_block([_codec.unpackb(r[ROW_PACKED]) for r in _codec.encode_metrics(records)])
     raise ValueError(f"records of type {rtype!r} are not encoded from a batch")
 
 
-def encode_frame(rtype: int, rows: Sequence[Any], settings: Settings) -> bytes:
-    """One WAL frame holding the packed records of ``rows`` (compressed past
-    ``Settings.wal_compress_min_bytes``); ValidationError when it would exceed
-    ``Settings.wal_max_record_bytes``."""
+def merge(batches: Sequence[Any]) -> Any:
+    """Several encoded batches of one record type as one (the background writer commits
+    what many calls queued as one frame)."""
+    if len(batches) == 1:
+        return batches[0]
+    if isinstance(batches[0], Block):
+        signal = batches[0].signal
+        table = pa.Table.from_batches([b.batch() for b in batches])
+        return Block.of(table.combine_chunks().to_batches()[0], signal)
+    return [row for rows in batches for row in rows]
+
+
+def encode_frame(rtype: int, rows: Any, settings: Settings) -> bytes:
+    """One WAL frame holding a block, or the packed records of ``rows`` (comments,
+    compressed past ``Settings.wal_compress_min_bytes``); ValidationError when it would
+    exceed ``Settings.wal_max_record_bytes``."""
     try:
+        if isinstance(rows, Block):
+            return encode_raw_frame(BLOCK_TYPE[rows.signal], rows.data, max_bytes=settings.wal_max_record_bytes)
         return _frame_bytes(
             rtype,
             [r[ROW_PACKED] for r in rows],
@@ -86,38 +137,81 @@ def encode_frame(rtype: int, rows: Sequence[Any], settings: Settings) -> bytes:
 
 def known_type(rtype: int) -> bool:
     """Whether this version of tael can decode records of type ``rtype``."""
-    return rtype in ROW_OF
+    return rtype in _KNOWN
 
 
-def frame_rows(frame: Frame, payloads: Payloads) -> list[Any]:
-    """The hot-tier rows of one verified WAL frame (replay, shipping, repair).
+_RECORDS_BLOCK: Final[dict[int, Callable[[list[bytes], Payloads], Block]]] = {
+    RecordType.SPANS: lambda values, payloads: _spans_block([_codec.unpackb(v) for v in values], payloads),
+    RecordType.LOGS: lambda values, payloads: _logs_block([_codec.unpackb(v) for v in values], payloads),
+    RecordType.METRICS: lambda values, payloads: _metrics_block([_codec.unpackb(v) for v in values]),
+}
+
+
+def frame_rows(frame: Frame, payloads: Payloads) -> Any:
+    """What one verified WAL frame carries: a block (spans, logs, metric points, also from
+    frames written before blocks), or comment rows (replay, shipping, repair).
 
     Raises CorruptionError (offset = the frame's LSN) when it does not decode,
     StorageError when its type is unknown to this version."""
-    to_row = ROW_OF.get(frame.rtype)
-    if to_row is None:
+    if frame.rtype not in _KNOWN:
         raise StorageError(
             f"WAL record at LSN {frame.lsn} has type {frame.rtype}, unknown to this version of tael "
             "(written by a newer version?); nothing was changed"
         )
     try:
-        return [to_row(v, payloads) for v in decode_values(frame)]
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        signal = SIGNAL_OF.get(frame.rtype)
+        if frame.rtype in BLOCK_TYPE.values():
+            assert signal is not None
+            block = Block(frame.payload, signal)
+            block.batch()  # every column decodes: a frame that verifies but does not is damage
+            return block
+        values = decode_values(frame)
+        if signal is not None:
+            return _RECORDS_BLOCK[frame.rtype](values, payloads)
+        return [_codec.comment_row(v, payloads) for v in values]
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, CorruptionError, pa.ArrowException) as exc:
         raise CorruptionError(
             f"WAL record at LSN {frame.lsn} verifies but does not decode: {exc!r}", offset=frame.lsn
         ) from exc
 
 
-def rows_problem(rtype: int, rows: Sequence[Any]) -> str | None:
+def block_keys(block: Block) -> list[bytes]:
+    """The keys holding record text that storing ``block`` writes; every other key it
+    writes is fixed-width. Raises UnicodeEncodeError for text that cannot be encoded."""
+    if block.signal == "spans":  # services, operations
+        pairs = pa.table({"s": block.column("service"), "n": block.column("name")}).group_by(["s", "n"]).aggregate([])
+        keys = []
+        for service, name in zip(pairs.column("s").to_pylist(), pairs.column("n").to_pylist(), strict=True):
+            keys += [service.encode(), service.encode() + b"\x00" + name.encode()]
+        return keys
+    if block.signal == "metrics":  # series
+        pairs = pa.table({"n": block.column("name"), "s": block.column("series_id")}).group_by(["n", "s"]).aggregate([])
+        return [
+            n.encode() + b"\x00" + s
+            for n, s in zip(pairs.column("n").to_pylist(), pairs.column("s").to_pylist(), strict=True)
+        ]
+    return []
+
+
+def rows_problem(rtype: int, rows: Any) -> str | None:
     """Why the hot tier could not apply ``rows`` (decoded from one frame of type
-    ``rtype``): a key that would be empty or longer than LMDB allows, or a row of the
+    ``rtype``): a key that would be empty or longer than LMDB allows, or a batch of the
     wrong shape; None if nothing tells. A standby checks shipped frames with it
     before acknowledging them."""
+    if not isinstance(rows, Block):
+        return None
     try:
-        for i, row in enumerate(rows):
-            for key in text_keys(rtype, row):
-                if not 0 < len(key) <= MAX_KEY_BYTES:
-                    return f"record {i} needs a {len(key)}-byte LMDB key (1 to {MAX_KEY_BYTES} allowed)"
-    except (UnicodeEncodeError, TypeError, AttributeError, IndexError) as exc:
+        for key in block_keys(rows):
+            if not 0 < len(key) <= MAX_KEY_BYTES:
+                return f"needs a {len(key)}-byte LMDB key (1 to {MAX_KEY_BYTES} allowed)"
+    except (
+        UnicodeEncodeError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        CorruptionError,
+        pa.ArrowException,
+    ) as exc:
         return f"has a record of the wrong shape ({exc!r})"
     return None

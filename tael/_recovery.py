@@ -16,11 +16,10 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._cold import ColdTier, log_records, span_records
 from ._errors import CorruptionError, ReplicationError, StorageError
-from ._hot import RECORD_KEY, HotTier, UnappliableRecordError
+from ._hot import HotTier, UnappliableRecordError
 from ._layout import (
     LOG_BODY,
     SPAN_ID,
@@ -32,7 +31,7 @@ from ._layout import (
     LogRecordFields,
     SpanRecord,
 )
-from ._record import frame_rows
+from ._record import SIGNAL_OF, frame_rows
 from ._search import TextIndex, group_docs, log_doc, span_doc
 from ._settings import Settings
 from ._wal import RecordType, Wal, read_frames, verify_frame
@@ -144,7 +143,7 @@ def wal_reader(path: Path, wal: Wal, settings: Settings, payloads: Payloads) -> 
                     raise StorageError(f"the WAL of {path} ends at position {pos}, before {hi}")
                 for lsn, raw in frames:
                     frame = verify_frame(raw, lsn, max_bytes)
-                    if frame.rtype in (RecordType.SPANS, RecordType.LOGS):
+                    if SIGNAL_OF.get(frame.rtype) in ("spans", "logs"):
                         yield (frame.rtype, frame_rows(frame, payloads), frame.lsn, frame.end_lsn)
                     pos = frame.end_lsn
             except ReplicationError as exc:  # read_frames and verify_frame speak for shipping
@@ -160,11 +159,10 @@ def build_index(
     count = 0
     with hot.reader() as txn:
         manifest = hot.manifest(txn)
-        for _key, value in hot.records(txn, "spans"):
-            count += _index_span(index, blobs, payloads, _codec.unpackb(value), 0)
-        for key, value in hot.records(txn, "logs"):
-            _t, lsn, idx = RECORD_KEY.unpack(key)
-            count += _index_log(index, blobs, _codec.unpackb(value), lsn, idx)
+        for _key, rec, _lsn in hot.records(txn, "spans"):
+            count += _index_span(index, blobs, payloads, rec, 0)
+        for (_t, lsn, idx), rec, _lsn in hot.records(txn, "logs"):
+            count += _index_log(index, blobs, rec, lsn, idx)
         end = hot.applied_lsn()
     for f in manifest:
         if f.dataset == "spans":

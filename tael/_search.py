@@ -24,31 +24,27 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import tantivy
 
 from ._blobs import Payloads
-from ._codec import unpackb
+from ._block import Block, span_records
 from ._errors import StorageError
 from ._layout import (
     GROUP_END,
     GROUP_ROWS,
-    LOG_BODY,
-    LOG_ROW_FLAG,
-    LOG_ROW_PACKED,
     LOG_SERVICE,
     LOG_SEVERITY,
     LOG_TIME,
     LOG_TRACE,
-    SPAN_ROW_FLAG,
-    SPAN_ROW_ID,
-    SPAN_ROW_PACKED,
-    SPAN_ROW_SERVICE,
-    SPAN_ROW_START,
-    SPAN_ROW_TRACE,
+    SPAN_ID,
+    SPAN_SERVICE,
+    SPAN_START,
     SPAN_STATUS,
+    SPAN_TRACE,
     Group,
 )
-from ._wal import RecordType
 
 log = logging.getLogger(__name__)
 
@@ -359,28 +355,34 @@ def span_key(k1: int, k2: int, k3: int) -> tuple[bytes, bytes]:
 
 
 def group_docs(group: Group, payloads: Payloads) -> list[tantivy.Document]:
-    """Documents for one applied WAL batch (rows carry the full text, as in the WAL)."""
-    rtype, rows, lsn, _end = group
+    """Documents for one applied WAL batch (its block carries the full text, as in the WAL)."""
+    _rtype, block, lsn, _end = group
+    if not isinstance(block, Block) or block.signal == "metrics":
+        return []
+    flagged = pc.indices_nonzero(block.column("payload")).to_pylist()
+    if not flagged:
+        return []
     docs = []
-    if rtype == RecordType.SPANS:
-        for row in rows:
-            if row[SPAN_ROW_FLAG]:
-                f = unpackb(row[SPAN_ROW_PACKED])
-                texts = payloads.span_texts(f)
-                if texts:
-                    key = (
-                        row[SPAN_ROW_START],
-                        row[SPAN_ROW_TRACE],
-                        row[SPAN_ROW_ID],
-                        row[SPAN_ROW_SERVICE],
-                        f[SPAN_STATUS],
-                    )
-                    docs.append(span_doc(key, lsn, texts))
-    elif rtype == RecordType.LOGS:
-        for i, row in enumerate(rows):
-            if row[LOG_ROW_FLAG]:
-                f = unpackb(row[LOG_ROW_PACKED])
-                docs.append(log_doc(f, lsn, i, f[LOG_BODY]))
+    if block.signal == "spans":
+        for f in span_records(block.batch(), flagged):
+            texts = payloads.span_texts(f)
+            if texts:
+                key = (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID], f[SPAN_SERVICE], f[SPAN_STATUS])
+                docs.append(span_doc(key, lsn, texts))
+        return docs
+    rows = pa.array(flagged, pa.int64())
+    fields: list[Any] = [None] * 11
+    for i, t, body, service, sev, trace in zip(
+        flagged,
+        block.column("time_ns").take(rows).to_pylist(),
+        block.column("body").take(rows).to_pylist(),
+        block.column("service").take(rows).to_pylist(),
+        block.column("severity_number").take(rows).to_pylist(),
+        block.column("trace_id").take(rows).to_pylist(),
+        strict=True,
+    ):
+        fields[LOG_TIME], fields[LOG_SERVICE], fields[LOG_SEVERITY], fields[LOG_TRACE] = t, service, sev, trace
+        docs.append(log_doc(fields, lsn, i, body))
     return docs
 
 

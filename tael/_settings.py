@@ -29,10 +29,13 @@ class Settings:
     started once a record would push it past this size."""
 
     wal_compress_min_bytes: int = 16 << 10
-    """WAL payloads at least this large (bytes, default 16 KiB) are zstd-compressed."""
+    """Comment frames at least this large (bytes, default 16 KiB) are zstd-compressed. Spans,
+    logs and metric points are written as blocks, whose heavy column (attributes, bodies,
+    events) is always one zstd frame (level 1) and whose frames are not compressed again
+    (docs/format/wal.md, "Compression")."""
 
     wal_compress_level: int = 1
-    """zstd level for WAL payloads (1 = fastest; the WAL is write-mostly)."""
+    """zstd level for compressed comment frames (1 = fastest; the WAL is write-mostly)."""
 
     wal_max_record_bytes: int = 256 << 20
     """Largest WAL payload accepted (bytes, default 256 MiB); a larger batch is

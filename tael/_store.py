@@ -295,7 +295,7 @@ class Store:
         """Durably store a batch of metric points, all or nothing; returns the batch size."""
         return self._insert(RecordType.METRICS, encode_rows(RecordType.METRICS, as_batch(points), self._payloads))
 
-    def _insert(self, rtype: RecordType, rows: Sequence[Any]) -> int:
+    def _insert(self, rtype: RecordType, rows: Any) -> int:
         """Commit encoded rows (inserts and background writers): the store is checked
         first (closed, read-only, standby), then the frame's size."""
         return self._writable().commit(rtype, rows)

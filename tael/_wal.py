@@ -43,6 +43,9 @@ class RecordType(IntEnum):
     LOGS = 2
     METRICS = 3
     COMMENTS = 4
+    SPAN_BLOCK = 5  # one block of spans (docs/format/blocks.md)
+    LOG_BLOCK = 6
+    METRIC_BLOCK = 7
 
 
 @dataclass(slots=True, frozen=True)
@@ -65,6 +68,15 @@ def encode_frame(rtype: int, values: list[bytes], *, compress_min: int, level: i
     head = struct.pack("<2sBBI", FRAME_MAGIC, rtype, flags, len(payload))
     crc = zlib.crc32(payload, zlib.crc32(head))
     return head + struct.pack("<I", crc) + payload
+
+
+def encode_raw_frame(rtype: int, payload: bytes, *, max_bytes: int) -> bytes:
+    """One frame whose payload is ``payload`` as it is (a block: its heavy column is
+    compressed already, so the frame is not)."""
+    if len(payload) > max_bytes:
+        raise ValueError(f"batch encodes to {len(payload)} bytes, above Settings.wal_max_record_bytes ({max_bytes})")
+    head = struct.pack("<2sBBI", FRAME_MAGIC, rtype, 0, len(payload))
+    return head + struct.pack("<I", zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
 def decode_values(frame: Frame) -> list[bytes]:

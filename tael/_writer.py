@@ -22,7 +22,7 @@ from typing import Any
 from ._blobs import Payloads
 from ._errors import StoreClosedError
 from ._models import LogRecord, MetricPoint, Span
-from ._record import encode_rows
+from ._record import encode_rows, merge
 from ._settings import Settings
 from ._wal import RecordType
 
@@ -70,7 +70,7 @@ class BackgroundWriter:
         self.on_full = on_full
         self._batch_records = batch_records
         self._cv = threading.Condition()
-        self._queue: deque[tuple[RecordType, Sequence[Any]]] = deque()
+        self._queue: deque[tuple[RecordType, Any]] = deque()
         self._queued = 0
         self._enqueued = 0  # records accepted so far (a sequence number for flush)
         self._finished = 0  # records committed or failed so far
@@ -97,7 +97,7 @@ class BackgroundWriter:
     def queued(self) -> int:
         return self._queued
 
-    def _put(self, rtype: RecordType, rows: Sequence[Any]) -> None:
+    def _put(self, rtype: RecordType, rows: Any) -> None:
         n = len(rows)
         if not n:
             return
@@ -154,7 +154,7 @@ class BackgroundWriter:
 
     # ------------------------------------------------------------ thread
 
-    def _take(self) -> list[tuple[RecordType, Sequence[Any]]] | None:
+    def _take(self) -> list[tuple[RecordType, Any]] | None:
         """Wait for a batch worth committing; None once closed and drained."""
         with self._cv:
             while not self._queue:
@@ -167,7 +167,7 @@ class BackgroundWriter:
                 if remaining <= 0:
                     break
                 self._cv.wait(remaining)
-            taken: list[tuple[RecordType, Sequence[Any]]] = []
+            taken: list[tuple[RecordType, Any]] = []
             count = 0
             while self._queue and count < self._batch_records:
                 item = self._queue.popleft()
@@ -182,10 +182,11 @@ class BackgroundWriter:
             taken = self._take()
             if taken is None:
                 return
-            merged: dict[RecordType, list[Any]] = {}
+            grouped: dict[RecordType, list[Any]] = {}
             for rtype, rows in taken:
-                merged.setdefault(rtype, []).extend(rows)
-            for rtype, rows in merged.items():
+                grouped.setdefault(rtype, []).append(rows)
+            for rtype, parts in grouped.items():
+                rows = merge(parts)
                 try:
                     self._commit(rtype, rows)
                     ok = True

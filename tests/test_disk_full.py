@@ -263,10 +263,8 @@ def _log_lsns(data: Path) -> list[int]:
 
 
 def _hot_log_keys(store: tael.Store) -> list[tuple[int, int, int]]:
-    from tael._hot import RECORD_KEY
-
     with store._hot.reader() as txn:
-        return [RECORD_KEY.unpack(k) for k, _v in store._hot.records(txn, "logs")]
+        return [k for k, _f, _lsn in store._hot.records(txn, "logs")]
 
 
 def test_check_reports_documents_missing_from_the_index_and_rebuild_index_fixes_it(tmp_path: Path) -> None:

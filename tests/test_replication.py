@@ -187,15 +187,15 @@ def test_a_standby_catches_up_from_retained_wal_across_leader_and_standby_restar
     settings = tael.Settings(
         replicas=(url(port),),
         required_acks=0,
-        wal_segment_bytes=16 << 10,
-        replication_max_retained_bytes=256 << 10,  # below the WAL's total length, above the standby's gap
+        wal_segment_bytes=4 << 10,  # blocks: ~100 bytes of WAL per span
+        replication_max_retained_bytes=64 << 10,  # below the WAL's total length, above the standby's gap
     )
     sb = standby(tmp_path / "sb", port)
     leader = tael.Store(tmp_path / "leader", settings)
     for b in range(80):
         leader.insert_spans(spans(10, start=b * 10))
     wait_for(lambda: caught_up(leader), "the first shipments")
-    assert leader.replication_status().end_lsn > 256 << 10
+    assert leader.replication_status().end_lsn > 64 << 10
     sb.close()  # the standby goes away; the leader keeps writing
     for b in range(80, 119):
         leader.insert_spans(spans(10, start=b * 10))
@@ -462,7 +462,7 @@ def check_acked(store: tael.Store, acked: set[tuple[str, int, int]]) -> None:
 def test_a_promoted_standby_ships_to_its_own_replicas(tmp_path: Path) -> None:
     p_a, p_b = free_port(), free_port()
     b = standby(tmp_path / "b", p_b)
-    small = {"wal_segment_bytes": 16 << 10}
+    small = {"wal_segment_bytes": 4 << 10}
     a = standby(tmp_path / "a", p_a, replicas=(url(p_b),), **small)  # used once promoted
     try:
         with tael.Store(tmp_path / "leader", tael.Settings(replicas=(url(p_a),), **small)) as leader:

@@ -127,7 +127,7 @@ def attribute_sample(ctx: ReadContext, signal: str, service: str | None, key: st
         def take_span(f: list[Any]) -> None:
             take(blobs.restore_span(f) if key in payload_keys else f)
 
-        for _k, f in ctx.hot.scan(txn, signal, None, None, reverse=True, keep=lambda f: True, limit=ATTRIBUTE_SAMPLE):
+        for f in ctx.hot.newest(txn, signal, ATTRIBUTE_SAMPLE):
             (take_span if signal == "spans" else take)(f)
             seen += 1
         if seen < ATTRIBUTE_SAMPLE:

@@ -27,10 +27,9 @@ VIEWS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
 
 
 def _hot_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:
-    unpack = _codec.unpackb
-    spans = spans_table([unpack(v) for _k, v in hot.records(txn, "spans")])
-    logs = logs_table([(*RECORD_KEY.unpack(k)[1:], unpack(v)) for k, v in hot.records(txn, "logs")])
-    rows = metric_rows(list(hot.records(txn, "metrics")))
+    spans = spans_table([f for _k, f, _lsn in hot.records(txn, "spans")])
+    logs = logs_table([(k[1], k[2], f) for k, f, _lsn in hot.records(txn, "logs")])
+    rows = metric_rows([(RECORD_KEY.pack(*k), _codec.packb(f)) for k, f, _lsn in hot.records(txn, "metrics")])
     five, hour = rollup_rows(rows)
     return {
         "spans": spans,

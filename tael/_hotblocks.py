@@ -1,0 +1,586 @@
+"""The hot tier's block tables: applying a block, its small indexes, and moving blocks out.
+
+A hot-tier **block** is one column batch (tael/_block.py) stored as one LMDB value,
+keyed by (newest time in it, WAL LSN of the frame that brought it): a time range is a
+key range, and a block's key never collides with another's. Beside it are small tables
+that let reads skip blocks without decoding them (per-block metadata: time range,
+services, counts), find a trace's or a series' rows (``span_traces``, ``log_traces``,
+``series_blocks``), and keep the per-service counters and the span-name catalog.
+docs/format/hot.md gives every key and value byte by byte.
+
+This module writes those tables (apply, and eviction by compaction and retention);
+tael/_hotread.py reads them. Both take the tier's tables through :class:`Tables`,
+so neither imports tael/_hot.py, which owns the environment and calls them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any, Final, Protocol
+
+import lmdb
+import msgpack
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._blobs import Payloads
+from ._block import METRIC_KIND_CODE, Block, dumps, events_of, loads
+from ._layout import EVENT_ATTRS, SPAN_ATTRS, SPAN_EVENTS
+
+BK: Final = struct.Struct(">QQ")  # a block key: newest time in the block, LSN of its (first) WAL frame
+Q: Final = struct.Struct(">Q")
+STATS: Final = struct.Struct("<QQQQ")  # span count, error count, total duration ns, trace count
+SIGNAL_SPANS: Final = 1
+SIGNAL_LOGS: Final = 2
+SIGNAL_CODE: Final = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
+
+BLOCKS: Final = {"spans": "span_blocks", "logs": "log_blocks", "metrics": "metric_blocks"}
+METAS: Final = {"spans": "span_meta", "logs": "log_meta", "metrics": "metric_meta"}
+TIME: Final = {"spans": "start_ns", "logs": "time_ns", "metrics": "time_ns"}
+WIDTH: Final = {s: f"block_width:{s}".encode() for s in BLOCKS}  # meta: the widest block's max - min time
+
+# A block's metadata (value of span_meta, log_meta, metric_meta): a msgpack array.
+META_MIN: Final = 0  # oldest time in the block
+META_MAX: Final = 1  # newest time (also in the key)
+META_ROWS: Final = 2  # rows
+META_SERVICES: Final = 3  # sorted distinct services
+META_ERRORS: Final = 4  # spans: rows with status error; logs: highest severity; metrics: sorted metric names
+META_LONGEST: Final = 5  # spans: longest duration ns; logs, metrics: 0
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
+
+def unpackb(data: Any) -> Any:
+    return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+
+
+class Tables(Protocol):
+    """What the block functions need of the hot tier."""
+
+    db: dict[str, Any]
+    payloads: Payloads
+
+    def put_blobs(self, txn: lmdb.Transaction, blobs: Sequence[tuple[bytes, str]]) -> None: ...
+
+
+def rows_bytes(rows: Sequence[int]) -> bytes:
+    """Row indexes as u32 little-endian (the values of log_traces and series_blocks)."""
+    return struct.pack(f"<{len(rows)}I", *rows)
+
+
+def rows_of(raw: bytes | memoryview) -> list[int]:
+    return list(struct.unpack(f"<{len(raw) // 4}I", raw))
+
+
+def _grouped(values: list[Any]) -> dict[Any, list[int]]:
+    out: dict[Any, list[int]] = {}
+    for i, v in enumerate(values):
+        rows = out.get(v)
+        if rows is None:
+            out[v] = [i]
+        else:
+            rows.append(i)
+    return out
+
+
+def _replace(block: Block, columns: dict[str, pa.Array]) -> Block:
+    batch = block.batch()
+    arrays = [columns.get(name, col) for name, col in zip(batch.schema.names, batch.columns, strict=True)]
+    names = batch.schema.names + [n for n in columns if n not in batch.schema.names]
+    arrays += [columns[n] for n in columns if n not in batch.schema.names]
+    return Block.of(pa.RecordBatch.from_arrays(arrays, names=names), block.signal)
+
+
+def with_position(block: Block, lsn: int) -> Block:
+    """A log or metric block with its rows' WAL positions (``wal_lsn``, ``batch_index``)."""
+    if block.has("wal_lsn"):
+        return block
+    n = block.n
+    return _replace(
+        block,
+        {"wal_lsn": pa.array([lsn] * n, pa.int64()), "batch_index": pa.array(range(n), pa.int32())},
+    )
+
+
+def _widen(txn: lmdb.Transaction, db: dict[str, Any], signal: str, width: int) -> None:
+    key = WIDTH[signal]
+    old = txn.get(key, db=db["meta"])
+    if old is None or Q.unpack(old)[0] < width:
+        txn.put(key, Q.pack(width), db=db["meta"])
+
+
+def width(txn: lmdb.Transaction, db: dict[str, Any], signal: str) -> int:
+    """The largest (newest - oldest) time of any block of ``signal`` stored so far."""
+    raw = txn.get(WIDTH[signal], db=db["meta"])
+    return Q.unpack(raw)[0] if raw else 0
+
+
+# ---------------------------------------------------------------- spans
+
+
+def _known_spans(cur: lmdb.Cursor, trace: bytes, ids: set[bytes], services: set[str]) -> None:
+    """Add the span ids and services the hot tier holds for ``trace`` (span_traces)."""
+    if cur.set_range(trace):
+        for key, value in cur:
+            if key[:16] != trace:
+                break
+            raw, svcs = unpackb(value)
+            ids.update(raw[i : i + 8] for i in range(0, len(raw), 8))
+            services.update(svcs)
+
+
+def cold_trace_entry(value: bytes | memoryview) -> tuple[list[str], bytes]:
+    """(services, concatenated 8-byte span ids) of a ``cold_traces`` value for spans.
+    Entries written before format 3 hold the services only (no ids: empty bytes)."""
+    if not value:
+        return [], b""
+    x = unpackb(value)
+    if len(x) == 2 and type(x[1]) is bytes:
+        return x[0], x[1]
+    return x, b""
+
+
+def _known_cold_spans(cur: lmdb.Cursor, trace: bytes, ids: set[bytes], services: set[str]) -> None:
+    prefix = trace + bytes((SIGNAL_SPANS,))
+    if cur.set_range(prefix):
+        for key, value in cur:
+            if key[:17] != prefix:
+                break
+            svcs, raw = cold_trace_entry(value)
+            services.update(svcs)
+            ids.update(raw[i : i + 8] for i in range(0, len(raw), 8))
+
+
+def _externalize_spans(t: Tables, txn: lmdb.Transaction, block: Block, bkey: bytes) -> Block:
+    """Move the long payload texts of rows flagged 2 to the blob store: their JSON loses the
+    texts (the keys stay, with ""), ``payload_refs`` names the blobs."""
+    flagged = pc.indices_nonzero(pc.equal(block.column("payload"), 2)).to_pylist()
+    if not flagged:
+        return block
+    attrs = block.column("attributes").to_pylist()
+    events = block.column("events").to_pylist()
+    refs: list[Any] = block.column("payload_refs").to_pylist()
+    split, put = t.payloads.externalize_span, t.put_blobs
+    blob_refs = []
+    record: list[Any] = [None] * 18
+    for i in flagged:
+        record[SPAN_ATTRS] = loads(attrs[i])
+        record[SPAN_EVENTS] = events_of(events[i])
+        blobs = split(record)
+        if not blobs:
+            continue
+        put(txn, blobs)
+        blob_refs += [(digest + bytes((SIGNAL_SPANS,)) + bkey, b"") for digest, _text in blobs]
+        ref = [[-1, k, v.hex()] for k, v in record[SPAN_ATTRS].items() if type(v) is bytes]
+        for j, ev in enumerate(record[SPAN_EVENTS]):
+            ref += [[j, k, v.hex()] for k, v in ev[EVENT_ATTRS].items() if type(v) is bytes]
+        refs[i] = dumps(ref).decode()
+        attrs[i] = dumps({k: ("" if type(v) is bytes else v) for k, v in record[SPAN_ATTRS].items()}).decode()
+        if record[SPAN_EVENTS]:
+            events[i] = dumps(
+                [
+                    {
+                        "time_ns": e[0],
+                        "name": e[1],
+                        "attributes": {k: ("" if type(v) is bytes else v) for k, v in e[EVENT_ATTRS].items()},
+                    }
+                    for e in record[SPAN_EVENTS]
+                ]
+            ).decode()
+    if blob_refs:
+        txn.cursor(db=t.db["blob_refs"]).putmulti(sorted(blob_refs), overwrite=False)
+    return _replace(
+        block,
+        {
+            "attributes": pa.array(attrs, pa.string()),
+            "events": pa.array(events, pa.string()),
+            "payload_refs": pa.array(refs, pa.string()),
+        },
+    )
+
+
+def span_digests(block: Block) -> list[bytes]:
+    """Digests of the blobs a span block refers to (``payload_refs``)."""
+    out = []
+    for ref in block.column("payload_refs").to_pylist():
+        if ref is not None:
+            out += [bytes.fromhex(d) for _e, _k, d in loads(ref)]
+    return out
+
+
+def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> None:
+    """Store a block of spans: those whose (trace id, span id) either tier holds already,
+    or an earlier row of the block has, are left out (a re-sent span changes nothing)."""
+    db = t.db
+    if block.n == 0:
+        return
+    traces = block.column("trace_id").to_pylist()
+    ids = block.column("span_id").to_pylist()
+    by_trace = _grouped(traces)
+    hot_cur = txn.cursor(db=db["span_traces"])
+    cold_cur = txn.cursor(db=db["cold_traces"]) if txn.stat(db["cold_traces"])["entries"] else None
+    earlier: dict[bytes, set[str]] = {}
+    keep: list[bool] | None = None
+    for trace, rows in by_trace.items():
+        known: set[bytes] = set()
+        seen_services: set[str] = set()
+        _known_spans(hot_cur, trace, known, seen_services)
+        if cold_cur is not None:
+            _known_cold_spans(cold_cur, trace, known, seen_services)
+        earlier[trace] = seen_services
+        for i in rows:
+            sid = ids[i]
+            if sid in known:
+                if keep is None:
+                    keep = [True] * block.n
+                keep[i] = False
+            else:
+                known.add(sid)
+    if keep is not None:
+        batch = block.batch().filter(pa.array(keep))
+        if batch.num_rows == 0:
+            return
+        block = Block.of(batch, "spans")
+        traces = block.column("trace_id").to_pylist()
+        ids = block.column("span_id").to_pylist()
+        by_trace = _grouped(traces)
+    start, end = block.column("start_ns"), block.column("end_ns")
+    lo, hi = pc.min_max(start).values()
+    bkey = BK.pack(hi.as_py(), lsn)
+    if pc.any(pc.equal(block.column("payload"), 2)).as_py():
+        block = _externalize_spans(t, txn, block, bkey)
+    services = block.column("service")
+    service_list = services.to_pylist()
+    duration = pc.subtract(end, start)
+    error = pc.equal(block.column("status"), "error")
+    table = pa.table(
+        {
+            "service": services,
+            "name": block.column("name"),
+            "start": start,
+            "duration": duration,
+            "error": error.cast(pa.int64()),
+        }
+    )
+    per_service = {
+        row["service"]: [row["duration_count"], row["error_sum"], row["duration_sum"], 0]
+        for row in table.group_by("service")
+        .aggregate([("duration", "count"), ("error", "sum"), ("duration", "sum")])
+        .to_pylist()
+    }
+    distinct = sorted(per_service)
+    txn.put(bkey, block.data, db=db["span_blocks"])
+    txn.put(
+        bkey,
+        _packb(
+            [
+                lo.as_py(),
+                hi.as_py(),
+                block.n,
+                distinct,
+                sum(acc[1] for acc in per_service.values()),
+                pc.max(duration).as_py(),
+            ]
+        ),
+        db=db["span_meta"],
+    )
+    _widen(txn, db, "spans", hi.as_py() - lo.as_py())
+    index_spans(txn, db, bkey, traces, ids, service_list, by_trace)
+    ops = db["operations"]
+    for row in table.group_by(["service", "name"]).aggregate([("start", "max")]).to_pylist():
+        op = row["service"].encode() + b"\x00" + row["name"].encode()
+        old = txn.get(op, db=ops)
+        if old is None or Q.unpack(old)[0] < row["start_max"]:
+            txn.put(op, Q.pack(row["start_max"]), db=ops)
+    for trace, rows in by_trace.items():
+        for service in {service_list[i] for i in rows} - earlier.get(trace, set()):
+            per_service[service][3] += 1
+    stats = db["services"]
+    for service, acc in per_service.items():
+        key = service.encode()
+        old = txn.get(key, db=stats)
+        if old is not None:
+            acc = [a + b for a, b in zip(acc, STATS.unpack(old), strict=True)]
+        txn.put(key, STATS.pack(*acc), db=stats)
+
+
+def index_spans(
+    txn: lmdb.Transaction,
+    db: dict[str, Any],
+    bkey: bytes,
+    traces: list[bytes],
+    ids: list[bytes],
+    services: list[str],
+    by_trace: dict[bytes, list[int]],
+) -> None:
+    """The span_traces entries of a stored block: per trace, its span ids and services."""
+    items = [
+        (trace + bkey, _packb([b"".join(ids[i] for i in rows), sorted({services[i] for i in rows})]))
+        for trace, rows in by_trace.items()
+    ]
+    items.sort()
+    txn.cursor(db=db["span_traces"]).putmulti(items)
+
+
+# ---------------------------------------------------------------- logs
+
+
+def log_digests(block: Block) -> list[bytes]:
+    return [d for d in block.column("body_blob").to_pylist() if d is not None]
+
+
+def _externalize_logs(t: Tables, txn: lmdb.Transaction, block: Block, bkey: bytes) -> Block:
+    flagged = pc.indices_nonzero(pc.equal(block.column("payload"), 2)).to_pylist()
+    if not flagged:
+        return block
+    bodies = block.column("body").to_pylist()
+    digests: list[Any] = block.column("body_blob").to_pylist()
+    record: list[Any] = [None, None]
+    blob_refs = []
+    for i in flagged:
+        record[1] = bodies[i]
+        blobs = t.payloads.externalize_log(record)
+        if blobs:
+            t.put_blobs(txn, blobs)
+            digests[i] = blobs[0][0]
+            bodies[i] = ""
+            blob_refs.append((blobs[0][0] + bytes((SIGNAL_LOGS,)) + bkey, b""))
+    if blob_refs:
+        txn.cursor(db=t.db["blob_refs"]).putmulti(sorted(blob_refs), overwrite=False)
+    return _replace(block, {"body": pa.array(bodies, pa.string()), "body_blob": pa.array(digests, pa.binary(32))})
+
+
+def apply_logs(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> None:
+    """Store a block of log records (each keeps its WAL position as its identity)."""
+    if block.n == 0:
+        return
+    block = with_position(block, lsn)
+    db = t.db
+    bkey = BK.pack(pc.max(block.column("time_ns")).as_py(), lsn)
+    if pc.any(pc.equal(block.column("payload"), 2)).as_py():
+        block = _externalize_logs(t, txn, block, bkey)
+    store_logs(txn, db, bkey, block)
+
+
+def store_logs(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block) -> None:
+    """Put a log block (with positions, payloads already moved) and its indexes."""
+    time = block.column("time_ns")
+    lo, hi = pc.min_max(time).values()
+    txn.put(bkey, block.data, db=db["log_blocks"])
+    services = sorted(pc.unique(block.column("service")).to_pylist())
+    txn.put(
+        bkey,
+        _packb([lo.as_py(), hi.as_py(), block.n, services, pc.max(block.column("severity_number")).as_py(), 0]),
+        db=db["log_meta"],
+    )
+    _widen(txn, db, "logs", hi.as_py() - lo.as_py())
+    index_logs(txn, db, bkey, block)
+
+
+def index_logs(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block) -> None:
+    traces = block.column("trace_id")
+    if traces.null_count == block.n:
+        return
+    by_trace = _grouped(traces.to_pylist())
+    by_trace.pop(None, None)
+    items = sorted((trace + bkey, rows_bytes(rows)) for trace, rows in by_trace.items())
+    txn.cursor(db=db["log_traces"]).putmulti(items)
+
+
+# ---------------------------------------------------------------- metric points
+
+
+def apply_metrics(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> None:
+    """Store a block of metric points, and name any new series in the catalog."""
+    if block.n == 0:
+        return
+    block = with_position(block, lsn)
+    db = t.db
+    hi = pc.max(block.column("time_ns")).as_py()
+    bkey = BK.pack(hi, lsn)
+    store_metrics(txn, db, bkey, block)
+    series = block.column("series_id").to_pylist()
+    names = block.column("name").to_pylist()
+    catalog = db["series"]
+    first: dict[bytes, int] = {}
+    for i, sid in enumerate(series):
+        if sid not in first:
+            first[sid] = i
+    services = block.column("service").to_pylist()
+    kinds = block.column("kind").to_pylist()
+    attrs = block.column("attributes").to_pylist()
+    for sid, i in first.items():
+        key = names[i].encode() + b"\x00" + sid
+        if txn.get(key, db=catalog) is None:
+            txn.put(key, _packb([services[i], METRIC_KIND_CODE[kinds[i]], loads(attrs[i])]), db=catalog)
+
+
+def store_metrics(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block) -> None:
+    """Put a metric block (with positions) and its indexes."""
+    lo, hi = pc.min_max(block.column("time_ns")).values()
+    txn.put(bkey, block.data, db=db["metric_blocks"])
+    txn.put(
+        bkey,
+        _packb(
+            [
+                lo.as_py(),
+                hi.as_py(),
+                block.n,
+                sorted(pc.unique(block.column("service")).to_pylist()),
+                sorted(pc.unique(block.column("name")).to_pylist()),
+                0,
+            ]
+        ),
+        db=db["metric_meta"],
+    )
+    _widen(txn, db, "metrics", hi.as_py() - lo.as_py())
+    index_metrics(txn, db, bkey, block)
+
+
+def index_metrics(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block) -> None:
+    by_series = _grouped(block.column("series_id").to_pylist())
+    items = sorted((sid + bkey, rows_bytes(rows)) for sid, rows in by_series.items())
+    txn.cursor(db=db["series_blocks"]).putmulti(items)
+
+
+# ---------------------------------------------------------------- reading blocks back
+
+
+def blocks(
+    txn: lmdb.Transaction, db: dict[str, Any], signal: str, *, reverse: bool = False, start: bytes | None = None
+) -> Iterator[tuple[bytes, list[Any]]]:
+    """(block key, metadata) of ``signal``'s blocks in key order (newest time, then LSN),
+    from ``start`` (a key; with ``reverse``, the last key before it)."""
+    cur = txn.cursor(db=db[METAS[signal]])
+    if reverse:
+        ok = cur.set_range(start) if start is not None else cur.last()
+        if start is not None:
+            ok = cur.prev() if ok else cur.last()
+        it = cur.iterprev() if ok else iter(())
+    else:
+        ok = cur.set_range(start) if start is not None else cur.first()
+        it = cur.iternext() if ok else iter(())
+    for key, value in it:
+        yield bytes(key), unpackb(value)
+
+
+def load(txn: lmdb.Transaction, db: dict[str, Any], signal: str, bkey: bytes) -> Block | None:
+    raw = txn.get(bkey, db=db[BLOCKS[signal]])
+    return None if raw is None else Block(raw, signal)
+
+
+# ---------------------------------------------------------------- moving blocks out
+
+
+def unindex(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block) -> list[bytes]:
+    """Delete a stored block's entries in its side tables (not the counters); returns the
+    digests of the blobs it referred to, whose references are gone too."""
+    signal = block.signal
+    txn.delete(bkey, db=db[BLOCKS[signal]])
+    txn.delete(bkey, db=db[METAS[signal]])
+    digests: list[bytes] = []
+    if signal == "spans":
+        for trace in set(block.column("trace_id").to_pylist()):
+            txn.delete(trace + bkey, db=db["span_traces"])
+        digests = span_digests(block)
+    elif signal == "logs":
+        for trace in set(block.column("trace_id").to_pylist()):
+            if trace is not None:
+                txn.delete(trace + bkey, db=db["log_traces"])
+        digests = log_digests(block)
+    else:
+        for sid in set(block.column("series_id").to_pylist()):
+            txn.delete(sid + bkey, db=db["series_blocks"])
+    code = bytes((SIGNAL_CODE.get(signal, 0),))
+    for digest in digests:
+        txn.delete(digest + code + bkey, db=db["blob_refs"])
+        txn.put(digest, b"", db=db["blob_gc"])
+    return digests
+
+
+def restore(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block) -> None:
+    """Store what is left of a block after some of its rows moved out, under its key (its
+    newest row stays, so the key is unchanged)."""
+    signal = block.signal
+    if signal == "spans":
+        start, end = block.column("start_ns"), block.column("end_ns")
+        lo, hi = pc.min_max(start).values()
+        txn.put(bkey, block.data, db=db["span_blocks"])
+        services = block.column("service").to_pylist()
+        txn.put(
+            bkey,
+            _packb(
+                [
+                    lo.as_py(),
+                    hi.as_py(),
+                    block.n,
+                    sorted(set(services)),
+                    pc.sum(pc.equal(block.column("status"), "error").cast(pa.int64())).as_py(),
+                    pc.max(pc.subtract(end, start)).as_py(),
+                ]
+            ),
+            db=db["span_meta"],
+        )
+        _widen(txn, db, "spans", hi.as_py() - lo.as_py())
+        traces = block.column("trace_id").to_pylist()
+        index_spans(txn, db, bkey, traces, block.column("span_id").to_pylist(), services, _grouped(traces))
+        digests = span_digests(block)
+    elif signal == "logs":
+        store_logs(txn, db, bkey, block)
+        digests = log_digests(block)
+    else:
+        store_metrics(txn, db, bkey, block)
+        digests = []
+    code = bytes((SIGNAL_CODE.get(signal, 0),))
+    if digests:
+        txn.cursor(db=db["blob_refs"]).putmulti(sorted({(d + code + bkey, b"") for d in digests}), overwrite=False)
+
+
+def forget_spans(txn: lmdb.Transaction, db: dict[str, Any], gone: Sequence[Block]) -> None:
+    """Take spans that left the store (retention) out of the per-service counters; a
+    (service, trace) stops counting once no span of it is left in either tier."""
+    stats: dict[str, list[int]] = {}
+    by_trace: dict[bytes, set[str]] = {}
+    for block in gone:
+        start, end = block.column("start_ns").to_pylist(), block.column("end_ns").to_pylist()
+        for trace, service, status, s, e in zip(
+            block.column("trace_id").to_pylist(),
+            block.column("service").to_pylist(),
+            block.column("status").to_pylist(),
+            start,
+            end,
+            strict=True,
+        ):
+            acc = stats.setdefault(service, [0, 0, 0, 0])
+            acc[0] += 1
+            acc[1] += status == "error"
+            acc[2] += e - s
+            by_trace.setdefault(trace, set()).add(service)
+    forget_counts(txn, db, stats, by_trace)
+
+
+def forget_counts(
+    txn: lmdb.Transaction, db: dict[str, Any], stats: dict[str, list[int]], by_trace: dict[bytes, set[str]]
+) -> None:
+    """``stats``: service -> [spans, errors, duration ns, 0] that left the store; a
+    (service, trace) in ``by_trace`` stops counting once no span of it is left."""
+    hot_cur = txn.cursor(db=db["span_traces"])
+    cold_cur = txn.cursor(db=db["cold_traces"])
+    for trace, services in by_trace.items():
+        remaining: set[str] = set()
+        _known_spans(hot_cur, trace, set(), remaining)
+        _known_cold_spans(cold_cur, trace, set(), remaining)
+        for service in services - remaining:
+            stats.setdefault(service, [0, 0, 0, 0])[3] += 1
+    table = db["services"]
+    for service, acc in stats.items():
+        key = service.encode()
+        old = txn.get(key, db=table)
+        if old is None:
+            continue
+        left = [max(0, a - b) for a, b in zip(STATS.unpack(old), acc, strict=True)]
+        if left[0] == 0:
+            txn.delete(key, db=table)
+        else:
+            txn.put(key, STATS.pack(*left), db=table)
