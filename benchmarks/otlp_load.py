@@ -25,6 +25,23 @@ the normal clients. Reported: the server process's peak RSS (VmHWM, sampled
 RssAnon too), the normal clients' latency percentiles and answers, what each
 kind of attacker got, and the RSS once the attack is over. Target (issue 14):
 the server stays under 1 GiB of RSS.
+
+Sustained mode (issue 16), instead of both of the above:
+
+    python benchmarks/otlp_load.py --duration 600
+
+``--clients`` processes send ``--spans-per-request`` requests back to back for
+600 s to a server with default Settings but ``hot_window_s=300``
+(``--hot-window``) and its maintenance loop on (every 60 s, as ``tael serve``
+runs it; ``--maintenance-interval``). Requests are built before the clock from
+20 templates per client; each send rewrites its spans' ids (unique per send) and
+times (the send time) in place, so the maintenance loop compacts what ages past
+the hot window as it would in production. Every ``--sample-every`` (10) s: the
+hot tier's spans (``/metrics``), the size of ``hot/data.mdb`` and the server's
+RSS. Reported: the samples, the accepted rate against today's figure above, and
+whether the hot tier, data.mdb and RSS stayed flat (mean of the last third of the
+run within 20% of the middle third). ``--quick --duration`` runs 10 s with a 3 s
+hot window and maintenance every second.
 """
 
 from __future__ import annotations
@@ -32,8 +49,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing as mp
+import re
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -135,12 +154,17 @@ class RssSampler:
         return final
 
 
-def _start_server(data: Path, port: int, settings: dict[str, Any]) -> subprocess.Popen[bytes]:
+def _start_server(
+    data: Path, port: int, settings: dict[str, Any], maintenance_interval_s: float | None = None
+) -> subprocess.Popen[bytes]:
+    """``run_server`` (what ``tael serve`` runs) in its own process; returns once it is ready.
+    ``maintenance_interval_s`` None keeps run_server's default (what ``tael serve`` uses)."""
     import httpx
 
+    every = "" if maintenance_interval_s is None else f", maintenance_interval_s={maintenance_interval_s!r}"
     code = (
         "import tael; from tael._server import run_server; "
-        f"run_server({str(data)!r}, port={port}, settings=tael.Settings(**{settings!r}))"
+        f"run_server({str(data)!r}, port={port}, settings=tael.Settings(**{settings!r}){every})"
     )
     server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     deadline = time.monotonic() + 30
@@ -379,6 +403,276 @@ def _hostile(args: argparse.Namespace, tmp: str, normal_bodies: list[bytes]) -> 
     ]
 
 
+# ---------------------------------------------------------------- sustained load (--duration)
+
+SUSTAINED_FLAT = 0.20  # last third within 20% of the middle third
+TODAY_SPANS_S = 21_907  # docs/benchmarks.md, "OTLP/HTTP ingest through `tael serve` (issue 6)": before issue 16
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+
+
+def _templates(client: int, k: int, per_request: int) -> list[tuple[bytes, list[tuple[int, int, int]]]]:
+    """``k`` requests of ``per_request`` spans shaped like :func:`_requests`, each with the
+    offsets of its spans' ids and start time, so :func:`_stamp` can give every send fresh
+    ids and the current time without building protobuf inside the clock.
+
+    A trace id is 4 bytes of send number, then client, template and span index / 8; a span
+    id is 4 bytes of send number, then client, template and index: unique across clients
+    and sends (a re-sent (trace id, span id) would be a no-op, not load)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    out = []
+    for t in range(k):
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value=f"svc-{client}")))
+        ss = rs.scope_spans.add()
+        ss.scope.name = "load"
+        ids = []
+        for i in range(per_request):
+            sp = ss.spans.add()
+            sp.trace_id = struct.pack(">IHHII", 0xFFFFFFFF, client, t, i // 8, 1)
+            sp.span_id = struct.pack(">IBBH", 0xFFFFFFFF, client & 0xFF, t & 0xFF, i)
+            sp.name = f"op{i % 10}"
+            sp.kind = Span.SPAN_KIND_SERVER
+            sp.start_time_unix_nano = _T0 + i  # unique per request: found below, rewritten per send
+            sp.end_time_unix_nano = _T0 + i + 1_000_000 + i
+            for a in range(10):
+                sp.attributes.append(KeyValue(key=f"attr.{a}", value=AnyValue(string_value=f"value-{a}-{i % 7}")))
+            ids.append((sp.trace_id, sp.span_id, sp.start_time_unix_nano))
+        body = req.SerializeToString()
+        offsets = []
+        pos = 0
+        for trace_id, span_id, start in ids:
+            tid = body.index(b"\x0a\x10" + trace_id, pos) + 2
+            sid = body.index(b"\x12\x08" + span_id, tid) + 2
+            st = body.index(b"\x39" + struct.pack("<Q", start), sid) + 1
+            if body[st + 8] != 0x41:  # end_time_unix_nano (field 8, fixed64) follows start
+                raise SystemExit("unexpected protobuf layout of a span")
+            offsets.append((tid, sid, st))
+            pos = st + 17
+        out.append((body, offsets))
+    return out
+
+
+def _stamp(template: tuple[bytes, list[tuple[int, int, int]]], send: int, now_ns: int) -> bytes:
+    body = bytearray(template[0])
+    tag = struct.pack(">I", send)
+    pack = struct.pack_into
+    for i, (tid, sid, st) in enumerate(template[1]):
+        body[tid : tid + 4] = tag
+        body[sid : sid + 4] = tag
+        pack("<Q", body, st, now_ns + i)
+        pack("<Q", body, st + 9, now_ns + i + 1_000_000 + i)
+    return bytes(body)
+
+
+def _sustained_client(
+    url: str,
+    templates: list[tuple[bytes, list[tuple[int, int, int]]]],
+    per_request: int,
+    duration: float,
+    start: Any,
+    results: Any,
+) -> None:
+    """Send re-stamped requests back to back for ``duration`` seconds; report what was accepted."""
+    import httpx
+
+    latencies = []
+    codes: Counter[str] = Counter()
+    accepted = 0
+    send = 0
+    with httpx.Client(timeout=120) as client:
+        start.wait()
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline:
+            send += 1
+            body = _stamp(templates[send % len(templates)], send, time.time_ns() - 2_000_000)
+            began = time.perf_counter()
+            try:
+                r = client.post(url + "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
+                code = str(r.status_code)
+            except httpx.HTTPError as exc:
+                code = type(exc).__name__
+            latencies.append(time.perf_counter() - began)
+            codes[code] += 1
+            if code == "200":
+                accepted += per_request
+            else:
+                time.sleep(0.05)
+    results.put((accepted, latencies, dict(codes)))
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The server's /metrics as {(name, sorted labels): value}."""
+    import httpx
+
+    out = {}
+    for line in httpx.get(url + "/metrics", timeout=60).text.splitlines():
+        m = _METRIC_LINE.match(line)
+        if m is None or line.startswith("#"):
+            continue
+        name, labels, value = m.groups()
+        pairs = tuple(sorted(tuple(p.split("=", 1)) for p in re.findall(r'\w+="[^"]*"', labels or "")))
+        out[(name, tuple((k, v.strip('"')) for k, v in pairs))] = float(value)
+    return out
+
+
+def _third_ratio(samples: list[dict[str, float]], key: str, duration: float) -> float | None:
+    """Mean of ``key`` over the last third of the run / over the middle third."""
+    middle = [s[key] for s in samples if duration / 3 <= s["t"] < 2 * duration / 3]
+    last = [s[key] for s in samples if s["t"] >= 2 * duration / 3]
+    if not middle or not last or not statistics.fmean(middle):
+        return None
+    return statistics.fmean(last) / statistics.fmean(middle)
+
+
+def sustained(
+    duration: float,
+    *,
+    clients: int = 4,
+    spans_per_request: int = 500,
+    hot_window_s: float = 300.0,
+    maintenance_interval_s: float | None = None,
+    sample_s: float = 10.0,
+    templates: int = 20,
+) -> dict[str, Any]:
+    """``tael serve`` (run_server, default Settings but ``hot_window_s``, maintenance on) under
+    ``clients`` processes sending back to back for ``duration`` seconds, every span stamped
+    with the time it is sent; every ``sample_s`` seconds: the hot tier's spans and
+    data.mdb size, the server's RSS. Returns the samples, the accepted rate and the
+    last-third / middle-third ratios."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        port = _port()
+        url = f"http://127.0.0.1:{port}"
+        print(f"sustained: building {clients} x {templates} request templates ...", file=sys.stderr)
+        bodies = [_templates(c, templates, spans_per_request) for c in range(clients)]
+        server = _start_server(data, port, {"hot_window_s": hot_window_s}, maintenance_interval_s)
+        rss = RssSampler(server.pid)
+        samples: list[dict[str, float]] = []
+        try:
+            ctx = mp.get_context("spawn")
+            start, results = ctx.Event(), ctx.Queue()
+            procs = [
+                ctx.Process(
+                    target=_sustained_client, args=(url, bodies[c], spans_per_request, duration, start, results)
+                )
+                for c in range(clients)
+            ]
+            for p in procs:
+                p.start()
+            time.sleep(1.0)  # let every client start and wait
+            print(f"sustained: {duration:g} s of load, a sample every {sample_s:g} s ...", file=sys.stderr)
+            began = time.perf_counter()
+            start.set()
+            while True:
+                t = time.perf_counter() - began
+                m = _scrape(url)
+                st = rss.status()
+                mdb = data / "hot" / "data.mdb"
+                samples.append(
+                    {
+                        "t": t,
+                        "hot": m.get(("tael_records", (("signal", "spans"), ("tier", "hot"))), 0.0),
+                        "cold": m.get(("tael_records", (("signal", "spans"), ("tier", "cold"))), 0.0),
+                        "mdb": float(mdb.stat().st_size if mdb.exists() else 0),
+                        "rss": float(st.get("VmRSS", 0)),
+                        "anon": float(st.get("RssAnon", 0)),
+                        "ingested": m.get(("tael_records_ingested_total", (("signal", "spans"),)), 0.0),
+                        "runs": m.get(("tael_maintenance_runs", ()), 0.0),
+                    }
+                )
+                print(
+                    f"  t={t:5.0f} s: hot {samples[-1]['hot']:,.0f} spans, data.mdb "
+                    f"{samples[-1]['mdb'] / 1e6:,.0f} MB, RSS {samples[-1]['rss'] / (1 << 20):,.0f} MiB",
+                    file=sys.stderr,
+                )
+                if t >= duration:
+                    break
+                time.sleep(max(0.0, min(sample_s * len(samples), duration) - (time.perf_counter() - began)))
+            outcomes = [results.get() for _ in procs]
+            elapsed = time.perf_counter() - began
+            for p in procs:
+                p.join()
+        finally:
+            peak = rss.stop().get("VmHWM", 0)
+            server.terminate()
+            server.wait(300)
+        import tael
+
+        with tael.Store(data, read_only=True) as store:
+            st = store.stats()
+            stored = st.signals["spans"].count
+    accepted = sum(a for a, _l, _c in outcomes)
+    latencies = sorted(x for _a, lat, _c in outcomes for x in lat)
+    codes: Counter[str] = Counter()
+    for _a, _l, c in outcomes:
+        codes.update(c)
+    ratios = {key: _third_ratio(samples, key, duration) for key in ("hot", "mdb", "rss")}
+    return {
+        "duration": duration,
+        "elapsed": elapsed,
+        "clients": clients,
+        "spans_per_request": spans_per_request,
+        "hot_window_s": hot_window_s,
+        "maintenance_interval_s": maintenance_interval_s,
+        "accepted": accepted,
+        "rate": accepted / duration,
+        "stored": stored,
+        "codes": dict(codes),
+        "p50": _percentile(latencies, 0.5),
+        "p99": _percentile(latencies, 0.99),
+        "peak_rss": peak,
+        "samples": samples,
+        "ratios": ratios,
+        "flat": {k: v is not None and abs(v - 1) <= SUSTAINED_FLAT for k, v in ratios.items()},
+    }
+
+
+def sustained_report(r: dict[str, Any]) -> list[str]:
+    """Markdown: the samples, then the summary."""
+    mib = 1 << 20
+    every = r["maintenance_interval_s"]
+    lines = [
+        f"server: tael serve (run_server), default Settings but hot_window_s={r['hot_window_s']:g}, maintenance "
+        f"every {'60 (the default)' if every is None else f'{every:g}'} s; {r['clients']} client processes sending "
+        f"{r['spans_per_request']}-span requests (protobuf, 10 attributes per span, stamped with the send time) "
+        f"back to back for {r['duration']:g} s",
+        "",
+        "| t (s) | hot spans | cold spans | hot/data.mdb (MB) | server RSS (MiB) | server RssAnon (MiB) "
+        "| spans ingested | maintenance runs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in r["samples"]:
+        lines.append(
+            f"| {s['t']:.0f} | {s['hot']:,.0f} | {s['cold']:,.0f} | {s['mdb'] / 1e6:,.1f} | {s['rss'] / mib:,.0f} "
+            f"| {s['anon'] / mib:,.0f} | {s['ingested']:,.0f} | {s['runs']:,.0f} |"
+        )
+
+    def ratio(key: str) -> str:
+        v = r["ratios"][key]
+        return "- (too few samples)" if v is None else f"{v:.2f} ({'flat' if r['flat'][key] else 'NOT flat'})"
+
+    codes = ", ".join(f"{k}: {v:,}" for k, v in sorted(r["codes"].items()))
+    lines += [
+        "",
+        "| sustained | result |",
+        "|---|---|",
+        f"| spans accepted | {r['rate']:,.0f} spans/s ({r['accepted']:,} in {r['duration']:g} s; "
+        f"{r['rate'] / TODAY_SPANS_S:.2f}x the {TODAY_SPANS_S:,} spans/s of docs/benchmarks.md) |",
+        f"| answers | {codes} |",
+        f"| request latency p50 / p99 | {r['p50'] * 1e3:,.1f} ms / {r['p99'] * 1e3:,.1f} ms |",
+        f"| spans stored / accepted | {r['stored']:,} / {r['accepted']:,} |",
+        f"| hot spans, last third / middle third | {ratio('hot')} |",
+        f"| hot/data.mdb bytes, last third / middle third | {ratio('mdb')} |",
+        f"| server RSS, last third / middle third | {ratio('rss')} |",
+        f"| server peak RSS (VmHWM) | {r['peak_rss'] / mib:,.0f} MiB |",
+    ]
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=4)
@@ -399,7 +693,46 @@ def main() -> None:
         help="a few seconds: 2 clients x 5 requests x 100 spans; hostile: 1 big, 1 bomb, 3 held, 20 slow, 3 s, "
         "1 s timeouts, 2 MiB bodies",
     )
+    ap.add_argument(
+        "--duration",
+        type=float,
+        nargs="?",
+        const=0.0,
+        metavar="S",
+        help="sustained mode instead: send for S seconds (600; --quick 10) with maintenance on, sampling the hot "
+        "tier and the server's RSS",
+    )
+    ap.add_argument("--hot-window", type=float, default=300.0, help="sustained: Settings.hot_window_s (300 s)")
+    ap.add_argument(
+        "--maintenance-interval",
+        type=float,
+        default=None,
+        help="sustained: seconds between maintenance runs (default: tael serve's, 60)",
+    )
+    ap.add_argument("--sample-every", type=float, default=10.0, help="sustained: seconds between samples (10)")
     args = ap.parse_args()
+    if args.duration is not None:
+        if args.quick:
+            args.clients, args.spans_per_request = 2, 100
+            args.hot_window, args.maintenance_interval, args.sample_every = 3.0, 1.0, 1.0
+        if not args.duration:
+            args.duration = 10.0 if args.quick else 600.0
+        from benchmarks._common import machine
+
+        r = sustained(
+            args.duration,
+            clients=args.clients,
+            spans_per_request=args.spans_per_request,
+            hot_window_s=args.hot_window,
+            maintenance_interval_s=args.maintenance_interval,
+            sample_s=args.sample_every,
+        )
+        print(machine())
+        print("\n".join(sustained_report(r)))
+        if r["stored"] < r["accepted"]:
+            print(f"PROBLEMS: {r['accepted']:,} spans accepted, {r['stored']:,} stored")
+            raise SystemExit(1)
+        return
     if args.quick:
         args.clients, args.requests, args.spans_per_request = 2, 5, 100
         args.big, args.held, args.slow, args.hostile_seconds, args.bombs = 1, 3, 20, 3.0, 1
