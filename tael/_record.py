@@ -179,17 +179,14 @@ def block_keys(block: Block) -> list[bytes]:
     """The keys holding record text that storing ``block`` writes; every other key it
     writes is fixed-width. Raises UnicodeEncodeError for text that cannot be encoded."""
     if block.signal == "spans":  # services, operations
-        pairs = pa.table({"s": block.column("service"), "n": block.column("name")}).group_by(["s", "n"]).aggregate([])
+        pairs = set(zip(block.column("service").to_pylist(), block.column("name").to_pylist(), strict=True))
         keys = []
-        for service, name in zip(pairs.column("s").to_pylist(), pairs.column("n").to_pylist(), strict=True):
+        for service, name in pairs:
             keys += [service.encode(), service.encode() + b"\x00" + name.encode()]
         return keys
     if block.signal == "metrics":  # series
-        pairs = pa.table({"n": block.column("name"), "s": block.column("series_id")}).group_by(["n", "s"]).aggregate([])
-        return [
-            n.encode() + b"\x00" + s
-            for n, s in zip(pairs.column("n").to_pylist(), pairs.column("s").to_pylist(), strict=True)
-        ]
+        series = set(zip(block.column("name").to_pylist(), block.column("series_id").to_pylist(), strict=True))
+        return [name.encode() + b"\x00" + sid for name, sid in series]
     return []
 
 
