@@ -1,0 +1,400 @@
+"""Arrow input (issue 16): column batches built from model objects and from Arrow tables.
+
+The column builders of tael/_columns.py must refuse exactly what today's encoders
+(tael/_codec.py) refuse, with the same error, and build the records the encoders
+encode; a pyarrow Table or RecordBatch inserted through ``Store.insert_*`` answers
+every read as the model objects it was made of, and a bad one is refused naming its
+first bad row and column, with nothing written."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tael
+from tael import _block, _codec, _columns
+from tael._blobs import Payloads
+from tael._workload import Workload
+from tests import test_key_limits, test_validation
+from tests.conftest import make_log, make_point, make_span
+
+PAYLOADS = Payloads(("gen_ai.prompt", "exception.message"), 64)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that treats NaN as equal to NaN and tells -0.0 from 0.0 and 1 from 1.0."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+# ---------------------------------------------------------------- model objects: the encoders' errors, exactly
+
+Outcome = tuple[Any, ...]
+
+
+def _error(exc: tael.ValidationError) -> Outcome:
+    return ("refused", type(exc), str(exc), exc.index, exc.field)
+
+
+def encoded(signal: str, records: Sequence[Any]) -> Outcome:
+    """What today's encoder makes of a batch: its error, or (records, flags or series ids)."""
+    try:
+        if signal == "spans":
+            rows: Sequence[Any] = _codec.encode_spans(records, PAYLOADS)
+            return ("ok", [_codec.unpackb(r[-1]) for r in rows], [r[7] for r in rows])
+        if signal == "logs":
+            rows = _codec.encode_logs(records, PAYLOADS)
+            return ("ok", [_codec.unpackb(r[-1]) for r in rows], [r[4] for r in rows])
+        rows = _codec.encode_metrics(records)
+        return ("ok", [_codec.unpackb(r[-1]) for r in rows], [r[2] for r in rows])
+    except tael.ValidationError as exc:
+        return _error(exc)
+
+
+def built(signal: str, records: Sequence[Any], build: Callable[..., pa.RecordBatch] | None = None) -> Outcome:
+    """What a column builder makes of the same batch, in the same terms."""
+    try:
+        if signal == "spans":
+            batch = (build or _columns.span_columns)(records, PAYLOADS)
+            extra = batch.column("payload").to_pylist()
+        elif signal == "logs":
+            batch = (build or _columns.log_columns)(records, PAYLOADS)
+            extra = batch.column("payload").to_pylist()
+        else:
+            batch = (build or _columns.metric_columns)(records)
+            extra = batch.column("series_id").to_pylist()
+    except tael.ValidationError as exc:
+        return _error(exc)
+    assert batch.schema == _block.BLOCK_SCHEMAS[signal]
+    batch.validate(full=True)
+    return ("ok", _block.RECORDS_OF[signal](batch, None), extra)
+
+
+def assert_same_outcome(signal: str, records: Sequence[Any]) -> Outcome:
+    expected = encoded(signal, records)
+    got = built(signal, records)
+    assert _same(got, expected), (got, expected)
+    by_row = {"spans": _columns._spans_by_row, "logs": _columns._logs_by_row, "metrics": _columns._metrics_by_row}
+    assert _same(built(signal, records, by_row[signal]), expected)  # the reference path too
+    return expected
+
+
+MAKE = {"spans": make_span, "logs": make_log, "metrics": make_point}
+
+
+def _cases(test: Any) -> list[tuple[Any, ...]]:
+    """The parameter sets of a parametrized test (its cases, without copying them here)."""
+    (mark,) = [m for m in test.pytestmark if m.name == "parametrize"]
+    return [tuple(case) for case in mark.args[1]]
+
+
+def every_invalid_case() -> list[tuple[str, dict[str, Any], str]]:
+    """(signal, changed fields, field at fault) of every invalid record in
+    tests/test_validation.py and tests/test_key_limits.py."""
+    cases = [("spans", change, field) for change, field in test_validation.SPAN_CASES]
+    cases += [("logs", change, field) for change, field in test_validation.LOG_CASES]
+    cases += [("metrics", change, field) for change, field in test_validation.METRIC_CASES]
+    signal_of = {make_span: "spans", make_log: "logs", make_point: "metrics"}
+    unicode_test = test_validation.test_text_that_is_not_valid_unicode_is_a_validation_error_naming_its_field
+    cases += [(signal_of[make], fields, field) for make, fields, field in _cases(unicode_test)]
+    (chars_mark,) = [
+        m for m in test_key_limits.test_every_key_text_is_checked_at_its_real_budget.pytestmark if m.args[0] == "char"
+    ]
+    for char in chars_mark.args[1]:
+        for signal, limit, field, make in test_key_limits.CASES.values():
+            record = make(test_key_limits.text(limit + 1, char))
+            changed = {f: getattr(record, f) for f in ("name", "service") if hasattr(record, f)}
+            cases.append((signal, changed, field))
+    cases.append(("spans", {"service": ""}, "service"))  # test_a_span_of_an_empty_service_is_refused
+    cases.append(("spans", {"name": "n" * 503, "service": "checkout"}, "name"))  # the reported case
+    return cases
+
+
+@pytest.mark.parametrize(("signal", "change", "field"), every_invalid_case())
+def test_the_builders_refuse_every_invalid_record_as_the_encoders_do(
+    signal: str, change: dict[str, Any], field: str
+) -> None:
+    make = MAKE[signal]
+    for position in (0, 2):
+        batch = [make(), make()]
+        batch.insert(position, make(**change))
+        outcome = assert_same_outcome(signal, batch)
+        assert outcome[0] == "refused" and outcome[3:] == (position, field), outcome
+
+
+def test_the_builders_refuse_a_record_of_the_wrong_type() -> None:
+    for signal in ("spans", "logs", "metrics"):
+        other = make_log() if signal != "logs" else make_span()
+        outcome = assert_same_outcome(signal, [MAKE[signal](), other])
+        assert outcome[0] == "refused" and outcome[3] == 1
+
+
+def test_the_first_bad_record_is_named_whatever_is_wrong_with_later_ones() -> None:
+    """Two bad records: the first one's error, though the later one's fault is one the
+    column-wise path checks earlier (ids before attributes)."""
+    bad_attrs = make_span(attributes={"k": 2**64})
+    bad_id = make_span(trace_id="0" * 32)
+    for batch in ([make_span(), bad_attrs, bad_id], [make_span(), bad_id, bad_attrs]):
+        assert assert_same_outcome("spans", batch)[0] == "refused"
+    bad_name = make_span(name="caf\udce9")
+    assert assert_same_outcome("spans", [bad_name, make_span(start_ns=-1)])[3:] == (0, "name")
+    assert assert_same_outcome("logs", [make_log(body="caf\udce9"), make_log(time_ns=-1)])[3:] == (0, "body")
+    nested = make_point(attributes={"k": [{"x": 2**64}]})
+    assert assert_same_outcome("metrics", [nested, make_point(value=math.nan)])[3:] == (0, "attributes.k[0].x")
+
+
+def test_the_builders_build_the_records_the_encoders_encode() -> None:
+    w = Workload(seed=1)
+    for signal, records in (("spans", w.spans(600)), ("logs", w.logs(600)), ("metrics", w.metrics(600))):
+        assert assert_same_outcome(signal, records)[0] == "ok"
+    # the column-wise path took these (the record-by-record one is the reference above)
+    _columns._spans_at_once(w.spans(50), PAYLOADS)
+    _columns._logs_at_once(w.logs(50), PAYLOADS)
+    _columns._metrics_at_once(w.metrics(50))
+
+
+class Sub(str):
+    pass
+
+
+class SubFloat(float):
+    pass
+
+
+UNUSUAL_SPANS: list[dict[str, Any]] = [
+    {"attributes": {"nested": {"a": [1, {"b": None}]}, "list": [1.5, "x"]}},
+    {"attributes": {"nan": math.nan, "inf": -math.inf, "none": None, "s": "null"}},
+    {"attributes": {"k": SubFloat(1.5)}},
+    {"attributes": {"k": np.float64(2.5)}},
+    {"attributes": {"big": 2**64 - 1, "small": -(2**63)}},
+    {"resource": {"r": [1, 2]}},
+    {"name": Sub("op"), "service": Sub("svc")},
+    {"kind": Sub("server")},
+    {"events": (tael.SpanEvent(time_ns=5, name="e", attributes={"gen_ai.prompt": "p" * 100}),)},
+    {"events": [tael.SpanEvent(time_ns=5, name="é", attributes={"x": {"y": math.nan}})]},
+    {"links": [tael.SpanLink(trace_id="AB" * 16, span_id="CD" * 8, attributes={"k": 1})]},
+    {"attributes": {"gen_ai.prompt": "short"}, "parent_span_id": ""},
+    {"attributes": {"exception.message": "long " * 20}},
+    {"status_message": "naïve ☃", "trace_state": "a=b", "scope_name": "日本語", "flags": 2**32 - 1},
+    {"name": "\x00\x01tael\x02", "events": [tael.SpanEvent(time_ns=1, name="\x00\x01tael\x02")]},
+    {"attributes": {"k": ["\x00\x01tael\x02", "\x00\x01tael\x02", 1]}},
+]
+
+
+@pytest.mark.parametrize("change", UNUSUAL_SPANS)
+def test_unusual_but_valid_spans_build_as_they_encode(change: dict[str, Any]) -> None:
+    shared = {"service.name": "svc"}
+    batch = [make_span(resource=shared), make_span(**change), make_span(resource=shared)]
+    assert assert_same_outcome("spans", batch)[0] == "ok"
+
+
+UNUSUAL_LOGS: list[dict[str, Any]] = [
+    {"attributes": {"nested": [1, [2]]}, "resource": {"r": {"x": 1}}},
+    {"body": "b" * 100, "trace_id": "AB" * 16, "span_id": ""},
+    {"body": "", "service": "", "observed_ns": 5},
+    {"body": Sub("sub body"), "severity_number": 24},
+    {"attributes": {"nan": math.nan}},
+]
+
+
+@pytest.mark.parametrize("change", UNUSUAL_LOGS)
+def test_unusual_but_valid_logs_build_as_they_encode(change: dict[str, Any]) -> None:
+    assert assert_same_outcome("logs", [make_log(), make_log(**change), make_log()])[0] == "ok"
+
+
+UNUSUAL_POINTS: list[dict[str, Any]] = [
+    {"value": 3},
+    {"value": SubFloat(2.0)},
+    {"attributes": {"nested": {"a": 1}}},
+    {"attributes": {"b": 1, "a": 2}},
+    {"attributes": {"a": 2, "b": 1}},
+    {
+        "kind": "histogram",
+        "count": 3,
+        "sum": 1,
+        "min": 0.5,
+        "max": math.nan,
+        "bucket_counts": [1, 2],
+        "explicit_bounds": [1],
+    },
+    {"bucket_counts": (1, 2)},
+    {"start_ns": 0, "temporality": "delta", "monotonic": True, "kind": "sum", "unit": "By"},
+]
+
+
+@pytest.mark.parametrize("change", UNUSUAL_POINTS)
+def test_unusual_but_valid_points_build_as_they_encode(change: dict[str, Any]) -> None:
+    assert assert_same_outcome("metrics", [make_point(), make_point(**change), make_point()])[0] == "ok"
+
+
+# ---------------------------------------------------------------- hypothesis: any mix of good and bad records
+
+
+class Weird:
+    pass
+
+
+ID32 = st.sampled_from(["ab" * 16, "AB" * 16, "0" * 32, "ab" * 15, "zz" * 16, "ab cd" + "a" * 27, "", None, 12])
+ID16 = st.sampled_from(["cd" * 8, "CD" * 8, "0" * 16, "cd" * 7, "gg" * 8, "", None])
+NS = st.sampled_from([0, 1_000, 2**63 - 1, 2**63, -1, 1.5, True, None])
+TEXT = st.sampled_from(["", "op", "é" * 300, "caf\udce9", "a\x00b", "x" * 401, "n" * 600, Sub("s"), 5, None])
+VALUE = st.recursive(
+    st.sampled_from([1, -1, 2**64, -(2**63) - 1, 1.5, math.nan, True, None, "s", "caf\udce9", b"raw", Weird(), (1,)]),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(["k", "gen_ai.prompt"]), inner, max_size=2)
+    ),
+    max_leaves=4,
+)
+MAPS = st.dictionaries(
+    st.sampled_from(["k", "gen_ai.prompt", "exception.message", "x.y"]), VALUE, max_size=3
+) | st.sampled_from([{}, {1: "int key"}, "not a map", {"gen_ai.prompt": "p" * 80}])
+
+
+@st.composite
+def any_span(draw: st.DrawFn) -> Any:
+    fields = {
+        "trace_id": draw(ID32),
+        "span_id": draw(ID16),
+        "parent_span_id": draw(ID16),
+        "name": draw(TEXT),
+        "service": draw(TEXT | st.just("svc")),
+        "start_ns": draw(NS),
+        "end_ns": draw(NS),
+        "kind": draw(st.sampled_from(["internal", "server", "sideways", Sub("client"), None])),
+        "status": draw(st.sampled_from(["unset", "error", "fine"])),
+        "status_message": draw(TEXT),
+        "attributes": draw(MAPS),
+        "resource": draw(MAPS),
+        "events": draw(
+            st.lists(st.builds(tael.SpanEvent, time_ns=NS, name=TEXT, attributes=MAPS), max_size=2)
+            | st.sampled_from([(), "x", [Weird()]])
+        ),
+        "links": draw(st.lists(st.builds(tael.SpanLink, trace_id=ID32, span_id=ID16, attributes=MAPS), max_size=1)),
+        "trace_state": draw(TEXT),
+        "flags": draw(st.sampled_from([0, 1, 2**32 - 1, 2**32, -1, True])),
+    }
+    good = make_span()
+    keep = draw(st.sets(st.sampled_from(sorted(fields))))  # the fields left valid
+    for name in keep:
+        fields[name] = getattr(good, name)
+    return tael.Span(**fields) if draw(st.booleans()) or len(keep) < 10 else make_log()
+
+
+@st.composite
+def any_log(draw: st.DrawFn) -> Any:
+    fields = {
+        "time_ns": draw(NS),
+        "body": draw(TEXT),
+        "service": draw(TEXT),
+        "severity_number": draw(st.sampled_from([0, 9, 24, 25, -1, "ERROR", True])),
+        "severity_text": draw(TEXT),
+        "trace_id": draw(ID32),
+        "span_id": draw(ID16),
+        "attributes": draw(MAPS),
+        "resource": draw(MAPS | st.sampled_from([[], 0])),
+        "observed_ns": draw(NS),
+        "scope_name": draw(TEXT),
+    }
+    good = make_log()
+    for name in draw(st.sets(st.sampled_from(sorted(fields)))):
+        fields[name] = getattr(good, name)
+    return tael.LogRecord(**fields)
+
+
+@st.composite
+def any_point(draw: st.DrawFn) -> Any:
+    number = st.sampled_from([1.0, 0, -2.5, math.nan, math.inf, "1", None, True, 2**70])
+    fields = {
+        "time_ns": draw(NS),
+        "name": draw(TEXT),
+        "service": draw(TEXT),
+        "value": draw(number),
+        "kind": draw(st.sampled_from(["gauge", "sum", "histogram", "summary"])),
+        "unit": draw(TEXT),
+        "attributes": draw(MAPS),
+        "monotonic": draw(st.sampled_from([False, True, 1])),
+        "temporality": draw(st.sampled_from(["cumulative", "delta", "sometimes"])),
+        "start_ns": draw(NS),
+        "count": draw(st.sampled_from([None, 0, 3, -1, 2**63, 1.0])),
+        "sum": draw(number),
+        "min": draw(number),
+        "max": draw(number),
+        "bucket_counts": draw(st.sampled_from([None, [], [1, 2], [1, -1], [1.0], (1, 2), "x"])),
+        "explicit_bounds": draw(st.sampled_from([None, [], [1.0], [math.nan], [1], ["a"]])),
+    }
+    good = make_point()
+    for name in draw(st.sets(st.sampled_from(sorted(fields)))):
+        fields[name] = getattr(good, name)
+    return tael.MetricPoint(**fields)
+
+
+def _batches(record: st.SearchStrategy[Any], good: Callable[[], Any]) -> st.SearchStrategy[list[Any]]:
+    return st.lists(record | st.builds(good), min_size=1, max_size=5)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(
+    spans=_batches(any_span(), make_span), logs=_batches(any_log(), make_log), points=_batches(any_point(), make_point)
+)
+def test_any_mix_of_records_builds_or_fails_as_it_encodes(spans: list[Any], logs: list[Any], points: list[Any]) -> None:
+    assert_same_outcome("spans", spans)
+    assert_same_outcome("logs", logs)
+    assert_same_outcome("metrics", points)
+
+
+@st.composite
+def one_change(draw: st.DrawFn, record: st.SearchStrategy[Any], good: Callable[[], Any]) -> Any:
+    """A good record with at most one field taken from ``record`` (mostly valid batches:
+    the column-wise path is only taken when every record has the common shape)."""
+    base, other = good(), draw(record)
+    if type(other) is type(base) and draw(st.booleans()):
+        name = draw(st.sampled_from([f for f in base.__slots__ if not f.startswith("_")]))
+        setattr(base, name, getattr(other, name))
+    return base
+
+
+AT_ONCE = {
+    "spans": lambda r: _columns._spans_at_once(r, PAYLOADS),
+    "logs": lambda r: _columns._logs_at_once(r, PAYLOADS),
+    "metrics": _columns._metrics_at_once,
+}
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(
+    spans=st.lists(one_change(any_span(), make_span), min_size=1, max_size=4),
+    logs=st.lists(one_change(any_log(), make_log), min_size=1, max_size=4),
+    points=st.lists(one_change(any_point(), make_point), min_size=1, max_size=4),
+)
+def test_the_column_wise_path_takes_only_what_the_encoders_take(
+    spans: list[Any], logs: list[Any], points: list[Any]
+) -> None:
+    """Whatever the column-wise path accepts, the encoder accepts too and encodes the same
+    records; what it does not take (``_Irregular``) goes record by record."""
+    for signal, records in (("spans", spans), ("logs", logs), ("metrics", points)):
+        expected = assert_same_outcome(signal, records)
+        try:
+            batch = AT_ONCE[signal](records)
+        except _columns._Irregular:
+            continue
+        assert expected[0] == "ok", (records, expected)
+        extra = batch.column("series_id" if signal == "metrics" else "payload").to_pylist()
+        assert _same(("ok", _block.RECORDS_OF[signal](batch, None), extra), expected)
+        TAKEN[signal] += 1
+
+
+TAKEN = {"spans": 0, "logs": 0, "metrics": 0}
