@@ -30,7 +30,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _codec
+import pyarrow as pa
+
+from . import _codec, _columns
 from ._blobs import Payloads
 from ._errors import CorruptionError, StorageError, ValidationError
 from ._hot import text_keys
@@ -49,16 +51,25 @@ ROW_OF: dict[int, Callable[[bytes, Payloads], Any]] = {
 """The row decoder of each record type this version knows (PAD carries no records)."""
 
 
-def as_batch(records: Any) -> Sequence[Any]:
-    """An insert's argument as a sequence: TypeError for a str, bytes or non-iterable."""
+def as_batch(records: Any) -> Sequence[Any] | pa.Table | pa.RecordBatch:
+    """An insert's argument as a sequence, or the pyarrow Table or RecordBatch it is
+    (checked column-wise by ``encode_rows``): TypeError for a str, bytes or non-iterable."""
+    if isinstance(records, (pa.Table, pa.RecordBatch)):
+        return records
     if isinstance(records, (str, bytes)) or not hasattr(records, "__iter__"):
-        raise TypeError(f"expected a list of records, got {type(records).__name__}")
+        raise TypeError(f"expected a list of records or a pyarrow Table, got {type(records).__name__}")
     return records if isinstance(records, (list, tuple)) else list(records)
 
 
-def encode_rows(rtype: RecordType, records: Sequence[Any], payloads: Payloads) -> Sequence[Any]:
+def encode_rows(
+    rtype: RecordType, records: Sequence[Any] | pa.Table | pa.RecordBatch, payloads: Payloads
+) -> Sequence[Any]:
     """Validate a whole batch of ``tael.Span``/``LogRecord``/``MetricPoint`` (by
-    ``rtype``), then encode it into rows; raises ValidationError on the first bad record."""
+    ``rtype``), or a pyarrow Table or RecordBatch of them (docs/format/tables.md), then
+    encode it into rows; raises ValidationError on the first bad record (row)."""
+    if isinstance(records, (pa.Table, pa.RecordBatch)):
+        signal = rtype.name.lower()
+        return _columns.rows_from_batch(signal, _columns.check_table(signal, records, payloads), payloads)
     if rtype == RecordType.SPANS:
         return _codec.encode_spans(records, payloads)
     if rtype == RecordType.LOGS:

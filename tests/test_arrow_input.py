@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,8 @@ from hypothesis import strategies as st
 import tael
 from tael import _block, _codec, _columns
 from tael._blobs import Payloads
+from tael._columns import objects
+from tael._columns.common import Irregular
 from tael._workload import Workload
 from tests import test_key_limits, test_validation
 from tests.conftest import make_log, make_point, make_span
@@ -88,7 +91,7 @@ def assert_same_outcome(signal: str, records: Sequence[Any]) -> Outcome:
     expected = encoded(signal, records)
     got = built(signal, records)
     assert _same(got, expected), (got, expected)
-    by_row = {"spans": _columns._spans_by_row, "logs": _columns._logs_by_row, "metrics": _columns._metrics_by_row}
+    by_row = {"spans": objects.spans_by_row, "logs": objects.logs_by_row, "metrics": objects.metrics_by_row}
     assert _same(built(signal, records, by_row[signal]), expected)  # the reference path too
     return expected
 
@@ -162,9 +165,9 @@ def test_the_builders_build_the_records_the_encoders_encode() -> None:
     for signal, records in (("spans", w.spans(600)), ("logs", w.logs(600)), ("metrics", w.metrics(600))):
         assert assert_same_outcome(signal, records)[0] == "ok"
     # the column-wise path took these (the record-by-record one is the reference above)
-    _columns._spans_at_once(w.spans(50), PAYLOADS)
-    _columns._logs_at_once(w.logs(50), PAYLOADS)
-    _columns._metrics_at_once(w.metrics(50))
+    objects.spans_at_once(w.spans(50), PAYLOADS)
+    objects.logs_at_once(w.logs(50), PAYLOADS)
+    objects.metrics_at_once(w.metrics(50))
 
 
 class Sub(str):
@@ -368,9 +371,9 @@ def one_change(draw: st.DrawFn, record: st.SearchStrategy[Any], good: Callable[[
 
 
 AT_ONCE = {
-    "spans": lambda r: _columns._spans_at_once(r, PAYLOADS),
-    "logs": lambda r: _columns._logs_at_once(r, PAYLOADS),
-    "metrics": _columns._metrics_at_once,
+    "spans": lambda r: objects.spans_at_once(r, PAYLOADS),
+    "logs": lambda r: objects.logs_at_once(r, PAYLOADS),
+    "metrics": objects.metrics_at_once,
 }
 
 
@@ -389,7 +392,7 @@ def test_the_column_wise_path_takes_only_what_the_encoders_take(
         expected = assert_same_outcome(signal, records)
         try:
             batch = AT_ONCE[signal](records)
-        except _columns._Irregular:
+        except Irregular:
             continue
         assert expected[0] == "ok", (records, expected)
         extra = batch.column("series_id" if signal == "metrics" else "payload").to_pylist()
@@ -398,3 +401,183 @@ def test_the_column_wise_path_takes_only_what_the_encoders_take(
 
 
 TAKEN = {"spans": 0, "logs": 0, "metrics": 0}
+
+
+# ---------------------------------------------------------------- tables: every read answers as the model objects do
+
+TABLE_OF = {"spans": tael.spans_table, "logs": tael.logs_table, "metrics": tael.metrics_table}
+INSERT = {"spans": "insert_spans", "logs": "insert_logs", "metrics": "insert_metrics"}
+SCHEMA = {"spans": tael.SPAN_SCHEMA, "logs": tael.LOG_SCHEMA, "metrics": tael.METRIC_SCHEMA}
+
+
+def _day(day: int) -> dict[str, list[Any]]:
+    from tests.data import make_format1_store as f1
+
+    return {"spans": f1.spans(day, 30), "logs": f1.logs(day, 40), "metrics": f1.points(day, 60)}
+
+
+def _chunked(table: pa.Table) -> pa.Table:
+    """The same rows in several chunks, one of them empty, the others slices of one batch."""
+    (batch,) = table.combine_chunks().to_batches()
+    n = batch.num_rows
+    return pa.Table.from_batches([batch.slice(0, 3), batch.slice(3, 0), batch.slice(3, n - 3)], schema=table.schema)
+
+
+FORMS: dict[str, Callable[[pa.Table], Any]] = {
+    "table": lambda t: t,
+    "record batch": lambda t: t.combine_chunks().to_batches()[0],
+    "chunked table": _chunked,
+    "sliced batch": lambda t: pa.concat_tables([t.slice(0, 2), t]).combine_chunks().to_batches()[0].slice(2),
+}
+
+
+def _answers(store: tael.Store) -> dict[str, Any]:
+    import json
+
+    from tests.data.make_format1_store import answers
+
+    return json.loads(json.dumps(answers(store)))
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_tables_answer_every_read_as_the_model_objects_do(tmp_path: Path, form: str) -> None:
+    from tests.data.make_format1_store import HOUR, SETTINGS, T0
+
+    with tael.Store(tmp_path / "objects", SETTINGS) as objects, tael.Store(tmp_path / "tables", SETTINGS) as tables:
+        for day in (0, 1, 2):
+            for signal, records in _day(day).items():
+                assert getattr(objects, INSERT[signal])(records) == len(records)
+                table = TABLE_OF[signal](records)
+                assert table.schema == SCHEMA[signal]
+                assert getattr(tables, INSERT[signal])(FORMS[form](table)) == len(records)
+            if day == 1:
+                objects.compact(T0 + 2 * 24 * HOUR)
+                tables.compact(T0 + 2 * 24 * HOUR)
+        for store in (objects, tables):
+            store.flush()
+        assert _answers(tables) == _answers(objects)
+        assert tables.stats().signals == objects.stats().signals
+        assert tables.stats().blobs == objects.stats().blobs > 0  # the long payloads went to the blob store
+    with tael.Store(tmp_path / "tables", SETTINGS) as tables, tael.Store(tmp_path / "objects", SETTINGS) as objects:
+        assert _answers(tables) == _answers(objects)  # replayed and reopened alike
+
+
+# ---------------------------------------------------------------- tables: each rule names the first bad row, column
+
+
+def three(signal: str) -> pa.Table:
+    """A good table of three records."""
+    return TABLE_OF[signal]([MAKE[signal]() for _ in range(3)])
+
+
+def with_value(table: pa.Table, column: str, row: int, value: Any, type_: pa.DataType | None = None) -> pa.Table:
+    """``table`` with one value replaced (and the column given ``type_``, when given)."""
+    values = table.column(column).to_pylist() if column in table.column_names else [None] * table.num_rows
+    if type_ is not None and pa.types.is_string(type_) and column.endswith("_id"):
+        values = [v.hex() if isinstance(v, bytes) else v for v in values]
+    values[row] = value
+    field_type = type_ or table.schema.field(column).type
+    arr = pa.array(values, field_type)
+    if column in table.column_names:
+        return table.set_column(table.schema.get_field_index(column), column, arr)
+    return table.append_column(column, arr)
+
+
+NOT_UTF8 = pa.Array.from_buffers(
+    pa.string(), 1, [None, pa.py_buffer(b"\x00\x00\x00\x00\x02\x00\x00\x00"), pa.py_buffer(b"\xc3(")]
+)
+DEEP = '{"k": ' + "[" * 33 + "1" + "]" * 33 + "}"
+
+RULES: list[tuple[str, str, Any, pa.DataType | None, str]] = [
+    # (signal, column, bad value in row 1, column type or None for the public one, in the message)
+    ("spans", "trace_id", None, None, "must not be null"),
+    ("spans", "trace_id", bytes(16), None, "all zeros"),
+    ("spans", "trace_id", "zz" * 16, pa.string(), "is not hex"),
+    ("spans", "trace_id", "ab" * 15, pa.string(), "must be 32 hex characters, got 30"),
+    ("spans", "trace_id", b"short", pa.binary(), "must be 16 bytes"),
+    ("spans", "span_id", bytes(8), None, "all zeros"),
+    ("spans", "span_id", "", pa.string(), "must not be null"),
+    ("spans", "parent_span_id", bytes(8), None, "all zeros"),
+    ("spans", "parent_span_id", "abc", pa.large_string(), "must be 16 hex characters"),
+    ("spans", "name", None, None, "must not be null"),
+    ("spans", "name", "n" * 508, None, "at most 507 bytes of UTF-8 for a service name of 3 bytes"),
+    ("spans", "service", "", None, "must not be empty"),
+    ("spans", "service", "a\x00b", None, "NUL"),
+    ("spans", "service", "x" * 401, None, "at most 400 bytes"),
+    ("spans", "start_ns", -1, None, "in 0..2**63-1, got -1"),
+    ("spans", "start_ns", 2**63, pa.uint64(), "must fit in int64"),
+    ("spans", "end_ns", 5, None, "must be >= start_ns (1000), got 5"),
+    ("spans", "kind", "sideways", None, "must be one of ('internal'"),
+    ("spans", "status", "fine", None, "must be one of ('unset'"),
+    ("spans", "status_message", None, NOT_UTF8, "is not valid UTF-8"),
+    ("spans", "attributes", "not json", None, "is not valid JSON"),
+    ("spans", "attributes", "[1]", None, "must be a JSON object, got an array"),
+    ("spans", "attributes", '{"k": 18446744073709551616}', None, "does not fit in 64 bits at attributes.k"),
+    ("spans", "attributes", '{"k": -9223372036854775809}', None, "does not fit in 64 bits at attributes.k"),
+    ("spans", "attributes", DEEP, None, "nested more than 32 levels"),
+    ("spans", "attributes", '{"k": "\\ud800"}', None, "not valid Unicode at attributes.k"),
+    ("spans", "resource", "null", None, "must be a JSON object, got null"),
+    ("spans", "events", "{}", None, "must be a JSON array of events"),
+    ("spans", "events", '[{"time_ns": -1, "name": "e"}]', None, "events[0].time_ns"),
+    ("spans", "events", '[{"time_ns": 1, "name": 5}]', None, "events[0].name"),
+    ("spans", "events", '[{"time_ns": 1, "name": "e", "when": 2}]', None, "keys other than"),
+    ("spans", "events", '[{"time_ns": 1, "name": "e", "attributes": []}]', None, "attributes must be an object"),
+    ("spans", "links", '[{"trace_id": "' + "0" * 32 + '", "span_id": "' + "1" * 16 + '"}]', None, "links[0].trace_id"),
+    ("spans", "links", '[{"trace_id": "' + "1" * 32 + '", "span_id": "x"}]', None, "links[0].span_id"),
+    ("spans", "flags", 2**32, None, "0..2**32-1"),
+    ("spans", "flags", -1, None, "0..2**32-1"),
+    ("logs", "time_ns", None, None, "must not be null"),
+    ("logs", "time_ns", -5, None, "0..2**63-1"),
+    ("logs", "body", None, None, "must not be null"),
+    ("logs", "service", "x" * 401, None, "at most 400 bytes"),
+    ("logs", "severity_number", 25, None, "0..24"),
+    ("logs", "severity_number", -1, pa.int8(), "0..24"),
+    ("logs", "trace_id", bytes(16), None, "all zeros"),
+    ("logs", "trace_id", "xy" * 16, pa.string(), "is not hex"),
+    ("logs", "span_id", bytes(8), None, "all zeros"),
+    ("logs", "attributes", '"text"', None, "must be a JSON object, got a string"),
+    ("logs", "observed_ns", -1, None, "0..2**63-1"),
+    ("metrics", "time_ns", -1, None, "0..2**63-1"),
+    ("metrics", "name", "", None, "must not be empty"),
+    ("metrics", "name", "m" * 503, None, "at most 502 bytes"),
+    ("metrics", "name", "a\x00b", None, "NUL"),
+    ("metrics", "service", "x" * 401, None, "at most 400 bytes"),
+    ("metrics", "value", math.nan, None, "must be finite"),
+    ("metrics", "value", -math.inf, None, "must be finite"),
+    ("metrics", "value", None, None, "must not be null"),
+    ("metrics", "kind", "summary", None, "must be one of ('gauge'"),
+    ("metrics", "temporality", "sometimes", None, "must be one of ('cumulative'"),
+    ("metrics", "attributes", "[]", None, "must be a JSON object"),
+    ("metrics", "start_ns", -1, None, "0..2**63-1"),
+    ("metrics", "count", -1, None, "non-negative"),
+    ("metrics", "bucket_counts", [1, -1], None, "ints >= 0"),
+    ("metrics", "bucket_counts", [1, None], None, "ints >= 0"),
+    ("metrics", "explicit_bounds", [math.nan], None, "finite numbers"),
+    ("metrics", "bucket_counts", [1, 2], None, "len(explicit_bounds) + 1 = 3 entries, got 2"),
+]
+
+
+def _rule_id(case: tuple[Any, ...]) -> str:
+    return f"{case[0]}.{case[1]}={str(case[2])[:20]!r}"
+
+
+@pytest.mark.parametrize("case", RULES, ids=_rule_id)
+def test_each_rule_names_the_first_bad_row_and_its_column(store: tael.Store, case: tuple[Any, ...]) -> None:
+    signal, column, value, type_, fragment = case
+    if isinstance(type_, pa.Array):  # a value pyarrow cannot make from Python (invalid UTF-8)
+        table = three(signal)
+        values = table.column(column).combine_chunks()
+        arr = pa.concat_arrays([values.slice(0, 1), type_, values.slice(2)])
+        table = table.set_column(table.schema.get_field_index(column), column, arr)
+    else:
+        table = with_value(three(signal), column, 1, value, type_)
+    if fragment.startswith("len(explicit_bounds)"):  # the model's rule: reported on bucket_counts
+        table = with_value(table, "explicit_bounds", 1, [1.0, 2.0])
+    with pytest.raises(tael.ValidationError) as info:
+        getattr(store, INSERT[signal])(table)
+    err = info.value
+    assert (err.index, err.field) == (1, column), str(err)
+    assert str(err).startswith(f"row 1: column {column!r} ")
+    if fragment is not None:
+        assert fragment in str(err)
+    assert store.stats().signals[signal].count == 0

@@ -1,101 +1,58 @@
-"""The validated ways into a column batch: from model objects, and from Arrow tables.
+"""Column batches from model objects: ``tael.Span``, ``LogRecord`` and ``MetricPoint``.
 
-A column batch (tael/_block.py) is what an insert becomes once validated. This module
-builds one from either input, and refuses bad input with exactly the errors tael has
-always raised:
+:func:`span_columns`, :func:`log_columns` and :func:`metric_columns` build a batch in
+``_block.BLOCK_SCHEMAS`` and refuse bad records exactly as today's encoders
+(tael/_codec.py) do: the same ValidationError (message, index, field).
 
-- **from model objects** (:func:`span_columns`, :func:`log_columns`,
-  :func:`metric_columns`): one loop over the records checks their common shape cheaply
-  and appends to column lists; anything unusual goes to the exhaustive validators of
-  tael/_codec.py, the same calls its row encoders make, so a bad record fails with the
-  same ValidationError (message, index, field) whichever path it takes. JSON text is
-  written only for non-empty maps, and a resource dict shared by many spans (as the
-  OTLP decoder hands them out) is written once per batch.
-- **from a pyarrow Table or RecordBatch** (:func:`check_table`): the schema first (a
-  missing, unknown or uncastable column is named), then every rule the model-object
-  validation enforces, column-wise with pyarrow.compute; JSON text is parsed once per
-  distinct value. The error names the first bad row and its column. The public schemas,
-  required columns, defaults and accepted casts: docs/format/tables.md.
-
-:func:`rows_from_batch` turns a checked batch into today's WAL rows; it goes away when
-the WAL carries column batches.
+Column-wise when every record has the common shape, checked a column at a time by
+C-level passes (``set(map(type, col))``, pyarrow.compute); a record of an unusual but
+valid shape (nested attribute values, links) is checked by the exhaustive validator
+on its own. Anything else (a bad record, an odd type) raises ``Irregular`` and the
+batch is built record by record instead (``*_by_row``), by a loop that checks each
+record's common shape and hands anything unusual to the same ``_codec`` validators the
+encoders call, so it raises the first bad record's error exactly as they do.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-import re
-import struct
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
 from itertools import chain
 from typing import Any, Final
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _block, _codec
-from ._blobs import Payloads
-from ._errors import ValidationError
-from ._keys import MAX_KEY_BYTES, MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
-from ._models import LogRecord, MetricPoint, Span, SpanEvent
+from .. import _block, _codec
+from .._blobs import Payloads
+from .._errors import ValidationError
+from .._keys import MAX_KEY_BYTES, MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
+from .._models import LogRecord, MetricPoint, Span, SpanEvent
+from .common import (
+    DIGEST,
+    ID8,
+    ID16,
+    JSON_ERRORS,
+    MAX_NS,
+    METRIC_KIND_NAMES,
+    SPAN_KIND_NAMES,
+    SPAN_STATUS_NAMES,
+    TEMPORALITY_NAMES,
+    Irregular,
+    constant,
+    enum_names,
+    fixed_ids,
+    json_array,
+    json_texts,
+    series_ids,
+    utf8_ok,
+    zeros,
+)
 
-_MAX_NS: Final = _codec.MAX_NS
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
-_ID16, _ID8, _DIGEST = pa.binary(16), pa.binary(8), pa.binary(32)
-_orjson_dumps = orjson.dumps
-_SPAN_KINDS: Final = pa.array(_block.SPAN_KIND_CODE, pa.string())
-_SPAN_STATUSES: Final = pa.array(_block.SPAN_STATUS_CODE, pa.string())
-_METRIC_KINDS: Final = pa.array(_block.METRIC_KIND_CODE, pa.string())
-_TEMPORALITIES: Final = pa.array(_block.TEMPORALITY_CODE, pa.string())
-_JSON_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
-_STATUS_ERROR: Final = _codec.STATUS_ERROR
-
-
-def _utf8_ok(text: str) -> bool:
-    """Whether ``text`` encodes as UTF-8 (no lone surrogate); for non-ASCII text."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _ids(values: list[bytes], width: int) -> pa.Array:
-    """A binary(width) array of ``values`` (all exactly ``width`` bytes, none None)."""
-    return pa.Array.from_buffers(pa.binary(width), len(values), [None, pa.py_buffer(b"".join(values))])
-
-
-def _json(values: list[bytes]) -> pa.Array:
-    """A string array of UTF-8 JSON texts (orjson's output is valid UTF-8: no re-check)."""
-    return pa.array(values, pa.binary()).view(pa.string())
-
-
-def _names(codes: list[int], names: pa.Array) -> pa.Array:
-    """The string array of enum ``codes`` (indexes into ``names``)."""
-    return names.take(pa.array(codes, pa.int8()))
-
-
-# ---------------------------------------------------------------- column-wise building blocks
-#
-# The column-wise builders take a batch as it is when every record has the common shape,
-# checked a column at a time by C-level passes (``set(map(type, col))``, pyarrow.compute);
-# a record of an unusual but valid shape (nested attribute values, links) is checked by
-# the exhaustive validator on its own. Anything else (a bad record, an odd type) raises
-# _Irregular and the batch is built record by record instead, whose loop raises the
-# first bad record's error exactly as the encoders do.
-
-
-class _Irregular(Exception):
-    """The batch is not built column-wise (see above)."""
-
-
-_SEP_VALUE: Final = "\x00\x01tael\x02"
-_find_null: Final = re.compile(b"null").search  # faster than ``in`` on long text
-_SEP_JSON: Final = ',"\\u0000\\u0001tael\\u0002",'
 _FLAT: Final = frozenset((str, int, float, bool, type(None)))
 _STR: Final[frozenset[type]] = frozenset((str,))
 _INT: Final[frozenset[type]] = frozenset((int,))
@@ -105,81 +62,34 @@ _OPT_INT: Final[frozenset[type]] = frozenset((int, type(None)))
 _OPT_NUMBER: Final[frozenset[type]] = frozenset((float, int, type(None)))
 
 
-def json_texts(values: Sequence[Any]) -> pa.Array | None:
-    """A string array of the JSON text of each value (``_block.dumps``'s text), written
-    by one orjson call for the whole column: per value, orjson spends more on allocating
-    its output than on writing it. The values are written as one JSON array with a
-    separator string between them, and the text is split at the separators. None when
-    orjson refuses a value, or when a value holds the separator so that the split would
-    not be exact: a value holding it as a list item or map value adds a piece (the count
-    tells), one that is the separator itself could hide one (checked first).
-
-    The text of a value holding NaN or an infinity is written again by ``_block.dumps``
-    (orjson writes them as null)."""
-    n = len(values)
-    if n <= 1 or _SEP_VALUE in values:
-        try:
-            return _json([_block.dumps(v) for v in values])
-        except _JSON_ERRORS:
-            return None
-    seq = [_SEP_VALUE] * (2 * n - 1)
-    seq[::2] = values
-    try:
-        text = _orjson_dumps(seq)
-    except _JSON_ERRORS:
-        return None
-    if len(text) >= 1 << 31:
-        parts = pa.array(text[1:-1].split(_SEP_JSON.encode()), pa.binary()).view(pa.string())
-    else:
-        whole = pa.Array.from_buffers(
-            pa.string(), 1, [None, pa.py_buffer(struct.pack("<ii", 1, len(text) - 1)), pa.py_buffer(text)]
-        )
-        parts = pc.split_pattern(whole, _SEP_JSON).flatten()
-    if len(parts) != n:
-        return None
-    if _find_null(text):
-        mask = pc.match_substring(parts, "null")
-        rows = pc.indices_nonzero(mask).to_pylist()
-        try:
-            fixed = [_block.dumps(values[i]) for i in rows]
-        except _JSON_ERRORS:
-            return None
-        parts = pc.replace_with_mask(parts, mask, _json(fixed))
-    return parts
-
-
-def _constant(text: str, n: int) -> pa.Array:
-    return pa.nulls(n, pa.string()).fill_null(text)
-
-
 def _types(values: Sequence[Any], allowed: AbstractSet[type]) -> None:
-    """_Irregular unless every value's type is one of ``allowed`` exactly."""
+    """Irregular unless every value's type is one of ``allowed`` exactly."""
     if not set(map(type, values)) <= allowed:
-        raise _Irregular
+        raise Irregular
 
 
 def _strings(values: Sequence[Any]) -> pa.Array:
-    """The string array of exact ``str`` values; _Irregular for another type or a lone surrogate."""
+    """The string array of exact ``str`` values; Irregular for another type or a lone surrogate."""
     _types(values, _STR)
     try:
         return pa.array(values, pa.string())
     except (UnicodeEncodeError, pa.ArrowException):
-        raise _Irregular from None
+        raise Irregular from None
 
 
 def _numbers(values: Sequence[Any], allowed: AbstractSet[type], arrow_type: pa.DataType) -> pa.Array:
-    """The array of ``values`` whose types are all in ``allowed``; _Irregular for another
+    """The array of ``values`` whose types are all in ``allowed``; Irregular for another
     type or a value the Arrow type cannot hold (exactly)."""
     _types(values, allowed)
     try:
         return pa.array(values, arrow_type)
     except (OverflowError, pa.ArrowException):
-        raise _Irregular from None
+        raise Irregular from None
 
 
 def _require(ok: Any) -> None:
     if not ok:
-        raise _Irregular
+        raise Irregular
 
 
 def _true(arr: pa.Array) -> bool:
@@ -189,7 +99,7 @@ def _true(arr: pa.Array) -> bool:
 
 def _hex_column(values: Sequence[Any], nbytes: int, absent: list[bool] | None = None) -> pa.Array:
     """binary(nbytes) ids from ``values``, each exactly 2 * nbytes hex characters (either
-    case) and not all zeros; _Irregular otherwise. ``absent``: rows that are null (their
+    case) and not all zeros; Irregular otherwise. ``absent``: rows that are null (their
     values must then be None or "", as ``_codec.check_opt_hex_id`` takes them)."""
     n = len(values)
     if absent is not None:
@@ -201,7 +111,7 @@ def _hex_column(values: Sequence[Any], nbytes: int, absent: list[bool] | None = 
     try:
         raw = bytes.fromhex("".join(values))
     except ValueError:
-        raise _Irregular from None
+        raise Irregular from None
     _require(len(raw) == n * nbytes)  # fromhex skips whitespace
     nonzero = np.frombuffer(raw, np.uint8).reshape(n, nbytes).any(axis=1)
     if absent is None:
@@ -225,7 +135,7 @@ def _opt_hex_column(values: Sequence[Any], nbytes: int) -> pa.Array:
 
 
 def _enum(values: Sequence[Any], names: pa.Array) -> pa.Array:
-    """The string array of enum ``values``, each one of ``names``; _Irregular otherwise."""
+    """The string array of enum ``values``, each one of ``names``; Irregular otherwise."""
     arr = _strings(values)
     _require(pc.all(pc.is_in(arr, value_set=names)).as_py())
     return arr
@@ -257,7 +167,7 @@ def _shared_json(maps: Sequence[Any]) -> tuple[pa.Array | None, list[int]]:
 
 
 def _key_limits(services: pa.Array, names: pa.Array | None, *, min_service: int) -> None:
-    """_Irregular unless every service is ``min_service``..MAX_SERVICE_BYTES UTF-8 bytes
+    """Irregular unless every service is ``min_service``..MAX_SERVICE_BYTES UTF-8 bytes
     without NUL and (spans) every name fits its operations key (tael/_keys.py)."""
     lengths = pc.binary_length(services)
     if len(services):
@@ -317,7 +227,7 @@ def _links_text(links: list[list[Any]]) -> bytes:
     return _block.dumps([{"trace_id": ln[0].hex(), "span_id": ln[1].hex(), "attributes": ln[2]} for ln in links])
 
 
-def _spans_by_row(spans: Sequence[Span], payloads: Payloads | None) -> pa.RecordBatch:
+def spans_by_row(spans: Sequence[Span], payloads: Payloads | None) -> pa.RecordBatch:
     """``span_columns`` record by record: the reference the column-wise path must equal,
     and the path of a batch that has an unusual or a bad span (its loop raises the
     first bad record's error exactly as ``_codec.encode_spans`` does)."""
@@ -342,15 +252,15 @@ def _spans_by_row(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
     flags: list[int] = []
     payload: list[int] = []
     kind_code, status_code = _block.SPAN_KIND_CODE, _block.SPAN_STATUS_CODE
-    fromhex, flat_ok, dumps, validate, utf8_ok = (
+    fromhex, flat_ok, dumps, validate, is_utf8 = (
         bytes.fromhex,
         _codec.flat_ok,
         _block.dumps,
         _codec.validate_span,
-        _utf8_ok,
+        utf8_ok,
     )
     str_, span_t, event_t = str, Span, SpanEvent
-    zero16, zero8, max_ns = _ZERO16, _ZERO8, _MAX_NS
+    zero16, zero8, max_ns = _ZERO16, _ZERO8, MAX_NS
     resource_text: dict[int, bytes] = {}  # id(resource dict) -> its JSON: written once per batch
     span_flag = payloads.span_flag if payloads is not None else None
     for i, s in enumerate(spans):
@@ -387,12 +297,12 @@ def _spans_by_row(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
                 and type(s.flags) is int
                 and 0 <= s.flags < 4294967296
                 and flat_ok(s.attributes)
-                and (name.isascii() or utf8_ok(name))  # what msgpack would refuse to pack
-                and (service.isascii() or utf8_ok(service))
-                and (message.isascii() or utf8_ok(message))
-                and (scope.isascii() or utf8_ok(scope))
-                and (version.isascii() or utf8_ok(version))
-                and (state.isascii() or utf8_ok(state))
+                and (name.isascii() or is_utf8(name))  # what msgpack would refuse to pack
+                and (service.isascii() or is_utf8(service))
+                and (message.isascii() or is_utf8(message))
+                and (scope.isascii() or is_utf8(scope))
+                and (version.isascii() or is_utf8(version))
+                and (state.isascii() or is_utf8(state))
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             ok = False
@@ -425,7 +335,7 @@ def _spans_by_row(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
                     or type(ev.time_ns) is not int
                     or not 0 <= ev.time_ns <= max_ns
                     or type(ev.name) is not str_
-                    or not (ev.name.isascii() or utf8_ok(ev.name))
+                    or not (ev.name.isascii() or is_utf8(ev.name))
                     or not flat_ok(ev.attributes)
                 ):
                     validate(i, s)
@@ -446,7 +356,7 @@ def _spans_by_row(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
                 if s.links
                 else b"[]"
             )
-        except _JSON_ERRORS:
+        except JSON_ERRORS:
             validate(i, s)  # names the field at fault
             f = _plain(i, _span_record(s))
             attrs_text = dumps(f[10]) if f[10] else b"{}"
@@ -472,22 +382,22 @@ def _spans_by_row(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
         states.append(state)
         flags.append(s.flags)
     arrays = [
-        _ids(traces, 16),
-        _ids(span_ids, 8),
-        pa.array(parents, _ID8),
+        fixed_ids(traces, 16),
+        fixed_ids(span_ids, 8),
+        pa.array(parents, ID8),
         pa.array(names, pa.string()),
         pa.array(services, pa.string()),
         pa.array(starts, pa.int64()),
         pa.array(ends, pa.int64()),
-        _names(kinds, _SPAN_KINDS),
-        _names(statuses, _SPAN_STATUSES),
+        enum_names(kinds, SPAN_KIND_NAMES),
+        enum_names(statuses, SPAN_STATUS_NAMES),
         pa.array(messages, pa.string()),
-        _json(attributes),
-        _json(resources),
+        json_array(attributes),
+        json_array(resources),
         pa.array(scopes, pa.string()),
         pa.array(versions, pa.string()),
-        _json(events_col),
-        _json(links_col),
+        json_array(events_col),
+        json_array(links_col),
         pa.array(states, pa.string()),
         pa.array(flags, pa.int64()),
         pa.array(payload, pa.uint8()) if span_flag is not None else pa.nulls(n, pa.uint8()).fill_null(0),
@@ -522,17 +432,17 @@ _EVENT_ATTRS: Final = operator.attrgetter("attributes")
 
 
 def _unusual(rows: Sequence[int] | set[int], records: Sequence[Any], validate: Callable[[int, Any], None]) -> None:
-    """Check records of an unusual shape one by one: _Irregular for a bad one (the
+    """Check records of an unusual shape one by one: Irregular for a bad one (the
     record-by-record build then raises the batch's first error)."""
     for i in sorted(rows):
         try:
             validate(i, records[i])
         except ValidationError:
-            raise _Irregular from None
+            raise Irregular from None
 
 
-def _spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.RecordBatch:
-    """``span_columns`` column-wise; _Irregular when the batch must be built record by record."""
+def spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.RecordBatch:
+    """``span_columns`` column-wise; Irregular when the batch must be built record by record."""
     n = len(spans)
     validate = _codec.validate_span
     (T, S, PA, N, SV, ST, EN, K, STT, M, A, R, SC, V, E, L, TS, F) = zip(*map(_SPAN_FIELDS, spans), strict=True)
@@ -542,7 +452,7 @@ def _spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.Recor
     starts, ends, flags = _numbers(ST, _INT, pa.int64()), _numbers(EN, _INT, pa.int64()), _numbers(F, _INT, pa.int64())
     _require(pc.min(starts).as_py() >= 0 and pc.all(pc.less_equal(starts, ends)).as_py())
     _require(pc.min(flags).as_py() >= 0 and pc.max(flags).as_py() < 1 << 32)
-    kinds, statuses = _enum(K, _SPAN_KINDS), _enum(STT, _SPAN_STATUSES)
+    kinds, statuses = _enum(K, SPAN_KIND_NAMES), _enum(STT, SPAN_STATUS_NAMES)
     messages, scopes, versions, states = _strings(M), _strings(SC), _strings(V), _strings(TS)
     unusual = set(_nonflat(A))
     resources, odd = _shared_json(R)
@@ -558,15 +468,15 @@ def _spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.Recor
             _unusual({int(owner[j]) for j, ev in enumerate(events) if type(ev) is not SpanEvent}, spans, validate)
         times, event_names = list(map(_EVENT_TIME, events)), list(map(_EVENT_NAME, events))
         event_attrs = list(map(_EVENT_ATTRS, events))
-        if set(map(type, times)) != _INT or min(times) < 0 or max(times) > _MAX_NS:
-            raise _Irregular
+        if set(map(type, times)) != _INT or min(times) < 0 or max(times) > MAX_NS:
+            raise Irregular
         odd_events = _nonflat(event_attrs)
         if set(map(type, event_names)) != _STR:
             odd_events += [j for j, name in enumerate(event_names) if type(name) is not str]
         _unusual({int(owner[j]) for j in odd_events}, spans, validate)
         name_texts, attr_texts = json_texts(event_names), json_texts(event_attrs)
         if name_texts is None or attr_texts is None:
-            raise _Irregular
+            raise Irregular
         each = pc.binary_join_element_wise(
             '{"time_ns":',
             pa.array(times, pa.int64()).cast(pa.string()),
@@ -582,7 +492,7 @@ def _spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.Recor
         joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), each), ",")
         events_col = pc.binary_join_element_wise("[", joined, "]", "")
     else:
-        events_col = _constant("[]", n)
+        events_col = constant("[]", n)
     if any(L):
         linked = [i for i, ln in enumerate(L) if ln]
         _unusual(set(linked) | unusual, spans, validate)
@@ -590,16 +500,16 @@ def _spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.Recor
         fromhex = bytes.fromhex
         for i in linked:
             texts[i] = _links_text([[fromhex(ln.trace_id), fromhex(ln.span_id), ln.attributes] for ln in L[i]])
-        links_col = _json(texts)
+        links_col = json_array(texts)
     else:
         _unusual(unusual, spans, validate)
-        links_col = _constant("[]", n)
+        links_col = constant("[]", n)
     attributes = json_texts(A)
     if attributes is None or resources is None:
-        raise _Irregular
+        raise Irregular
     keys = payloads.keys if payloads is not None else frozenset()
     if keys.isdisjoint(chain.from_iterable(A)) and keys.isdisjoint(chain.from_iterable(event_attrs)):
-        payload = _zeros(n)
+        payload = zeros(n)
     else:
         assert payloads is not None
         flag = payloads.span_flag
@@ -639,10 +549,10 @@ def span_columns(spans: Sequence[Span], payloads: Payloads | None) -> pa.RecordB
     (0 without ``payloads``); ``payload_refs`` is null (the hot tier sets it)."""
     if spans and set(map(type, spans)) == {Span}:
         try:
-            return _spans_at_once(spans, payloads)
-        except _Irregular:
+            return spans_at_once(spans, payloads)
+        except Irregular:
             pass
-    return _spans_by_row(spans, payloads)
+    return spans_by_row(spans, payloads)
 
 
 # ---------------------------------------------------------------- from model objects: logs
@@ -688,8 +598,8 @@ def _log_record(r: LogRecord) -> list[Any]:
     ]
 
 
-def _logs_by_row(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.RecordBatch:
-    """``log_columns`` record by record (see ``_spans_by_row``)."""
+def logs_by_row(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.RecordBatch:
+    """``log_columns`` record by record (see ``spans_by_row``)."""
     n = len(logs)
     times: list[int] = []
     bodies: list[str] = []
@@ -703,8 +613,8 @@ def _logs_by_row(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Rec
     observed_col: list[int | None] = []
     scopes: list[str] = []
     payload: list[int] = []
-    fromhex, flat_ok, dumps, utf8_ok = bytes.fromhex, _codec.flat_ok, _block.dumps, _utf8_ok
-    str_, log_t, zero16, zero8, max_ns = str, LogRecord, _ZERO16, _ZERO8, _MAX_NS
+    fromhex, flat_ok, dumps, is_utf8 = bytes.fromhex, _codec.flat_ok, _block.dumps, utf8_ok
+    str_, log_t, zero16, zero8, max_ns = str, LogRecord, _ZERO16, _ZERO8, MAX_NS
     resource_text: dict[int, bytes] = {}
     log_flag = payloads.log_flag if payloads is not None else None
     for i, r in enumerate(logs):
@@ -737,10 +647,10 @@ def _logs_by_row(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Rec
                 and (observed is None or (type(observed) is int and 0 <= observed <= max_ns))
                 and flat_ok(attrs)
                 and type(resource) is dict
-                and (body.isascii() or utf8_ok(body))
-                and (service.isascii() or utf8_ok(service))
-                and (sev_text.isascii() or utf8_ok(sev_text))
-                and (scope.isascii() or utf8_ok(scope))
+                and (body.isascii() or is_utf8(body))
+                and (service.isascii() or is_utf8(service))
+                and (sev_text.isascii() or is_utf8(sev_text))
+                and (scope.isascii() or is_utf8(scope))
             )
         except (ValueError, TypeError, AttributeError):
             ok = False
@@ -760,7 +670,7 @@ def _logs_by_row(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Rec
                 res_text = dumps(resource)
                 if ok:
                     resource_text[id(resource)] = res_text
-        except _JSON_ERRORS:
+        except JSON_ERRORS:
             validate_log(i, r)
             f = _plain(i, _log_record(r))
             attrs_text = dumps(f[7]) if f[7] else b"{}"
@@ -784,20 +694,16 @@ def _logs_by_row(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Rec
         pa.array(services, pa.string()),
         pa.array(severities, pa.int32()),
         pa.array(sev_texts, pa.string()),
-        pa.array(traces, _ID16),
-        pa.array(span_ids, _ID8),
-        _json(attributes),
-        _json(resources),
+        pa.array(traces, ID16),
+        pa.array(span_ids, ID8),
+        json_array(attributes),
+        json_array(resources),
         pa.array(observed_col, pa.int64()),
         pa.array(scopes, pa.string()),
-        pa.array(payload, pa.uint8()) if log_flag is not None else _zeros(n),
-        pa.nulls(n, _DIGEST),
+        pa.array(payload, pa.uint8()) if log_flag is not None else zeros(n),
+        pa.nulls(n, DIGEST),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=_block.BLOCK_SCHEMAS["logs"])
-
-
-def _zeros(n: int) -> pa.Array:
-    return pa.nulls(n, pa.uint8()).fill_null(0)
 
 
 _LOG_FIELDS: Final = operator.attrgetter(
@@ -815,8 +721,8 @@ _LOG_FIELDS: Final = operator.attrgetter(
 )
 
 
-def _logs_at_once(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.RecordBatch:
-    """``log_columns`` column-wise; _Irregular when the batch must be built record by record."""
+def logs_at_once(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.RecordBatch:
+    """``log_columns`` column-wise; Irregular when the batch must be built record by record."""
     n = len(logs)
     (TM, B, SV, SEV, SEVT, TR, SP, A, R, OB, SC) = zip(*map(_LOG_FIELDS, logs), strict=True)
     times = _numbers(TM, _INT, pa.int64())
@@ -834,9 +740,9 @@ def _logs_at_once(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Re
     _unusual(unusual.union(odd), logs, validate_log)
     attributes = json_texts(A)
     if attributes is None or resources is None:
-        raise _Irregular
+        raise Irregular
     if payloads is None:
-        payload = _zeros(n)
+        payload = zeros(n)
     else:  # Payloads.log_flag: 2 from payloads.min_bytes of UTF-8 on (the blob store), else 1; 0 for no body
         size = pc.binary_length(bodies)
         payload = pc.if_else(pc.equal(size, 0), 0, pc.if_else(pc.greater_equal(size, payloads.min_bytes), 2, 1)).cast(
@@ -855,7 +761,7 @@ def _logs_at_once(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Re
         observed,
         scopes,
         payload,
-        pa.nulls(n, _DIGEST),
+        pa.nulls(n, DIGEST),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=_block.BLOCK_SCHEMAS["logs"])
 
@@ -867,10 +773,10 @@ def log_columns(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Reco
     is null (the hot tier sets it)."""
     if logs and set(map(type, logs)) == {LogRecord}:
         try:
-            return _logs_at_once(logs, payloads)
-        except _Irregular:
+            return logs_at_once(logs, payloads)
+        except Irregular:
             pass
-    return _logs_by_row(logs, payloads)
+    return logs_by_row(logs, payloads)
 
 
 # ---------------------------------------------------------------- from model objects: metric points
@@ -898,14 +804,14 @@ def _metric_record(p: MetricPoint) -> list[Any]:
     ]
 
 
-def _metrics_by_row(points: Sequence[MetricPoint]) -> pa.RecordBatch:
-    """``metric_columns`` record by record (see ``_spans_by_row``)."""
+def metrics_by_row(points: Sequence[MetricPoint]) -> pa.RecordBatch:
+    """``metric_columns`` record by record (see ``spans_by_row``)."""
     columns: list[list[Any]] = [[] for _ in range(17)]
     (times, names, services, values, kinds, units, attributes, monotonic, temporalities) = columns[:9]
     (starts, counts, sums, mins, maxs, buckets, bounds, series) = columns[9:]
     kind_code, temporality_code = _block.METRIC_KIND_CODE, _block.TEMPORALITY_CODE
-    flat_ok, dumps, utf8_ok, series_key = _codec.flat_ok, _block.dumps, _utf8_ok, _codec.series_key
-    str_, float_, point_t, max_ns, isfinite = str, float, MetricPoint, _MAX_NS, math.isfinite
+    flat_ok, dumps, is_utf8, series_key = _codec.flat_ok, _block.dumps, utf8_ok, _codec.series_key
+    str_, float_, point_t, max_ns, isfinite = str, float, MetricPoint, MAX_NS, math.isfinite
     for i, p in enumerate(points):
         try:
             t, name, service, value, attrs, unit = p.time_ns, p.name, p.service, p.value, p.attributes, p.unit
@@ -933,9 +839,9 @@ def _metrics_by_row(points: Sequence[MetricPoint]) -> pa.RecordBatch:
                 and p.max is None
                 and p.bucket_counts is None
                 and p.explicit_bounds is None
-                and (name.isascii() or utf8_ok(name))
-                and (service.isascii() or utf8_ok(service))
-                and (unit.isascii() or utf8_ok(unit))
+                and (name.isascii() or is_utf8(name))
+                and (service.isascii() or is_utf8(service))
+                and (unit.isascii() or is_utf8(unit))
             )
         except (TypeError, KeyError, AttributeError):
             ok = False
@@ -950,7 +856,7 @@ def _metrics_by_row(points: Sequence[MetricPoint]) -> pa.RecordBatch:
         try:
             sid = series_key(name, service, kind, attrs)[0]
             attrs_text = dumps(attrs) if attrs else b"{}"
-        except _JSON_ERRORS:
+        except JSON_ERRORS:
             _codec.validate_metric(i, p)
             f = _plain(i, _metric_record(p))
             attrs_text = dumps(f[6]) if f[6] else b"{}"
@@ -977,11 +883,11 @@ def _metrics_by_row(points: Sequence[MetricPoint]) -> pa.RecordBatch:
         pa.array(names, pa.string()),
         pa.array(services, pa.string()),
         pa.array(values, pa.float64()),
-        _names(kinds, _METRIC_KINDS),
+        enum_names(kinds, METRIC_KIND_NAMES),
         pa.array(units, pa.string()),
-        _json(attributes),
+        json_array(attributes),
         pa.array(monotonic, pa.bool_()),
-        _names(temporalities, _TEMPORALITIES),
+        enum_names(temporalities, TEMPORALITY_NAMES),
         pa.array(starts, pa.int64()),
         pa.array(counts, pa.int64()),
         pa.array(sums, pa.float64()),
@@ -989,7 +895,7 @@ def _metrics_by_row(points: Sequence[MetricPoint]) -> pa.RecordBatch:
         pa.array(maxs, pa.float64()),
         pa.array(buckets, pa.list_(pa.int64())),
         pa.array(bounds, pa.list_(pa.float64())),
-        _ids(series, 8),
+        fixed_ids(series, 8),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=_block.BLOCK_SCHEMAS["metrics"])
 
@@ -1015,7 +921,7 @@ _METRIC_FIELDS: Final = operator.attrgetter(
 
 
 def _opt_lists(values: Sequence[Any], items: AbstractSet[type], arrow_type: pa.DataType) -> pa.Array:
-    """A list array of None or lists whose items' types are in ``items``; _Irregular otherwise."""
+    """A list array of None or lists whose items' types are in ``items``; Irregular otherwise."""
     if values.count(None) == len(values):
         return pa.nulls(len(values), arrow_type)
     lists = [v for v in values if v is not None]
@@ -1024,37 +930,11 @@ def _opt_lists(values: Sequence[Any], items: AbstractSet[type], arrow_type: pa.D
     try:
         return pa.array(values, arrow_type)
     except (OverflowError, pa.ArrowException):
-        raise _Irregular from None
+        raise Irregular from None
 
 
-def series_ids(
-    names: pa.Array, services: pa.Array, kinds: pa.Array, attributes: pa.Array, attrs: Callable[[int], Any]
-) -> pa.Array:
-    """The series id of each row (``_codec.series_id``), computed once per distinct
-    (name, service, kind, attributes text): ``attrs(row)`` gives a row's attribute dict."""
-    key: pa.Array | None = None
-    for column in (names, services, kinds, attributes):
-        encoded = pc.dictionary_encode(column)
-        codes = encoded.indices.cast(pa.int64())
-        if key is None:
-            key = codes
-        else:
-            key = pc.dictionary_encode(pc.add(pc.multiply(key, len(encoded.dictionary)), codes)).indices.cast(
-                pa.int64()
-            )
-    assert key is not None
-    codes_np = key.to_numpy()
-    _, first = np.unique(codes_np, return_index=True)
-    kind_code = _block.METRIC_KIND_CODE
-    series_key = _codec.series_key
-    ids = [
-        series_key(names[r].as_py(), services[r].as_py(), kind_code[kinds[r].as_py()], attrs(int(r)))[0] for r in first
-    ]
-    return _ids(ids, 8).take(key)
-
-
-def _metrics_at_once(points: Sequence[MetricPoint]) -> pa.RecordBatch:
-    """``metric_columns`` column-wise; _Irregular when the batch must be built record by record."""
+def metrics_at_once(points: Sequence[MetricPoint]) -> pa.RecordBatch:
+    """``metric_columns`` column-wise; Irregular when the batch must be built record by record."""
     n = len(points)
     (TM, N, SV, VAL, K, U, A, MO, TE, ST, C, SU, MN, MX, BC, EB) = zip(*map(_METRIC_FIELDS, points), strict=True)
     times = _numbers(TM, _INT, pa.int64())
@@ -1066,7 +946,7 @@ def _metrics_at_once(points: Sequence[MetricPoint]) -> pa.RecordBatch:
     _key_limits(services, None, min_service=0)
     values = _numbers(VAL, _NUMBER, pa.float64())
     _require(pc.all(pc.is_finite(values)).as_py())
-    kinds, temporalities = _enum(K, _METRIC_KINDS), _enum(TE, _TEMPORALITIES)
+    kinds, temporalities = _enum(K, METRIC_KIND_NAMES), _enum(TE, TEMPORALITY_NAMES)
     _types(MO, frozenset((bool,)))
     starts = _numbers(ST, _OPT_INT, pa.int64())
     counts = _numbers(C, _OPT_INT, pa.int64())
@@ -1086,7 +966,7 @@ def _metrics_at_once(points: Sequence[MetricPoint]) -> pa.RecordBatch:
     _unusual(_nonflat(A), points, _codec.validate_metric)
     attributes = json_texts(A)
     if attributes is None:
-        raise _Irregular
+        raise Irregular
     series = series_ids(names, services, kinds, attributes, A.__getitem__)
     arrays = [
         times,
@@ -1116,7 +996,38 @@ def metric_columns(points: Sequence[MetricPoint]) -> pa.RecordBatch:
     ``_codec.series_key`` computes it."""
     if points and set(map(type, points)) == {MetricPoint}:
         try:
-            return _metrics_at_once(points)
-        except _Irregular:
+            return metrics_at_once(points)
+        except Irregular:
             pass
-    return _metrics_by_row(points)
+    return metrics_by_row(points)
+
+
+# ---------------------------------------------------------------- the public tables
+
+
+def _records(records: Any, kind: type) -> Sequence[Any]:
+    if isinstance(records, (str, bytes)) or not hasattr(records, "__iter__"):
+        raise TypeError(f"expected a list of tael.{kind.__name__}, got {type(records).__name__}")
+    return records if isinstance(records, (list, tuple)) else list(records)
+
+
+def _public(batch: pa.RecordBatch, signal: str) -> pa.Table:
+    schema = _block.SCHEMAS[signal]
+    return pa.Table.from_batches([batch.select(schema.names)], schema=schema)
+
+
+def spans_table(spans: Sequence[Span]) -> pa.Table:
+    """``spans`` as a pyarrow Table in ``tael.SPAN_SCHEMA`` (docs/format/tables.md),
+    validated as ``Store.insert_spans`` validates them (ValidationError naming the record
+    and field). ``insert_spans`` takes the table back; so do DuckDB, polars and pyarrow."""
+    return _public(span_columns(_records(spans, Span), None), "spans")
+
+
+def logs_table(logs: Sequence[LogRecord]) -> pa.Table:
+    """``logs`` as a pyarrow Table in ``tael.LOG_SCHEMA`` (see :func:`spans_table`)."""
+    return _public(log_columns(_records(logs, LogRecord), None), "logs")
+
+
+def metrics_table(points: Sequence[MetricPoint]) -> pa.Table:
+    """``points`` as a pyarrow Table in ``tael.METRIC_SCHEMA`` (see :func:`spans_table`)."""
+    return _public(metric_columns(_records(points, MetricPoint)), "metrics")
