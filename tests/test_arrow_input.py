@@ -9,6 +9,7 @@ first bad row and column, with nothing written."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -581,3 +582,269 @@ def test_each_rule_names_the_first_bad_row_and_its_column(store: tael.Store, cas
     if fragment is not None:
         assert fragment in str(err)
     assert store.stats().signals[signal].count == 0
+
+
+def _wal_bytes(store: tael.Store) -> int:
+    return sum(p.stat().st_size for p in (store.path / "wal").iterdir())
+
+
+def test_a_bad_table_writes_nothing(store: tael.Store) -> None:
+    store.insert_spans(three("spans"))
+    store.flush()
+    stats, wal = store.stats(), _wal_bytes(store)
+    bad = with_value(three("spans"), "end_ns", 2, 5)
+    writer = store.writer()
+    for form in FORMS.values():
+        with pytest.raises(tael.ValidationError):
+            store.insert_spans(form(bad))
+        with pytest.raises(tael.ValidationError):
+            writer.write_spans(form(bad))  # a background writer checks on the caller's thread too
+    writer.close()
+    with pytest.raises(tael.ValidationError):
+        store.insert_logs(with_value(three("logs"), "severity_number", 0, 99))
+    with pytest.raises(tael.ValidationError):
+        store.insert_metrics(three("spans"))  # a table of another signal: its columns are unknown here
+    store.flush()
+    assert store.stats().signals == stats.signals
+    assert store.stats().applied_lsn == stats.applied_lsn
+    assert _wal_bytes(store) == wal
+
+
+def test_the_first_bad_row_wins_then_the_first_column_in_schema_order(store: tael.Store) -> None:
+    table = with_value(three("spans"), "flags", 1, -1)  # flags: the last column
+    table = with_value(table, "kind", 2, "sideways")
+    with pytest.raises(tael.ValidationError) as info:
+        store.insert_spans(table)
+    assert (info.value.index, info.value.field) == (1, "flags")
+    table = with_value(table, "name", 1, None)  # the same row: name comes first in the schema
+    with pytest.raises(tael.ValidationError) as info:
+        store.insert_spans(table)
+    assert (info.value.index, info.value.field) == (1, "name")
+    table = with_value(table, "trace_id", 2, "xx" * 16, pa.string())  # a cast problem in row 2 does not beat row 1
+    with pytest.raises(tael.ValidationError) as info:
+        store.insert_spans(table)
+    assert (info.value.index, info.value.field) == (1, "name")
+
+
+def retyped(table: pa.Table, column: str, value: Any, type_: pa.DataType) -> pa.Table:
+    """``table`` with ``column`` of another type, every row holding ``value``."""
+    arr = pa.array([value] * table.num_rows, type_)
+    return table.set_column(table.schema.get_field_index(column), column, arr)
+
+
+@pytest.mark.parametrize(
+    ("signal", "change", "message"),
+    [
+        ("spans", lambda t: t.drop_columns(["service"]), "column 'service' is required in a table of spans"),
+        ("spans", lambda t: t.drop_columns(["trace_id"]), "column 'trace_id' is required"),
+        ("logs", lambda t: t.drop_columns(["body"]), "column 'body' is required"),
+        ("metrics", lambda t: t.drop_columns(["value"]), "column 'value' is required"),
+        (
+            "spans",
+            lambda t: t.append_column("colour", pa.array(["red"] * 3)),
+            "column 'colour' is not a column of spans",
+        ),
+        ("spans", lambda t: t.append_column("payload", pa.array([0] * 3)), "column 'payload' is not a column"),
+        ("spans", lambda t: t.append_column("name", pa.array(["x"] * 3)), "column 'name' appears twice"),
+        ("spans", lambda t: retyped(t, "start_ns", "1000", pa.string()), "column 'start_ns' has type string"),
+        (
+            "spans",
+            lambda t: retyped(t, "start_ns", 1.5, pa.float64()),
+            "column .start_ns. has type double, which is not an integer",
+        ),
+        ("spans", lambda t: retyped(t, "trace_id", 5, pa.int64()), "column 'trace_id' has type int64"),
+        (
+            "spans",
+            lambda t: retyped(t, "trace_id", b"x" * 8, pa.binary(8)),
+            "column .trace_id. has type fixed_size_binary\\[8\\], but",
+        ),
+        ("spans", lambda t: retyped(t, "attributes", 5, pa.int64()), "column 'attributes' has type int64"),
+        ("metrics", lambda t: retyped(t, "monotonic", 1, pa.int8()), "column 'monotonic' has type int8"),
+        (
+            "metrics",
+            lambda t: retyped(t, "value", "1", pa.string()),
+            "column .value. has type string, which is not a number",
+        ),
+        (
+            "metrics",
+            lambda t: retyped(t, "bucket_counts", [1.5], pa.list_(pa.float64())),
+            "column .bucket_counts. has type list<item: double>",
+        ),
+    ],
+)
+def test_a_schema_problem_names_the_column(
+    store: tael.Store, signal: str, change: Callable[[pa.Table], pa.Table], message: str
+) -> None:
+    table = change(three(signal))
+    for form in (table, table.combine_chunks().to_batches()[0]):
+        with pytest.raises(tael.ValidationError, match=message) as info:
+            getattr(store, INSERT[signal])(form)
+        column = re.search(r"column .(\w+).", message)
+        assert column is not None and info.value.index is None and info.value.field == column.group(1)
+    assert store.stats().signals[signal].count == 0
+
+
+def test_not_a_table_is_a_type_error(store: tael.Store) -> None:
+    with pytest.raises(TypeError, match="pyarrow Table"):
+        store.insert_spans(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        _columns.check_table("spans", [make_span()], PAYLOADS)  # type: ignore[arg-type]
+
+
+def test_an_empty_table_inserts_nothing(store: tael.Store) -> None:
+    for signal in ("spans", "logs", "metrics"):
+        empty = TABLE_OF[signal]([])
+        assert empty.num_rows == 0 and empty.schema == SCHEMA[signal]
+        assert getattr(store, INSERT[signal])(empty) == 0
+        assert getattr(store, INSERT[signal])(empty.combine_chunks().to_batches()[0] if empty.num_rows else empty) == 0
+        required = pa.table({n: pa.array([], SCHEMA[signal].field(n).type) for n in _columns.REQUIRED[signal]})
+        assert getattr(store, INSERT[signal])(required) == 0
+        batch = _columns.check_table(signal, required, PAYLOADS)
+        assert batch.num_rows == 0 and batch.schema == _block.BLOCK_SCHEMAS[signal]
+    assert all(s.count == 0 for s in store.stats().signals.values())
+
+
+def test_casts_defaults_and_hex_ids(store: tael.Store) -> None:
+    """Only the required columns, of other types: hex ids in either case, dictionary and
+    large strings, unsigned and narrow ints, timestamps; the rest takes its defaults."""
+    spans = [make_span(start_ns=1_000_000 * (i + 1), end_ns=1_000_000 * (i + 2)) for i in range(4)]
+    spans[1].parent_span_id = spans[0].span_id
+    table = pa.table(
+        {
+            "trace_id": pa.array([s.trace_id.upper() for s in spans], pa.large_string()),
+            "span_id": pa.array([bytes.fromhex(s.span_id) for s in spans], pa.binary()),
+            "parent_span_id": pa.array([None, spans[0].span_id, "", None], pa.string()).dictionary_encode(),
+            "name": pa.array([s.name for s in spans]).dictionary_encode(),
+            "service": pa.array([s.service for s in spans], pa.large_string()),
+            "start_ns": pa.array([s.start_ns // 1000 for s in spans], pa.timestamp("us", tz="UTC")),
+            "end_ns": pa.array([s.end_ns for s in spans], pa.uint64()),
+            "flags": pa.array([0, 1, None, 3], pa.int8()),
+            "kind": pa.array(["server", None, "client", "internal"]),
+        }
+    )
+    spans[1].kind = "internal"  # null: the default
+    spans[1].flags, spans[3].flags = 1, 3
+    spans[2].kind = "client"
+    spans[0].kind = "server"
+    assert store.insert_spans(table) == 4
+    assert [store.get_trace(s.trace_id) for s in spans] == [[s] for s in spans]
+
+    logs = [make_log(time_ns=5_000 + i, severity_number=i, observed_ns=7_000 + i) for i in range(3)]
+    log_table = pa.table(
+        {
+            "time_ns": pa.array([r.time_ns for r in logs], pa.int32()),
+            "body": pa.array([r.body for r in logs], pa.large_string()),
+            "service": pa.array([r.service for r in logs]).dictionary_encode(),
+            "severity_number": pa.array([r.severity_number for r in logs], pa.uint8()),
+            "observed_ns": pa.array([r.observed_ns for r in logs], pa.timestamp("ns")),
+        }
+    )
+    assert store.insert_logs(log_table) == 3
+    assert store.query_logs(order="asc") == logs
+
+    points = [
+        make_point(time_ns=9_000, value=1.5, count=2, bucket_counts=[1, 1], explicit_bounds=[2.5], kind="histogram"),
+        make_point(time_ns=9_001, value=3.0),
+    ]
+    point_table = pa.table(
+        {
+            "time_ns": pa.array([p.time_ns for p in points], pa.uint16()),
+            "name": pa.array([p.name for p in points], pa.large_string()),
+            "service": pa.array([p.service for p in points]),
+            "value": pa.array([1.5, 3], pa.float32()),
+            "kind": pa.array(["histogram", None]),
+            "count": pa.array([2, None], pa.uint8()),
+            "bucket_counts": pa.array([[1, 1], None], pa.large_list(pa.int16())),
+            "explicit_bounds": pa.array([[2.5], None], pa.list_(pa.float32(), 1)),
+        }
+    )
+    assert store.insert_metrics(point_table) == 2
+    assert store.query_metrics(start=9_000, end=9_002) == points
+
+
+def test_json_is_rewritten_only_to_its_canonical_form(store: tael.Store) -> None:
+    """Event attributes and link attributes may be left out and link ids may be uppercase:
+    the stored text is then canonical (what a read gives back); other text is kept as given."""
+    table = three("spans")
+    events = '[{"name": "e", "time_ns": 7}]'  # another key order: kept; attributes added
+    links = '[{"trace_id": "' + "AB" * 16 + '", "span_id": "' + "CD" * 8 + '"}]'
+    attrs = '{ "k" : [1, 2.5, null, "x"], "nan": NaN }'
+    table = with_value(with_value(with_value(table, "events", 0, events), "links", 0, links), "attributes", 0, attrs)
+    batch = _columns.check_table("spans", table, PAYLOADS)
+    assert batch.column("events")[0].as_py() == '[{"time_ns":7,"name":"e","attributes":{}}]'
+    assert (
+        batch.column("links")[0].as_py()
+        == '[{"trace_id":"' + "ab" * 16 + '","span_id":"' + "cd" * 8 + '","attributes":{}}]'
+    )
+    assert batch.column("attributes")[0].as_py() == attrs
+    store.insert_spans(table)
+    (span,) = store.get_trace(table.column("trace_id")[0].as_py().hex())
+    assert span.events == [tael.SpanEvent(time_ns=7, name="e")]
+    assert span.links == [tael.SpanLink(trace_id="ab" * 16, span_id="cd" * 8)]
+    assert span.attributes["k"] == [1, 2.5, None, "x"] and math.isnan(span.attributes["nan"])
+
+
+def test_payload_flags_and_series_ids_are_computed_column_wise() -> None:
+    spans = [
+        make_span(attributes={"gen_ai.prompt": "short"}),
+        make_span(events=[tael.SpanEvent(time_ns=1, name="e", attributes={"exception.message": "x" * 100})]),
+        make_span(attributes={"gen_ai.prompt": 5}),
+        make_span(),
+    ]
+    batch = _columns.check_table("spans", tael.spans_table(spans), PAYLOADS)
+    assert batch.column("payload").to_pylist() == [r[7] for r in _codec.encode_spans(spans, PAYLOADS)] == [1, 2, 0, 0]
+    logs = [make_log(body=""), make_log(body="x" * 63), make_log(body="é" * 32)]
+    batch = _columns.check_table("logs", tael.logs_table(logs), PAYLOADS)
+    assert batch.column("payload").to_pylist() == [r[4] for r in _codec.encode_logs(logs, PAYLOADS)] == [0, 1, 2]
+    points = [
+        make_point(attributes={"a": 1, "b": 2}),
+        make_point(attributes={"b": 2, "a": 1}),  # the same series, other key order
+        make_point(attributes={"a": 1.0, "b": 2}),  # another series: a float
+        make_point(name="other", attributes={"a": 1, "b": 2}),
+        make_point(kind="sum", attributes={"a": 1, "b": 2}),
+    ]
+    batch = _columns.check_table("metrics", tael.metrics_table(points), PAYLOADS)
+    ids = batch.column("series_id").to_pylist()
+    assert ids == [r[2] for r in _codec.encode_metrics(points)]
+    assert ids[0] == ids[1] and len(set(ids)) == 4
+
+
+@st.composite
+def valid_batch(draw: st.DrawFn, signal: str) -> list[Any]:
+    strategy = {"spans": any_span(), "logs": any_log(), "metrics": any_point()}[signal]
+    records = draw(st.lists(one_change(strategy, MAKE[signal]), max_size=5))
+    from hypothesis import assume
+
+    assume(encoded(signal, records)[0] == "ok")
+    return records
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    database=None,
+)
+@given(spans=valid_batch("spans"), logs=valid_batch("logs"), points=valid_batch("metrics"))
+def test_a_table_of_valid_records_checks_into_the_batch_the_records_make(
+    spans: list[Any], logs: list[Any], points: list[Any]
+) -> None:
+    for signal, records in (("spans", spans), ("logs", logs), ("metrics", points)):
+        expected = encoded(signal, records)
+        table = TABLE_OF[signal](records)
+        for form in (table, _chunked(table) if table.num_rows > 3 else table):
+            batch = _columns.check_table(signal, form, PAYLOADS)
+            extra = batch.column("series_id" if signal == "metrics" else "payload").to_pylist()
+            assert _same(("ok", _block.RECORDS_OF[signal](batch, None), extra), expected)
+            rows = _columns.rows_from_batch(signal, batch, PAYLOADS)
+            if signal == "metrics":
+                want = _codec.encode_metrics(records)
+                assert [r[:4] for r in rows] == [r[:4] for r in want]
+            else:
+                want = (
+                    _codec.encode_spans(records, PAYLOADS)
+                    if signal == "spans"
+                    else _codec.encode_logs(records, PAYLOADS)
+                )
+                assert [r[:-1] for r in rows] == [r[:-1] for r in want]
+            assert _same([_codec.unpackb(r[-1]) for r in rows], [_codec.unpackb(r[-1]) for r in want])
