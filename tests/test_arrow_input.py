@@ -848,3 +848,15 @@ def test_a_table_of_valid_records_checks_into_the_batch_the_records_make(
                 )
                 assert [r[:-1] for r in rows] == [r[:-1] for r in want]
             assert _same([_codec.unpackb(r[-1]) for r in rows], [_codec.unpackb(r[-1]) for r in want])
+
+
+def test_the_examples_of_the_tables_page_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/format/tables.md stays true: each of its Python examples runs (in a fresh
+    directory, each with its own store) and its assertions hold."""
+    page = (Path(__file__).parent.parent / "docs" / "format" / "tables.md").read_text()
+    examples = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert len(examples) == 3
+    for i, code in enumerate(examples):
+        (tmp_path / str(i)).mkdir()
+        monkeypatch.chdir(tmp_path / str(i))
+        exec(compile(code, f"tables.md example {i + 1}", "exec"), {})

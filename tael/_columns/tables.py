@@ -231,12 +231,12 @@ def _to_id(name: str, arr: pa.Array, nbytes: int, problems: _Problems) -> pa.Arr
 
 
 def _to_int64(name: str, arr: pa.Array, problems: _Problems) -> pa.Array:
-    """int64 from any integer type (a uint64 past 2**63-1 is a bad row) or a timestamp
-    (its nanoseconds since the epoch)."""
+    """int64 from any integer type (a uint64 past 2**63-1 is a bad row) or, for a time
+    (``*_ns``), a timestamp of any unit and time zone (its nanoseconds since the epoch)."""
     t, n = arr.type, len(arr)
     if pa.types.is_null(t):
         return pa.nulls(n, pa.int64())
-    if pa.types.is_timestamp(t):
+    if pa.types.is_timestamp(t) and name.endswith("_ns"):
         factor = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}[t.unit]
         raw = arr.cast(pa.int64())
         if factor == 1:
@@ -245,7 +245,8 @@ def _to_int64(name: str, arr: pa.Array, problems: _Problems) -> pa.Array:
         problems.where(name, bad, lambda i: f"holds a time past what int64 nanoseconds hold: {arr[i].as_py()}")
         return pc.multiply(pc.if_else(bad, pa.scalar(None, pa.int64()), raw), factor)
     if not pa.types.is_integer(t):
-        raise _schema_error(name, f"has type {t}, which is not an integer type (or a timestamp)")
+        what = "an integer type (or a timestamp)" if name.endswith("_ns") else "an integer type"
+        raise _schema_error(name, f"has type {t}, which is not {what}")
     if pa.types.is_uint64(t):
         bad = pc.greater(arr, pa.scalar(MAX_NS, pa.uint64()))
         problems.where(name, bad, lambda i: f"must fit in int64 (at most 2**63-1), got {arr[i].as_py()}")
