@@ -113,24 +113,17 @@ def zeros(n: int) -> pa.Array:
 def series_ids(
     names: pa.Array, services: pa.Array, kinds: pa.Array, attributes: pa.Array, attrs: Callable[[int], Any]
 ) -> pa.Array:
-    """The series id of each row (``_codec.series_id``), computed once per distinct
-    (name, service, kind, attributes text): ``attrs(row)`` gives a row's attribute dict."""
-    key: pa.Array | None = None
-    for column in (names, services, kinds, attributes):
-        encoded = pc.dictionary_encode(column)
-        codes = encoded.indices.cast(pa.int64())
-        if key is None:
-            key = codes
-        else:
-            key = pc.dictionary_encode(pc.add(pc.multiply(key, len(encoded.dictionary)), codes)).indices.cast(
-                pa.int64()
-            )
-    assert key is not None
-    codes_np = key.to_numpy()
-    _, first = np.unique(codes_np, return_index=True)
+    """The series id of each row (``_codec.series_key``), computed once per distinct
+    (name, service, kind, attributes text): ``attrs(row)`` gives a row's attribute dict.
+    The four are joined with NUL into one key, which none of them holds (names and
+    services are checked for NUL, JSON text never has a raw one)."""
+    key = pc.binary_join_element_wise(names, services, kinds, attributes, "\x00")
+    codes = pc.dictionary_encode(key).indices
+    _, first = np.unique(codes.to_numpy(zero_copy_only=False), return_index=True)
     kind_code = _block.METRIC_KIND_CODE
     series_key = _codec.series_key
     ids = [
-        series_key(names[r].as_py(), services[r].as_py(), kind_code[kinds[r].as_py()], attrs(int(r)))[0] for r in first
+        series_key(names[r].as_py(), services[r].as_py(), kind_code[kinds[r].as_py()], attrs(r))[0]
+        for r in first.tolist()
     ]
-    return fixed_ids(ids, 8).take(key)
+    return fixed_ids(ids, 8).take(codes)

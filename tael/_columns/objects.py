@@ -30,7 +30,7 @@ from .. import _block, _codec
 from .._blobs import Payloads
 from .._errors import ValidationError
 from .._keys import MAX_KEY_BYTES, MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
-from .._models import LogRecord, MetricPoint, Span, SpanEvent
+from .._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES, LogRecord, MetricPoint, Span, SpanEvent
 from .common import (
     DIGEST,
     ID8,
@@ -53,6 +53,10 @@ from .common import (
 )
 
 _ZERO16, _ZERO8 = bytes(16), bytes(8)
+_SPAN_KINDS: Final = frozenset(SPAN_KINDS)
+_SPAN_STATUSES: Final = frozenset(SPAN_STATUSES)
+_METRIC_KINDS: Final = frozenset(METRIC_KINDS)
+_TEMPORALITIES: Final = frozenset(TEMPORALITIES)
 _FLAT: Final = frozenset((str, int, float, bool, type(None)))
 _STR: Final[frozenset[type]] = frozenset((str,))
 _INT: Final[frozenset[type]] = frozenset((int,))
@@ -134,10 +138,10 @@ def _opt_hex_column(values: Sequence[Any], nbytes: int) -> pa.Array:
     return _hex_column(values, nbytes, absent)
 
 
-def _enum(values: Sequence[Any], names: pa.Array) -> pa.Array:
-    """The string array of enum ``values``, each one of ``names``; Irregular otherwise."""
-    arr = _strings(values)
-    _require(pc.all(pc.is_in(arr, value_set=names)).as_py())
+def _enum(values: Sequence[Any], allowed: frozenset[str]) -> pa.Array:
+    """The string array of enum ``values``, each one of ``allowed``; Irregular otherwise."""
+    arr = _strings(values)  # exact str first: a set of them cannot fail
+    _require(set(values) <= allowed)
     return arr
 
 
@@ -452,7 +456,7 @@ def spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
     starts, ends, flags = _numbers(ST, _INT, pa.int64()), _numbers(EN, _INT, pa.int64()), _numbers(F, _INT, pa.int64())
     _require(pc.min(starts).as_py() >= 0 and pc.all(pc.less_equal(starts, ends)).as_py())
     _require(pc.min(flags).as_py() >= 0 and pc.max(flags).as_py() < 1 << 32)
-    kinds, statuses = _enum(K, SPAN_KIND_NAMES), _enum(STT, SPAN_STATUS_NAMES)
+    kinds, statuses = _enum(K, _SPAN_KINDS), _enum(STT, _SPAN_STATUSES)
     messages, scopes, versions, states = _strings(M), _strings(SC), _strings(V), _strings(TS)
     unusual = set(_nonflat(A))
     resources, odd = _shared_json(R)
@@ -946,7 +950,7 @@ def metrics_at_once(points: Sequence[MetricPoint]) -> pa.RecordBatch:
     _key_limits(services, None, min_service=0)
     values = _numbers(VAL, _NUMBER, pa.float64())
     _require(pc.all(pc.is_finite(values)).as_py())
-    kinds, temporalities = _enum(K, METRIC_KIND_NAMES), _enum(TE, TEMPORALITY_NAMES)
+    kinds, temporalities = _enum(K, _METRIC_KINDS), _enum(TE, _TEMPORALITIES)
     _types(MO, frozenset((bool,)))
     starts = _numbers(ST, _OPT_INT, pa.int64())
     counts = _numbers(C, _OPT_INT, pa.int64())
