@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import tael
 from tael import _block, _codec, _columns
 from tael._blobs import Payloads
-from tael._columns import objects
+from tael._columns import objects, per_record
 from tael._columns.common import Irregular
 from tael._workload import Workload
 from tests import test_key_limits, test_validation
@@ -92,7 +92,7 @@ def assert_same_outcome(signal: str, records: Sequence[Any]) -> Outcome:
     expected = encoded(signal, records)
     got = built(signal, records)
     assert _same(got, expected), (got, expected)
-    by_row = {"spans": objects.spans_by_row, "logs": objects.logs_by_row, "metrics": objects.metrics_by_row}
+    by_row = {"spans": per_record.spans_by_row, "logs": per_record.logs_by_row, "metrics": per_record.metrics_by_row}
     assert _same(built(signal, records, by_row[signal]), expected)  # the reference path too
     return expected
 

@@ -10,6 +10,8 @@ builds one from either input and refuses bad input naming what is wrong:
 - tables.py: from a pyarrow Table or RecordBatch in the public schemas
   (:func:`check_table`), checked column-wise; the error names the first bad row and
   its column (docs/format/tables.md);
+- per_record.py: the record-by-record builders the column-wise ones fall back to
+  (and must equal);
 - common.py: what both share (JSON text columns, ids, enum names, series ids);
 - rows.py: :func:`rows_from_batch`, today's WAL rows from a checked batch, until the
   WAL carries column batches.
@@ -18,7 +20,8 @@ A package rather than one module: the two ways in share only a few helpers, and
 together they are well over the ~800 lines a module should stay under.
 """
 
-from .objects import log_columns, logs_table, metric_columns, metrics_table, span_columns, spans_table, validate_log
+from .objects import log_columns, logs_table, metric_columns, metrics_table, span_columns, spans_table
+from .per_record import validate_log
 from .rows import rows_from_batch
 from .tables import DEFAULTS, REQUIRED, check_table
 
