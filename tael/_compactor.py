@@ -1,4 +1,4 @@
-"""Moving data between tiers: compaction, small-file merges and retention.
+"""Moving data between tiers: compaction, small-file merges, migration and retention.
 
 The Compactor sits below ``Store`` (it takes the tiers, never the store); the
 loop that schedules it is ``Maintenance`` in tael/_maintenance.py, above it.
@@ -23,6 +23,16 @@ retention partition, and within a step before anything of it is published.
 An interrupted operation returns what it committed so far, marked
 ``interrupted``; the step it was in leaves nothing behind, and the next pass
 carries on from there.
+
+**Column-wise.** A compaction step turns its hot records into column batches
+(``_batches_from_hot``: the one per-record step left, until the hot tier stores
+blocks) and does everything else with Arrow and numpy: the cold columns
+(``tael._coldformat``), duplicate spans, the per-day split, the file order, the
+rollups (``tael._rollup.rollup_tables``), the manifest entry's statistics, the
+cold trace index and the blob references. Memory is bounded by a step
+(``Settings.compaction_batch_records``) and a row group, never a day: files are
+written row group by row group (``tael._cold.ColdWriter``), and a merge streams
+its inputs a row group at a time.
 """
 
 from __future__ import annotations
@@ -31,60 +41,83 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
-from . import _codec, _rollup
-from ._cold import (
+from . import _blobs, _block, _codec, _rollup
+from ._cold import ColdFile, ColdTier, ColdWriter, day_of, day_start_ns
+from ._coldformat import (
     DAY_NS,
+    FORMAT_VERSION,
     TIME_COLUMN,
-    WINDOW_NS,
-    ColdFile,
-    ColdTier,
-    day_of,
-    day_start_ns,
-    file_digests,
+    day_parts,
+    file_order,
+    first_of_each_span,
+    log_digests,
     logs_table,
     metrics_table,
-    rollup_table,
-    sort_table,
+    span_digests,
     spans_table,
+    unhex_ids,
+    upgrade,
 )
 from ._errors import StorageError, StoreClosedError
 from ._hot import RECORD_KEY, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
-from ._layout import LOG_TIME, METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE, METRIC_TIME, SPAN_START
-from ._models import CompactionReport, RetentionReport
+from ._layout import (
+    LOG_TRACE,
+    METRIC_ATTRS,
+    METRIC_KIND,
+    METRIC_NAME,
+    METRIC_SERVICE,
+    SPAN_END,
+    SPAN_SERVICE,
+    SPAN_START,
+    SPAN_STATUS,
+)
+from ._models import SPAN_STATUSES, CompactionReport, RetentionReport
 from ._search import DOC_LOG, DOC_SPAN, TextIndex
 from ._settings import Settings
 
 log = logging.getLogger(__name__)
 
-Ref = tuple[bytes, int, int, int, tuple[str, ...]]
-"""A cold trace-index entry: (trace id, signal, file id, row group, services of its spans there)."""
+Ref = tuple[bytes, int, int, int, tuple[str, ...], bytes]
+"""A cold trace-index entry: (trace id, signal, file id, row group, services of the trace's
+spans there, the 8-byte ids of those spans concatenated in row order; b"" for logs).
+``HotTier.publish_files`` takes them; the span ids are what lets the hot tier know a
+span re-sent after compaction is already cold."""
 REF_FILE: Final = 2
-
-MetricRow = tuple[int, int, bytes, list[Any], bytes]
-"""A hot metric point as compaction handles it (``metric_rows``): the positions below."""
-MR_LSN: Final = 0  # WAL LSN of its batch
-MR_INDEX: Final = 1  # index in its batch
-MR_SERIES: Final = 2  # 8-byte series id
-MR_RECORD: Final = 3  # the decoded record (METRIC_*)
-MR_KEY: Final = 4  # its hot-tier key
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
+_SUBCHUNK = 16_384
+"""Hot records decoded into one column batch at a time (the raw values and the decoded
+records of a sub-chunk are dropped before the next: a step holds only its batches)."""
+_RECORD_KEY_DTYPE = np.dtype([("time", ">u8"), ("lsn", ">u8"), ("index", ">u4")])
+_ERROR = SPAN_STATUSES.index("error")
 
 
 @dataclass(frozen=True, slots=True)
 class _NewFile:
-    """A cold file encoded and about to be published, with what the LMDB indexes need."""
+    """A cold file written and staged, about to be published, with what the LMDB indexes need."""
 
     file: ColdFile
-    data: bytes
+    staged: Path
     refs: list[Ref]
     digests: list[bytes]
     """Blob digests its rows refer to."""
+
+
+@dataclass(slots=True)
+class _HotChunk:
+    """One compaction step's hot records, column-wise: the block schema batches of
+    ``_batches_from_hot``, with what the eviction needs."""
+
+    table: pa.Table
+    keys: list[bytes]
+    count: int
 
 
 def stop_event(stop: Any) -> threading.Event | None:
@@ -96,6 +129,168 @@ def stop_event(stop: Any) -> threading.Event | None:
 
 class _Interrupted(Exception):
     """Raised at a safe point of an operation asked to stop; caught by the operation."""
+
+
+def _batches_from_hot(signal: str, pairs: Sequence[tuple[bytes, bytes]]) -> pa.RecordBatch:
+    """Hot (key, packed record) pairs as a column batch (``_block.BLOCK_SCHEMAS[signal]``).
+    The one per-record step of compaction: decoding today's hot records and building the
+    batch from them (and, for metric points, their series ids); it goes when the hot tier
+    stores blocks and hands them over as they are."""
+    unpack = _codec.unpackb
+    records = [unpack(v) for _k, v in pairs]
+    if signal == "spans":
+        return _block.spans_batch(records)
+    if signal == "logs":
+        return _block.logs_batch(records)
+    series = [_codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])[0] for f in records]
+    return _block.metrics_batch(records, series)
+
+
+def _ingest_keys(keys: Sequence[bytes]) -> tuple[pa.Array, pa.Array]:
+    """(WAL lsn, index in batch) of log or metric hot keys (``RECORD_KEY``), vectorised."""
+    parsed = np.frombuffer(b"".join(keys), dtype=_RECORD_KEY_DTYPE)
+    return pa.array(parsed["lsn"].astype(np.int64)), pa.array(parsed["index"].astype(np.int32))
+
+
+def _trace_refs(table: pa.Table, signal: int, file_id: int, rg: int, *, full: bool) -> list[Ref]:
+    """Cold trace-index entries of one row group's rows (a version-2 table, or a version-1
+    one: the id columns are the same). ``full``: with the services and span ids of each
+    trace's spans there (what an added file needs); else the keys only (what removing
+    one needs)."""
+    traces = pc.drop_null(table.column("trace_id"))
+    if not full or signal == SIGNAL_LOGS:
+        found = unhex_ids(pc.unique(traces), 16, "trace_id").to_pylist()
+        return [(t, signal, file_id, rg, (), b"") for t in found]
+    grouped = (
+        pa.table(
+            {
+                "t": unhex_ids(table.column("trace_id"), 16, "trace_id"),
+                "s": table.column("service"),
+                "p": unhex_ids(table.column("span_id"), 8, "span_id"),
+            }
+        )
+        .group_by("t", use_threads=False)
+        .aggregate([("s", "distinct"), ("p", "list")])
+    )
+    lists = grouped.column("p_list").combine_chunks()
+    offsets = np.asarray(lists.offsets.to_numpy(), dtype=np.int64) * 8
+    ids = pc.list_flatten(lists)
+    raw = ids.buffers()[1].to_pybytes()[ids.offset * 8 :]
+    offsets -= offsets[0]
+    return [
+        (trace, signal, file_id, rg, tuple(sorted(services)), raw[offsets[i] : offsets[i + 1]])
+        for i, (trace, services) in enumerate(
+            zip(grouped.column("t").to_pylist(), grouped.column("s_distinct").to_pylist(), strict=True)
+        )
+    ]
+
+
+@dataclass(slots=True)
+class _FileBuilder:
+    """One cold file being built from version-2 tables: full row groups are written as they
+    fill (sorted into file order first unless the rows come in it), and the manifest
+    entry's statistics, the trace-index entries and the blob references are gathered a
+    row group at a time, so nothing of the file but one row group is held."""
+
+    writer: ColdWriter
+    row_group_rows: int
+    presorted: bool
+    pending: list[pa.Table] = field(default_factory=list)
+    pending_rows: int = 0
+    min_ns: int | None = None
+    max_ns: int | None = None
+    services: dict[str, list[int]] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+    refs: list[Ref] = field(default_factory=list)
+    digests: set[bytes] = field(default_factory=set)
+    traces: dict[str, set[bytes]] = field(default_factory=dict)  # spans: service -> distinct trace ids
+
+    @property
+    def dataset(self) -> str:
+        return self.writer.dataset
+
+    def add(self, table: pa.Table) -> None:
+        """Rows for the file (in file order when ``presorted``)."""
+        if table.num_rows:
+            self.pending.append(table)
+            self.pending_rows += table.num_rows
+        while self.pending_rows >= self.row_group_rows:
+            self._emit(self.row_group_rows)
+
+    def _emit(self, rows: int) -> None:
+        rest = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
+        if not self.presorted:
+            rest = rest.take(file_order(self.dataset, rest))
+        self._write(rest.slice(0, rows))
+        rest = rest.slice(rows)
+        self.pending = [rest] if rest.num_rows else []
+        self.pending_rows = rest.num_rows
+
+    def _write(self, table: pa.Table) -> None:
+        self.writer.write(table)
+        rg = self.writer.row_groups - 1
+        bounds = pc.min_max(table.column(TIME_COLUMN[self.dataset]))
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        self.min_ns = lo if self.min_ns is None else min(self.min_ns, lo)
+        self.max_ns = hi if self.max_ns is None else max(self.max_ns, hi)
+        dataset = self.dataset
+        if dataset == "spans":
+            per_service = (
+                pa.table(
+                    {
+                        "s": table.column("service"),
+                        "e": pc.cast(pc.equal(table.column("status"), "error"), pa.int64()),
+                        "d": table.column("duration_ns"),
+                    }
+                )
+                .group_by("s", use_threads=False)
+                .aggregate([("s", "count"), ("e", "sum"), ("d", "sum")])
+            )
+            for service, n, errors, duration in zip(
+                *(per_service.column(c).to_pylist() for c in ("s", "s_count", "e_sum", "d_sum")), strict=True
+            ):
+                acc = self.services.setdefault(service, [0, 0, 0, 0])
+                acc[0] += n
+                acc[1] += errors
+                acc[2] += duration
+        else:
+            for item in pc.value_counts(table.column("service")).to_pylist():
+                self.services.setdefault(item["values"], [0])[0] += item["counts"]
+        if dataset.startswith("metrics"):
+            self.names.update(pc.unique(table.column("name")).to_pylist())
+        signal = _TRACE_SIGNAL.get(dataset)
+        if signal is not None:
+            refs = _trace_refs(table, signal, self.writer.file_id, rg, full=True)
+            self.refs += refs
+            if signal == SIGNAL_SPANS:
+                for trace, _sig, _fid, _rg, services, _spans in refs:
+                    for service in services:
+                        self.traces.setdefault(service, set()).add(trace)
+            self.digests.update(span_digests(table) if signal == SIGNAL_SPANS else log_digests(table))
+
+    def finish(self) -> _NewFile:
+        """Write what is left and close the file: the staged file and its manifest entry."""
+        while self.pending_rows:
+            self._emit(min(self.pending_rows, self.row_group_rows))
+        size = self.writer.close()
+        for service, acc in self.services.items():
+            if self.dataset == "spans":
+                acc[3] = len(self.traces.get(service, ()))
+        w = self.writer
+        assert self.min_ns is not None and self.max_ns is not None, "a cold file holds at least one row"
+        f = ColdFile(
+            file_id=w.file_id,
+            dataset=w.dataset,
+            date=w.date,
+            rows=w.rows,
+            size=size,
+            min_ns=self.min_ns,
+            max_ns=self.max_ns,
+            row_groups=w.row_groups,
+            services=self.services,
+            names=tuple(sorted(self.names)),
+        )
+        return _NewFile(f, w.path, self.refs, sorted(self.digests))
 
 
 class Compactor:
@@ -131,10 +326,12 @@ class Compactor:
         """Whether the running operation was asked to stop (by its caller or by close)."""
         return self.closing.is_set() or (self._stop is not None and self._stop.is_set())
 
-    def _safe_point(self) -> None:
+    def _safe_point(self, staged: Sequence[_NewFile] = ()) -> None:
         """Stop here if asked: called only where everything before is committed and
-        nothing of the current step is published."""
+        nothing of the current step is published (``staged``: its files written so far,
+        deleted on the way out)."""
         if self.stopping():
+            self._discard(staged)
             raise _Interrupted
 
     # ------------------------------------------------------------ compaction
@@ -182,108 +379,131 @@ class Compactor:
         batch = self.settings.compaction_batch_records
         while True:
             self._safe_point()
-            with self.hot.reader() as txn:
-                chunk = self.hot.chunk(txn, signal, before, batch)
-            if not chunk:
+            chunk = self._hot_chunk(signal, before, batch)
+            if chunk is None:
                 return
             built: dict[str, int] = {"metrics_5m": 0, "metrics_1h": 0}
             files, evict = self._build(signal, chunk, built)
-            self._safe_point()  # built in memory only: dropping them leaves nothing
+            self._safe_point(files)  # written and staged only: dropping them leaves nothing
             self._commit(files, [], evict)
-            records[signal] += len(chunk)
+            records[signal] += chunk.count
             for dataset, n in built.items():
                 rollups[dataset] += n  # counted once committed
             for new in files:
                 written.append(new.file.relpath)
                 touched.add((new.file.dataset, new.file.date))
-            log.debug("compacted %d %s into %s", len(chunk), signal, ", ".join(f.file.relpath for f in files))
-            if len(chunk) < batch:
+            log.debug("compacted %d %s into %s", chunk.count, signal, ", ".join(f.file.relpath for f in files))
+            if chunk.count < batch:
                 return
 
+    def _hot_chunk(self, signal: str, before: int, limit: int) -> _HotChunk | None:
+        """Up to ``limit`` of the oldest hot records of ``signal`` with time < ``before``, as
+        column batches (a sub-chunk at a time: the decoded records never pile up)."""
+        bound = RECORD_KEY.pack(before, 0, 0)[:8]
+        keys: list[bytes] = []
+        batches: list[pa.RecordBatch] = []
+        pending: list[tuple[bytes, bytes]] = []
+        with self.hot.reader() as txn:
+            for key, value in self.hot.records(txn, signal):
+                if key[:8] >= bound:
+                    break
+                pending.append((key, value))
+                if len(pending) == _SUBCHUNK or len(keys) + len(pending) >= limit:
+                    batches.append(_batches_from_hot(signal, pending))
+                    keys += [k for k, _v in pending]
+                    pending = []
+                    if len(keys) >= limit:
+                        break
+            if pending:
+                batches.append(_batches_from_hot(signal, pending))
+                keys += [k for k, _v in pending]
+        if not keys:
+            return None
+        return _HotChunk(pa.Table.from_batches(batches), keys, len(keys))
+
     def _build(
-        self, signal: str, chunk: Sequence[tuple[bytes, bytes]], rollups: dict[str, int]
+        self, signal: str, chunk: _HotChunk, rollups: dict[str, int]
     ) -> tuple[list[_NewFile], Callable[[Any], None]]:
-        """Encode one chunk of hot records as cold files (one per day and dataset) and
-        the eviction of exactly those records."""
-        unpack = _codec.unpackb
-        tables: list[tuple[str, str, pa.Table]] = []
+        """Write one chunk of hot records as cold files (one per day and dataset) and
+        return them with the eviction of exactly those records."""
+        table = chunk.table
+        parts: list[tuple[str, pa.Table, bool]] = []  # (dataset, version-2 rows, in file order already)
         if signal == "spans":
-            items = [(k, unpack(v)) for k, v in chunk]
-            for date, group in _by_day(items, lambda kf: kf[1][SPAN_START]).items():
-                tables.append(("spans", date, spans_table([f for _k, f in group])))
+            refs = table.column("payload_refs")
+            digests: dict[int, list[bytes]] = {}
+            if refs.null_count < len(refs):
+                rows = np.flatnonzero(np.asarray(pc.is_valid(refs).to_numpy(zero_copy_only=False)))
+                for i, text in zip(rows.tolist(), pc.take(refs, pa.array(rows)).to_pylist(), strict=True):
+                    digests[i] = [bytes.fromhex(d) for _event, _key, d in _block.loads(text)]
+            span_items = [(k, digests.get(i, ())) for i, k in enumerate(chunk.keys)]
+            parts.append(("spans", table, False))
 
             def evict(txn: Any) -> None:
-                self.hot.evict_spans(txn, items, forget=False)
+                self.hot.evict_spans(txn, span_items)
 
         elif signal == "logs":
-            items = [(k, unpack(v)) for k, v in chunk]
-            keyed = [(*RECORD_KEY.unpack(k)[1:], f) for k, f in items]
-            for date, lgroup in _by_day(keyed, lambda r: r[2][LOG_TIME]).items():
-                tables.append(("logs", date, logs_table(lgroup)))
+            lsn, index = _ingest_keys(chunk.keys)
+            blobs = table.column("body_blob").to_pylist()
+            log_items = [
+                (k, trace, () if blob is None else (blob,))
+                for k, trace, blob in zip(chunk.keys, table.column("trace_id").to_pylist(), blobs, strict=True)
+            ]
+            parts.append(("logs", logs_table(table, lsn, index), False))
 
             def evict(txn: Any) -> None:
-                self.hot.evict_logs(txn, items)
+                self.hot.evict_logs(txn, log_items)
 
         else:
-            rows = metric_rows(chunk)
-            for date, mgroup in _by_day(rows, lambda r: r[MR_RECORD][METRIC_TIME]).items():
-                tables.append(("metrics", date, metrics_table([r[:MR_KEY] for r in mgroup])))
-            five, hour = rollup_rows(rows)
-            for dataset, parts in (("metrics_5m", five), ("metrics_1h", hour)):
-                rollups[dataset] += len(parts)
-                for date, pgroup in _by_day(parts, lambda p: p["window_start_ns"]).items():
-                    tables.append((dataset, date, rollup_table(dataset, pgroup)))
-            evict_items = [(r[MR_KEY], r[MR_SERIES]) for r in rows]
+            lsn, index = _ingest_keys(chunk.keys)
+            points = metrics_table(table, lsn, index)
+            metric_items = list(zip(chunk.keys, table.column("series_id").to_pylist(), strict=True))
+            five, hour = _rollup.rollup_tables(points)
+            rollups["metrics_5m"] += five.num_rows
+            rollups["metrics_1h"] += hour.num_rows
+            parts += [("metrics", points, False), ("metrics_5m", five, True), ("metrics_1h", hour, True)]
 
             def evict(txn: Any) -> None:
-                self.hot.evict_metrics(txn, evict_items)
+                self.hot.evict_metrics(txn, metric_items)
 
-        ids = self.hot.alloc_file_ids(len(tables))
-        files = []
-        for fid, (dataset, date, table) in zip(ids, tables, strict=True):
-            self._safe_point()  # between encodings: nothing published yet
-            files.append(self._encode(fid, dataset, date, table))
+        by_day: list[tuple[str, str, pa.Table, bool]] = []
+        for dataset, rows, ordered in parts:
+            if dataset == "spans":
+                rows = first_of_each_span(rows)
+            for day, taken in day_parts(rows.column(TIME_COLUMN[dataset])):
+                part = rows if len(taken) == rows.num_rows else rows.take(pa.array(taken))
+                by_day.append((dataset, day_of(day * DAY_NS), part, ordered))
+        ids = self.hot.alloc_file_ids(len(by_day))
+        files: list[_NewFile] = []
+        for fid, (dataset, date, part, ordered) in zip(ids, by_day, strict=True):
+            self._safe_point(files)  # between files: nothing published yet
+            if not ordered:
+                part = part.take(file_order(dataset, part))
+                if dataset == "spans":
+                    part = spans_table(part)
+            files.append(self._write(fid, dataset, date, [part], staged=files))
         return files, evict
 
-    def _encode(self, file_id: int, dataset: str, date: str, table: pa.Table) -> _NewFile:
-        data = self.cold.encode(dataset, table)
-        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
-        times = table.column(TIME_COLUMN[dataset])
-        services: dict[str, list[int]] = {}
-        if dataset == "spans":
-            traces: dict[str, set[str]] = {}
-            for svc, status, dur, trace in zip(
-                table.column("service").to_pylist(),
-                table.column("status").to_pylist(),
-                table.column("duration_ns").to_pylist(),
-                table.column("trace_id").to_pylist(),
-                strict=True,
-            ):
-                acc = services.setdefault(svc, [0, 0, 0, 0])
-                acc[0] += 1
-                acc[1] += status == "error"
-                acc[2] += dur
-                traces.setdefault(svc, set()).add(trace)
-            for svc, ts in traces.items():
-                services[svc][3] = len(ts)
-        else:
-            for svc in table.column("service").to_pylist():
-                services.setdefault(svc, [0])[0] += 1
-        names = tuple(sorted(set(table.column("name").to_pylist()))) if dataset.startswith("metrics") else ()
-        f = ColdFile(
-            file_id=file_id,
-            dataset=dataset,
-            date=date,
-            rows=table.num_rows,
-            size=len(data),
-            min_ns=int(pa.compute.min(times).as_py()),
-            max_ns=int(pa.compute.max(times).as_py()),
-            row_groups=meta.num_row_groups,
-            services=services,
-            names=names,
-        )
-        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return _NewFile(f, data, _refs_of(f, table, sizes), file_digests(table))
+    def _write(
+        self, file_id: int, dataset: str, date: str, tables: Sequence[pa.Table], *, staged: Sequence[_NewFile]
+    ) -> _NewFile:
+        """One new file of ``tables`` (version 2, in file order); on failure nothing of
+        it, nor of ``staged`` (the step's files so far), is left behind."""
+        try:
+            writer = self.cold.writer(file_id, dataset, date, rows_hint=sum(t.num_rows for t in tables))
+        except OSError as exc:
+            self._discard(staged)
+            raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+        builder = _FileBuilder(writer, self.cold.row_group_rows, presorted=True)
+        try:
+            for t in tables:
+                builder.add(t)
+            return builder.finish()
+        except BaseException as exc:
+            writer.abort()
+            self._discard(staged)
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+            raise
 
     def _commit(
         self,
@@ -295,7 +515,7 @@ class Compactor:
         """Steps 1-3 of the protocol in the module docstring."""
         try:
             for new in added:
-                self.cold.publish(new.file, new.data)
+                self.cold.publish(new.file, new.staged)
         except OSError as exc:
             self._discard(added)
             raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
@@ -326,9 +546,9 @@ class Compactor:
             self.cold.remove(f for f, _r in removed)
 
     def _discard(self, added: Sequence[_NewFile]) -> None:
-        """Remove files published for a change that did not commit (else: orphans at next open)."""
+        """Remove files written or published for a change that did not commit (else: orphans at next open)."""
         for new in added:
-            self.cold.discard(new.file)
+            self.cold.discard(new.file, new.staged)
 
     # ------------------------------------------------------------ small-file merges
 
@@ -378,20 +598,105 @@ class Compactor:
         return merged
 
     def _merge(self, dataset: str, date: str, files: list[ColdFile]) -> None:
-        tables = []
-        for f in files:
-            self._safe_point()  # reading: nothing published yet
-            tables.append(self.cold.read_all(f))
-        table = pa.concat_tables(tables)
-        old_refs = [r for f, t in zip(files, tables, strict=True) for r in _refs_of(f, t, self.cold.row_group_sizes(f))]
-        if dataset == "spans":
-            table = _first_of_each_span(table)
-        table = sort_table(dataset, table)
+        """Replace ``files`` (one partition) by one version-2 file holding their rows, the
+        first copy of a span seen twice only, streamed a row group at a time (each output
+        row group sorted into file order)."""
+        keep = self._first_copies(files) if dataset == "spans" else None
         (fid,) = self.hot.alloc_file_ids(1)
-        new = self._encode(fid, dataset, date, table)
-        self._safe_point()
-        self._commit([new], [(f, [r for r in old_refs if r[REF_FILE] == f.file_id]) for f in files], None)
-        log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new.file.relpath)
+        try:
+            writer = self.cold.writer(fid, dataset, date, rows_hint=sum(f.rows for f in files))
+        except OSError as exc:
+            raise StorageError(f"writing a merged cold file failed (nothing changed): {exc}") from exc
+        builder = _FileBuilder(writer, self.cold.row_group_rows, presorted=False)
+        removed: list[tuple[ColdFile, list[Ref]]] = []
+        try:
+            at = 0
+            signal = _TRACE_SIGNAL.get(dataset)
+            for f in files:
+                old: list[Ref] = []
+                for rg, n in enumerate(self.cold.row_group_sizes(f)):
+                    self._safe_point()  # reading: nothing published yet
+                    table = self.cold.read_row_groups(f, [rg])
+                    if signal is not None:
+                        old += _trace_refs(table, signal, f.file_id, rg, full=False)
+                    table = upgrade(dataset, table)
+                    if keep is not None:
+                        table = table.filter(pa.array(keep[at : at + n]))
+                    at += n
+                    builder.add(table)
+                removed.append((f, old))
+            new = builder.finish()
+        except BaseException as exc:
+            writer.abort()
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise StorageError(f"writing a merged cold file failed (nothing changed): {exc}") from exc
+            raise
+        self._safe_point([new])
+        self._commit([new], removed, None)
+        if len(files) == 1:
+            log.info("rewrote cold file %s (format %d) as %s", files[0].relpath, files[0].version, new.file.relpath)
+        else:
+            log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new.file.relpath)
+
+    def _first_copies(self, files: Sequence[ColdFile]) -> np.ndarray | None:
+        """For the rows of span files in file and row order: which are the first copy of
+        their (trace_id, span_id) (one hash aggregation over 24-byte keys); None when every
+        row is."""
+        keys = []
+        for f in files:
+            self._safe_point()
+            ids = self.cold.read_all(f, columns=["trace_id", "span_id"])
+            if ids.num_rows:
+                trace = unhex_ids(ids.column("trace_id"), 16, "trace_id")
+                span = unhex_ids(ids.column("span_id"), 8, "span_id")
+                keys.append(
+                    np.concatenate(
+                        [
+                            np.frombuffer(trace.buffers()[1], np.uint8, count=16 * len(trace)).reshape(-1, 16),
+                            np.frombuffer(span.buffers()[1], np.uint8, count=8 * len(span)).reshape(-1, 8),
+                        ],
+                        axis=1,
+                    )
+                )
+        if not keys:
+            return None
+        flat = np.concatenate(keys)
+        n = len(flat)
+        column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(24), n, [None, pa.py_buffer(flat.tobytes())])
+        firsts = (
+            pa.table({"k": column, "i": pa.array(np.arange(n), pa.int64())})
+            .group_by("k", use_threads=False)
+            .aggregate([("i", "min")])
+        )
+        if firsts.num_rows == n:
+            return None
+        keep = np.zeros(n, dtype=bool)
+        keep[firsts.column("i_min").to_numpy()] = True
+        return keep
+
+    # ------------------------------------------------------------ migration
+
+    def migrate_files(self, stop: threading.Event | None = None) -> int:
+        """Rewrite every cold file of an older format version (docs/format/cold.md,
+        "Version") in the current one, one file per step through the merge path: each
+        step publishes the new file and drops the old one in one manifest commit, so a
+        crash midway loses nothing and the next call carries on. Returns how many files
+        were rewritten; once ``stop`` is set it returns between files. ``Store`` calls it
+        when a writer opens the store."""
+        with self.lock, self._stoppable(stop_event(stop)):
+            self.check_open()
+            with self.hot.reader() as txn:
+                old = [f for f in self.hot.manifest(txn) if f.version != FORMAT_VERSION]
+            done = 0
+            for f in old:
+                try:
+                    self._merge(f.dataset, f.date, [f])
+                except _Interrupted:
+                    break
+                done += 1
+            if old:
+                log.info("rewrote %d of %d cold files of an older format in %s", done, len(old), self.cold.location)
+            return done
 
     # ------------------------------------------------------------ retention
 
@@ -490,7 +795,7 @@ class Compactor:
                 cur = stats.setdefault(svc, [0, 0, 0, 0])
                 for i in range(3):
                     cur[i] += acc[i]
-            for trace, _sig, _fid, _rg, services in refs:
+            for trace, _sig, _fid, _rg, services, _spans in refs:
                 by_trace.setdefault(trace, set()).update(services)
 
         def forget(txn: Any) -> None:
@@ -501,15 +806,9 @@ class Compactor:
 
     def _drop_hot(self, signal: str, before: int, dropped: dict[str, int]) -> None:
         """Delete hot records older than ``before`` without writing them anywhere, one
-        chunk per step, counting them in ``dropped[signal]``."""
+        chunk per step, counting them in ``dropped[signal]``; dropped spans leave the
+        per-service counters."""
         batch = self.settings.compaction_batch_records
-
-        def evict(txn: Any, items: list[tuple[bytes, Any]]) -> None:
-            if signal == "spans":
-                self.hot.evict_spans(txn, items, forget=True)
-            else:
-                self.hot.evict_logs(txn, items)
-
         while True:
             self._safe_point()
             with self.hot.reader() as txn:
@@ -519,7 +818,12 @@ class Compactor:
             items = [(k, _codec.unpackb(v)) for k, v in chunk]
 
             def run(txn: Any, items: list[tuple[bytes, Any]] = items) -> None:
-                evict(txn, items)
+                if signal == "spans":
+                    gone = set(self.hot.evict_spans(txn, [(k, _blobs.span_digests(f)) for k, f in items]))
+                    if gone:
+                        self.hot.forget_spans(txn, *_forgotten([(k, f) for k, f in items if k in gone]))
+                else:
+                    self.hot.evict_logs(txn, [(k, f[LOG_TRACE], _blobs.log_digests(f)) for k, f in items])
 
             self.hot.write(run)
             dropped[signal] += len(items)
@@ -527,10 +831,18 @@ class Compactor:
                 return
 
     def _refs_of_file(self, f: ColdFile) -> list[Ref]:
-        if f.dataset not in _TRACE_SIGNAL:
+        """The trace-index entries of a whole file (with the services of each trace's spans)."""
+        signal = _TRACE_SIGNAL.get(f.dataset)
+        if signal is None:
             return []
-        columns = ["trace_id", "service"] if f.dataset == "spans" else ["trace_id"]
-        return _refs_of(f, self.cold.read_all(f, columns=columns), self.cold.row_group_sizes(f))
+        columns = ["trace_id", "service", "span_id"] if signal == SIGNAL_SPANS else ["trace_id"]
+        table = self.cold.read_all(f, columns=columns)
+        out: list[Ref] = []
+        at = 0
+        for rg, n in enumerate(self.cold.row_group_sizes(f)):
+            out += _trace_refs(table.slice(at, n), signal, f.file_id, rg, full=True)
+            at += n
+        return out
 
     # ------------------------------------------------------------ blobs
 
@@ -552,57 +864,35 @@ class Compactor:
         return self.cold.sweep_orphans(live)
 
 
-def metric_rows(chunk: Sequence[tuple[bytes, bytes]]) -> list[MetricRow]:
-    """(wal lsn, index in batch, series id, record, hot key) of hot metric (key, value) pairs."""
-    rows = []
-    for k, v in chunk:
-        f = _codec.unpackb(v)
-        sid, _desc = _codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])
-        _t, lsn, idx = RECORD_KEY.unpack(k)
-        rows.append((lsn, idx, sid, f, k))
-    return rows
+def _forgotten(gone: Sequence[tuple[bytes, list[Any]]]) -> tuple[dict[str, list[int]], dict[bytes, set[str]]]:
+    """What hot spans leaving the store (retention) take from the per-service counters:
+    service -> [spans, errors, duration ns, 0], and trace -> services (``forget_spans``)."""
+    stats: dict[str, list[int]] = {}
+    by_trace: dict[bytes, set[str]] = {}
+    for key, f in gone:
+        acc = stats.setdefault(f[SPAN_SERVICE], [0, 0, 0, 0])
+        acc[0] += 1
+        acc[1] += f[SPAN_STATUS] == _ERROR
+        acc[2] += f[SPAN_END] - f[SPAN_START]
+        by_trace.setdefault(key[8:24], set()).add(f[SPAN_SERVICE])
+    return stats, by_trace
 
 
-def rollup_rows(rows: Sequence[MetricRow]) -> tuple[list[Any], list[Any]]:
-    """The 5-minute and 1-hour rollup rows of metric points, as compaction writes them."""
-    five = _rollup.partials_from_points(((r[MR_SERIES].hex(), r[MR_RECORD]) for r in rows), WINDOW_NS["metrics_5m"])
-    return five, _rollup.rewindow(five, WINDOW_NS["metrics_1h"])
-
-
-def _by_day(items: Sequence[Any], time_of: Callable[[Any], int]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for item in items:
-        out.setdefault(day_of(time_of(item)), []).append(item)
+def hot_cold_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:
+    """Every record of the hot tier, as of ``txn``, as the version-2 cold tables compaction
+    would write (rollups included, computed as compaction computes them; rows in no
+    particular order): what ``Store.sql`` unions with the cold files."""
+    out: dict[str, pa.Table] = {}
+    for signal in ("spans", "logs", "metrics"):
+        pairs = list(hot.records(txn, signal))
+        keys = [k for k, _v in pairs]
+        batch = _batches_from_hot(signal, pairs)
+        del pairs
+        if signal == "spans":
+            out["spans"] = spans_table(batch)
+        elif signal == "logs":
+            out["logs"] = logs_table(batch, *_ingest_keys(keys))
+        else:
+            out["metrics"] = metrics_table(batch, *_ingest_keys(keys))
+            out["metrics_5m"], out["metrics_1h"] = _rollup.rollup_tables(out["metrics"])
     return out
-
-
-def _refs_of(f: ColdFile, table: pa.Table, sizes: Sequence[int]) -> list[Ref]:
-    """Cold trace-index entries for a file's rows (``table`` in file row order,
-    ``sizes`` the rows of each row group)."""
-    signal = _TRACE_SIGNAL.get(f.dataset)
-    if signal is None:
-        return []
-    found: dict[tuple[str, int], set[str]] = {}
-    traces = table.column("trace_id").to_pylist()
-    services = table.column("service").to_pylist() if signal == SIGNAL_SPANS else [None] * len(traces)
-    row = 0
-    for rg, n in enumerate(sizes):
-        for t, svc in zip(traces[row : row + n], services[row : row + n], strict=True):
-            if t is not None:
-                held = found.setdefault((t, rg), set())
-                if svc is not None:
-                    held.add(svc)
-        row += n
-    return [(bytes.fromhex(t), signal, f.file_id, rg, tuple(sorted(svcs))) for (t, rg), svcs in sorted(found.items())]
-
-
-def _first_of_each_span(table: pa.Table) -> pa.Table:
-    """Drop later copies of a (trace_id, span_id): the first write wins, as in the hot tier."""
-    keys = zip(table.column("trace_id").to_pylist(), table.column("span_id").to_pylist(), strict=True)
-    seen: set[tuple[str, str]] = set()
-    keep = []
-    for i, key in enumerate(keys):
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return table if len(keep) == table.num_rows else table.take(keep)

@@ -23,8 +23,8 @@ from typing import Any, ClassVar, TypeVar
 
 import lmdb
 
-from ._blobs import BlobStore, Payloads, log_digests, span_digests
-from ._codec import STATUS_ERROR, CommentRow, LogRow, MetricRow, SpanRow, packb, unpackb
+from ._blobs import BlobStore, Payloads
+from ._codec import CommentRow, LogRow, MetricRow, SpanRow, packb, unpackb
 from ._cold import ColdFile
 from ._errors import CorruptionError, StorageError
 from ._fsutil import sync_filesystem
@@ -41,14 +41,12 @@ from ._layout import (
     LOG_ROW_SEVERITY,
     LOG_ROW_TIME,
     LOG_ROW_TRACE,
-    LOG_TRACE,
     METRIC_ROW_DESC,
     METRIC_ROW_NAME,
     METRIC_ROW_PACKED,
     METRIC_ROW_SERIES,
     METRIC_ROW_TIME,
     SERIES_SERVICE,
-    SPAN_END,
     SPAN_ID,
     SPAN_ROW_DURATION,
     SPAN_ROW_ERROR,
@@ -59,9 +57,7 @@ from ._layout import (
     SPAN_ROW_SERVICE,
     SPAN_ROW_START,
     SPAN_ROW_TRACE,
-    SPAN_SERVICE,
     SPAN_START,
-    SPAN_STATUS,
     SPAN_TRACE,
     Group,
 )
@@ -832,13 +828,14 @@ class HotTier:
         txn: lmdb.Transaction,
         added: Sequence[ColdFile],
         removed: Sequence[ColdFile],
-        refs_added: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
-        refs_removed: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
+        refs_added: Sequence[tuple[bytes, int, int, int, tuple[str, ...], bytes]],
+        refs_removed: Sequence[tuple[bytes, int, int, int, tuple[str, ...], bytes]],
         blobs_added: Sequence[tuple[int, list[bytes]]] = (),
     ) -> None:
         """Manifest and trace-index changes; refs are (trace, signal, file id, row group,
-        services of the trace's spans there). ``blobs_added``: (file id, digests its
-        rows refer to) of added files; removed files' blob references go with them."""
+        services of the trace's spans there, the 8-byte ids of those spans concatenated
+        (b"" for logs); not stored yet). ``blobs_added``: (file id, digests its rows refer
+        to) of added files; removed files' blob references go with them."""
         files, traces = self.db["cold_files"], self.db["cold_traces"]
         by_file, by_blob, gc = self.db["cold_file_blobs"], self.db["cold_blobs"], self.db["blob_gc"]
         for file_id, digests in blobs_added:
@@ -854,13 +851,13 @@ class HotTier:
                 txn.put(digest, b"", db=gc)
         for f in added:
             txn.put(_I.pack(f.file_id), f.pack(), db=files)
-        for trace, signal, file_id, rg, _services in refs_removed:
+        for trace, signal, file_id, rg, _services, _spans in refs_removed:
             txn.delete(trace + _TREF.pack(signal, file_id, rg), db=traces)
         if refs_added:
             txn.cursor(db=traces).putmulti(
                 sorted(
                     (trace + _TREF.pack(signal, file_id, rg), packb(sorted(services)) if services else b"")
-                    for trace, signal, file_id, rg, services in refs_added
+                    for trace, signal, file_id, rg, services, _spans in refs_added
                 )
             )
 
@@ -938,29 +935,21 @@ class HotTier:
                     break
         return out
 
-    def evict_spans(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, list[Any]]], *, forget: bool) -> None:
-        """Delete spans (by primary key) and their index entries. ``forget``: the spans
-        leave the store (retention), so the per-service counters drop them too;
-        otherwise they moved to the cold tier and the counters stay."""
+    def evict_spans(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[bytes]:
+        """Delete spans (by primary key, with the blob digests each refers to) and their
+        index entries; returns the keys deleted. The per-service counters stay (the spans
+        moved to the cold tier); retention takes spans that leave the store out of them
+        with ``forget_spans``."""
         spans, ids, lean = self.db["spans"], self.db["span_ids"], self.db["span_lean"]
-        gone: list[tuple[bytes, list[Any]]] = []
-        for key, f in items:
+        gone: list[bytes] = []
+        for key, digests in items:
             if txn.delete(key, db=spans):
                 txn.delete(key[8:], db=ids)
                 txn.delete(key, db=lean)
-                gone.append((key, f))
-                for digest in span_digests(f):
+                gone.append(key)
+                for digest in digests:
                     self._drop_ref(txn, digest + bytes((SIGNAL_SPANS,)) + key, digest)
-        if forget and gone:
-            stats: dict[str, list[int]] = {}
-            by_trace: dict[bytes, set[str]] = {}
-            for key, f in gone:
-                acc = stats.setdefault(f[SPAN_SERVICE], [0, 0, 0, 0])
-                acc[0] += 1
-                acc[1] += f[SPAN_STATUS] == STATUS_ERROR
-                acc[2] += f[SPAN_END] - f[SPAN_START]
-                by_trace.setdefault(key[8:24], set()).add(f[SPAN_SERVICE])
-            self.forget_spans(txn, stats, by_trace)
+        return gone
 
     def forget_spans(self, txn: lmdb.Transaction, stats: dict[str, list[int]], by_trace: dict[bytes, set[str]]) -> None:
         """Take spans that left the store out of the per-service counters: ``stats`` is
@@ -984,14 +973,15 @@ class HotTier:
             else:
                 txn.put(key, _STATS.pack(*left), db=db)
 
-    def evict_logs(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, list[Any]]]) -> None:
+    def evict_logs(self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, bytes | None, Sequence[bytes]]]) -> None:
+        """Delete log records by (primary key, trace id or None, blob digests it refers to)."""
         logs, by_trace = self.db["logs"], self.db["log_trace"]
-        for key, f in items:
+        for key, trace, digests in items:
             if txn.delete(key, db=logs):
                 txn.delete(key, db=self.db["log_lean"])
-                if f[LOG_TRACE] is not None:
-                    txn.delete(f[LOG_TRACE] + key, db=by_trace)
-                for digest in log_digests(f):
+                if trace is not None:
+                    txn.delete(trace + key, db=by_trace)
+                for digest in digests:
                     self._drop_ref(txn, digest + bytes((SIGNAL_LOGS,)) + key, digest)
 
     def _drop_ref(self, txn: lmdb.Transaction, ref: bytes, digest: bytes) -> None:
