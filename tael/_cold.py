@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from ._coldformat import (
     DICTIONARY_COLUMNS,
     FORMAT_VERSION,
+    JSON_COLUMNS,
     LIGHT_COLUMNS,
     SCHEMAS,
     SORT_KEYS,
@@ -142,8 +143,9 @@ def columns_of(table: pa.Table) -> dict[str, list[Any]]:
 class ColdWriter:
     """One version-2 cold file being written, a row group per :meth:`write`, into a staged
     local file (``ColdTier.stage``): zstd, dictionaries on the repetitive strings,
-    statistics, page index, a bloom filter on ``trace_id``, and (but for spans, whose
-    order is not a column sort) the sort order recorded per row group."""
+    statistics (but on the JSON text columns: no engine prunes by them), page index, a
+    bloom filter on ``trace_id``, and (but for spans, whose order is not a column sort)
+    the sort order recorded per row group."""
 
     def __init__(self, tier: ColdTier, file_id: int, dataset: str, date: str, *, rows_hint: int) -> None:
         self.file_id, self.dataset, self.date = file_id, dataset, date
@@ -158,7 +160,7 @@ class ColdWriter:
                 compression="zstd",
                 compression_level=tier.compression_level,
                 use_dictionary=[c for c in names if c in DICTIONARY_COLUMNS],
-                write_statistics=True,
+                write_statistics=[c for c in names if c not in JSON_COLUMNS],
                 write_page_index=True,
                 bloom_filter_options={"trace_id": {"ndv": max(rows_hint, 1), "fpp": 0.01}}
                 if "trace_id" in names

@@ -358,6 +358,10 @@ DICTIONARY_COLUMNS: Final = frozenset(
 """Repetitive strings stored dictionary-encoded. Ids, bodies and attribute text are not:
 measured on the synthetic workload, dictionaries there made files larger and slower to read."""
 
+JSON_COLUMNS: Final = frozenset({"attributes", "resource", "events", "links", "payload_refs"})
+"""The JSON text columns (version 2): written without min/max statistics, which no engine
+prunes by and which cost time and footer bytes for long values."""
+
 LIGHT_COLUMNS: Final = {
     "spans": ("trace_id", "span_id", "start_ns", "service", "name", "kind", "status", "duration_ns"),
     "logs": ("time_ns", "wal_lsn", "batch_index", "service", "severity_number", "trace_id"),

@@ -41,8 +41,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -50,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _blobs, _block, _codec, _rollup
-from ._cold import ColdFile, ColdTier, ColdWriter, day_of, day_start_ns
+from ._cold import ColdFile, ColdTier, day_of, day_start_ns
 from ._coldformat import (
     DAY_NS,
     FORMAT_VERSION,
@@ -58,14 +57,13 @@ from ._coldformat import (
     day_parts,
     file_order,
     first_of_each_span,
-    log_digests,
     logs_table,
     metrics_table,
-    span_digests,
     spans_table,
     unhex_ids,
     upgrade,
 )
+from ._coldwrite import FileBuilder, NewFile, Ref, trace_refs
 from ._errors import StorageError, StoreClosedError
 from ._hot import RECORD_KEY, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
 from ._layout import (
@@ -85,11 +83,6 @@ from ._settings import Settings
 
 log = logging.getLogger(__name__)
 
-Ref = tuple[bytes, int, int, int, tuple[str, ...], bytes]
-"""A cold trace-index entry: (trace id, signal, file id, row group, services of the trace's
-spans there, the 8-byte ids of those spans concatenated in row order; b"" for logs).
-``HotTier.publish_files`` takes them; the span ids are what lets the hot tier know a
-span re-sent after compaction is already cold."""
 REF_FILE: Final = 2
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
 _SUBCHUNK = 16_384
@@ -97,17 +90,6 @@ _SUBCHUNK = 16_384
 records of a sub-chunk are dropped before the next: a step holds only its batches)."""
 _RECORD_KEY_DTYPE = np.dtype([("time", ">u8"), ("lsn", ">u8"), ("index", ">u4")])
 _ERROR = SPAN_STATUSES.index("error")
-
-
-@dataclass(frozen=True, slots=True)
-class _NewFile:
-    """A cold file written and staged, about to be published, with what the LMDB indexes need."""
-
-    file: ColdFile
-    staged: Path
-    refs: list[Ref]
-    digests: list[bytes]
-    """Blob digests its rows refer to."""
 
 
 @dataclass(slots=True)
@@ -152,147 +134,6 @@ def _ingest_keys(keys: Sequence[bytes]) -> tuple[pa.Array, pa.Array]:
     return pa.array(parsed["lsn"].astype(np.int64)), pa.array(parsed["index"].astype(np.int32))
 
 
-def _trace_refs(table: pa.Table, signal: int, file_id: int, rg: int, *, full: bool) -> list[Ref]:
-    """Cold trace-index entries of one row group's rows (a version-2 table, or a version-1
-    one: the id columns are the same). ``full``: with the services and span ids of each
-    trace's spans there (what an added file needs); else the keys only (what removing
-    one needs)."""
-    traces = pc.drop_null(table.column("trace_id"))
-    if not full or signal == SIGNAL_LOGS:
-        found = unhex_ids(pc.unique(traces), 16, "trace_id").to_pylist()
-        return [(t, signal, file_id, rg, (), b"") for t in found]
-    grouped = (
-        pa.table(
-            {
-                "t": unhex_ids(table.column("trace_id"), 16, "trace_id"),
-                "s": table.column("service"),
-                "p": unhex_ids(table.column("span_id"), 8, "span_id"),
-            }
-        )
-        .group_by("t", use_threads=False)
-        .aggregate([("s", "distinct"), ("p", "list")])
-    )
-    lists = grouped.column("p_list").combine_chunks()
-    offsets = np.asarray(lists.offsets.to_numpy(), dtype=np.int64) * 8
-    ids = pc.list_flatten(lists)
-    raw = ids.buffers()[1].to_pybytes()[ids.offset * 8 :]
-    offsets -= offsets[0]
-    return [
-        (trace, signal, file_id, rg, tuple(sorted(services)), raw[offsets[i] : offsets[i + 1]])
-        for i, (trace, services) in enumerate(
-            zip(grouped.column("t").to_pylist(), grouped.column("s_distinct").to_pylist(), strict=True)
-        )
-    ]
-
-
-@dataclass(slots=True)
-class _FileBuilder:
-    """One cold file being built from version-2 tables: full row groups are written as they
-    fill (sorted into file order first unless the rows come in it), and the manifest
-    entry's statistics, the trace-index entries and the blob references are gathered a
-    row group at a time, so nothing of the file but one row group is held."""
-
-    writer: ColdWriter
-    row_group_rows: int
-    presorted: bool
-    pending: list[pa.Table] = field(default_factory=list)
-    pending_rows: int = 0
-    min_ns: int | None = None
-    max_ns: int | None = None
-    services: dict[str, list[int]] = field(default_factory=dict)
-    names: set[str] = field(default_factory=set)
-    refs: list[Ref] = field(default_factory=list)
-    digests: set[bytes] = field(default_factory=set)
-    traces: dict[str, set[bytes]] = field(default_factory=dict)  # spans: service -> distinct trace ids
-
-    @property
-    def dataset(self) -> str:
-        return self.writer.dataset
-
-    def add(self, table: pa.Table) -> None:
-        """Rows for the file (in file order when ``presorted``)."""
-        if table.num_rows:
-            self.pending.append(table)
-            self.pending_rows += table.num_rows
-        while self.pending_rows >= self.row_group_rows:
-            self._emit(self.row_group_rows)
-
-    def _emit(self, rows: int) -> None:
-        rest = pa.concat_tables(self.pending) if len(self.pending) > 1 else self.pending[0]
-        if not self.presorted:
-            rest = rest.take(file_order(self.dataset, rest))
-        self._write(rest.slice(0, rows))
-        rest = rest.slice(rows)
-        self.pending = [rest] if rest.num_rows else []
-        self.pending_rows = rest.num_rows
-
-    def _write(self, table: pa.Table) -> None:
-        self.writer.write(table)
-        rg = self.writer.row_groups - 1
-        bounds = pc.min_max(table.column(TIME_COLUMN[self.dataset]))
-        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-        self.min_ns = lo if self.min_ns is None else min(self.min_ns, lo)
-        self.max_ns = hi if self.max_ns is None else max(self.max_ns, hi)
-        dataset = self.dataset
-        if dataset == "spans":
-            per_service = (
-                pa.table(
-                    {
-                        "s": table.column("service"),
-                        "e": pc.cast(pc.equal(table.column("status"), "error"), pa.int64()),
-                        "d": table.column("duration_ns"),
-                    }
-                )
-                .group_by("s", use_threads=False)
-                .aggregate([("s", "count"), ("e", "sum"), ("d", "sum")])
-            )
-            for service, n, errors, duration in zip(
-                *(per_service.column(c).to_pylist() for c in ("s", "s_count", "e_sum", "d_sum")), strict=True
-            ):
-                acc = self.services.setdefault(service, [0, 0, 0, 0])
-                acc[0] += n
-                acc[1] += errors
-                acc[2] += duration
-        else:
-            for item in pc.value_counts(table.column("service")).to_pylist():
-                self.services.setdefault(item["values"], [0])[0] += item["counts"]
-        if dataset.startswith("metrics"):
-            self.names.update(pc.unique(table.column("name")).to_pylist())
-        signal = _TRACE_SIGNAL.get(dataset)
-        if signal is not None:
-            refs = _trace_refs(table, signal, self.writer.file_id, rg, full=True)
-            self.refs += refs
-            if signal == SIGNAL_SPANS:
-                for trace, _sig, _fid, _rg, services, _spans in refs:
-                    for service in services:
-                        self.traces.setdefault(service, set()).add(trace)
-            self.digests.update(span_digests(table) if signal == SIGNAL_SPANS else log_digests(table))
-
-    def finish(self) -> _NewFile:
-        """Write what is left and close the file: the staged file and its manifest entry."""
-        while self.pending_rows:
-            self._emit(min(self.pending_rows, self.row_group_rows))
-        size = self.writer.close()
-        for service, acc in self.services.items():
-            if self.dataset == "spans":
-                acc[3] = len(self.traces.get(service, ()))
-        w = self.writer
-        assert self.min_ns is not None and self.max_ns is not None, "a cold file holds at least one row"
-        f = ColdFile(
-            file_id=w.file_id,
-            dataset=w.dataset,
-            date=w.date,
-            rows=w.rows,
-            size=size,
-            min_ns=self.min_ns,
-            max_ns=self.max_ns,
-            row_groups=w.row_groups,
-            services=self.services,
-            names=tuple(sorted(self.names)),
-        )
-        return _NewFile(f, w.path, self.refs, sorted(self.digests))
-
-
 class Compactor:
     """Owns every change to the cold tier's manifest. One operation at a time."""
 
@@ -326,7 +167,7 @@ class Compactor:
         """Whether the running operation was asked to stop (by its caller or by close)."""
         return self.closing.is_set() or (self._stop is not None and self._stop.is_set())
 
-    def _safe_point(self, staged: Sequence[_NewFile] = ()) -> None:
+    def _safe_point(self, staged: Sequence[NewFile] = ()) -> None:
         """Stop here if asked: called only where everything before is committed and
         nothing of the current step is published (``staged``: its files written so far,
         deleted on the way out)."""
@@ -423,7 +264,7 @@ class Compactor:
 
     def _build(
         self, signal: str, chunk: _HotChunk, rollups: dict[str, int]
-    ) -> tuple[list[_NewFile], Callable[[Any], None]]:
+    ) -> tuple[list[NewFile], Callable[[Any], None]]:
         """Write one chunk of hot records as cold files (one per day and dataset) and
         return them with the eviction of exactly those records."""
         table = chunk.table
@@ -473,30 +314,34 @@ class Compactor:
                 part = rows if len(taken) == rows.num_rows else rows.take(pa.array(taken))
                 by_day.append((dataset, day_of(day * DAY_NS), part, ordered))
         ids = self.hot.alloc_file_ids(len(by_day))
-        files: list[_NewFile] = []
+        files: list[NewFile] = []
         for fid, (dataset, date, part, ordered) in zip(ids, by_day, strict=True):
             self._safe_point(files)  # between files: nothing published yet
-            if not ordered:
-                part = part.take(file_order(dataset, part))
-                if dataset == "spans":
-                    part = spans_table(part)
-            files.append(self._write(fid, dataset, date, [part], staged=files))
+            files.append(self._write(fid, dataset, date, part, None if ordered else file_order(dataset, part), files))
         return files, evict
 
     def _write(
-        self, file_id: int, dataset: str, date: str, tables: Sequence[pa.Table], *, staged: Sequence[_NewFile]
-    ) -> _NewFile:
-        """One new file of ``tables`` (version 2, in file order); on failure nothing of
-        it, nor of ``staged`` (the step's files so far), is left behind."""
+        self,
+        file_id: int,
+        dataset: str,
+        date: str,
+        rows: pa.Table,
+        order: pa.Array | None,
+        staged: Sequence[NewFile],
+    ) -> NewFile:
+        """One new file of ``rows`` taken in ``order`` (None: they are in file order; spans
+        come as a column batch, made version 2 here); on failure nothing of it, nor of
+        ``staged`` (the step's files so far), is left behind."""
         try:
-            writer = self.cold.writer(file_id, dataset, date, rows_hint=sum(t.num_rows for t in tables))
+            writer = self.cold.writer(file_id, dataset, date, rows_hint=rows.num_rows)
         except OSError as exc:
             self._discard(staged)
             raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
-        builder = _FileBuilder(writer, self.cold.row_group_rows, presorted=True)
+        builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
         try:
-            for t in tables:
-                builder.add(t)
+            if order is not None:
+                rows = rows.take(order)
+            builder.add_sorted(spans_table(rows) if dataset == "spans" else rows)
             return builder.finish()
         except BaseException as exc:
             writer.abort()
@@ -507,7 +352,7 @@ class Compactor:
 
     def _commit(
         self,
-        added: Sequence[_NewFile],
+        added: Sequence[NewFile],
         removed: Sequence[tuple[ColdFile, list[Ref]]],
         evict: Callable[[Any], None] | None,
         after: Callable[[Any], None] | None = None,
@@ -545,7 +390,7 @@ class Compactor:
             self.hot.sync()  # the manifest no longer naming them is durable before they go
             self.cold.remove(f for f, _r in removed)
 
-    def _discard(self, added: Sequence[_NewFile]) -> None:
+    def _discard(self, added: Sequence[NewFile]) -> None:
         """Remove files written or published for a change that did not commit (else: orphans at next open)."""
         for new in added:
             self.cold.discard(new.file, new.staged)
@@ -607,7 +452,7 @@ class Compactor:
             writer = self.cold.writer(fid, dataset, date, rows_hint=sum(f.rows for f in files))
         except OSError as exc:
             raise StorageError(f"writing a merged cold file failed (nothing changed): {exc}") from exc
-        builder = _FileBuilder(writer, self.cold.row_group_rows, presorted=False)
+        builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
         removed: list[tuple[ColdFile, list[Ref]]] = []
         try:
             at = 0
@@ -618,7 +463,7 @@ class Compactor:
                     self._safe_point()  # reading: nothing published yet
                     table = self.cold.read_row_groups(f, [rg])
                     if signal is not None:
-                        old += _trace_refs(table, signal, f.file_id, rg, full=False)
+                        old += trace_refs(table, signal, f.file_id, rg, n, spans=dataset == "spans", full=False)
                     table = upgrade(dataset, table)
                     if keep is not None:
                         table = table.filter(pa.array(keep[at : at + n]))
@@ -840,7 +685,7 @@ class Compactor:
         out: list[Ref] = []
         at = 0
         for rg, n in enumerate(self.cold.row_group_sizes(f)):
-            out += _trace_refs(table.slice(at, n), signal, f.file_id, rg, full=True)
+            out += trace_refs(table.slice(at, n), signal, f.file_id, rg, n, spans=signal == SIGNAL_SPANS)
             at += n
         return out
 

@@ -4,10 +4,11 @@ local directory and on S3 (moto, as in tests/test_s3.py). zarr-python's
 ``StoreTests`` and tests/test_s3.py's ``ColdTierContract`` are the pattern.
 
 Each tier is given the same records (hot: inserted; cold: inserted, then compacted
-whole); then for a table of filters, orders and limits each reader's scan must
-answer what a plain-Python model of the inserted records answers, and so must its
-lookups by trace id and by record key. Last, the merge of the two tiers: a record
-held by both is answered once, from the cold tier.
+whole, in cold format version 2, version 1 or both); then for a table of filters,
+orders and limits each reader's scan must answer what a plain-Python model of the
+inserted records answers, and so must its lookups by trace id and by record key.
+Last, the merge of the two tiers: a record held by both is answered once, from the
+cold tier.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tael._query import merge
 from tael._query import traces as trace_reads
 from tael._query.filters import Scan
 from tael._query.tier import Hit, TierReader
+from tests import coldv1
 from tests.test_s3 import S3Server, s3  # noqa: F401  (s3: the moto server fixture)
 
 S = 10**9
@@ -383,6 +385,42 @@ class TestColdTierS3(TierContract):
         with tael.Store(tmp_path_factory.mktemp("s3") / "data", settings) as store:
             fill(store)
             store.compact(LATER)
+            yield store
+
+
+class TestColdTierVersion1(TierContract):
+    """The cold tier's reader on files of cold format version 1 (issue 16 made version 2;
+    version-1 files stay readable until a writer migrates them), written by
+    tests/coldv1.py as tael wrote them before."""
+
+    tier = "cold"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def store(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tael.Store]:
+        with tael.Store(tmp_path_factory.mktemp("cold1") / "data", tael.Settings(**SETTINGS)) as store:
+            fill(store)
+            store.compact(LATER)
+            coldv1.downgrade(store)
+            assert coldv1.versions(store) == {1: 15}
+            yield store
+
+
+class TestColdTierMixedVersions(TierContract):
+    """Version-1 and version-2 files in one cold tier, every dataset split between them."""
+
+    tier = "cold"
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def store(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tael.Store]:
+        settings = tael.Settings(**SETTINGS, cold_merge_min_files=1000)
+        with tael.Store(tmp_path_factory.mktemp("mixed") / "data", settings) as store:
+            fill(store)
+            for cut in (T0 + 30 * HOUR, LATER):
+                store.compact(cut)
+            coldv1.downgrade(store, lambda f: f.file_id % 2 == 1)
+            assert set(coldv1.versions(store)) == {1, 2}
             yield store
 
 
