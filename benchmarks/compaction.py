@@ -3,17 +3,19 @@
     python benchmarks/compaction.py --spans 1000000            # throughput, whole pipeline
     python benchmarks/compaction.py --spans 1000000 --rss      # peak RSS (VmHWM) of compact() alone
 
-Three measures of moving N spans (one UTC day) from the hot tier to the cold tier:
+Measures of moving N spans (one UTC day) from the hot tier to the cold tier:
 
-- ``compact()``: ``Store.compact`` end to end, as maintenance runs it: reading the hot
-  records, the per-record step that turns them into column batches
+- ``compact()``: ``Store.compact`` end to end but for merges: reading the hot records,
+  the per-record step that turns them into column batches
   (``_compactor._batches_from_hot``, until the hot tier stores blocks), the column-wise
   rest (cold columns, dedup, day split, file order, Parquet written row group by row
-  group, manifest statistics, trace index entries, blob references), the LMDB commit
-  that evicts the records one by one, and the merge of the day's files.
+  group, manifest statistics, trace index entries, blob references), and the LMDB
+  commit that evicts the records one by one (today's hot tier).
 - ``from batches``: the same steps given the column batches (what compaction costs once
   the hot tier hands it blocks): ``Compactor._build`` on batches built before the clock.
 - ``per-record step``: ``_batches_from_hot`` alone, on the same hot records.
+- ``merge``: merging the day's files (one per compaction step of
+  ``compaction_batch_records``) into files of ``cold_target_file_bytes``, streamed.
 
 ``--rss`` runs only the compaction in a fresh process and prints the process's peak
 resident memory (``VmHWM`` in /proc/self/status) before and after: run it with several
@@ -24,6 +26,7 @@ before any clock starts and frozen (``gc.freeze``). Linux only (VmHWM).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import statistics
 import sys
@@ -86,7 +89,9 @@ def measure_rss(n: int, settings: tael.Settings) -> None:
 
 
 def measure_throughput(n: int, rounds: int, settings: tael.Settings) -> None:
-    whole, batches_only, step = [], [], []
+    settings = dataclasses.replace(settings, cold_merge_min_files=10**6)  # merges measured on their own
+    times: dict[str, list[float]] = {"compact()": [], "from batches": [], "per-record step": [], "merge": []}
+    merged = 0
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as d:
             store = filled_store(Path(d) / "data", n, settings)
@@ -95,34 +100,42 @@ def measure_throughput(n: int, rounds: int, settings: tael.Settings) -> None:
                 hot = store._hot
                 with hot.reader() as txn:
                     pairs = hot.chunk(txn, "spans", BASE + DAY_NS, n)
+                step = _compactor._SUBCHUNK
                 t = time.perf_counter()
-                chunk_batches = [
-                    _compactor._batches_from_hot("spans", pairs[i : i + 16_384]) for i in range(0, len(pairs), 16_384)
-                ]
-                step.append(time.perf_counter() - t)
-                size = settings.compaction_batch_records
-                table = pa.Table.from_batches(chunk_batches)
+                batches = [_compactor._batches_from_hot("spans", pairs[i : i + step]) for i in range(0, n, step)]
+                times["per-record step"].append(time.perf_counter() - t)
+                table = pa.Table.from_batches(batches)
                 keys = [k for k, _v in pairs]
-                del pairs
+                del pairs, batches
+                gc.collect()
+                size = settings.compaction_batch_records
+                chunks = [
+                    _compactor._HotChunk(table.slice(i, size).combine_chunks(), keys[i : i + size], min(size, n - i))
+                    for i in range(0, n, size)
+                ]
+                del table, keys
                 t = time.perf_counter()
-                for i in range(0, n, size):
-                    chunk = _compactor._HotChunk(table.slice(i, size), keys[i : i + size], min(size, n - i))
+                for chunk in chunks:
                     files, _evict = comp._build("spans", chunk, {})
                     comp._discard(files)
-                batches_only.append(time.perf_counter() - t)
-                del table, keys, chunk_batches
+                times["from batches"].append(time.perf_counter() - t)
+                del chunks
                 gc.collect()
                 t = time.perf_counter()
                 report = store.compact(BASE + DAY_NS)
-                whole.append(time.perf_counter() - t)
+                times["compact()"].append(time.perf_counter() - t)
                 assert report.records["spans"] == n, report.records
+                t = time.perf_counter()
+                merged = comp.merge_small_files(min_files=2)
+                times["merge"].append(time.perf_counter() - t)
             finally:
                 store.close()
-    print("| measure | spans | seconds (median) | spans/s (median) | spans/s (min..max) |")
+    print(f"| measure | spans | seconds (median of {rounds}) | spans/s (median) | spans/s (min..max) |")
     print("|---|---|---|---|---|")
-    for name, times in (("compact()", whole), ("from batches", batches_only), ("per-record step", step)):
-        med = statistics.median(times)
-        print(f"| {name} | {n:,} | {med:.2f} | {n / med:,.0f} | {n / max(times):,.0f}..{n / min(times):,.0f} |")
+    for name, values in times.items():
+        med = statistics.median(values)
+        label = f"{name} ({merged} files into 1-2)" if name == "merge" else name
+        print(f"| {label} | {n:,} | {med:.2f} | {n / med:,.0f} | {n / max(values):,.0f}..{n / min(values):,.0f} |")
 
 
 def main() -> None:

@@ -162,7 +162,9 @@ class ColdWriter:
                 use_dictionary=[c for c in names if c in DICTIONARY_COLUMNS],
                 write_statistics=[c for c in names if c not in JSON_COLUMNS],
                 write_page_index=True,
-                bloom_filter_options={"trace_id": {"ndv": max(rows_hint, 1), "fpp": 0.01}}
+                # one filter per row group (column chunk), held until the file closes: sized for
+                # a row group, not the file (sized for a 1M-row file, each took 2 MB of memory)
+                bloom_filter_options={"trace_id": {"ndv": max(min(rows_hint, tier.row_group_rows), 1), "fpp": 0.01}}
                 if "trace_id" in names
                 else None,
                 sorting_columns=None

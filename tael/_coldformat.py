@@ -503,20 +503,54 @@ def file_order(dataset: str, table: pa.Table) -> pa.Array:
     return pc.sort_indices(table, sort_keys=[(k, "ascending") for k in SORT_KEYS[dataset]])
 
 
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def span_keys(table: pa.Table | pa.RecordBatch) -> np.ndarray:
+    """(trace id, span id) of each row as three big-endian uint64 words, shape (rows, 3);
+    the ids may be binary or hex."""
+    trace, span = table.column("trace_id"), table.column("span_id")
+    if pa.types.is_string(trace.type):
+        trace, span = unhex_ids(trace, 16, "trace_id"), unhex_ids(span, 8, "span_id")
+    n = len(trace)
+    out = np.empty((n, 3), dtype=np.uint64)
+    if n:
+        out[:, :2] = np.frombuffer(plain(trace).buffers()[1], ">u8", count=2 * n).reshape(n, 2)
+        out[:, 2] = np.frombuffer(plain(span).buffers()[1], ">u8", count=n)
+    return out
+
+
+def first_copies(keys: np.ndarray) -> np.ndarray | None:
+    """For rows keyed by :func:`span_keys` (row order = write order): True for the first
+    row of each key, False for a later copy; None when no key is there twice (the usual
+    case, found from one 64-bit hash per row; only rows whose hash repeats are compared
+    whole, so a hash collision costs a comparison, never a row)."""
+    n = len(keys)
+    if n < 2:
+        return None
+    hashed = (keys[:, 0] * _MIX[0]) ^ (keys[:, 1] * _MIX[1]) ^ (keys[:, 2] * _MIX[2])
+    ordered = np.sort(hashed)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if not len(repeated):
+        return None
+    rows = np.flatnonzero(np.isin(hashed, repeated))
+    sub = keys[rows]
+    order = np.lexsort((rows, sub[:, 2], sub[:, 1], sub[:, 0]))  # by key, then by row: the first copy first
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = (sub[order][1:] == sub[order][:-1]).all(axis=1)
+    if not same.any():
+        return None
+    keep = np.ones(n, dtype=bool)
+    keep[rows[order][same]] = False
+    return keep
+
+
 def first_of_each_span(table: pa.Table) -> pa.Table:
     """``table`` without later copies of a (trace_id, span_id): the first row wins, as the
-    first write does in the hot tier. Vectorised (one hash aggregation); the table itself
-    when no span is there twice."""
-    n = table.num_rows
-    if n < 2:
-        return table
-    keys = pa.table(
-        {"t": table.column("trace_id"), "s": table.column("span_id"), "i": pa.array(np.arange(n), pa.int64())}
-    )
-    firsts = keys.group_by(["t", "s"], use_threads=False).aggregate([("i", "min")])
-    if firsts.num_rows == n:
-        return table
-    return table.take(np.sort(firsts.column("i_min").to_numpy()))
+    first write does in the hot tier. Vectorised; the table itself when no span is there
+    twice."""
+    keep = first_copies(span_keys(table))
+    return table if keep is None else table.filter(pa.array(keep))
 
 
 def day_parts(times: pa.Array | pa.ChunkedArray) -> list[tuple[int, np.ndarray]]:

@@ -108,7 +108,7 @@ class FileBuilder:
     names: set[str] = field(default_factory=set)
     refs: list[Ref] = field(default_factory=list)
     digests: set[bytes] = field(default_factory=set)
-    pairs: list[pa.Table] = field(default_factory=list)  # spans: distinct (service, trace) of the rows written
+    traces: dict[str, set[bytes]] = field(default_factory=dict)  # spans: service -> trace ids (refs' bytes)
 
     @property
     def dataset(self) -> str:
@@ -121,8 +121,14 @@ class FileBuilder:
             self.writer.write(table.slice(at, self.row_group_rows))
         self._account(table, 0)
 
-    def add(self, table: pa.Table) -> None:
-        """Rows for the file, in any order; full row groups are written as they fill."""
+    def add(self, table: pa.Table, *, in_order: bool = False) -> None:
+        """Rows for the file, in any order; full row groups are written as they fill.
+        ``in_order``: the rows are in file order already (a row group of a cold file): a
+        whole row group of them, with nothing pending, is written as it is."""
+        if in_order and not self.pending and table.num_rows == self.row_group_rows:
+            self.writer.write(table)
+            self._account(table, self.writer.row_groups - 1)
+            return
         if table.num_rows:
             self.pending.append(table)
             self.pending_rows += table.num_rows
@@ -165,11 +171,6 @@ class FileBuilder:
                 acc[0] += n
                 acc[1] += errors
                 acc[2] += duration
-            self.pairs.append(
-                pa.table({"s": table.column("service"), "t": table.column("trace_id")})
-                .group_by(["s", "t"], use_threads=False)
-                .aggregate([])
-            )
             self.digests.update(span_digests(table))
         else:
             for item in pc.value_counts(table.column("service")).to_pylist():
@@ -179,24 +180,24 @@ class FileBuilder:
         if self.dataset == "logs":
             self.digests.update(log_digests(table))
         if self.signal is not None:
-            self.refs += trace_refs(
-                table, self.signal, self.writer.file_id, first_rg, self.row_group_rows, spans=self.spans
-            )
+            refs = trace_refs(table, self.signal, self.writer.file_id, first_rg, self.row_group_rows, spans=self.spans)
+            self.refs += refs
+            if self.spans:  # distinct traces per service in the whole file (a trace may span row groups)
+                for trace, _signal, _file, _rg, services, _ids in refs:
+                    for service in services:
+                        held = self.traces.get(service)
+                        if held is None:
+                            self.traces[service] = {trace}
+                        else:
+                            held.add(trace)
 
     def finish(self) -> NewFile:
         """Write what is left and close the file: the staged file and its manifest entry."""
         while self.pending_rows:
             self._emit(min(self.pending_rows, self.row_group_rows))
         size = self.writer.close()
-        if self.pairs:  # distinct traces per service in the whole file (a trace may span row groups)
-            distinct = (
-                pa.concat_tables(self.pairs).group_by(["s", "t"], use_threads=False).aggregate([])
-                if len(self.pairs) > 1
-                else self.pairs[0]
-            )
-            counts = distinct.group_by("s", use_threads=False).aggregate([("t", "count")])
-            for service, n in zip(counts.column("s").to_pylist(), counts.column("t_count").to_pylist(), strict=True):
-                self.services[service][3] = n
+        for service, traces in self.traces.items():
+            self.services[service][3] = len(traces)
         w = self.writer
         assert self.min_ns is not None and self.max_ns is not None, "a cold file holds at least one row"
         f = ColdFile(

@@ -56,11 +56,12 @@ from ._coldformat import (
     TIME_COLUMN,
     day_parts,
     file_order,
+    first_copies,
     first_of_each_span,
     logs_table,
     metrics_table,
+    span_keys,
     spans_table,
-    unhex_ids,
     upgrade,
 )
 from ._coldwrite import FileBuilder, NewFile, Ref, trace_refs
@@ -85,7 +86,7 @@ log = logging.getLogger(__name__)
 
 REF_FILE: Final = 2
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
-_SUBCHUNK = 16_384
+_SUBCHUNK = 4096
 """Hot records decoded into one column batch at a time (the raw values and the decoded
 records of a sub-chunk are dropped before the next: a step holds only its batches)."""
 _RECORD_KEY_DTYPE = np.dtype([("time", ">u8"), ("lsn", ">u8"), ("index", ">u4")])
@@ -468,7 +469,7 @@ class Compactor:
                     if keep is not None:
                         table = table.filter(pa.array(keep[at : at + n]))
                     at += n
-                    builder.add(table)
+                    builder.add(table, in_order=True)  # every row group of a cold file is in file order
                 removed.append((f, old))
             new = builder.finish()
         except BaseException as exc:
@@ -485,39 +486,12 @@ class Compactor:
 
     def _first_copies(self, files: Sequence[ColdFile]) -> np.ndarray | None:
         """For the rows of span files in file and row order: which are the first copy of
-        their (trace_id, span_id) (one hash aggregation over 24-byte keys); None when every
-        row is."""
+        their (trace_id, span_id); None when every row is. Holds 24 bytes per row."""
         keys = []
         for f in files:
             self._safe_point()
-            ids = self.cold.read_all(f, columns=["trace_id", "span_id"])
-            if ids.num_rows:
-                trace = unhex_ids(ids.column("trace_id"), 16, "trace_id")
-                span = unhex_ids(ids.column("span_id"), 8, "span_id")
-                keys.append(
-                    np.concatenate(
-                        [
-                            np.frombuffer(trace.buffers()[1], np.uint8, count=16 * len(trace)).reshape(-1, 16),
-                            np.frombuffer(span.buffers()[1], np.uint8, count=8 * len(span)).reshape(-1, 8),
-                        ],
-                        axis=1,
-                    )
-                )
-        if not keys:
-            return None
-        flat = np.concatenate(keys)
-        n = len(flat)
-        column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(24), n, [None, pa.py_buffer(flat.tobytes())])
-        firsts = (
-            pa.table({"k": column, "i": pa.array(np.arange(n), pa.int64())})
-            .group_by("k", use_threads=False)
-            .aggregate([("i", "min")])
-        )
-        if firsts.num_rows == n:
-            return None
-        keep = np.zeros(n, dtype=bool)
-        keep[firsts.column("i_min").to_numpy()] = True
-        return keep
+            keys.append(span_keys(self.cold.read_all(f, columns=["trace_id", "span_id"])))
+        return first_copies(np.concatenate(keys)) if keys else None
 
     # ------------------------------------------------------------ migration
 
