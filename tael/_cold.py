@@ -1,23 +1,21 @@
-"""The cold tier's file format: date-partitioned Parquet datasets, their schemas,
-and the conversion between hot-tier records and Arrow tables.
+"""The cold tier: its manifest entries, its files (:class:`ColdTier`) and its reader.
 
-The layout and every column are a public format documented in
-docs/format/cold.md: DuckDB, Spark or pyarrow read these files without tael.
-This module knows nothing about LMDB; the manifest that says which files are
-live lives in the hot tier and is driven by the Compactor (tael/_compactor.py). Queries read the
-tier through :class:`ColdReader` (the read protocol of ``tael._query.tier``),
-given a manifest snapshot and the cold trace index of the same LMDB transaction.
+The files are date-partitioned Parquet datasets, a public format documented in
+docs/format/cold.md (the schemas and conversions are ``tael._coldformat``):
+DuckDB, Spark or pyarrow read them without tael. This module knows nothing about
+LMDB; the manifest that says which files are live lives in the hot tier and is
+driven by the Compactor (tael/_compactor.py). Queries read the tier through
+:class:`ColdReader` (the read protocol of ``tael._query.tier``), given a manifest
+snapshot and the cold trace index of the same LMDB transaction.
 
-Three parts, in this order: the format (schemas, records <-> tables), the files
-(:class:`ColdTier`) and the reader. Together they are over the ~800 lines a
-module should stay under; they are kept in one module until the tier becomes a
-package (docs/architecture.md), where they split along those lines.
+Files of both format versions are read; every file written is version 2, row
+group by row group (:class:`ColdWriter`) into a staged local file that
+``ColdTier.publish`` puts in place, so a file never has to be whole in memory.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import threading
 from collections import Counter
@@ -29,217 +27,37 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ._coldformat import (
+    DICTIONARY_COLUMNS,
+    FORMAT_VERSION,
+    JSON_COLUMNS,
+    LIGHT_COLUMNS,
+    SCHEMAS,
+    SORT_KEYS,
+    VERSIONS,
+    same_in_both,
+    upgrade,
+)
+from ._coldformat import log_records as log_records  # re-exported: the readers of cold tables use them
+from ._coldformat import metric_records as metric_records
+from ._coldformat import span_records as span_records
 from ._coldfs import LocalFiles, RemoteFiles, open_files
 from ._errors import StorageError
-from ._layout import (
-    EVENT_ATTRS,
-    EVENT_NAME,
-    EVENT_TIME,
-    LINK_ATTRS,
-    LINK_SPAN,
-    LINK_TRACE,
-    LOG_ATTRS,
-    LOG_BODY,
-    LOG_OBSERVED,
-    LOG_RESOURCE,
-    LOG_SCOPE_NAME,
-    LOG_SERVICE,
-    LOG_SEVERITY,
-    LOG_SEVERITY_TEXT,
-    LOG_SPAN,
-    LOG_TIME,
-    LOG_TRACE,
-    METRIC_ATTRS,
-    METRIC_BOUNDS,
-    METRIC_BUCKETS,
-    METRIC_COUNT,
-    METRIC_KIND,
-    METRIC_MAX,
-    METRIC_MIN,
-    METRIC_MONOTONIC,
-    METRIC_NAME,
-    METRIC_SERVICE,
-    METRIC_START,
-    METRIC_SUM,
-    METRIC_TEMPORALITY,
-    METRIC_TIME,
-    METRIC_UNIT,
-    METRIC_VALUE,
-    SPAN_ATTRS,
-    SPAN_END,
-    SPAN_EVENTS,
-    SPAN_FLAGS,
-    SPAN_ID,
-    SPAN_KIND,
-    SPAN_LINKS,
-    SPAN_NAME,
-    SPAN_PARENT,
-    SPAN_RESOURCE,
-    SPAN_SCOPE_NAME,
-    SPAN_SCOPE_VERSION,
-    SPAN_SERVICE,
-    SPAN_START,
-    SPAN_STATUS,
-    SPAN_STATUS_MESSAGE,
-    SPAN_TRACE,
-    SPAN_TRACE_STATE,
-)
-from ._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
+from ._layout import SPAN_ID, SPAN_START, SPAN_TRACE
 from ._query.filters import Predicate, Scan, trace_expr
 from ._query.plan import plan
 from ._query.tier import Hit, Stop
 
 log = logging.getLogger(__name__)
 
+
 _FOOTER_CACHE = 4096  # parsed Parquet footers kept in memory (a few KB each)
-DAY_NS = 86_400 * 1_000_000_000
-WINDOW_NS = {"metrics_5m": 300 * 1_000_000_000, "metrics_1h": 3600 * 1_000_000_000}
-
-_TS = pa.timestamp("ns", tz="UTC")
-_ATTRS = pa.map_(pa.string(), pa.string())
-_EVENT = pa.struct([("time_ns", pa.int64()), ("name", pa.string()), ("attributes", pa.string())])
-_LINK = pa.struct([("trace_id", pa.string()), ("span_id", pa.string()), ("attributes", pa.string())])
-_PAYLOAD_REF = pa.struct([("event", pa.int32()), ("key", pa.string()), ("sha256", pa.string())])
-BLOB_PREFIX = "sha256:"
-"""What a payload kept in the blob store reads as in the attribute and body columns."""
-
-SPAN_SCHEMA = pa.schema(
-    [
-        ("trace_id", pa.string()),
-        ("span_id", pa.string()),
-        ("parent_span_id", pa.string()),
-        ("name", pa.string()),
-        ("service", pa.string()),
-        ("kind", pa.string()),
-        ("status", pa.string()),
-        ("status_message", pa.string()),
-        ("start_ns", pa.int64()),
-        ("end_ns", pa.int64()),
-        ("duration_ns", pa.int64()),
-        ("start_time", _TS),
-        ("attributes", _ATTRS),
-        ("attributes_typed", pa.string()),
-        ("resource", _ATTRS),
-        ("resource_typed", pa.string()),
-        ("scope_name", pa.string()),
-        ("scope_version", pa.string()),
-        ("events", pa.list_(_EVENT)),
-        ("links", pa.list_(_LINK)),
-        ("trace_state", pa.string()),
-        ("flags", pa.int64()),
-        ("payload_refs", pa.list_(_PAYLOAD_REF)),
-    ]
-)
-
-LOG_SCHEMA = pa.schema(
-    [
-        ("time_ns", pa.int64()),
-        ("time", _TS),
-        ("observed_ns", pa.int64()),
-        ("service", pa.string()),
-        ("severity_number", pa.int32()),
-        ("severity_text", pa.string()),
-        ("body", pa.string()),
-        ("trace_id", pa.string()),
-        ("span_id", pa.string()),
-        ("attributes", _ATTRS),
-        ("attributes_typed", pa.string()),
-        ("resource", _ATTRS),
-        ("resource_typed", pa.string()),
-        ("scope_name", pa.string()),
-        ("wal_lsn", pa.int64()),
-        ("batch_index", pa.int32()),
-        ("body_blob", pa.string()),
-    ]
-)
-
-METRIC_SCHEMA = pa.schema(
-    [
-        ("time_ns", pa.int64()),
-        ("time", _TS),
-        ("name", pa.string()),
-        ("service", pa.string()),
-        ("series_id", pa.string()),
-        ("kind", pa.string()),
-        ("value", pa.float64()),
-        ("unit", pa.string()),
-        ("attributes", _ATTRS),
-        ("attributes_typed", pa.string()),
-        ("monotonic", pa.bool_()),
-        ("temporality", pa.string()),
-        ("start_ns", pa.int64()),
-        ("count", pa.int64()),
-        ("sum", pa.float64()),
-        ("min", pa.float64()),
-        ("max", pa.float64()),
-        ("bucket_counts", pa.list_(pa.int64())),
-        ("explicit_bounds", pa.list_(pa.float64())),
-        ("wal_lsn", pa.int64()),
-        ("batch_index", pa.int32()),
-    ]
-)
-
-ROLLUP_SCHEMA = pa.schema(
-    [
-        ("window_start_ns", pa.int64()),
-        ("window_start", _TS),
-        ("window_ns", pa.int64()),
-        ("name", pa.string()),
-        ("service", pa.string()),
-        ("series_id", pa.string()),
-        ("kind", pa.string()),
-        ("unit", pa.string()),
-        ("attributes", _ATTRS),
-        ("attributes_typed", pa.string()),
-        ("monotonic", pa.bool_()),
-        ("temporality", pa.string()),
-        ("count", pa.int64()),
-        ("sum", pa.float64()),
-        ("min", pa.float64()),
-        ("max", pa.float64()),
-        ("first_ns", pa.int64()),
-        ("first", pa.float64()),
-        ("last_ns", pa.int64()),
-        ("last", pa.float64()),
-        ("increase", pa.float64()),
-        ("hist_count", pa.int64()),
-        ("hist_sum", pa.float64()),
-    ]
-)
-
-SCHEMAS = {
-    "spans": SPAN_SCHEMA,
-    "logs": LOG_SCHEMA,
-    "metrics": METRIC_SCHEMA,
-    "metrics_5m": ROLLUP_SCHEMA,
-    "metrics_1h": ROLLUP_SCHEMA,
-}
-SORT_KEYS = {
-    "spans": ("start_ns", "trace_id", "span_id"),  # after grouping by trace: see sort_table
-    "logs": ("time_ns", "wal_lsn", "batch_index"),
-    "metrics": ("name", "series_id", "time_ns", "wal_lsn", "batch_index"),
-    "metrics_5m": ("name", "series_id", "window_start_ns", "first_ns"),
-    "metrics_1h": ("name", "series_id", "window_start_ns", "first_ns"),
-}
-_DICTIONARY_COLUMNS = frozenset(
-    {"name", "service", "kind", "status", "status_message", "scope_name", "scope_version", "trace_state"}
-    | {"severity_text", "unit", "temporality", "series_id"}
-)
-"""Repetitive strings stored dictionary-encoded. Ids, bodies and attribute maps are not:
-measured on the synthetic workload, dictionaries there made files larger and slower to read."""
-
-TIME_COLUMN = {
-    "spans": "start_ns",
-    "logs": "time_ns",
-    "metrics": "time_ns",
-    "metrics_5m": "window_start_ns",
-    "metrics_1h": "window_start_ns",
-}
 
 
 # ---------------------------------------------------------------- manifest entries
@@ -262,16 +80,23 @@ class ColdFile:
     other datasets: service -> rows."""
     names: tuple[str, ...] = ()
     """Metric names in the file (metrics and rollups), for pruning."""
+    version: int = FORMAT_VERSION
+    """The file's cold format version (docs/format/cold.md, "Version"): 1 or 2."""
 
     @property
     def relpath(self) -> str:
         return f"{self.dataset}/date={self.date}/part-{self.file_id:010d}.parquet"
 
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema the file holds."""
+        return SCHEMAS[self.version][self.dataset]
+
     def pack(self) -> bytes:
         return bytes(
             msgpack.packb(
                 [
-                    1,
+                    self.version,
                     self.dataset,
                     self.date,
                     self.rows,
@@ -289,9 +114,9 @@ class ColdFile:
     @classmethod
     def unpack(cls, file_id: int, raw: bytes) -> ColdFile:
         f = msgpack.unpackb(raw, raw=False)
-        if f[0] != 1:
+        if f[0] not in VERSIONS:
             raise StorageError(f"cold manifest entry {file_id} has unknown version {f[0]}")
-        return cls(file_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], tuple(f[9]))
+        return cls(file_id, f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], tuple(f[9]), f[0])
 
     def overlaps(self, lo: int | None, hi: int | None) -> bool:
         """Whether any record time in the file may fall in ``[lo, hi)``."""
@@ -307,353 +132,81 @@ def day_start_ns(date: str) -> int:
     return int(d.timestamp()) * 1_000_000_000
 
 
-# ---------------------------------------------------------------- attributes
-
-
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_LITERALS = {True: "true", False: "false", None: "null"}
-_quote = json.encoder.encode_basestring
-
-
-def _json(value: Any) -> str:
-    """Compact JSON text of an attribute value (ints and finite floats without the
-    encoder's overhead: this runs once per attribute at compaction)."""
-    t = type(value)
-    if t is int:
-        return str(value)
-    if t is float and value - value == 0.0:  # finite
-        return repr(value)
-    if t is bool or value is None:
-        return _LITERALS[value]
-    if t is str:
-        return str(_quote(value))
-    if t is dict:
-        return "{" + ",".join(_quote(k) + ":" + _json(v) for k, v in value.items()) + "}"
-    return str(_encode_json(value))
-
-
-def _attr_pairs(attrs: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(k, v if type(v) is str else _json(v)) for k, v in attrs.items()]
-
-
-def _attr_typed(attrs: dict[str, Any]) -> str | None:
-    for v in attrs.values():
-        if type(v) is not str:
-            return _json({k: v for k, v in attrs.items() if type(v) is not str})
-    return None
-
-
-def _unblobbed(attrs: dict[str, Any], event: int, refs: list[dict[str, Any]]) -> dict[str, Any]:
-    """``attrs`` with each blob digest replaced by its "sha256:<hex>" text, the digests
-    listed in ``refs`` (the ``payload_refs`` column) so reads can put them back."""
-    if not attrs or bytes not in set(map(type, attrs.values())):
-        return attrs
-    out = {}
-    for k, v in attrs.items():
-        if type(v) is bytes:
-            h = v.hex()
-            refs.append({"event": event, "key": k, "sha256": h})
-            v = BLOB_PREFIX + h
-        out[k] = v
-    return out
-
-
-def _attrs_back(pairs: list[tuple[str, str]] | None, typed: str | None) -> dict[str, Any]:
-    out = dict(pairs) if pairs else {}
-    if typed:
-        out.update(json.loads(typed))
-    return out
-
-
-def _hex(b: bytes | None) -> str | None:
-    return b.hex() if b is not None else None
-
-
-def _unhex(s: str | None) -> bytes | None:
-    return bytes.fromhex(s) if s is not None else None
-
-
-# ---------------------------------------------------------------- records -> tables
-#
-# Hot-tier records are the msgpack arrays documented in docs/format/wal.md
-# ("Record layouts"); ``f`` below is one unpacked record.
-
-
-def spans_table(records: Sequence[list[Any]]) -> pa.Table:
-    cols: dict[str, list[Any]] = {name: [] for name in SPAN_SCHEMA.names}
-    for f in records:
-        cols["trace_id"].append(f[SPAN_TRACE].hex())
-        cols["span_id"].append(f[SPAN_ID].hex())
-        cols["parent_span_id"].append(_hex(f[SPAN_PARENT]))
-        cols["name"].append(f[SPAN_NAME])
-        cols["service"].append(f[SPAN_SERVICE])
-        cols["kind"].append(SPAN_KINDS[f[SPAN_KIND]])
-        cols["status"].append(SPAN_STATUSES[f[SPAN_STATUS]])
-        cols["status_message"].append(f[SPAN_STATUS_MESSAGE])
-        cols["start_ns"].append(f[SPAN_START])
-        cols["end_ns"].append(f[SPAN_END])
-        cols["duration_ns"].append(f[SPAN_END] - f[SPAN_START])
-        cols["start_time"].append(f[SPAN_START])
-        refs: list[dict[str, Any]] = []
-        attrs = _unblobbed(f[SPAN_ATTRS], -1, refs)
-        cols["attributes"].append(_attr_pairs(attrs))
-        cols["attributes_typed"].append(_attr_typed(attrs))
-        cols["resource"].append(_attr_pairs(f[SPAN_RESOURCE]))
-        cols["resource_typed"].append(_attr_typed(f[SPAN_RESOURCE]))
-        cols["scope_name"].append(f[SPAN_SCOPE_NAME])
-        cols["scope_version"].append(f[SPAN_SCOPE_VERSION])
-        cols["events"].append(
-            [
-                {
-                    "time_ns": e[EVENT_TIME],
-                    "name": e[EVENT_NAME],
-                    "attributes": _json(_unblobbed(e[EVENT_ATTRS], j, refs)),
-                }
-                for j, e in enumerate(f[SPAN_EVENTS])
-            ]
-        )
-        cols["payload_refs"].append(refs or None)
-        cols["links"].append(
-            [
-                {"trace_id": ln[LINK_TRACE].hex(), "span_id": ln[LINK_SPAN].hex(), "attributes": _json(ln[LINK_ATTRS])}
-                for ln in f[SPAN_LINKS]
-            ]
-        )
-        cols["trace_state"].append(f[SPAN_TRACE_STATE])
-        cols["flags"].append(f[SPAN_FLAGS])
-    return _table("spans", cols)
-
-
-def logs_table(records: Sequence[tuple[int, int, list[Any]]]) -> pa.Table:
-    """``records``: (wal lsn, index in batch, record)."""
-    cols: dict[str, list[Any]] = {name: [] for name in LOG_SCHEMA.names}
-    for lsn, idx, f in records:
-        cols["time_ns"].append(f[LOG_TIME])
-        cols["time"].append(f[LOG_TIME])
-        cols["observed_ns"].append(f[LOG_OBSERVED])
-        cols["service"].append(f[LOG_SERVICE])
-        cols["severity_number"].append(f[LOG_SEVERITY])
-        cols["severity_text"].append(f[LOG_SEVERITY_TEXT])
-        body = f[LOG_BODY]
-        if type(body) is bytes:
-            cols["body_blob"].append(body.hex())
-            body = BLOB_PREFIX + body.hex()
-        else:
-            cols["body_blob"].append(None)
-        cols["body"].append(body)
-        cols["trace_id"].append(_hex(f[LOG_TRACE]))
-        cols["span_id"].append(_hex(f[LOG_SPAN]))
-        cols["attributes"].append(_attr_pairs(f[LOG_ATTRS]))
-        cols["attributes_typed"].append(_attr_typed(f[LOG_ATTRS]))
-        cols["resource"].append(_attr_pairs(f[LOG_RESOURCE]))
-        cols["resource_typed"].append(_attr_typed(f[LOG_RESOURCE]))
-        cols["scope_name"].append(f[LOG_SCOPE_NAME])
-        cols["wal_lsn"].append(lsn)
-        cols["batch_index"].append(idx)
-    return _table("logs", cols)
-
-
-def metrics_table(records: Sequence[tuple[int, int, bytes, list[Any]]]) -> pa.Table:
-    """``records``: (wal lsn, index in batch, series id, record)."""
-    cols: dict[str, list[Any]] = {name: [] for name in METRIC_SCHEMA.names}
-    for lsn, idx, sid, f in records:
-        cols["time_ns"].append(f[METRIC_TIME])
-        cols["time"].append(f[METRIC_TIME])
-        cols["name"].append(f[METRIC_NAME])
-        cols["service"].append(f[METRIC_SERVICE])
-        cols["series_id"].append(sid.hex())
-        cols["kind"].append(METRIC_KINDS[f[METRIC_KIND]])
-        cols["value"].append(f[METRIC_VALUE])
-        cols["unit"].append(f[METRIC_UNIT])
-        cols["attributes"].append(_attr_pairs(f[METRIC_ATTRS]))
-        cols["attributes_typed"].append(_attr_typed(f[METRIC_ATTRS]))
-        cols["monotonic"].append(f[METRIC_MONOTONIC])
-        cols["temporality"].append(TEMPORALITIES[f[METRIC_TEMPORALITY]])
-        cols["start_ns"].append(f[METRIC_START])
-        cols["count"].append(f[METRIC_COUNT])
-        cols["sum"].append(f[METRIC_SUM])
-        cols["min"].append(f[METRIC_MIN])
-        cols["max"].append(f[METRIC_MAX])
-        cols["bucket_counts"].append(f[METRIC_BUCKETS])
-        cols["explicit_bounds"].append(f[METRIC_BOUNDS])
-        cols["wal_lsn"].append(lsn)
-        cols["batch_index"].append(idx)
-    return _table("metrics", cols)
-
-
-def rollup_table(dataset: str, rows: Iterable[dict[str, Any]]) -> pa.Table:
-    """``rows``: dicts with the rollup columns, except the derived ``window_start`` and
-    the attribute encodings, which are built here from ``attrs``."""
-    cols: dict[str, list[Any]] = {name: [] for name in ROLLUP_SCHEMA.names}
-    for r in rows:
-        for name in ROLLUP_SCHEMA.names:
-            if name == "window_start":
-                cols[name].append(r["window_start_ns"])
-            elif name == "attributes":
-                cols[name].append(_attr_pairs(r["attrs"]))
-            elif name == "attributes_typed":
-                cols[name].append(_attr_typed(r["attrs"]))
-            else:
-                cols[name].append(r[name])
-    return _table(dataset, cols)
-
-
-def _table(dataset: str, cols: dict[str, list[Any]]) -> pa.Table:
-    schema = SCHEMAS[dataset]
-    arrays = []
-    for fld in schema:
-        values = cols[fld.name]
-        if fld.type == _TS:
-            arrays.append(pa.array(values, pa.int64()).cast(_TS))
-        else:
-            arrays.append(pa.array(values, fld.type))
-    return sort_table(dataset, pa.Table.from_arrays(arrays, schema=schema))
-
-
-def sort_table(dataset: str, table: pa.Table) -> pa.Table:
-    """Rows in file order. Spans: traces in order of their first span's start, each
-    trace's spans together in start order, so a trace lookup decodes one row group
-    and row-group start_ns statistics still prune time ranges. Logs: time order.
-    Metrics and rollups: by name and series, then time (one series is contiguous)."""
-    if dataset == "spans" and table.num_rows:
-        first = table.group_by("trace_id").aggregate([("start_ns", "min")])
-        lookup = dict(zip(first.column("trace_id").to_pylist(), first.column("start_ns_min").to_pylist(), strict=True))
-        trace_start = pa.array([lookup[t] for t in table.column("trace_id").to_pylist()], pa.int64())
-        keyed = table.append_column("_trace_start", trace_start)
-        order = pc.sort_indices(
-            keyed,
-            sort_keys=[
-                ("_trace_start", "ascending"),
-                ("trace_id", "ascending"),
-                ("start_ns", "ascending"),
-                ("span_id", "ascending"),
-            ],
-        )
-        return table.take(order)
-    return table.sort_by([(k, "ascending") for k in SORT_KEYS[dataset]])
-
-
-# ---------------------------------------------------------------- tables -> records
-
-_DERIVED = frozenset(("start_time", "time", "window_start"))  # SQL conveniences; tael reads the int64s
-
-
 def columns_of(table: pa.Table) -> dict[str, list[Any]]:
-    return {name: table.column(name).to_pylist() for name in table.column_names if name not in _DERIVED}
+    """A table's columns as Python lists (for the few rows a rollup read returns)."""
+    return {name: table.column(name).to_pylist() for name in table.column_names}
 
 
-def span_records(table: pa.Table) -> list[list[Any]]:
-    """Rows of a spans table back to hot-tier record arrays (see _codec.decode_span)."""
-    c = columns_of(table)
-    out = []
-    kinds, statuses = {k: i for i, k in enumerate(SPAN_KINDS)}, {s: i for i, s in enumerate(SPAN_STATUSES)}
-    payload_refs = c.get("payload_refs") or [None] * table.num_rows
-    for i in range(table.num_rows):
-        out.append(
-            [
-                bytes.fromhex(c["trace_id"][i]),
-                bytes.fromhex(c["span_id"][i]),
-                _unhex(c["parent_span_id"][i]),
-                c["name"][i],
-                c["service"][i],
-                c["start_ns"][i],
-                c["end_ns"][i],
-                kinds[c["kind"][i]],
-                statuses[c["status"][i]],
-                c["status_message"][i],
-                _attrs_back(c["attributes"][i], c["attributes_typed"][i]),
-                _attrs_back(c["resource"][i], c["resource_typed"][i]),
-                c["scope_name"][i],
-                c["scope_version"][i],
-                [[e["time_ns"], e["name"], json.loads(e["attributes"])] for e in c["events"][i]],
-                [
-                    [bytes.fromhex(ln["trace_id"]), bytes.fromhex(ln["span_id"]), json.loads(ln["attributes"])]
-                    for ln in c["links"][i]
-                ],
-                c["trace_state"][i],
-                c["flags"][i],
-            ]
-        )
-        refs = payload_refs[i]
-        if refs:
-            f = out[-1]
-            for ref in refs:
-                target = f[SPAN_ATTRS] if ref["event"] < 0 else f[SPAN_EVENTS][ref["event"]][EVENT_ATTRS]
-                target[ref["key"]] = bytes.fromhex(ref["sha256"])
-    return out
+# ---------------------------------------------------------------- writing a file
 
 
-def file_digests(table: pa.Table) -> list[bytes]:
-    """Every blob digest the rows of a spans or logs table refer to."""
-    if "payload_refs" in table.column_names:
-        refs = pc.list_flatten(table.column("payload_refs"))
-        if not len(refs):
-            return []
-        hexes = pc.unique(pc.struct_field(refs, "sha256")).to_pylist()
-    elif "body_blob" in table.column_names:
-        hexes = [h for h in pc.unique(table.column("body_blob")).to_pylist() if h is not None]
-    else:
-        return []
-    return [bytes.fromhex(h) for h in hexes]
+class ColdWriter:
+    """One version-2 cold file being written, a row group per :meth:`write`, into a staged
+    local file (``ColdTier.stage``): zstd, dictionaries on the repetitive strings,
+    statistics (but on the JSON text columns: no engine prunes by them), page index, a
+    bloom filter on ``trace_id``, and (but for spans, whose order is not a column sort)
+    the sort order recorded per row group."""
 
+    def __init__(self, tier: ColdTier, file_id: int, dataset: str, date: str, *, rows_hint: int) -> None:
+        self.file_id, self.dataset, self.date = file_id, dataset, date
+        self.relpath = f"{dataset}/date={date}/part-{file_id:010d}.parquet"
+        self.path = tier.files.stage(self.relpath)
+        schema = SCHEMAS[FORMAT_VERSION][dataset]
+        names = schema.names
+        try:
+            self._writer = pq.ParquetWriter(
+                str(self.path),
+                schema,
+                compression="zstd",
+                compression_level=tier.compression_level,
+                use_dictionary=[c for c in names if c in DICTIONARY_COLUMNS],
+                write_statistics=[c for c in names if c not in JSON_COLUMNS],
+                write_page_index=True,
+                # one filter per row group (column chunk), held until the file closes: sized for
+                # a row group, not the file (sized for a 1M-row file, each took 2 MB of memory)
+                bloom_filter_options={"trace_id": {"ndv": max(min(rows_hint, tier.row_group_rows), 1), "fpp": 0.01}}
+                if "trace_id" in names
+                else None,
+                sorting_columns=None
+                if dataset == "spans"
+                else [pq.SortingColumn(names.index(k)) for k in SORT_KEYS[dataset]],
+            )
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
+        self.row_groups = 0
+        self.rows = 0
 
-def log_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]:
-    """Rows of a logs table as ((time, lsn, index) sort key, record array)."""
-    c = columns_of(table)
-    out = []
-    blobs = c.get("body_blob") or [None] * table.num_rows
-    for i in range(table.num_rows):
-        blob = blobs[i]
-        f = [
-            c["time_ns"][i],
-            c["body"][i] if blob is None else bytes.fromhex(blob),
-            c["service"][i],
-            c["severity_number"][i],
-            c["severity_text"][i],
-            _unhex(c["trace_id"][i]),
-            _unhex(c["span_id"][i]),
-            _attrs_back(c["attributes"][i], c["attributes_typed"][i]),
-            _attrs_back(c["resource"][i], c["resource_typed"][i]),
-            c["observed_ns"][i],
-            c["scope_name"][i],
-        ]
-        out.append(((f[LOG_TIME], c["wal_lsn"][i], c["batch_index"][i]), f))
-    return out
+    def write(self, table: pa.Table) -> None:
+        """Append ``table`` (the dataset's version-2 schema, file order) as one row group."""
+        if table.num_rows:
+            self._writer.write_table(table, row_group_size=table.num_rows)
+            self.row_groups += 1
+            self.rows += table.num_rows
 
+    def close(self) -> int:
+        """Finish the file (footer written); returns its size in bytes."""
+        self._writer.close()
+        return self.path.stat().st_size
 
-def metric_records(table: pa.Table) -> list[tuple[tuple[int, int, int], list[Any]]]:
-    """Rows of a metrics table as ((time, lsn, index) sort key, record array)."""
-    c = columns_of(table)
-    kinds, temps = {k: i for i, k in enumerate(METRIC_KINDS)}, {t: i for i, t in enumerate(TEMPORALITIES)}
-    out = []
-    for i in range(table.num_rows):
-        f = [
-            c["time_ns"][i],
-            c["name"][i],
-            c["service"][i],
-            c["value"][i],
-            kinds[c["kind"][i]],
-            c["unit"][i],
-            _attrs_back(c["attributes"][i], c["attributes_typed"][i]),
-            c["monotonic"][i],
-            temps[c["temporality"][i]],
-            c["start_ns"][i],
-            c["count"][i],
-            c["sum"][i],
-            c["min"][i],
-            c["max"][i],
-            c["bucket_counts"][i],
-            c["explicit_bounds"][i],
-        ]
-        out.append(((f[METRIC_TIME], c["wal_lsn"][i], c["batch_index"][i]), f))
-    return out
+    def abort(self) -> None:
+        """Drop the staged file (nothing of it was published)."""
+        try:
+            self._writer.close()
+        except Exception:  # a writer that failed may fail again on close: the file goes anyway
+            log.debug("closing an aborted cold file writer failed", exc_info=True)
+        self.path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- files
 
 
+def _damaged(what: str, exc: BaseException) -> StorageError:
+    return StorageError(f"cold file {what} is damaged: {exc}")
+
+
 class ColdTier:
-    """The cold tier's Parquet files: encoding, publishing, reading and deleting them,
+    """The cold tier's Parquet files: writing, publishing, reading and deleting them,
     wherever they live (``_coldfs``: ``<data>/cold`` by default, or object storage)."""
 
     def __init__(self, files: LocalFiles | RemoteFiles | Path, *, row_group_rows: int, compression_level: int) -> None:
@@ -692,40 +245,25 @@ class ColdTier:
         """A file's full path or URI, for messages."""
         return self.files.describe(f.relpath)
 
-    def encode(self, dataset: str, table: pa.Table) -> bytes:
-        """Serialise a sorted table as one Parquet file: zstd, dictionaries, statistics,
-        page index, a bloom filter on trace_id, and the sort order recorded."""
-        sink = pa.BufferOutputStream()
-        names = table.column_names
-        bloom = {"trace_id": {"ndv": max(table.num_rows, 1), "fpp": 0.01}} if "trace_id" in names else None
-        pq.write_table(
-            table,
-            sink,
-            row_group_size=self.row_group_rows,
-            compression="zstd",
-            compression_level=self.compression_level,
-            use_dictionary=[c for c in names if c in _DICTIONARY_COLUMNS],
-            write_statistics=True,
-            write_page_index=True,
-            bloom_filter_options=bloom,
-            sorting_columns=None
-            if dataset == "spans"
-            else [pq.SortingColumn(names.index(k)) for k in SORT_KEYS[dataset]],
-        )
-        return bytes(sink.getvalue().to_pybytes())
-
     # ------------------------------------------------------------ writes
 
-    def publish(self, f: ColdFile, data: bytes) -> None:
-        """Durably place a file: locally temp, fsync, rename, fsync dir; on object storage
-        one verified upload. It is live only once the manifest that names it commits.
-        Raises OSError (StorageError for object storage) if the file is not durably there."""
-        self.files.publish(f.relpath, data)
+    def writer(self, file_id: int, dataset: str, date: str, *, rows_hint: int) -> ColdWriter:
+        """A new version-2 file, written row group by row group into a staged local file."""
+        return ColdWriter(self, file_id, dataset, date, rows_hint=rows_hint)
 
-    def discard(self, f: ColdFile) -> None:
-        """Remove a file published for a change that did not commit (best effort: one left
-        behind is an orphan, removed when the store next opens)."""
+    def publish(self, f: ColdFile, staged: Path) -> None:
+        """Durably place a file written to ``staged`` (a :class:`ColdWriter`'s path): locally
+        fsync, rename, fsync dir; on object storage one verified upload. It is live only
+        once the manifest that names it commits. Raises OSError (StorageError for object
+        storage) if the file is not durably there."""
+        self.files.publish_file(f.relpath, staged)
+
+    def discard(self, f: ColdFile, staged: Path | None = None) -> None:
+        """Remove a file published (or staged) for a change that did not commit (best
+        effort: one left behind is an orphan, removed when the store next opens)."""
         try:
+            if staged is not None:
+                staged.unlink(missing_ok=True)
             self.files.discard(f.relpath)
         except OSError as exc:
             log.warning("cannot remove uncommitted cold file %s (an orphan until the next open): %s", f.relpath, exc)
@@ -798,10 +336,10 @@ class ColdTier:
         return None
 
     def remote_dataset(self, files: Sequence[ColdFile]) -> ds.Dataset:
-        """The files of one dataset as a pyarrow dataset read from object storage, with
-        the partition column ``date`` (string); for engines such as DuckDB."""
+        """Files of one dataset and one version as a pyarrow dataset read from object
+        storage, with the partition column ``date`` (string); for engines such as DuckDB."""
         assert isinstance(self.files, RemoteFiles) and files
-        return self.files.dataset([(f.relpath, f.size, f.date) for f in files], SCHEMAS[files[0].dataset])
+        return self.files.dataset([(f.relpath, f.size, f.date) for f in files], files[0].schema)
 
     def read(
         self,
@@ -810,10 +348,25 @@ class ColdTier:
         columns: list[str] | None = None,
         filter: pc.Expression | None = None,
     ) -> pa.Table:
-        """Rows of the given files matching ``filter`` (row groups whose statistics
-        cannot match are skipped)."""
+        """Rows of the given files (one dataset) matching ``filter`` (row groups whose
+        statistics cannot match are skipped), as version 2: version-1 files are upgraded
+        unless only columns both versions hold alike are asked for."""
         assert files, "read() needs at least one file"
-        schema = SCHEMAS[files[0].dataset]
+        dataset = files[0].dataset
+        tables = []
+        for version in sorted({f.version for f in files}):
+            group = [f for f in files if f.version == version]
+            if version == 1 and (columns is None or not same_in_both(dataset, columns)):
+                whole = upgrade(dataset, self._read_dataset(group, None, filter))
+                tables.append(whole if columns is None else whole.select(columns))
+            else:
+                tables.append(self._read_dataset(group, columns, filter))
+        return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+    def _read_dataset(
+        self, files: Sequence[ColdFile], columns: list[str] | None, filter: pc.Expression | None
+    ) -> pa.Table:
+        schema = files[0].schema
         try:
             with ExitStack() as stack:
                 sources = [stack.enter_context(self.files.open(f.relpath, f.size)) for f in files]
@@ -830,15 +383,15 @@ class ColdTier:
                 raise FileNotFoundError(str(exc)) from exc
             raise StorageError(f"cannot read cold files {[f.relpath for f in files]}: {exc}") from exc
         except pa.ArrowInvalid as exc:
-            raise StorageError(f"cold file is damaged ({[f.relpath for f in files]}): {exc}") from exc
+            raise _damaged(str([f.relpath for f in files]), exc) from exc
 
     def read_all(self, f: ColdFile, columns: list[str] | None = None) -> pa.Table:
-        """One whole file, in its row order."""
+        """One whole file, in its row order, in the file's own version."""
         try:
             with self.files.open(f.relpath, f.size) as src:
-                return pq.read_table(src, columns=columns, schema=SCHEMAS[f.dataset])
+                return pq.read_table(src, columns=columns, schema=f.schema)
         except pa.ArrowInvalid as exc:
-            raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
+            raise _damaged(f.relpath, exc) from exc
 
     def row_group_sizes(self, f: ColdFile) -> list[int]:
         meta = self._metadata(f)
@@ -875,9 +428,9 @@ class ColdTier:
         filter: pc.Expression,
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        """Rows of ``files`` matching ``filter``, decoding only the row groups whose
-        statistics overlap every inclusive (low, high) in ``bounds`` (cached footers:
-        cheaper than a dataset scan for the small reads a dashboard makes)."""
+        """Rows of ``files`` (one dataset) matching ``filter``, as version 2, decoding only
+        the row groups whose statistics overlap every inclusive (low, high) in ``bounds``
+        (cached footers: cheaper than a dataset scan for the small reads a dashboard makes)."""
         tables = []
         for f in files:
             meta = self._metadata(f)
@@ -894,20 +447,60 @@ class ColdTier:
                 if ok:
                     keep.append(i)
             if keep:
-                tables.append(self.read_row_groups(f, keep, columns).filter(filter))
+                if f.version == 1 and (columns is None or not same_in_both(f.dataset, columns)):
+                    table = upgrade(f.dataset, self.read_row_groups(f, keep).filter(filter))
+                    tables.append(table if columns is None else table.select(list(columns)))
+                else:
+                    tables.append(self.read_row_groups(f, keep, columns).filter(filter))
         if not tables:
-            empty = SCHEMAS[files[0].dataset].empty_table()
+            empty = SCHEMAS[FORMAT_VERSION][files[0].dataset].empty_table()
             return empty.select(list(columns)) if columns is not None else empty
         return pa.concat_tables(tables)
 
     def read_row_groups(self, f: ColdFile, row_groups: Sequence[int], columns: Sequence[str] | None = None) -> pa.Table:
+        """Row groups of one file, in its own version."""
         try:
             metadata = self._metadata(f)
             with self.files.open(f.relpath, f.size) as src:
                 pf = pq.ParquetFile(src, metadata=metadata)
                 return pf.read_row_groups(list(row_groups), columns=list(columns) if columns is not None else None)
         except pa.ArrowInvalid as exc:
-            raise StorageError(f"cold file {f.relpath} is damaged: {exc}") from exc
+            raise _damaged(f.relpath, exc) from exc
+
+    def read_matching(
+        self,
+        f: ColdFile,
+        row_groups: Sequence[int] | None,
+        expr: pc.Expression | None,
+        order: Sequence[tuple[str, str]],
+    ) -> pa.Table | None:
+        """The rows of ``row_groups`` of ``f`` (None: all) matching ``expr``, sorted by
+        ``order``, all columns, in the file's version; None when no row matches. Decodes
+        the columns a filter can name first (``LIGHT_COLUMNS``), and the rest only for the
+        row groups holding matching rows."""
+        light = list(LIGHT_COLUMNS[f.dataset])
+        meta = self._metadata(f)
+        groups = list(range(meta.num_row_groups)) if row_groups is None else list(row_groups)
+        keys = self.read_row_groups(f, groups, light)
+        keys = keys.append_column("_row", pa.array(np.arange(keys.num_rows), pa.int64()))
+        if expr is not None:
+            keys = keys.filter(expr)
+        if keys.num_rows == 0:
+            return None
+        keys = keys.sort_by(list(order))
+        rows = np.asarray(keys.column("_row").to_numpy(), dtype=np.int64)
+        sizes = np.array([meta.row_group(g).num_rows for g in groups], dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        where = np.searchsorted(starts, rows, side="right") - 1  # position in ``groups`` of each row
+        needed = np.unique(where)
+        placed = np.zeros(len(groups), dtype=np.int64)  # each needed group's first row among the needed ones
+        placed[needed] = np.concatenate(([0], np.cumsum(sizes[needed])[:-1]))
+        heavy_names = [c for c in f.schema.names if c not in light]
+        heavy = self.read_row_groups(f, [groups[i] for i in needed], heavy_names)
+        heavy = heavy.take(pa.array(rows - starts[where] + placed[where]))
+        out = {name: keys.column(name) for name in light}
+        out.update({name: heavy.column(name) for name in heavy_names})
+        return pa.Table.from_arrays([out[n] for n in f.schema.names], schema=f.schema)
 
     # ------------------------------------------------------------ checks (tael check)
 
@@ -1015,7 +608,9 @@ def _converted(table: pa.Table, hits: Callable[[pa.Table], list[Hit]], keep: Pre
 class ColdReader:
     """The cold tier as of one snapshot: the manifest an LMDB read transaction saw and
     that transaction's cold trace index (``trace_refs``). Implements
-    ``tael._query.tier.TierReader``; scans are planned by ``tael._query.plan``."""
+    ``tael._query.tier.TierReader``; scans are planned by ``tael._query.plan``. A read
+    decodes the columns a scan filters on first, then the rest only where rows match,
+    and builds records only for the rows it returns."""
 
     def __init__(self, cold: ColdTier, manifest: list[ColdFile], trace_refs: TraceRefs) -> None:
         self.cold = cold
@@ -1039,29 +634,26 @@ class ColdReader:
             for file_id, rgs in sorted(self.trace_refs(scan.trace, scan.signal).items()):
                 f = self.by_id.get(file_id)
                 if f is not None:
-                    table = self.cold.read_row_groups(f, rgs)
-                    if scan.expr is not None:
-                        table = table.filter(scan.expr)
-                    yield _converted(table.sort_by(order), hits, keep, limit)
+                    table = self.cold.read_matching(f, rgs, scan.expr, order)
+                    yield [] if table is None else _converted(table, hits, keep, limit)
             return
         tasks = plan(self.manifest, scan, newest_first=newest_first, row_group_times=self.cold.row_group_times)
         for task in tasks:
             if stop(task.bound(newest_first)):
                 return
-            if task.row_group is None:
-                table = self.cold.read([task.file], filter=scan.expr)
-            else:
-                table = self.cold.read_row_groups(task.file, [task.row_group])
-                if scan.expr is not None:
-                    table = table.filter(scan.expr)
-            yield _converted(table.sort_by(order), hits, keep, limit)
+            groups = None if task.row_group is None else [task.row_group]
+            table = self.cold.read_matching(task.file, groups, scan.expr, order)
+            yield [] if table is None else _converted(table, hits, keep, limit)
 
     def trace(self, trace: bytes) -> list[Hit]:
         out: list[Hit] = []
+        order = [(column, "ascending") for column in _SCAN_ORDER["spans"]]
         for file_id, rgs in sorted(self.trace_refs(trace, "spans").items()):
             f = self.by_id.get(file_id)
             if f is not None:
-                out += span_hits(self.cold.read_row_groups(f, rgs).filter(trace_expr(trace)))
+                table = self.cold.read_matching(f, rgs, trace_expr(trace), order)
+                if table is not None:
+                    out += span_hits(table)
         return out
 
     def lookup(self, signal: str, keys: Sequence[Any]) -> list[Hit]:
@@ -1079,17 +671,23 @@ class ColdReader:
 
     def _spans(self, keys: Sequence[tuple[bytes, bytes]]) -> list[Hit]:
         """Spans by (trace, span) id, through the cold trace index; each row group is
-        read once per reader (lookups come in pages)."""
+        read once per reader (lookups come in pages), and only the wanted rows become
+        records."""
         out: list[Hit] = []
         wanted = set(keys)
-        for trace in {t for t, _s in keys}:
+        by_trace: dict[bytes, list[str]] = {}
+        for trace, span in keys:
+            by_trace.setdefault(trace, []).append(span.hex())
+        for trace, spans in by_trace.items():
+            expr = trace_expr(trace) & pc.field("span_id").isin(spans)
             for file_id, rgs in self.trace_refs(trace, "spans").items():
                 f = self.by_id.get(file_id)
                 if f is None:
                     continue
                 for rg in rgs:
-                    rows = self._group(f, rg).filter(trace_expr(trace))
-                    out += [hit for hit in span_hits(rows) if hit[0] in wanted]
+                    rows = self._group(f, rg).filter(expr)
+                    if rows.num_rows:
+                        out += [hit for hit in span_hits(rows) if hit[0] in wanted]
         return out
 
     def _logs(self, keys: Sequence[tuple[int, int, int]]) -> list[Hit]:

@@ -5,16 +5,18 @@ and ``Settings.cold_filesystem``.
 Two implementations of one small interface, addressed by a file's path relative
 to the tier's root (``spans/date=2026-01-01/part-0000000042.parquet``):
 
-- ``LocalFiles``: a directory, ``<data>/cold`` by default. Publishing is
-  ``atomic_write`` (temp file, fsync, rename, fsync the directory).
+- ``LocalFiles``: a directory, ``<data>/cold`` by default. A new file is written
+  as ``<path>.partial`` beside its place (``stage``), then published as
+  ``atomic_write`` does: fsync, rename, fsync the directory.
 - ``RemoteFiles``: a filesystem and a base path in it. On an object store a file
   is published with one PUT (S3 makes an object visible whole or not at all; a
   large file is a multipart upload, also published whole when it completes);
   elsewhere as a temp file moved into place. The upload is verified (the object
   exists with the expected size) before ``publish`` returns, so the manifest
   commit that evicts the records from the hot tier only ever names a file that
-  is in the bucket. Reads go through ``FileCache``, whole files under
-  ``<data>/cache``.
+  is in the bucket. A new file is written to a private file in ``<data>/cache``
+  first (``stage``), uploaded from there, and kept as the cached copy. Reads go
+  through ``FileCache``, whole files under ``<data>/cache``.
 
 The format of the files is ``_cold``'s business; this module only moves bytes.
 """
@@ -63,6 +65,8 @@ stores sharing a prefix would delete each other's files."""
 _ATOMIC_PUT = frozenset({"s3", "gcs"})
 """Filesystems (``FileSystem.type_name``) whose writes appear all at once, on close."""
 
+_UPLOAD_PIECE = 8 << 20  # bytes read from a staged file per write to an upload stream
+
 Source: TypeAlias = "str | pa.NativeFile"
 """What the Parquet readers open: a local path, or an open file (a cached or downloaded copy)."""
 
@@ -86,17 +90,32 @@ class LocalFiles:
         self.location = str(root)
         self.location_file: Path | None = None
         """Written (once) before the first publish: see ``LOCATION_FILE``."""
+        self._created: dict[str, list[Path]] = {}
+        """Directories made for a staged file, fsynced into their parents when it is published."""
 
     def describe(self, rel: str) -> str:
         return str(self.root / rel)
 
-    def publish(self, rel: str, data: bytes) -> None:
-        """Durably place a file (temp, fsync, rename, fsync dir)."""
+    def stage(self, rel: str) -> Path:
+        """Where to write a new file before it is published: ``<rel>.partial`` beside its
+        place (an orphan the next open removes if the store dies first)."""
+        target = self.root / rel
+        self._created.setdefault(rel, []).extend(_make_dirs(target.parent))
+        return target.with_name(f"{target.name}.partial")
+
+    def publish_file(self, rel: str, staged: Path) -> None:
+        """Durably place a staged file (fsync, rename, fsync dir): the ``atomic_write``
+        protocol for a file written in pieces."""
         _record_location(self)
         target = self.root / rel
-        created = _make_dirs(target.parent)
-        atomic_write(target, data)
-        for d in created:
+        fd = os.open(staged, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(staged, target)
+        fsync_dir(target.parent)
+        for d in self._created.pop(rel, []):
             fsync_dir(d.parent)
 
     def delete(self, rels: Iterable[str]) -> None:
@@ -114,6 +133,7 @@ class LocalFiles:
 
     def discard(self, rel: str) -> None:
         (self.root / rel).unlink(missing_ok=True)
+        self._created.pop(rel, None)
 
     def sweep(self, live: set[str]) -> int:
         removed = 0
@@ -205,6 +225,26 @@ class FileCache:
             return
         self._trim()
 
+    def scratch(self, rel: str) -> Path:
+        """A private temporary path for writing ``rel`` before it is uploaded (in the cache
+        directory, so :meth:`adopt` is a rename; a leftover ages out as a ``.partial``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root / f"{rel.replace('/', '_')}.{os.getpid()}.{threading.get_ident()}.partial"
+
+    def adopt(self, rel: str, path: Path) -> None:
+        """Keep the local file ``path`` (``rel``'s bytes, just uploaded) as its cached copy,
+        or delete it if the cache cannot hold it (best effort, like :meth:`put`)."""
+        try:
+            if path.stat().st_size > self.max_bytes:
+                path.unlink()
+                return
+            os.replace(path, self._path(rel))
+        except OSError as exc:
+            log.warning("cannot cache cold file %s in %s: %s", rel, self.root, exc)
+            path.unlink(missing_ok=True)
+            return
+        self._trim()
+
     def drop(self, rel: str) -> None:
         self._path(rel).unlink(missing_ok=True)
 
@@ -274,9 +314,14 @@ class RemoteFiles:
 
     # ------------------------------------------------------------ writes
 
-    def publish(self, rel: str, data: bytes) -> None:
-        """Upload a file and verify it is there whole; raises StorageError otherwise (the
-        caller then keeps the records where they are)."""
+    def stage(self, rel: str) -> Path:
+        """Where to write a new file before it is uploaded: a private file in the cache directory."""
+        return self.cache.scratch(rel)
+
+    def publish_file(self, rel: str, staged: Path) -> None:
+        """Upload a staged file and verify it is there whole; raises StorageError otherwise
+        (the caller then keeps the records where they are). The staged file then becomes
+        the cached copy (the first read needs no download)."""
         _record_location(self)
         self.claim()
         if self._undeleted:
@@ -285,24 +330,29 @@ class RemoteFiles:
         self._attempted[rel] = None
         if len(self._attempted) > 4096:
             self._attempted.popitem(last=False)
+        size = staged.stat().st_size
         try:
             if self.atomic_put:
-                with self.fs.open_output_stream(key) as out:
-                    out.write(data)
+                self._upload(staged, key)
             else:
                 self.fs.create_dir(key.rpartition("/")[0], recursive=True)
-                with self.fs.open_output_stream(key + ".partial") as out:
-                    out.write(data)
+                self._upload(staged, key + ".partial")
                 self.fs.move(key + ".partial", key)
             info = self.fs.get_file_info(key)
         except OSError as exc:
             raise StorageError(f"uploading cold file {self.describe(rel)} failed: {_one_line(exc)}") from exc
-        if info.type != pafs.FileType.File or info.size != len(data):
+        if info.type != pafs.FileType.File or info.size != size:
             raise StorageError(
                 f"uploaded cold file {self.describe(rel)} does not verify: "
-                f"{info.size if info.type == pafs.FileType.File else 'no'} bytes stored, {len(data)} sent"
+                f"{info.size if info.type == pafs.FileType.File else 'no'} bytes stored, {size} sent"
             )
-        self.cache.put(rel, data)  # the bytes are in hand: the first read needs no download
+        self.cache.adopt(rel, staged)
+
+    def _upload(self, staged: Path, key: str) -> None:
+        """Copy a local file to ``key``, a piece at a time (a large one is a multipart upload)."""
+        with open(staged, "rb") as src, self.fs.open_output_stream(key) as out:
+            while piece := src.read(_UPLOAD_PIECE):
+                out.write(piece)
 
     def claim(self) -> None:
         """Make sure the prefix is this data directory's (``OWNER_OBJECT``), marking it so

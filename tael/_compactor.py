@@ -1,4 +1,4 @@
-"""Moving data between tiers: compaction, small-file merges and retention.
+"""Moving data between tiers: compaction, small-file merges, migration and retention.
 
 The Compactor sits below ``Store`` (it takes the tiers, never the store); the
 loop that schedules it is ``Maintenance`` in tael/_maintenance.py, above it.
@@ -23,6 +23,16 @@ retention partition, and within a step before anything of it is published.
 An interrupted operation returns what it committed so far, marked
 ``interrupted``; the step it was in leaves nothing behind, and the next pass
 carries on from there.
+
+**Column-wise.** A compaction step takes its hot records as the hot tier's blocks
+hold them (column batches: ``HotTier.old_blocks``, no record is decoded) and does
+everything else with Arrow and numpy: the cold columns
+(``tael._coldformat``), duplicate spans, the per-day split, the file order, the
+rollups (``tael._rollup.rollup_tables``), the manifest entry's statistics, the
+cold trace index and the blob references. Memory is bounded by a step
+(``Settings.compaction_batch_records``) and a row group, never a day: files are
+written row group by row group (``tael._cold.ColdWriter``), and a merge streams
+its inputs a row group at a time.
 """
 
 from __future__ import annotations
@@ -34,68 +44,48 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from . import _codec, _rollup
-from ._block import RECORDS_OF, Block
-from ._cold import (
+from . import _rollup
+from ._block import BLOCK_SCHEMAS, EXTRA_FIELDS, Block
+from ._cold import ColdFile, ColdTier, day_of, day_start_ns
+from ._coldformat import (
     DAY_NS,
+    FORMAT_VERSION,
     TIME_COLUMN,
-    WINDOW_NS,
-    ColdFile,
-    ColdTier,
-    day_of,
-    day_start_ns,
-    file_digests,
+    day_parts,
+    file_order,
+    first_copies,
+    first_of_each_span,
     logs_table,
     metrics_table,
-    rollup_table,
-    sort_table,
+    span_keys,
     spans_table,
+    upgrade,
 )
+from ._coldwrite import FileBuilder, NewFile, Ref, trace_refs
 from ._errors import StorageError, StoreClosedError
-from ._hot import RECORD_KEY, SIGNAL_LOGS, SIGNAL_SPANS, HotTier
-from ._layout import (
-    LOG_TIME,
-    METRIC_ATTRS,
-    METRIC_KIND,
-    METRIC_NAME,
-    METRIC_SERVICE,
-    METRIC_TIME,
-    SPAN_ID,
-    SPAN_START,
-    SPAN_TRACE,
-)
+from ._hot import SIGNAL_LOGS, SIGNAL_SPANS, HotTier
 from ._models import CompactionReport, RetentionReport
 from ._search import DOC_LOG, DOC_SPAN, TextIndex
 from ._settings import Settings
 
 log = logging.getLogger(__name__)
 
-Ref = tuple[bytes, int, int, int, tuple[str, ...]]
-"""A cold trace-index entry: (trace id, signal, file id, row group, services of its spans there)."""
 REF_FILE: Final = 2
-
-MetricRow = tuple[int, int, bytes, list[Any], bytes]
-"""A hot metric point as compaction handles it (``metric_rows``): the positions below."""
-MR_LSN: Final = 0  # WAL LSN of its batch
-MR_INDEX: Final = 1  # index in its batch
-MR_SERIES: Final = 2  # 8-byte series id
-MR_RECORD: Final = 3  # the decoded record (METRIC_*)
-MR_KEY: Final = 4  # its hot-tier key
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
 
 
-@dataclass(frozen=True, slots=True)
-class _NewFile:
-    """A cold file encoded and about to be published, with what the LMDB indexes need."""
+@dataclass(slots=True)
+class _HotChunk:
+    """One compaction step's hot records, column-wise: the rows of the blocks
+    ``HotTier.old_blocks`` named, as one table in the block schema (logs and metric
+    points with their ``wal_lsn`` and ``batch_index``), and those blocks for the eviction."""
 
-    file: ColdFile
-    data: bytes
-    refs: list[Ref]
-    digests: list[bytes]
-    """Blob digests its rows refer to."""
+    table: pa.Table
+    parts: list[tuple[bytes, Block, pa.Array | None]]
+    count: int
 
 
 def stop_event(stop: Any) -> threading.Event | None:
@@ -107,6 +97,12 @@ def stop_event(stop: Any) -> threading.Event | None:
 
 class _Interrupted(Exception):
     """Raised at a safe point of an operation asked to stop; caught by the operation."""
+
+
+def _moved(parts: Sequence[tuple[bytes, Block, pa.Array | None]]) -> pa.Table:
+    """The rows ``HotTier.old_blocks`` named, as one table (block schema)."""
+    batches = [block.batch() if rows is None else block.batch().take(rows) for _bkey, block, rows in parts]
+    return pa.Table.from_batches(batches)
 
 
 class Compactor:
@@ -142,10 +138,12 @@ class Compactor:
         """Whether the running operation was asked to stop (by its caller or by close)."""
         return self.closing.is_set() or (self._stop is not None and self._stop.is_set())
 
-    def _safe_point(self) -> None:
+    def _safe_point(self, staged: Sequence[NewFile] = ()) -> None:
         """Stop here if asked: called only where everything before is committed and
-        nothing of the current step is published."""
+        nothing of the current step is published (``staged``: its files written so far,
+        deleted on the way out)."""
         if self.stopping():
+            self._discard(staged)
             raise _Interrupted
 
     # ------------------------------------------------------------ compaction
@@ -193,102 +191,103 @@ class Compactor:
         batch = self.settings.compaction_batch_records
         while True:
             self._safe_point()
-            with self.hot.reader() as txn:
-                parts = self.hot.old_blocks(txn, signal, before, batch)
-            if not parts:
+            chunk = self._hot_chunk(signal, before, batch)
+            if chunk is None:
                 return
-            chunk = _moved_records(signal, parts)
             built: dict[str, int] = {"metrics_5m": 0, "metrics_1h": 0}
-            files, evict = self._build(signal, parts, chunk, built)
-            self._safe_point()  # built in memory only: dropping them leaves nothing
+            files, evict = self._build(signal, chunk, built)
+            self._safe_point(files)  # written and staged only: dropping them leaves nothing
             self._commit(files, [], evict)
-            records[signal] += len(chunk)
+            records[signal] += chunk.count
             for dataset, n in built.items():
                 rollups[dataset] += n  # counted once committed
             for new in files:
                 written.append(new.file.relpath)
                 touched.add((new.file.dataset, new.file.date))
-            log.debug("compacted %d %s into %s", len(chunk), signal, ", ".join(f.file.relpath for f in files))
-            if len(chunk) < batch:
+            log.debug("compacted %d %s into %s", chunk.count, signal, ", ".join(f.file.relpath for f in files))
+            if chunk.count < batch:
                 return
 
+    def _hot_chunk(self, signal: str, before: int, limit: int) -> _HotChunk | None:
+        """Up to ``limit`` of the oldest hot records of ``signal`` with time < ``before``, as
+        the column batches of their blocks."""
+        with self.hot.reader() as txn:
+            parts = self.hot.old_blocks(txn, signal, before, limit)
+        if not parts:
+            return None
+        table = _moved(parts)
+        return _HotChunk(table, parts, table.num_rows)
+
     def _build(
-        self, signal: str, moved: Any, chunk: list[Any], rollups: dict[str, int]
-    ) -> tuple[list[_NewFile], Callable[[Any], None]]:
-        """Encode one chunk of hot records as cold files (one per day and dataset) and
-        the eviction of exactly those records (``moved``: what ``HotTier.old_blocks`` named)."""
-        tables: list[tuple[str, str, pa.Table]] = []
+        self, signal: str, chunk: _HotChunk, rollups: dict[str, int]
+    ) -> tuple[list[NewFile], Callable[[Any], None]]:
+        """Write one chunk of hot records as cold files (one per day and dataset) and
+        return them with the eviction of exactly those records."""
+        table = chunk.table
+        parts: list[tuple[str, pa.Table, bool]] = []  # (dataset, version-2 rows, in file order already)
+        moved = chunk.parts
 
         def evict(txn: Any) -> None:
             self.hot.evict(txn, moved, forget=False)
 
         if signal == "spans":
-            for date, group in _by_day(chunk, lambda kf: kf[1][SPAN_START]).items():
-                tables.append(("spans", date, spans_table([f for _k, f in group])))
+            parts.append(("spans", table, False))
         elif signal == "logs":
-            keyed = [(k[1], k[2], f) for k, f in chunk]
-            for date, lgroup in _by_day(keyed, lambda r: r[2][LOG_TIME]).items():
-                tables.append(("logs", date, logs_table(lgroup)))
+            parts.append(("logs", logs_table(table, table.column("wal_lsn"), table.column("batch_index")), False))
         else:
-            rows = metric_rows([(RECORD_KEY.pack(*k), _codec.packb(f)) for k, f in chunk])
-            for date, mgroup in _by_day(rows, lambda r: r[MR_RECORD][METRIC_TIME]).items():
-                tables.append(("metrics", date, metrics_table([r[:MR_KEY] for r in mgroup])))
-            five, hour = rollup_rows(rows)
-            for dataset, parts in (("metrics_5m", five), ("metrics_1h", hour)):
-                rollups[dataset] += len(parts)
-                for date, pgroup in _by_day(parts, lambda p: p["window_start_ns"]).items():
-                    tables.append((dataset, date, rollup_table(dataset, pgroup)))
+            points = metrics_table(table, table.column("wal_lsn"), table.column("batch_index"))
+            five, hour = _rollup.rollup_tables(points)
+            rollups["metrics_5m"] += five.num_rows
+            rollups["metrics_1h"] += hour.num_rows
+            parts += [("metrics", points, False), ("metrics_5m", five, True), ("metrics_1h", hour, True)]
 
-        ids = self.hot.alloc_file_ids(len(tables))
-        files = []
-        for fid, (dataset, date, table) in zip(ids, tables, strict=True):
-            self._safe_point()  # between encodings: nothing published yet
-            files.append(self._encode(fid, dataset, date, table))
+        by_day: list[tuple[str, str, pa.Table, bool]] = []
+        for dataset, rows, ordered in parts:
+            if dataset == "spans":
+                rows = first_of_each_span(rows)
+            for day, taken in day_parts(rows.column(TIME_COLUMN[dataset])):
+                part = rows if len(taken) == rows.num_rows else rows.take(pa.array(taken))
+                by_day.append((dataset, day_of(day * DAY_NS), part, ordered))
+        ids = self.hot.alloc_file_ids(len(by_day))
+        files: list[NewFile] = []
+        for fid, (dataset, date, part, ordered) in zip(ids, by_day, strict=True):
+            self._safe_point(files)  # between files: nothing published yet
+            files.append(self._write(fid, dataset, date, part, None if ordered else file_order(dataset, part), files))
         return files, evict
 
-    def _encode(self, file_id: int, dataset: str, date: str, table: pa.Table) -> _NewFile:
-        data = self.cold.encode(dataset, table)
-        meta = pq.ParquetFile(pa.BufferReader(data)).metadata
-        times = table.column(TIME_COLUMN[dataset])
-        services: dict[str, list[int]] = {}
-        if dataset == "spans":
-            traces: dict[str, set[str]] = {}
-            for svc, status, dur, trace in zip(
-                table.column("service").to_pylist(),
-                table.column("status").to_pylist(),
-                table.column("duration_ns").to_pylist(),
-                table.column("trace_id").to_pylist(),
-                strict=True,
-            ):
-                acc = services.setdefault(svc, [0, 0, 0, 0])
-                acc[0] += 1
-                acc[1] += status == "error"
-                acc[2] += dur
-                traces.setdefault(svc, set()).add(trace)
-            for svc, ts in traces.items():
-                services[svc][3] = len(ts)
-        else:
-            for svc in table.column("service").to_pylist():
-                services.setdefault(svc, [0])[0] += 1
-        names = tuple(sorted(set(table.column("name").to_pylist()))) if dataset.startswith("metrics") else ()
-        f = ColdFile(
-            file_id=file_id,
-            dataset=dataset,
-            date=date,
-            rows=table.num_rows,
-            size=len(data),
-            min_ns=int(pa.compute.min(times).as_py()),
-            max_ns=int(pa.compute.max(times).as_py()),
-            row_groups=meta.num_row_groups,
-            services=services,
-            names=names,
-        )
-        sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return _NewFile(f, data, _refs_of(f, table, sizes), file_digests(table))
+    def _write(
+        self,
+        file_id: int,
+        dataset: str,
+        date: str,
+        rows: pa.Table,
+        order: pa.Array | None,
+        staged: Sequence[NewFile],
+    ) -> NewFile:
+        """One new file of ``rows`` taken in ``order`` (None: they are in file order; spans
+        come as a column batch, made version 2 here); on failure nothing of it, nor of
+        ``staged`` (the step's files so far), is left behind."""
+        try:
+            writer = self.cold.writer(file_id, dataset, date, rows_hint=rows.num_rows)
+        except OSError as exc:
+            self._discard(staged)
+            raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+        builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
+        try:
+            if order is not None:
+                rows = rows.take(order)
+            builder.add_sorted(spans_table(rows) if dataset == "spans" else rows)
+            return builder.finish()
+        except BaseException as exc:
+            writer.abort()
+            self._discard(staged)
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+            raise
 
     def _commit(
         self,
-        added: Sequence[_NewFile],
+        added: Sequence[NewFile],
         removed: Sequence[tuple[ColdFile, list[Ref]]],
         evict: Callable[[Any], None] | None,
         after: Callable[[Any], None] | None = None,
@@ -296,7 +295,7 @@ class Compactor:
         """Steps 1-3 of the protocol in the module docstring."""
         try:
             for new in added:
-                self.cold.publish(new.file, new.data)
+                self.cold.publish(new.file, new.staged)
         except OSError as exc:
             self._discard(added)
             raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
@@ -326,10 +325,10 @@ class Compactor:
             self.hot.sync()  # the manifest no longer naming them is durable before they go
             self.cold.remove(f for f, _r in removed)
 
-    def _discard(self, added: Sequence[_NewFile]) -> None:
-        """Remove files published for a change that did not commit (else: orphans at next open)."""
+    def _discard(self, added: Sequence[NewFile]) -> None:
+        """Remove files written or published for a change that did not commit (else: orphans at next open)."""
         for new in added:
-            self.cold.discard(new.file)
+            self.cold.discard(new.file, new.staged)
 
     # ------------------------------------------------------------ small-file merges
 
@@ -379,20 +378,78 @@ class Compactor:
         return merged
 
     def _merge(self, dataset: str, date: str, files: list[ColdFile]) -> None:
-        tables = []
-        for f in files:
-            self._safe_point()  # reading: nothing published yet
-            tables.append(self.cold.read_all(f))
-        table = pa.concat_tables(tables)
-        old_refs = [r for f, t in zip(files, tables, strict=True) for r in _refs_of(f, t, self.cold.row_group_sizes(f))]
-        if dataset == "spans":
-            table = _first_of_each_span(table)
-        table = sort_table(dataset, table)
+        """Replace ``files`` (one partition) by one version-2 file holding their rows, the
+        first copy of a span seen twice only, streamed a row group at a time (each output
+        row group sorted into file order)."""
+        keep = self._first_copies(files) if dataset == "spans" else None
         (fid,) = self.hot.alloc_file_ids(1)
-        new = self._encode(fid, dataset, date, table)
-        self._safe_point()
-        self._commit([new], [(f, [r for r in old_refs if r[REF_FILE] == f.file_id]) for f in files], None)
-        log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new.file.relpath)
+        try:
+            writer = self.cold.writer(fid, dataset, date, rows_hint=sum(f.rows for f in files))
+        except OSError as exc:
+            raise StorageError(f"writing a merged cold file failed (nothing changed): {exc}") from exc
+        builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
+        removed: list[tuple[ColdFile, list[Ref]]] = []
+        try:
+            at = 0
+            signal = _TRACE_SIGNAL.get(dataset)
+            for f in files:
+                old: list[Ref] = []
+                for rg, n in enumerate(self.cold.row_group_sizes(f)):
+                    self._safe_point()  # reading: nothing published yet
+                    table = self.cold.read_row_groups(f, [rg])
+                    if signal is not None:
+                        old += trace_refs(table, signal, f.file_id, rg, n, spans=dataset == "spans", full=False)
+                    table = upgrade(dataset, table)
+                    if keep is not None:
+                        table = table.filter(pa.array(keep[at : at + n]))
+                    at += n
+                    builder.add(table, in_order=True)  # every row group of a cold file is in file order
+                removed.append((f, old))
+            new = builder.finish()
+        except BaseException as exc:
+            writer.abort()
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise StorageError(f"writing a merged cold file failed (nothing changed): {exc}") from exc
+            raise
+        self._safe_point([new])
+        self._commit([new], removed, None)
+        if len(files) == 1:
+            log.info("rewrote cold file %s (format %d) as %s", files[0].relpath, files[0].version, new.file.relpath)
+        else:
+            log.info("merged %d cold files of %s/date=%s into %s", len(files), dataset, date, new.file.relpath)
+
+    def _first_copies(self, files: Sequence[ColdFile]) -> np.ndarray | None:
+        """For the rows of span files in file and row order: which are the first copy of
+        their (trace_id, span_id); None when every row is. Holds 24 bytes per row."""
+        keys = []
+        for f in files:
+            self._safe_point()
+            keys.append(span_keys(self.cold.read_all(f, columns=["trace_id", "span_id"])))
+        return first_copies(np.concatenate(keys)) if keys else None
+
+    # ------------------------------------------------------------ migration
+
+    def migrate_files(self, stop: threading.Event | None = None) -> int:
+        """Rewrite every cold file of an older format version (docs/format/cold.md,
+        "Version") in the current one, one file per step through the merge path: each
+        step publishes the new file and drops the old one in one manifest commit, so a
+        crash midway loses nothing and the next call carries on. Returns how many files
+        were rewritten; once ``stop`` is set it returns between files. ``Store`` calls it
+        when a writer opens the store."""
+        with self.lock, self._stoppable(stop_event(stop)):
+            self.check_open()
+            with self.hot.reader() as txn:
+                old = [f for f in self.hot.manifest(txn) if f.version != FORMAT_VERSION]
+            done = 0
+            for f in old:
+                try:
+                    self._merge(f.dataset, f.date, [f])
+                except _Interrupted:
+                    break
+                done += 1
+            if old:
+                log.info("rewrote %d of %d cold files of an older format in %s", done, len(old), self.cold.location)
+            return done
 
     # ------------------------------------------------------------ retention
 
@@ -491,7 +548,7 @@ class Compactor:
                 cur = stats.setdefault(svc, [0, 0, 0, 0])
                 for i in range(3):
                     cur[i] += acc[i]
-            for trace, _sig, _fid, _rg, services in refs:
+            for trace, _sig, _fid, _rg, services, _spans in refs:
                 by_trace.setdefault(trace, set()).update(services)
 
         def forget(txn: Any) -> None:
@@ -502,7 +559,8 @@ class Compactor:
 
     def _drop_hot(self, signal: str, before: int, dropped: dict[str, int]) -> None:
         """Delete hot records older than ``before`` without writing them anywhere, one
-        chunk per step, counting them in ``dropped[signal]``."""
+        chunk per step, counting them in ``dropped[signal]``; dropped spans leave the
+        per-service counters."""
         batch = self.settings.compaction_batch_records
         while True:
             self._safe_point()
@@ -521,10 +579,18 @@ class Compactor:
                 return
 
     def _refs_of_file(self, f: ColdFile) -> list[Ref]:
-        if f.dataset not in _TRACE_SIGNAL:
+        """The trace-index entries of a whole file (with the services of each trace's spans)."""
+        signal = _TRACE_SIGNAL.get(f.dataset)
+        if signal is None:
             return []
-        columns = ["trace_id", "service"] if f.dataset == "spans" else ["trace_id"]
-        return _refs_of(f, self.cold.read_all(f, columns=columns), self.cold.row_group_sizes(f))
+        columns = ["trace_id", "service", "span_id"] if signal == SIGNAL_SPANS else ["trace_id"]
+        table = self.cold.read_all(f, columns=columns)
+        out: list[Ref] = []
+        at = 0
+        for rg, n in enumerate(self.cold.row_group_sizes(f)):
+            out += trace_refs(table.slice(at, n), signal, f.file_id, rg, n, spans=signal == SIGNAL_SPANS)
+            at += n
+        return out
 
     # ------------------------------------------------------------ blobs
 
@@ -546,76 +612,27 @@ class Compactor:
         return self.cold.sweep_orphans(live)
 
 
-def _moved_records(signal: str, parts: Sequence[tuple[bytes, Block, pa.Array | None]]) -> list[tuple[Any, list[Any]]]:
-    """(key, record) of the rows ``HotTier.old_blocks`` named: key (start_ns, trace, span)
-    for spans, (time_ns, lsn, index) otherwise."""
-    out: list[tuple[Any, list[Any]]] = []
-    for _bkey, block, rows in parts:
-        batch = block.batch()
-        if rows is not None:
-            batch = batch.take(rows)
-        recs = RECORDS_OF[signal](batch, None)
+def hot_cold_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:
+    """Every record of the hot tier, as of ``txn``, as the version-2 cold tables compaction
+    would write (rollups included, computed as compaction computes them; rows in no
+    particular order): what ``Store.sql`` unions with the cold files."""
+    out: dict[str, pa.Table] = {}
+    for signal in ("spans", "logs", "metrics"):
+        blocks = list(hot.batches(txn, signal))
+        table = pa.Table.from_batches([b.batch() for b in blocks]) if blocks else _block_table(signal)
         if signal == "spans":
-            out += [((f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for f in recs]
+            out["spans"] = spans_table(table)
+        elif signal == "logs":
+            out["logs"] = logs_table(table, table.column("wal_lsn"), table.column("batch_index"))
         else:
-            times = batch.column("time_ns").to_pylist()
-            lsns = batch.column("wal_lsn").to_pylist()
-            idxs = batch.column("batch_index").to_pylist()
-            out += [((t, lsn, i), f) for t, lsn, i, f in zip(times, lsns, idxs, recs, strict=True)]
+            out["metrics"] = metrics_table(table, table.column("wal_lsn"), table.column("batch_index"))
+            out["metrics_5m"], out["metrics_1h"] = _rollup.rollup_tables(out["metrics"])
     return out
 
 
-def metric_rows(chunk: Sequence[tuple[bytes, bytes]]) -> list[MetricRow]:
-    """(wal lsn, index in batch, series id, record, hot key) of hot metric (key, value) pairs."""
-    rows = []
-    for k, v in chunk:
-        f = _codec.unpackb(v)
-        sid, _desc = _codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])
-        _t, lsn, idx = RECORD_KEY.unpack(k)
-        rows.append((lsn, idx, sid, f, k))
-    return rows
-
-
-def rollup_rows(rows: Sequence[MetricRow]) -> tuple[list[Any], list[Any]]:
-    """The 5-minute and 1-hour rollup rows of metric points, as compaction writes them."""
-    five = _rollup.partials_from_points(((r[MR_SERIES].hex(), r[MR_RECORD]) for r in rows), WINDOW_NS["metrics_5m"])
-    return five, _rollup.rewindow(five, WINDOW_NS["metrics_1h"])
-
-
-def _by_day(items: Sequence[Any], time_of: Callable[[Any], int]) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for item in items:
-        out.setdefault(day_of(time_of(item)), []).append(item)
-    return out
-
-
-def _refs_of(f: ColdFile, table: pa.Table, sizes: Sequence[int]) -> list[Ref]:
-    """Cold trace-index entries for a file's rows (``table`` in file row order,
-    ``sizes`` the rows of each row group)."""
-    signal = _TRACE_SIGNAL.get(f.dataset)
-    if signal is None:
-        return []
-    found: dict[tuple[str, int], set[str]] = {}
-    traces = table.column("trace_id").to_pylist()
-    services = table.column("service").to_pylist() if signal == SIGNAL_SPANS else [None] * len(traces)
-    row = 0
-    for rg, n in enumerate(sizes):
-        for t, svc in zip(traces[row : row + n], services[row : row + n], strict=True):
-            if t is not None:
-                held = found.setdefault((t, rg), set())
-                if svc is not None:
-                    held.add(svc)
-        row += n
-    return [(bytes.fromhex(t), signal, f.file_id, rg, tuple(sorted(svcs))) for (t, rg), svcs in sorted(found.items())]
-
-
-def _first_of_each_span(table: pa.Table) -> pa.Table:
-    """Drop later copies of a (trace_id, span_id): the first write wins, as in the hot tier."""
-    keys = zip(table.column("trace_id").to_pylist(), table.column("span_id").to_pylist(), strict=True)
-    seen: set[tuple[str, str]] = set()
-    keep = []
-    for i, key in enumerate(keys):
-        if key not in seen:
-            seen.add(key)
-            keep.append(i)
-    return table if len(keep) == table.num_rows else table.take(keep)
+def _block_table(signal: str) -> pa.Table:
+    """An empty table of a signal's hot blocks (logs and metric points with their positions)."""
+    schema = BLOCK_SCHEMAS[signal]
+    if signal != "spans":
+        schema = pa.schema([*schema, *EXTRA_FIELDS.values()])
+    return schema.empty_table()

@@ -537,12 +537,14 @@ class HotTier:
         txn: lmdb.Transaction,
         added: Sequence[ColdFile],
         removed: Sequence[ColdFile],
-        refs_added: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
-        refs_removed: Sequence[tuple[bytes, int, int, int, tuple[str, ...]]],
+        refs_added: Sequence[tuple[bytes, int, int, int, tuple[str, ...], bytes]],
+        refs_removed: Sequence[tuple[bytes, int, int, int, tuple[str, ...], bytes]],
         blobs_added: Sequence[tuple[int, list[bytes]]] = (),
     ) -> None:
         """Manifest and trace-index changes; refs are (trace, signal, file id, row group,
-        services of the trace's spans there). ``blobs_added``: (file id, digests its
+        services of the trace's spans there, their 8-byte span ids concatenated (b"" for
+        logs)): a spans entry's value is msgpack ``[services, span ids]``, which the
+        applier reads to leave out a span re-sent after it was compacted. ``blobs_added``: (file id, digests its
         rows refer to) of added files; removed files' blob references go with them."""
         files, traces = self.db["cold_files"], self.db["cold_traces"]
         by_file, by_blob, gc = self.db["cold_file_blobs"], self.db["cold_blobs"], self.db["blob_gc"]
@@ -559,13 +561,13 @@ class HotTier:
                 txn.put(digest, b"", db=gc)
         for f in added:
             txn.put(_I.pack(f.file_id), f.pack(), db=files)
-        for trace, signal, file_id, rg, _services in refs_removed:
+        for trace, signal, file_id, rg, _services, _ids in refs_removed:
             txn.delete(trace + _TREF.pack(signal, file_id, rg), db=traces)
         if refs_added:
             txn.cursor(db=traces).putmulti(
                 sorted(
-                    (trace + _TREF.pack(signal, file_id, rg), packb(sorted(services)) if services else b"")
-                    for trace, signal, file_id, rg, services in refs_added
+                    (trace + _TREF.pack(signal, file_id, rg), packb([sorted(services), ids]) if services else b"")
+                    for trace, signal, file_id, rg, services, ids in refs_added
                 )
             )
 
@@ -709,7 +711,9 @@ def _coalesced(groups: Sequence[Group]) -> list[Group]:
             out.append(run[0])
         elif run:
             first, last = run[0], run[-1]
-            blocks = [_hotblocks.with_position(cast(Block, g[GROUP_ROWS]), g[GROUP_LSN]) for g in run]
+            blocks = [cast(Block, g[GROUP_ROWS]) for g in run]
+            if signal != "spans":  # a span's identity is its ids; a log's or point's its position
+                blocks = [_hotblocks.with_position(b, g[GROUP_LSN]) for b, g in zip(blocks, run, strict=True)]
             table = pa.Table.from_batches([b.batch() for b in blocks]).combine_chunks()
             merged = Block.of(table.to_batches(max_chunksize=table.num_rows)[0], signal)
             out.append((first[GROUP_TYPE], cast(Any, merged), first[GROUP_LSN], last[GROUP_END]))

@@ -7,6 +7,11 @@ time order ("chaining"), so rollups written by separate compactions (late
 points) and raw points still in the hot tier combine into the answer one pass
 over all the raw points would give. The definitions are in docs/format/cold.md
 ("Rollups").
+
+Compaction builds its rollup rows column-wise (:func:`rollup_tables`, Arrow group-by
+in row order, so every sum adds the same values in the same order as the per-record
+definitions below and gives the same floats); reads chain partials as dicts
+(:func:`chain`, :func:`buckets`), as do the hot tier's points at query time.
 """
 
 from __future__ import annotations
@@ -15,6 +20,11 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._coldformat import ROLLUP_SCHEMA, SORT_KEYS, WINDOW_NS, micros
 from ._layout import (
     METRIC_ATTRS,
     METRIC_COUNT,
@@ -227,3 +237,213 @@ PARTIAL_COLUMNS = (
 def partials_from_table(rows: dict[str, list[Any]], n: int) -> list[Partial]:
     """Rollup rows read from Parquet (column -> values) back to partials."""
     return [{k: rows[k][i] for k in PARTIAL_COLUMNS} for i in range(n)]
+
+
+# ---------------------------------------------------------------- rollups of a column batch
+
+
+def _group_starts(*keys: np.ndarray) -> np.ndarray:
+    """True where a row starts a new group of rows sorted by ``keys``."""
+    n = len(keys[0])
+    new = np.ones(n, dtype=bool)
+    if n > 1:
+        new[1:] = np.logical_or.reduce([k[1:] != k[:-1] for k in keys])
+    return new
+
+
+def _series_codes(series: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A small int per distinct series id (the order is arbitrary: only for grouping)."""
+    encoded = pc.dictionary_encode(series)
+    indices = encoded.indices if isinstance(encoded, pa.DictionaryArray) else encoded.combine_chunks().indices
+    return np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+_HEAD = ("name", "service", "kind", "unit", "attributes", "monotonic", "temporality", "series_id")
+"""A rollup row's descriptive columns: those of its earliest point (or earliest partial)."""
+
+
+def _rollup_table(agg: pa.Table, window_ns: int, columns: dict[str, pa.Array]) -> pa.Table:
+    """A version-2 rollup table (file order) from grouped head columns and computed ones."""
+    start = columns["window_start_ns"]
+    out = {
+        "window_start_ns": start,
+        "window_start": micros(start),
+        "window_ns": pa.array(np.full(len(start), window_ns, np.int64)),
+        **{name: agg.column(f"{name}_first") for name in _HEAD},
+        **columns,
+    }
+    table = pa.Table.from_arrays([out[n] for n in ROLLUP_SCHEMA.names], schema=ROLLUP_SCHEMA)
+    return table.sort_by([(k, "ascending") for k in SORT_KEYS["metrics_5m"]])
+
+
+def _five_minute(points: pa.Table) -> pa.Table:
+    window = WINDOW_NS["metrics_5m"]
+    time = np.asarray(points.column("time_ns").to_numpy(), dtype=np.int64)
+    start = time - time % window
+    series = _series_codes(points.column("series_id"))
+    lsn = np.asarray(points.column("wal_lsn").to_numpy(), dtype=np.int64)
+    index = np.asarray(points.column("batch_index").to_numpy(), dtype=np.int64)
+    order = np.lexsort((index, lsn, time, start, series))  # stable: time order, ingest order on ties
+    new = _group_starts(series[order], start[order])
+    values = np.asarray(points.column("value").to_numpy(), dtype=np.float64)[order]
+    prev = np.empty_like(values)
+    prev[1:] = values[:-1]
+    prev[0] = 0.0
+    steps = np.where(values >= prev, values - prev, values)  # _step(prev, cur)
+    steps[new] = 0.0
+    taken = points.take(pa.array(order))
+    grouped = pa.table(
+        {
+            "g": np.cumsum(new),
+            "value": values,
+            "time": time[order],
+            "start": start[order],
+            "step": steps,
+            "hc": pc.fill_null(taken.column("count"), 0),
+            "hs": pc.fill_null(taken.column("sum"), 0.0),
+            **{name: taken.column(name) for name in _HEAD},
+        }
+    )
+    agg = grouped.group_by("g", use_threads=False).aggregate(
+        [
+            ("value", "count"),
+            ("value", "sum"),
+            ("value", "min"),
+            ("value", "max"),
+            ("value", "first"),
+            ("value", "last"),
+            ("time", "min"),
+            ("time", "max"),
+            ("start", "first"),
+            ("step", "sum"),
+            ("hc", "sum"),
+            ("hs", "sum"),
+            *((name, "first") for name in _HEAD),
+        ]
+    )
+    counter = pc.and_(pc.equal(agg.column("kind_first"), "sum"), agg.column("monotonic_first"))
+    cumulative = pc.equal(agg.column("temporality_first"), "cumulative")
+    histogram = pc.equal(agg.column("kind_first"), "histogram")
+    no_float = pa.scalar(None, pa.float64())
+    return _rollup_table(
+        agg,
+        window,
+        {
+            "window_start_ns": agg.column("start_first"),
+            "count": agg.column("value_count"),
+            "sum": agg.column("value_sum"),
+            "min": agg.column("value_min"),
+            "max": agg.column("value_max"),
+            "first_ns": agg.column("time_min"),
+            "first": agg.column("value_first"),
+            "last_ns": agg.column("time_max"),
+            "last": agg.column("value_last"),
+            "increase": pc.if_else(
+                counter, pc.if_else(cumulative, agg.column("step_sum"), agg.column("value_sum")), no_float
+            ),
+            "hist_count": pc.if_else(histogram, agg.column("hc_sum"), pa.scalar(None, pa.int64())),
+            "hist_sum": pc.if_else(histogram, agg.column("hs_sum"), no_float),
+        },
+    )
+
+
+def _one_hour(five: pa.Table) -> pa.Table:
+    """1-hour rows chained from 5-minute ones, column-wise: the fold of :func:`chain`, whose
+    ``increase`` adds each row's increase and then its bridge, in (first_ns, last_ns) order."""
+    window = WINDOW_NS["metrics_1h"]
+    start5 = np.asarray(five.column("window_start_ns").to_numpy(), dtype=np.int64)
+    hour = start5 - start5 % window
+    series = _series_codes(five.column("series_id"))
+    first_ns = np.asarray(five.column("first_ns").to_numpy(), dtype=np.int64)
+    last_ns = np.asarray(five.column("last_ns").to_numpy(), dtype=np.int64)
+    order = np.lexsort((last_ns, first_ns, hour, series))
+    rows = five.take(pa.array(order))
+    new = _group_starts(series[order], hour[order])
+    gid = np.cumsum(new)
+    firsts = np.asarray(rows.column("first").to_numpy(), dtype=np.float64)
+    lasts = np.asarray(rows.column("last").to_numpy(), dtype=np.float64)
+    prev_last = np.empty_like(lasts)
+    prev_last[1:] = lasts[:-1]
+    prev_last[0] = 0.0
+    cumulative = np.asarray(pc.equal(rows.column("temporality"), "cumulative").to_numpy(zero_copy_only=False))
+    bridges = np.where(cumulative, np.where(firsts >= prev_last, firsts - prev_last, firsts), 0.0)
+    bridges[new] = 0.0
+    increase = rows.column("increase")
+    has = np.asarray(pc.is_valid(increase).to_numpy(zero_copy_only=False))
+    # (increase, bridge) per row, interleaved: one ordered sum folds (acc + increase) + bridge
+    pairs = np.empty(2 * len(order), np.float64)
+    pairs[0::2] = np.asarray(pc.fill_null(increase, 0.0).to_numpy(zero_copy_only=False), dtype=np.float64)
+    pairs[1::2] = bridges
+    folded = pa.table({"g": np.repeat(gid, 2), "x": pairs}).group_by("g", use_threads=False).aggregate([("x", "sum")])
+    grouped = pa.table(
+        {
+            "g": gid,
+            "start": hour[order],
+            "has": has.astype(np.int64),
+            **{name: rows.column(name) for name in ("count", "sum", "min", "max", "first_ns", "first", "last_ns")},
+            **{name: rows.column(name) for name in ("last", "hist_count", "hist_sum")},
+            **{name: rows.column(name) for name in _HEAD},
+        }
+    )
+    agg = grouped.group_by("g", use_threads=False).aggregate(
+        [
+            ("start", "first"),
+            ("has", "sum"),
+            ("has", "count"),
+            ("count", "sum"),
+            ("sum", "sum"),
+            ("min", "min"),
+            ("max", "max"),
+            ("first_ns", "first"),
+            ("first", "first"),
+            ("last_ns", "last"),
+            ("last", "last"),
+            ("hist_count", "sum"),
+            ("hist_sum", "sum"),
+            *((name, "first") for name in _HEAD),
+        ]
+    )
+    folds = dict(zip(folded.column("g").to_pylist(), folded.column("x_sum").to_pylist(), strict=True))
+    some, total = agg.column("has_sum").to_pylist(), agg.column("has_count").to_pylist()
+    inc: list[float | None] = []
+    for g, k, n in zip(agg.column("g").to_pylist(), some, total, strict=True):
+        if k == 0:
+            inc.append(None)
+        elif k == n:
+            inc.append(folds[g])
+        else:  # a series whose points changed monotonic or temporality within the hour: chain as dicts
+            members = rows.filter(pa.array(gid == g))
+            parts = [
+                dict(zip(PARTIAL_COLUMNS, row, strict=True))
+                for row in zip(*(members.column(c).to_pylist() for c in PARTIAL_COLUMNS), strict=True)
+            ]
+            inc.append(chain(parts)["increase"])
+    return _rollup_table(
+        agg,
+        window,
+        {
+            "window_start_ns": agg.column("start_first"),
+            "count": agg.column("count_sum"),
+            "sum": agg.column("sum_sum"),
+            "min": agg.column("min_min"),
+            "max": agg.column("max_max"),
+            "first_ns": agg.column("first_ns_first"),
+            "first": agg.column("first_first"),
+            "last_ns": agg.column("last_ns_last"),
+            "last": agg.column("last_last"),
+            "increase": pa.array(inc, pa.float64()),
+            "hist_count": agg.column("hist_count_sum"),
+            "hist_sum": agg.column("hist_sum_sum"),
+        },
+    )
+
+
+def rollup_tables(points: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The 5-minute and 1-hour rollup rows (version-2 cold tables, file order) of the metric
+    points of a version-2 metrics table, as compaction writes them: the same values as
+    :func:`partials_from_points` and :func:`rewindow` give for those points, bit for bit,
+    computed with Arrow group-bys and numpy instead of per point."""
+    if points.num_rows == 0:
+        return ROLLUP_SCHEMA.empty_table(), ROLLUP_SCHEMA.empty_table()
+    five = _five_minute(points)
+    return five, _one_hour(five)

@@ -123,6 +123,7 @@ class Store:
             else:
                 identity = open_identity(hot, self._cold, self.path, s, standby)
                 self._compactor.sweep_orphans()
+                self._compactor.migrate_files()  # cold files of an older format, rewritten
                 self._ingest = Ingest(
                     path=self.path,
                     settings=s,

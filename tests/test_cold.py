@@ -260,6 +260,8 @@ def test_every_field_survives_the_cold_tier(store: tael.Store) -> None:
 
 
 def test_cold_files_are_read_by_pyarrow_and_duckdb_with_documented_columns(store: tael.Store) -> None:
+    """Pins cold format version 2 (issue 16): attributes are JSON text, read with DuckDB's
+    JSON functions (version 1 had a map column, read as ``attributes['k']``)."""
     span = make_span(start_ns=T0 + HOUR, end_ns=T0 + HOUR + 5_000_000, attributes={"http.method": "GET", "n": 3})
     store.insert_spans([span, make_span(start_ns=T0 + DAY + 1, end_ns=T0 + DAY + 2)])
     store.insert_logs([make_log(time_ns=T0 + 1, trace_id=span.trace_id, attributes={"a": 1})])
@@ -279,8 +281,8 @@ def test_cold_files_are_read_by_pyarrow_and_duckdb_with_documented_columns(store
     spans = ds.dataset(cold / "spans", partitioning="hive").to_table()
     assert sorted(spans.column("date").to_pylist()) == ["2026-01-01", "2026-01-02"]
     got = duckdb.sql(
-        f"select trace_id, attributes['http.method'], duration_ns, start_time "
-        f"from read_parquet('{cold}/spans/*/*.parquet', hive_partitioning=true) where attributes['n'] = '3'"
+        f"select trace_id, json_extract_string(attributes, '$.\"http.method\"'), duration_ns, start_time "
+        f"from read_parquet('{cold}/spans/*/*.parquet', hive_partitioning=true) where (attributes->>'n')::INT = 3"
     ).fetchall()
     assert len(got) == 1
     assert got[0][0] == span.trace_id and got[0][1] == "GET" and got[0][2] == 5_000_000
@@ -562,11 +564,11 @@ def test_cold_reads_retry_when_a_merge_removes_files(data_dir: Path) -> None:
         calls = []
         real = store._cold.read_row_groups
 
-        def racing(f: Any, rgs: Any) -> Any:
+        def racing(f: Any, rgs: Any, *columns: Any) -> Any:
             if not calls:
                 calls.append(1)
                 store._compactor.merge_small_files(min_files=2)
-            return real(f, rgs)
+            return real(f, rgs, *columns)
 
         store._cold.read_row_groups = racing  # type: ignore[method-assign]
         assert len(store.query_traces()) == 3

@@ -3,6 +3,7 @@ every read answers as it does for one block per batch."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -51,3 +52,48 @@ def test_small_batches_applied_together_share_blocks_and_answer_the_same(data_di
         assert sorted(r.body for r in again.query_logs(trace_id=trace)) == ["log 18", "log 19", "log 20"]
         assert [r.body for r in again.query_logs(text='"log 150"', limit=5)] == ["log 150"]
         assert [s.span_count for s in again.list_services()] == [300]
+
+
+def test_a_span_re_sent_after_it_was_compacted_changes_nothing(data_dir: Path) -> None:
+    """The applier reads the span ids the cold trace index keeps: a re-sent span (an
+    exporter retry after its first copy moved to the cold tier) is not stored again, so
+    no read, counter or summary sees it twice (issue 16, "Semantics unchanged")."""
+    t0 = 1_767_225_600 * 10**9  # 2026-01-01
+    spans = [
+        make_span(
+            trace_id=f"{i // 4 + 1:032x}",
+            span_id=f"{i + 1:016x}",
+            start_ns=t0 + i * 10**6,
+            end_ns=t0 + i * 10**6 + 5 * 10**6,
+            status="error" if i % 5 == 0 else "ok",
+            service=f"svc{i % 2}",
+        )
+        for i in range(40)
+    ]
+    with tael.Store(data_dir) as store:
+        store.insert_spans(spans)
+        store.compact(t0 + 10**12)
+        assert store.stats().hot_records["spans"] == 0
+
+        def answers() -> tuple[object, ...]:
+            return (
+                store.list_services(),
+                store.stats().signals["spans"],
+                store.stats().cold_records,
+                store.get_trace(f"{3:032x}"),
+                all_spans(store),
+                store.trace_summaries(limit=100),
+                store.summary(now=t0 + 10**9, last_s=3600),
+            )
+
+        before = answers()
+        store.insert_spans(spans[:10])  # re-sent as they were
+        changed = dataclasses.replace(spans[10], name="renamed", status="error")
+        store.insert_spans([changed, spans[11]])  # re-sent with changes: the first write wins
+        assert store.stats().hot_records["spans"] == 0, "nothing re-sent is stored hot"
+        assert answers() == before
+        store.compact(t0 + 10**12)
+        assert answers() == before
+    with tael.Store(data_dir) as again:
+        store = again
+        assert again.stats().hot_records["spans"] == 0

@@ -172,7 +172,7 @@ TRACES = sorted({s.trace_id for s in SPANS})
 SQL = [
     "SELECT service, count(*) AS n, sum(duration_ns) AS d FROM spans GROUP BY 1 ORDER BY 1",
     "SELECT date, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1 NULLS FIRST",
-    "SELECT span_id, attributes['http.status_code'] AS code FROM spans WHERE status = 'error' ORDER BY 1",
+    "SELECT span_id, attributes->>'$.\"http.status_code\"' AS code FROM spans WHERE status = 'error' ORDER BY 1",
     "SELECT service, count(*) AS n, max(body) AS b FROM logs GROUP BY 1 ORDER BY 1",
     "SELECT name, count(*) AS n, sum(value) AS v FROM metrics GROUP BY 1 ORDER BY 1",
     "SELECT name, window_start_ns, sum(count) AS c, sum(sum) AS s FROM metrics_1h GROUP BY 1, 2 ORDER BY 1, 2",
@@ -478,7 +478,8 @@ def test_the_dataset_on_s3_reads_without_tael(s3: S3Server, tmp_path: Path) -> N
         want_days[day] = want_days.get(day, 0) + 1
     assert [(str(d), n) for d, n in per_day] == sorted(want_days.items())
     errors = con.sql(
-        f"SELECT span_id, attributes['http.status_code'] FROM read_parquet('{glob}/spans/**/*.parquet', "
+        f"SELECT span_id, json_extract_string(attributes, '$.\"http.status_code\"') "
+        f"FROM read_parquet('{glob}/spans/**/*.parquet', "
         "hive_partitioning = true) WHERE status = 'error' ORDER BY 1"
     ).fetchall()
     assert errors == [(s.span_id, "500") for s in sorted(SPANS, key=lambda s: s.span_id) if s.status == "error"]

@@ -3,6 +3,7 @@ Store API and plain-Python computations (a start on issue 8's SQL part)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,14 @@ def test_sql_views_union_hot_and_cold(tmp_path: Path) -> None:
         ]
         errors = store.sql("SELECT span_id FROM spans WHERE status = 'error' ORDER BY start_ns")
         assert errors.column("span_id").to_pylist() == [s.span_id for s in spans if s.status == "error"]
-        # a payload kept in the blob store reads as its reference, as in the cold files
-        ref = store.sql("SELECT attributes['gen_ai.prompt'] AS p FROM spans WHERE span_id = '0000000000000004'")
-        assert ref.column("p").to_pylist()[0].startswith("sha256:")
+        # a payload kept in the blob store is left out of the attribute text ("") and named by
+        # payload_refs, [[event or -1, key, sha256 hex]], as in the cold files (format 2)
+        ref = store.sql(
+            "SELECT json_extract_string(attributes, '$.\"gen_ai.prompt\"') AS p, payload_refs AS r "
+            "FROM spans WHERE span_id = '0000000000000004'"
+        ).to_pylist()
+        digest = hashlib.sha256(("long prompt " * 200).encode()).hexdigest()
+        assert ref == [{"p": "", "r": f'[[-1,"gen_ai.prompt","{digest}"]]'}]
         assert store.sql("SELECT count(*) AS n FROM logs").to_pylist() == [{"n": 10}]
         assert store.sql("SELECT count(*) AS n, sum(value) AS v FROM metrics").to_pylist() == [{"n": 30, "v": 435.0}]
         for view, window in (("metrics_5m", 300), ("metrics_1h", 3600)):
@@ -104,7 +110,10 @@ def tael_sql(data: Path, query: str, *extra: str) -> str:
 
 
 def test_tael_sql_prints_nanosecond_timestamps_maps_and_lists_in_table_and_json(tmp_path: Path) -> None:
-    """Issue 14, item 10: `tael sql` failed on every timestamp column ("Install pandas")."""
+    """Issue 14, item 10: `tael sql` failed on every timestamp column ("Install pandas").
+    Updated for cold format 2 (issue 16): the views' timestamps are microseconds (exact
+    nanoseconds stay in ``start_ns``; ``make_timestamp_ns`` makes a nanosecond one), and
+    attributes and events are JSON text; maps and lists still print, built in the query."""
     import json
 
     data = tmp_path / "data"
@@ -126,30 +135,40 @@ def test_tael_sql_prints_nanosecond_timestamps_maps_and_lists_in_table_and_json(
         store.insert_spans(spans)
         store.insert_metrics([tael.MetricPoint(time_ns=T0 + 301 * S, name="m", service="checkout", value=2.5)])
         store.compact(T0 + 86_400 * S)
-    query = "SELECT name, start_time, attributes, events FROM spans ORDER BY start_ns"
+    query = (
+        "SELECT name, start_time, make_timestamp_ns(start_ns) AS exact, attributes, events, "
+        "map(['n'], [attributes->>'n']) AS m, [start_ns - 1, start_ns] AS l FROM spans ORDER BY start_ns"
+    )
 
     rows = json.loads(tael_sql(data, query, "--output", "json"))
     assert rows == [
         {
             "name": f"op{i}",
-            "start_time": f"2026-01-0{i + 1}T00:00:00.123456789Z",
-            "attributes": {"http.method": "GET", "n": str(i)},
-            "events": [{"time_ns": start + 1, "name": "retry", "attributes": '{"try":2}'}],
+            "start_time": f"2026-01-0{i + 1}T00:00:00.123456000Z",
+            "exact": f"2026-01-0{i + 1}T00:00:00.123456789",
+            "attributes": f'{{"http.method":"GET","n":{i}}}',
+            "events": f'[{{"time_ns":{start + 1},"name":"retry","attributes":{{"try":2}}}}]',
+            "m": {"n": str(i)},
+            "l": [s.start_ns - 1, s.start_ns],
         }
-        for i in range(2)
+        for i, s in enumerate(spans)
     ]
     rollup = json.loads(
         tael_sql(data, "SELECT window_start, date '2026-01-02' AS d FROM metrics_5m", "--output", "json")
     )
     assert rollup == [{"window_start": "2026-01-01T00:05:00.000000000Z", "d": "2026-01-02"}]
 
-    table = tael_sql(data, query).splitlines()
+    table = tael_sql(data, "SELECT name, start_time, exact FROM (" + query + ")").splitlines()
     assert table[0].strip() == "2 rows"
-    assert table[1].split() == ["name", "start_time", "attributes", "events"]
-    assert table[3].startswith("op0") and "2026-01-01T00:00:00.123456789Z" in table[3]
-    assert '{"http.method": "GET", "n": "0"}' in table[3]
-    assert f'[{{"time_ns": {start + 1}, "name": "retry", "attributes": "{{\\"try\\":2}}"}}]' in table[3]
-    assert table[4].startswith("op1") and "2026-01-02T00:00:00.123456789Z" in table[4]
+    assert table[1].split() == ["name", "start_time", "exact"]
+    assert table[3].split() == ["op0", "2026-01-01T00:00:00.123456000Z", "2026-01-01T00:00:00.123456789"]
+    assert table[4].split() == ["op1", "2026-01-02T00:00:00.123456000Z", "2026-01-02T00:00:00.123456789"]
+    table = tael_sql(data, "SELECT attributes, m, l FROM (" + query + ")").splitlines()
+    assert table[1].split() == ["attributes", "m", "l"]
+    assert '{"http.method":"GET","n":0}' in table[3] and '{"n": "0"}' in table[3]
+    assert f"[{start - 1}, {start}]" in table[3]
+    table = tael_sql(data, "SELECT events FROM (" + query + ")").splitlines()
+    assert f'[{{"time_ns":{start + 1},"name":"retry","attributes":{{"try":2}}}}]' in table[3]
 
 
 def test_json_rows_converts_every_arrow_type_without_pandas() -> None:

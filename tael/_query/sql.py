@@ -1,11 +1,16 @@
 """``Store.sql``: DuckDB over views that union the hot and cold tiers.
 
 Each view (``spans``, ``logs``, ``metrics``, ``metrics_5m``, ``metrics_1h``) has
-exactly the columns of its cold dataset (docs/format/cold.md): the live cold
-files, as named by the manifest, read with ``read_parquet``, and the hot
-records converted to the same schema, from one LMDB snapshot, so a record is
-seen once. Hot metric points also appear in the rollup views, rolled up on the
-fly exactly as compaction would roll them up.
+exactly the columns of its cold dataset in the current format version
+(docs/format/cold.md), plus the partition column ``date``: the live cold files,
+as named by the manifest, read with ``read_parquet``, and the hot records
+converted to the same schema, from one LMDB snapshot, so a record is seen once.
+Hot metric points also appear in the rollup views, rolled up on the fly exactly
+as compaction would roll them up. Attributes, resources, events and links are
+JSON text: ``json_extract_string(attributes, '$."http.method"')`` or
+``attributes->>'$."http.method"'`` reads one. Files of an older format version
+(a store opened read-only before a writer migrated it) are converted to the
+current one as they are read.
 """
 
 from __future__ import annotations
@@ -16,28 +21,24 @@ from typing import Any
 
 import pyarrow as pa
 
-from .. import _codec
-from .._cold import ColdFile, logs_table, metrics_table, rollup_table, spans_table
-from .._compactor import metric_rows, rollup_rows
+from .._cold import ColdFile, ColdTier
+from .._coldformat import FORMAT_VERSION, upgrade
+from .._compactor import hot_cold_tables
 from .._errors import StorageError, ValidationError
-from .._hot import RECORD_KEY, HotTier
 from .context import ReadContext
 
 VIEWS = ("spans", "logs", "metrics", "metrics_5m", "metrics_1h")
 
 
-def _hot_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:
-    spans = spans_table([f for _k, f, _lsn in hot.records(txn, "spans")])
-    logs = logs_table([(k[1], k[2], f) for k, f, _lsn in hot.records(txn, "logs")])
-    rows = metric_rows([(RECORD_KEY.pack(*k), _codec.packb(f)) for k, f, _lsn in hot.records(txn, "metrics")])
-    five, hour = rollup_rows(rows)
-    return {
-        "spans": spans,
-        "logs": logs,
-        "metrics": metrics_table([r[:4] for r in rows]),  # metric_rows: (lsn, index, series id, record, key)
-        "metrics_5m": rollup_table("metrics_5m", five),
-        "metrics_1h": rollup_table("metrics_1h", hour),
-    }
+def _upgraded(cold: ColdTier, files: list[ColdFile]) -> pa.Table:
+    """Files of an older format version, converted to the current one, with the hive
+    ``date`` column read_parquet gives the others."""
+    tables = []
+    for f in files:
+        table = upgrade(f.dataset, cold.read_all(f))
+        day = pa.array([f.date] * table.num_rows, pa.string()).cast(pa.date32())
+        tables.append(table.append_column("date", day))
+    return pa.concat_tables(tables)
 
 
 def _gone(exc: Exception) -> bool:
@@ -80,24 +81,24 @@ def run_sql(ctx: ReadContext, query: str) -> pa.Table:
     cold = ctx.cold
 
     def views(con: Any, txn: Any, manifest: list[ColdFile]) -> None:
-        for name, table in _hot_tables(ctx.hot, txn).items():
+        for name, table in hot_cold_tables(ctx.hot, txn).items():
             con.register(f"_hot_{name}", table)
-            files = [f for f in manifest if f.dataset == name]
+            parts = [f"SELECT * FROM _hot_{name}"]
+            files = [f for f in manifest if f.dataset == name and f.version == FORMAT_VERSION]
+            older = [f for f in manifest if f.dataset == name and f.version != FORMAT_VERSION]
+            if older:
+                con.register(f"_old_{name}", _upgraded(cold, older))
+                parts.append(f"SELECT * FROM _old_{name}")
             paths = cold.local_paths(files)
             if not files:
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM _hot_{name}")
+                pass
             elif paths is not None:  # read_parquet opens every file here, to bind the view
                 listed = ", ".join(_quote(p) for p in paths)
-                con.execute(
-                    f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}]) "
-                    f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
-                )
+                parts.append(f"SELECT * FROM read_parquet([{listed}])")
             else:  # object storage: scanned through pyarrow, with the hive date column as read_parquet gives it
                 con.register(f"_cold_{name}", cold.remote_dataset(files))
-                con.execute(
-                    f"CREATE VIEW {name} AS SELECT * REPLACE (CAST(date AS DATE) AS date) FROM _cold_{name} "
-                    f"UNION ALL BY NAME SELECT * FROM _hot_{name}"
-                )
+                parts.append(f"SELECT * REPLACE (CAST(date AS DATE) AS date) FROM _cold_{name}")
+            con.execute(f"CREATE VIEW {name} AS " + " UNION ALL BY NAME ".join(reversed(parts)))
 
     def run(txn: Any, manifest: list[ColdFile]) -> pa.Table:
         con = duckdb.connect(":memory:")

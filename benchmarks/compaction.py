@@ -1,0 +1,155 @@
+"""Compaction throughput and peak memory, on the synthetic workload (issue 16).
+
+    python benchmarks/compaction.py --spans 1000000            # throughput, whole pipeline
+    python benchmarks/compaction.py --spans 1000000 --rss      # peak RSS (VmHWM) of compact() alone
+
+Measures of moving N spans (one UTC day) from the hot tier to the cold tier:
+
+- ``compact()``: ``Store.compact`` end to end but for merges: reading the hot records,
+  the per-record step that turns them into column batches
+  (``_compactor._batches_from_hot``, until the hot tier stores blocks), the column-wise
+  rest (cold columns, dedup, day split, file order, Parquet written row group by row
+  group, manifest statistics, trace index entries, blob references), and the LMDB
+  commit that evicts the records one by one (today's hot tier).
+- ``from batches``: the same steps given the column batches (what compaction costs once
+  the hot tier hands it blocks): ``Compactor._build`` on batches built before the clock.
+- ``per-record step``: ``_batches_from_hot`` alone, on the same hot records.
+- ``merge``: merging the day's files (one per compaction step of
+  ``compaction_batch_records``) into files of ``cold_target_file_bytes``, streamed.
+
+``--rss`` runs only the compaction in a fresh process and prints the process's peak
+resident memory (``VmHWM`` in /proc/self/status) before and after: run it with several
+``--spans`` to see whether it grows with the number of spans. Inputs are generated
+before any clock starts and frozen (``gc.freeze``). Linux only (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pyarrow as pa  # noqa: E402
+
+import tael  # noqa: E402
+from tael import _compactor  # noqa: E402
+from tael._workload import Workload  # noqa: E402
+
+DAY_NS = 86_400 * 10**9
+BASE = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
+
+
+def vm_hwm_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def filled_store(path: Path, n: int, settings: tael.Settings) -> tael.Store:
+    spans = Workload(seed=1, start_ns=BASE + 3600 * 10**9).spans(n)
+    if spans[-1].start_ns >= BASE + DAY_NS:
+        raise SystemExit(f"--spans {n} is too many for one day of the workload")
+    gc.freeze()
+    store = tael.Store(path, settings)
+    for i in range(0, n, 1000):
+        store.insert_spans(spans[i : i + 1000])
+    store.flush()
+    del spans
+    gc.collect()
+    return store
+
+
+def measure_rss(n: int, settings: tael.Settings) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        store = filled_store(Path(d) / "data", n, settings)
+        store.close()
+        gc.collect()
+        # a fresh store object: what the insert path allocated is not counted
+        with tael.Store(Path(d) / "data", settings) as store:
+            before = vm_hwm_mib()
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            start = vm_hwm_mib()
+            t = time.perf_counter()
+            report = store.compact(BASE + DAY_NS)
+            elapsed = time.perf_counter() - t
+            peak = vm_hwm_mib()
+            print(
+                f"| {n:,} | {report.records['spans']:,} | {elapsed:.1f} | {start:,.0f} | {peak:,.0f} | "
+                f"{peak - start:,.0f} | (peak before the reset: {before:,.0f} MiB)"
+            )
+
+
+def measure_throughput(n: int, rounds: int, settings: tael.Settings) -> None:
+    settings = dataclasses.replace(settings, cold_merge_min_files=10**6)  # merges measured on their own
+    times: dict[str, list[float]] = {"compact()": [], "from batches": [], "per-record step": [], "merge": []}
+    merged = 0
+    for _ in range(rounds):
+        with tempfile.TemporaryDirectory() as d:
+            store = filled_store(Path(d) / "data", n, settings)
+            try:
+                comp = store._compactor
+                hot = store._hot
+                with hot.reader() as txn:
+                    pairs = hot.chunk(txn, "spans", BASE + DAY_NS, n)
+                step = _compactor._SUBCHUNK
+                t = time.perf_counter()
+                batches = [_compactor._batches_from_hot("spans", pairs[i : i + step]) for i in range(0, n, step)]
+                times["per-record step"].append(time.perf_counter() - t)
+                table = pa.Table.from_batches(batches)
+                keys = [k for k, _v in pairs]
+                del pairs, batches
+                gc.collect()
+                size = settings.compaction_batch_records
+                chunks = [
+                    _compactor._HotChunk(table.slice(i, size).combine_chunks(), keys[i : i + size], min(size, n - i))
+                    for i in range(0, n, size)
+                ]
+                del table, keys
+                t = time.perf_counter()
+                for chunk in chunks:
+                    files, _evict = comp._build("spans", chunk, {})
+                    comp._discard(files)
+                times["from batches"].append(time.perf_counter() - t)
+                del chunks
+                gc.collect()
+                t = time.perf_counter()
+                report = store.compact(BASE + DAY_NS)
+                times["compact()"].append(time.perf_counter() - t)
+                assert report.records["spans"] == n, report.records
+                t = time.perf_counter()
+                merged = comp.merge_small_files(min_files=2)
+                times["merge"].append(time.perf_counter() - t)
+            finally:
+                store.close()
+    print(f"| measure | spans | seconds (median of {rounds}) | spans/s (median) | spans/s (min..max) |")
+    print("|---|---|---|---|---|")
+    for name, values in times.items():
+        med = statistics.median(values)
+        label = f"{name} ({merged} files into 1-2)" if name == "merge" else name
+        print(f"| {label} | {n:,} | {med:.2f} | {n / med:,.0f} | {n / max(values):,.0f}..{n / min(values):,.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rss", action="store_true", help="peak RSS of compact() alone, in a fresh process")
+    args = parser.parse_args()
+    settings = tael.Settings()
+    if args.rss:
+        measure_rss(args.spans, settings)
+    else:
+        measure_throughput(args.spans, args.rounds, settings)
+
+
+if __name__ == "__main__":
+    main()
