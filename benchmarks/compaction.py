@@ -17,9 +17,13 @@ Measures of moving N spans (one UTC day) from the hot tier to the cold tier:
 - ``merge``: merging the day's files (one per compaction step of
   ``compaction_batch_records``) into files of ``cold_target_file_bytes``, streamed.
 
-``--rss`` runs only the compaction in a fresh process and prints the process's peak
-resident memory (``VmHWM`` in /proc/self/status) before and after: run it with several
-``--spans`` to see whether it grows with the number of spans. Inputs are generated
+``--rss`` runs only the compaction (merges included) in a fresh store and prints the
+process's resident memory before and its peak during ``compact()``: ``VmHWM`` (all of
+it, the hot tier's memory-mapped pages it reads included) and ``RssAnon`` (heap:
+Python objects, Arrow buffers, LMDB's dirty pages), one table row per run: run it with
+several ``--spans`` to see whether it grows with the number of spans
+(``| spans | moved | files merged | seconds | VmHWM before | VmHWM peak | RssAnon before
+| RssAnon peak |``, MiB). Inputs are generated
 before any clock starts and frozen (``gc.freeze``). Linux only (VmHWM).
 """
 
@@ -31,6 +35,7 @@ import gc
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,11 +52,35 @@ DAY_NS = 86_400 * 10**9
 BASE = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
 
 
-def vm_hwm_mib() -> float:
+def status_mib(field: str) -> float:
+    """A field of /proc/self/status (VmHWM, RssAnon, ...) in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class AnonPeak:
+    """The peak of RssAnon (heap: Python objects, Arrow buffers, LMDB's dirty pages), sampled
+    every 10 ms in a thread; VmHWM also counts the hot tier's memory-mapped pages read."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, status_mib("RssAnon"))
+            time.sleep(0.01)
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def filled_store(path: Path, n: int, settings: tael.Settings) -> tael.Store:
@@ -75,16 +104,16 @@ def measure_rss(n: int, settings: tael.Settings) -> None:
         gc.collect()
         # a fresh store object: what the insert path allocated is not counted
         with tael.Store(Path(d) / "data", settings) as store:
-            before = vm_hwm_mib()
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-            start = vm_hwm_mib()
+            start, anon_start = status_mib("VmHWM"), status_mib("RssAnon")
             t = time.perf_counter()
-            report = store.compact(BASE + DAY_NS)
+            with AnonPeak() as anon:
+                report = store.compact(BASE + DAY_NS)
             elapsed = time.perf_counter() - t
-            peak = vm_hwm_mib()
+            peak = status_mib("VmHWM")
             print(
-                f"| {n:,} | {report.records['spans']:,} | {elapsed:.1f} | {start:,.0f} | {peak:,.0f} | "
-                f"{peak - start:,.0f} | (peak before the reset: {before:,.0f} MiB)"
+                f"| {n:,} | {report.records['spans']:,} | {report.files_merged} | {elapsed:.1f} | "
+                f"{start:,.0f} | {peak:,.0f} | {anon_start:,.0f} | {anon.peak:,.0f} |"
             )
 
 

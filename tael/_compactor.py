@@ -261,7 +261,10 @@ class Compactor:
                 keys += [k for k, _v in pending]
         if not keys:
             return None
-        return _HotChunk(pa.Table.from_batches(batches), keys, len(keys))
+        table = pa.Table.from_batches(batches)
+        del batches
+        # one chunk per column: taking rows of a table of many chunks is several times slower
+        return _HotChunk(table.combine_chunks(), keys, len(keys))
 
     def _build(
         self, signal: str, chunk: _HotChunk, rollups: dict[str, int]
