@@ -2,6 +2,7 @@
 
     python benchmarks/compaction.py --spans 1000000            # throughput, whole pipeline
     python benchmarks/compaction.py --spans 1000000 --rss      # peak RSS (VmHWM) of compact() alone
+    python benchmarks/compaction.py --quick                    # a smoke test (the test suite runs it)
 
 Measures of moving N spans (one UTC day) from the hot tier to the cold tier:
 
@@ -172,9 +173,14 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rss", action="store_true", help="peak RSS of compact() alone, in a fresh process")
+    parser.add_argument("--quick", action="store_true", help="a few seconds: both measures, tiny sizes (smoke test)")
     args = parser.parse_args()
     settings = tael.Settings()
-    if args.rss:
+    if args.quick:
+        settings = dataclasses.replace(settings, compaction_batch_records=1000, cold_row_group_rows=256)
+        measure_throughput(3000, 1, settings)
+        measure_rss(3000, dataclasses.replace(settings, cold_merge_min_files=2))
+    elif args.rss:
         measure_rss(args.spans, settings)
     else:
         measure_throughput(args.spans, args.rounds, settings)
