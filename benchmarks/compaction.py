@@ -2,24 +2,27 @@
 
     python benchmarks/compaction.py --spans 1000000            # throughput, whole pipeline
     python benchmarks/compaction.py --spans 1000000 --rss      # peak RSS (VmHWM) of compact() alone
+    python benchmarks/compaction.py --quick                    # a smoke test (the test suite runs it)
 
 Measures of moving N spans (one UTC day) from the hot tier to the cold tier:
 
-- ``compact()``: ``Store.compact`` end to end but for merges: reading the hot records,
-  the per-record step that turns them into column batches
-  (``_compactor._batches_from_hot``, until the hot tier stores blocks), the column-wise
+- ``compact()``: ``Store.compact`` end to end but for merges: reading the hot tier's
+  blocks (``HotTier.old_blocks``: column batches, no record decoded), the column-wise
   rest (cold columns, dedup, day split, file order, Parquet written row group by row
   group, manifest statistics, trace index entries, blob references), and the LMDB
-  commit that evicts the records one by one (today's hot tier).
-- ``from batches``: the same steps given the column batches (what compaction costs once
-  the hot tier hands it blocks): ``Compactor._build`` on batches built before the clock.
-- ``per-record step``: ``_batches_from_hot`` alone, on the same hot records.
+  commit that evicts the blocks.
+- ``from batches``: the same steps but reading and evicting: ``Compactor._build`` on the
+  hot blocks' rows, read before the clock.
 - ``merge``: merging the day's files (one per compaction step of
   ``compaction_batch_records``) into files of ``cold_target_file_bytes``, streamed.
 
-``--rss`` runs only the compaction in a fresh process and prints the process's peak
-resident memory (``VmHWM`` in /proc/self/status) before and after: run it with several
-``--spans`` to see whether it grows with the number of spans. Inputs are generated
+``--rss`` runs only the compaction (merges included) in a fresh store and prints the
+process's resident memory before and its peak during ``compact()``: ``VmHWM`` (all of
+it, the hot tier's memory-mapped pages it reads included) and ``RssAnon`` (heap:
+Python objects, Arrow buffers, LMDB's dirty pages), one table row per run: run it with
+several ``--spans`` to see whether it grows with the number of spans
+(``| spans | moved | files merged | seconds | VmHWM before | VmHWM peak | RssAnon before
+| RssAnon peak |``, MiB). Inputs are generated
 before any clock starts and frozen (``gc.freeze``). Linux only (VmHWM).
 """
 
@@ -31,6 +34,7 @@ import gc
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -47,11 +51,35 @@ DAY_NS = 86_400 * 10**9
 BASE = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
 
 
-def vm_hwm_mib() -> float:
+def status_mib(field: str) -> float:
+    """A field of /proc/self/status (VmHWM, RssAnon, ...) in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class AnonPeak:
+    """The peak of RssAnon (heap: Python objects, Arrow buffers, LMDB's dirty pages), sampled
+    every 10 ms in a thread; VmHWM also counts the hot tier's memory-mapped pages read."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, status_mib("RssAnon"))
+            time.sleep(0.01)
+
+    def __enter__(self) -> AnonPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def filled_store(path: Path, n: int, settings: tael.Settings) -> tael.Store:
@@ -75,22 +103,22 @@ def measure_rss(n: int, settings: tael.Settings) -> None:
         gc.collect()
         # a fresh store object: what the insert path allocated is not counted
         with tael.Store(Path(d) / "data", settings) as store:
-            before = vm_hwm_mib()
             Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-            start = vm_hwm_mib()
+            start, anon_start = status_mib("VmHWM"), status_mib("RssAnon")
             t = time.perf_counter()
-            report = store.compact(BASE + DAY_NS)
+            with AnonPeak() as anon:
+                report = store.compact(BASE + DAY_NS)
             elapsed = time.perf_counter() - t
-            peak = vm_hwm_mib()
+            peak = status_mib("VmHWM")
             print(
-                f"| {n:,} | {report.records['spans']:,} | {elapsed:.1f} | {start:,.0f} | {peak:,.0f} | "
-                f"{peak - start:,.0f} | (peak before the reset: {before:,.0f} MiB)"
+                f"| {n:,} | {report.records['spans']:,} | {report.files_merged} | {elapsed:.1f} | "
+                f"{start:,.0f} | {peak:,.0f} | {anon_start:,.0f} | {anon.peak:,.0f} |"
             )
 
 
 def measure_throughput(n: int, rounds: int, settings: tael.Settings) -> None:
     settings = dataclasses.replace(settings, cold_merge_min_files=10**6)  # merges measured on their own
-    times: dict[str, list[float]] = {"compact()": [], "from batches": [], "per-record step": [], "merge": []}
+    times: dict[str, list[float]] = {"compact()": [], "from batches": [], "merge": []}
     merged = 0
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as d:
@@ -98,22 +126,19 @@ def measure_throughput(n: int, rounds: int, settings: tael.Settings) -> None:
             try:
                 comp = store._compactor
                 hot = store._hot
-                with hot.reader() as txn:
-                    pairs = hot.chunk(txn, "spans", BASE + DAY_NS, n)
-                step = _compactor._SUBCHUNK
-                t = time.perf_counter()
-                batches = [_compactor._batches_from_hot("spans", pairs[i : i + step]) for i in range(0, n, step)]
-                times["per-record step"].append(time.perf_counter() - t)
-                table = pa.Table.from_batches(batches)
-                keys = [k for k, _v in pairs]
-                del pairs, batches
-                gc.collect()
                 size = settings.compaction_batch_records
+                chunks = []
+                with hot.reader() as txn:
+                    parts = hot.old_blocks(txn, "spans", BASE + DAY_NS, n)
+                table = pa.Table.from_batches(
+                    [b.batch() if rows is None else b.batch().take(rows) for _k, b, rows in parts]
+                )
                 chunks = [
-                    _compactor._HotChunk(table.slice(i, size).combine_chunks(), keys[i : i + size], min(size, n - i))
+                    _compactor._HotChunk(table.slice(i, size).combine_chunks(), parts, min(size, n - i))
                     for i in range(0, n, size)
                 ]
-                del table, keys
+                del table, parts
+                gc.collect()
                 t = time.perf_counter()
                 for chunk in chunks:
                     files, _evict = comp._build("spans", chunk, {})
@@ -143,9 +168,14 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rss", action="store_true", help="peak RSS of compact() alone, in a fresh process")
+    parser.add_argument("--quick", action="store_true", help="a few seconds: both measures, tiny sizes (smoke test)")
     args = parser.parse_args()
     settings = tael.Settings()
-    if args.rss:
+    if args.quick:
+        settings = dataclasses.replace(settings, compaction_batch_records=1000, cold_row_group_rows=256)
+        measure_throughput(3000, 1, settings)
+        measure_rss(3000, dataclasses.replace(settings, cold_merge_min_files=2))
+    elif args.rss:
         measure_rss(args.spans, settings)
     else:
         measure_throughput(args.spans, args.rounds, settings)

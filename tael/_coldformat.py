@@ -24,7 +24,6 @@ compaction (``_compactor``), reads (``_cold.ColdReader``) and ``Store.sql`` shar
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -56,7 +55,6 @@ for _b in range(256):
         for _lo in {_DIGITS[_b & 15], _DIGITS.upper()[_b & 15]}:
             _FROM_PAIRS[_hi | (_lo << 8)] = _b
 del _b, _hi, _lo
-assert sys.byteorder == "little" or _HEX_PAIRS.dtype.byteorder == "<"  # the tables are explicit little-endian
 
 
 def plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array:

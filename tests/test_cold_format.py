@@ -506,3 +506,16 @@ def test_unhexed_columns_are_what_block_records_read() -> None:
     assert np.frombuffer(ids.buffers()[1], np.uint8, count=16).tolist() == [10] * 16
     assert pc.equal(hex_ids(ids), pa.array(["0a" * 16, None])).to_pylist() == [True, None]
     assert math.isnan(_block.loads("NaN"))
+
+
+def test_the_compaction_benchmark_quick_mode(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "benchmarks/compaction.py", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ") and "---" not in line}
+    assert {"compact()", "from batches", "per-record step"} <= set(rows)
+    assert any(name.startswith("merge") for name in rows)
+    (rss,) = [line for line in lines if line.startswith("| 3,000 | 3,000 |")]  # spans moved, then the memory
+    assert int(rss.split("|")[3]) > 0  # the files merged at the end of compact()

@@ -644,3 +644,55 @@ def test_a_leader_with_its_cold_tier_on_s3_is_not_turned_into_a_standby(s3: S3Se
         tael.Store(tmp_path / "data", settings, standby=True)
     with tael.Store(tmp_path / "data", settings) as store:  # still the leader it was
         assert not store.standby and len(store.query_traces(limit=1000)) == len(SPANS)
+
+
+def test_version_1_files_on_s3_are_read_and_migrated_and_an_unreachable_bucket_does_not_stop_the_open(
+    tmp_path: Path,
+) -> None:
+    """Cold format version 1 (before issue 16) in a bucket: read as they are, rewritten as
+    version 2 when a writer opens the store; with the bucket down at that open, the store
+    opens anyway (the rewrite waits for a later open) and the hot tier answers."""
+    from . import coldv1
+
+    server = S3Server()  # its own server: this test stops it
+    server.start()
+    try:
+        bucket = server.new_bucket()
+        settings = server.settings(f"s3://{bucket}/old", cold_request_timeout_s=1.0, **COMMON)
+        data = tmp_path / "data"
+        with tael.Store(data, settings) as store:
+            store.insert_spans(SPANS)
+            store.insert_logs(LOGS)
+            store.insert_metrics(POINTS)
+            store.compact(T0 + 3 * DAY)
+            want = answers(store)
+            coldv1.downgrade(store)
+            files = coldv1.versions(store)[1]
+            assert answers(store) == want
+        server.stop()
+        late = tael.Span(trace_id="e" * 32, span_id="e" * 16, name="late", service="api", start_ns=T0, end_ns=T0 + 1)
+        with tael.Store(data, settings) as store:
+            assert coldv1.versions(store) == {1: files}
+            store.insert_spans([late])
+            assert store.get_trace(late.trace_id) == [late]
+        server.start()
+
+        def unchanged(store: tael.Store) -> None:
+            """Every answer but those the late span changes (the spans, the services, the counts)."""
+            got = answers(store)
+            assert got[0] == want[0] and got[5:13] == want[5:13]
+            assert [s for s in got[1] if s.trace_id != late.trace_id] == want[1]
+
+        with tael.Store(data, settings, read_only=True) as reader:
+            assert coldv1.versions(reader) == {1: files}
+            unchanged(reader)
+        with tael.Store(data, settings) as store:
+            assert coldv1.versions(store) == {2: files}
+            unchanged(store)
+            store.compact(T0 + 3 * DAY)  # the late span
+            assert store.get_trace(late.trace_id) == [late]
+            unchanged(store)
+            keys = [k[len("old/") :] for k in server.keys(bucket) if not k.endswith("/")]  # not directory markers
+            assert keys == ["_tael_owner.json", *live_files(store)]
+    finally:
+        server.stop()

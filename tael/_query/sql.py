@@ -60,7 +60,9 @@ def _quote(text: str) -> str:
 def run_sql(ctx: ReadContext, query: str) -> pa.Table:
     """Run a DuckDB SQL query over views ``spans``, ``logs``, ``metrics``,
     ``metrics_5m`` and ``metrics_1h`` that union the hot and cold tiers (the
-    columns of docs/format/cold.md); returns a ``pyarrow.Table``. Needs the
+    columns of docs/format/cold.md, version 2: attributes, resources, events and
+    links are JSON text, read with ``attributes->>'$."http.method"'`` or
+    ``json_extract_string``); returns a ``pyarrow.Table``. Needs the
     ``sql`` extra (DuckDB). Hot records are converted on every call, so the
     cost grows with the hot tier (``Store.sql``).
 
