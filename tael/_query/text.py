@@ -4,14 +4,21 @@ The index (``tael._search.TextIndex``) yields pages of pointers in time order
 (newest first, or oldest); each page is resolved against one snapshot of the tiers
 (``merge.lookup``: a pointer to a record the store no longer holds is skipped) and
 the query's other filters, until ``limit`` records are found and no later page can
-displace them (``merge.TopK``).
+displace them (``merge.TopK``). The index applies the service and level filters
+itself (after the lookup they would cost 3-10x the reads: docs/format/index.md).
+
+Logs of one trace are not found through the index (its documents hold no trace id):
+the tiers read the trace's logs through their trace indexes, and each body is matched
+here (``tael._search.matches``, which decides as the index does).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .._layout import LOG_BODY
 from .._search import TextIndex, matches, span_key
 from . import merge
 from .context import ReadContext
@@ -43,7 +50,6 @@ def search(
         q.terms,
         desc=newest_first,
         service=q.service,
-        trace=q.trace,
         min_level=q.min_level,
         level=q.level,
         lo=scan.lo,
@@ -74,6 +80,19 @@ def span_matcher(reads: ReadContext, terms: list[list[str]]) -> Callable[[list[A
     return lambda f: matches(texts(restore(f)), terms)
 
 
+def by_trace(reads: ReadContext, scan: Scan) -> Scan:
+    """A text search for the logs of one trace as a scan of that trace's logs (through
+    the tiers' trace indexes), each body matched against the query (restored from the
+    blob store first)."""
+    assert scan.text is not None and scan.trace is not None
+    terms, keep, restore = scan.text.terms, scan.keep, reads.blobs.restore_log
+
+    def matching(f: list[Any]) -> bool:
+        return keep(f) and bool(f[LOG_BODY]) and matches([restore(f)[LOG_BODY]], terms)
+
+    return dataclasses.replace(scan, keep=matching, text=None)
+
+
 def read_matching(
     reads: ReadContext,
     scan: Scan,
@@ -88,6 +107,8 @@ def read_matching(
     is converted inside the snapshot, so a blob file removed under the read retries it."""
     if scan.empty:
         return []
+    if scan.text is not None and scan.trace is not None:
+        scan = by_trace(reads, scan)
     if scan.text is not None:
         index = reads.text_index()
 
