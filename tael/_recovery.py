@@ -26,6 +26,7 @@ from ._layout import (
     LOG_BODY,
     LOG_SERVICE,
     LOG_SEVERITY,
+    LOG_TRACE,
     SPAN_ID,
     SPAN_SERVICE,
     SPAN_START,
@@ -204,5 +205,5 @@ def _cold_log_docs(table: pa.Table, blobs: BlobStore) -> list[str]:
     for (t, lsn, idx), f in log_records(table):
         body = blobs.restore_log(f)[LOG_BODY]
         if body:
-            docs.append(log_document(t, lsn, idx, f[LOG_SERVICE], f[LOG_SEVERITY], body))
+            docs.append(log_document(t, lsn, idx, f[LOG_SERVICE], f[LOG_SEVERITY], f[LOG_TRACE], body))
     return docs

@@ -34,7 +34,7 @@ from ._blobs import Payloads
 from ._block import Block
 from ._errors import StorageError
 from ._layout import GROUP_END, GROUP_ROWS, Group
-from ._searchdocs import DOC_LOG, DOC_SPAN, TOKENIZER, block_documents, schema, schema_matches
+from ._searchdocs import DOC_LOG, DOC_SPAN, TOKENIZER, block_documents, schema, schema_matches, trace_term
 
 __all__ = ["DOC_LOG", "DOC_SPAN", "Indexer", "TextIndex", "group_docs", "matches", "parse_text", "span_key"]
 
@@ -268,6 +268,7 @@ class TextIndex:
         terms: list[list[str]],
         *,
         service: str | None,
+        trace: bytes | None,
         min_level: int | None,
         level: int | None,
         lo: int | None,
@@ -277,8 +278,9 @@ class TextIndex:
     ) -> Iterator[list[tuple[int, int, int, int]]]:
         """Pages of the keys of matching documents, newest first (oldest first with
         ``desc=False``): (start, k1, k2, k3) of spans, (time, lsn, index, 0) of logs.
-        ``service`` equal, ``level`` equal (a span status code), ``min_level`` at least
-        (a log severity number), ``lo <= time < hi``."""
+        ``service`` equal, ``trace`` a log's trace id (the index holds its last 8 bytes:
+        the caller checks the whole id), ``level`` equal (a span status code),
+        ``min_level`` at least (a log severity number), ``lo <= time < hi``."""
         s = self.schema
         must = [tantivy.Query.term_query(s, "signal", signal)]
         for tokens in terms:
@@ -289,6 +291,8 @@ class TextIndex:
                 must.append(tantivy.Query.phrase_query(s, "text", words))
         if service is not None:
             must.append(tantivy.Query.term_query(s, "service", service))
+        if trace is not None:
+            must.append(tantivy.Query.term_query(s, "trace", trace_term(trace)))
         if level is not None:
             must.append(tantivy.Query.term_query(s, "level", level))
         if min_level is not None:
@@ -361,6 +365,7 @@ def missing_documents(
             signal,
             [],
             service=None,
+            trace=None,
             min_level=None,
             level=None,
             lo=buf[0][0],

@@ -3,11 +3,11 @@
 One Tantivy document per span with payload text and per log record with a body.
 A document holds only what the index itself needs: the words (``text``), what
 finds and orders candidates (``signal``, ``time``), the key the record is read
-back by (``lsn``, ``k1``..``k3``), and the two filters a search asks the index
-for, because filtering after the read-back costs 3-10x the search time
-(``service``, ``level``; measured in docs/format/index.md). Everything else of the
-record (its trace id filter included: a log search by trace reads the trace's
-logs through the tiers' trace indexes instead) is read from the tiers.
+back by (``lsn``, ``k1``..``k3``), and the filters a search asks the index for,
+because filtering after the read-back costs 3-10x the search time, and reading a
+trace's logs to match their bodies up to 40x (``service``, ``level``, and a log's
+``trace``: the last 8 bytes of its trace id, as a number; measured in
+docs/format/index.md). Everything else of the record is read from the tiers.
 
 Documents are built column-wise from a block as JSON text, which Tantivy parses
 without holding the GIL (``IndexWriter.add_json``): a batch's JSON documents are
@@ -45,6 +45,7 @@ FIELDS: Final[tuple[tuple[str, str, dict[str, Any]], ...]] = (
     ("k3", "u64", _U64),
     ("service", "text", {"indexing": {"record": "basic", "tokenizer": "raw"}, "fast": False}),
     ("level", "u64", {"indexed": True, "fast": False}),
+    ("trace", "u64", {"indexed": True, "fast": False}),
     ("text", "text", {"indexing": {"record": "position", "tokenizer": TOKENIZER}, "fast": False}),
 )
 """The schema, field by field: (name, Tantivy type, the options tael sets, as Tantivy's
@@ -145,17 +146,43 @@ def span_document(start: int, trace: bytes, span: bytes, service: str, status: i
     )
 
 
-def log_document(t: int, lsn: int, index: int, service: str, severity: int, body: str) -> str:
+def log_document(t: int, lsn: int, index: int, service: str, severity: int, trace: bytes | None, body: str) -> str:
     """The document of one log record: its key (time, WAL position ``lsn``, ``index`` in
-    that batch: k1), service, severity number (level) and body."""
+    that batch: k1), service, severity number (level), the last 8 bytes of its trace id
+    (:func:`trace_term`; no ``trace`` without one) and body."""
+    traced = "" if trace is None else f',"trace":{trace_term(trace)}'
     return (
         f'{{"signal":{DOC_LOG},"time":{t},"lsn":{lsn},"k1":{index},"service":{_dumps(service)},'
-        f'"level":{severity},"text":{_dumps(body)}}}'
+        f'"level":{severity}{traced},"text":{_dumps(body)}}}'
     )
 
 
+def trace_term(trace: bytes) -> int:
+    """The ``trace`` value of a log document of this trace id: its last 8 bytes,
+    big-endian, the random part of a W3C trace id and the whole of a 64-bit one
+    (whose first 8 bytes are zero)."""
+    return int.from_bytes(trace[8:])
+
+
+def _trace_pieces(traces: pa.Array) -> pa.Array:
+    """``,"trace":N`` of each trace id of a binary(16) column; null where it is null."""
+    n = len(traces)
+    if traces.null_count == n:
+        return pa.nulls(n, pa.string())
+    data = np.frombuffer(traces.buffers()[1], np.dtype(">u8"))[2 * traces.offset + 1 : 2 * (traces.offset + n) : 2]
+    mask = None if traces.null_count == 0 else pc.is_null(traces).to_numpy(zero_copy_only=False)
+    numbers = pa.array(data.astype(np.uint64), pa.uint64(), mask=mask)
+    return pc.binary_join_element_wise(',"trace":', pc.cast(numbers, pa.string()), "")
+
+
 def log_documents(
-    times: pa.Array, lsns: pa.Array | int, indexes: pa.Array, services: pa.Array, levels: pa.Array, bodies: pa.Array
+    times: pa.Array,
+    lsns: pa.Array | int,
+    indexes: pa.Array,
+    services: pa.Array,
+    levels: pa.Array,
+    traces: pa.Array,
+    bodies: pa.Array,
 ) -> list[str]:
     """:func:`log_document` of each row of these columns, joined column-wise."""
     if len(times) == 0:
@@ -172,10 +199,13 @@ def log_documents(
         _json_few(services),
         ',"level":',
         pc.cast(levels, pa.string()),
+        _trace_pieces(traces),
         ',"text":',
         json_strings(bodies),
         "}",
         "",  # the separator
+        null_handling="replace",
+        null_replacement="",  # no trace piece for a record without a trace id
     )
     out: list[str] = docs.to_pylist()
     return out
@@ -235,7 +265,7 @@ def _log_documents(block: Block, rows: pa.Array, lsn: int, blobs: BlobStore | No
         indexes = col("batch_index")
     else:
         lsns, indexes = lsn, rows
-    return log_documents(col("time_ns"), lsns, indexes, col("service"), col("severity_number"), bodies)
+    return log_documents(col("time_ns"), lsns, indexes, col("service"), col("severity_number"), col("trace_id"), bodies)
 
 
 def _span_documents(block: Block, rows: list[int], lsn: int, payloads: Payloads, blobs: BlobStore | None) -> list[str]:

@@ -4,21 +4,16 @@ The index (``tael._search.TextIndex``) yields pages of pointers in time order
 (newest first, or oldest); each page is resolved against one snapshot of the tiers
 (``merge.lookup``: a pointer to a record the store no longer holds is skipped) and
 the query's other filters, until ``limit`` records are found and no later page can
-displace them (``merge.TopK``). The index applies the service and level filters
-itself (after the lookup they would cost 3-10x the reads: docs/format/index.md).
-
-Logs of one trace are not found through the index (its documents hold no trace id):
-the tiers read the trace's logs through their trace indexes, and each body is matched
-here (``tael._search.matches``, which decides as the index does).
+displace them (``merge.TopK``). The index applies the service, level and trace
+filters itself (after the lookup they would cost 3-10x the reads: docs/format/index.md);
+the records found are checked against the whole filter again (``Scan.keep``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from .._layout import LOG_BODY
 from .._search import TextIndex, matches, span_key
 from . import merge
 from .context import ReadContext
@@ -50,6 +45,7 @@ def search(
         q.terms,
         desc=newest_first,
         service=q.service,
+        trace=scan.trace,
         min_level=q.min_level,
         level=q.level,
         lo=scan.lo,
@@ -80,19 +76,6 @@ def span_matcher(reads: ReadContext, terms: list[list[str]]) -> Callable[[list[A
     return lambda f: matches(texts(restore(f)), terms)
 
 
-def by_trace(reads: ReadContext, scan: Scan) -> Scan:
-    """A text search for the logs of one trace as a scan of that trace's logs (through
-    the tiers' trace indexes), each body matched against the query (restored from the
-    blob store first)."""
-    assert scan.text is not None and scan.trace is not None
-    terms, keep, restore = scan.text.terms, scan.keep, reads.blobs.restore_log
-
-    def matching(f: list[Any]) -> bool:
-        return keep(f) and bool(f[LOG_BODY]) and matches([restore(f)[LOG_BODY]], terms)
-
-    return dataclasses.replace(scan, keep=matching, text=None)
-
-
 def read_matching(
     reads: ReadContext,
     scan: Scan,
@@ -107,8 +90,6 @@ def read_matching(
     is converted inside the snapshot, so a blob file removed under the read retries it."""
     if scan.empty:
         return []
-    if scan.text is not None and scan.trace is not None:
-        scan = by_trace(reads, scan)
     if scan.text is not None:
         index = reads.text_index()
 
