@@ -362,3 +362,13 @@ def test_the_format1_store_index_is_rebuilt_in_the_current_schema(tmp_path: Path
         docs = store.stats().index_documents
         assert docs == 290  # every log with a body and span with payload text, hot and cold: as before
         assert len(store.query_logs(text="handled", limit=1000)) == 149
+
+
+def test_the_format_page_lists_the_schema() -> None:
+    """docs/format/index.md's schema table names every field, in order, with its type."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "format" / "index.md").read_text()
+    section = page.split("## Schema", 1)[1].split("\n#", 1)[0]
+    rows = [line.split("|")[1:3] for line in section.splitlines() if line.startswith("| `")]
+    assert [(name.strip().strip("`"), kind.strip().strip("`")) for name, kind in rows] == [
+        (name, kind) for name, kind, _ in FIELDS
+    ]
