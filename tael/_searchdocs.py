@@ -235,12 +235,12 @@ def stored_block_documents(block: Block, payloads: Payloads, blobs: BlobStore) -
         return _log_documents(block, pc.indices_nonzero(texty), 0, blobs)
     maybe = pc.is_valid(block.column("payload_refs"))
     for key in payloads.keys:
-        literal = _dumps(key)
-        if literal != f'"{key}"':  # escaped in JSON text: no quick test, parse every row
+        if not (key.isascii() and key.isprintable()) or any(c in key for c in '"\\/'):
+            # a JSON writer may escape it (\uXXXX, \/): no quick test, parse every row
             maybe = pa.array([True] * block.n)
             break
         for name in ("attributes", "events"):
-            maybe = pc.or_(maybe, pc.match_substring(block.column(name), literal))
+            maybe = pc.or_(maybe, pc.match_substring(block.column(name), f'"{key}"'))
     return _span_documents(block, pc.indices_nonzero(maybe).to_pylist(), 0, payloads, blobs)
 
 

@@ -372,3 +372,28 @@ def test_the_format_page_lists_the_schema() -> None:
     assert [(name.strip().strip("`"), kind.strip().strip("`")) for name, kind in rows] == [
         (name, kind) for name, kind, _ in FIELDS
     ]
+
+
+def test_a_rebuild_finds_payload_attributes_whatever_their_keys(tmp_path: Path) -> None:
+    """A rebuild picks hot span rows by their attribute and event JSON; keys a JSON writer
+    may escape (non-ASCII, ``/``, quotes) are found too."""
+    data = tmp_path / "data"
+    keys = ("gen_ai.prompt", "ключ", "a/b", 'q"k')
+    s = tael.Settings(payload_attributes=keys)
+    spans = [
+        make_span(start_ns=T0 + i, end_ns=T0 + i + 1, attributes={key: f"alpha w{i}"}) for i, key in enumerate(keys)
+    ]
+    spans.append(
+        make_span(
+            start_ns=T0 + 9,
+            end_ns=T0 + 10,
+            events=[tael.SpanEvent(time_ns=T0, name="e", attributes={"ключ": "alpha w9"})],
+        )
+    )
+    with tael.Store(data, s) as store:
+        store.insert_spans(spans)
+        store.flush()
+        assert len(store.query_traces(text="alpha", limit=100)) == 5
+    assert tael.rebuild_index(data, s) == 5
+    with tael.Store(data, s) as store:
+        assert {sp.span_id for sp in store.query_traces(text="alpha", limit=100)} == {sp.span_id for sp in spans}
