@@ -51,15 +51,23 @@ from ._models import (
 from ._settings import Settings
 
 if TYPE_CHECKING:
+    from ._block import LOG_SCHEMA, METRIC_SCHEMA, SPAN_SCHEMA
+    from ._columns import logs_table, metrics_table, spans_table
     from ._maintenance import Maintenance
     from ._query.filters import LogFilter, MetricFilter, SpanFilter
     from ._repair import repair
     from ._store import Store, rebuild_index
     from ._writer import BackgroundWriter
 
-# The store, the query filters and what they drag in (pyarrow, tantivy, lmdb) load on first use, so
-# that ``tael --help`` and ``import tael`` for the record types stay instant.
+# The store, the query filters, the Arrow tables and what they drag in (pyarrow, tantivy, lmdb) load on
+# first use, so that ``tael --help`` and ``import tael`` for the record types stay instant.
 _LAZY = {
+    "SPAN_SCHEMA": "._block",
+    "LOG_SCHEMA": "._block",
+    "METRIC_SCHEMA": "._block",
+    "spans_table": "._columns",
+    "logs_table": "._columns",
+    "metrics_table": "._columns",
     "Maintenance": "._maintenance",
     "SpanFilter": "._query.filters",
     "LogFilter": "._query.filters",
@@ -95,9 +103,11 @@ __all__ = [
     "CorruptionError",
     "DamagedRegion",
     "ErrorOperation",
+    "LOG_SCHEMA",
     "LogFilter",
     "LogRecord",
     "LogSummary",
+    "METRIC_SCHEMA",
     "Maintenance",
     "MaintenanceReport",
     "MetricBucket",
@@ -110,6 +120,7 @@ __all__ = [
     "ReplicationStatus",
     "RepairReport",
     "RetentionReport",
+    "SPAN_SCHEMA",
     "ServiceSummary",
     "ServiceInfo",
     "Settings",
@@ -129,6 +140,9 @@ __all__ = [
     "TraceOverview",
     "TraceSummary",
     "ValidationError",
+    "logs_table",
+    "metrics_table",
     "rebuild_index",
     "repair",
+    "spans_table",
 ]

@@ -536,6 +536,20 @@ def _validate_metric(i: int, p: object) -> None:
         raise _fail(i, "bucket_counts", f"must have len(explicit_bounds) + 1 = {len(bounds) + 1} entries")
 
 
+# The validators under public names, for tael/_columns.py: its column builders raise exactly
+# the errors the encoders above raise, by calling the same checks.
+validate_span = _validate_span
+validate_metric = _validate_metric
+fail = _fail
+check_ns = _ns
+check_opt_ns = _opt_ns
+check_text = _text
+check_key_text = _key_text
+check_opt_hex_id = _opt_hex_id
+check_attrs = _check_attrs
+flat_ok = _flat_ok
+
+
 # Series identity is a hash of a canonical JSON form, which costs microseconds per
 # point; a bounded process-wide cache keyed by the exact (type-tagged) identity of
 # flat attribute dicts makes the repeat case a dict lookup.

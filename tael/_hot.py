@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import lmdb
 import pyarrow as pa
@@ -40,6 +40,9 @@ from ._layout import (
     COMMENT_ROW_PACKED,
     COMMENT_ROW_TRACE,
     GROUP_END,
+    GROUP_LSN,
+    GROUP_ROWS,
+    GROUP_TYPE,
     SERIES_SERVICE,
     Group,
 )
@@ -323,8 +326,10 @@ class HotTier:
         Raises UnappliableRecordError naming the first batch that can never be
         applied (nothing of the group is then applied)."""
 
-        def run(txn: lmdb.Transaction) -> None:
-            for rtype, rows, lsn, end in groups:
+        merged = _coalesced(groups)
+
+        def run(txn: lmdb.Transaction, merged: Sequence[Group] = merged) -> None:
+            for rtype, rows, lsn, end in merged:
                 try:
                     if isinstance(rows, Block):
                         _BLOCK_APPLIERS[rows.signal](self, txn, rows, lsn)
@@ -336,7 +341,12 @@ class HotTier:
                     raise UnappliableRecordError(lsn, end, exc) from exc
             txn.put(_APPLIED, _Q.pack(groups[-1][GROUP_END]), db=self.db["meta"])
 
-        self.write(run)
+        try:
+            self.write(run)
+        except UnappliableRecordError:
+            if len(merged) == len(groups):
+                raise
+            self.write(lambda txn: run(txn, groups))  # frame by frame: the error names the frame
 
     def _grow(self) -> None:
         new_size = self.env.info()["map_size"] * 2
@@ -672,6 +682,55 @@ class HotTier:
         service -> [spans, errors, duration ns, 0]; a (service, trace) in ``by_trace``
         stops counting once no span of it is left in either tier."""
         _hotblocks.forget_counts(txn, self.db, stats, by_trace)
+
+
+COALESCE_ROWS = 512
+"""A block of fewer rows is stored together with the blocks of the same signal applied with
+it (up to ``COALESCED_ROWS`` rows): per-block costs (its metadata, index entries, the
+last page of its value) are paid once per few thousand rows, not per small batch."""
+COALESCED_ROWS = 4096
+
+
+def _coalesced(groups: Sequence[Group]) -> list[Group]:
+    """``groups`` with the small blocks of each signal merged, in order, into blocks of up
+    to ``COALESCED_ROWS`` rows. A merged block carries the LSN of its first frame (its logs
+    and metric points keep their own frames' positions in ``wal_lsn`` and
+    ``batch_index``). Order holds within a signal (the first write of a span wins);
+    signals are independent of each other. The applied LSN is the group's end whatever
+    the order, as the whole group commits in one transaction."""
+    out: list[Group] = []
+    runs: dict[str, list[Group]] = {}
+    rows: dict[str, int] = {}
+
+    def flush(signal: str) -> None:
+        run = runs.pop(signal, [])
+        rows.pop(signal, None)
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first, last = run[0], run[-1]
+            blocks = [_hotblocks.with_position(cast(Block, g[GROUP_ROWS]), g[GROUP_LSN]) for g in run]
+            table = pa.Table.from_batches([b.batch() for b in blocks]).combine_chunks()
+            merged = Block.of(table.to_batches(max_chunksize=table.num_rows)[0], signal)
+            out.append((first[GROUP_TYPE], cast(Any, merged), first[GROUP_LSN], last[GROUP_END]))
+
+    for group in groups:
+        block: Any = group[GROUP_ROWS]
+        if not isinstance(block, Block):
+            out.append(group)
+            continue
+        signal = block.signal
+        if not 0 < block.n < COALESCE_ROWS:
+            flush(signal)
+            out.append(group)
+            continue
+        if rows.get(signal, 0) + block.n > COALESCED_ROWS:
+            flush(signal)
+        runs.setdefault(signal, []).append(group)
+        rows[signal] = rows.get(signal, 0) + block.n
+    for signal in list(runs):
+        flush(signal)
+    return out
 
 
 _BLOCK_APPLIERS: dict[str, Callable[[HotTier, lmdb.Transaction, Block, int], None]] = {

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import pyarrow as pa
 
-from . import _block, _codec
+from . import _block, _codec, _columns
 from ._blobs import Payloads
 from ._block import Block
 from ._errors import CorruptionError, StorageError, ValidationError
@@ -67,10 +67,13 @@ BLOCK_TYPE: Final[dict[str, int]] = {
 _KNOWN: Final = frozenset(SIGNAL_OF) | {RecordType.COMMENTS}
 
 
-def as_batch(records: Any) -> Sequence[Any]:
-    """An insert's argument as a sequence: TypeError for a str, bytes or non-iterable."""
+def as_batch(records: Any) -> Sequence[Any] | pa.Table | pa.RecordBatch:
+    """An insert's argument as a sequence, or the pyarrow Table or RecordBatch it is
+    (checked column-wise by ``encode_rows``): TypeError for a str, bytes or non-iterable."""
+    if isinstance(records, (pa.Table, pa.RecordBatch)):
+        return records
     if isinstance(records, (str, bytes)) or not hasattr(records, "__iter__"):
-        raise TypeError(f"expected a list of records, got {type(records).__name__}")
+        raise TypeError(f"expected a list of records or a pyarrow Table, got {type(records).__name__}")
     return records if isinstance(records, (list, tuple)) else list(records)
 
 
@@ -93,15 +96,19 @@ def _metrics_block(records: Sequence[Any]) -> Block:
     return Block.of(_block.metrics_batch(records, series), "metrics")
 
 
-def encode_rows(rtype: RecordType, records: Sequence[Any], payloads: Payloads) -> Block:
+def encode_rows(rtype: RecordType, records: Sequence[Any] | pa.Table | pa.RecordBatch, payloads: Payloads) -> Block:
     """Validate a whole batch of ``tael.Span``/``LogRecord``/``MetricPoint`` (by
-    ``rtype``), then encode it into a block; raises ValidationError on the first bad record."""
+    ``rtype``), or a pyarrow Table or RecordBatch of them (docs/format/tables.md), then
+    encode it into a block; raises ValidationError on the first bad record (row)."""
+    if isinstance(records, (pa.Table, pa.RecordBatch)):
+        signal = SIGNAL_OF[rtype]
+        return Block.of(_columns.check_table(signal, records, payloads), signal)
     if rtype == RecordType.SPANS:
-        return _spans_block([_codec.unpackb(r[ROW_PACKED]) for r in _codec.encode_spans(records, payloads)], payloads)
+        return Block.of(_columns.span_columns(records, payloads), "spans")
     if rtype == RecordType.LOGS:
-        return _logs_block([_codec.unpackb(r[ROW_PACKED]) for r in _codec.encode_logs(records, payloads)], payloads)
+        return Block.of(_columns.log_columns(records, payloads), "logs")
     if rtype == RecordType.METRICS:
-        return _metrics_block([_codec.unpackb(r[ROW_PACKED]) for r in _codec.encode_metrics(records)])
+        return Block.of(_columns.metric_columns(records), "metrics")
     raise ValueError(f"records of type {rtype!r} are not encoded from a batch")
 
 
@@ -179,17 +186,14 @@ def block_keys(block: Block) -> list[bytes]:
     """The keys holding record text that storing ``block`` writes; every other key it
     writes is fixed-width. Raises UnicodeEncodeError for text that cannot be encoded."""
     if block.signal == "spans":  # services, operations
-        pairs = pa.table({"s": block.column("service"), "n": block.column("name")}).group_by(["s", "n"]).aggregate([])
+        pairs = set(zip(block.column("service").to_pylist(), block.column("name").to_pylist(), strict=True))
         keys = []
-        for service, name in zip(pairs.column("s").to_pylist(), pairs.column("n").to_pylist(), strict=True):
+        for service, name in pairs:
             keys += [service.encode(), service.encode() + b"\x00" + name.encode()]
         return keys
     if block.signal == "metrics":  # series
-        pairs = pa.table({"n": block.column("name"), "s": block.column("series_id")}).group_by(["n", "s"]).aggregate([])
-        return [
-            n.encode() + b"\x00" + s
-            for n, s in zip(pairs.column("n").to_pylist(), pairs.column("s").to_pylist(), strict=True)
-        ]
+        series = set(zip(block.column("name").to_pylist(), block.column("series_id").to_pylist(), strict=True))
+        return [name.encode() + b"\x00" + sid for name, sid in series]
     return []
 
 

@@ -18,6 +18,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Unpack
 
+import pyarrow as pa
+
 from . import _codec
 from ._blobs import BlobStore, Payloads
 from ._check import check_tiers
@@ -280,19 +282,20 @@ class Store:
 
     # ------------------------------------------------------------ writes
 
-    def insert_spans(self, spans: Sequence[Span]) -> int:
-        """Durably store a batch of spans, all or nothing; returns the batch size.
+    def insert_spans(self, spans: Sequence[Span] | pa.Table | pa.RecordBatch) -> int:
+        """Durably store a batch of spans, or a table of them (``tael.SPAN_SCHEMA``), all or nothing; returns its size.
 
         A span already stored under the same (trace_id, span_id) is left as it
         was, so retried exports do not duplicate."""
         return self._insert(RecordType.SPANS, encode_rows(RecordType.SPANS, as_batch(spans), self._payloads))
 
-    def insert_logs(self, logs: Sequence[LogRecord]) -> int:
-        """Durably store a batch of log records, all or nothing; returns the batch size."""
+    def insert_logs(self, logs: Sequence[LogRecord] | pa.Table | pa.RecordBatch) -> int:
+        """Durably store a batch of log records, or a table (``tael.LOG_SCHEMA``), all or nothing; returns its size."""
         return self._insert(RecordType.LOGS, encode_rows(RecordType.LOGS, as_batch(logs), self._payloads))
 
-    def insert_metrics(self, points: Sequence[MetricPoint]) -> int:
-        """Durably store a batch of metric points, all or nothing; returns the batch size."""
+    def insert_metrics(self, points: Sequence[MetricPoint] | pa.Table | pa.RecordBatch) -> int:
+        """Durably store a batch of metric points, or a table of them (``tael.METRIC_SCHEMA``), all or
+        nothing; returns its size."""
         return self._insert(RecordType.METRICS, encode_rows(RecordType.METRICS, as_batch(points), self._payloads))
 
     def _insert(self, rtype: RecordType, rows: Any) -> int:

@@ -68,3 +68,20 @@ def test_the_old_directory_compacts_and_answers_as_before(data: Path, expected: 
         assert store.stats().hot_records == {"spans": 0, "logs": 0, "metrics": 0}
         got = _plain(answers(store))
     assert got == expected
+
+
+def test_the_hot_tier_is_migrated_once_and_a_read_only_open_before_it_changes_nothing(data: Path) -> None:
+    """A read-only open cannot migrate: it is refused, naming what to do, and leaves the
+    files as they were; the first writable open moves every record into blocks (format 3)
+    and drops the format-2 tables."""
+    before = (data / "hot" / "data.mdb").read_bytes()  # lock.mdb is LMDB's reader table, not data
+    with pytest.raises(tael.StorageError, match=r"format 2.*open the store for writing once"):
+        tael.Store(data, SETTINGS, read_only=True)
+    assert (data / "hot" / "data.mdb").read_bytes() == before
+    with tael.Store(data, SETTINGS) as store:
+        with store._hot.reader() as txn:
+            names = {bytes(k) for k, _v in txn.cursor()}  # the main database names every table
+            assert txn.get(b"format_version", db=store._hot.db["meta"]) == (3).to_bytes(8, "big")
+            blocks = txn.stat(store._hot.db["span_blocks"])["entries"]
+        assert not names & {b"spans", b"span_ids", b"span_lean", b"logs", b"log_trace", b"metrics", b"metric_lean"}
+        assert blocks > 0
