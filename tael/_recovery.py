@@ -16,23 +16,27 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
+
 from ._blobs import BlobStore, Payloads
 from ._cold import ColdTier, log_records, span_records
 from ._errors import CorruptionError, ReplicationError, StorageError
 from ._hot import HotTier, UnappliableRecordError
 from ._layout import (
     LOG_BODY,
+    LOG_SERVICE,
+    LOG_SEVERITY,
+    LOG_TRACE,
     SPAN_ID,
     SPAN_SERVICE,
     SPAN_START,
     SPAN_STATUS,
     SPAN_TRACE,
     Group,
-    LogRecordFields,
-    SpanRecord,
 )
 from ._record import SIGNAL_OF, frame_rows
-from ._search import TextIndex, group_docs, log_doc, span_doc
+from ._search import TextIndex, group_docs
+from ._searchdocs import log_document, span_document, stored_block_documents
 from ._settings import Settings
 from ._wal import RecordType, Wal, read_frames, verify_frame
 
@@ -61,10 +65,14 @@ def recover(
 ) -> tuple[TextIndex, int]:
     """Open the full-text index of the store at ``path`` and replay its WAL: returns
     the index and how many records were replayed into the hot tier. An index whose
-    committed position the hot tier does not record (or that is missing) is removed
-    and built again from both tiers. Closes the index if anything fails."""
+    committed position the hot tier does not record, that is missing, or that an
+    earlier tael wrote with another schema (docs/format/index.md) is removed and built
+    again from both tiers. Closes the index if anything fails."""
     indexed = hot.indexed_lsn()
-    if indexed is None or not (path / "index" / "meta.json").exists():
+    current = TextIndex.current(path / "index")
+    if current is False:
+        log.info("the full-text index of %s has an earlier schema: rebuilding it from the tiers", path)
+    if indexed is None or not current:
         TextIndex.remove(path / "index")  # built from scratch below
         indexed = None
     index = TextIndex(path / "index", read_only=False, heap_bytes=settings.index_writer_heap_bytes)
@@ -155,24 +163,25 @@ def wal_reader(path: Path, wal: Wal, settings: Settings, payloads: Payloads) -> 
 def build_index(
     path: Path, hot: HotTier, cold: ColdTier, index: TextIndex, blobs: BlobStore, payloads: Payloads
 ) -> int:
-    """Index every span payload and log body the tiers hold (the index is empty)."""
+    """Index every span payload and log body the tiers hold (the index is empty): the hot
+    tier block by block, the cold tier row group by row group."""
     count = 0
     with hot.reader() as txn:
         manifest = hot.manifest(txn)
-        for _key, rec, _lsn in hot.records(txn, "spans"):
-            count += _index_span(index, blobs, payloads, rec, 0)
-        for (_t, lsn, idx), rec, _lsn in hot.records(txn, "logs"):
-            count += _index_log(index, blobs, rec, lsn, idx)
+        for signal in ("spans", "logs"):
+            for block in hot.batches(txn, signal):
+                docs = stored_block_documents(block, payloads, blobs)
+                index.add(docs)
+                count += len(docs)
         end = hot.applied_lsn()
     for f in manifest:
-        if f.dataset == "spans":
-            for rg in range(f.row_groups):
-                for rec in span_records(cold.read_row_groups(f, [rg])):
-                    count += _index_span(index, blobs, payloads, rec, 0)
-        elif f.dataset == "logs":
-            for rg in range(f.row_groups):
-                for (_t, lsn, idx), rec in log_records(cold.read_row_groups(f, [rg])):
-                    count += _index_log(index, blobs, rec, lsn, idx)
+        if f.dataset not in ("spans", "logs"):
+            continue
+        for rg in range(f.row_groups):
+            table = cold.read_row_groups(f, [rg])
+            docs = _cold_span_docs(table, blobs, payloads) if f.dataset == "spans" else _cold_log_docs(table, blobs)
+            index.add(docs)
+            count += len(docs)
     index.commit()
     hot.set_indexed_lsn(end)
     if count:
@@ -180,17 +189,21 @@ def build_index(
     return count
 
 
-def _index_span(index: TextIndex, blobs: BlobStore, payloads: Payloads, f: SpanRecord, lsn: int) -> int:
-    texts = payloads.span_texts(blobs.restore_span(f))
-    if not texts:
-        return 0
-    index.add([span_doc((f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID], f[SPAN_SERVICE], f[SPAN_STATUS]), lsn, texts)])
-    return 1
+def _cold_span_docs(table: pa.Table, blobs: BlobStore, payloads: Payloads) -> list[str]:
+    docs = []
+    for f in span_records(table):
+        texts = payloads.span_texts(blobs.restore_span(f))
+        if texts:
+            docs.append(
+                span_document(f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID], f[SPAN_SERVICE], f[SPAN_STATUS], 0, texts)
+            )
+    return docs
 
 
-def _index_log(index: TextIndex, blobs: BlobStore, f: LogRecordFields, lsn: int, idx: int) -> int:
-    body = blobs.restore_log(f)[LOG_BODY]
-    if not body:
-        return 0
-    index.add([log_doc(f, lsn, idx, body)])
-    return 1
+def _cold_log_docs(table: pa.Table, blobs: BlobStore) -> list[str]:
+    docs = []
+    for (t, lsn, idx), f in log_records(table):
+        body = blobs.restore_log(f)[LOG_BODY]
+        if body:
+            docs.append(log_document(t, lsn, idx, f[LOG_SERVICE], f[LOG_SEVERITY], f[LOG_TRACE], body))
+    return docs

@@ -2,9 +2,12 @@
 text and log bodies, and the background indexer that keeps it near-real-time.
 
 The index is derived state. Each document is a pointer to one record (its
-signal, time and identity in fast fields) plus the tokenised text; the record
-itself is always read from the store, so a search never returns something the
-store no longer holds. The indexer consumes applied WAL batches in LSN order and
+signal, time and key in fast fields), the two filters a search asks the index for
+(service, level) and the tokenised text; the record itself is always read from
+the store, so a search never returns something the store no longer holds. The
+documents and the schema are tael/_searchdocs.py (docs/format/index.md); an index
+with another schema (written by an earlier tael) is rebuilt at the next writable
+open. The indexer consumes applied WAL batches in LSN order and
 commits at least every ``Settings.index_commit_interval_s``; after each commit
 it records the WAL position it covers (``indexed_lsn`` in the hot tier's meta
 table), the WAL keeps every segment past that position, and a reopen indexes
@@ -14,6 +17,7 @@ again whatever a crash left uncommitted. Layout: docs/architecture.md.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import re
 import shutil
@@ -24,32 +28,18 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import tantivy
 
 from ._blobs import Payloads
-from ._block import Block, span_records
+from ._block import Block
 from ._errors import StorageError
-from ._layout import (
-    GROUP_END,
-    GROUP_ROWS,
-    LOG_SERVICE,
-    LOG_SEVERITY,
-    LOG_TIME,
-    LOG_TRACE,
-    SPAN_ID,
-    SPAN_SERVICE,
-    SPAN_START,
-    SPAN_STATUS,
-    SPAN_TRACE,
-    Group,
-)
+from ._layout import GROUP_END, GROUP_ROWS, Group
+from ._searchdocs import DOC_LOG, DOC_SPAN, TOKENIZER, block_documents, schema, schema_matches, trace_term
+
+__all__ = ["DOC_LOG", "DOC_SPAN", "Indexer", "TextIndex", "group_docs", "matches", "parse_text", "span_key"]
 
 log = logging.getLogger(__name__)
 
-DOC_SPAN, DOC_LOG = 1, 2
-_TOKENIZER = "tael_text"
 _MAX_TOKEN_BYTES = 40  # Tantivy's default: tokens of 40 bytes or more are not indexed
 _PIECES = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _MASK64 = (1 << 64) - 1
@@ -67,30 +57,23 @@ def _analyzer() -> tantivy.TextAnalyzer:
     )
 
 
-def _schema() -> tantivy.Schema:
-    sb = tantivy.SchemaBuilder()
-    sb.add_unsigned_field("signal", indexed=True, fast=True)
-    sb.add_integer_field("time", fast=True)
-    sb.add_unsigned_field("lsn", fast=True)
-    sb.add_unsigned_field("k1", fast=True)
-    sb.add_unsigned_field("k2", fast=True)
-    sb.add_unsigned_field("k3", fast=True)
-    sb.add_unsigned_field("level", indexed=True, fast=True)
-    sb.add_text_field("service", tokenizer_name="raw")
-    sb.add_text_field("trace", tokenizer_name="raw")
-    sb.add_text_field("text", tokenizer_name=_TOKENIZER, index_option="position")
-    return sb.build()
-
-
 def matches(texts: list[str], terms: list[list[str]]) -> bool:
     """Whether the texts hold every token sequence of a parsed query, each within one
-    text: the check a stored record passes before a search returns it."""
-    analyzer = _analyzer()
-    analyzed = [analyzer.analyze(t) for t in texts]
+    text, as the index decides it: a token too long to be indexed is left out but keeps
+    its position, so the words around it are not adjacent for a phrase."""
+    split = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).build()
+    lower = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.lowercase()).build()
+    analyzed = [
+        [
+            None if len(raw.encode()) >= _MAX_TOKEN_BYTES else tok
+            for raw, tok in zip(split.analyze(t), lower.analyze(t), strict=True)
+        ]
+        for t in texts
+    ]
     return all(any(_holds(tokens, seq) for tokens in analyzed) for seq in terms)
 
 
-def _holds(tokens: list[str], seq: list[str]) -> bool:
+def _holds(tokens: list[str | None], seq: list[str]) -> bool:
     n = len(seq)
     first = seq[0]
     return any(tokens[i : i + n] == seq for i, tok in enumerate(tokens) if tok == first)
@@ -128,7 +111,7 @@ class TextIndex:
     def __init__(self, path: Path, *, read_only: bool, heap_bytes: int) -> None:
         self.path = path
         self.read_only = read_only
-        self.schema = _schema()
+        self.schema = schema()
         self.lock = threading.Lock()
         self.writer: Any = None
         self.heap_bytes = heap_bytes
@@ -141,15 +124,38 @@ class TextIndex:
             if read_only:
                 if not tantivy.Index.exists(str(path)):
                     raise StorageError(f"{path} holds no full-text index")
-                self.index = tantivy.Index.open(str(path))
             else:
                 path.mkdir(parents=True, exist_ok=True)
+            if self.current(path) is False:
+                raise StorageError(
+                    f"the full-text index at {path} was written by an earlier tael (another schema): open the store "
+                    "for writing once to rebuild it"
+                )
+            if read_only:
+                self.index = tantivy.Index.open(str(path))
+            else:
                 self.index = tantivy.Index(self.schema, path=str(path), reuse=True)
-            self.index.register_tokenizer(_TOKENIZER, _analyzer())
+            self.index.register_tokenizer(TOKENIZER, _analyzer())
             if not read_only:
                 self.writer = self.index.writer(heap_size=heap_bytes, num_threads=1)
         except ValueError as exc:
             raise StorageError(f"cannot open the full-text index at {path}: {exc}") from exc
+
+    @staticmethod
+    def current(path: Path) -> bool | None:
+        """Whether the index at ``path`` has this tael's schema (docs/format/index.md):
+        None when there is none yet (no ``meta.json``), False for an index written by an
+        earlier tael, or one whose meta.json does not parse (both are rebuilt)."""
+        try:
+            raw = (path / "meta.json").read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read the full-text index at {path}: {exc}") from exc
+        try:
+            return schema_matches(json.loads(raw))
+        except ValueError:
+            return False
 
     @staticmethod
     def remove(path: Path) -> None:
@@ -176,10 +182,13 @@ class TextIndex:
                 self.failed = exc.with_traceback(None)
                 raise StorageError(f"full-text index {what} failed at {self.path}: {exc}") from exc
 
-    def add(self, docs: Sequence[tantivy.Document]) -> None:
+    def add(self, docs: Sequence[str]) -> None:
+        """Add documents (JSON text: tael._searchdocs); Tantivy parses them off the GIL."""
+
         def run(writer: Any) -> None:
+            add = writer.add_json
             for doc in docs:
-                writer.add_document(doc)
+                add(doc)
 
         self._call("add", run)
 
@@ -259,7 +268,7 @@ class TextIndex:
         terms: list[list[str]],
         *,
         service: str | None,
-        trace: str | None,
+        trace: bytes | None,
         min_level: int | None,
         level: int | None,
         lo: int | None,
@@ -267,8 +276,11 @@ class TextIndex:
         page: int,
         desc: bool = True,
     ) -> Iterator[list[tuple[int, int, int, int]]]:
-        """Pages of (time, k1, k2, k3) of matching documents, newest first (oldest
-        first with ``desc=False``)."""
+        """Pages of the keys of matching documents, newest first (oldest first with
+        ``desc=False``): (start, k1, k2, k3) of spans, (time, lsn, index, 0) of logs.
+        ``service`` equal, ``trace`` a log's trace id (the index holds its last 8 bytes:
+        the caller checks the whole id), ``level`` equal (a span status code),
+        ``min_level`` at least (a log severity number), ``lo <= time < hi``."""
         s = self.schema
         must = [tantivy.Query.term_query(s, "signal", signal)]
         for tokens in terms:
@@ -280,7 +292,7 @@ class TextIndex:
         if service is not None:
             must.append(tantivy.Query.term_query(s, "service", service))
         if trace is not None:
-            must.append(tantivy.Query.term_query(s, "trace", trace))
+            must.append(tantivy.Query.term_query(s, "trace", trace_term(trace)))
         if level is not None:
             must.append(tantivy.Query.term_query(s, "level", level))
         if min_level is not None:
@@ -291,6 +303,7 @@ class TextIndex:
             )
         query = tantivy.Query.boolean_query([(tantivy.Occur.Must, q) for q in must])
         searcher = self.index.searcher()
+        names = ("time", "k1", "k2", "k3") if signal == DOC_SPAN else ("time", "lsn", "k1")
         offset = 0
         while True:
             result = searcher.search(
@@ -304,7 +317,9 @@ class TextIndex:
             addrs = [addr for _value, addr in result.hits]
             if not addrs:
                 return
-            cols = [searcher.fast_field_values(name, addrs) for name in ("time", "k1", "k2", "k3")]
+            cols = [searcher.fast_field_values(name, addrs) for name in names]
+            if signal != DOC_SPAN:
+                cols.append([0] * len(addrs))
             yield list(zip(*cols, strict=True))
             if len(addrs) < page:
                 return
@@ -315,75 +330,17 @@ class TextIndex:
 # ---------------------------------------------------------------- documents
 
 
-def span_doc(row: tuple[int, bytes, bytes, str, int], lsn: int, texts: list[str]) -> tantivy.Document:
-    """``row``: (start_ns, trace id, span id, service, status code); ``texts``: its payload texts."""
-    doc = tantivy.Document()
-    start, trace, span, service, status = row
-    doc.add_unsigned("signal", DOC_SPAN)
-    doc.add_integer("time", start)
-    doc.add_unsigned("lsn", lsn)
-    doc.add_unsigned("k1", int.from_bytes(trace[:8]))
-    doc.add_unsigned("k2", int.from_bytes(trace[8:]))
-    doc.add_unsigned("k3", int.from_bytes(span))
-    doc.add_unsigned("level", status)
-    doc.add_text("service", service)
-    doc.add_text("trace", trace.hex())
-    for text in texts:
-        doc.add_text("text", text)
-    return doc
-
-
-def log_doc(f: list[Any], lsn: int, index: int, body: str) -> tantivy.Document:
-    """``f``: a log record (any body form); ``body``: its text."""
-    doc = tantivy.Document()
-    doc.add_unsigned("signal", DOC_LOG)
-    doc.add_integer("time", f[LOG_TIME])
-    doc.add_unsigned("lsn", lsn)
-    doc.add_unsigned("k1", lsn)
-    doc.add_unsigned("k2", index)
-    doc.add_unsigned("k3", 0)
-    doc.add_unsigned("level", f[LOG_SEVERITY])
-    doc.add_text("service", f[LOG_SERVICE])
-    if f[LOG_TRACE] is not None:
-        doc.add_text("trace", f[LOG_TRACE].hex())
-    doc.add_text("text", body)
-    return doc
-
-
 def span_key(k1: int, k2: int, k3: int) -> tuple[bytes, bytes]:
+    """The (trace id, span id) a span document's k1..k3 hold."""
     return (k1 & _MASK64).to_bytes(8) + (k2 & _MASK64).to_bytes(8), (k3 & _MASK64).to_bytes(8)
 
 
-def group_docs(group: Group, payloads: Payloads) -> list[tantivy.Document]:
+def group_docs(group: Group, payloads: Payloads) -> list[str]:
     """Documents for one applied WAL batch (its block carries the full text, as in the WAL)."""
     _rtype, block, lsn, _end = group
-    if not isinstance(block, Block) or block.signal == "metrics":
+    if not isinstance(block, Block):
         return []
-    flagged = pc.indices_nonzero(block.column("payload")).to_pylist()
-    if not flagged:
-        return []
-    docs = []
-    if block.signal == "spans":
-        for f in span_records(block.batch(), flagged):
-            texts = payloads.span_texts(f)
-            if texts:
-                key = (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID], f[SPAN_SERVICE], f[SPAN_STATUS])
-                docs.append(span_doc(key, lsn, texts))
-        return docs
-    rows = pa.array(flagged, pa.int64())
-    fields: list[Any] = [None] * 11
-    for i, t, body, service, sev, trace in zip(
-        flagged,
-        block.column("time_ns").take(rows).to_pylist(),
-        block.column("body").take(rows).to_pylist(),
-        block.column("service").take(rows).to_pylist(),
-        block.column("severity_number").take(rows).to_pylist(),
-        block.column("trace_id").take(rows).to_pylist(),
-        strict=True,
-    ):
-        fields[LOG_TIME], fields[LOG_SERVICE], fields[LOG_SEVERITY], fields[LOG_TRACE] = t, service, sev, trace
-        docs.append(log_doc(fields, lsn, i, body))
-    return docs
+    return block_documents(block, lsn, payloads)
 
 
 def _after(t: int) -> int | None:

@@ -4,7 +4,9 @@ The index (``tael._search.TextIndex``) yields pages of pointers in time order
 (newest first, or oldest); each page is resolved against one snapshot of the tiers
 (``merge.lookup``: a pointer to a record the store no longer holds is skipped) and
 the query's other filters, until ``limit`` records are found and no later page can
-displace them (``merge.TopK``).
+displace them (``merge.TopK``). The index applies the service, level and trace
+filters itself (after the lookup they would cost 3-10x the reads: docs/format/index.md);
+the records found are checked against the whole filter again (``Scan.keep``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def search(
         q.terms,
         desc=newest_first,
         service=q.service,
-        trace=q.trace,
+        trace=scan.trace,
         min_level=q.min_level,
         level=q.level,
         lo=scan.lo,
