@@ -71,6 +71,7 @@ DBS = (
     b"metric_blocks",  # block key -> a block of metric points
     b"metric_meta",  # block key -> msgpack [oldest, newest, rows, services, metric names, 0]
     b"series_blocks",  # series(8) block key(16) -> rows (u32 LE each)
+    b"series_rollups",  # series(8) window start(8) -> the 5-minute rollup of its hot points (_hotrollups.py)
     b"series",  # name NUL series(8) -> [service, kind, attributes]
     b"services",  # service -> _STATS over both tiers (moved by compaction, dropped by retention)
     b"operations",  # service NUL name -> newest start_ns(8) of a span with that name (both tiers)

@@ -21,11 +21,13 @@ from typing import Any, Final, Protocol
 
 import lmdb
 import msgpack
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import _hotrollups
 from ._blobs import Payloads
-from ._block import METRIC_KIND_CODE, Block, dumps, events_of, loads
+from ._block import BLOCK_SCHEMAS, EXTRA_FIELDS, METRIC_KIND_CODE, Block, dumps, events_of, loads
 from ._layout import EVENT_ATTRS, SPAN_ATTRS, SPAN_EVENTS
 
 BK: Final = struct.Struct(">QQ")  # a block key: newest time in the block, LSN of its (first) WAL frame
@@ -47,6 +49,10 @@ META_ROWS: Final = 2  # rows
 META_SERVICES: Final = 3  # sorted distinct services
 META_ERRORS: Final = 4  # spans: rows with status error; logs: highest severity; metrics: sorted metric names
 META_LONGEST: Final = 5  # spans: longest duration ns; logs, metrics: 0
+
+_ROLLUP_INPUT_SCHEMA: Final = pa.schema(
+    [EXTRA_FIELDS[n] if n in EXTRA_FIELDS else BLOCK_SCHEMAS["metrics"].field(n) for n in _hotrollups.INPUT]
+)
 
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
@@ -389,14 +395,21 @@ def index_logs(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Bl
 
 
 def apply_metrics(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> None:
-    """Store a block of metric points, and name any new series in the catalog."""
+    """Store a block of metric points, add them to their series' 5-minute rollups
+    (``series_rollups``), and name any new series in the catalog."""
     if block.n == 0:
         return
     block = with_position(block, lsn)
     db = t.db
     hi = pc.max(block.column("time_ns")).as_py()
     bkey = BK.pack(hi, lsn)
-    store_metrics(txn, db, bkey, block)
+    stored = load(txn, db, "metrics", bkey)
+    if stored is not None:  # the same frame again: its block replaces itself, its points count once
+        unindex(txn, db, bkey, stored)
+        restore(txn, db, bkey, block)
+    else:
+        store_metrics(txn, db, bkey, block)
+        _hotrollups.apply(txn, db["series_rollups"], _hotrollups.Points(block.batch(_hotrollups.INPUT)))
     series = block.column("series_id").to_pylist()
     names = block.column("name").to_pylist()
     catalog = db["series"]
@@ -439,6 +452,56 @@ def index_metrics(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block:
     by_series = _grouped(block.column("series_id").to_pylist())
     items = sorted((sid + bkey, rows_bytes(rows)) for sid, rows in by_series.items())
     txn.cursor(db=db["series_blocks"]).putmulti(items)
+
+
+def series_rows(
+    txn: lmdb.Transaction,
+    db: dict[str, Any],
+    series: Sequence[bytes],
+    lo: int,
+    hi: int,
+    cache: dict[bytes, Block | None] | None = None,
+) -> list[tuple[Block, pa.Array]]:
+    """(block, rows) of the hot points of ``series`` with ``lo <= time_ns < hi``. A
+    series' ``series_blocks`` entries are in block-key order, so this reads one key
+    range per series: the blocks whose newest point is at or after ``lo`` and whose
+    oldest possible point (newest - the widest block) is before ``hi``. ``cache``:
+    blocks already loaded, by key (filled as it goes)."""
+    out: list[tuple[Block, pa.Array]] = []
+    if hi <= lo or hi <= 0:
+        return out
+    w = width(txn, db, "metrics")
+    cache = {} if cache is None else cache
+    cur = txn.cursor(db=db["series_blocks"])
+    for sid in series:
+        if not cur.set_range(sid + BK.pack(max(lo, 0), 0)):
+            continue
+        for key, value in cur:
+            if key[:8] != sid:
+                break
+            bkey = bytes(key[8:])
+            if BK.unpack(bkey)[0] - w >= hi:
+                break
+            block = cache[bkey] if bkey in cache else cache.setdefault(bkey, load(txn, db, "metrics", bkey))
+            if block is None:
+                continue
+            rows = np.frombuffer(value, dtype="<u4").astype(np.int64)
+            times = block.column("time_ns").to_numpy()[rows]
+            rows = rows[(times >= lo) & (times < hi)]
+            if len(rows):
+                out.append((block, pa.array(rows)))
+    return out
+
+
+def _rebuild_rollups(txn: lmdb.Transaction, db: dict[str, Any], windows: Sequence[tuple[bytes, int]]) -> None:
+    """Recompute (series, window) rollups from every hot point in them (or delete them)."""
+    cache: dict[bytes, Block | None] = {}
+    batches = []
+    for sid, start in windows:
+        for block, rows in series_rows(txn, db, [sid], start, start + _hotrollups.WINDOW_NS, cache):
+            batches.append(block.batch(_hotrollups.INPUT).take(rows))
+    table = pa.Table.from_batches(batches) if batches else _ROLLUP_INPUT_SCHEMA.empty_table()
+    _hotrollups.rebuild(txn, db["series_rollups"], windows, _hotrollups.Points(table))
 
 
 # ---------------------------------------------------------------- reading blocks back
@@ -489,6 +552,10 @@ def unindex(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block
     else:
         for sid in set(block.column("series_id").to_pylist()):
             txn.delete(sid + bkey, db=db["series_blocks"])
+        points = _hotrollups.Points(block.batch(_hotrollups.INPUT))
+        again = _hotrollups.remove(txn, db["series_rollups"], points)
+        if again:
+            _rebuild_rollups(txn, db, again)
     code = bytes((SIGNAL_CODE.get(signal, 0),))
     for digest in digests:
         txn.delete(digest + code + bkey, db=db["blob_refs"])
@@ -528,6 +595,9 @@ def restore(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block
         digests = log_digests(block)
     else:
         store_metrics(txn, db, bkey, block)
+        again = _hotrollups.restore(txn, db["series_rollups"], _hotrollups.Points(block.batch(_hotrollups.INPUT)))
+        if again:
+            _rebuild_rollups(txn, db, again)
         digests = []
     code = bytes((SIGNAL_CODE.get(signal, 0),))
     if digests:

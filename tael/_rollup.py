@@ -160,30 +160,26 @@ def rewindow(parts: Iterable[Partial], window_ns: int) -> list[Partial]:
 def buckets(parts: Iterable[Partial], step_ns: int) -> list[MetricBucket]:
     """One MetricBucket per step-aligned window with data, oldest first: partials
     chained per series, then combined across series."""
-    by_bucket: dict[int, dict[str, list[Partial]]] = {}
+    by_bucket: dict[int, list[Partial]] = {}
     for p in parts:
         start = p["window_start_ns"] - p["window_start_ns"] % step_ns
-        by_bucket.setdefault(start, {}).setdefault(p["series_id"], []).append(p)
+        group = by_bucket.get(start)
+        if group is None:
+            by_bucket[start] = [p]
+        else:
+            group.append(p)
     out = []
     for start in sorted(by_bucket):
-        series = [(sid, chain(group)) for sid, group in sorted(by_bucket[start].items())]
+        group = by_bucket[start]
+        if len(group) == 1:  # a dashboard's usual bucket: one partial of one series
+            out.append(_bucket(start, group[0]))
+            continue
+        per_series: dict[str, list[Partial]] = {}
+        for p in group:
+            per_series.setdefault(p["series_id"], []).append(p)
+        series = [(sid, chain(g)) for sid, g in sorted(per_series.items())]
         if len(series) == 1:
-            one = series[0][1]
-            out.append(
-                MetricBucket(
-                    start_ns=start,
-                    count=one["count"],
-                    sum=one["sum"],
-                    min=one["min"],
-                    max=one["max"],
-                    avg=one["sum"] / one["count"],
-                    first=one["first"],
-                    last=one["last"],
-                    increase=one["increase"],
-                    hist_count=one["hist_count"],
-                    hist_sum=one["hist_sum"],
-                )
-            )
+            out.append(_bucket(start, series[0][1]))
             continue
         count = sum(s["count"] for _sid, s in series)
         total = sum(s["sum"] for _sid, s in series)
@@ -209,15 +205,27 @@ def buckets(parts: Iterable[Partial], step_ns: int) -> list[MetricBucket]:
     return out
 
 
+def _bucket(start: int, one: Partial) -> MetricBucket:
+    """The bucket of one series' (chained) partial."""
+    return MetricBucket(
+        start_ns=start,
+        count=one["count"],
+        sum=one["sum"],
+        min=one["min"],
+        max=one["max"],
+        avg=one["sum"] / one["count"],
+        first=one["first"],
+        last=one["last"],
+        increase=one["increase"],
+        hist_count=one["hist_count"],
+        hist_sum=one["hist_sum"],
+    )
+
+
 PARTIAL_COLUMNS = (
     "series_id",
     "window_start_ns",
     "window_ns",
-    "name",
-    "service",
-    "kind",
-    "unit",
-    "monotonic",
     "temporality",
     "count",
     "sum",
@@ -231,12 +239,14 @@ PARTIAL_COLUMNS = (
     "hist_count",
     "hist_sum",
 )
-"""The rollup columns a read needs (not the attribute maps: the series id identifies)."""
+"""The rollup columns a read needs: what chaining and buckets use (not the series'
+name, service, kind, unit or attributes: the series id identifies)."""
 
 
 def partials_from_table(rows: dict[str, list[Any]], n: int) -> list[Partial]:
-    """Rollup rows read from Parquet (column -> values) back to partials."""
-    return [{k: rows[k][i] for k in PARTIAL_COLUMNS} for i in range(n)]
+    """Rollup rows read from Parquet (column -> values, ``PARTIAL_COLUMNS``) back to partials."""
+    columns = [rows[k] for k in PARTIAL_COLUMNS]
+    return [dict(zip(PARTIAL_COLUMNS, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 # ---------------------------------------------------------------- rollups of a column batch

@@ -1,10 +1,14 @@
 """Metric aggregation: ``Store.aggregate_metrics``.
 
 Every series of a metric name matching the filters is summarised per step-aligned
-window as rollup *partials* (tael/_rollup.py) from three sources, then chained per
+window as rollup *partials* (tael/_rollup.py) from these sources, then chained per
 series and combined across series into one bucket per window:
 
-- hot points, always raw;
+- hot points, when the step is a multiple of 5 minutes: the hot tier's rollup table
+  (``series_rollups``, tael/_hotrollups.py) for the 5-minute windows wholly inside
+  ``[start, end)``, and raw points for the windows ``start``/``end`` cut and the
+  windows the table marks dirty (late points); for other steps, raw points. Raw hot
+  points are read by series and time range (``_hotblocks.series_rows``);
 - compacted windows wholly inside ``[start, end)``, from the coarsest rollup
   dataset whose window divides the step (``rollup_for``), when there is one;
 - compacted points everywhere else (windows cut by ``start``/``end``, or every
@@ -19,16 +23,19 @@ interleave in time with points already compacted into the same window; those
 from __future__ import annotations
 
 import itertools
-import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import lmdb
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import _codec, _rollup
+from .. import _hotblocks, _hotrollups, _rollup
+from .._block import Block, metric_records
 from .._codec import to_ns
-from .._cold import ColdFile, ColdTier, columns_of, metric_records
-from .._hot import RECORD_KEY, HotReader
-from .._layout import METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE
+from .._cold import ColdFile, ColdTier, columns_of
+from .._cold import metric_records as cold_metric_records
+from .._hot import HotReader
 from .._models import MetricBucket
 from . import args, filters
 from .context import ReadContext
@@ -39,6 +46,9 @@ ROLLUPS = (("metrics_1h", args.HOUR_NS), ("metrics_5m", args.FIVE_MIN_NS))
 
 KeyedPoint = tuple[tuple[int, int, int], str, list[Any]]
 """(ingest key (time, lsn, index), series id hex, metric record)."""
+
+HotPoints = Callable[[str, int, int], list[tuple[tuple[int, int, int], list[Any]]]]
+"""(series id hex, lo, hi) -> (ingest key, record) of its hot points in [lo, hi)."""
 
 
 def rollup_for(step_ns: int) -> tuple[str, int] | None:
@@ -58,7 +68,7 @@ def cold_points(
     expr = filters.and_all([pc.field("series_id").isin(sids), *filters.time_exprs("time_ns", lo, hi)])
     table = cold.read_pruned(files, bounds, expr)
     sid_col = table.column("series_id").to_pylist()
-    return [(key, sid, rec) for sid, (key, rec) in zip(sid_col, metric_records(table), strict=True)]
+    return [(key, sid, rec) for sid, (key, rec) in zip(sid_col, cold_metric_records(table), strict=True)]
 
 
 def exact_where_interleaved(
@@ -66,7 +76,7 @@ def exact_where_interleaved(
     parts: list[_rollup.Partial],
     manifest: list[ColdFile],
     name: str,
-    hot: list[KeyedPoint],
+    hot: HotPoints,
     step_ns: int,
     lo: int,
     hi: int,
@@ -85,7 +95,7 @@ def exact_where_interleaved(
             continue  # disjoint in time: chaining is exact
         b_lo, b_hi = max(lo, bucket), min(hi, bucket + step_ns)
         points = [(k, rec) for k, _sid, rec in cold_points(cold, manifest, name, [sid], b_lo, b_hi)]
-        points += [(k, rec) for k, s, rec in hot if s == sid and b_lo <= k[0] < b_hi]
+        points += hot(sid, b_lo, b_hi)
         if len(points) != sum(p["count"] for p in group):
             continue  # raw points partly past retention: the chained rollups are the best left
         points.sort(key=lambda kr: kr[0])
@@ -124,18 +134,14 @@ def aggregate_metrics(
     rollup = rollup_for(step_ns)
     hot_tier, cold = ctx.hot, ctx.cold
 
-    def sid_of(f: list[Any]) -> str:
-        return _codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])[0].hex()
-
     def run(txn: Any, manifest: list[ColdFile]) -> list[MetricBucket]:
         series = HotReader(hot_tier, txn).series(name, series_keep)
         if not series:
             return []
         sids = [sid.hex() for sid in series]
         by_series = pc.field("series_id").isin(sids)
-        parts: list[_rollup.Partial] = []
-        hot = hot_tier.series_points(txn, series, lo, hi, sys.maxsize)
-        parts += _rollup.partials_from_points(((sid_of(f), f) for _k, f in hot), step_ns)
+        hot = _HotSide(txn, hot_tier.db)
+        parts = hot.partials(series, lo, hi, step_ns)
         raw_ranges: list[tuple[int, int]] = [(lo, hi)]
         if rollup is not None:
             dataset, window = rollup
@@ -156,8 +162,53 @@ def aggregate_metrics(
                     ((sid, rec) for _k, sid, rec in cold_points(cold, manifest, name, sids, r_lo, r_hi)), step_ns
                 )
         if rollup is not None:
-            hot_keyed = [(RECORD_KEY.unpack(k), sid_of(f), f) for k, f in hot]
-            parts = exact_where_interleaved(cold, parts, manifest, name, hot_keyed, step_ns, lo, hi)
+            parts = exact_where_interleaved(cold, parts, manifest, name, hot.keyed, step_ns, lo, hi)
         return _rollup.buckets(parts, step_ns)
 
     return ctx.read(run)
+
+
+class _HotSide:
+    """The hot tier's part of one aggregation, in the query's read transaction."""
+
+    def __init__(self, txn: lmdb.Transaction, db: dict[str, Any]) -> None:
+        self.txn = txn
+        self.db = db
+        self.blocks: dict[bytes, Block | None] = {}  # blocks read so far, by key
+
+    def rows(self, series: Sequence[bytes], lo: int, hi: int) -> list[tuple[Block, pa.Array]]:
+        return _hotblocks.series_rows(self.txn, self.db, series, lo, hi, self.blocks)
+
+    def partials(self, series: list[bytes], lo: int, hi: int, step_ns: int) -> list[_rollup.Partial]:
+        """Partials of the hot points of ``series`` in ``[lo, hi)``, each inside one
+        bucket of ``step_ns``: 5-minute ones from the rollup table where it is exact
+        and raw points cover the rest, or per bucket from raw points when 5 minutes
+        does not divide the step."""
+        w = _hotrollups.WINDOW_NS
+        parts: list[_rollup.Partial] = []
+        raw: list[tuple[Sequence[bytes], int, int]] = [(series, lo, hi)]
+        window = w if step_ns % w == 0 else step_ns
+        inner_lo, inner_hi = -(-lo // w) * w, hi // w * w
+        if window == w and inner_lo < inner_hi:
+            clean, dirty = _hotrollups.windows(self.txn, self.db["series_rollups"], series, inner_lo, inner_hi)
+            hexes = {sid: sid.hex() for sid in series}
+            parts = [_hotrollups.partial(hexes[sid], start, p) for sid, start, p in clean]
+            raw = [(series, lo, inner_lo), (series, inner_hi, hi), *(([sid], s, s + w) for sid, s in dirty)]
+        batches = [block.batch(_hotrollups.INPUT).take(rows) for s, a, b in raw for block, rows in self.rows(s, a, b)]
+        if batches:
+            parts += _hotrollups.partials(_hotrollups.Points(pa.Table.from_batches(batches), window), window)
+        return parts
+
+    def keyed(self, sid: str, lo: int, hi: int) -> list[tuple[tuple[int, int, int], list[Any]]]:
+        """(ingest key, record) of the hot points of one series (id hex) in ``[lo, hi)``."""
+        out: list[tuple[tuple[int, int, int], list[Any]]] = []
+        for block, rows in self.rows([bytes.fromhex(sid)], lo, hi):
+            batch = block.batch().take(rows)
+            keys = zip(
+                batch.column("time_ns").to_pylist(),
+                batch.column("wal_lsn").to_pylist(),
+                batch.column("batch_index").to_pylist(),
+                strict=True,
+            )
+            out += zip(keys, metric_records(batch), strict=True)
+        return out
