@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import _auth, _limits, _otlp
+from ._blobs import Payloads
 from ._errors import (
     ReadOnlyError,
     ReplicationError,
@@ -222,11 +224,12 @@ def create_app(
     settings = store.settings
     metrics = ServerMetrics(store, maintenance)
     inflight = threading.BoundedSemaphore(settings.server_max_inflight)
+    payloads = Payloads(settings.payload_attributes, settings.payload_blob_min_bytes)  # as the store's
 
     def otlp_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
         signal = _SIGNALS[kind]
         decode: Any = {"traces": _otlp.decode_traces, "logs": _otlp.decode_logs, "metrics": _otlp.decode_metrics}[kind]
-        insert: Any = {"traces": store.insert_spans, "logs": store.insert_logs, "metrics": store.insert_metrics}[kind]
+        insert = functools.partial(store.insert_checked, signal)
         limit = settings.server_max_body_bytes
 
         descriptor = {
@@ -245,8 +248,10 @@ def create_app(
 
         def decode_and_insert(body: bytes, ctype: str) -> _otlp.Decoded[Any]:
             """Decode and insert a slice of records at a time (bounds the request's memory).
-            A request larger than a slice is thus written in several batches."""
-            decoded: _otlp.Decoded[Any] = decode(body, ctype, insert)
+            A request larger than a slice is thus written in several batches. The decoder
+            hands over column batches of records it checked one by one, with their payload
+            flags: the store writes them without a second check."""
+            decoded: _otlp.Decoded[Any] = decode(body, ctype, insert, payloads)
             return decoded
 
         async def handler(request: Request) -> Response:
