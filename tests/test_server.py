@@ -487,3 +487,32 @@ def test_ready_reports_a_nearly_full_disk_and_failing_maintenance(tmp_path: Path
         finally:
             srv.should_exit = True
             th.join(10)
+
+
+def test_the_server_stores_and_answers_what_the_old_decoder_and_insert_did(tmp_path: Path) -> None:
+    """Issue 16: ``tael serve`` decodes OTLP into column batches and stores them without a
+    second check. The same requests, sent to the server and stored the old way (the
+    decoder of model objects, tests/otlp_reference.py, then ``Store.insert_*``), get the
+    same OTLP responses (partial success counts and messages) and leave stores that
+    answer every read the same."""
+    from tael import _otlp
+
+    from .test_otlp import DIFFERENTIAL_SETTINGS, differential_requests, store_answers, store_through_reference
+
+    requests = differential_requests()
+    with tael.Store(tmp_path / "old", tael.Settings(**DIFFERENTIAL_SETTINGS)) as old:
+        decoded = store_through_reference(old, requests)
+        old.flush()
+        server = Server(tmp_path / "new", **DIFFERENTIAL_SETTINGS)
+        try:
+            for (signal, body, content_type), ref in zip(requests, decoded, strict=True):
+                kind = {"spans": "traces", "logs": "logs", "metrics": "metrics"}[signal]
+                r = httpx.post(f"{server.url}/v1/{kind}", content=body, headers={"Content-Type": content_type})
+                assert r.status_code == 200, r.content
+                assert r.content == _otlp.encode_response(kind, content_type, ref.rejected, ref.error_message)
+        finally:
+            assert server.stop() == 0
+        trace_ids = sorted({s.trace_id for s in old.query_traces(limit=10_000)})
+        names = sorted({p.name for p in old.query_metrics(limit=100_000)})
+        with reader(server.data) as new:
+            assert store_answers(new, trace_ids, names) == store_answers(old, trace_ids, names)

@@ -270,16 +270,19 @@ def _problem(
 
 def _events(events: Any) -> tuple[bytes, list[list[Any]]]:
     """A span's events as JSON text and as event arrays (for its payload flag); Reject for
-    an attribute nested too deep or a time past 2**63-1."""
-    out = []
+    an attribute nested too deep or a time past 2**63-1. The text is joined from each
+    event's name and attributes written apart, as the column builders from model objects
+    write it (tael/_columns/objects.py), so both give the same bytes."""
+    texts = []
     arrays = []
+    dumps = _block.dumps
     for j, ev in enumerate(events):
         ev_attrs = attrs_dict(ev.attributes)
         add_dropped(ev_attrs, "attributes", ev.dropped_attributes_count)
         time_ns = checked_ns(ev.time_unix_nano, f"events[{j}].time_unix_nano")
-        out.append({"time_ns": time_ns, "name": ev.name, "attributes": ev_attrs})
+        texts.append(b'{"time_ns":%d,"name":%b,"attributes":%b}' % (time_ns, dumps(ev.name), dumps(ev_attrs)))
         arrays.append([time_ns, ev.name, ev_attrs])
-    return _block.dumps(out), arrays
+    return b"[" + b",".join(texts) + b"]", arrays
 
 
 def _links(links: Any) -> bytes:
