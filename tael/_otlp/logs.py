@@ -61,7 +61,9 @@ _LOG_FIELD_NAMES: Final = (
     "span_id",
 )
 _HAS_EVENT_NAME: Final = "event_name" in logs_pb2.LogRecord.DESCRIPTOR.fields_by_name  # opentelemetry-proto 1.28+
-_LOG_FIELDS: Final = operator.attrgetter(*_LOG_FIELD_NAMES, *(("event_name",) if _HAS_EVENT_NAME else ()))
+_LOG_FIELDS: Final = tuple(
+    operator.attrgetter(name) for name in (*_LOG_FIELD_NAMES, *(("event_name",) if _HAS_EVENT_NAME else ()))
+)  # each read for a whole chunk at once
 _WHICH_VALUE: Final = operator.methodcaller("WhichOneof", "value")
 _STRING_VALUE: Final = operator.attrgetter("string_value")
 _ATTRIBUTES: Final = operator.attrgetter("attributes")
@@ -185,7 +187,7 @@ class _Scope:
     def decode(self, records: Sequence[Any], first: int) -> None:
         """Check and keep ``records`` (the scope's records from index ``first`` on)."""
         n = len(records)
-        fields = list(zip(*map(_LOG_FIELDS, records), strict=True))
+        fields = [tuple(map(get, records)) for get in _LOG_FIELDS]
         (TM, OB, SEV, SEVT, B, A, DA, FL, TR, SP) = fields[:10]
         EVN: Sequence[str] = fields[10] if _HAS_EVENT_NAME else ("",) * n
         tm, ob = np.array(TM, np.uint64), np.array(OB, np.uint64)

@@ -39,24 +39,29 @@ from .parse import FLAT_TRACES, span_path, walk_traces
 
 log = logging.getLogger(__name__)
 
-_FIELDS: Final = operator.attrgetter(
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "start_time_unix_nano",
-    "end_time_unix_nano",
-    "attributes",
-    "dropped_attributes_count",
-    "events",
-    "dropped_events_count",
-    "links",
-    "dropped_links_count",
-    "status",
-    "trace_state",
-    "flags",
+_FIELDS: Final = tuple(
+    operator.attrgetter(name)
+    for name in (
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "name",
+        "kind",
+        "start_time_unix_nano",
+        "end_time_unix_nano",
+        "attributes",
+        "dropped_attributes_count",
+        "events",
+        "dropped_events_count",
+        "links",
+        "dropped_links_count",
+        "status",
+        "trace_state",
+        "flags",
+    )
 )
+"""A span's fields the decoder reads, each read for a whole chunk at once (one map per field
+builds no tuple per span)."""
 _STATUS_FIELDS: Final = operator.attrgetter("code", "message")
 _ATTRIBUTES: Final = operator.attrgetter("attributes")
 # OTLP SpanKind and Status.code by number (0, unspecified, and unknown kinds -> internal; unknown codes -> unset)
@@ -179,7 +184,7 @@ class _Scope:
     def decode(self, spans: Sequence[Any], first: int) -> None:
         """Check and keep ``spans`` (the scope's spans from index ``first`` on)."""
         n = len(spans)
-        (T, S, P, N, K, ST, EN, A, DA, E, DE, L, DL, STS, TS, F) = zip(*map(_FIELDS, spans), strict=True)
+        (T, S, P, N, K, ST, EN, A, DA, E, DE, L, DL, STS, TS, F) = [tuple(map(get, spans)) for get in _FIELDS]
         start, end = np.array(ST, np.uint64), np.array(EN, np.uint64)
         ok = (start != 0) & (end >= start) & (end <= MAX_NS) & ids_ok(T, 16) & ids_ok(S, 8) & optional_ids_ok(P, 8)
         if max(map(len, N)) * 4 > self.budget:
