@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 # JSON, parse into ~4 bytes per body byte (json.loads' tree ~4.3). The estimate from
 # the body's structure (reserve_decoding) replaces it once the body is in.
 DECODE_FACTOR = 5
-# Decoded records are built and inserted a slice at a time (tael/_otlp.py's ``sink``:
+# Decoded records are built and inserted a slice at a time (tael/_otlp/'s ``sink``:
 # at most SLICE_BYTES of body or 16,384 records): a slice of records and its encoded
 # rows and frame cost about 15x the slice's share of the body (773 + ~580 bytes per
 # 60-byte minimal span).

@@ -112,6 +112,16 @@ def encode_rows(rtype: RecordType, records: Sequence[Any] | pa.Table | pa.Record
     raise ValueError(f"records of type {rtype!r} are not encoded from a batch")
 
 
+_INSERT_TYPE: Final = {"spans": RecordType.SPANS, "logs": RecordType.LOGS, "metrics": RecordType.METRICS}
+
+
+def checked_block(signal: str, batch: pa.RecordBatch) -> tuple[RecordType, Block]:
+    """The record type and block of a column batch of ``signal`` (``_block.BLOCK_SCHEMAS``)
+    whose records were checked one by one where they were made (tael's OTLP decoder):
+    what ``encode_rows`` returns for them, without checking them a second time."""
+    return _INSERT_TYPE[signal], Block.of(batch, signal)
+
+
 def merge(batches: Sequence[Any]) -> Any:
     """Several encoded batches of one record type as one (the background writer commits
     what many calls queued as one frame)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import _auth, _limits, _otlp
+from ._blobs import Payloads
 from ._errors import (
     ReadOnlyError,
     ReplicationError,
@@ -60,6 +62,7 @@ from ._errors import (
 )
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
+from ._otlp.combine import Combiner
 from ._query.filters import LogFilter, SpanFilter
 from ._replication.http import routes as replication_routes
 from ._settings import Settings
@@ -222,11 +225,20 @@ def create_app(
     settings = store.settings
     metrics = ServerMetrics(store, maintenance)
     inflight = threading.BoundedSemaphore(settings.server_max_inflight)
+    payloads = Payloads(settings.payload_attributes, settings.payload_blob_min_bytes)  # as the store's
+    combiners = {
+        signal: Combiner(
+            functools.partial(store.insert_checked, signal),
+            max_rows=_otlp.SLICE_RECORDS,
+            max_bytes=settings.wal_max_record_bytes // 4,
+        )
+        for signal in _SIGNALS.values()
+    }
 
     def otlp_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
         signal = _SIGNALS[kind]
         decode: Any = {"traces": _otlp.decode_traces, "logs": _otlp.decode_logs, "metrics": _otlp.decode_metrics}[kind]
-        insert: Any = {"traces": store.insert_spans, "logs": store.insert_logs, "metrics": store.insert_metrics}[kind]
+        insert = combiners[signal].insert
         limit = settings.server_max_body_bytes
 
         descriptor = {
@@ -243,11 +255,16 @@ def create_app(
             _limits.reserve_decoding(reservation, len(raw) + extra, body, ctype, descriptor)
             return body
 
-        def decode_and_insert(body: bytes, ctype: str) -> _otlp.Decoded[Any]:
-            """Decode and insert a slice of records at a time (bounds the request's memory).
-            A request larger than a slice is thus written in several batches."""
-            decoded: _otlp.Decoded[Any] = decode(body, ctype, insert)
-            return decoded
+        def ingest(held: list[bytes], encoding: str, ctype: str, reservation: _limits.Reservation) -> Any:
+            """Prepare the body (taken out of ``held``, so that the compressed bytes go as
+            soon as they are decompressed), then decode and insert a slice of records at a
+            time (bounds the request's memory): a request larger than a slice is written in
+            several batches. The decoder hands over column batches of records it checked one
+            by one, with their payload flags: the store writes them without a second check,
+            together with the batches of requests in flight beside it (tael/_otlp/combine.py).
+            One trip to the thread pool per request."""
+            body = prepare(held.pop(), encoding, ctype, reservation)
+            return decode(body, ctype, insert, payloads)
 
         async def handler(request: Request) -> Response:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -277,9 +294,9 @@ def create_app(
                 acquired = inflight.acquire(blocking=False)
                 if not acquired:
                     return _status(503, ctype, "too many requests in flight; retry later", retry=True)
-                body = await run_in_threadpool(prepare, raw, encoding, ctype, reservation)
+                held = [raw]
                 del raw
-                decoded: _otlp.Decoded[Any] = await run_in_threadpool(decode_and_insert, body, ctype)
+                decoded: _otlp.Decoded[Any] = await run_in_threadpool(ingest, held, encoding, ctype, reservation)
             except _limits.BodyTooLarge as exc:
                 return _status(413, ctype, str(exc), close=unread)
             except _limits.OverBudget as exc:

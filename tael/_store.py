@@ -52,7 +52,7 @@ from ._query import metrics as metric_reads
 from ._query import traces as trace_reads
 from ._query.context import ReadContext
 from ._query.filters import LogArgs, LogFilter, MetricArgs, MetricFilter, SpanArgs, SpanFilter, chosen
-from ._record import as_batch, encode_rows
+from ._record import as_batch, checked_block, encode_rows
 from ._replication.identity import open_identity, read_identity
 from ._replication.leader import client_options
 from ._replication.node import Node
@@ -232,9 +232,8 @@ class Store:
         return ingest
 
     def flush(self) -> None:
-        """Make every acknowledged write durable on disk (fsyncs the WAL under
-        durability="os"), visible to every reader of this store, and searchable
-        (commits the full-text index)."""
+        """Make every acknowledged write durable on disk (fsyncs the WAL under durability="os"), visible
+        to every reader of this store, and searchable (commits the full-text index)."""
         self._local().flush()
 
     def checkpoint(self) -> int:
@@ -295,9 +294,12 @@ class Store:
         return self._insert(RecordType.LOGS, encode_rows(RecordType.LOGS, as_batch(logs), self._payloads))
 
     def insert_metrics(self, points: Sequence[MetricPoint] | pa.Table | pa.RecordBatch) -> int:
-        """Durably store a batch of metric points, or a table of them (``tael.METRIC_SCHEMA``), all or
-        nothing; returns its size."""
+        """Durably store a batch of points, or a table (``tael.METRIC_SCHEMA``), all or nothing; returns its size."""
         return self._insert(RecordType.METRICS, encode_rows(RecordType.METRICS, as_batch(points), self._payloads))
+
+    def insert_checked(self, signal: str, batch: pa.RecordBatch) -> int:
+        """Internal: store a column batch of records tael's OTLP decoder checked one by one (not checked again)."""
+        return self._insert(*checked_block(signal, batch))
 
     def _insert(self, rtype: RecordType, rows: Any) -> int:
         """Commit encoded rows (inserts and background writers): the store is checked

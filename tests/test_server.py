@@ -487,3 +487,149 @@ def test_ready_reports_a_nearly_full_disk_and_failing_maintenance(tmp_path: Path
         finally:
             srv.should_exit = True
             th.join(10)
+
+
+def test_the_server_stores_and_answers_what_the_old_decoder_and_insert_did(tmp_path: Path) -> None:
+    """Issue 16: ``tael serve`` decodes OTLP into column batches and stores them without a
+    second check. The same requests, sent to the server and stored the old way (the
+    decoder of model objects, tests/otlp_reference.py, then ``Store.insert_*``), get the
+    same OTLP responses (partial success counts and messages) and leave stores that
+    answer every read the same."""
+    from tael import _otlp
+
+    from .test_otlp import DIFFERENTIAL_SETTINGS, differential_requests, store_answers, store_through_reference
+
+    requests = differential_requests()
+    with tael.Store(tmp_path / "old", tael.Settings(**DIFFERENTIAL_SETTINGS)) as old:
+        decoded = store_through_reference(old, requests)
+        old.flush()
+        server = Server(tmp_path / "new", **DIFFERENTIAL_SETTINGS)
+        try:
+            for (signal, body, content_type), ref in zip(requests, decoded, strict=True):
+                kind = {"spans": "traces", "logs": "logs", "metrics": "metrics"}[signal]
+                r = httpx.post(f"{server.url}/v1/{kind}", content=body, headers={"Content-Type": content_type})
+                assert r.status_code == 200, r.content
+                assert r.content == _otlp.encode_response(kind, content_type, ref.rejected, ref.error_message)
+        finally:
+            assert server.stop() == 0
+        trace_ids = sorted({s.trace_id for s in old.query_traces(limit=10_000)})
+        names = sorted({p.name for p in old.query_metrics(limit=100_000)})
+        with reader(server.data) as new:
+            assert store_answers(new, trace_ids, names) == store_answers(old, trace_ids, names)
+
+
+def _span_batches(n: int, per: int) -> list[Any]:
+    """``n`` column batches of ``per`` spans each (distinct ids), as the OTLP decoder makes them."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    from tael import _otlp
+
+    batches: list[Any] = []
+    for b in range(n):
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        rs.resource.attributes.append(KeyValue(key="service.name", value=AnyValue(string_value="combined")))
+        ss = rs.scope_spans.add()
+        for i in range(per):
+            sp = ss.spans.add()
+            sp.trace_id = (b + 1).to_bytes(16, "big")
+            sp.span_id = (b * 1000 + i + 1).to_bytes(8, "big")
+            sp.name = f"op{i % 3}"
+            sp.start_time_unix_nano = 1_700_000_000_000_000_000 + i
+            sp.end_time_unix_nano = sp.start_time_unix_nano + 1000
+            sp.attributes.append(KeyValue(key="i", value=AnyValue(int_value=i)))
+        _otlp.decode_traces(req.SerializeToString(), "application/x-protobuf", batches.append)
+    return batches
+
+
+def _insert_while_busy(combiner: Any, batches: list[Any], gate: threading.Event) -> list[BaseException | None]:
+    """Insert ``batches[0]`` (whose commit waits for ``gate``), then the others from threads
+    of their own while it waits, then open the gate; returns each insert's error."""
+    errors: list[BaseException | None] = [None] * len(batches)
+
+    def insert(i: int) -> None:
+        try:
+            combiner.insert(batches[i])
+        except BaseException as exc:
+            errors[i] = exc
+
+    first = threading.Thread(target=insert, args=(0,))
+    first.start()
+    wait_for(lambda: combiner._busy, "the first commit")
+    others = [threading.Thread(target=insert, args=(i,)) for i in range(1, len(batches))]
+    for t in others:
+        t.start()
+    wait_for(lambda: len(combiner._queue) == len(batches) - 1, "the other batches to queue")
+    gate.set()
+    for t in [first, *others]:
+        t.join(30)
+    return errors
+
+
+def test_the_combiner_commits_batches_queued_meanwhile_as_one(tmp_path: Path) -> None:
+    """Batches handed over while a commit is in flight are committed together, once, and
+    each insert returns only after its own batch is stored; an error of that commit
+    reaches every insert whose batch it held."""
+    from tael._otlp.combine import Combiner
+
+    batches = _span_batches(6, 10)
+    with tael.Store(tmp_path / "data") as store:
+        gate, calls = threading.Event(), []
+
+        def commit(batch: Any) -> None:
+            calls.append(batch.num_rows)
+            if len(calls) == 1:
+                assert gate.wait(30)
+            store.insert_checked("spans", batch)
+
+        combiner = Combiner(commit, max_rows=10_000, max_bytes=1 << 30)
+        assert _insert_while_busy(combiner, batches, gate) == [None] * 6
+        assert calls == [10, 50] and combiner.commits == 2
+        assert store.stats().signals["spans"].count == 60
+        assert {s.span_id for s in store.get_trace(f"{4:032x}")} == {f"{3000 + i + 1:016x}" for i in range(10)}
+        # the limits split a queue: 25 rows at most, so two groups of two batches after the first
+        calls.clear()
+        gate = threading.Event()
+        combiner = Combiner(commit, max_rows=25, max_bytes=1 << 30)
+        assert _insert_while_busy(combiner, _span_batches(5, 10), gate) == [None] * 5
+        assert calls == [10, 20, 20]
+    # the store is closed: every insert of a group gets its commit's error
+    calls.clear()
+    gate = threading.Event()
+    combiner = Combiner(commit, max_rows=10_000, max_bytes=1 << 30)
+    errors = _insert_while_busy(combiner, batches[:3], gate)
+    assert calls == [10, 20] and all(isinstance(e, tael.StoreClosedError) for e in errors), errors
+
+
+def test_the_combiner_commits_one_by_one_what_is_too_large_for_one_frame(tmp_path: Path) -> None:
+    """A combined batch over ``Settings.wal_max_record_bytes`` (ValidationError) is
+    committed batch by batch: nothing is refused that would have been stored alone."""
+    from tael import _block
+    from tael._otlp.combine import Combiner
+
+    batches = _span_batches(4, 20)
+    one = len(_block.encode_block(batches[0], "spans"))
+    three = len(_block.encode_block(pa_concat(batches[1:]), "spans"))
+    assert one < three
+    settings = tael.Settings(wal_max_record_bytes=max(1024, (one + three) // 2))
+    with tael.Store(tmp_path / "data", settings) as store:
+        gate, calls = threading.Event(), []
+
+        def commit(batch: Any) -> None:
+            calls.append(batch.num_rows)
+            if len(calls) == 1:
+                assert gate.wait(30)
+            store.insert_checked("spans", batch)
+
+        combiner = Combiner(commit, max_rows=10_000, max_bytes=1 << 30)
+        assert _insert_while_busy(combiner, batches, gate) == [None] * 4
+        assert calls == [20, 60, 20, 20, 20]
+        assert store.stats().signals["spans"].count == 80
+
+
+def pa_concat(batches: list[Any]) -> Any:
+    import pyarrow as pa
+
+    table = pa.Table.from_batches(batches).combine_chunks()
+    return table.to_batches(max_chunksize=table.num_rows)[0]

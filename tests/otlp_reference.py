@@ -1,4 +1,12 @@
-"""Decoding OTLP/HTTP request bodies into tael records, and encoding the replies.
+"""The OTLP decoder as it was before issue 16 (tael/_otlp.py at 7a46898), kept as the
+reference the column-wise decoder (tael/_otlp/) must equal: it builds ``tael.Span``,
+``LogRecord`` and ``MetricPoint`` objects one at a time, which ``Store.insert_*`` then
+validates and encodes. tests/test_otlp.py runs the same requests through both and
+compares what each stores and answers. Not used by tael itself.
+
+Its own description follows.
+
+Decoding OTLP/HTTP request bodies into tael records, and encoding the replies.
 
 Pure functions, no I/O: the HTTP server hands over a body that it has already
 decompressed and the media type of its ``Content-Type`` (``application/x-protobuf``
@@ -103,11 +111,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from ._codec import key_text_problem, span_name_problem
-from ._errors import TaelError
-from ._keys import MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
-from ._limits import SLICE_BYTES
-from ._models import LogRecord, MetricPoint, Span, SpanEvent, SpanLink
+from tael._codec import key_text_problem, span_name_problem
+from tael._errors import TaelError
+from tael._keys import MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
+from tael._limits import SLICE_BYTES
+from tael._models import LogRecord, MetricPoint, Span, SpanEvent, SpanLink
 
 __all__ = [
     "CONTENT_TYPES",
