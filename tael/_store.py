@@ -283,10 +283,8 @@ class Store:
     # ------------------------------------------------------------ writes
 
     def insert_spans(self, spans: Sequence[Span] | pa.Table | pa.RecordBatch) -> int:
-        """Durably store a batch of spans, or a table of them (``tael.SPAN_SCHEMA``), all or nothing; returns its size.
-
-        A span already stored under the same (trace_id, span_id) is left as it
-        was, so retried exports do not duplicate."""
+        """Durably store a batch of spans, or a table of them (``tael.SPAN_SCHEMA``), all or nothing; returns its
+        size. A span already stored under the same (trace_id, span_id) is left as it was (retries do not duplicate)."""
         return self._insert(RecordType.SPANS, encode_rows(RecordType.SPANS, as_batch(spans), self._payloads))
 
     def insert_logs(self, logs: Sequence[LogRecord] | pa.Table | pa.RecordBatch) -> int:
