@@ -16,6 +16,7 @@ split blocks, and reopens:
 from __future__ import annotations
 
 import itertools
+import random
 import struct
 import tarfile
 import tempfile
@@ -160,6 +161,23 @@ def test_points_in_time_order_keep_every_window_clean(store: tael.Store) -> None
     entries = table_entries(store)
     assert len(entries) == 4 * 6
     assert not any(v[_hotrollups.P_FLAGS] & _hotrollups.F_DIRTY for v in entries.values())
+    check_table(store)
+
+
+def test_one_point_per_series_per_batch(store: tael.Store) -> None:
+    """What an exporter sends (every series once per interval): one-point groups, merged
+    column-wise, bit for bit as one pass; then one late batch marks its windows dirty."""
+    rng = random.Random(7)
+    for k in range(12):
+        store.insert_metrics([point(s, k, 0, rng.uniform(-1e6, 1e6) * (s + 1), rng.randint(0, 9)) for s in range(4)])
+        store.flush()
+        check_table(store)
+    entries = table_entries(store)
+    assert len(entries) == 4 * 3 and not any(v[_hotrollups.P_FLAGS] & _hotrollups.F_DIRTY for v in entries.values())
+    store.insert_metrics([point(s, 2, 0, 1.5, 1) for s in range(4)])  # minute 2 again, before minutes 3 and 4
+    store.flush()
+    dirty = {k for k, v in table_entries(store).items() if v[_hotrollups.P_FLAGS] & _hotrollups.F_DIRTY}
+    assert {w - T0 for _sid, w in dirty} == {0} and len(dirty) == 4
     check_table(store)
 
 
