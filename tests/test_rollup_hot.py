@@ -427,3 +427,16 @@ def test_a_day_of_one_series_answers_the_same_hot_and_cold(store: tael.Store, st
     cold = store.aggregate_metrics("m", start=T0, end=T0 + 24 * HOUR_NS, step=step)
     assert hot == cold == model_buckets(pts, T0, T0 + 24 * HOUR_NS, STEPS[step])
     assert len(hot) == (288 if step == "5m" else 24)
+
+
+@pytest.mark.parametrize("step", ["1m", "5m", 2 * MINUTE])
+def test_points_tied_in_time_across_the_tiers_keep_insert_order(store: tael.Store, step: Any) -> None:
+    """A point compacted, then another of the same series at the same time: one pass takes
+    the compacted one first (it came first), whatever the step (before, step 1m chained
+    the hot partial first and swapped first and last)."""
+    t = T0 + 17 * MINUTE
+    store.insert_metrics([make_point(time_ns=t, value=1.0)])
+    store.compact(t + 1)
+    store.insert_metrics([make_point(time_ns=t, value=0.0)])
+    (bucket,) = store.aggregate_metrics("m", start=T0, end=T0 + HOUR_NS, step=step)
+    assert (bucket.count, bucket.first, bucket.last) == (2, 1.0, 0.0)
