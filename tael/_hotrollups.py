@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any, Final
+from functools import cached_property
+from typing import Any, Final, cast
 
 import lmdb
 import numpy as np
@@ -67,7 +68,27 @@ F_DIRTY: Final = 0x80  # a late point was merged: sums are approximate, reads re
 _SUM: Final = METRIC_KIND_CODE["sum"]
 _HISTOGRAM: Final = METRIC_KIND_CODE["histogram"]
 _U64_MAX: Final = (1 << 64) - 1
+_HIST_COUNT_SAFE: Final = 1 << 63  # a stored total below it plus one point's count (< 2**63) fits a u64
 _CUMULATIVE_NAME, _DELTA_NAME = TEMPORALITIES
+_KIND_NAMES: Final = pa.array(METRIC_KINDS)
+_KEY_DTYPE: Final = np.dtype([("sid", ">u8"), ("window", ">u8")])
+VALUE_DTYPE: Final = np.dtype(
+    [
+        ("flags", "u1"),
+        ("count", ">u8"),
+        ("first_ns", ">u8"),
+        ("last_ns", ">u8"),
+        ("sum", ">f8"),
+        ("min", ">f8"),
+        ("max", ">f8"),
+        ("first", ">f8"),
+        ("last", ">f8"),
+        ("increase", ">f8"),
+        ("hist_count", ">u8"),
+        ("hist_sum", ">f8"),
+    ]
+)
+"""VALUE as a numpy record: many values merged at once."""
 
 INPUT: Final = (
     "series_id",
@@ -93,20 +114,20 @@ def _counter(flags: int) -> bool:
 
 class Points:
     """Metric points grouped by (series, window), each group in time order (ties in
-    WAL position: ``wal_lsn``, then ``batch_index``), with what partials need of them
-    as Python lists. ``table``: the ``INPUT`` columns of any number of points."""
-
-    __slots__ = ("groups", "hist_counts", "hist_sums", "steps", "times", "values")
+    WAL position: ``wal_lsn``, then ``batch_index``), with what partials need of them,
+    as arrays (for the groups of one point, merged column-wise) and as Python lists
+    (for the others). ``table``: the ``INPUT`` columns of any number of points."""
 
     def __init__(self, table: pa.Table | pa.RecordBatch, window_ns: int = WINDOW_NS) -> None:
         n = table.num_rows
         col = table.column
-        self.groups: list[tuple[bytes, int, int, int, int]] = []
-        self.times: list[int] = []
-        self.values: list[float] = []
-        self.steps: list[float] = []
-        self.hist_counts: list[int] = []
-        self.hist_sums: list[float] = []
+        self.n = 0  # groups
+        empty: np.ndarray = np.zeros(0, np.int64)
+        # per point, in group order: time, value, rise from the previous point
+        self.t, self.v, self.steps_np = empty, empty, empty
+        # per group: series id (u64), window start, first and end point, flags
+        self.sid, self.window, self.starts, self.ends, self.flags = empty, empty, empty, empty, empty
+        self.hist_np: tuple[np.ndarray, np.ndarray] | None = None  # histogram count and sum per point
         if n == 0:
             return
 
@@ -116,48 +137,81 @@ class Points:
 
         sids = arr("series_id")
         t = arr("time_ns").to_numpy(zero_copy_only=False)
-        sid_u64 = np.frombuffer(sids.buffers()[1], dtype=">u8", count=n, offset=sids.offset * 8).astype(np.uint64)
+        sid = np.frombuffer(sids.buffers()[1], dtype=">u8", count=n, offset=sids.offset * 8).astype(np.uint64)
         lsn = arr("wal_lsn").to_numpy(zero_copy_only=False)
         idx = arr("batch_index").to_numpy(zero_copy_only=False)
-        order = np.lexsort((idx, lsn, t, sid_u64))
+        order = np.lexsort((idx, lsn, t, sid))
         t = t[order]
-        sid_u64 = sid_u64[order]
+        sid = sid[order]
         window = t - t % window_ns
-        breaks = np.flatnonzero((sid_u64[1:] != sid_u64[:-1]) | (window[1:] != window[:-1])) + 1
+        breaks = np.flatnonzero((sid[1:] != sid[:-1]) | (window[1:] != window[:-1])) + 1
         starts = np.concatenate(([0], breaks))
-        ends = np.concatenate((breaks, [n]))
         v = arr("value").to_numpy(zero_copy_only=False)[order]
         prev = np.empty_like(v)
         prev[1:] = v[:-1]
         prev[:1] = v[:1]
         # the reset-aware rise from each point's predecessor (tael/_rollup.py's _step);
         # at a group's first point it is never read
-        steps = np.where(v >= prev, v - prev, v)
+        self.steps_np = np.where(v >= prev, v - prev, v)
         heads = pa.array(order[starts])
-        kinds = [METRIC_KIND_CODE[k] for k in arr("kind").take(heads).to_pylist()]
-        monotonic = arr("monotonic").take(heads).to_pylist()
-        cumulative = [x == _CUMULATIVE_NAME for x in arr("temporality").take(heads).to_pylist()]
-        self.groups = [
-            (sid, w, a, b, kind | (F_MONOTONIC if mono else 0) | (F_CUMULATIVE if cum else 0))
-            for sid, w, a, b, kind, mono, cum in zip(
-                sids.take(heads).to_pylist(),
-                window[starts].tolist(),
-                starts.tolist(),
-                ends.tolist(),
-                kinds,
-                monotonic,
-                cumulative,
+        kinds = pc.index_in(arr("kind").take(heads), value_set=_KIND_NAMES).to_numpy(zero_copy_only=False)
+        flags = kinds.astype(np.uint8)
+        flags |= np.where(arr("monotonic").take(heads).to_numpy(zero_copy_only=False), F_MONOTONIC, 0).astype(np.uint8)
+        cumulative = pc.equal(arr("temporality").take(heads), _CUMULATIVE_NAME).to_numpy(zero_copy_only=False)
+        flags |= np.where(cumulative, F_CUMULATIVE, 0).astype(np.uint8)
+        self.n = len(starts)
+        self.t, self.v, self.flags = t, v, flags
+        self.starts, self.ends = starts, np.append(breaks, n)
+        self.sid, self.window = sid[starts], window[starts]
+        if (kinds == _HISTOGRAM).any():
+            counts = pc.fill_null(arr("count"), 0).to_numpy(zero_copy_only=False)[order].astype(np.uint64)
+            sums = pc.fill_null(arr("sum"), 0.0).to_numpy(zero_copy_only=False)[order]
+            self.hist_np = counts, np.where(sums == 0.0, 0.0, sums)  # ``sum or 0.0``: -0.0 counts as 0.0
+
+    # Python lists for the per-group code, built on first use (a batch of one point per
+    # series, merged column-wise, never needs them)
+
+    @cached_property
+    def groups(self) -> list[tuple[bytes, int, int, int, int]]:
+        """(series id, window start, first index, end index, flags) of each group."""
+        return list(
+            zip(
+                [x.to_bytes(8, "big") for x in self.sid.tolist()],
+                self.window.tolist(),
+                self.starts.tolist(),
+                self.ends.tolist(),
+                self.flags.tolist(),
                 strict=True,
             )
-        ]
-        self.times = t.tolist()
-        self.values = v.tolist()
-        self.steps = steps.tolist()
-        if _HISTOGRAM in kinds:
-            counts = pc.fill_null(arr("count"), 0).to_numpy(zero_copy_only=False)[order]
-            sums = pc.fill_null(arr("sum"), 0.0).to_numpy(zero_copy_only=False)[order]
-            self.hist_counts = counts.tolist()
-            self.hist_sums = np.where(sums == 0.0, 0.0, sums).tolist()  # ``sum or 0.0``: -0.0 counts as 0.0
+        )
+
+    @cached_property
+    def times(self) -> list[int]:
+        return cast(list[int], self.t.tolist())
+
+    @cached_property
+    def values(self) -> list[float]:
+        return cast(list[float], self.v.tolist())
+
+    @cached_property
+    def steps(self) -> list[float]:
+        return cast(list[float], self.steps_np.tolist())
+
+    @cached_property
+    def hist_counts(self) -> list[int]:
+        return [] if self.hist_np is None else cast(list[int], self.hist_np[0].tolist())
+
+    @cached_property
+    def hist_sums(self) -> list[float]:
+        return [] if self.hist_np is None else cast(list[float], self.hist_np[1].tolist())
+
+    def keys(self) -> list[bytes]:
+        """The table key of each group."""
+        keys = np.empty(self.n, dtype=_KEY_DTYPE)
+        keys["sid"] = self.sid
+        keys["window"] = self.window
+        raw = keys.tobytes()
+        return [raw[i : i + 16] for i in range(0, len(raw), 16)]
 
     def fresh(self, g: int) -> Value:
         """The partial of group ``g`` alone, as tael/_rollup.py's ``partials_from_points``
@@ -249,27 +303,93 @@ class Points:
         ]
 
 
-def key_of(sid: bytes, window: int) -> bytes:
-    return KEY.pack(sid, window)
-
-
 def apply(txn: lmdb.Transaction, table: Any, points: Points) -> None:
     """Merge newly applied points into their windows: one read-modify-write per (series,
     window). Everything stored already came in an earlier WAL frame, so a point at the
-    same time as a window's newest comes after it; one before it is late (dirty)."""
+    same time as a window's newest comes after it; one before it is late (dirty).
+
+    Groups of one point that start a window or append to a clean one (what an exporter
+    sending every series once per interval makes) are merged column-wise, with the same
+    operations as ``Points.fresh`` and ``Points.append`` (so the same bits); the others
+    one by one."""
+    if not points.n:
+        return
+    keys = points.keys()
     get = txn.get
-    items = []
-    times = points.times
-    for g, (sid, w, a, _b, _flags) in enumerate(points.groups):
-        key = KEY.pack(sid, w)
-        raw = get(key, db=table)
-        if raw is None:
+    raws = [get(key, db=table) for key in keys]
+    stored = np.array([raw is not None for raw in raws])
+    old = np.zeros(points.n, VALUE_DTYPE)
+    if stored.any():
+        old[stored] = np.frombuffer(b"".join([raw for raw in raws if raw is not None]), VALUE_DTYPE)
+    first_t = points.t[points.starts]
+    single = points.ends - points.starts == 1
+    clean = (old["flags"] & F_DIRTY == 0) & (first_t >= old["last_ns"].astype(np.int64))
+    fresh1 = single & ~stored
+    append1 = single & stored & clean & (old["hist_count"] < _HIST_COUNT_SAFE)
+    out = _merge_singles(points, old, fresh1, append1) if (fresh1 | append1).any() else np.zeros(points.n, VALUE_DTYPE)
+    for g in np.flatnonzero(~(fresh1 | append1)).tolist():
+        if not stored[g]:
             p = points.fresh(g)
+        elif clean[g]:
+            p = points.append(g, old[g].tolist())
         else:
-            old = list(VALUE.unpack(raw))
-            p = points.late(g, old) if old[P_FLAGS] & F_DIRTY or times[a] < old[P_LAST_NS] else points.append(g, old)
-        items.append((key, VALUE.pack(*p)))
-    txn.cursor(db=table).putmulti(items)  # in key order: groups are sorted by series, then window
+            p = points.late(g, old[g].tolist())
+        out[g] = tuple(p)
+    data = out.tobytes()
+    size = VALUE.size
+    txn.cursor(db=table).putmulti(
+        [(key, data[i * size : (i + 1) * size]) for i, key in enumerate(keys)]
+    )  # in key order: groups are sorted by series, then window
+
+
+def _merge_singles(points: Points, old: np.ndarray, fresh: np.ndarray, append: np.ndarray) -> np.ndarray:
+    """The values of the one-point groups ``fresh`` (a new window) and ``append`` (after
+    the clean stored ``old``), column-wise: one IEEE operation per field, as the
+    per-group code does them."""
+    out = np.zeros(len(old), VALUE_DTYPE)
+    i = points.starts
+    t, v, flags = points.t[i], points.v[i], points.flags
+    counter = (flags & F_KIND == _SUM) & (flags & F_MONOTONIC != 0)
+    cumulative = flags & F_CUMULATIVE != 0
+    hist = flags & F_KIND == _HISTOGRAM
+    if points.hist_np is not None:
+        hc, hs = points.hist_np[0][i], points.hist_np[1][i]
+    else:
+        hc, hs = np.zeros(len(i), np.uint64), np.zeros(len(i))
+    f = fresh
+    out["flags"][f] = flags[f]
+    out["count"][f] = 1
+    out["first_ns"][f] = out["last_ns"][f] = t[f]
+    out["sum"][f] = 0.0 + v[f]
+    out["min"][f] = out["max"][f] = out["first"][f] = out["last"][f] = v[f]
+    out["increase"][f] = np.where(counter & ~cumulative, 0.0 + v, 0.0)[f]
+    out["hist_count"][f] = np.where(hist, hc, 0)[f]
+    out["hist_sum"][f] = np.where(hist, 0.0 + hs, 0.0)[f]
+    a = append
+    if a.any():
+        o = old[a]
+        of = o["flags"]
+        va = v[a]
+        last = o["last"].astype(np.float64)
+        inc = o["increase"].astype(np.float64)
+        o_counter = (of & F_KIND == _SUM) & (of & F_MONOTONIC != 0)
+        o_cumulative = of & F_CUMULATIVE != 0
+        rise = np.where(va >= last, va - last, va)
+        out["flags"][a] = of
+        out["count"][a] = o["count"] + 1
+        out["first_ns"][a] = o["first_ns"]
+        out["first"][a] = o["first"]
+        out["last_ns"][a] = t[a]
+        out["last"][a] = va
+        out["sum"][a] = o["sum"].astype(np.float64) + va
+        mn, mx = o["min"].astype(np.float64), o["max"].astype(np.float64)
+        out["min"][a] = np.where(va < mn, va, mn)
+        out["max"][a] = np.where(va > mx, va, mx)
+        out["increase"][a] = np.where(o_counter, np.where(o_cumulative, inc + rise, inc + va), inc)
+        o_hist = of & F_KIND == _HISTOGRAM
+        out["hist_count"][a] = np.where(o_hist, o["hist_count"] + hc[a], o["hist_count"])
+        out["hist_sum"][a] = np.where(o_hist, o["hist_sum"].astype(np.float64) + hs[a], o["hist_sum"])
+    return out
 
 
 def restore(txn: lmdb.Transaction, table: Any, points: Points) -> list[tuple[bytes, int]]:

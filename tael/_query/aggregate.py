@@ -14,10 +14,10 @@ series and combined across series into one bucket per window:
 - compacted points everywhere else (windows cut by ``start``/``end``, or every
   window when no rollup fits the step), raw from the metrics dataset.
 
-Rollups chained across separate compactions are exact unless late points
-interleave in time with points already compacted into the same window; those
-(series, bucket)s are recomputed from raw points while all of them are retained
-(``exact_where_interleaved``).
+Partials chained across separate compactions (and across the tiers) are exact unless
+late points interleave in time, or tie, with points already compacted into the same
+window; those (series, bucket)s are recomputed from raw points while all of them are
+retained (``exact_where_interleaved``), whatever the step.
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def aggregate_metrics(
                 parts += _rollup.partials_from_points(
                     ((sid, rec) for _k, sid, rec in cold_points(cold, manifest, name, sids, r_lo, r_hi)), step_ns
                 )
-        if rollup is not None:
-            parts = exact_where_interleaved(cold, parts, manifest, name, hot.keyed, step_ns, lo, hi)
+        # raw steps too: a hot and a cold partial of one bucket may interleave or tie in time
+        parts = exact_where_interleaved(cold, parts, manifest, name, hot.keyed, step_ns, lo, hi)
         return _rollup.buckets(parts, step_ns)
 
     return ctx.read(run)
