@@ -478,13 +478,6 @@ class HotTier:
         builds, SQL over the hot tier): see ``_hotread.records``."""
         return _hotread.records(txn, self.db, signal)
 
-    def series_points(
-        self, txn: lmdb.Transaction, series: Sequence[bytes], start: int | None, end: int | None, limit: int
-    ) -> list[tuple[bytes, list[Any]]]:
-        """(metrics key, record) of the given series' points in ``[start, end)``, oldest first."""
-        hits = HotReader(self, txn).points(series, start, end, limit)
-        return [(RECORD_KEY.pack(*h[0]), h[2]) for h in hits]
-
     def batches(self, txn: lmdb.Transaction, signal: str) -> Iterator[Block]:
         """Every hot block of ``signal``, in key order."""
         for bkey, _meta in blocks(txn, self.db, signal):

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._block import RECORDS_OF, Block
-from ._hotblocks import BK, SIGNAL_CODE, TIME, blocks, load, rows_of, unpackb, width
+from ._hotblocks import BK, SIGNAL_CODE, TIME, blocks, load, rows_of, width
 from ._layout import SPAN_ID, SPAN_START, SPAN_TRACE
 from ._query.filters import Scan
 from ._query.tier import Hit, Stop
@@ -389,7 +389,3 @@ def signal_counts(txn: lmdb.Transaction, db: dict[str, Any], signal: str) -> tup
         oldest = meta[0] if oldest is None else min(oldest, meta[0])
         newest = meta[1] if newest is None else max(newest, meta[1])
     return count, oldest, newest
-
-
-def unpack_meta(raw: bytes) -> list[Any]:
-    return unpackb(raw)  # type: ignore[no-any-return]
