@@ -381,7 +381,7 @@ def _attrs_json(d: dict[str, Any]) -> bytes:
     return _dumps(d) if d else b"{}"
 
 
-def _events_json(events: list[Any]) -> bytes:
+def events_json(events: list[Any]) -> bytes:
     if not events:
         return b"[]"
     return _dumps([{"time_ns": e[EVENT_TIME], "name": e[EVENT_NAME], "attributes": e[EVENT_ATTRS]} for e in events])
@@ -587,7 +587,7 @@ RECORDS_OF: Final[dict[str, Callable[[pa.RecordBatch, Sequence[int] | None], lis
 }
 
 
-def _span_refs(f: list[Any]) -> bytes | None:
+def span_refs(f: list[Any]) -> bytes | None:
     """payload_refs JSON of a span record whose blob-store texts are digests (bytes)."""
     refs = [[-1, k, v.hex()] for k, v in f[SPAN_ATTRS].items() if type(v) is bytes]
     for i, ev in enumerate(f[SPAN_EVENTS]):
@@ -595,7 +595,8 @@ def _span_refs(f: list[Any]) -> bytes | None:
     return _dumps(refs) if refs else None
 
 
-def _strip_refs(attrs: dict[str, Any]) -> dict[str, Any]:
+def strip_refs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` with each digest (a payload text in the blob store) replaced by ""."""
     return {k: ("" if type(v) is bytes else v) for k, v in attrs.items()}
 
 
@@ -603,13 +604,13 @@ def spans_batch(records: Sequence[list[Any]], payload: Sequence[int] | None = No
     """The block schema batch of span records (``SPAN_*``); a digest (bytes) in place of
     a payload text becomes a ``payload_refs`` entry. ``payload``: each record's payload
     flag (0 when not given)."""
-    refs = [_span_refs(f) if f[SPAN_ATTRS] or f[SPAN_EVENTS] else None for f in records]
+    refs = [span_refs(f) if f[SPAN_ATTRS] or f[SPAN_EVENTS] else None for f in records]
     cols: list[Any] = [[] for _ in range(18)]
     for f, ref in zip(records, refs, strict=True):
         attrs, events = f[10], f[14]
         if ref is not None:
-            attrs = _strip_refs(attrs)
-            events = [[e[0], e[1], _strip_refs(e[2])] for e in events]
+            attrs = strip_refs(attrs)
+            events = [[e[0], e[1], strip_refs(e[2])] for e in events]
         cols[0].append(f[0])
         cols[1].append(f[1])
         cols[2].append(f[2])
@@ -624,7 +625,7 @@ def spans_batch(records: Sequence[list[Any]], payload: Sequence[int] | None = No
         cols[11].append(_attrs_json(f[11]))
         cols[12].append(f[12])
         cols[13].append(f[13])
-        cols[14].append(_events_json(events))
+        cols[14].append(events_json(events))
         cols[15].append(_links_json(f[15]))
         cols[16].append(f[16])
         cols[17].append(f[17])

@@ -27,7 +27,18 @@ import pyarrow.compute as pc
 
 from . import _hotrollups
 from ._blobs import Payloads
-from ._block import BLOCK_SCHEMAS, EXTRA_FIELDS, METRIC_KIND_CODE, Block, dumps, events_of, loads
+from ._block import (
+    BLOCK_SCHEMAS,
+    EXTRA_FIELDS,
+    METRIC_KIND_CODE,
+    Block,
+    dumps,
+    events_json,
+    events_of,
+    loads,
+    span_refs,
+    strip_refs,
+)
 from ._layout import EVENT_ATTRS, SPAN_ATTRS, SPAN_EVENTS
 
 BK: Final = struct.Struct(">QQ")  # a block key: newest time in the block, LSN of its (first) WAL frame
@@ -178,22 +189,10 @@ def _externalize_spans(t: Tables, txn: lmdb.Transaction, block: Block, bkey: byt
             continue
         put(txn, blobs)
         blob_refs += [(digest + bytes((SIGNAL_SPANS,)) + bkey, b"") for digest, _text in blobs]
-        ref = [[-1, k, v.hex()] for k, v in record[SPAN_ATTRS].items() if type(v) is bytes]
-        for j, ev in enumerate(record[SPAN_EVENTS]):
-            ref += [[j, k, v.hex()] for k, v in ev[EVENT_ATTRS].items() if type(v) is bytes]
-        refs[i] = dumps(ref).decode()
-        attrs[i] = dumps({k: ("" if type(v) is bytes else v) for k, v in record[SPAN_ATTRS].items()}).decode()
+        refs[i] = (span_refs(record) or b"").decode()
+        attrs[i] = dumps(strip_refs(record[SPAN_ATTRS])).decode()
         if record[SPAN_EVENTS]:
-            events[i] = dumps(
-                [
-                    {
-                        "time_ns": e[0],
-                        "name": e[1],
-                        "attributes": {k: ("" if type(v) is bytes else v) for k, v in e[EVENT_ATTRS].items()},
-                    }
-                    for e in record[SPAN_EVENTS]
-                ]
-            ).decode()
+            events[i] = events_json([[e[0], e[1], strip_refs(e[EVENT_ATTRS])] for e in record[SPAN_EVENTS]]).decode()
     if blob_refs:
         txn.cursor(db=t.db["blob_refs"]).putmulti(sorted(blob_refs), overwrite=False)
     return _replace(

@@ -43,7 +43,16 @@ from ._blobs import Payloads
 from ._block import Block
 from ._errors import CorruptionError, StorageError, ValidationError
 from ._keys import MAX_KEY_BYTES
-from ._layout import LOG_BODY, ROW_PACKED, SPAN_ATTRS, SPAN_EVENTS
+from ._layout import (
+    LOG_BODY,
+    METRIC_ATTRS,
+    METRIC_KIND,
+    METRIC_NAME,
+    METRIC_SERVICE,
+    ROW_PACKED,
+    SPAN_ATTRS,
+    SPAN_EVENTS,
+)
 from ._settings import Settings
 from ._wal import Frame, RecordType, decode_values, encode_raw_frame
 from ._wal import encode_frame as _frame_bytes
@@ -90,8 +99,6 @@ def _logs_block(records: Sequence[Any], payloads: Payloads) -> Block:
 
 
 def _metrics_block(records: Sequence[Any]) -> Block:
-    from ._layout import METRIC_ATTRS, METRIC_KIND, METRIC_NAME, METRIC_SERVICE
-
     series = [_codec.series_key(f[METRIC_NAME], f[METRIC_SERVICE], f[METRIC_KIND], f[METRIC_ATTRS])[0] for f in records]
     return Block.of(_block.metrics_batch(records, series), "metrics")
 
