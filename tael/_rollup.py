@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -239,14 +239,29 @@ PARTIAL_COLUMNS = (
     "hist_count",
     "hist_sum",
 )
-"""The rollup columns a read needs: what chaining and buckets use (not the series'
+"""The rollup columns a read may need: what chaining and buckets use (not the series'
 name, service, kind, unit or attributes: the series id identifies)."""
+
+_ONLY_FOR: Final = {"temporality": "sum", "increase": "sum", "hist_count": "histogram", "hist_sum": "histogram"}
+"""Columns only series of one kind give a value (null otherwise): a series' kind is part of
+its identity, so a read of series of other kinds leaves them out (``temporality`` only says
+how to chain ``increase``)."""
+
+
+def partial_columns(kinds: Iterable[str]) -> tuple[str, ...]:
+    """The ``PARTIAL_COLUMNS`` a read of series of ``kinds`` needs."""
+    present = set(kinds)
+    return tuple(c for c in PARTIAL_COLUMNS if c not in _ONLY_FOR or _ONLY_FOR[c] in present)
 
 
 def partials_from_table(rows: dict[str, list[Any]], n: int) -> list[Partial]:
-    """Rollup rows read from Parquet (column -> values, ``PARTIAL_COLUMNS``) back to partials."""
-    columns = [rows[k] for k in PARTIAL_COLUMNS]
-    return [dict(zip(PARTIAL_COLUMNS, row, strict=True)) for row in zip(*columns, strict=True)]
+    """Rollup rows read from Parquet (column -> values, some of ``PARTIAL_COLUMNS``: one
+    left out, by ``partial_columns``, reads as null) back to partials."""
+    present = tuple(c for c in PARTIAL_COLUMNS if c in rows)
+    absent = tuple(c for c in PARTIAL_COLUMNS if c not in rows)
+    names, nulls = (*present, *absent), tuple(None for _c in absent)
+    columns = [rows[c] for c in present]
+    return [dict(zip(names, row + nulls, strict=True)) for row in zip(*columns, strict=True)]
 
 
 # ---------------------------------------------------------------- rollups of a column batch

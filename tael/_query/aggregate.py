@@ -35,8 +35,8 @@ from .._block import Block, metric_records
 from .._codec import to_ns
 from .._cold import ColdFile, ColdTier, columns_of
 from .._cold import metric_records as cold_metric_records
-from .._hot import HotReader
-from .._models import MetricBucket
+from .._layout import SERIES_KIND
+from .._models import METRIC_KINDS, MetricBucket
 from . import args, filters
 from .context import ReadContext
 from .filters import MetricFilter
@@ -135,9 +135,11 @@ def aggregate_metrics(
     hot_tier, cold = ctx.hot, ctx.cold
 
     def run(txn: Any, manifest: list[ColdFile]) -> list[MetricBucket]:
-        series = HotReader(hot_tier, txn).series(name, series_keep)
-        if not series:
+        described = [(sid, desc) for sid, desc in hot_tier.series_for(txn, name) if series_keep(desc)]
+        if not described:
             return []
+        series = [sid for sid, _desc in described]
+        kinds = {METRIC_KINDS[desc[SERIES_KIND]] for _sid, desc in described}
         sids = [sid.hex() for sid in series]
         by_series = pc.field("series_id").isin(sids)
         hot = _HotSide(txn, hot_tier.db)
@@ -154,7 +156,7 @@ def aggregate_metrics(
                 if files:
                     expr = filters.and_all([by_series, *filters.time_exprs("window_start_ns", inner_lo, inner_hi)])
                     bounds = {"series_id": (min(sids), max(sids)), "window_start_ns": (inner_lo, inner_hi - 1)}
-                    table = cold.read_pruned(files, bounds, expr, _rollup.PARTIAL_COLUMNS)
+                    table = cold.read_pruned(files, bounds, expr, _rollup.partial_columns(kinds))
                     parts += _rollup.partials_from_table(columns_of(table), table.num_rows)
         for r_lo, r_hi in raw_ranges:
             if r_lo < r_hi:
