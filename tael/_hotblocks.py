@@ -214,92 +214,130 @@ def span_digests(block: Block) -> list[bytes]:
     return out
 
 
+def _codes(arr: pa.Array) -> tuple[np.ndarray, list[Any]]:
+    """(a code per row, the distinct values in first-appearance order) of a column."""
+    encoded = pc.dictionary_encode(arr)
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist()
+
+
+def _group_sums(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """Exact int64 sums of ``values`` per code (0..groups-1; a float bincount would round)."""
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes, minlength=groups)
+    out = np.zeros(groups, np.int64)
+    present = counts > 0
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))[present]
+    out[present] = np.add.reduceat(values[order], starts)
+    return out
+
+
+def _fresh_rows(
+    hot_cur: lmdb.Cursor, cold_cur: lmdb.Cursor | None, block: Block, traces: list[bytes], codes: np.ndarray
+) -> tuple[np.ndarray | None, dict[int, set[str]]]:
+    """(a keep mask, or None to keep every row; trace code -> services either tier already
+    holds for it) for a block of spans: a row is left out when either tier holds its
+    (trace id, span id), or an earlier row of the block has it."""
+    known: dict[int, set[bytes]] = {}
+    earlier: dict[int, set[str]] = {}
+    for k, trace in enumerate(traces):
+        ids: set[bytes] = set()
+        services: set[str] = set()
+        _known_spans(hot_cur, trace, ids, services)
+        if cold_cur is not None:
+            _known_cold_spans(cold_cur, trace, ids, services)
+        if services or ids:
+            earlier[k] = services
+            if ids:
+                known[k] = ids
+    span_id = block.column("span_id")
+    sids = np.frombuffer(span_id.buffers()[1], np.uint64, count=block.n, offset=span_id.offset * 8)
+    order = np.lexsort((sids, codes))  # stable: equal (trace, span) pairs keep row order
+    keep = np.ones(block.n, np.bool_)
+    same = (codes[order][1:] == codes[order][:-1]) & (sids[order][1:] == sids[order][:-1])
+    keep[order[1:][same]] = False  # a later copy within the block
+    if known:
+        ids_list = span_id.to_pylist()
+        for i in np.flatnonzero(np.isin(codes, list(known))).tolist():
+            if ids_list[i] in known[int(codes[i])]:
+                keep[i] = False
+    return (None if keep.all() else keep), earlier
+
+
 def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> None:
     """Store a block of spans: those whose (trace id, span id) either tier holds already,
     or an earlier row of the block has, are left out (a re-sent span changes nothing)."""
     db = t.db
     if block.n == 0:
         return
-    traces = block.column("trace_id").to_pylist()
-    ids = block.column("span_id").to_pylist()
-    by_trace = _grouped(traces)
+    codes, traces = _codes(block.column("trace_id"))
     hot_cur = txn.cursor(db=db["span_traces"])
     cold_cur = txn.cursor(db=db["cold_traces"]) if txn.stat(db["cold_traces"])["entries"] else None
-    earlier: dict[bytes, set[str]] = {}
-    keep: list[bool] | None = None
-    for trace, rows in by_trace.items():
-        known: set[bytes] = set()
-        seen_services: set[str] = set()
-        _known_spans(hot_cur, trace, known, seen_services)
-        if cold_cur is not None:
-            _known_cold_spans(cold_cur, trace, known, seen_services)
-        earlier[trace] = seen_services
-        for i in rows:
-            sid = ids[i]
-            if sid in known:
-                if keep is None:
-                    keep = [True] * block.n
-                keep[i] = False
-            else:
-                known.add(sid)
+    keep, earlier = _fresh_rows(hot_cur, cold_cur, block, traces, codes)
     if keep is not None:
-        batch = block.batch().filter(pa.array(keep))
-        if batch.num_rows == 0:
+        if not keep.any():
             return
-        block = Block.of(batch, "spans")
-        traces = block.column("trace_id").to_pylist()
-        ids = block.column("span_id").to_pylist()
-        by_trace = _grouped(traces)
+        block = Block.of(block.batch().filter(pa.array(keep)), "spans")
+        codes = codes[keep]
     start, end = block.column("start_ns"), block.column("end_ns")
     lo, hi = pc.min_max(start).values()
     bkey = BK.pack(hi.as_py(), lsn)
     if pc.any(pc.equal(block.column("payload"), 2)).as_py():
         block = _externalize_spans(t, txn, block, bkey)
-    service_list = block.column("service").to_pylist()
-    # Per-service sums and the newest start per span name: a Python pass (an Arrow
-    # group_by costs ~1 ms of plan setup per call, more than these loops for a block).
-    per_service: dict[str, list[int]] = {}
-    newest: dict[tuple[str, str], int] = {}
-    longest = 0
-    for service, name, s, e, err in zip(
-        service_list,
-        block.column("name").to_pylist(),
-        start.to_pylist(),
-        end.to_pylist(),
-        pc.equal(block.column("status"), "error").to_pylist(),
-        strict=True,
-    ):
-        acc = per_service.get(service)
-        if acc is None:
-            acc = per_service[service] = [0, 0, 0, 0]
-        acc[0] += 1
-        acc[1] += err
-        acc[2] += e - s
-        longest = max(longest, e - s)
-        pair = (service, name)
-        if newest.get(pair, -1) < s:
-            newest[pair] = s
+    starts = start.to_numpy()
+    durations = end.to_numpy() - starts
+    svc_codes, services = _codes(block.column("service"))
+    m = len(services)
+    errors = pc.equal(block.column("status"), "error").to_numpy(zero_copy_only=False)
+    spans_per = np.bincount(svc_codes, minlength=m)
+    errors_per = np.bincount(svc_codes[errors], minlength=m)
+    duration_per = _group_sums(svc_codes, durations, m)
+    longest = max(0, int(durations.max()))
     txn.put(bkey, block.data, db=db["span_blocks"])
     txn.put(
         bkey,
-        _packb(
-            [lo.as_py(), hi.as_py(), block.n, sorted(per_service), sum(a[1] for a in per_service.values()), longest]
-        ),
+        _packb([lo.as_py(), hi.as_py(), block.n, sorted(services), int(errors_per.sum()), longest]),
         db=db["span_meta"],
     )
     _widen(txn, db, "spans", hi.as_py() - lo.as_py())
-    index_spans(txn, db, bkey, traces, ids, service_list, by_trace)
+    # one span_traces entry per trace: its span ids in row order, its sorted services
+    order = np.argsort(codes, kind="stable")
+    span_id = block.column("span_id")
+    sids = np.frombuffer(span_id.buffers()[1], np.uint64, count=block.n, offset=span_id.offset * 8)
+    raw = sids[order].tobytes()
+    per_trace = np.bincount(codes, minlength=len(traces))
+    bounds = np.concatenate(([0], np.cumsum(per_trace))).tolist()
+    pairs = np.unique(codes * m + svc_codes)  # distinct (trace, service), by trace
+    pair_traces, pair_services = (pairs // m).tolist(), (pairs % m).tolist()
+    named: list[list[str]] = [[] for _ in traces]
+    for k, s in zip(pair_traces, pair_services, strict=True):
+        named[k].append(services[s])
+    new_traces = np.zeros(m, np.int64)
+    if earlier:
+        for k, s in zip(pair_traces, pair_services, strict=True):
+            if services[s] not in earlier.get(k, ()):
+                new_traces[s] += 1
+    else:
+        new_traces = np.bincount(np.asarray(pair_services, np.int64), minlength=m)
+    items = sorted(
+        (traces[k] + bkey, _packb([raw[bounds[k] * 8 : bounds[k + 1] * 8], sorted(named[k])]))
+        for k in range(len(traces))
+        if bounds[k + 1] > bounds[k]
+    )
+    txn.cursor(db=db["span_traces"]).putmulti(items)
+    # the span-name catalog: the newest start per (service, name)
+    name_codes, names = _codes(block.column("name"))
+    op_keys, op_rows = np.unique(svc_codes * len(names) + name_codes, return_inverse=True)
+    newest = np.full(len(op_keys), -1, np.int64)
+    np.maximum.at(newest, op_rows, starts)
     ops = db["operations"]
-    for (service, name), newest_start in newest.items():
-        op = service.encode() + b"\x00" + name.encode()
+    for key, newest_start in zip(op_keys.tolist(), newest.tolist(), strict=True):
+        op = services[key // len(names)].encode() + b"\x00" + names[key % len(names)].encode()
         old = txn.get(op, db=ops)
         if old is None or Q.unpack(old)[0] < newest_start:
             txn.put(op, Q.pack(newest_start), db=ops)
-    for trace, rows in by_trace.items():
-        for service in {service_list[i] for i in rows} - earlier.get(trace, set()):
-            per_service[service][3] += 1
     stats = db["services"]
-    for service, acc in per_service.items():
+    for s, service in enumerate(services):
+        acc = [int(spans_per[s]), int(errors_per[s]), int(duration_per[s]), int(new_traces[s])]
         key = service.encode()
         old = txn.get(key, db=stats)
         if old is not None:

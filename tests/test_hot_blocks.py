@@ -7,6 +7,10 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 import tael
 from tael._hot import COALESCE_ROWS
 
@@ -97,3 +101,54 @@ def test_a_span_re_sent_after_it_was_compacted_changes_nothing(data_dir: Path) -
     with tael.Store(data_dir) as again:
         store = again
         assert again.stats().hot_records["spans"] == 0
+
+
+_SPAN_KEYS = st.tuples(st.integers(1, 4), st.integers(1, 6), st.sampled_from(("a", "b", "c")), st.booleans())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.lists(_SPAN_KEYS, min_size=1, max_size=25), min_size=1, max_size=6), split=st.data())
+def test_apply_keeps_the_first_copy_of_each_span_and_counts_like_a_model(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[list[tuple[int, int, str, bool]]], split: st.DataObject
+) -> None:
+    """Batches with repeated (trace id, span id) pairs, within a batch and across batches,
+    some applied after the first copies were compacted: exactly the first copy of each span
+    is stored, and the per-service counters (spans, traces, errors, durations) and the
+    span-name catalog are those of the first copies (a plain-Python model)."""
+    path = tmp_path_factory.mktemp("apply")
+    compact_after = split.draw(st.integers(0, len(batches)), label="compact_after")
+    first: dict[tuple[int, int], tael.Span] = {}
+    with tael.Store(path) as store:
+        for b, batch in enumerate(batches):
+            if b == compact_after:
+                store.compact(before=10**12)
+            spans = [
+                make_span(
+                    trace_id=f"{trace:032x}",
+                    span_id=f"{sid:016x}",
+                    service=service,
+                    name=f"op{sid % 3}",
+                    start_ns=1_000 + 10 * b + i,
+                    end_ns=1_000 + 10 * b + i + 7 * sid + b,
+                    status="error" if err else "ok",
+                )
+                for i, (trace, sid, service, err) in enumerate(batch)
+            ]
+            store.insert_spans(spans)
+            for s in spans:
+                first.setdefault((int(s.trace_id, 16), int(s.span_id, 16)), s)
+        stored = sorted((s.trace_id, s.span_id, s.service, s.start_ns, s.end_ns) for s in all_spans(store))
+        assert stored == sorted((s.trace_id, s.span_id, s.service, s.start_ns, s.end_ns) for s in first.values())
+        services = {s.name: s for s in store.list_services()}
+        assert sorted(services) == sorted({s.service for s in first.values()})
+        for name, info in services.items():
+            mine = [s for s in first.values() if s.service == name]
+            assert info.span_count == len(mine)
+            assert info.trace_count == len({s.trace_id for s in mine})
+            assert info.error_count == sum(s.status == "error" for s in mine)
+            assert info.avg_duration_ms == pytest.approx(sum(s.end_ns - s.start_ns for s in mine) / len(mine) / 1e6)
+            assert store.list_operations(name) == sorted({s.name for s in mine})
+        trace = next(iter(first.values())).trace_id
+        assert sorted(s.span_id for s in store.get_trace(trace)) == sorted(
+            s.span_id for s in first.values() if s.trace_id == trace
+        )
