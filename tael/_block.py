@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgpack
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -244,8 +246,11 @@ def encode_block(batch: pa.RecordBatch, signal: str) -> bytes:
         elif pa.types.is_string(t):
             enc = pc.dictionary_encode(arr)
             values = enc.dictionary.to_pylist()
-            codes = _plain(enc.indices).cast(_CODE_TYPES[_code_width(len(values))])
-            cols[field.name] = [values, _fixed_bytes(codes), _validity(arr)]
+            indices = enc.indices
+            codes = np.frombuffer(indices.buffers()[1], np.int32, count=n, offset=indices.offset * 4)
+            if indices.null_count:
+                codes = np.where(np.asarray(indices.is_valid()), codes, 0)
+            cols[field.name] = [values, codes.astype(_CODE_DTYPES[_code_width(len(values))]).tobytes(), _validity(arr)]
         else:
             cols[field.name] = [_fixed_bytes(arr), _validity(arr)]
     body: dict[str, Any] = {"v": BLOCK_VERSION, "n": n, "c": cols}
@@ -255,6 +260,7 @@ def encode_block(batch: pa.RecordBatch, signal: str) -> bytes:
 
 
 _CODE_TYPES: Final = {1: pa.uint8(), 2: pa.uint16(), 4: pa.int32()}
+_CODE_DTYPES: Final[dict[int, np.dtype[Any]]] = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<i4")}
 
 
 def _code_width(distinct: int) -> int:
@@ -265,10 +271,24 @@ def _code_width(distinct: int) -> int:
 _ZSTD_LEVEL = 1
 
 
+_local = threading.local()
+
+
 def _compressor() -> zstandard.ZstdCompressor:
-    # zstandard compressors are not thread-safe and blocks are encoded on callers' threads;
-    # a new one costs a few microseconds per block.
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    """This thread's compressor: zstandard compressors are not thread-safe, blocks are
+    encoded on callers' threads, and a new one costs ~50-90 us (its context's tables)."""
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+    return compressor
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor (as :func:`_compressor`)."""
+    decompressor: zstandard.ZstdDecompressor | None = getattr(_local, "decompressor", None)
+    if decompressor is None:
+        decompressor = _local.decompressor = zstandard.ZstdDecompressor()
+    return decompressor
 
 
 class Block:
@@ -330,9 +350,7 @@ class Block:
             if name in HEAVY:
                 if self._heavy is None:
                     raw = self._heavy_raw
-                    self._heavy = (
-                        msgpack.unpackb(zstandard.ZstdDecompressor().decompress(raw), raw=False) if raw else {}
-                    )
+                    self._heavy = msgpack.unpackb(_decompressor().decompress(raw), raw=False) if raw else {}
                 entry = self._heavy[name]
                 validity = pa.py_buffer(entry[2]) if entry[2] is not None else None
                 if pa.types.is_list(t):

@@ -579,7 +579,7 @@ class HotTier:
             doomed = []
             for digest in [bytes(k) for k in txn.cursor(db=gc).iternext(values=False)]:
                 txn.delete(digest, db=gc)
-                if _has_prefix(ref_cur, digest) or _has_prefix(cold_cur, digest):
+                if _hotblocks.has_prefix(ref_cur, digest) or _hotblocks.has_prefix(cold_cur, digest):
                     continue
                 meta = txn.pop(digest, db=catalog)
                 if meta is not None:
@@ -614,7 +614,7 @@ class HotTier:
         return txn.get(digest, db=self.db["blobs"]) is not None
 
     def blob_referenced(self, txn: lmdb.Transaction, digest: bytes) -> bool:
-        return _has_prefix(txn.cursor(db=self.db["blob_refs"]), digest) or _has_prefix(
+        return _hotblocks.has_prefix(txn.cursor(db=self.db["blob_refs"]), digest) or _hotblocks.has_prefix(
             txn.cursor(db=self.db["cold_blobs"]), digest
         )
 
@@ -736,7 +736,3 @@ _BLOCK_APPLIERS: dict[str, Callable[[HotTier, lmdb.Transaction, Block, int], Non
     "logs": _hotblocks.apply_logs,
     "metrics": _hotblocks.apply_metrics,
 }
-
-
-def _has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
-    return bool(cur.set_range(prefix)) and bytes(cur.key()[: len(prefix)]) == prefix

@@ -220,6 +220,15 @@ def _codes(arr: pa.Array) -> tuple[np.ndarray, list[Any]]:
     return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64), encoded.dictionary.to_pylist()
 
 
+def _sorted_codes(arr: pa.Array) -> tuple[np.ndarray, list[Any]]:
+    """As :func:`_codes`, the distinct values sorted (codes in their order)."""
+    codes, values = _codes(arr)
+    order = sorted(range(len(values)), key=values.__getitem__)
+    rank = np.empty(len(values), np.int64)
+    rank[order] = np.arange(len(values))
+    return rank[codes], [values[i] for i in order]
+
+
 def _group_sums(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
     """Exact int64 sums of ``values`` per code (0..groups-1; a float bincount would round)."""
     order = np.argsort(codes, kind="stable")
@@ -231,6 +240,14 @@ def _group_sums(codes: np.ndarray, values: np.ndarray, groups: int) -> np.ndarra
     return out
 
 
+_SPANS_CODE: Final = bytes((SIGNAL_SPANS,))
+
+
+def has_prefix(cur: lmdb.Cursor, prefix: bytes) -> bool:
+    """Whether the cursor's table holds a key starting with ``prefix`` (the cursor moves)."""
+    return bool(cur.set_range(prefix)) and bytes(cur.key()[: len(prefix)]) == prefix
+
+
 def _fresh_rows(
     hot_cur: lmdb.Cursor, cold_cur: lmdb.Cursor | None, block: Block, traces: list[bytes], codes: np.ndarray
 ) -> tuple[np.ndarray | None, dict[int, set[str]]]:
@@ -239,16 +256,21 @@ def _fresh_rows(
     (trace id, span id), or an earlier row of the block has it."""
     known: dict[int, set[bytes]] = {}
     earlier: dict[int, set[str]] = {}
-    for k, trace in enumerate(traces):
+    # Most traces are new: one cursor seek per tier tells (the next key has another prefix).
+    seek, key = hot_cur.set_range, hot_cur.key
+    seen = [k for k, trace in enumerate(traces) if seek(trace) and key()[:16] == trace]
+    if cold_cur is not None:
+        seek, key = cold_cur.set_range, cold_cur.key
+        seen += [k for k, t in enumerate(traces) if seek(t + _SPANS_CODE) and key()[:17] == t + _SPANS_CODE]
+    for k in sorted(set(seen)):
         ids: set[bytes] = set()
         services: set[str] = set()
-        _known_spans(hot_cur, trace, ids, services)
+        _known_spans(hot_cur, traces[k], ids, services)
         if cold_cur is not None:
-            _known_cold_spans(cold_cur, trace, ids, services)
-        if services or ids:
-            earlier[k] = services
-            if ids:
-                known[k] = ids
+            _known_cold_spans(cold_cur, traces[k], ids, services)
+        earlier[k] = services
+        if ids:
+            known[k] = ids
     span_id = block.column("span_id")
     sids = np.frombuffer(span_id.buffers()[1], np.uint64, count=block.n, offset=span_id.offset * 8)
     order = np.lexsort((sids, codes))  # stable: equal (trace, span) pairs keep row order
@@ -285,7 +307,7 @@ def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> Non
         block = _externalize_spans(t, txn, block, bkey)
     starts = start.to_numpy()
     durations = end.to_numpy() - starts
-    svc_codes, services = _codes(block.column("service"))
+    svc_codes, services = _sorted_codes(block.column("service"))
     m = len(services)
     errors = pc.equal(block.column("status"), "error").to_numpy(zero_copy_only=False)
     spans_per = np.bincount(svc_codes, minlength=m)
@@ -295,7 +317,7 @@ def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> Non
     txn.put(bkey, block.data, db=db["span_blocks"])
     txn.put(
         bkey,
-        _packb([lo.as_py(), hi.as_py(), block.n, sorted(services), int(errors_per.sum()), longest]),
+        _packb([lo.as_py(), hi.as_py(), block.n, services, int(errors_per.sum()), longest]),
         db=db["span_meta"],
     )
     _widen(txn, db, "spans", hi.as_py() - lo.as_py())
@@ -306,7 +328,7 @@ def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> Non
     raw = sids[order].tobytes()
     per_trace = np.bincount(codes, minlength=len(traces))
     bounds = np.concatenate(([0], np.cumsum(per_trace))).tolist()
-    pairs = np.unique(codes * m + svc_codes)  # distinct (trace, service), by trace
+    pairs = np.unique(codes * m + svc_codes)  # distinct (trace, service), by trace, then by name
     pair_traces, pair_services = (pairs // m).tolist(), (pairs % m).tolist()
     named: list[list[str]] = [[] for _ in traces]
     for k, s in zip(pair_traces, pair_services, strict=True):
@@ -319,9 +341,9 @@ def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> Non
     else:
         new_traces = np.bincount(np.asarray(pair_services, np.int64), minlength=m)
     items = sorted(
-        (traces[k] + bkey, _packb([raw[bounds[k] * 8 : bounds[k + 1] * 8], sorted(named[k])]))
-        for k in range(len(traces))
-        if bounds[k + 1] > bounds[k]
+        (trace + bkey, _packb([raw[a * 8 : b * 8], names]))
+        for trace, a, b, names in zip(traces, bounds[:-1], bounds[1:], named, strict=True)
+        if b > a
     )
     txn.cursor(db=db["span_traces"]).putmulti(items)
     # the span-name catalog: the newest start per (service, name)
