@@ -1190,15 +1190,35 @@ def bench_metrics(root: Path, n: int, interval_s: int, queries: int, seed: int, 
 # ---------------------------------------------------------------- 5: recovery after kill -9
 
 
-def bench_recovery(root: Path, mb: float, seed: int, problems: list[str]) -> dict[str, dict[str, Any]]:
+def bench_recovery(
+    root: Path, mb: float, seed: int, problems: list[str], *, unapplied: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Each system writes until its WAL holds ``mb`` MB, is killed, and is reopened.
+
+    tael's applier keeps its hot tier close behind the WAL, so only what it had not
+    applied at the kill is replayed. ``unapplied``: tael's hot tier and text index are
+    put back as they were before the first write (a copy of the new store's), so the
+    whole WAL is unapplied at the reopen, as if the applier and the indexer had stalled
+    (a state a crash can leave: each commits its own position)."""
     out: dict[str, dict[str, Any]] = {}
     for system in SYSTEMS:
         base = root / f"crash-{system}"
         base.mkdir(parents=True, exist_ok=True)
         path = base if system == "tael" else base / ("db.sqlite" if system == "sqlite" else "db.duckdb")
+        empty = root / "crash-tael-empty"
+        if system == "tael" and unapplied:
+            tael.Store(path).close()
+            shutil.rmtree(empty, ignore_errors=True)
+            for part in ("hot", "index"):
+                shutil.copytree(path / part, empty / part)
         progress(f"recovery: {NAMES[system]} writes until its WAL holds {mb:g} MB, then kill -9")
         w = run_worker(["crash", "--system", system, "--path", str(path), "--mb", str(mb), "--seed", str(seed)])
         acked = w["acknowledged"]
+        if system == "tael" and unapplied:
+            for part in ("hot", "index"):
+                shutil.rmtree(path / part)
+                shutil.copytree(empty / part, path / part)
+            shutil.rmtree(empty)
         if system == "tael":
             ro = tael.Store(path, read_only=True)
             applied_before = ro.stats().applied_lsn
