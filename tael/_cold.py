@@ -41,6 +41,7 @@ from ._coldformat import (
     SCHEMAS,
     SORT_KEYS,
     VERSIONS,
+    WINDOW_NS,
     same_in_both,
     upgrade,
 )
@@ -142,7 +143,7 @@ def columns_of(table: pa.Table) -> dict[str, list[Any]]:
 
 class ColdWriter:
     """One version-2 cold file being written, a row group per :meth:`write`, into a staged
-    local file (``ColdTier.stage``): zstd, dictionaries on the repetitive strings,
+    local file (``ColdTier.stage``): zstd (rollups: snappy), dictionaries on the repetitive strings,
     statistics (but on the JSON text columns: no engine prunes by them), page index, a
     bloom filter on ``trace_id``, and (but for spans, whose order is not a column sort)
     the sort order recorded per row group."""
@@ -157,8 +158,10 @@ class ColdWriter:
             self._writer = pq.ParquetWriter(
                 str(self.path),
                 schema,
-                compression="zstd",
-                compression_level=tier.compression_level,
+                # rollups: snappy, read ~3x faster than zstd for ~6% more bytes (their values
+                # are floats zstd hardly shrinks), and dashboards read them over and over
+                compression="snappy" if dataset in WINDOW_NS else "zstd",
+                compression_level=None if dataset in WINDOW_NS else tier.compression_level,
                 use_dictionary=[c for c in names if c in DICTIONARY_COLUMNS],
                 write_statistics=[c for c in names if c not in JSON_COLUMNS],
                 write_page_index=True,
