@@ -59,6 +59,10 @@ _find_null: Final = re.compile(b"null").search  # faster than ``in`` on long tex
 _SEP_JSON: Final = ',"\\u0000\\u0001tael\\u0002",'
 
 
+_FEW: Final = 32
+"""Up to this many values are written one orjson call each: the split's fixed cost is more."""
+
+
 def json_texts(values: Sequence[Any]) -> pa.Array | None:
     """A string array of the JSON text of each value (``_block.dumps``'s text), written
     by one orjson call for the whole column: per value, orjson spends more on allocating
@@ -71,7 +75,7 @@ def json_texts(values: Sequence[Any]) -> pa.Array | None:
     The text of a value holding NaN or an infinity is written again by ``_block.dumps``
     (orjson writes them as null)."""
     n = len(values)
-    if n <= 1 or _SEP_VALUE in values:
+    if n <= _FEW or _SEP_VALUE in values:
         try:
             return json_array([_block.dumps(v) for v in values])
         except JSON_ERRORS:
@@ -103,11 +107,14 @@ def json_texts(values: Sequence[Any]) -> pa.Array | None:
 
 
 def constant(text: str, n: int) -> pa.Array:
-    return pa.nulls(n, pa.string()).fill_null(text)
+    """A string array of ``n`` times ``text``, built from its buffers."""
+    raw = text.encode()
+    offsets = np.arange(n + 1, dtype=np.int32) * np.int32(len(raw))
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(raw * n)])
 
 
 def zeros(n: int) -> pa.Array:
-    return pa.nulls(n, pa.uint8()).fill_null(0)
+    return pa.array(np.zeros(n, np.uint8))
 
 
 def series_ids(

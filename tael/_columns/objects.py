@@ -159,15 +159,20 @@ def _shared_json(maps: Sequence[Any]) -> tuple[pa.Array | None, list[int]]:
     return (texts.take(codes) if texts is not None else None), rows
 
 
-def _key_limits(services: pa.Array, names: pa.Array | None, *, min_service: int) -> None:
+def _key_limits(services: Sequence[str], names: Sequence[str] | None, *, min_service: int) -> None:
     """Irregular unless every service is ``min_service``..MAX_SERVICE_BYTES UTF-8 bytes
-    without NUL and (spans) every name fits its operations key (tael/_keys.py)."""
-    lengths = pc.binary_length(services)
-    if len(services):
-        _require(pc.min(lengths).as_py() >= min_service and pc.max(lengths).as_py() <= MAX_SERVICE_BYTES)
-    _require(not _true(pc.match_substring(services, "\x00")))
+    without NUL and (spans) every name fits its operations key (tael/_keys.py). The values
+    are exact ``str`` already encodable (``_strings``); each distinct one is checked once."""
+    for service in set(services):
+        _require(min_service <= len(service.encode()) <= MAX_SERVICE_BYTES and "\x00" not in service)
     if names is not None:
-        _require(pc.all(pc.less_equal(pc.add(pc.binary_length(names), lengths), MAX_KEY_BYTES - 1)).as_py())
+        for service, name in set(zip(services, names, strict=True)):
+            _require(len(service.encode()) + len(name.encode()) <= MAX_KEY_BYTES - 1)
+
+
+def _ints(arr: pa.Array) -> np.ndarray:
+    """The values of an int64 array without nulls, as numpy (no copy)."""
+    return np.asarray(arr.to_numpy(zero_copy_only=True))
 
 
 # ---------------------------------------------------------------- from model objects: spans
@@ -215,10 +220,11 @@ def spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
     (T, S, PA, N, SV, ST, EN, K, STT, M, A, R, SC, V, E, L, TS, F) = zip(*map(_SPAN_FIELDS, spans), strict=True)
     trace, span, parent = _hex_column(T, 16), _hex_column(S, 8), _opt_hex_column(PA, 8)
     names, services = _strings(N), _strings(SV)
-    _key_limits(services, names, min_service=1)
+    _key_limits(SV, N, min_service=1)
     starts, ends, flags = _numbers(ST, _INT, pa.int64()), _numbers(EN, _INT, pa.int64()), _numbers(F, _INT, pa.int64())
-    _require(pc.min(starts).as_py() >= 0 and pc.all(pc.less_equal(starts, ends)).as_py())
-    _require(pc.min(flags).as_py() >= 0 and pc.max(flags).as_py() < 1 << 32)
+    start_values, flag_values = _ints(starts), _ints(flags)
+    _require(start_values.min() >= 0 and (start_values <= _ints(ends)).all())
+    _require(flag_values.min() >= 0 and flag_values.max() < 1 << 32)
     kinds, statuses = _enum(K, _SPAN_KINDS), _enum(STT, _SPAN_STATUSES)
     messages, scopes, versions, states = _strings(M), _strings(SC), _strings(V), _strings(TS)
     unusual = set(_nonflat(A))
@@ -345,9 +351,9 @@ def logs_at_once(logs: Sequence[LogRecord], payloads: Payloads | None) -> pa.Rec
     n = len(logs)
     (TM, B, SV, SEV, SEVT, TR, SP, A, R, OB, SC) = zip(*map(_LOG_FIELDS, logs), strict=True)
     times = _numbers(TM, _INT, pa.int64())
-    _require(pc.min(times).as_py() >= 0)
+    _require(_ints(times).min() >= 0)
     bodies, services, sev_texts, scopes = _strings(B), _strings(SV), _strings(SEVT), _strings(SC)
-    _key_limits(services, None, min_service=0)
+    _key_limits(SV, None, min_service=0)
     _types(SEV, _INT)
     _require(min(SEV) >= 0 and max(SEV) <= 24)
     severities = pa.array(SEV, pa.int32())
@@ -439,12 +445,11 @@ def metrics_at_once(points: Sequence[MetricPoint]) -> pa.RecordBatch:
     n = len(points)
     (TM, N, SV, VAL, K, U, A, MO, TE, ST, C, SU, MN, MX, BC, EB) = zip(*map(_METRIC_FIELDS, points), strict=True)
     times = _numbers(TM, _INT, pa.int64())
-    _require(pc.min(times).as_py() >= 0)
+    _require(_ints(times).min() >= 0)
     names, services, units = _strings(N), _strings(SV), _strings(U)
-    lengths = pc.binary_length(names)
-    _require(pc.min(lengths).as_py() >= 1 and pc.max(lengths).as_py() <= MAX_METRIC_NAME_BYTES)
-    _require(not _true(pc.match_substring(names, "\x00")))
-    _key_limits(services, None, min_service=0)
+    for name in set(N):
+        _require(1 <= len(name.encode()) <= MAX_METRIC_NAME_BYTES and "\x00" not in name)
+    _key_limits(SV, None, min_service=0)
     values = _numbers(VAL, _NUMBER, pa.float64())
     _require(pc.all(pc.is_finite(values)).as_py())
     kinds, temporalities = _enum(K, _METRIC_KINDS), _enum(TE, _TEMPORALITIES)
