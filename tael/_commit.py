@@ -5,9 +5,13 @@ leader appends every queued frame to the WAL with one write and one fsync, and
 the insert calls return (acknowledged) once that fsync is done. Stage 2 is a
 single background thread that applies durable batches to the hot tier in LSN
 order, many batches per LMDB transaction, so LMDB's own sync is amortised over
-large groups. Reads call ``wait_applied()`` first, which waits until every
-batch acknowledged before the read began is applied: a caller always reads
-its own writes. The number of acknowledged-but-unapplied records is bounded
+large groups. When fewer than ``GATHER_ROWS`` records wait and nothing waits
+for them, the applier waits up to ``Settings.apply_gather_ms`` for more first:
+sequential small inserts then share blocks (``tael._hot.COALESCE_ROWS``) and
+transactions, instead of paying a block's and a commit's fixed costs each.
+Reads call ``wait_applied()`` first, which waits until every batch
+acknowledged before the read began is applied (and cuts a gathering wait
+short): a caller always reads its own writes. The number of acknowledged-but-unapplied records is bounded
 (``Settings.max_unapplied_records``); past it, inserts wait for the applier.
 
 What else consumes the WAL hangs off the pipeline as a :class:`Follower`, given
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 
 _RETRY_S = 1.0  # pause between attempts while the hot tier refuses writes
 _APPLY_GROUP_RECORDS = 50_000  # most records the applier puts in one LMDB transaction
+GATHER_ROWS = 4096  # the applier waits for more only while fewer records than this wait
 
 
 class Follower:
@@ -101,10 +107,20 @@ class _Ticket:
 class CommitPipeline:
     """The WAL writers (group commit), the hot-tier applier, and the followers."""
 
-    def __init__(self, wal: Wal, hot: HotTier, followers: Sequence[Follower], *, max_unapplied_records: int) -> None:
+    def __init__(
+        self,
+        wal: Wal,
+        hot: HotTier,
+        followers: Sequence[Follower],
+        *,
+        max_unapplied_records: int,
+        gather_s: float = 0.0,
+    ) -> None:
         self.wal = wal
         self.hot = hot
         self.max_unapplied = max_unapplied_records
+        self.gather_s = gather_s
+        self._waiting = 0  # readers and flushes waiting for the applier
         self.io = threading.Lock()  # serialises every use of the Wal object
         self._wal_cv = threading.Condition()
         self._wal_queue: list[_Ticket] = []
@@ -263,13 +279,17 @@ class CommitPipeline:
             if self.applied_lsn < target:
                 self._apply_retry_for = max(self._apply_retry_for, began + 1)
                 self._apply_cv.notify_all()
-            while self.applied_lsn < target:
-                self._check_failed()
-                if self.apply_error is not None and self._apply_failed > began:
-                    raise StorageError(f"the hot tier is behind the WAL and refusing writes: {self.apply_error}")
-                if not self._applier.is_alive():
-                    raise StorageError("the hot-tier applier has stopped")
-                self._apply_cv.wait(_RETRY_S)
+            self._waiting += 1
+            try:
+                while self.applied_lsn < target:
+                    self._check_failed()
+                    if self.apply_error is not None and self._apply_failed > began:
+                        raise StorageError(f"the hot tier is behind the WAL and refusing writes: {self.apply_error}")
+                    if not self._applier.is_alive():
+                        raise StorageError("the hot-tier applier has stopped")
+                    self._apply_cv.wait(_RETRY_S)
+            finally:
+                self._waiting -= 1
 
     # ------------------------------------------------------------ applier
 
@@ -280,6 +300,7 @@ class CommitPipeline:
                     self._apply_cv.wait()
                 if not self._apply_queue:
                     return
+                self._gather()
                 group: list[_Ticket] = []
                 count = 0
                 while self._apply_queue and count < _APPLY_GROUP_RECORDS:
@@ -312,6 +333,25 @@ class CommitPipeline:
                     self.checkpoint()
                 except OSError as exc:
                     log.error("WAL checkpoint failed (retried at the next one): %s", exc)
+
+    def _gather(self) -> None:
+        """Wait (``_apply_cv`` held between waits) up to ``gather_s`` for more batches while
+        fewer than ``GATHER_ROWS`` records wait and no reader, flush or throttled insert
+        waits for them."""
+        if self.gather_s <= 0:
+            return
+        deadline = time.monotonic() + self.gather_s
+        while (
+            self._unapplied < GATHER_ROWS
+            and self._unapplied < self.max_unapplied
+            and not self._waiting
+            and not self._stopping
+            and self._apply_retry_for <= self._apply_attempts
+        ):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._apply_cv.wait(left)
 
     def _applied(self, group: list[_Ticket], batches: list[Any], count: int) -> None:
         for applied in self._on_applied:

@@ -77,7 +77,11 @@ class Ingest:
             )
             shippers = Shippers(s, ship_options, wal_dir=wal.dir, hot=hot, identity=identity, durable_lsn=start)
             pipeline = CommitPipeline(
-                wal, hot, [IndexFollower(indexer), shippers], max_unapplied_records=s.max_unapplied_records
+                wal,
+                hot,
+                [IndexFollower(indexer), shippers],
+                max_unapplied_records=s.max_unapplied_records,
+                gather_s=s.apply_gather_ms / 1000,
             )
             node = Node(path, s, hot, payloads, identity, check_closed, pipeline=pipeline, shippers=shippers)
             pipeline.checkpoint()

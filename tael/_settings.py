@@ -55,6 +55,14 @@ class Settings:
     hot tier; past it, inserts wait for the applier. Bounds memory and the work
     a reopen replays."""
 
+    apply_gather_ms: float = 10.0
+    """Longest time (milliseconds, default 10) the hot-tier applier waits for more
+    acknowledged batches before applying those waiting, while fewer than 4,096
+    records wait and no read, flush or throttled insert waits for them (those cut
+    the wait short: a caller always reads its own writes). Sequential small inserts
+    then share blocks and LMDB transactions. 0 applies each batch at once. Another
+    process reading the store sees a write up to this much later."""
+
     writer_max_queue: int = 100_000
     """Default capacity (records) of a background writer's queue."""
 
@@ -322,6 +330,9 @@ class Settings:
             raise ValueError("Settings.wal_max_record_bytes must be below 4 GiB (the frame length is 32 bits)")
         _positive("hot_map_size_bytes", self.hot_map_size_bytes, minimum=1 << 20)
         _positive("max_unapplied_records", self.max_unapplied_records, minimum=1)
+        gather = self.apply_gather_ms
+        if isinstance(gather, bool) or not isinstance(gather, (int, float)) or not 0 <= gather <= 1000:
+            raise ValueError(f"Settings.apply_gather_ms must be a number in 0..1000, got {self.apply_gather_ms!r}")
         _positive("writer_max_queue", self.writer_max_queue, minimum=1)
         _positive("writer_batch_records", self.writer_batch_records, minimum=1)
         _positive("cold_target_file_bytes", self.cold_target_file_bytes, minimum=1)

@@ -11,7 +11,7 @@ import pytest
 
 import tael
 from tael._blobs import BlobStore, Payloads
-from tael._commit import CommitPipeline, Follower
+from tael._commit import GATHER_ROWS, CommitPipeline, Follower
 from tael._hot import Group, HotTier
 from tael._record import encode_frame, encode_rows
 from tael._wal import RecordType, Wal
@@ -130,3 +130,56 @@ def test_the_wal_is_kept_from_the_lowest_position_any_follower_needs(parts: tupl
         assert needy.checkpoints == 1  # told before the segments went
     finally:
         pipeline.close()
+
+
+def _log_blocks(hot: HotTier) -> int:
+    with hot.reader() as txn:
+        return int(txn.stat(hot.db["log_blocks"])["entries"])
+
+
+def test_the_applier_gathers_small_batches_until_someone_waits_for_them(parts: tuple[Wal, HotTier]) -> None:
+    """With a gathering window (Settings.apply_gather_ms), sequential small batches wait
+    for each other and are applied as one block in one transaction; a reader waiting for
+    them ends the wait at once (here the window is an hour: only the reader can end it)."""
+    wal, hot = parts
+    recorder = Recorder()
+    pipeline = CommitPipeline(wal, hot, [recorder], max_unapplied_records=1000, gather_s=3600.0)
+    try:
+        start = pipeline.applied_lsn
+        positions = commit_logs(pipeline, 5)
+        assert pipeline.applied_lsn == start and recorder.applied_lsns == []  # gathering
+        reader = threading.Thread(target=pipeline.wait_applied)
+        reader.start()
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "a waiting reader did not end the applier's gathering"
+        assert pipeline.applied_lsn == positions[-1][1]
+        assert pipeline.apply_groups == 1
+        assert recorder.applied_lsns == [lsn for lsn, _end in positions]
+        assert _log_blocks(hot) == 1  # the five small batches share one block
+    finally:
+        pipeline.close()
+
+
+def test_the_applier_stops_gathering_once_enough_records_wait(parts: tuple[Wal, HotTier]) -> None:
+    """Past GATHER_ROWS waiting records the applier applies without anyone waiting."""
+    wal, hot = parts
+    pipeline = CommitPipeline(wal, hot, [], max_unapplied_records=100_000, gather_s=3600.0)
+    payloads = Payloads(SETTINGS.payload_attributes, SETTINGS.payload_blob_min_bytes)
+    try:
+        rows = encode_rows(
+            RecordType.LOGS, [make_log(time_ns=i + 1, body=f"log {i}") for i in range(GATHER_ROWS)], payloads
+        )
+        _lsn, end = pipeline.commit(RecordType.LOGS, rows, encode_frame(RecordType.LOGS, rows, SETTINGS))
+        assert _applied_by(pipeline, end, 60), "the applier kept gathering with GATHER_ROWS records waiting"
+    finally:
+        pipeline.close()
+
+
+def _applied_by(pipeline: CommitPipeline, end: int, within_s: float) -> bool:
+    """Whether the applier reaches ``end`` within ``within_s`` without anyone waiting on it."""
+    pause = threading.Event()
+    for _ in range(int(within_s * 20)):
+        if pipeline.applied_lsn >= end:
+            return True
+        pause.wait(0.05)
+    return pipeline.applied_lsn >= end
