@@ -57,7 +57,6 @@ from ._coldformat import (
     day_parts,
     file_order,
     first_copies,
-    first_of_each_span,
     logs_table,
     metrics_table,
     span_keys,
@@ -75,6 +74,7 @@ log = logging.getLogger(__name__)
 
 REF_FILE: Final = 2
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
+_SPAN_KEYS: Final = ("trace_id", "span_id", "start_ns")  # what a spans chunk's file order needs
 
 
 @dataclass(slots=True)
@@ -83,7 +83,8 @@ class _HotChunk:
     ``HotTier.old_blocks`` named, as one table in the block schema (logs and metric
     points with their ``wal_lsn`` and ``batch_index``), and those blocks for the eviction."""
 
-    table: pa.Table
+    table: pa.Table | None
+    """None for spans, which are streamed from the blocks."""
     parts: list[tuple[bytes, Block, pa.Array | None]]
     count: int
 
@@ -215,16 +216,17 @@ class Compactor:
             parts = self.hot.old_blocks(txn, signal, before, limit)
         if not parts:
             return None
+        count = sum(block.n if rows is None else len(rows) for _bkey, block, rows in parts)
+        if signal == "spans":  # streamed from the blocks (_build_spans): no table of the chunk
+            return _HotChunk(None, parts, count)
         # one chunk per column: taking rows of a table of many chunks is several times slower
-        table = _moved(parts).combine_chunks()
-        return _HotChunk(table, parts, table.num_rows)
+        return _HotChunk(_moved(parts).combine_chunks(), parts, count)
 
     def _build(
         self, signal: str, chunk: _HotChunk, rollups: dict[str, int]
     ) -> tuple[list[NewFile], Callable[[Any], None]]:
         """Write one chunk of hot records as cold files (one per day and dataset) and
         return them with the eviction of exactly those records."""
-        table = chunk.table
         parts: list[tuple[str, pa.Table, bool]] = []  # (dataset, version-2 rows, in file order already)
         moved = chunk.parts
 
@@ -232,8 +234,10 @@ class Compactor:
             self.hot.evict(txn, moved, forget=False)
 
         if signal == "spans":
-            parts.append(("spans", table, False))
-        elif signal == "logs":
+            return self._build_spans(chunk), evict
+        table = chunk.table
+        assert table is not None, "logs and metric points come as a table"
+        if signal == "logs":
             parts.append(("logs", logs_table(table, table.column("wal_lsn"), table.column("batch_index")), False))
         else:
             points = metrics_table(table, table.column("wal_lsn"), table.column("batch_index"))
@@ -244,8 +248,6 @@ class Compactor:
 
         by_day: list[tuple[str, str, pa.Table, bool]] = []
         for dataset, rows, ordered in parts:
-            if dataset == "spans":
-                rows = first_of_each_span(rows)
             for day, taken in day_parts(rows.column(TIME_COLUMN[dataset])):
                 part = rows if len(taken) == rows.num_rows else rows.take(pa.array(taken))
                 by_day.append((dataset, day_of(day * DAY_NS), part, ordered))
@@ -255,6 +257,93 @@ class Compactor:
             self._safe_point(files)  # between files: nothing published yet
             files.append(self._write(fid, dataset, date, part, None if ordered else file_order(dataset, part), files))
         return files, evict
+
+    def _build_spans(self, chunk: _HotChunk) -> list[NewFile]:
+        """Write one chunk of hot spans as cold files (one per day), streaming: the file order
+        (dedup, day split, sort) is computed from the id and start columns alone, then each
+        row group gathers its rows from the blocks holding them, each block's columns decoded
+        once and dropped once its last row is written. Memory is the blocks in use at once,
+        not the chunk's decoded columns (and its copies: combined, sorted, converted)."""
+        moved = chunk.parts
+        light = [
+            block.batch(_SPAN_KEYS) if rows is None else block.batch(_SPAN_KEYS).take(rows)
+            for _bkey, block, rows in moved
+        ]
+        keys = pa.Table.from_batches(light).combine_chunks()
+        sizes = [b.num_rows for b in light]
+        part_of = np.repeat(np.arange(len(moved), dtype=np.int64), sizes)
+        row_of = np.concatenate(
+            [
+                np.arange(block.n, dtype=np.int64) if rows is None else np.asarray(rows.to_numpy(), dtype=np.int64)
+                for _bkey, block, rows in moved
+            ]
+        )
+        keep = first_copies(span_keys(keys))
+        kept = np.arange(keys.num_rows, dtype=np.int64) if keep is None else np.flatnonzero(keep)
+        start = keys.column("start_ns")
+        days = day_parts(start if keep is None else start.take(pa.array(kept)))
+        remaining = np.bincount(part_of[kept], minlength=len(moved))
+        decoded: dict[int, pa.RecordBatch] = {}
+
+        def gather(sel: np.ndarray) -> pa.Table:
+            """The rows ``sel`` (chunk row numbers) in that order, from their blocks."""
+            parts, rows = part_of[sel], row_of[sel]
+            by_part = np.argsort(parts, kind="stable")
+            pieces = []
+            for run in np.split(by_part, np.flatnonzero(np.diff(parts[by_part])) + 1):
+                p = int(parts[run[0]])
+                batch = decoded.get(p)
+                if batch is None:  # a fresh Block: the chunk's own keeps no decoded columns
+                    batch = decoded[p] = Block(moved[p][1].data, "spans").batch()
+                pieces.append(batch.take(pa.array(rows[run])))
+                remaining[p] -= len(run)
+                if remaining[p] == 0:
+                    del decoded[p]
+            table = pa.Table.from_batches(pieces)
+            if len(pieces) > 1 or not np.array_equal(by_part, np.arange(len(sel))):
+                back = np.empty(len(sel), dtype=np.int64)
+                back[by_part] = np.arange(len(sel), dtype=np.int64)
+                table = table.take(pa.array(back))
+            return table
+
+        ids = self.hot.alloc_file_ids(len(days))
+        files: list[NewFile] = []
+        for fid, (day, taken) in zip(ids, days, strict=True):
+            self._safe_point(files)  # between files: nothing published yet
+            sel = kept[taken]
+            sel = sel[np.asarray(file_order("spans", keys.take(pa.array(sel))).to_numpy(), dtype=np.int64)]
+            files.append(self._write_stream(fid, "spans", day_of(day * DAY_NS), sel, gather, files))
+        return files
+
+    def _write_stream(
+        self,
+        file_id: int,
+        dataset: str,
+        date: str,
+        sel: np.ndarray,
+        gather: Callable[[np.ndarray], pa.Table],
+        staged: Sequence[NewFile],
+    ) -> NewFile:
+        """One new file of the rows ``sel`` (in file order), a row group at a time, each
+        built by ``gather`` (block-schema rows) and converted to version 2; on failure
+        nothing of it, nor of ``staged``, is left behind."""
+        try:
+            writer = self.cold.writer(file_id, dataset, date, rows_hint=len(sel))
+        except OSError as exc:
+            self._discard(staged)
+            raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+        builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
+        try:
+            size = self.cold.row_group_rows
+            for at in range(0, len(sel), size):
+                builder.add_group(spans_table(gather(sel[at : at + size])))
+            return builder.finish()
+        except BaseException as exc:
+            writer.abort()
+            self._discard(staged)
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+            raise
 
     def _write(
         self,
