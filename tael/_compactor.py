@@ -74,7 +74,10 @@ log = logging.getLogger(__name__)
 
 REF_FILE: Final = 2
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
-_SPAN_KEYS: Final = ("trace_id", "span_id", "start_ns")  # what a spans chunk's file order needs
+_KEYS: Final = {  # the columns a streamed chunk's file order needs (see _build_streamed)
+    "spans": ("trace_id", "span_id", "start_ns"),
+    "logs": ("time_ns", "wal_lsn", "batch_index"),
+}
 
 
 @dataclass(slots=True)
@@ -84,7 +87,7 @@ class _HotChunk:
     points with their ``wal_lsn`` and ``batch_index``), and those blocks for the eviction."""
 
     table: pa.Table | None
-    """None for spans, which are streamed from the blocks."""
+    """None for spans and logs, which are streamed from the blocks."""
     parts: list[tuple[bytes, Block, pa.Array | None]]
     count: int
 
@@ -217,7 +220,7 @@ class Compactor:
         if not parts:
             return None
         count = sum(block.n if rows is None else len(rows) for _bkey, block, rows in parts)
-        if signal == "spans":  # streamed from the blocks (_build_spans): no table of the chunk
+        if signal in _KEYS:  # streamed from the blocks (_build_streamed): no table of the chunk
             return _HotChunk(None, parts, count)
         # one chunk per column: taking rows of a table of many chunks is several times slower
         return _HotChunk(_moved(parts).combine_chunks(), parts, count)
@@ -227,24 +230,21 @@ class Compactor:
     ) -> tuple[list[NewFile], Callable[[Any], None]]:
         """Write one chunk of hot records as cold files (one per day and dataset) and
         return them with the eviction of exactly those records."""
-        parts: list[tuple[str, pa.Table, bool]] = []  # (dataset, version-2 rows, in file order already)
         moved = chunk.parts
 
         def evict(txn: Any) -> None:
             self.hot.evict(txn, moved, forget=False)
 
-        if signal == "spans":
-            return self._build_spans(chunk), evict
+        if signal in _KEYS:
+            return self._build_streamed(signal, chunk), evict
         table = chunk.table
-        assert table is not None, "logs and metric points come as a table"
-        if signal == "logs":
-            parts.append(("logs", logs_table(table, table.column("wal_lsn"), table.column("batch_index")), False))
-        else:
-            points = metrics_table(table, table.column("wal_lsn"), table.column("batch_index"))
-            five, hour = _rollup.rollup_tables(points)
-            rollups["metrics_5m"] += five.num_rows
-            rollups["metrics_1h"] += hour.num_rows
-            parts += [("metrics", points, False), ("metrics_5m", five, True), ("metrics_1h", hour, True)]
+        assert table is not None, "metric points come as a table"
+        points = metrics_table(table, table.column("wal_lsn"), table.column("batch_index"))
+        five, hour = _rollup.rollup_tables(points)
+        rollups["metrics_5m"] += five.num_rows
+        rollups["metrics_1h"] += hour.num_rows
+        # (dataset, version-2 rows, in file order already)
+        parts = [("metrics", points, False), ("metrics_5m", five, True), ("metrics_1h", hour, True)]
 
         by_day: list[tuple[str, str, pa.Table, bool]] = []
         for dataset, rows, ordered in parts:
@@ -258,17 +258,16 @@ class Compactor:
             files.append(self._write(fid, dataset, date, part, None if ordered else file_order(dataset, part), files))
         return files, evict
 
-    def _build_spans(self, chunk: _HotChunk) -> list[NewFile]:
-        """Write one chunk of hot spans as cold files (one per day), streaming: the file order
-        (dedup, day split, sort) is computed from the id and start columns alone, then each
+    def _build_streamed(self, signal: str, chunk: _HotChunk) -> list[NewFile]:
+        """Write one chunk of hot spans or logs as cold files (one per day), streaming: the
+        file order (spans: the first copy of each span; the day split; the sort) is computed
+        from the few columns it needs (``_KEYS``), then each
         row group gathers its rows from the blocks holding them, each block's columns decoded
         once and dropped once its last row is written. Memory is the blocks in use at once,
         not the chunk's decoded columns (and its copies: combined, sorted, converted)."""
         moved = chunk.parts
-        light = [
-            block.batch(_SPAN_KEYS) if rows is None else block.batch(_SPAN_KEYS).take(rows)
-            for _bkey, block, rows in moved
-        ]
+        names = _KEYS[signal]
+        light = [block.batch(names) if rows is None else block.batch(names).take(rows) for _bkey, block, rows in moved]
         keys = pa.Table.from_batches(light).combine_chunks()
         sizes = [b.num_rows for b in light]
         part_of = np.repeat(np.arange(len(moved), dtype=np.int64), sizes)
@@ -278,10 +277,10 @@ class Compactor:
                 for _bkey, block, rows in moved
             ]
         )
-        keep = first_copies(span_keys(keys))
+        keep = first_copies(span_keys(keys)) if signal == "spans" else None
         kept = np.arange(keys.num_rows, dtype=np.int64) if keep is None else np.flatnonzero(keep)
-        start = keys.column("start_ns")
-        days = day_parts(start if keep is None else start.take(pa.array(kept)))
+        times = keys.column(TIME_COLUMN[signal])
+        days = day_parts(times if keep is None else times.take(pa.array(kept)))
         remaining = np.bincount(part_of[kept], minlength=len(moved))
         decoded: dict[int, pa.RecordBatch] = {}
 
@@ -294,7 +293,7 @@ class Compactor:
                 p = int(parts[run[0]])
                 batch = decoded.get(p)
                 if batch is None:  # a fresh Block: the chunk's own keeps no decoded columns
-                    batch = decoded[p] = Block(moved[p][1].data, "spans").batch()
+                    batch = decoded[p] = Block(moved[p][1].data, signal).batch()
                 pieces.append(batch.take(pa.array(rows[run])))
                 remaining[p] -= len(run)
                 if remaining[p] == 0:
@@ -311,8 +310,8 @@ class Compactor:
         for fid, (day, taken) in zip(ids, days, strict=True):
             self._safe_point(files)  # between files: nothing published yet
             sel = kept[taken]
-            sel = sel[np.asarray(file_order("spans", keys.take(pa.array(sel))).to_numpy(), dtype=np.int64)]
-            files.append(self._write_stream(fid, "spans", day_of(day * DAY_NS), sel, gather, files))
+            sel = sel[np.asarray(file_order(signal, keys.take(pa.array(sel))).to_numpy(), dtype=np.int64)]
+            files.append(self._write_stream(fid, signal, day_of(day * DAY_NS), sel, gather, files))
         return files
 
     def _write_stream(
@@ -325,7 +324,7 @@ class Compactor:
         staged: Sequence[NewFile],
     ) -> NewFile:
         """One new file of the rows ``sel`` (in file order), a row group at a time, each
-        built by ``gather`` (block-schema rows) and converted to version 2; on failure
+        built by ``gather`` (block-schema rows) and made version 2 (spans and logs); on failure
         nothing of it, nor of ``staged``, is left behind."""
         try:
             writer = self.cold.writer(file_id, dataset, date, rows_hint=len(sel))
@@ -336,7 +335,11 @@ class Compactor:
         try:
             size = self.cold.row_group_rows
             for at in range(0, len(sel), size):
-                builder.add_group(spans_table(gather(sel[at : at + size])))
+                rows = gather(sel[at : at + size])
+                if dataset == "spans":
+                    builder.add_group(spans_table(rows))
+                else:
+                    builder.add_group(logs_table(rows, rows.column("wal_lsn"), rows.column("batch_index")))
             return builder.finish()
         except BaseException as exc:
             writer.abort()
@@ -354,9 +357,9 @@ class Compactor:
         order: pa.Array | None,
         staged: Sequence[NewFile],
     ) -> NewFile:
-        """One new file of ``rows`` taken in ``order`` (None: they are in file order; spans
-        come as a column batch, made version 2 here); on failure nothing of it, nor of
-        ``staged`` (the step's files so far), is left behind."""
+        """One new file of ``rows`` (version 2: metric points and rollups) taken in ``order``
+        (None: they are in file order); on failure nothing of it, nor of ``staged`` (the
+        step's files so far), is left behind."""
         try:
             writer = self.cold.writer(file_id, dataset, date, rows_hint=rows.num_rows)
         except OSError as exc:
@@ -366,7 +369,7 @@ class Compactor:
         try:
             if order is not None:
                 rows = rows.take(order)
-            builder.add_sorted(spans_table(rows) if dataset == "spans" else rows)
+            builder.add_sorted(rows)
             return builder.finish()
         except BaseException as exc:
             writer.abort()
