@@ -211,6 +211,7 @@ class Compactor:
             log.debug("compacted %d %s into %s", chunk.count, signal, ", ".join(f.file.relpath for f in files))
             if chunk.count < batch:
                 return
+            del chunk, files, evict  # not held while the next chunk is read: a step's memory, not two
 
     def _hot_chunk(self, signal: str, before: int, limit: int) -> _HotChunk | None:
         """Up to ``limit`` of the oldest hot records of ``signal`` with time < ``before``, as
