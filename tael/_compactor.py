@@ -57,7 +57,6 @@ from ._coldformat import (
     day_parts,
     file_order,
     first_copies,
-    first_of_each_span,
     logs_table,
     metrics_table,
     span_keys,
@@ -75,6 +74,10 @@ log = logging.getLogger(__name__)
 
 REF_FILE: Final = 2
 _TRACE_SIGNAL = {"spans": SIGNAL_SPANS, "logs": SIGNAL_LOGS}
+_KEYS: Final = {  # the columns a streamed chunk's file order needs (see _build_streamed)
+    "spans": ("trace_id", "span_id", "start_ns"),
+    "logs": ("time_ns", "wal_lsn", "batch_index"),
+}
 
 
 @dataclass(slots=True)
@@ -83,7 +86,8 @@ class _HotChunk:
     ``HotTier.old_blocks`` named, as one table in the block schema (logs and metric
     points with their ``wal_lsn`` and ``batch_index``), and those blocks for the eviction."""
 
-    table: pa.Table
+    table: pa.Table | None
+    """None for spans and logs, which are streamed from the blocks."""
     parts: list[tuple[bytes, Block, pa.Array | None]]
     count: int
 
@@ -207,6 +211,7 @@ class Compactor:
             log.debug("compacted %d %s into %s", chunk.count, signal, ", ".join(f.file.relpath for f in files))
             if chunk.count < batch:
                 return
+            del chunk, files, evict  # not held while the next chunk is read: a step's memory, not two
 
     def _hot_chunk(self, signal: str, before: int, limit: int) -> _HotChunk | None:
         """Up to ``limit`` of the oldest hot records of ``signal`` with time < ``before``, as
@@ -215,37 +220,35 @@ class Compactor:
             parts = self.hot.old_blocks(txn, signal, before, limit)
         if not parts:
             return None
+        count = sum(block.n if rows is None else len(rows) for _bkey, block, rows in parts)
+        if signal in _KEYS:  # streamed from the blocks (_build_streamed): no table of the chunk
+            return _HotChunk(None, parts, count)
         # one chunk per column: taking rows of a table of many chunks is several times slower
-        table = _moved(parts).combine_chunks()
-        return _HotChunk(table, parts, table.num_rows)
+        return _HotChunk(_moved(parts).combine_chunks(), parts, count)
 
     def _build(
         self, signal: str, chunk: _HotChunk, rollups: dict[str, int]
     ) -> tuple[list[NewFile], Callable[[Any], None]]:
         """Write one chunk of hot records as cold files (one per day and dataset) and
         return them with the eviction of exactly those records."""
-        table = chunk.table
-        parts: list[tuple[str, pa.Table, bool]] = []  # (dataset, version-2 rows, in file order already)
         moved = chunk.parts
 
         def evict(txn: Any) -> None:
             self.hot.evict(txn, moved, forget=False)
 
-        if signal == "spans":
-            parts.append(("spans", table, False))
-        elif signal == "logs":
-            parts.append(("logs", logs_table(table, table.column("wal_lsn"), table.column("batch_index")), False))
-        else:
-            points = metrics_table(table, table.column("wal_lsn"), table.column("batch_index"))
-            five, hour = _rollup.rollup_tables(points)
-            rollups["metrics_5m"] += five.num_rows
-            rollups["metrics_1h"] += hour.num_rows
-            parts += [("metrics", points, False), ("metrics_5m", five, True), ("metrics_1h", hour, True)]
+        if signal in _KEYS:
+            return self._build_streamed(signal, chunk), evict
+        table = chunk.table
+        assert table is not None, "metric points come as a table"
+        points = metrics_table(table, table.column("wal_lsn"), table.column("batch_index"))
+        five, hour = _rollup.rollup_tables(points)
+        rollups["metrics_5m"] += five.num_rows
+        rollups["metrics_1h"] += hour.num_rows
+        # (dataset, version-2 rows, in file order already)
+        parts = [("metrics", points, False), ("metrics_5m", five, True), ("metrics_1h", hour, True)]
 
         by_day: list[tuple[str, str, pa.Table, bool]] = []
         for dataset, rows, ordered in parts:
-            if dataset == "spans":
-                rows = first_of_each_span(rows)
             for day, taken in day_parts(rows.column(TIME_COLUMN[dataset])):
                 part = rows if len(taken) == rows.num_rows else rows.take(pa.array(taken))
                 by_day.append((dataset, day_of(day * DAY_NS), part, ordered))
@@ -256,6 +259,96 @@ class Compactor:
             files.append(self._write(fid, dataset, date, part, None if ordered else file_order(dataset, part), files))
         return files, evict
 
+    def _build_streamed(self, signal: str, chunk: _HotChunk) -> list[NewFile]:
+        """Write one chunk of hot spans or logs as cold files (one per day), streaming: the
+        file order (spans: the first copy of each span; the day split; the sort) is computed
+        from the few columns it needs (``_KEYS``), then each
+        row group gathers its rows from the blocks holding them, each block's columns decoded
+        once and dropped once its last row is written. Memory is the blocks in use at once,
+        not the chunk's decoded columns (and its copies: combined, sorted, converted)."""
+        moved = chunk.parts
+        names = _KEYS[signal]
+        light = [block.batch(names) if rows is None else block.batch(names).take(rows) for _bkey, block, rows in moved]
+        keys = pa.Table.from_batches(light).combine_chunks()
+        sizes = [b.num_rows for b in light]
+        part_of = np.repeat(np.arange(len(moved), dtype=np.int64), sizes)
+        row_of = np.concatenate(
+            [
+                np.arange(block.n, dtype=np.int64) if rows is None else np.asarray(rows.to_numpy(), dtype=np.int64)
+                for _bkey, block, rows in moved
+            ]
+        )
+        keep = first_copies(span_keys(keys)) if signal == "spans" else None
+        kept = np.arange(keys.num_rows, dtype=np.int64) if keep is None else np.flatnonzero(keep)
+        times = keys.column(TIME_COLUMN[signal])
+        days = day_parts(times if keep is None else times.take(pa.array(kept)))
+        remaining = np.bincount(part_of[kept], minlength=len(moved))
+        decoded: dict[int, pa.RecordBatch] = {}
+
+        def gather(sel: np.ndarray) -> pa.Table:
+            """The rows ``sel`` (chunk row numbers) in that order, from their blocks."""
+            parts, rows = part_of[sel], row_of[sel]
+            by_part = np.argsort(parts, kind="stable")
+            pieces = []
+            for run in np.split(by_part, np.flatnonzero(np.diff(parts[by_part])) + 1):
+                p = int(parts[run[0]])
+                batch = decoded.get(p)
+                if batch is None:  # a fresh Block: the chunk's own keeps no decoded columns
+                    batch = decoded[p] = Block(moved[p][1].data, signal).batch()
+                pieces.append(batch.take(pa.array(rows[run])))
+                remaining[p] -= len(run)
+                if remaining[p] == 0:
+                    del decoded[p]
+            table = pa.Table.from_batches(pieces)
+            if len(pieces) > 1 or not np.array_equal(by_part, np.arange(len(sel))):
+                back = np.empty(len(sel), dtype=np.int64)
+                back[by_part] = np.arange(len(sel), dtype=np.int64)
+                table = table.take(pa.array(back))
+            return table
+
+        ids = self.hot.alloc_file_ids(len(days))
+        files: list[NewFile] = []
+        for fid, (day, taken) in zip(ids, days, strict=True):
+            self._safe_point(files)  # between files: nothing published yet
+            sel = kept[taken]
+            sel = sel[np.asarray(file_order(signal, keys.take(pa.array(sel))).to_numpy(), dtype=np.int64)]
+            files.append(self._write_stream(fid, signal, day_of(day * DAY_NS), sel, gather, files))
+        return files
+
+    def _write_stream(
+        self,
+        file_id: int,
+        dataset: str,
+        date: str,
+        sel: np.ndarray,
+        gather: Callable[[np.ndarray], pa.Table],
+        staged: Sequence[NewFile],
+    ) -> NewFile:
+        """One new file of the rows ``sel`` (in file order), a row group at a time, each
+        built by ``gather`` (block-schema rows) and made version 2 (spans and logs); on failure
+        nothing of it, nor of ``staged``, is left behind."""
+        try:
+            writer = self.cold.writer(file_id, dataset, date, rows_hint=len(sel))
+        except OSError as exc:
+            self._discard(staged)
+            raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+        builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
+        try:
+            size = self.cold.row_group_rows
+            for at in range(0, len(sel), size):
+                rows = gather(sel[at : at + size])
+                if dataset == "spans":
+                    builder.add_group(spans_table(rows))
+                else:
+                    builder.add_group(logs_table(rows, rows.column("wal_lsn"), rows.column("batch_index")))
+            return builder.finish()
+        except BaseException as exc:
+            writer.abort()
+            self._discard(staged)
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
+            raise
+
     def _write(
         self,
         file_id: int,
@@ -265,9 +358,9 @@ class Compactor:
         order: pa.Array | None,
         staged: Sequence[NewFile],
     ) -> NewFile:
-        """One new file of ``rows`` taken in ``order`` (None: they are in file order; spans
-        come as a column batch, made version 2 here); on failure nothing of it, nor of
-        ``staged`` (the step's files so far), is left behind."""
+        """One new file of ``rows`` (version 2: metric points and rollups) taken in ``order``
+        (None: they are in file order); on failure nothing of it, nor of ``staged`` (the
+        step's files so far), is left behind."""
         try:
             writer = self.cold.writer(file_id, dataset, date, rows_hint=rows.num_rows)
         except OSError as exc:
@@ -277,7 +370,7 @@ class Compactor:
         try:
             if order is not None:
                 rows = rows.take(order)
-            builder.add_sorted(spans_table(rows) if dataset == "spans" else rows)
+            builder.add_sorted(rows)
             return builder.finish()
         except BaseException as exc:
             writer.abort()

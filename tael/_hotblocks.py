@@ -285,6 +285,15 @@ def _fresh_rows(
     return (None if keep.all() else keep), earlier
 
 
+def _held_span_digests(block: Block) -> list[bytes]:
+    """:func:`span_digests` of a stored block without keeping its heavy columns decoded:
+    only rows flagged 2 (``payload``) can have references, and the decoding is done on a
+    copy of the block, so evicting a chunk's blocks holds none of their attributes."""
+    if not pc.any(pc.equal(block.column("payload"), 2)).as_py():
+        return []
+    return span_digests(Block(block.data, block.signal) if block.data else block)
+
+
 def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> None:
     """Store a block of spans: those whose (trace id, span id) either tier holds already,
     or an earlier row of the block has, are left out (a re-sent span changes nothing)."""
@@ -602,7 +611,7 @@ def unindex(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block
     if signal == "spans":
         for trace in set(block.column("trace_id").to_pylist()):
             txn.delete(trace + bkey, db=db["span_traces"])
-        digests = span_digests(block)
+        digests = _held_span_digests(block)
     elif signal == "logs":
         for trace in set(block.column("trace_id").to_pylist()):
             if trace is not None:
