@@ -26,9 +26,16 @@ class Maintenance:
     """Runs compaction, small-file merges, retention and WAL checkpoints for a store.
 
     ``run_once(now=None)`` does one pass; ``start()`` runs passes every
-    ``interval_s`` seconds on a daemon thread until ``stop()``. An error in a
-    pass is logged and counted (``errors``, ``last_error``) and the next pass
-    retries: it never propagates into the host application.
+    ``interval_s`` seconds on a daemon thread until ``stop()`` (a pass that took
+    longer than that is followed by the next at once, so a backlog is worked off
+    as fast as compaction goes). An error in a pass is logged and counted
+    (``errors``, ``last_error``) and the next pass retries: it never propagates
+    into the host application.
+
+    ``lag_s()`` says how far compaction is behind the hot window: how much older
+    than ``now - Settings.hot_window_s`` the cutoff of the last whole pass is. It
+    stays under ``interval_s`` plus a pass's duration while passes keep up; a
+    server slows its writers down while it is far behind (docs/server.md).
 
     ``stop()`` (or ``request_stop()``, which does not wait) interrupts the pass in
     progress at its next safe point, a few seconds at most however large the
@@ -58,6 +65,9 @@ class Maintenance:
         """Set by stop(): ends the loop and interrupts the pass in progress."""
         self._pass = threading.Lock()  # held by the pass in progress, in whatever thread
         self._thread: threading.Thread | None = None
+        self._caught_up_ns = time.time_ns() - int(store.settings.hot_window_s * 1e9)
+        """The cutoff of the last pass that compacted everything before it (at first: as
+        if one had just run, so a fresh loop is not behind)."""
 
     def run_once(self, now: Any = None) -> MaintenanceReport:
         """One pass: compact what is older than ``Settings.hot_window_s``, merge small
@@ -81,7 +91,10 @@ class Maintenance:
             now_ns = to_ns(now, "now") if now is not None else time.time_ns()
             assert now_ns is not None
             hot_window = int(self.store.settings.hot_window_s * 1e9)
-            compaction = self.store.compact(now_ns - hot_window, stop=stop)
+            cutoff = now_ns - hot_window
+            compaction = self.store.compact(cutoff, stop=stop)
+            if not compaction.interrupted:
+                self._caught_up_ns = max(self._caught_up_ns, cutoff)
             merged = compaction.files_merged
             if not halted():
                 merged += self.store.merge_small_files(stop=stop)
@@ -152,14 +165,21 @@ class Maintenance:
             self._stop.clear()
             self._pass.release()
 
+    def lag_s(self, now_ns: int | None = None) -> float:
+        """Seconds by which compaction is behind the hot window (0 while it keeps up)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        behind = now - int(self.store.settings.hot_window_s * 1e9) - self._caught_up_ns
+        return max(behind, 0) / 1e9
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             if self.store.closed:
                 return
+            began = time.monotonic()
             self.run_once()
             if self.store.closed:
                 return
-            self._stop.wait(self.interval_s)
+            self._stop.wait(max(self.interval_s - (time.monotonic() - began), 0.0))
 
     def __enter__(self) -> Maintenance:
         return self.start()

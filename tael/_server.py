@@ -71,6 +71,7 @@ from ._store import Store
 log = logging.getLogger(__name__)
 
 _RETRY_AFTER_S = "5"
+_THROTTLE_POLL_S = 0.05  # how often a write held back for compaction looks again
 _SIGNALS = {"traces": "spans", "logs": "logs", "metrics": "metrics"}
 _JAEGER_TRACE_LIMIT = 1_500
 
@@ -103,6 +104,12 @@ class ServerMetrics:
             ["signal"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+        self.throttled = Counter(
+            "tael_otlp_throttled",
+            "OTLP writes that waited for compaction to catch up, by outcome (written or 503)",
+            ["outcome"],
+            registry=self.registry,
         )
         self.query_seconds = Histogram(
             "tael_query_seconds",
@@ -208,6 +215,11 @@ class ServerMetrics:
             out.append(
                 GaugeMetricFamily("tael_retention_dropped_records", "Records retention dropped", value=m.rows_dropped)
             )
+            out.append(
+                GaugeMetricFamily(
+                    "tael_compaction_lag_seconds", "How far compaction is behind the hot window", value=m.lag_s()
+                )
+            )
         return out
 
 
@@ -234,6 +246,21 @@ def create_app(
         )
         for signal in _SIGNALS.values()
     }
+
+    async def caught_up() -> bool:
+        """Whether an OTLP write may go ahead: at once while compaction keeps up; else
+        after waiting (``server_throttle_wait_s`` at most) for it to catch up, so that
+        writers are slowed to what compaction takes (``server_max_compaction_lag_s``)."""
+        if maintenance is None or maintenance.lag_s() <= settings.server_max_compaction_lag_s:
+            return True
+        deadline = time.monotonic() + settings.server_throttle_wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(_THROTTLE_POLL_S)
+            if maintenance.lag_s() <= settings.server_max_compaction_lag_s:
+                metrics.throttled.labels("written").inc()
+                return True
+        metrics.throttled.labels("refused").inc()
+        return False
 
     def otlp_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
         signal = _SIGNALS[kind]
@@ -275,6 +302,9 @@ def create_app(
                 message = f"unsupported content encoding {encoding!r} (gzip, deflate or identity)"
                 return _status(415, ctype, message, close=True)
             began = time.perf_counter()
+            if not await caught_up():
+                message = f"compaction is {maintenance.lag_s() if maintenance else 0:.0f} s behind; retry later"
+                return _status(503, ctype, message, retry=True, close=True)
             reservation = _limits.request_reservation(request)
             unread = True
             acquired = False

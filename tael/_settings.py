@@ -192,6 +192,20 @@ class Settings:
     60) of its headers; else the connection is closed (tael counts a 408). 60 s is
     a 20 MiB body at 350 KB/s."""
 
+    server_max_compaction_lag_s: float = 120.0
+    """When ``tael serve``'s maintenance loop falls this far (seconds, default 120)
+    behind the hot window (``Maintenance.lag_s``: its last whole compaction's cutoff
+    is older than ``now - hot_window_s`` by more), OTLP writes wait for it to catch
+    up, each at most ``server_throttle_wait_s``, then get 503 with Retry-After: the
+    hot tier, its disk and the server's memory stay bounded under any load, and
+    clients are slowed to what compaction can take. Passes every 60 s that keep up
+    stay under ~60 s plus a pass's duration."""
+
+    server_throttle_wait_s: float = 5.0
+    """Longest time (seconds, default 5) an OTLP write waits for compaction to catch
+    up (``server_max_compaction_lag_s``) before it gets 503 with Retry-After; below
+    the OTLP exporters' default 10 s timeout."""
+
     health_min_free_bytes: int = 256 << 20
     """``/health/ready`` turns 503 when the data directory's file system has less free
     space than this (bytes, default 256 MiB)."""
@@ -417,6 +431,8 @@ class Settings:
             "cold_request_timeout_s",
             "server_header_timeout_s",
             "server_body_timeout_s",
+            "server_max_compaction_lag_s",
+            "server_throttle_wait_s",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -229,3 +230,24 @@ def test_sigterm_during_a_long_maintenance_pass_exits_promptly_and_loses_nothing
     with tael.Store(data, SETTINGS) as store:
         assert sum(store.stats().hot_records.values()) > 0
         check_store(store, data)
+
+
+def test_lag_is_how_far_the_last_whole_pass_is_behind_the_hot_window(tmp_path: Path) -> None:
+    """``Maintenance.lag_s``: 0 right after a whole pass at ``now``, growing with time
+    since; an interrupted pass does not count as caught up (the server slows writers on
+    it: tests/test_server_limits.py)."""
+    with tael.Store(tmp_path / "data", SETTINGS) as store:
+        backlog(store, 1_000)
+        made = time.time_ns()
+        m = tael.Maintenance(store)
+        later = made + DAY  # a day after the loop was made: a day behind
+        assert DAY / S - 60 < m.lag_s(now_ns=later) <= DAY / S
+        m.request_stop()
+        stopped = m.run_once(now=later)
+        assert stopped.interrupted
+        assert m.lag_s(now_ns=later) > DAY / S - 60  # not caught up
+        m.stop()  # passes after stop() are whole again
+        report = m.run_once(now=later)
+        assert not report.interrupted and report.error is None
+        assert m.lag_s(now_ns=later) == 0
+        assert m.lag_s(now_ns=later + 30 * S) == 30

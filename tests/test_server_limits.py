@@ -29,13 +29,14 @@ PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
 @contextmanager
-def serving(store: tael.Store) -> Iterator[str]:
+def serving(store: tael.Store, maintenance: tael.Maintenance | None = None) -> Iterator[str]:
     """The app over ``store`` on loopback, configured as ``run_server`` does (the
     timed h11 protocol), in a thread; yields its base URL."""
     import uvicorn
 
     port = free_port()
-    config = uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    app = create_app(store, maintenance=maintenance)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     _limits.configure_uvicorn(config, store.settings)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -725,3 +726,40 @@ def test_query_responses_are_capped_at_server_max_response_bytes(tmp_path: Path)
             assert 5 <= len(r.json()["data"]) <= 10
             assert "server_max_response_bytes" in r.json()["errors"][0]["msg"]
             assert gauge(url, "tael_server_reserved_bytes") == 0.0
+
+
+# ---------------------------------------------------------------- compaction behind
+
+
+def throttled(url: str) -> dict[str, float]:
+    out = {}
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for sample in fam.samples:
+            if sample.name == "tael_otlp_throttled_total":
+                out[sample.labels["outcome"]] = sample.value
+    return out
+
+
+def test_writes_wait_for_compaction_that_fell_behind_then_get_503(tmp_path: Path) -> None:
+    """While the maintenance loop's compaction is further behind the hot window than
+    server_max_compaction_lag_s, an OTLP write waits for it (server_throttle_wait_s at
+    most), then gets 503 with Retry-After and nothing of it is stored; once a pass has
+    caught up, writes go through again. The lag is exported as a gauge."""
+    settings = tael.Settings(server_max_compaction_lag_s=60.0, server_throttle_wait_s=0.3)
+    with tael.Store(tmp_path / "data", settings) as store:
+        maintenance = tael.Maintenance(store)
+        maintenance._caught_up_ns = 0  # as if no pass had finished since 1970: far behind
+        with serving(store, maintenance) as url:
+            assert gauge(url, "tael_compaction_lag_seconds") > 1e9
+            r = httpx.post(url + "/v1/traces", content=trace_request(3), headers=PROTOBUF, timeout=30)
+            assert r.status_code == 503 and r.headers["Retry-After"]
+            assert "compaction is" in r.text and "behind" in r.text
+            assert store.stats().signals["spans"].count == 0
+            assert throttled(url) == {"refused": 1.0}
+            report = maintenance.run_once()  # a whole pass: caught up
+            assert report.error is None and not report.interrupted
+            assert gauge(url, "tael_compaction_lag_seconds") < 60
+            r = httpx.post(url + "/v1/traces", content=trace_request(3), headers=PROTOBUF, timeout=30)
+            assert r.status_code == 200, r.text
+            assert store.stats().signals["spans"].count == 3
+            assert throttled(url) == {"refused": 1.0}
