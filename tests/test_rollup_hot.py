@@ -197,6 +197,7 @@ def test_appending_in_time_order_is_bit_exact(store: tael.Store) -> None:
 
 def test_a_late_point_marks_its_window_dirty_and_reads_recompute_it(store: tael.Store) -> None:
     store.insert_metrics([point(1, 1, 0, 10.0), point(1, 3, 0, 20.0), point(1, 7, 0, 1.0)])
+    store.flush()  # applied on its own (not gathered with the next: Settings.apply_gather_ms)
     store.insert_metrics([point(1, 2, 0, 15.0)])  # before the window's newest point: late
     store.flush()
     entries = table_entries(store)
