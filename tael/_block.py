@@ -328,6 +328,104 @@ def _walk_heavy(data: bytes) -> dict[str, list[Any]] | None:
         return None
 
 
+_MANY_VALUES: Final = 64  # a string column with more distinct values is left to msgpack (a Python loop per value)
+
+
+def _walk_body(data: bytes) -> tuple[int, dict[str, list[Any]], Any] | None:
+    """(n, plain columns, heavy frame) of a block's bytes (docs/format/blocks.md, "Bytes")
+    with every bin a memoryview of ``data``: msgpack would copy each column and the heavy
+    frame (most of a block's bytes, ~0.8 MB for 10,000 spans) where a read uses a few
+    columns, and only some rows of them. None when the bytes are laid out otherwise, or
+    a string column has many distinct values (msgpack decodes those faster): the
+    caller then decodes with msgpack, which also says what is wrong with bad bytes."""
+    view = memoryview(data)
+    end = len(data)
+    at = 0
+
+    def length(fix_base: int, fix_max: int, t8: int, has8: bool = True) -> int:
+        """The length in a str/bin/array/map header at ``at`` (advanced past it)."""
+        nonlocal at
+        tag = data[at]
+        if fix_base <= tag <= fix_base + fix_max:
+            at += 1
+            return tag - fix_base
+        if has8 and tag == t8:
+            at += 2
+            return int(data[at - 1])
+        first16 = t8 + 1 if has8 else t8
+        if tag == first16:
+            at += 3
+            return int(_U16.unpack_from(data, at - 2)[0])
+        if tag == first16 + 1:
+            at += 5
+            return int(_U32.unpack_from(data, at - 4)[0])
+        raise ValueError(tag)
+
+    def text() -> str:
+        nonlocal at
+        size = length(0xA0, 31, 0xD9)
+        at += size
+        return str(view[at - size : at], "utf-8")
+
+    def binary() -> memoryview | None:
+        nonlocal at
+        if data[at] == 0xC0:
+            at += 1
+            return None
+        size = length(0x100, 0, 0xC4)
+        at += size
+        if at > end:
+            raise ValueError("short")
+        return view[at - size : at]
+
+    def uint() -> int:
+        nonlocal at
+        tag = data[at]
+        if tag < 0x80:
+            at += 1
+            return tag
+        widths = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+        w = widths[tag]
+        at += 1 + w
+        return int.from_bytes(view[at - w : at], "big")
+
+    try:
+        n: int | None = None
+        cols: dict[str, list[Any]] | None = None
+        heavy: Any = None
+        version: int | None = None
+        for _ in range(length(0x80, 15, 0xDE, has8=False)):
+            key = text()
+            if key == "v":
+                version = uint()
+            elif key == "n":
+                n = uint()
+            elif key == "h":
+                heavy = binary()
+            elif key == "c":
+                cols = {}
+                for _col in range(length(0x80, 15, 0xDE, has8=False)):
+                    name = text()
+                    parts = length(0x90, 15, 0xDC, has8=False)
+                    if parts == 2:
+                        cols[name] = [binary(), binary()]
+                    elif parts == 3:
+                        count = length(0x90, 15, 0xDC, has8=False)
+                        if count > _MANY_VALUES:
+                            return None
+                        values = [text() for _v in range(count)]
+                        cols[name] = [values, binary(), binary()]
+                    else:
+                        return None
+            else:
+                return None
+        if at != end or version != BLOCK_VERSION or n is None or cols is None:
+            return None
+        return n, cols, heavy
+    except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError):
+        return None
+
+
 def _heavy_map(data: bytes) -> dict[str, list[Any]]:
     """The heavy columns' map of a decompressed ``h`` entry."""
     walked = _walk_heavy(data)
@@ -383,11 +481,15 @@ class Block:
         self._heavy: dict[str, Any] | None = None
         self._arrays: dict[str, pa.Array] = {}
         self._cols: dict[str, Any] = {}
-        self._heavy_raw: bytes | None = None
+        self._heavy_raw: bytes | memoryview | None = None
         self.n: int = 0
         if batch is not None:  # its columns are the block's: nothing to decode
             self.n = batch.num_rows
             self._arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
+            return
+        walked = _walk_body(self.data)
+        if walked is not None:
+            self.n, self._cols, self._heavy_raw = walked
             return
         try:
             body = msgpack.unpackb(data, raw=False, use_list=True)
@@ -487,21 +589,16 @@ class Block:
         """The rows whose fixed-width binary column ``name`` (ids) equals ``value``, in order."""
         if not self._encoded(name):
             return pc.indices_nonzero(pc.equal(self.column(name), pa.scalar(value, self._type(name)))).to_pylist()  # type: ignore[no-any-return]
-        data, valid = self._cols[name]
-        width = len(value)
-        rows = []
-        at = data.find(value)
-        while at >= 0:
-            if at % width == 0:
-                row = at // width
-                if row >= self.n:
-                    break
-                if _valid_at(valid, row):
-                    rows.append(row)
-                at = data.find(value, at + width)
-            else:
-                at = data.find(value, at + 1)
-        return rows
+        try:
+            data, valid = self._cols[name]
+            width = len(value)
+            if width % 8 or len(data) < self.n * width:
+                raise ValueError(f"{len(data)} bytes for {self.n} ids of {width}")
+            ids = np.frombuffer(data, "<u8", self.n * width // 8).reshape(self.n, width // 8)
+            rows: list[int] = np.flatnonzero((ids == np.frombuffer(value, "<u8")).all(axis=1)).tolist()
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptionError(f"column {name!r} of a {self.signal} block does not decode: {exc!r}") from exc
+        return rows if valid is None else [r for r in rows if _valid_at(valid, r)]
 
     def pylist(self, name: str, rows: Sequence[int]) -> list[Any]:
         """The values of column ``name`` at ``rows`` as Python objects, as ``to_pylist``
@@ -512,8 +609,8 @@ class Block:
             return self.column(name).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
         t = self._type(name)
         try:
-            if r_bad := [r for r in rows if not 0 <= r < self.n]:
-                raise IndexError(f"row {r_bad[0]} of {self.n}")
+            if rows and (min(rows) < 0 or max(rows) >= self.n):
+                raise IndexError(f"rows {min(rows)}..{max(rows)} of a block of {self.n}")
             if name in HEAVY:
                 offsets, data, valid = self._heavy_entries()[name]
                 if pa.types.is_list(t):
@@ -538,7 +635,7 @@ class Block:
                 data, valid = self._cols[name]
                 if pa.types.is_fixed_size_binary(t):
                     w = t.byte_width
-                    out = [data[r * w : (r + 1) * w] for r in rows]
+                    out = [bytes(data[r * w : (r + 1) * w]) for r in rows]
                 elif pa.types.is_boolean(t):
                     out = [bool((data[r >> 3] >> (r & 7)) & 1) for r in rows]
                 elif pa.types.is_uint8(t):
