@@ -46,7 +46,8 @@ from ._layout import (
 )
 from ._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
 
-BLOCK_VERSION: Final = 1
+BLOCK_VERSION: Final = 2  # what encode_block writes when a heavy column is coded; else 1
+READABLE_VERSIONS: Final = frozenset({1, 2})
 
 # ---------------------------------------------------------------- schemas
 
@@ -217,17 +218,42 @@ def _fixed_bytes(arr: pa.Array) -> bytes:
     return data[: len(arr) * width]
 
 
-def encode_block(batch: pa.RecordBatch, signal: str) -> bytes:
-    """The block of a column batch in ``BLOCK_SCHEMAS[signal]`` (docs/format/blocks.md)."""
+_CODED_MAX: Final = 64  # a heavy text column with at most this many distinct values (and <= rows / 4) is coded
+
+
+def encode_block(batch: pa.RecordBatch, signal: str, *, code_heavy: bool = True) -> bytes:
+    """The block of a column batch in ``BLOCK_SCHEMAS[signal]`` (docs/format/blocks.md).
+
+    A heavy text column whose rows repeat a few values (a resource per process, a
+    repeated log body) is written as a string column (values and codes) rather than
+    into the zstd frame: a read of a few rows must decompress the frame whole, and
+    repeated texts made most of it (block version 2). ``code_heavy=False`` writes
+    every heavy column into the frame (version 1, what tael wrote before)."""
     fields = list(BLOCK_SCHEMAS[signal]) + [EXTRA_FIELDS[n] for n in batch.schema.names if n in EXTRA_FIELDS]
     n = batch.num_rows
     cols: dict[str, Any] = {}
     heavy: dict[str, Any] = {}
+    version = 1
     for field in fields:
         arr = _plain(
             batch.column(field.name).combine_chunks() if isinstance(batch, pa.Table) else batch.column(field.name)
         )
         t = field.type
+        if (
+            code_heavy
+            and field.name in HEAVY
+            and pa.types.is_string(t)
+            and n >= 8
+            # a first look at a few rows, so that a column of distinct texts costs little
+            and len(pc.unique(arr.slice(0, 4 * _CODED_MAX))) <= _CODED_MAX
+        ):
+            enc = pc.dictionary_encode(arr)
+            if len(enc.dictionary) <= min(_CODED_MAX, n // 4):
+                values = enc.dictionary.to_pylist()
+                codes = _plain(enc.indices).cast(_CODE_TYPES[1])
+                cols[field.name] = [values, _fixed_bytes(codes), _validity(arr)]
+                version = 2
+                continue
         if field.name in HEAVY:
             buffers = arr.buffers()
             if pa.types.is_list(t):
@@ -251,7 +277,7 @@ def encode_block(batch: pa.RecordBatch, signal: str) -> bytes:
             cols[field.name] = [values, _fixed_bytes(codes), _validity(arr)]
         else:
             cols[field.name] = [_fixed_bytes(arr), _validity(arr)]
-    body: dict[str, Any] = {"v": BLOCK_VERSION, "n": n, "c": cols}
+    body: dict[str, Any] = {"v": version, "n": n, "c": cols}
     if heavy:
         body["h"] = _compressor().compress(_packb(heavy))
     return bytes(_packb(body))
@@ -419,7 +445,7 @@ def _walk_body(data: bytes) -> tuple[int, dict[str, list[Any]], Any] | None:
                         return None
             else:
                 return None
-        if at != end or version != BLOCK_VERSION or n is None or cols is None:
+        if at != end or version not in READABLE_VERSIONS or n is None or cols is None:
             return None
         return n, cols, heavy
     except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError):
@@ -493,8 +519,8 @@ class Block:
             return
         try:
             body = msgpack.unpackb(data, raw=False, use_list=True)
-            if body["v"] != BLOCK_VERSION:
-                raise ValueError(f"block version {body['v']}, this tael reads {BLOCK_VERSION}")
+            if body["v"] not in READABLE_VERSIONS:
+                raise ValueError(f"block version {body['v']}, this tael reads {sorted(READABLE_VERSIONS)}")
             n = body["n"]
             if type(n) is not int or n < 0 or type(body["c"]) is not dict:
                 raise ValueError(f"a block of {n!r} rows")
@@ -519,7 +545,7 @@ class Block:
         field = EXTRA_FIELDS[name] if name in EXTRA_FIELDS else BLOCK_SCHEMAS[self.signal].field(name)
         t, n = field.type, self.n
         try:
-            if name in HEAVY:
+            if name in HEAVY and name not in self._cols:
                 entry = self._heavy_entries()[name]
                 validity = pa.py_buffer(entry[2]) if entry[2] is not None else None
                 if pa.types.is_list(t):
@@ -611,7 +637,7 @@ class Block:
         try:
             if rows and (min(rows) < 0 or max(rows) >= self.n):
                 raise IndexError(f"rows {min(rows)}..{max(rows)} of a block of {self.n}")
-            if name in HEAVY:
+            if name in HEAVY and name not in self._cols:
                 offsets, data, valid = self._heavy_entries()[name]
                 if pa.types.is_list(t):
                     return self.column(name).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
@@ -627,6 +653,13 @@ class Block:
             if pa.types.is_string(t):
                 values, codes, valid = self._cols[name]
                 width = len(codes) // self.n
+                if valid is not None:  # a null row's code is 0, and may name no value
+                    return [
+                        values[int.from_bytes(codes[r * width : (r + 1) * width], "little")]
+                        if _valid_at(valid, r)
+                        else None
+                        for r in rows
+                    ]
                 if width == 1:
                     out = [values[codes[r]] for r in rows]
                 else:

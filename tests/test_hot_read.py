@@ -317,3 +317,68 @@ def test_get_trace_rows_are_the_traces_own(data_dir: Path) -> None:
             assert [(s.parent_span_id, s.name, s.kind, s.status, s.links, s.flags) for s in got] == [
                 (s.parent_span_id, s.name, s.kind, s.status, s.links, s.flags) for s in want
             ]
+
+
+def _repeating_batch(n: int) -> Any:
+    """A span batch whose resource and payload references repeat a few values (with nulls)
+    and whose attributes do not."""
+    records = []
+    for i in range(n):
+        f = _record(f"{i // 3 + 1:032x}", i + 1, {"i": i, "input.value": bytes([i % 3]) * 32 if i % 5 == 0 else ""})
+        f[11] = {"service.name": f"svc{i % 3}", "pod": "p-é"}
+        records.append(f)
+    return spans_batch(records)
+
+
+def test_blocks_written_the_old_way_read_the_same() -> None:
+    """Blocks of version 1 (every heavy column in the zstd frame, as tael wrote them
+    before) and of version 2 (a heavy column of a few repeated values coded as a string
+    column) decode to the same batch and records."""
+    batch = _repeating_batch(400)
+    old, new = encode_block(batch, "spans", code_heavy=False), encode_block(batch, "spans")
+    old_body, new_body = msgpack.unpackb(old, raw=False), msgpack.unpackb(new, raw=False)
+    assert old_body["v"] == 1 and "resource" not in old_body["c"] and "payload_refs" not in old_body["c"]
+    assert new_body["v"] == 2 and new_body["c"]["resource"][0] == [
+        '{"service.name":"svc0","pod":"p-é"}',
+        '{"service.name":"svc1","pod":"p-é"}',
+        '{"service.name":"svc2","pod":"p-é"}',
+    ]
+    assert new_body["c"]["payload_refs"][2] is not None  # coded, with nulls
+    assert "attributes" not in new_body["c"] and len(new) < len(old)
+    assert Block(old, "spans").batch().to_pydict() == Block(new, "spans").batch().to_pydict() == batch.to_pydict()
+    rows = [0, 1, 5, 399, 10, 10]
+    assert Block(old, "spans").records(rows) == Block(new, "spans").records(rows) == RECORDS_OF["spans"](batch, rows)
+    assert Block(new, "spans").records(rows)[0][10]["input.value"] == b"\x00" * 32  # the reference read back
+
+
+def test_a_hot_tier_of_old_blocks_answers_the_same(data_dir: Path) -> None:
+    """A hot tier whose blocks were written as version 1 (before heavy columns were
+    coded) answers every read as one written now."""
+    spans = _varied_spans(600, 5)
+    for s in spans:  # resources repeat: coded in blocks written now
+        s.resource = {"service.name": s.service}
+    with tael.Store(data_dir) as store:
+        store.insert_spans(spans[:300])
+        store.flush()
+        store.insert_spans(spans[300:])
+        store.flush()
+        versions = {msgpack.unpackb(b.data, raw=False)["v"] for b in _stored_blocks(store, "spans")}
+        assert versions == {2}
+        queries = [{}, {"service": "db"}, {"status": "error", "min_duration_ms": 10}, {"kind": "client"}]
+        want = [[(s.span_id, s.resource, s.attributes) for s in store.query_traces(limit=1_000, **q)] for q in queries]
+        traces = [store.get_trace(t) for t in sorted({s.trace_id for s in spans})[:30]]
+    env = lmdb.open(str(data_dir / "hot"), max_dbs=32)
+    try:
+        with env.begin(write=True) as txn:
+            db = env.open_db(b"span_blocks", txn=txn, create=False)
+            for key, value in list(txn.cursor(db=db)):
+                txn.put(
+                    bytes(key), encode_block(Block(bytes(value), "spans").batch(), "spans", code_heavy=False), db=db
+                )
+    finally:
+        env.close()
+    with tael.Store(data_dir) as store:
+        assert {msgpack.unpackb(b.data, raw=False)["v"] for b in _stored_blocks(store, "spans")} == {1}
+        got = [[(s.span_id, s.resource, s.attributes) for s in store.query_traces(limit=1_000, **q)] for q in queries]
+        assert got == want and all(want)
+        assert [store.get_trace(t) for t in sorted({s.trace_id for s in spans})[:30]] == traces
