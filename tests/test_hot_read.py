@@ -11,10 +11,11 @@ from typing import Any
 
 import lmdb
 import msgpack
+import pyarrow as pa
 import pytest
 
 import tael
-from tael._block import RECORDS_OF, Block, _heavy_map, encode_block, spans_batch
+from tael._block import RECORDS_OF, Block, _heavy_map, _walk_body, encode_block, spans_batch
 from tael._hotblocks import BLOCKS, blocks
 
 from .conftest import make_log, make_point, make_span
@@ -382,3 +383,26 @@ def test_a_hot_tier_of_old_blocks_answers_the_same(data_dir: Path) -> None:
         got = [[(s.span_id, s.resource, s.attributes) for s in store.query_traces(limit=1_000, **q)] for q in queries]
         assert got == want and all(want)
         assert [store.get_trace(t) for t in sorted({s.trace_id for s in spans})[:30]] == traces
+
+
+def test_block_body_read_without_copies_equals_msgpack() -> None:
+    """The walker over a block's bytes finds what msgpack decodes; a layout it does not
+    expect (many distinct values, another version) is left to msgpack."""
+    batch = _repeating_batch(300)
+    for code in (True, False):
+        data = encode_block(batch, "spans", code_heavy=code)
+        walked = _walk_body(data)
+        body = msgpack.unpackb(data, raw=False)
+        assert walked is not None
+        n, cols, heavy = walked
+        plain = {k: [bytes(x) if isinstance(x, memoryview) else x for x in v] for k, v in cols.items()}
+        assert (n, plain, None if heavy is None else bytes(heavy)) == (body["n"], body["c"], body.get("h"))
+    many = spans_batch([_record(f"{i + 1:032x}", i, {}) for i in range(100)]).set_column(
+        3, "name", pa.array([f"op{i}" for i in range(100)])
+    )
+    assert _walk_body(encode_block(many, "spans")) is None  # 100 distinct names: msgpack decodes them
+    assert Block(encode_block(many, "spans"), "spans").pylist("name", [99, 0]) == ["op99", "op0"]
+    other = msgpack.packb({"v": 3, "n": 0, "c": {}}, use_bin_type=True)
+    assert _walk_body(other) is None
+    with pytest.raises(tael.CorruptionError, match="block version 3"):
+        Block(other, "spans")
