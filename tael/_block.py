@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -45,7 +46,8 @@ from ._layout import (
 )
 from ._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
 
-BLOCK_VERSION: Final = 1
+BLOCK_VERSION: Final = 2  # what encode_block writes when a heavy column is coded; else 1
+READABLE_VERSIONS: Final = frozenset({1, 2})
 
 # ---------------------------------------------------------------- schemas
 
@@ -216,17 +218,42 @@ def _fixed_bytes(arr: pa.Array) -> bytes:
     return data[: len(arr) * width]
 
 
-def encode_block(batch: pa.RecordBatch, signal: str) -> bytes:
-    """The block of a column batch in ``BLOCK_SCHEMAS[signal]`` (docs/format/blocks.md)."""
+_CODED_MAX: Final = 64  # a heavy text column with at most this many distinct values (and <= rows / 4) is coded
+
+
+def encode_block(batch: pa.RecordBatch, signal: str, *, code_heavy: bool = True) -> bytes:
+    """The block of a column batch in ``BLOCK_SCHEMAS[signal]`` (docs/format/blocks.md).
+
+    A heavy text column whose rows repeat a few values (a resource per process, a
+    repeated log body) is written as a string column (values and codes) rather than
+    into the zstd frame: a read of a few rows must decompress the frame whole, and
+    repeated texts made most of it (block version 2). ``code_heavy=False`` writes
+    every heavy column into the frame (version 1, what tael wrote before)."""
     fields = list(BLOCK_SCHEMAS[signal]) + [EXTRA_FIELDS[n] for n in batch.schema.names if n in EXTRA_FIELDS]
     n = batch.num_rows
     cols: dict[str, Any] = {}
     heavy: dict[str, Any] = {}
+    version = 1
     for field in fields:
         arr = _plain(
             batch.column(field.name).combine_chunks() if isinstance(batch, pa.Table) else batch.column(field.name)
         )
         t = field.type
+        if (
+            code_heavy
+            and field.name in HEAVY
+            and pa.types.is_string(t)
+            and n >= 8
+            # a first look at a few rows, so that a column of distinct texts costs little
+            and len(pc.unique(arr.slice(0, 4 * _CODED_MAX))) <= _CODED_MAX
+        ):
+            enc = pc.dictionary_encode(arr)
+            if len(enc.dictionary) <= min(_CODED_MAX, n // 4):
+                values = enc.dictionary.to_pylist()
+                codes = _plain(enc.indices).cast(_CODE_TYPES[1])
+                cols[field.name] = [values, _fixed_bytes(codes), _validity(arr)]
+                version = 2
+                continue
         if field.name in HEAVY:
             buffers = arr.buffers()
             if pa.types.is_list(t):
@@ -250,17 +277,17 @@ def encode_block(batch: pa.RecordBatch, signal: str) -> bytes:
             codes = np.frombuffer(indices.buffers()[1], np.int32, count=n, offset=indices.offset * 4)
             if indices.null_count:
                 codes = np.where(np.asarray(indices.is_valid()), codes, 0)
-            cols[field.name] = [values, codes.astype(_CODE_DTYPES[_code_width(len(values))]).tobytes(), _validity(arr)]
+            cols[field.name] = [values, codes.astype(_CODE_NUMPY[_code_width(len(values))]).tobytes(), _validity(arr)]
         else:
             cols[field.name] = [_fixed_bytes(arr), _validity(arr)]
-    body: dict[str, Any] = {"v": BLOCK_VERSION, "n": n, "c": cols}
+    body: dict[str, Any] = {"v": version, "n": n, "c": cols}
     if heavy:
         body["h"] = _compressor().compress(_packb(heavy))
     return bytes(_packb(body))
 
 
 _CODE_TYPES: Final = {1: pa.uint8(), 2: pa.uint16(), 4: pa.int32()}
-_CODE_DTYPES: Final[dict[int, np.dtype[Any]]] = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<i4")}
+_CODE_NUMPY: Final[dict[int, np.dtype[Any]]] = {1: np.dtype("<u1"), 2: np.dtype("<u2"), 4: np.dtype("<i4")}
 
 
 def _code_width(distinct: int) -> int:
@@ -291,6 +318,179 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return decompressor
 
 
+_U8, _U16, _U32 = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I")
+
+
+def _walk_heavy(data: bytes) -> dict[str, list[Any]] | None:
+    """The heavy columns' map (docs/format/blocks.md, "Heavy columns") with each bin a
+    memoryview of ``data``: msgpack would copy every bin (~0.1 ms for a 10,000-span
+    block), and a read of a few rows needs none of them whole. None when the bytes are
+    not laid out as tael writes them (the caller then lets msgpack decode them)."""
+    view = memoryview(data)
+    end = len(data)
+
+    def size(at: int, fix_base: int, fix_max: int, t8: int) -> tuple[int, int]:
+        """(length, position after the header) of a map (t8 = map16 - 1), str or bin header."""
+        tag = data[at]
+        if fix_base <= tag <= fix_base + fix_max:
+            return tag - fix_base, at + 1
+        if tag == t8:
+            return _U8.unpack_from(data, at + 1)[0], at + 2
+        if tag == t8 + 1:
+            return _U16.unpack_from(data, at + 1)[0], at + 3
+        if tag == t8 + 2:
+            return _U32.unpack_from(data, at + 1)[0], at + 5
+        raise ValueError(tag)
+
+    try:
+        count, at = size(0, 0x80, 15, 0xDD)  # fixmap; 0xde map16, 0xdf map32 (no map8: 0xdd is array32)
+        if data[0] == 0xDD:
+            return None
+        out: dict[str, list[Any]] = {}
+        for _ in range(count):
+            klen, at = size(at, 0xA0, 31, 0xD9)
+            key = str(view[at : at + klen], "utf-8")
+            at += klen
+            if data[at] != 0x93:  # an array of 3
+                return None
+            at += 1
+            entry: list[Any] = []
+            for _part in range(3):
+                if data[at] == 0xC0:
+                    entry.append(None)
+                    at += 1
+                    continue
+                blen, at = size(at, 0x100, 0, 0xC4)  # bin8/16/32 only (no fix form)
+                if at + blen > end:
+                    return None
+                entry.append(view[at : at + blen])
+                at += blen
+            out[key] = entry
+        return out if at == end else None
+    except (ValueError, IndexError, struct.error, UnicodeDecodeError):
+        return None
+
+
+_MANY_VALUES: Final = 64  # a string column with more distinct values is left to msgpack (a Python loop per value)
+
+
+def _walk_body(data: bytes) -> tuple[int, dict[str, list[Any]], Any] | None:
+    """(n, plain columns, heavy frame) of a block's bytes (docs/format/blocks.md, "Bytes")
+    with every bin a memoryview of ``data``: msgpack would copy each column and the heavy
+    frame (most of a block's bytes, ~0.8 MB for 10,000 spans) where a read uses a few
+    columns, and only some rows of them. None when the bytes are laid out otherwise, or
+    a string column has many distinct values (msgpack decodes those faster): the
+    caller then decodes with msgpack, which also says what is wrong with bad bytes."""
+    view = memoryview(data)
+    end = len(data)
+    at = 0
+
+    def length(fix_base: int, fix_max: int, t8: int, has8: bool = True) -> int:
+        """The length in a str/bin/array/map header at ``at`` (advanced past it)."""
+        nonlocal at
+        tag = data[at]
+        if fix_base <= tag <= fix_base + fix_max:
+            at += 1
+            return tag - fix_base
+        if has8 and tag == t8:
+            at += 2
+            return int(data[at - 1])
+        first16 = t8 + 1 if has8 else t8
+        if tag == first16:
+            at += 3
+            return int(_U16.unpack_from(data, at - 2)[0])
+        if tag == first16 + 1:
+            at += 5
+            return int(_U32.unpack_from(data, at - 4)[0])
+        raise ValueError(tag)
+
+    def text() -> str:
+        nonlocal at
+        size = length(0xA0, 31, 0xD9)
+        at += size
+        return str(view[at - size : at], "utf-8")
+
+    def binary() -> memoryview | None:
+        nonlocal at
+        if data[at] == 0xC0:
+            at += 1
+            return None
+        size = length(0x100, 0, 0xC4)
+        at += size
+        if at > end:
+            raise ValueError("short")
+        return view[at - size : at]
+
+    def uint() -> int:
+        nonlocal at
+        tag = data[at]
+        if tag < 0x80:
+            at += 1
+            return tag
+        widths = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+        w = widths[tag]
+        at += 1 + w
+        return int.from_bytes(view[at - w : at], "big")
+
+    try:
+        n: int | None = None
+        cols: dict[str, list[Any]] | None = None
+        heavy: Any = None
+        version: int | None = None
+        for _ in range(length(0x80, 15, 0xDE, has8=False)):
+            key = text()
+            if key == "v":
+                version = uint()
+            elif key == "n":
+                n = uint()
+            elif key == "h":
+                heavy = binary()
+            elif key == "c":
+                cols = {}
+                for _col in range(length(0x80, 15, 0xDE, has8=False)):
+                    name = text()
+                    parts = length(0x90, 15, 0xDC, has8=False)
+                    if parts == 2:
+                        cols[name] = [binary(), binary()]
+                    elif parts == 3:
+                        count = length(0x90, 15, 0xDC, has8=False)
+                        if count > _MANY_VALUES:
+                            return None
+                        values = [text() for _v in range(count)]
+                        cols[name] = [values, binary(), binary()]
+                    else:
+                        return None
+            else:
+                return None
+        if at != end or version not in READABLE_VERSIONS or n is None or cols is None:
+            return None
+        return n, cols, heavy
+    except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def _heavy_map(data: bytes) -> dict[str, list[Any]]:
+    """The heavy columns' map of a decompressed ``h`` entry."""
+    walked = _walk_heavy(data)
+    if walked is not None:
+        return walked
+    out: dict[str, list[Any]] = msgpack.unpackb(data, raw=False)
+    return out
+
+
+_TYPES: Final = {
+    signal: {f.name: f.type for f in list(schema) + list(EXTRA_FIELDS.values())}
+    for signal, schema in BLOCK_SCHEMAS.items()
+}
+_ROW_STRUCTS: Final = {"int64": struct.Struct("<q"), "int32": struct.Struct("<i"), "double": struct.Struct("<d")}
+_NUMPY_TYPES: Final = {"int64": "<i8", "int32": "<i4", "uint8": "u1", "double": "<f8"}
+_OFFSET: Final = struct.Struct("<ii")
+
+
+def _valid_at(validity: bytes | memoryview | None, row: int) -> bool:
+    return validity is None or bool((validity[row >> 3] >> (row & 7)) & 1)
+
+
 class Block:
     """A decoded block header: its row count and columns, decoded on first use.
 
@@ -313,16 +513,20 @@ class Block:
         self._heavy: dict[str, Any] | None = None
         self._arrays: dict[str, pa.Array] = {}
         self._cols: dict[str, Any] = {}
-        self._heavy_raw: bytes | None = None
+        self._heavy_raw: bytes | memoryview | None = None
         self.n: int = 0
         if batch is not None:  # its columns are the block's: nothing to decode
             self.n = batch.num_rows
             self._arrays = dict(zip(batch.schema.names, batch.columns, strict=True))
             return
+        walked = _walk_body(self.data)
+        if walked is not None:
+            self.n, self._cols, self._heavy_raw = walked
+            return
         try:
             body = msgpack.unpackb(data, raw=False, use_list=True)
-            if body["v"] != BLOCK_VERSION:
-                raise ValueError(f"block version {body['v']}, this tael reads {BLOCK_VERSION}")
+            if body["v"] not in READABLE_VERSIONS:
+                raise ValueError(f"block version {body['v']}, this tael reads {sorted(READABLE_VERSIONS)}")
             n = body["n"]
             if type(n) is not int or n < 0 or type(body["c"]) is not dict:
                 raise ValueError(f"a block of {n!r} rows")
@@ -347,11 +551,8 @@ class Block:
         field = EXTRA_FIELDS[name] if name in EXTRA_FIELDS else BLOCK_SCHEMAS[self.signal].field(name)
         t, n = field.type, self.n
         try:
-            if name in HEAVY:
-                if self._heavy is None:
-                    raw = self._heavy_raw
-                    self._heavy = msgpack.unpackb(_decompressor().decompress(raw), raw=False) if raw else {}
-                entry = self._heavy[name]
+            if name in HEAVY and name not in self._cols:
+                entry = self._heavy_entries()[name]
                 validity = pa.py_buffer(entry[2]) if entry[2] is not None else None
                 if pa.types.is_list(t):
                     values = pa.Array.from_buffers(
@@ -372,6 +573,137 @@ class Block:
             return pa.Array.from_buffers(t, n, [pa.py_buffer(valid) if valid is not None else None, pa.py_buffer(data)])
         except (KeyError, ValueError, TypeError, IndexError, pa.ArrowException, zstandard.ZstdError) as exc:
             raise CorruptionError(f"column {name!r} of a {self.signal} block does not decode: {exc!r}") from exc
+
+    def _heavy_entries(self) -> dict[str, Any]:
+        """The heavy columns' entries (the zstd frame decompressed once per block)."""
+        if self._heavy is None:
+            raw = self._heavy_raw
+            self._heavy = _heavy_map(_decompressor().decompress(raw)) if raw else {}
+        return self._heavy
+
+    def _encoded(self, name: str) -> bool:
+        """Whether column ``name`` is still only bytes (not decoded, not given as Arrow)."""
+        return name not in self._arrays and (name in self._cols or (name in HEAVY and self._heavy_raw is not None))
+
+    def _type(self, name: str) -> pa.DataType:
+        return _TYPES[self.signal][name]
+
+    def equal_rows(self, name: str, value: str) -> np.ndarray:
+        """A bool per row: whether string column ``name`` (not a heavy one) equals
+        ``value``. Compares the column's codes with the value's code, so the column's
+        strings are never decoded; no row matches when the value is not among them."""
+        if not self._encoded(name):
+            return np.asarray(pc.fill_null(pc.equal(self.column(name), value), False).to_numpy(zero_copy_only=False))
+        try:
+            values, codes, valid = self._cols[name]
+            if value not in values:
+                return np.zeros(self.n, np.bool_)
+            width = len(codes) // self.n if self.n else 1
+            mask: np.ndarray = np.frombuffer(codes, _CODE_NUMPY[width], self.n) == values.index(value)
+            if valid is not None:
+                mask &= np.unpackbits(np.frombuffer(valid, np.uint8), count=self.n, bitorder="little").astype(np.bool_)
+            return mask
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptionError(f"column {name!r} of a {self.signal} block does not decode: {exc!r}") from exc
+
+    def numbers(self, name: str) -> np.ndarray:
+        """A numeric column without nulls (int64, int32, uint8, float64) as a read-only
+        numpy array over the block's bytes (no copy)."""
+        if not self._encoded(name):
+            return np.asarray(self.column(name).to_numpy(zero_copy_only=False))
+        try:
+            dtype = _NUMPY_TYPES[str(self._type(name))]
+            return np.frombuffer(self._cols[name][0], dtype, self.n)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptionError(f"column {name!r} of a {self.signal} block does not decode: {exc!r}") from exc
+
+    def find(self, name: str, value: bytes) -> list[int]:
+        """The rows whose fixed-width binary column ``name`` (ids) equals ``value``, in order."""
+        if not self._encoded(name):
+            return pc.indices_nonzero(pc.equal(self.column(name), pa.scalar(value, self._type(name)))).to_pylist()  # type: ignore[no-any-return]
+        try:
+            view, valid = self._cols[name]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CorruptionError(f"column {name!r} of a {self.signal} block does not decode: {exc!r}") from exc
+        data = bytes(view)  # bytes.find (memmem) is ~5x faster than a numpy comparison of every id
+        width = len(value)
+        rows = []
+        at = data.find(value)
+        while at >= 0:
+            if at % width == 0:  # a match across two ids' bytes is no id
+                row = at // width
+                if row >= self.n:
+                    break
+                if _valid_at(valid, row):
+                    rows.append(row)
+                at = data.find(value, at + width)
+            else:
+                at = data.find(value, at + 1)
+        return rows
+
+    def pylist(self, name: str, rows: Sequence[int]) -> list[Any]:
+        """The values of column ``name`` at ``rows`` as Python objects, as ``to_pylist``
+        gives them, read from the block's bytes: a read of a few rows decodes no column
+        whole (the heavy columns' zstd frame is decompressed, once, but only the rows'
+        texts are sliced out of it)."""
+        if not self._encoded(name):
+            return self.column(name).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+        t = self._type(name)
+        try:
+            if rows and (min(rows) < 0 or max(rows) >= self.n):
+                raise IndexError(f"rows {min(rows)}..{max(rows)} of a block of {self.n}")
+            if name in HEAVY and name not in self._cols:
+                offsets, data, valid = self._heavy_entries()[name]
+                if pa.types.is_list(t):
+                    return self.column(name).take(pa.array(rows, pa.int64())).to_pylist()  # type: ignore[no-any-return]
+                unpack = _OFFSET.unpack_from
+                out: list[Any] = []
+                for r in rows:
+                    if valid is not None and not _valid_at(valid, r):
+                        out.append(None)
+                    else:
+                        a, b = unpack(offsets, r * 4)
+                        out.append(str(data[a:b], "utf-8"))
+                return out
+            if pa.types.is_string(t):
+                values, codes, valid = self._cols[name]
+                width = len(codes) // self.n
+                if valid is not None:  # a null row's code is 0, and may name no value
+                    return [
+                        values[int.from_bytes(codes[r * width : (r + 1) * width], "little")]
+                        if _valid_at(valid, r)
+                        else None
+                        for r in rows
+                    ]
+                if width == 1:
+                    out = [values[codes[r]] for r in rows]
+                else:
+                    out = [values[int.from_bytes(codes[r * width : (r + 1) * width], "little")] for r in rows]
+            else:
+                data, valid = self._cols[name]
+                if pa.types.is_fixed_size_binary(t):
+                    w = t.byte_width
+                    out = [bytes(data[r * w : (r + 1) * w]) for r in rows]
+                elif pa.types.is_boolean(t):
+                    out = [bool((data[r >> 3] >> (r & 7)) & 1) for r in rows]
+                elif pa.types.is_uint8(t):
+                    out = [data[r] for r in rows]
+                else:
+                    s = _ROW_STRUCTS[str(t)]
+                    w = s.size
+                    unpack_row = s.unpack_from
+                    out = [unpack_row(data, r * w)[0] for r in rows]
+            if valid is not None:
+                out = [v if _valid_at(valid, r) else None for v, r in zip(out, rows, strict=True)]
+            return out
+        except (KeyError, ValueError, TypeError, IndexError, struct.error, zstandard.ZstdError) as exc:
+            raise CorruptionError(f"column {name!r} of a {self.signal} block does not decode: {exc!r}") from exc
+
+    def records(self, rows: Sequence[int]) -> list[list[Any]]:
+        """Records (the list layouts of tael/_layout.py) of ``rows``, as
+        ``RECORDS_OF[signal](self.batch(), rows)`` builds them, but reading only those
+        rows of each column (``pylist``): for a few rows of a large block."""
+        return _ASSEMBLE[self.signal](lambda name: self.pylist(name, rows), len(rows))
 
     def values(self, name: str) -> list[str]:
         """The distinct values of a string column (not of a heavy one), without decoding it."""
@@ -445,11 +777,21 @@ def span_records(batch: pa.RecordBatch, rows: Sequence[int] | None = None) -> li
     them (``BlobStore.restore_span`` puts the texts back)."""
     if rows is not None:
         batch = batch.take(pa.array(rows, pa.int64()))
-    c = batch.column
-    kinds = [SPAN_KIND_CODE[k] for k in c("kind").to_pylist()]
-    statuses = [SPAN_STATUS_CODE[s] for s in c("status").to_pylist()]
     names = batch.schema.names
-    refs = c("payload_refs").to_pylist() if "payload_refs" in names else [None] * batch.num_rows
+
+    def c(name: str) -> list[Any]:
+        if name == "payload_refs" and name not in names:  # a batch of the public schema
+            return [None] * batch.num_rows
+        return batch.column(name).to_pylist()  # type: ignore[no-any-return]
+
+    return _span_rows(c, batch.num_rows)
+
+
+def _span_rows(c: Callable[[str], list[Any]], n: int) -> list[list[Any]]:
+    """Span records from their columns' values (``c(name)``: the ``n`` rows' values)."""
+    kinds = [SPAN_KIND_CODE[k] for k in c("kind")]
+    statuses = [SPAN_STATUS_CODE[s] for s in c("status")]
+    refs = c("payload_refs")
     out = []
     for (
         trace,
@@ -472,24 +814,24 @@ def span_records(batch: pa.RecordBatch, rows: Sequence[int] | None = None) -> li
         flags,
         ref,
     ) in zip(
-        c("trace_id").to_pylist(),
-        c("span_id").to_pylist(),
-        c("parent_span_id").to_pylist(),
-        c("name").to_pylist(),
-        c("service").to_pylist(),
-        c("start_ns").to_pylist(),
-        c("end_ns").to_pylist(),
+        c("trace_id"),
+        c("span_id"),
+        c("parent_span_id"),
+        c("name"),
+        c("service"),
+        c("start_ns"),
+        c("end_ns"),
         kinds,
         statuses,
-        c("status_message").to_pylist(),
-        c("attributes").to_pylist(),
-        c("resource").to_pylist(),
-        c("scope_name").to_pylist(),
-        c("scope_version").to_pylist(),
-        c("events").to_pylist(),
-        c("links").to_pylist(),
-        c("trace_state").to_pylist(),
-        c("flags").to_pylist(),
+        c("status_message"),
+        c("attributes"),
+        c("resource"),
+        c("scope_name"),
+        c("scope_version"),
+        c("events"),
+        c("links"),
+        c("trace_state"),
+        c("flags"),
         refs,
         strict=True,
     ):
@@ -530,22 +872,32 @@ def log_records(batch: pa.RecordBatch, rows: Sequence[int] | None = None) -> lis
     as its digest."""
     if rows is not None:
         batch = batch.take(pa.array(rows, pa.int64()))
-    c = batch.column
     names = batch.schema.names
-    blobs = c("body_blob").to_pylist() if "body_blob" in names else [None] * batch.num_rows
+
+    def c(name: str) -> list[Any]:
+        if name == "body_blob" and name not in names:  # a batch of the public schema
+            return [None] * batch.num_rows
+        return batch.column(name).to_pylist()  # type: ignore[no-any-return]
+
+    return _log_rows(c, batch.num_rows)
+
+
+def _log_rows(c: Callable[[str], list[Any]], n: int) -> list[list[Any]]:
+    """Log records from their columns' values (``c(name)``: the ``n`` rows' values)."""
+    blobs = c("body_blob")
     out = []
     for t, body, service, sev, sev_text, trace, span, attrs, resource, observed, scope, blob in zip(
-        c("time_ns").to_pylist(),
-        c("body").to_pylist(),
-        c("service").to_pylist(),
-        c("severity_number").to_pylist(),
-        c("severity_text").to_pylist(),
-        c("trace_id").to_pylist(),
-        c("span_id").to_pylist(),
-        c("attributes").to_pylist(),
-        c("resource").to_pylist(),
-        c("observed_ns").to_pylist(),
-        c("scope_name").to_pylist(),
+        c("time_ns"),
+        c("body"),
+        c("service"),
+        c("severity_number"),
+        c("severity_text"),
+        c("trace_id"),
+        c("span_id"),
+        c("attributes"),
+        c("resource"),
+        c("observed_ns"),
+        c("scope_name"),
         blobs,
         strict=True,
     ):
@@ -571,25 +923,29 @@ def metric_records(batch: pa.RecordBatch, rows: Sequence[int] | None = None) -> 
     """Metric point records (``METRIC_*``) of a block schema batch."""
     if rows is not None:
         batch = batch.take(pa.array(rows, pa.int64()))
-    c = batch.column
+    return _metric_rows(lambda name: batch.column(name).to_pylist(), batch.num_rows)
+
+
+def _metric_rows(c: Callable[[str], list[Any]], n: int) -> list[list[Any]]:
+    """Metric point records from their columns' values (``c(name)``: the ``n`` rows' values)."""
     out = []
     for t, name, service, value, kind, unit, attrs, mono, temp, start, count, s, mn, mx, buckets, bounds in zip(
-        c("time_ns").to_pylist(),
-        c("name").to_pylist(),
-        c("service").to_pylist(),
-        c("value").to_pylist(),
-        [METRIC_KIND_CODE[k] for k in c("kind").to_pylist()],
-        c("unit").to_pylist(),
-        c("attributes").to_pylist(),
-        c("monotonic").to_pylist(),
-        [TEMPORALITY_CODE[k] for k in c("temporality").to_pylist()],
-        c("start_ns").to_pylist(),
-        c("count").to_pylist(),
-        c("sum").to_pylist(),
-        c("min").to_pylist(),
-        c("max").to_pylist(),
-        c("bucket_counts").to_pylist(),
-        c("explicit_bounds").to_pylist(),
+        c("time_ns"),
+        c("name"),
+        c("service"),
+        c("value"),
+        [METRIC_KIND_CODE[k] for k in c("kind")],
+        c("unit"),
+        c("attributes"),
+        c("monotonic"),
+        [TEMPORALITY_CODE[k] for k in c("temporality")],
+        c("start_ns"),
+        c("count"),
+        c("sum"),
+        c("min"),
+        c("max"),
+        c("bucket_counts"),
+        c("explicit_bounds"),
         strict=True,
     ):
         out.append(
@@ -597,6 +953,12 @@ def metric_records(batch: pa.RecordBatch, rows: Sequence[int] | None = None) -> 
         )
     return out
 
+
+_ASSEMBLE: Final[dict[str, Callable[[Callable[[str], list[Any]], int], list[list[Any]]]]] = {
+    "spans": _span_rows,
+    "logs": _log_rows,
+    "metrics": _metric_rows,
+}
 
 RECORDS_OF: Final[dict[str, Callable[[pa.RecordBatch, Sequence[int] | None], list[list[Any]]]]] = {
     "spans": span_records,

@@ -14,11 +14,24 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import lmdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._block import RECORDS_OF, Block
-from ._hotblocks import BK, SIGNAL_CODE, TIME, blocks, load, rows_of, width
+from ._hotblocks import (
+    BK,
+    META_ERRORS,
+    META_LONGEST,
+    META_ROWS,
+    META_SERVICES,
+    SIGNAL_CODE,
+    TIME,
+    blocks,
+    load,
+    rows_of,
+    width,
+)
 from ._layout import SPAN_ID, SPAN_START, SPAN_TRACE
 from ._query.filters import Scan
 from ._query.tier import Hit, Stop
@@ -26,12 +39,8 @@ from ._query.tier import Hit, Stop
 _MAX_KEY_TIME: Final = (1 << 64) - 1
 _CHUNK: Final = 64  # rows built into records at a time while a limit is not reached
 
-# The columns a filter's Arrow expression may read, per signal (tael/_query/filters.py).
-_FILTER_COLUMNS: Final = {
-    "spans": ("start_ns", "service", "name", "status", "kind"),
-    "logs": ("time_ns", "service", "severity_number"),
-    "metrics": ("time_ns", "name", "service"),
-}
+_FEW: Final = 256  # rows ordered by a Python sort of their keys; more: by Arrow
+_ROW_WISE: Final = 8  # records of fewer than 1/8 of a block's rows are built row by row (Block.records)
 
 
 class HotReader:
@@ -110,37 +119,78 @@ class HotReader:
 
     @staticmethod
     def _pruned(scan: Scan, meta: list[Any]) -> bool:
-        if scan.service is not None and scan.service not in meta[3]:
+        """Whether a block's metadata (``META_*``, docs/format/hot.md) rules out every row."""
+        signal = scan.signal
+        for column, value in scan.equal:
+            if column == "service" and value not in meta[META_SERVICES]:
+                return True
+            if signal == "spans" and column == "status":  # META_ERRORS: the rows with status error
+                errors = meta[META_ERRORS]
+                if errors == (0 if value == "error" else meta[META_ROWS]):
+                    return True
+            if signal == "metrics" and column == "name" and value not in meta[META_ERRORS]:
+                return True  # a metric block's META_ERRORS holds its sorted metric names
+        if signal == "spans" and scan.min_duration_ns is not None and scan.min_duration_ns > meta[META_LONGEST]:
             return True
-        return scan.signal == "metrics" and scan.metric is not None and scan.metric not in meta[4]
+        if signal == "logs" and scan.min_severity is not None and scan.min_severity > meta[META_ERRORS]:
+            return True  # a log block's META_ERRORS holds its highest severity number
+        return signal == "metrics" and scan.metric is not None and scan.metric not in meta[META_ERRORS]
 
-    def _candidates(self, scan: Scan, block: Block) -> pa.Array:
-        """Rows of ``block`` that pass the time range and the filter's Arrow expression."""
-        cols = {name: block.column(name) for name in _FILTER_COLUMNS[scan.signal]}
-        if scan.signal == "spans":
-            cols["duration_ns"] = pc.subtract(block.column("end_ns"), cols["start_ns"])
-        cols["_row"] = pa.array(range(block.n), pa.int32())
-        table = pa.table(cols)
-        expr = scan.expr
-        if expr is not None:
-            table = table.filter(expr)
-        return table.column("_row").combine_chunks()
+    def _candidates(self, scan: Scan, block: Block) -> np.ndarray:
+        """Rows of ``block`` (ascending) that pass the time range and every condition of
+        the filter but attributes: the cheapest first (string columns compared by code,
+        never decoded), then time and duration for the rows left only."""
+        mask: np.ndarray | None = None
+        for column, value in scan.equal:
+            rows_equal = block.equal_rows(column, value)
+            mask = rows_equal if mask is None else mask & rows_equal
+        rows = np.arange(block.n) if mask is None else np.flatnonzero(mask)
+        if not len(rows):
+            return rows
+        signal, lo, hi = scan.signal, scan.lo, scan.hi
+        keep: np.ndarray | None = None
 
-    def _order(self, signal: str, block: Block, rows: pa.Array, newest_first: bool) -> list[int]:
+        def both(cond: np.ndarray) -> None:
+            nonlocal keep
+            keep = cond if keep is None else keep & cond
+
+        if lo is not None or hi is not None:
+            t = block.numbers(TIME[signal])[rows]
+            if lo is not None:
+                both(t >= lo)
+            if hi is not None:
+                both(t < hi)
+        if signal == "spans" and (scan.min_duration_ns is not None or scan.max_duration_ns is not None):
+            # int64 arithmetic that wraps, as Arrow's subtract did: only rows ``keep`` rejects matter
+            duration = block.numbers("end_ns")[rows] - block.numbers("start_ns")[rows]
+            if scan.min_duration_ns is not None:
+                both(duration >= scan.min_duration_ns)
+            if scan.max_duration_ns is not None:
+                both(duration <= scan.max_duration_ns)
+        if signal == "logs" and scan.min_severity is not None:
+            both(block.numbers("severity_number")[rows] >= scan.min_severity)
+        return rows if keep is None else rows[keep]
+
+    def _order(self, signal: str, block: Block, rows: np.ndarray, newest_first: bool) -> list[int]:
         """``rows`` of ``block`` in sort-key order (descending when ``newest_first``)."""
         keys = ["start_ns", "trace_id", "span_id"] if signal == "spans" else [TIME[signal], "wal_lsn", "batch_index"]
-        table = pa.table({k: block.column(k).take(rows) for k in keys} | {"_row": rows})
-        order = "descending" if newest_first else "ascending"
-        idx = pc.sort_indices(table, sort_keys=[(k, order) for k in keys])
+        listed = rows.tolist()
+        if len(listed) <= _FEW:  # a Python sort of the few rows' keys, read from the block's bytes
+            order = sorted(zip(*(block.pylist(k, listed) for k in keys), listed, strict=True), reverse=newest_first)
+            return [key[-1] for key in order]
+        take = pa.array(rows, pa.int64())
+        table = pa.table({k: block.column(k).take(take) for k in keys} | {"_row": take})
+        direction = "descending" if newest_first else "ascending"
+        idx = pc.sort_indices(table, sort_keys=[(k, direction) for k in keys])
         return table.column("_row").take(idx).to_pylist()  # type: ignore[no-any-return]
 
     def _hits(self, signal: str, block: Block, rows: Sequence[int]) -> list[Hit]:
-        records = RECORDS_OF[signal](block.batch(), rows)
+        records = block.records(rows) if len(rows) * _ROW_WISE < block.n else RECORDS_OF[signal](block.batch(), rows)
         if signal == "spans":
             return [((f[SPAN_TRACE], f[SPAN_ID]), (f[SPAN_START], f[SPAN_TRACE], f[SPAN_ID]), f) for f in records]
-        times = block.column(TIME[signal]).take(pa.array(rows, pa.int64())).to_pylist()
-        lsns = block.column("wal_lsn").take(pa.array(rows, pa.int64())).to_pylist()
-        idxs = block.column("batch_index").take(pa.array(rows, pa.int64())).to_pylist()
+        times = block.pylist(TIME[signal], rows)
+        lsns = block.pylist("wal_lsn", rows)
+        idxs = block.pylist("batch_index", rows)
         return [((t, lsn, i), (t, lsn, i), f) for t, lsn, i, f in zip(times, lsns, idxs, records, strict=True)]
 
     def _take(self, scan: Scan, block: Block, rows: list[int], limit: int) -> list[Hit]:
@@ -169,8 +219,7 @@ class HotReader:
         for bkey in self._span_blocks_of(trace):
             block = self.block("spans", bkey)
             if block is not None:
-                rows = pc.indices_nonzero(pc.equal(block.column("trace_id"), pa.scalar(trace, pa.binary(16))))
-                out += self._hits("spans", block, rows.to_pylist())
+                out += self._hits("spans", block, block.find("trace_id", trace))
         return out
 
     def _span_blocks_of(self, trace: bytes) -> list[bytes]:

@@ -137,6 +137,14 @@ class Scan:
     series_keep: Predicate | None = None  # metrics: the predicate over series descriptors (SERIES_*)
     text: TextQuery | None = None
     empty: bool = False  # nothing can match (the range ends before time 0)
+    # The conditions of ``expr`` again (all but the trace, read through trace indexes),
+    # in the form the hot tier evaluates on a block's columns and prunes blocks by with
+    # their metadata (tael/_hotread.py): string columns equal to a value; spans'
+    # inclusive bounds on end_ns - start_ns; logs' lowest severity_number.
+    equal: tuple[tuple[str, str], ...] = ()
+    min_duration_ns: float | None = None
+    max_duration_ns: float | None = None
+    min_severity: int | None = None
     built: Any = field(default=_UNBUILT, repr=False, compare=False)  # what ``arrow`` returned
 
     @property
@@ -279,6 +287,12 @@ class SpanFilter:
         text = None
         if self._terms is not None:
             text = TextQuery(DOC_SPAN, self._terms, service=service, level=status)
+        given = (
+            ("service", service),
+            ("name", name),
+            ("status", SPAN_STATUSES[status] if status is not None else None),
+            ("kind", SPAN_KINDS[kind] if kind is not None else None),
+        )
         return Scan(
             "spans",
             "start_ns",
@@ -289,6 +303,9 @@ class SpanFilter:
             service=service,
             text=text,
             empty=hi is not None and hi <= 0,
+            equal=tuple((column, value) for column, value in given if value is not None),
+            min_duration_ns=lo_ns,
+            max_duration_ns=hi_ns,
         )
 
 
@@ -365,6 +382,8 @@ class LogFilter:
             trace=trace,
             text=text,
             empty=hi is not None and hi <= 0,
+            equal=(("service", service),) if service is not None else (),
+            min_severity=sev,
         )
 
 
@@ -424,6 +443,7 @@ class MetricFilter:
             metric=name,
             series_keep=args.all_of(series_checks),
             empty=hi is not None and hi <= 0,
+            equal=tuple((col, value) for col, value in (("name", name), ("service", service)) if value is not None),
         )
 
 
