@@ -681,15 +681,18 @@ def _new_trace_ids(base: list[tael.Span], rng: random.Random) -> None:
         s.trace_id = new
 
 
-def worker_crash(system: str, path: Path, mb: float, seed: int) -> None:
+def worker_crash(system: str, path: Path, mb: float, seed: int, one_segment: bool = False) -> None:
     """Insert realistic spans in fsynced 1,000-span batches until the WAL holds ``mb`` MB,
-    report what was acknowledged, then SIGKILL this process."""
+    report what was acknowledged, then SIGKILL this process. ``one_segment``: tael's WAL
+    is one segment larger than ``mb``, so that no checkpoint removes any of it (what
+    ``bench_recovery(unapplied=True)`` needs)."""
     base, data = _crash_spans(seed)
     rng = random.Random(seed + 7_919)  # not the Workload's seed: fresh trace ids
     target = mb * 1e6
     acked = 0
     if system == "tael":
-        store = tael.Store(path, tael.Settings(max_unapplied_records=10**9))
+        segment = {"wal_segment_bytes": int(mb * 1e6) + (64 << 20)} if one_segment else {}
+        store = tael.Store(path, tael.Settings(max_unapplied_records=10**9, **segment))
 
         def insert(b: list[tael.Span]) -> None:
             store.insert_spans(b)
@@ -1207,12 +1210,13 @@ def bench_recovery(
         path = base if system == "tael" else base / ("db.sqlite" if system == "sqlite" else "db.duckdb")
         empty = root / "crash-tael-empty"
         if system == "tael" and unapplied:
-            tael.Store(path).close()
+            tael.Store(path, tael.Settings(wal_segment_bytes=int(mb * 1e6) + (64 << 20))).close()
             shutil.rmtree(empty, ignore_errors=True)
             for part in ("hot", "index"):
                 shutil.copytree(path / part, empty / part)
         progress(f"recovery: {NAMES[system]} writes until its WAL holds {mb:g} MB, then kill -9")
-        w = run_worker(["crash", "--system", system, "--path", str(path), "--mb", str(mb), "--seed", str(seed)])
+        crash = ["crash", "--system", system, "--path", str(path), "--mb", str(mb), "--seed", str(seed)]
+        w = run_worker(crash + (["--one-segment"] if system == "tael" and unapplied else []))
         acked = w["acknowledged"]
         if system == "tael" and unapplied:
             for part in ("hot", "index"):
@@ -1569,12 +1573,13 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--path", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--mb", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--one-segment", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker == "build":
         print(json.dumps(worker_build(args.system, Path(args.path), args.n, args.seed)), flush=True)
         return ""
     if args.worker == "crash":
-        worker_crash(args.system, Path(args.path), args.mb, args.seed)
+        worker_crash(args.system, Path(args.path), args.mb, args.seed, args.one_segment)
         return ""
     if args.quick:
         args.scales, args.ingest_n, args.repeats, args.lookups, args.queries = "2000", 2_000, 1, 20, 5

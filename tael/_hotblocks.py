@@ -330,31 +330,14 @@ def apply_spans(t: Tables, txn: lmdb.Transaction, block: Block, lsn: int) -> Non
         db=db["span_meta"],
     )
     _widen(txn, db, "spans", hi.as_py() - lo.as_py())
-    # one span_traces entry per trace: its span ids in row order, its sorted services
-    order = np.argsort(codes, kind="stable")
-    span_id = block.column("span_id")
-    sids = np.frombuffer(span_id.buffers()[1], np.uint64, count=block.n, offset=span_id.offset * 8)
-    raw = sids[order].tobytes()
-    per_trace = np.bincount(codes, minlength=len(traces))
-    bounds = np.concatenate(([0], np.cumsum(per_trace))).tolist()
-    pairs = np.unique(codes * m + svc_codes)  # distinct (trace, service), by trace, then by name
-    pair_traces, pair_services = (pairs // m).tolist(), (pairs % m).tolist()
-    named: list[list[str]] = [[] for _ in traces]
-    for k, s in zip(pair_traces, pair_services, strict=True):
-        named[k].append(services[s])
-    new_traces = np.zeros(m, np.int64)
+    pair_traces, pair_services = index_spans(txn, db, bkey, block, codes, traces, svc_codes, services)
     if earlier:
+        new_traces = np.zeros(m, np.int64)
         for k, s in zip(pair_traces, pair_services, strict=True):
             if services[s] not in earlier.get(k, ()):
                 new_traces[s] += 1
     else:
         new_traces = np.bincount(np.asarray(pair_services, np.int64), minlength=m)
-    items = sorted(
-        (trace + bkey, _packb([raw[a * 8 : b * 8], names]))
-        for trace, a, b, names in zip(traces, bounds[:-1], bounds[1:], named, strict=True)
-        if b > a
-    )
-    txn.cursor(db=db["span_traces"]).putmulti(items)
     # the span-name catalog: the newest start per (service, name)
     name_codes, names = _codes(block.column("name"))
     op_keys, op_rows = np.unique(svc_codes * len(names) + name_codes, return_inverse=True)
@@ -380,18 +363,36 @@ def index_spans(
     txn: lmdb.Transaction,
     db: dict[str, Any],
     bkey: bytes,
+    block: Block,
+    codes: np.ndarray,
     traces: list[bytes],
-    ids: list[bytes],
+    svc_codes: np.ndarray,
     services: list[str],
-    by_trace: dict[bytes, list[int]],
-) -> None:
-    """The span_traces entries of a stored block: per trace, its span ids and services."""
-    items = [
-        (trace + bkey, _packb([b"".join(ids[i] for i in rows), sorted({services[i] for i in rows})]))
-        for trace, rows in by_trace.items()
-    ]
-    items.sort()
+) -> tuple[list[int], list[int]]:
+    """Put the span_traces entries of a stored block: per trace, its span ids (in row
+    order) and its sorted services. ``codes``/``traces``: each row's trace code and the
+    distinct trace ids (``_codes``); ``svc_codes``/``services``: the same for services,
+    sorted (``_sorted_codes``). Returns the distinct (trace code, service code) pairs,
+    by trace then by service name."""
+    m = len(services)
+    order = np.argsort(codes, kind="stable")
+    span_id = block.column("span_id")
+    sids = np.frombuffer(span_id.buffers()[1], np.uint64, count=block.n, offset=span_id.offset * 8)
+    raw = sids[order].tobytes()
+    per_trace = np.bincount(codes, minlength=len(traces))
+    bounds = np.concatenate(([0], np.cumsum(per_trace))).tolist()
+    pairs = np.unique(codes * m + svc_codes)
+    pair_traces, pair_services = (pairs // m).tolist(), (pairs % m).tolist()
+    named: list[list[str]] = [[] for _ in traces]
+    for k, s in zip(pair_traces, pair_services, strict=True):
+        named[k].append(services[s])
+    items = sorted(
+        (trace + bkey, _packb([raw[a * 8 : b * 8], names]))
+        for trace, a, b, names in zip(traces, bounds[:-1], bounds[1:], named, strict=True)
+        if b > a
+    )
     txn.cursor(db=db["span_traces"]).putmulti(items)
+    return pair_traces, pair_services
 
 
 # ---------------------------------------------------------------- logs
@@ -639,7 +640,7 @@ def restore(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block
         start, end = block.column("start_ns"), block.column("end_ns")
         lo, hi = pc.min_max(start).values()
         txn.put(bkey, block.data, db=db["span_blocks"])
-        services = block.column("service").to_pylist()
+        svc_codes, services = _sorted_codes(block.column("service"))
         txn.put(
             bkey,
             _packb(
@@ -647,7 +648,7 @@ def restore(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block
                     lo.as_py(),
                     hi.as_py(),
                     block.n,
-                    sorted(set(services)),
+                    services,
                     pc.sum(pc.equal(block.column("status"), "error").cast(pa.int64())).as_py(),
                     pc.max(pc.subtract(end, start)).as_py(),
                 ]
@@ -655,8 +656,8 @@ def restore(txn: lmdb.Transaction, db: dict[str, Any], bkey: bytes, block: Block
             db=db["span_meta"],
         )
         _widen(txn, db, "spans", hi.as_py() - lo.as_py())
-        traces = block.column("trace_id").to_pylist()
-        index_spans(txn, db, bkey, traces, block.column("span_id").to_pylist(), services, _grouped(traces))
+        codes, traces = _codes(block.column("trace_id"))
+        index_spans(txn, db, bkey, block, codes, traces, svc_codes, services)
         digests = span_digests(block)
     elif signal == "logs":
         store_logs(txn, db, bkey, block)
