@@ -91,8 +91,11 @@ class Settings:
     2,048-row group decodes in ~4.5 ms against ~25 ms for 16,384, at the same
     bytes per span."""
 
-    cold_compression_level: int = 3
-    """zstd level for cold Parquet files (1..22, default 3)."""
+    cold_compression_level: int = 1
+    """zstd level for cold Parquet files (1..22, default 1). Measured on 500,000 spans
+    of the synthetic workload: level 1 wrote a 4% smaller file than level 3 (41.5 against
+    43.4 MB: pages are small, and the JSON columns are plain-encoded) and compacted
+    7-12% faster."""
 
     compaction_batch_records: int = 500_000
     """Most records of one signal moved per compaction step (one LMDB transaction
