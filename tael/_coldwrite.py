@@ -25,7 +25,7 @@ _ACCOUNT_GROUPS = 16  # row groups written by FileBuilder.add_group accounted to
 
 Ref = tuple[bytes, int, int, int, tuple[str, ...], bytes]
 """A cold trace-index entry: (trace id, signal, file id, row group, services of the trace's
-spans there, the 8-byte ids of those spans concatenated in row order; b"" for logs).
+spans there, sorted; the 8-byte ids of those spans concatenated in row order, b"" for logs).
 ``HotTier.publish_files`` takes them; the span ids are what lets the hot tier know a
 span re-sent after compaction is already cold."""
 

@@ -558,9 +558,11 @@ class HotTier:
         for trace, signal, file_id, rg, _services, _ids in refs_removed:
             txn.delete(trace + _TREF.pack(signal, file_id, rg), db=traces)
         if refs_added:
+            # a few distinct (signal, file, row group) suffixes; services come sorted (trace_refs)
+            tails = {(r[1], r[2], r[3]): _TREF.pack(r[1], r[2], r[3]) for r in refs_added}
             txn.cursor(db=traces).putmulti(
                 sorted(
-                    (trace + _TREF.pack(signal, file_id, rg), packb([sorted(services), ids]) if services else b"")
+                    (trace + tails[signal, file_id, rg], packb([services, ids]) if services else b"")
                     for trace, signal, file_id, rg, services, ids in refs_added
                 )
             )
