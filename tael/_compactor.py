@@ -325,15 +325,9 @@ class Compactor:
         staged: Sequence[NewFile],
     ) -> NewFile:
         """One new file of the rows ``sel`` (in file order), a row group at a time, each
-        built by ``gather`` (block-schema rows) and made version 2 (spans and logs); on failure
-        nothing of it, nor of ``staged``, is left behind."""
-        try:
-            writer = self.cold.writer(file_id, dataset, date, rows_hint=len(sel))
-        except OSError as exc:
-            self._discard(staged)
-            raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
-        builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
-        try:
+        built by ``gather`` (block-schema rows) and made version 2 (spans and logs)."""
+
+        def fill(builder: FileBuilder) -> None:
             size = self.cold.row_group_rows
             for at in range(0, len(sel), size):
                 rows = gather(sel[at : at + size])
@@ -341,13 +335,8 @@ class Compactor:
                     builder.add_group(spans_table(rows))
                 else:
                     builder.add_group(logs_table(rows, rows.column("wal_lsn"), rows.column("batch_index")))
-            return builder.finish()
-        except BaseException as exc:
-            writer.abort()
-            self._discard(staged)
-            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-                raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
-            raise
+
+        return self._new_file(file_id, dataset, date, len(sel), fill, staged)
 
     def _write(
         self,
@@ -359,18 +348,32 @@ class Compactor:
         staged: Sequence[NewFile],
     ) -> NewFile:
         """One new file of ``rows`` (version 2: metric points and rollups) taken in ``order``
-        (None: they are in file order); on failure nothing of it, nor of ``staged`` (the
-        step's files so far), is left behind."""
+        (None: they are in file order)."""
+
+        def fill(builder: FileBuilder) -> None:
+            builder.add_sorted(rows if order is None else rows.take(order))
+
+        return self._new_file(file_id, dataset, date, rows.num_rows, fill, staged)
+
+    def _new_file(
+        self,
+        file_id: int,
+        dataset: str,
+        date: str,
+        rows_hint: int,
+        fill: Callable[[FileBuilder], None],
+        staged: Sequence[NewFile],
+    ) -> NewFile:
+        """A new file that ``fill`` writes rows into; on failure nothing of it, nor of
+        ``staged`` (the step's files so far), is left behind."""
         try:
-            writer = self.cold.writer(file_id, dataset, date, rows_hint=rows.num_rows)
+            writer = self.cold.writer(file_id, dataset, date, rows_hint=rows_hint)
         except OSError as exc:
             self._discard(staged)
             raise StorageError(f"writing cold files failed (nothing was moved): {exc}") from exc
         builder = FileBuilder(writer, self.cold.row_group_rows, _TRACE_SIGNAL.get(dataset), dataset == "spans")
         try:
-            if order is not None:
-                rows = rows.take(order)
-            builder.add_sorted(rows)
+            fill(builder)
             return builder.finish()
         except BaseException as exc:
             writer.abort()
