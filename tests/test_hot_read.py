@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 
 import tael
-from tael._block import RECORDS_OF, Block, _heavy_map, _walk_body, encode_block, spans_batch
+from tael._block import READABLE_VERSIONS, RECORDS_OF, Block, encode_block, spans_batch
+from tael._blockwalk import heavy_map, walk_body
 from tael._hotblocks import BLOCKS, blocks
 
 from .conftest import make_log, make_point, make_span
@@ -162,12 +163,12 @@ def test_heavy_map_without_copies_equals_msgpack() -> None:
     ]
     for value in cases:
         data = msgpack.packb(value, use_bin_type=True)
-        got = _heavy_map(data)
+        got = heavy_map(data)
         assert {k: [bytes(x) if x is not None else None for x in v] for k, v in got.items()} == value
     odd = msgpack.packb({"a": [b"x", b"y"]}, use_bin_type=True)  # an array of 2: msgpack's answer
-    assert _heavy_map(odd) == {"a": [b"x", b"y"]}
+    assert heavy_map(odd) == {"a": [b"x", b"y"]}
     with pytest.raises(ValueError):
-        _heavy_map(msgpack.packb({"a": [b"x", b"y", None]}, use_bin_type=True) + b"\x00")  # trailing byte
+        heavy_map(msgpack.packb({"a": [b"x", b"y", None]}, use_bin_type=True) + b"\x00")  # trailing byte
 
 
 def test_find_reports_only_whole_aligned_ids() -> None:
@@ -391,7 +392,7 @@ def test_block_body_read_without_copies_equals_msgpack() -> None:
     batch = _repeating_batch(300)
     for code in (True, False):
         data = encode_block(batch, "spans", code_heavy=code)
-        walked = _walk_body(data)
+        walked = walk_body(data, READABLE_VERSIONS)
         body = msgpack.unpackb(data, raw=False)
         assert walked is not None
         n, cols, heavy = walked
@@ -400,9 +401,9 @@ def test_block_body_read_without_copies_equals_msgpack() -> None:
     many = spans_batch([_record(f"{i + 1:032x}", i, {}) for i in range(100)]).set_column(
         3, "name", pa.array([f"op{i}" for i in range(100)])
     )
-    assert _walk_body(encode_block(many, "spans")) is None  # 100 distinct names: msgpack decodes them
+    assert walk_body(encode_block(many, "spans"), READABLE_VERSIONS) is None  # 100 distinct names: msgpack decodes them
     assert Block(encode_block(many, "spans"), "spans").pylist("name", [99, 0]) == ["op99", "op0"]
     other = msgpack.packb({"v": 3, "n": 0, "c": {}}, use_bin_type=True)
-    assert _walk_body(other) is None
+    assert walk_body(other, READABLE_VERSIONS) is None
     with pytest.raises(tael.CorruptionError, match="block version 3"):
         Block(other, "spans")
