@@ -200,9 +200,10 @@ class Settings:
     behind the hot window (``Maintenance.lag_s``: its last whole compaction's cutoff
     is older than ``now - hot_window_s`` by more), OTLP writes wait for it to catch
     up, each at most ``server_throttle_wait_s``, then get 503 with Retry-After: the
-    hot tier, its disk and the server's memory stay bounded under any load, and
-    clients are slowed to what compaction can take. Passes every 60 s that keep up
-    stay under ~60 s plus a pass's duration."""
+    hot tier and its disk stay bounded under any load, and clients are slowed to
+    what compaction can take (compaction's own memory is another matter:
+    docs/benchmarks.md). Passes every 60 s that keep up stay under ~60 s plus a
+    pass's duration."""
 
     server_throttle_wait_s: float = 5.0
     """Longest time (seconds, default 5) an OTLP write waits for compaction to catch
