@@ -89,7 +89,6 @@ resource, scope and attribute conversion written once here.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import math
@@ -111,11 +110,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tael._codec import key_text_problem, span_name_problem
-from tael._errors import TaelError
-from tael._keys import MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
+from tael._codec import span_name_problem
+from tael._keys import MAX_METRIC_NAME_BYTES
 from tael._limits import SLICE_BYTES
 from tael._models import LogRecord, MetricPoint, Span, SpanEvent, SpanLink
+from tael._otlp import common, mapping, parse
 
 __all__ = [
     "CONTENT_TYPES",
@@ -141,8 +140,6 @@ MAX_QUANTILES = 1_000  # quantile_values per summary data point (real summaries 
 _POINT_OVERHEAD = 64  # estimated stored bytes of a quantile point beyond its attributes
 MAX_NS = (1 << 63) - 1  # tael's time range (int64 nanoseconds)
 _MAX_COUNT = MAX_NS  # counts are stored as int64
-_MAX_DEPTH = 32  # containers at this nesting depth or deeper fail tael's validation
-_UNKNOWN_SERVICE = "unknown_service"
 _FLAG_NO_RECORDED_VALUE = 1  # DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
 
 _SPAN_KINDS = {0: "internal", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
@@ -160,15 +157,8 @@ _BODY_TYPES = {
 T = TypeVar("T")
 
 
-class OtlpError(TaelError):
-    """The request body is not a valid OTLP export request (the server answers 400).
-
-    Deliberately not a ValueError: an unsupported content type raises ValueError
-    (415), and a server catching that must never mistake a bad body for it."""
-
-
-class _Reject(Exception):
-    """One record cannot be stored; the message says why. Never escapes this module."""
+OtlpError = common.OtlpError  # what the shared parsing raises (tael/_otlp/common.py)
+_Reject = common.Reject  # what the shared mapping raises for one record
 
 
 @dataclass
@@ -234,265 +224,20 @@ class Decoded(Generic[T]):
             self.errors.append(f"{where}: {problem}")
 
 
-# ---------------------------------------------------------------- parsing
+# ---------------------------------------------------------------- parsing and shared mapping
+#
+# Parsing a body and mapping one OTLP value, id, resource or scope did not change in
+# issue 16: tael/_otlp/ keeps that code (parse.py, mapping.py) under public names, and
+# the reference uses it under its old ones. What the reference keeps is what issue 16
+# rewrote: building records one at a time.
 
-
-def _is_protobuf(content_type: str) -> bool:
-    media = content_type.strip().lower()
-    if media == PROTOBUF:
-        return True
-    if media == JSON:
-        return False
-    raise ValueError(f"unsupported content type {content_type!r}: expected one of {CONTENT_TYPES}")
-
-
-def _parse(
-    body: bytes, content_type: str, message: Any, walk: Callable[[dict[str, Any]], dict[str, str]]
-) -> dict[str, str]:
-    """Parse ``body`` into ``message`` (an empty request); returns the JSON id problems by record path.
-
-    The JSON path first lets ``walk`` rewrite hex ids to base64 in place; ids that
-    are not hex are blanked and reported, so only their records are rejected."""
-    name = type(message).__name__
-    if _is_protobuf(content_type):
-        try:
-            message.ParseFromString(bytes(body))
-        except Exception as exc:  # DecodeError mostly; upb raises others on odd input
-            raise OtlpError(f"body is not a valid protobuf {name}: {exc}") from None
-        return {}
-    try:
-        text = bytes(body).decode("utf-8-sig")  # tolerate a byte order mark
-    except UnicodeDecodeError as exc:
-        raise OtlpError(f"JSON body is not UTF-8: {exc}") from None
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise OtlpError(f"body is not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise OtlpError(f"JSON body must be an object ({name}), got {type(doc).__name__}")
-    try:
-        bad_ids = walk(doc)
-        json_format.ParseDict(doc, message, ignore_unknown_fields=True)
-    except OtlpError:
-        raise
-    except Exception as exc:  # json_format.ParseError, RecursionError...
-        raise OtlpError(f"JSON body is not a valid OTLP {name}: {exc}") from None
-    return bad_ids
-
-
-def _field(obj: dict[str, Any], camel: str, snake: str) -> tuple[str | None, Any]:
-    """(key, value) of a JSON field spelled either way; OtlpError if spelled both ways."""
-    if camel in obj:
-        if snake in obj and snake != camel:
-            raise OtlpError(f"JSON object has both {camel!r} and {snake!r}")
-        return camel, obj[camel]
-    if snake in obj:
-        return snake, obj[snake]
-    return None, None
-
-
-def _dicts(obj: dict[str, Any], camel: str, snake: str) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(index, element) of the dict elements of a repeated field; ParseDict reports other shapes."""
-    _key, value = _field(obj, camel, snake)
-    if isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, dict):
-                yield i, item
-
-
-def _hex_to_b64(obj: dict[str, Any], camel: str, snake: str) -> str | None:
-    """Rewrite one hex id field of ``obj`` to base64 in place; returns the problem, if any."""
-    key, value = _field(obj, camel, snake)
-    if key is None or value is None or value == "":
-        return None
-    if isinstance(value, str) and len(value) % 2 == 0 and value.isascii() and value.isalnum():
-        try:
-            obj[key] = base64.b64encode(bytes.fromhex(value)).decode("ascii")
-            return None
-        except ValueError:
-            pass
-    obj[key] = ""
-    return f"{camel} must be a hex string, got {value!r:.60}"
-
-
-def _walk_traces(doc: dict[str, Any]) -> dict[str, str]:
-    bad: dict[str, str] = {}
-    for ri, rs in _dicts(doc, "resourceSpans", "resource_spans"):
-        for si, ss in _dicts(rs, "scopeSpans", "scope_spans"):
-            for ki, sp in _dicts(ss, "spans", "spans"):
-                problems = [
-                    _hex_to_b64(sp, "traceId", "trace_id"),
-                    _hex_to_b64(sp, "spanId", "span_id"),
-                    _hex_to_b64(sp, "parentSpanId", "parent_span_id"),
-                ]
-                for li, ln in _dicts(sp, "links", "links"):
-                    for camel, snake in (("traceId", "trace_id"), ("spanId", "span_id")):
-                        problem = _hex_to_b64(ln, camel, snake)
-                        problems.append(problem and f"links[{li}].{problem}")
-                found = [p for p in problems if p]
-                if found:
-                    bad[_span_path(ri, si, ki)] = "; ".join(found)
-    return bad
-
-
-def _walk_logs(doc: dict[str, Any]) -> dict[str, str]:
-    bad: dict[str, str] = {}
-    for ri, rl in _dicts(doc, "resourceLogs", "resource_logs"):
-        for si, sl in _dicts(rl, "scopeLogs", "scope_logs"):
-            for ki, lr in _dicts(sl, "logRecords", "log_records"):
-                problems = [_hex_to_b64(lr, "traceId", "trace_id"), _hex_to_b64(lr, "spanId", "span_id")]
-                found = [p for p in problems if p]
-                if found:
-                    bad[_log_path(ri, si, ki)] = "; ".join(found)
-    return bad
-
-
-_METRIC_DATA_FIELDS = (
-    ("gauge", "gauge"),
-    ("sum", "sum"),
-    ("histogram", "histogram"),
-    ("exponentialHistogram", "exponential_histogram"),
-    ("summary", "summary"),
-)
-
-
-def _walk_metrics(doc: dict[str, Any]) -> dict[str, str]:
-    """Metrics carry hex ids only in exemplars, which tael does not keep: drop them."""
-    for _ri, rm in _dicts(doc, "resourceMetrics", "resource_metrics"):
-        for _si, sm in _dicts(rm, "scopeMetrics", "scope_metrics"):
-            for _mi, metric in _dicts(sm, "metrics", "metrics"):
-                for camel, snake in _METRIC_DATA_FIELDS:
-                    _key, data = _field(metric, camel, snake)
-                    if isinstance(data, dict):
-                        for _pi, dp in _dicts(data, "dataPoints", "data_points"):
-                            dp.pop("exemplars", None)
-    return {}
-
-
-def _span_path(ri: int, si: int, ki: int) -> str:
-    return f"resourceSpans[{ri}].scopeSpans[{si}].spans[{ki}]"
-
-
-def _log_path(ri: int, si: int, ki: int) -> str:
-    return f"resourceLogs[{ri}].scopeLogs[{si}].logRecords[{ki}]"
-
-
-# ---------------------------------------------------------------- shared mapping
-
-
-def _value(v: Any, depth: int) -> Any:
-    """An AnyValue as a JSON-like Python value; ``depth`` counts enclosing containers."""
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return v.string_value
-    if kind == "int_value":
-        return v.int_value
-    if kind == "double_value":
-        return v.double_value
-    if kind == "bool_value":
-        return v.bool_value
-    if kind == "bytes_value":
-        return bytes(v.bytes_value).hex()
-    if kind is None:
-        return None
-    if depth >= _MAX_DEPTH:
-        raise _Reject(f"attribute values nested {_MAX_DEPTH} or more levels deep")
-    if kind == "array_value":
-        return [_value(x, depth + 1) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _value(kv.value, depth + 1) for kv in v.kvlist_value.values}
-    return None  # a kind newer than this module: keep the key, lose the value
-
-
-def _attrs(kvs: Any, depth: int = 0) -> dict[str, Any]:
-    """A repeated KeyValue as a dict (a repeated key keeps its last value)."""
-    out: dict[str, Any] = {}
-    for kv in kvs:
-        v = kv.value
-        kind = v.WhichOneof("value")
-        if kind == "string_value":  # the common case, inlined
-            out[kv.key] = v.string_value
-        else:
-            out[kv.key] = _value(v, depth)
-    return out
-
-
-def _dropped(attrs: dict[str, Any], key: str, count: int) -> None:
-    if count:
-        attrs[f"otel.dropped_{key}_count"] = int(count)
-
-
-def _ns(value: int, what: str) -> int:
-    if value > MAX_NS:
-        raise _Reject(f"{what} {value} is past 2**63-1 nanoseconds")
-    return int(value)
-
-
-def _id(raw: bytes, nbytes: int, what: str) -> str:
-    """A required id as lowercase hex."""
-    if len(raw) != nbytes:
-        raise _Reject(f"{what} must be {nbytes} bytes, got {len(raw)}")
-    if not any(raw):
-        raise _Reject(f"{what} is all zeros (an invalid id)")
-    return bytes(raw).hex()
-
-
-def _opt_id(raw: bytes, nbytes: int, what: str) -> str | None:
-    """An optional id: empty or all zeros means absent."""
-    if not raw or (len(raw) == nbytes and not any(raw)):
-        return None
-    return _id(raw, nbytes, what)
-
-
-def _key_text(text: str, what: str, limit: int = MAX_SERVICE_BYTES) -> str:
-    """``text`` if tael's validation accepts it where it becomes part of an LMDB key
-    (the same check as ``Store.insert_*``: tael/_keys.py has the budgets)."""
-    problem = key_text_problem(text, limit)
-    if problem is not None:
-        raise _Reject(f"{what} {problem}")
-    return text
-
-
-@dataclass(slots=True)
-class _Resource:
-    """One ResourceSpans/Logs/Metrics: its attributes and service, or why its records are rejected."""
-
-    attrs: dict[str, Any]
-    service: str
-    problem: str | None = None
-
-
-def _resource(container: Any) -> _Resource:
-    try:
-        attrs = _attrs(container.resource.attributes)
-        _dropped(attrs, "attributes", container.resource.dropped_attributes_count)
-        if container.schema_url:
-            attrs["otel.schema_url"] = container.schema_url
-        name = attrs.get("service.name")
-        service = name if isinstance(name, str) and name else _UNKNOWN_SERVICE
-        return _Resource(attrs, _key_text(service, "resource attribute service.name"))
-    except _Reject as exc:
-        return _Resource({}, _UNKNOWN_SERVICE, f"resource: {exc}")
-
-
-def _scoped(res: _Resource, scope_container: Any, *, with_version: bool) -> tuple[dict[str, Any], str | None]:
-    """The ``resource`` dict for records of one scope (resource attributes plus scope extras)."""
-    if res.problem:
-        return res.attrs, res.problem
-    scope = scope_container.scope
-    extra: dict[str, Any] = {}
-    try:
-        if len(scope.attributes) or scope.dropped_attributes_count:
-            scope_attrs = _attrs(scope.attributes, 1)  # nested one level inside the resource dict
-            _dropped(scope_attrs, "attributes", scope.dropped_attributes_count)
-            extra["otel.scope.attributes"] = scope_attrs
-    except _Reject as exc:
-        return res.attrs, f"scope: {exc}"
-    if with_version and scope.version:
-        extra["otel.scope.version"] = scope.version
-    if scope_container.schema_url:
-        extra["otel.scope.schema_url"] = scope_container.schema_url
-    return ({**res.attrs, **extra} if extra else res.attrs), None
+_is_protobuf = parse.is_protobuf
+_parse = parse.parse
+_walk_traces, _walk_logs, _walk_metrics = parse.walk_traces, parse.walk_logs, parse.walk_metrics
+_span_path, _log_path = parse.span_path, parse.log_path
+_value, _attrs, _dropped = mapping.any_value, mapping.attrs_dict, mapping.add_dropped
+_ns, _id, _opt_id, _key_text = mapping.checked_ns, mapping.required_id, mapping.optional_id, mapping.key_text
+_Resource, _resource, _scoped = mapping.Resource, mapping.resource_of, mapping.scoped
 
 
 # ---------------------------------------------------------------- traces
