@@ -32,6 +32,7 @@ from ._cold import ColdFile
 from ._errors import CorruptionError, StorageError
 from ._fsutil import sync_filesystem
 from ._hotblocks import SIGNAL_LOGS, SIGNAL_SPANS, STATS, TIME, blocks, load, width
+from ._hotmigrate import OLD_TABLES, migrate
 from ._hotread import HotReader
 from ._keys import MAX_KEY_BYTES
 from ._layout import (
@@ -83,18 +84,6 @@ DBS = (
     b"cold_blobs",  # digest(32) file id(4) -> "": cold files referring to a blob
     b"cold_file_blobs",  # file id(4) -> packed [digest, ...]: the same, by file (for removing a file)
     b"blob_gc",  # digest(32) -> "": blobs that lost a reference since the last collection
-)
-# Tables of format 2 that format 3 no longer has (tael/_hotmigrate.py moves their records).
-OLD_DBS = (
-    b"spans",
-    b"span_ids",
-    b"logs",
-    b"log_trace",
-    b"metrics",
-    b"metric_series",
-    b"span_lean",
-    b"log_lean",
-    b"metric_lean",
 )
 _NEXT_FILE = b"next_file_id"
 _INDEXED = b"indexed_lsn"
@@ -186,7 +175,7 @@ class HotTier:
             self.env = lmdb.open(
                 str(path),
                 map_size=map_size,
-                max_dbs=len(DBS) + len(OLD_DBS),
+                max_dbs=len(DBS) + len(OLD_TABLES),  # format 2's, while a migration moves them
                 readonly=read_only,
                 create=not read_only,
                 sync=sync,
@@ -209,8 +198,6 @@ class HotTier:
             self._check_format(path, read_only)
             self.db = {name.decode(): self.env.open_db(name, create=not read_only) for name in DBS}
             if self.migrate_from is not None:
-                from ._hotmigrate import migrate
-
                 migrate(self)
         except lmdb.Error as exc:
             self.env.close()

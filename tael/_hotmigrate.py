@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 _Q = struct.Struct(">Q")
 _KEY = struct.Struct(">QQI")
 _FORMAT = b"format_version"
-OLD_TABLES = (
+OLD_TABLES = (  # the tables of hot format 2 that format 3 no longer has (migrate moves their records)
     b"spans",
     b"span_ids",
     b"logs",
