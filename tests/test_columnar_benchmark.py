@@ -70,3 +70,36 @@ def test_columnar_benchmark_quick_mode(tmp_path: Path) -> None:
             assert ratio == "-", line
     assert "- Ingest: " in out and "wall time: " in out
     assert not (tmp_path / "bench").exists()  # the scratch directory is cleaned up
+
+
+def test_compaction_memory_script_moves_every_span_and_reports_each_step(tmp_path: Path) -> None:
+    data = tmp_path / "day"
+    base = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
+    spans = [
+        tael.Span(
+            trace_id=f"{i // 3 + 1:032x}",
+            span_id=f"{i + 1:016x}",
+            name="op",
+            service="svc",
+            start_ns=base + i * 10**6,
+            end_ns=base + i * 10**6 + 1,
+        )
+        for i in range(3_000)
+    ]
+    with tael.Store(data) as store:
+        store.insert_spans(spans)
+    result = subprocess.run(
+        [sys.executable, "benchmarks/compaction_memory.py", str(data), "2024-01-02", "1000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = [ln for ln in result.stdout.splitlines() if ln.startswith("before evict=")]
+    assert len(steps) == 3, result.stdout  # 1,000 spans a step
+    assert all(" after evict=" in s and " after publish=" in s and " after commit=" in s for s in steps)
+    assert "moved 3,000 spans in " in result.stdout
+    with tael.Store(data, read_only=True) as store:
+        assert store.stats().signals["spans"].count == 3_000
+        assert store.stats().hot_records["spans"] == 0
