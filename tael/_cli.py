@@ -1223,19 +1223,104 @@ def retention(data: str, now: int | None, output: str) -> None:
         console.print(f"  dropped {p}", markup=False)
 
 
-@main.command("rebuild-index")
+@main.group("settings", cls=click.Group)
+def settings_group() -> None:
+    """The settings kept with the data (payload keys, retention, hot window, cold files)."""
+
+
+@settings_group.command("show")
 @_data_option()
 @_output_option
-def rebuild_index(data: str, output: str) -> None:
-    """Rebuild the full-text index from the hot and cold tiers (the store must not be open elsewhere)."""
-    from . import rebuild_index as rebuild
+def settings_show(data: str, output: str) -> None:
+    """The settings DATA keeps, used by every command and process that opens it."""
+    from . import _datasettings
     from ._errors import StorageError
 
     if not _is_store(data):
         raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    stored = _datasettings.read_stored(Path(data))
+    defaults = _settings()
+    values = {name: (stored or {}).get(name, getattr(defaults, name)) for name in _datasettings.STORED}
+    if output == "json":
+        _emit_json({"stored": stored is not None, "settings": values})
+        return
+    title = "settings kept with the data" if stored is not None else "no settings stored yet (an open writes them)"
+    table = _table(title, "setting", "value", "changes with")
+    for name, value in values.items():
+        shown = ", ".join(value) if isinstance(value, tuple) else str(value)
+        how = _datasettings.APPLIED_BY.get(name, "tael settings set")
+        table.add_row(_t(name), _t(shown), _t(how))
+    _print(_console(), table)
+
+
+@settings_group.command("set")
+@_data_option()
+@click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
+@_output_option
+def settings_set(data: str, assignments: tuple[str, ...], output: str) -> None:
+    """Change settings kept with DATA (the store must not be open elsewhere).
+
+    VALUE is JSON (3, 0.5, ["a", "b"]) or else text. Payload keys change with
+    `tael rebuild-index --payload-attribute KEY`, which re-indexes what is stored."""
+    from . import _datasettings
+    from ._errors import StorageError
+    from ._fsutil import DirLock
+
+    if not _is_store(data):
+        raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    changes: dict[str, Any] = {}
+    for text in assignments:
+        name, sep, raw = text.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{text!r} is not NAME=VALUE", param_hint="NAME=VALUE")
+        try:
+            changes[name] = json.loads(raw)
+        except ValueError:
+            changes[name] = raw
+    lock = DirLock(Path(data))
+    lock.acquire()
+    try:
+        values = _datasettings.change_stored(Path(data), **changes)
+    finally:
+        lock.release()
+    if output == "json":
+        _emit_json({"settings": values})
+        return
+    for name in changes:
+        click.echo(f"{name} = {values[name]!r}")
+
+
+@main.command("rebuild-index")
+@_data_option()
+@click.option(
+    "--payload-attribute",
+    "payload_attributes",
+    multiple=True,
+    help="Index these payload keys from now on (repeat; patterns allowed): stored with the data, then applied "
+    "to every record. Default: the keys stored with the data (or those of --config).",
+)
+@click.option(
+    "--default-payload-attributes", is_flag=True, help="Go back to tael's built-in payload keys, stored and applied."
+)
+@_output_option
+def rebuild_index(
+    data: str, payload_attributes: tuple[str, ...], default_payload_attributes: bool, output: str
+) -> None:
+    """Rebuild the full-text index from the hot and cold tiers (the store must not be open elsewhere).
+
+    This is also how the payload keys kept with the data change (tael settings show lists them)."""
+    from . import rebuild_index as rebuild
+    from ._errors import StorageError
+    from ._settings import Settings
+
+    if not _is_store(data):
+        raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    if payload_attributes and default_payload_attributes:
+        raise click.UsageError("--payload-attribute and --default-payload-attributes exclude each other")
+    keys = Settings().payload_attributes if default_payload_attributes else payload_attributes or None
     t0 = time.perf_counter()
     with _progress(output, "rebuilding the full-text index"):
-        documents = rebuild(data)
+        documents = rebuild(data, _settings(), payload_attributes=keys)
     elapsed = time.perf_counter() - t0
     if output == "json":
         _emit_json({"documents": documents, "seconds": round(elapsed, 3)})

@@ -64,3 +64,9 @@ class ConfigurationError(TaelError, ValueError):
     """A configuration file or option is invalid or unusable (an auth file, a token
     file, TLS certificate files, a bind address that needs authentication); the
     message names the file, entry or option at fault, never a secret."""
+
+
+class SettingsConflictError(ConfigurationError):
+    """A setting given at open differs from the value the data directory keeps
+    (``settings.json``) and cannot change by opening alone: the message names the field,
+    both values and the command that applies the change (``tael rebuild-index``)."""
