@@ -38,7 +38,12 @@ class CorruptionError(TaelError):
 
 
 class StoreLockedError(TaelError, RuntimeError):
-    """Another process holds the data directory open for writing."""
+    """Another process holds the data directory open for writing; ``pid`` is the one its
+    lock file names ("" when unknown)."""
+
+    def __init__(self, message: str, pid: str = "") -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class StoreClosedError(TaelError, RuntimeError):

@@ -248,6 +248,12 @@ class Store:
         return self._cold.location
 
     @property
+    def records_past_retention(self) -> dict[str, int]:
+        """Per signal, records this store accepted that were already past retention when
+        written (stored, then dropped by the next retention pass; each logged); {} when read-only."""
+        return dict(self._ingest.late.counts) if self._ingest is not None else {}
+
+    @property
     def background_writers(self) -> list[BackgroundWriter]:
         """The open background writers of this store (``writer()``), for their counters."""
         return list(self._writers)
@@ -468,12 +474,18 @@ class Store:
         self._local()
         return self._compactor.merge_small_files(stop=stop)
 
-    def enforce_retention(self, now: Any = None, *, stop: threading.Event | None = None) -> RetentionReport:
+    def enforce_retention(
+        self, now: Any = None, *, stop: threading.Event | None = None, dry_run: bool = False
+    ) -> RetentionReport:
         """Drop what is past retention at ``now`` (default: the current time); see
-        :meth:`Compactor.enforce_retention` (tael/_compactor.py)."""
-        ingest = self._local()
+        :meth:`Compactor.enforce_retention` (tael/_compactor.py). ``dry_run``: drop
+        nothing and report what would go (also on a read-only store)."""
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
+        if dry_run:
+            self._check_open()
+            return self._compactor.retention_plan(now_ns)
+        ingest = self._local()
         ingest.pipeline.wait_applied()
         return self._compactor.enforce_retention(now_ns, stop, ingest.index)
 
