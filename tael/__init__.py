@@ -12,6 +12,7 @@ from ._errors import (
     CorruptionError,
     ReadOnlyError,
     ReplicationError,
+    SettingsConflictError,
     StandbyError,
     StorageError,
     StoreClosedError,
@@ -51,12 +52,13 @@ from ._models import (
 from ._settings import Settings
 
 if TYPE_CHECKING:
+    from ._admin import rebuild_index
     from ._block import LOG_SCHEMA, METRIC_SCHEMA, SPAN_SCHEMA
     from ._columns import logs_table, metrics_table, spans_table
     from ._maintenance import Maintenance
     from ._query.filters import LogFilter, MetricFilter, SpanFilter
     from ._repair import repair
-    from ._store import Store, rebuild_index
+    from ._store import Store
     from ._writer import BackgroundWriter
 
 # The store, the query filters, the Arrow tables and what they drag in (pyarrow, tantivy, lmdb) load on
@@ -73,7 +75,7 @@ _LAZY = {
     "LogFilter": "._query.filters",
     "MetricFilter": "._query.filters",
     "Store": "._store",
-    "rebuild_index": "._store",
+    "rebuild_index": "._admin",
     "repair": "._repair",
     "BackgroundWriter": "._writer",
 }
@@ -117,6 +119,7 @@ __all__ = [
     "ReadOnlyError",
     "ReplicaStatus",
     "ReplicationError",
+    "SettingsConflictError",
     "ReplicationStatus",
     "RepairReport",
     "RetentionReport",

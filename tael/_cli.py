@@ -366,6 +366,116 @@ def _writer(data: str) -> Store:
     return Store(data, _settings())
 
 
+def _server_call(
+    url: str, path: str, body: dict[str, Any], token_file: str | None, ca_file: str | None, what: str
+) -> Any:
+    """POST ``body`` as JSON to a running ``tael serve`` at ``url`` (a token with the admin
+    scope from ``token_file`` or $TAEL_TOKEN; ``ca_file`` verifies https); its JSON answer."""
+    import os
+    import ssl
+
+    import httpx
+
+    from ._auth import read_token_file
+
+    headers = {}
+    token = read_token_file(token_file, "--token-file") if token_file else os.environ.get("TAEL_TOKEN", "").strip()
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    verify: ssl.SSLContext | bool = True
+    if ca_file is not None:
+        try:
+            verify = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"cannot use --ca-file {ca_file}: {exc}") from None
+    try:
+        resp = httpx.post(f"{url.rstrip('/')}{path}", json=body, headers=headers, verify=verify, timeout=None)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url}: {exc}") from None
+    if resp.status_code == 200:
+        return resp.json()
+    try:
+        said = resp.json().get("error") or resp.text
+    except ValueError:
+        said = resp.text
+    if resp.status_code in (401, 403):
+        raise CliError(
+            f"{url} refused to {what}: {said} (give a token with the admin scope: --token-file FILE or $TAEL_TOKEN)"
+        )
+    raise CliError(f"{url} refused to {what}: {said}")
+
+
+def _server_of(data: str, url: str | None) -> str | None:
+    """The URL to send a maintenance call to instead of opening ``data``: ``url`` when
+    given, else that of the ``tael serve`` holding ``data`` open (its serve.json), else None
+    (open the directory). A directory held by another process that is not a server is an
+    error naming its pid."""
+    if url is not None:
+        return url
+    from ._errors import StoreLockedError
+    from ._fsutil import DirLock
+    from ._serveradmin import running_server
+
+    if not _is_store(data):
+        return None  # opening it says what is wrong
+    lock = DirLock(Path(data))
+    try:
+        lock.acquire()
+    except StoreLockedError as exc:
+        served = running_server(Path(data), exc.pid)
+        if served is None:
+            raise CliError(
+                f"{data} is open for writing by another process (pid {exc.pid or 'unknown'}) that is not a "
+                "tael serve: stop it first, or give --url of a server holding it"
+            ) from None
+        return str(served["url"])
+    lock.release()
+    return None
+
+
+def _closed_for(data: str, command: str, why: str) -> None:
+    """Refuse ``command`` on a directory a ``tael serve`` holds open, saying ``why`` it needs
+    the store closed and how to go on (other holders: the command's own open says so)."""
+    from ._errors import StoreLockedError
+    from ._fsutil import DirLock
+    from ._serveradmin import running_server
+
+    if not (Path(data) / "LOCK").exists():
+        return
+    lock = DirLock(Path(data))
+    try:
+        lock.acquire()
+    except StoreLockedError as exc:
+        served = running_server(Path(data), exc.pid)
+        if served is not None:
+            raise CliError(
+                f"{data} is served by tael serve at {served['url']} (pid {exc.pid}): `tael {command}` {why}; "
+                f"stop the server (SIGTERM), run it, then start the server again"
+            ) from None
+        return
+    lock.release()
+
+
+_server_options = [
+    click.option(
+        "--url",
+        help="Ask the tael serve at URL to do it (default: the one holding --data open, if any).",
+    ),
+    click.option(
+        "--token-file",
+        type=click.Path(dir_okay=False),
+        help="With a server: file holding a bearer token with the admin scope (or set TAEL_TOKEN).",
+    ),
+    click.option("--ca-file", type=click.Path(dir_okay=False), help="With an https:// server: PEM CA certificates."),
+]
+
+
+def _server_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_server_options):
+        fn = option(fn)
+    return fn
+
+
 # ---------------------------------------------------------------- renderers
 
 
@@ -760,6 +870,7 @@ def _render_demo(console: Console, r: DemoResult) -> None:
     type=click.Path(dir_okay=False),
     help="PEM CA certificates that verify https:// --replica standbys.",
 )
+@click.option("--access-log", is_flag=True, help="Log one line per request (method, path, status).")
 def serve(
     data: str,
     host: str,
@@ -775,6 +886,7 @@ def serve(
     tls_key: str | None,
     replication_token_file: str | None,
     replication_ca_file: str | None,
+    access_log: bool,
 ) -> None:
     """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) until SIGTERM or Ctrl-C.
 
@@ -813,7 +925,11 @@ def serve(
             overrides["required_acks"] = int(required_acks)
         else:
             raise CliError(f"--required-acks must be 'all' or a number, got {required_acks!r}")
-    run_server(data, host=host, port=port, settings=_settings(**overrides), standby_of=standby_of)
+    for name in ("tael._server", "tael._serveradmin"):  # start, activity and shutdown lines, even without -v
+        logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
+    run_server(
+        data, host=host, port=port, settings=_settings(**overrides), standby_of=standby_of, access_log=access_log
+    )
 
 
 @main.command()
@@ -835,32 +951,7 @@ def promote(data: str | None, url: str | None, token_file: str | None, ca_file: 
     if (data is None) == (url is None):
         raise CliError("give either the standby's data directory DATA or the --url of a running standby")
     if url is not None:
-        import os
-        import ssl
-
-        import httpx
-
-        from ._auth import read_token_file
-
-        headers = {}
-        token = read_token_file(token_file, "--token-file") if token_file else os.environ.get("TAEL_TOKEN", "").strip()
-        if token:
-            headers["authorization"] = f"Bearer {token}"
-        verify: ssl.SSLContext | bool = True
-        if ca_file is not None:
-            try:
-                verify = ssl.create_default_context(cafile=ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise CliError(f"cannot use --ca-file {ca_file}: {exc}") from None
-        try:
-            resp = httpx.post(
-                f"{url.rstrip('/')}/replication/promote", json={}, headers=headers, verify=verify, timeout=60
-            )
-        except httpx.HTTPError as exc:
-            raise CliError(f"cannot reach {url}: {exc}") from None
-        if resp.status_code != 200:
-            raise CliError(f"{url} refused to promote: {resp.text}")
-        answer = resp.json()
+        answer = _server_call(url, "/replication/promote", {}, token_file, ca_file, "promote")
         if output == "json":
             _emit_json({"promoted": url, "role": answer["role"], "epoch": answer["epoch"]})
         else:
@@ -1179,14 +1270,27 @@ def _sql_cell(value: Any) -> str | None:
 @click.option(
     "--before", type=TIME, default=None, help="Move records older than this (default: now - Settings.hot_window_s)."
 )
+@_server_option
 @_output_option
-def compact(data: str, before: int | None, output: str) -> None:
-    """Move hot records older than BEFORE to the cold tier (Parquet, with metric rollups)."""
-    with _writer(data) as store:
-        if before is None:
-            before = time.time_ns() - int(store.settings.hot_window_s * 1e9)
-        with _progress(output, f"compacting records before {fmt_ns(before)}"):
-            report = store.compact(before)
+def compact(
+    data: str, before: int | None, url: str | None, token_file: str | None, ca_file: str | None, output: str
+) -> None:
+    """Move hot records older than BEFORE to the cold tier (Parquet, with metric rollups).
+
+    Beside a running tael serve (or with --url) the server does it (admin scope)."""
+    from ._models import CompactionReport
+
+    server = _server_of(data, url)
+    if server is not None:
+        with _progress(output, f"compacting through {server}"):
+            answer = _server_call(server, "/admin/compact", {"before": before}, token_file, ca_file, "compact")
+        report = CompactionReport(**answer)
+    else:
+        with _writer(data) as store:
+            if before is None:
+                before = time.time_ns() - int(store.settings.hot_window_s * 1e9)
+            with _progress(output, f"compacting records before {fmt_ns(before)}"):
+                report = store.compact(before)
     if output == "json":
         _emit_json(report)
         return
@@ -1201,41 +1305,156 @@ def compact(data: str, before: int | None, output: str) -> None:
 @main.command()
 @_data_option()
 @click.option("--now", type=TIME, default=None, help="The time retention is measured from (default: now).")
+@click.option("--dry-run", is_flag=True, help="Drop nothing: list what would go.")
+@_server_option
 @_output_option
-def retention(data: str, now: int | None, output: str) -> None:
-    """Drop what is past each dataset's retention, then delete unreferenced payload blobs."""
-    with _writer(data) as store, _progress(output, "enforcing retention"):
-        report = store.enforce_retention(now)
-        blobs = store.collect_blobs()
+def retention(
+    data: str,
+    now: int | None,
+    dry_run: bool,
+    url: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    output: str,
+) -> None:
+    """Drop what is past each dataset's retention, then delete unreferenced payload blobs.
+
+    Beside a running tael serve (or with --url) the server does it (admin scope);
+    --dry-run reads the store (read-only beside a server) and changes nothing."""
+    from ._models import RetentionReport
+
+    server = None if dry_run and url is None else _server_of(data, url)
+    if server is not None:
+        with _progress(output, f"enforcing retention through {server}"):
+            body = {"now": now, "dry_run": dry_run}
+            answer = _server_call(server, "/admin/retention", body, token_file, ca_file, "enforce retention")
+        report, blobs = RetentionReport(**answer["retention"]), int(answer["blobs_removed"])
+    elif dry_run:
+        with _reader(data) as reader:
+            report, blobs = reader.enforce_retention(now, dry_run=True), 0
+    else:
+        with _writer(data) as store, _progress(output, "enforcing retention"):
+            report = store.enforce_retention(now)
+            blobs = store.collect_blobs()
     if output == "json":
         _emit_json({"retention": report, "blobs_removed": blobs})
         return
     console = _console()
-    table = _table(f"retention at {fmt_ns(report.now_ns)}", "what", "dropped", right=("dropped",))
+    verb = "would drop" if report.dry_run else "dropped"
+    title = f"retention at {fmt_ns(report.now_ns)}" + (" (dry run: nothing dropped)" if report.dry_run else "")
+    table = _table(title, "what", verb, right=(verb,))
     table.add_row(_t("cold partitions"), _t(f"{len(report.partitions_dropped):,}"))
     table.add_row(_t("cold files"), _t(f"{report.cold_files_dropped:,}"))
     table.add_row(_t("cold rows"), _t(f"{report.cold_rows_dropped:,}"))
     for signal, n in report.hot_records_dropped.items():
         table.add_row(_t(f"hot {signal}"), _t(f"{n:,}"))
-    table.add_row(_t("payload blobs"), _t(f"{blobs:,}"))
+    if not report.dry_run:
+        table.add_row(_t("payload blobs"), _t(f"{blobs:,}"))
     _print(console, table)
     for p in report.partitions_dropped:
-        console.print(f"  dropped {p}", markup=False)
+        console.print(f"  {verb} {p}", markup=False)
 
 
-@main.command("rebuild-index")
+@main.group("settings", cls=click.Group)
+def settings_group() -> None:
+    """The settings kept with the data (payload keys, retention, hot window, cold files)."""
+
+
+@settings_group.command("show")
 @_data_option()
 @_output_option
-def rebuild_index(data: str, output: str) -> None:
-    """Rebuild the full-text index from the hot and cold tiers (the store must not be open elsewhere)."""
-    from . import rebuild_index as rebuild
+def settings_show(data: str, output: str) -> None:
+    """The settings DATA keeps, used by every command and process that opens it."""
+    from . import _datasettings
     from ._errors import StorageError
 
     if not _is_store(data):
         raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    stored = _datasettings.read_stored(Path(data))
+    defaults = _settings()
+    values = {name: (stored or {}).get(name, getattr(defaults, name)) for name in _datasettings.STORED}
+    if output == "json":
+        _emit_json({"stored": stored is not None, "settings": values})
+        return
+    title = "settings kept with the data" if stored is not None else "no settings stored yet (an open writes them)"
+    table = _table(title, "setting", "value", "changes with")
+    for name, value in values.items():
+        shown = ", ".join(value) if isinstance(value, tuple) else str(value)
+        how = _datasettings.APPLIED_BY.get(name, "tael settings set")
+        table.add_row(_t(name), _t(shown), _t(how))
+    _print(_console(), table)
+
+
+@settings_group.command("set")
+@_data_option()
+@click.argument("assignments", nargs=-1, required=True, metavar="NAME=VALUE...")
+@_output_option
+def settings_set(data: str, assignments: tuple[str, ...], output: str) -> None:
+    """Change settings kept with DATA (the store must not be open elsewhere).
+
+    VALUE is JSON (3, 0.5, ["a", "b"]) or else text. Payload keys change with
+    `tael rebuild-index --payload-attribute KEY`, which re-indexes what is stored."""
+    from . import _datasettings
+    from ._errors import StorageError
+    from ._fsutil import DirLock
+
+    if not _is_store(data):
+        raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    changes: dict[str, Any] = {}
+    for text in assignments:
+        name, sep, raw = text.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{text!r} is not NAME=VALUE", param_hint="NAME=VALUE")
+        try:
+            changes[name] = json.loads(raw)
+        except ValueError:
+            changes[name] = raw
+    _closed_for(data, "settings set", "changes what every process opening the store runs with")
+    lock = DirLock(Path(data))
+    lock.acquire()
+    try:
+        values = _datasettings.change_stored(Path(data), **changes)
+    finally:
+        lock.release()
+    if output == "json":
+        _emit_json({"settings": values})
+        return
+    for name in changes:
+        click.echo(f"{name} = {values[name]!r}")
+
+
+@main.command("rebuild-index")
+@_data_option()
+@click.option(
+    "--payload-attribute",
+    "payload_attributes",
+    multiple=True,
+    help="Index these payload keys from now on (repeat; patterns allowed): stored with the data, then applied "
+    "to every record. Default: the keys stored with the data (or those of --config).",
+)
+@click.option(
+    "--default-payload-attributes", is_flag=True, help="Go back to tael's built-in payload keys, stored and applied."
+)
+@_output_option
+def rebuild_index(
+    data: str, payload_attributes: tuple[str, ...], default_payload_attributes: bool, output: str
+) -> None:
+    """Rebuild the full-text index from the hot and cold tiers (the store must not be open elsewhere).
+
+    This is also how the payload keys kept with the data change (tael settings show lists them)."""
+    from . import rebuild_index as rebuild
+    from ._errors import StorageError
+    from ._settings import Settings
+
+    if not _is_store(data):
+        raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
+    if payload_attributes and default_payload_attributes:
+        raise click.UsageError("--payload-attribute and --default-payload-attributes exclude each other")
+    _closed_for(data, "rebuild-index", "re-indexes every record and may change the payload keys every writer uses")
+    keys = Settings().payload_attributes if default_payload_attributes else payload_attributes or None
     t0 = time.perf_counter()
     with _progress(output, "rebuilding the full-text index"):
-        documents = rebuild(data)
+        documents = rebuild(data, _settings(), payload_attributes=keys)
     elapsed = time.perf_counter() - t0
     if output == "json":
         _emit_json({"documents": documents, "seconds": round(elapsed, 3)})
@@ -1261,6 +1480,7 @@ def repair(data: str, output: str) -> None:
     """
     from . import repair as do_repair
 
+    _closed_for(data, "repair", "mends a WAL that stops the store opening, which a running server's did not")
     report = do_repair(data)
     if output == "json":
         _emit_json(report)

@@ -569,13 +569,7 @@ class Compactor:
         (``Settings.retention_comments_days``); an interrupted one leaves them to the
         next whole pass. ``Store.enforce_retention`` runs it."""
         s = self.settings
-        cutoff = {
-            "spans": now - int(s.retention_spans_days * DAY_NS),
-            "logs": now - int(s.retention_logs_days * DAY_NS),
-            "metrics": now - int(s.retention_metrics_days * DAY_NS),
-            "metrics_5m": now - int(s.retention_metrics_5m_days * DAY_NS),
-            "metrics_1h": now - int(s.retention_metrics_1h_days * DAY_NS),
-        }
+        cutoff = self.cutoffs(now)
         with self.lock, self._stoppable(stop_event(stop)):
             self.check_open()
             hot_dropped = {"spans": 0, "logs": 0, "metrics": 0}
@@ -592,11 +586,7 @@ class Compactor:
                     self._drop_hot(signal, cutoff[signal], hot_dropped)
                 with self.hot.reader() as txn:
                     manifest = self.hot.manifest(txn)
-                doomed: dict[str, list[ColdFile]] = {}
-                for f in manifest:
-                    if day_start_ns(f.date) + DAY_NS <= cutoff[f.dataset]:
-                        doomed.setdefault(f"{f.dataset}/date={f.date}", []).append(f)
-                for part, files in sorted(doomed.items()):  # one partition per step
+                for part, files in sorted(_doomed(manifest, cutoff).items()):  # one partition per step
                     self._drop_partition(files)
                     parts.append(part)
                     dropped += files
@@ -616,6 +606,45 @@ class Compactor:
                 cutoffs=cutoff,
                 interrupted=interrupted,
             )
+
+    def cutoffs(self, now: int) -> dict[str, int]:
+        """Per dataset, the time (ns) before which its records are past retention at ``now``."""
+        s = self.settings
+        return {
+            "spans": now - int(s.retention_spans_days * DAY_NS),
+            "logs": now - int(s.retention_logs_days * DAY_NS),
+            "metrics": now - int(s.retention_metrics_days * DAY_NS),
+            "metrics_5m": now - int(s.retention_metrics_5m_days * DAY_NS),
+            "metrics_1h": now - int(s.retention_metrics_1h_days * DAY_NS),
+        }
+
+    def retention_plan(self, now: int) -> RetentionReport:
+        """What ``enforce_retention(now)`` would drop, changing nothing (``dry_run`` set):
+        the cold partitions whose every record is past retention, their files and rows,
+        and the hot spans and logs past it (hot metric points past it are rolled up, not
+        dropped). Reads one snapshot; loads only the hot blocks holding such records."""
+        cutoff = self.cutoffs(now)
+        self.check_open()
+        with self.hot.reader() as txn:
+            manifest = self.hot.manifest(txn)
+            hot = {
+                signal: sum(
+                    b.n if rows is None else len(rows)
+                    for _k, b, rows in self.hot.old_blocks(txn, signal, cutoff[signal], 1 << 62)
+                )
+                for signal in ("spans", "logs")
+            }
+        doomed = _doomed(manifest, cutoff)
+        files = [f for part in doomed.values() for f in part]
+        return RetentionReport(
+            now_ns=now,
+            partitions_dropped=sorted(doomed),
+            cold_files_dropped=len(files),
+            cold_rows_dropped=sum(f.rows for f in files),
+            hot_records_dropped={**hot, "metrics": 0},
+            cutoffs=cutoff,
+            dry_run=True,
+        )
 
     def _forget_indexed(self, index: TextIndex, cutoffs: dict[str, int]) -> dict[str, int]:
         """Delete index entries of records retention removed: every document of a signal
@@ -714,6 +743,16 @@ class Compactor:
         with self.hot.reader() as txn:
             live = {f.relpath for f in self.hot.manifest(txn)}
         return self.cold.sweep_orphans(live)
+
+
+def _doomed(manifest: Sequence[ColdFile], cutoffs: dict[str, int]) -> dict[str, list[ColdFile]]:
+    """The cold partitions (``"spans/date=2026-01-01"``) whose whole day is past its
+    dataset's cutoff, with their files: what retention drops."""
+    doomed: dict[str, list[ColdFile]] = {}
+    for f in manifest:
+        if day_start_ns(f.date) + DAY_NS <= cutoffs[f.dataset]:
+            doomed.setdefault(f"{f.dataset}/date={f.date}", []).append(f)
+    return doomed
 
 
 def hot_cold_tables(hot: HotTier, txn: Any) -> dict[str, pa.Table]:

@@ -38,7 +38,12 @@ class CorruptionError(TaelError):
 
 
 class StoreLockedError(TaelError, RuntimeError):
-    """Another process holds the data directory open for writing."""
+    """Another process holds the data directory open for writing; ``pid`` is the one its
+    lock file names ("" when unknown)."""
+
+    def __init__(self, message: str, pid: str = "") -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class StoreClosedError(TaelError, RuntimeError):
@@ -64,3 +69,9 @@ class ConfigurationError(TaelError, ValueError):
     """A configuration file or option is invalid or unusable (an auth file, a token
     file, TLS certificate files, a bind address that needs authentication); the
     message names the file, entry or option at fault, never a secret."""
+
+
+class SettingsConflictError(ConfigurationError):
+    """A setting given at open differs from the value the data directory keeps
+    (``settings.json``) and cannot change by opening alone: the message names the field,
+    both values and the command that applies the change (``tael rebuild-index``)."""

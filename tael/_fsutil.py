@@ -117,7 +117,8 @@ class DirLock:
                 who = f" (pid {holder})" if holder else ""
                 raise StoreLockedError(
                     f"{self.path.parent} is open for writing by another process{who}; "
-                    "close it there or open with read_only=True"
+                    "close it there or open with read_only=True",
+                    holder,
                 ) from None
             raise
         os.ftruncate(fd, 0)

@@ -11,15 +11,22 @@ the parts in the order that loses nothing. It never sees the Store.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+
 from . import _recovery
 from ._blobs import BlobStore, Payloads
+from ._block import Block
 from ._cold import ColdTier
 from ._commit import CommitPipeline, IndexFollower
 from ._hot import HotTier
+from ._hotblocks import TIME
 from ._record import encode_frame
 from ._replication.http import Endpoint
 from ._replication.identity import STANDBY, Identity
@@ -28,6 +35,60 @@ from ._replication.node import Node
 from ._search import Indexer, TextIndex
 from ._settings import Settings
 from ._wal import RecordType, Wal
+
+log = logging.getLogger(__name__)
+DAY_NS = 86_400 * 10**9
+
+
+def plural(n: int, signal: str) -> str:
+    """``spans``/``logs``/``metrics`` as a count of them: "1 span", "2 log records"."""
+    noun = {"spans": "span", "logs": "log record", "metrics": "metric point"}[signal]
+    return noun if n == 1 else noun + "s"
+
+
+class PastRetention:
+    """Counts acknowledged records that were already past their signal's retention when
+    written (a replay of old data, a wrong clock, the README's 2023 example): they are
+    stored, and the next retention pass drops them. Counted per signal (``counts``, served
+    as ``tael_records_past_retention_total``) and logged at WARNING, at most once a minute
+    per signal, so a write that will vanish is never silent."""
+
+    LOG_EVERY_S = 60.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.days = {
+            "spans": settings.retention_spans_days,
+            "logs": settings.retention_logs_days,
+            "metrics": settings.retention_metrics_days,
+        }
+        self.counts = dict.fromkeys(self.days, 0)
+        self._unlogged = dict.fromkeys(self.days, 0)
+        self._logged_at = dict.fromkeys(self.days, -self.LOG_EVERY_S)
+        self._lock = threading.Lock()
+
+    def count(self, block: Block) -> None:
+        signal = block.signal
+        cutoff = time.time_ns() - int(self.days[signal] * DAY_NS)
+        times = block.column(TIME[signal])
+        low = pc.min(times).as_py()
+        if low is None or low >= cutoff:
+            return
+        n = int(pc.sum(pc.less(times, cutoff)).as_py() or 0)
+        now = time.monotonic()
+        with self._lock:
+            self.counts[signal] += n
+            self._unlogged[signal] += n
+            if now - self._logged_at[signal] < self.LOG_EVERY_S:
+                return
+            n, self._unlogged[signal], self._logged_at[signal] = self._unlogged[signal], 0, now
+        log.warning(
+            "accepted %d %s already past retention (%g days, Settings.retention_%s_days): the next retention "
+            "pass drops them (tael_records_past_retention_total counts them)",
+            n,
+            plural(n, signal),
+            self.days[signal],
+            signal,
+        )
 
 
 class Ingest:
@@ -101,6 +162,7 @@ class Ingest:
             raise
         self.wal, self.index, self.indexer, self.shippers = wal, index, indexer, shippers
         self.pipeline, self.node, self.endpoint = pipeline, node, endpoint
+        self.late = PastRetention(s)
 
     def commit(self, rtype: RecordType, rows: Any) -> int:
         """Make a batch of encoded rows durable (framed here: ValidationError when the
@@ -108,6 +170,8 @@ class Ingest:
         if not rows:
             return 0
         self.pipeline.commit(rtype, rows, encode_frame(rtype, rows, self.settings))
+        if isinstance(rows, Block):
+            self.late.count(rows)
         return len(rows)
 
     def flush(self) -> None:

@@ -267,7 +267,8 @@ class RetentionReport:
     """What ``Store.enforce_retention`` dropped: whole cold partitions per dataset
     (``"spans/date=2026-01-01"``), cold files and rows, and hot records per signal.
     ``cutoffs``: per dataset, the time before which records are past retention.
-    ``interrupted``: it was asked to stop before it was done (see ``CompactionReport``)."""
+    ``interrupted``: it was asked to stop before it was done (see ``CompactionReport``).
+    ``dry_run``: nothing was dropped; the report says what a pass at ``now_ns`` would drop."""
 
     now_ns: int
     partitions_dropped: list[str]
@@ -276,6 +277,7 @@ class RetentionReport:
     hot_records_dropped: dict[str, int]
     cutoffs: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    dry_run: bool = False
 
 
 @dataclass(slots=True, kw_only=True, frozen=True)

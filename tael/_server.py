@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import functools
 import json
 import logging
 import math
 import shutil
 import signal
+import socket
 import threading
 import time
 import zlib
@@ -41,7 +43,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -53,6 +55,7 @@ from starlette.routing import Route
 from . import _auth, _limits, _otlp
 from ._blobs import Payloads
 from ._errors import (
+    ConfigurationError,
     ReadOnlyError,
     ReplicationError,
     StorageError,
@@ -65,6 +68,10 @@ from ._models import LogRecord, Span
 from ._otlp.combine import Combiner
 from ._query.filters import LogFilter, SpanFilter
 from ._replication.http import routes as replication_routes
+from ._serveradmin import Activity, local_url
+from ._serveradmin import publish as publish_serve_info
+from ._serveradmin import routes as admin_routes
+from ._serveradmin import withdraw as withdraw_serve_info
 from ._settings import Settings
 from ._store import Store
 
@@ -123,9 +130,9 @@ class ServerMetrics:
     def describe(self) -> list[Any]:
         return []
 
-    def collect(self) -> list[GaugeMetricFamily]:
+    def collect(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
         """Gauges from one ``stats()`` of the store (skipped once it is closed)."""
-        out: list[GaugeMetricFamily] = [
+        out: list[GaugeMetricFamily | CounterMetricFamily] = [
             GaugeMetricFamily(
                 "tael_server_reserved_bytes", "Memory reserved by requests in flight", value=self.budget.used
             ),
@@ -196,6 +203,14 @@ class ServerMetrics:
                 "tael_index_documents", "Committed full-text index documents", value=stats.index_documents
             )
         )
+        late = CounterMetricFamily(
+            "tael_records_past_retention",
+            "Records accepted that were already past their retention (the next retention pass drops them)",
+            labels=["signal"],
+        )
+        for kind, n in self.store.records_past_retention.items():
+            late.add_metric([kind], n)
+        out.append(late)
         writers = self.store.background_writers
         out.append(
             GaugeMetricFamily(
@@ -510,6 +525,7 @@ def create_app(
         Route("/health/live", live, name="health_live"),
         Route("/health/ready", ready, name="health_ready"),
         *replication_routes(store.replication),
+        *admin_routes(store),
     ]
     refused = Counter(
         "tael_http_refused",
@@ -838,35 +854,101 @@ def run_server(
     settings: Settings | None = None,
     maintenance_interval_s: float = 60.0,
     standby_of: str | None = None,
+    access_log: bool = False,
+    activity_interval_s: float = 60.0,
 ) -> None:
     """Serve a store until SIGTERM or SIGINT: uvicorn stops accepting and finishes the
     requests in flight, then the maintenance loop stops and the store is flushed and
-    closed."""
+    closed. The port is bound before the data directory is touched (a port in use fails
+    with nothing created); where it listens, the data directory, role and main settings
+    are logged at start, a line of activity per ``activity_interval_s`` in which anything
+    happened, and the shutdown. ``access_log``: one line per request (uvicorn's)."""
     import uvicorn
 
     settings = settings if settings is not None else Settings()
     tokens = _auth.server_tokens(settings, host)  # before the store opens: a refusal leaves nothing behind
-    store = Store(Path(data), settings, standby=standby_of is not None)
+    sock = _bind(host, port)
+    try:
+        store = Store(Path(data), settings, standby=standby_of is not None)
+    except BaseException:
+        sock.close()
+        raise
     if standby_of is not None:
         store.set_leader_url(standby_of)
     maintenance = Maintenance(store, interval_s=maintenance_interval_s).start()
+    activity: Activity | None = None
+    root = Path(data)
     try:
         app = create_app(store, maintenance=maintenance, tokens=tokens, allowed_hosts=_auth.host_check(settings, host))
         tls = _auth.tls_options(settings)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", **tls)
+        config = uvicorn.Config(
+            app, log_level="info" if access_log else "warning", access_log=access_log, lifespan="off", **tls
+        )
         _limits.configure_uvicorn(config, store.settings)
         server = uvicorn.Server(config)
         if threading.current_thread() is threading.main_thread():
             # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal to the handler
             # that was installed before it: make that one a no-op so the store is closed below
             signal.signal(signal.SIGTERM, lambda *_: None)
-        log.info("tael serving %s on %s://%s:%d", data, "https" if tls else "http", host, port)
-        asyncio.run(server.serve())
+        bound_host, bound_port = sock.getsockname()[:2]
+        url = local_url("https" if tls else "http", host, bound_port)
+        publish_serve_info(root, url)
+        s = store.settings
+        log.info(
+            "tael serve: listening on %s://%s:%d (OTLP/HTTP /v1/*, Jaeger API /api/*, /metrics), data %s, role %s",
+            "https" if tls else "http",
+            bound_host,
+            bound_port,
+            root.resolve(),
+            store.replication_status().role,
+        )
+        log.info(
+            "settings: hot window %g s, retention spans %g d, logs %g d, metrics %g d; durability %s; "
+            "maintenance every %g s; %s",
+            s.hot_window_s,
+            s.retention_spans_days,
+            s.retention_logs_days,
+            s.retention_metrics_days,
+            s.durability,
+            maintenance_interval_s,
+            "tokens required" if tokens is not None else "no authentication (loopback)",
+        )
+        activity = Activity(app.state.metrics.registry, maintenance, activity_interval_s).start()
+        asyncio.run(server.serve(sockets=[sock]))
+        log.info("tael serve: stopping (no new requests; in-flight ones finished)")
     finally:
+        sock.close()
+        if activity is not None:
+            activity.stop()
         maintenance.stop()
+        withdraw_serve_info(root)
         if not store.closed:
             try:
                 store.flush()
             except StorageError as exc:  # a full disk, say: what is acknowledged is in the WAL
                 log.error("flush at shutdown failed, closing anyway (the next open applies and indexes it): %s", exc)
             store.close()
+        log.info("tael serve: %s closed", root)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket of ``host``:``port``, bound (uvicorn listens on it); a clear
+    ConfigurationError when the port is in use or the address is not this machine's."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        why = "the port is in use by another process" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {why}") from None
+    sock.listen(2048)  # connections wait in the backlog until uvicorn accepts: serve.json may name it at once
+    sock.set_inheritable(True)
+    return sock

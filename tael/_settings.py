@@ -17,6 +17,11 @@ class Settings:
     """Tunables for a :class:`tael.Store`. All fields are keyword-only and immutable.
 
     Sizes are in bytes, times in seconds unless the name says otherwise.
+
+    The fields that shape stored data (payload keys, the blob threshold, retention, the
+    hot window, cold file shape: ``tael._datasettings.STORED``) are kept in the data
+    directory's ``settings.json``: a field left at its default takes the stored value,
+    and a changed one is stored or refused (docs/format/settings.md).
     """
 
     durability: str = "fsync"

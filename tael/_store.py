@@ -26,6 +26,7 @@ from ._check import check_tiers
 from ._codec import to_ns
 from ._cold import open_cold_tier
 from ._compactor import Compactor
+from ._datasettings import resolve as resolve_settings
 from ._errors import ReadOnlyError, StorageError, StoreClosedError
 from ._fsutil import DirLock
 from ._hot import HotTier
@@ -56,7 +57,6 @@ from ._record import as_batch, checked_block, encode_rows
 from ._replication.identity import open_identity, read_identity
 from ._replication.leader import client_options
 from ._replication.node import Node
-from ._search import TextIndex
 from ._settings import Settings
 from ._wal import RecordType
 from ._writer import BackgroundWriter
@@ -95,10 +95,6 @@ class Store:
         self._writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
         if read_only and standby:
             raise ValueError("a store opens either read_only=True or standby=True, not both")
-        ship_options = client_options(s) if s.replicas and not read_only else {}
-        self._cold = open_cold_tier(self.path, s)
-        self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
-        self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
         if read_only and not (self.path / "hot" / "data.mdb").exists():
             raise StorageError(f"{self.path} is not a tael data directory (no hot/data.mdb)")
         if not read_only:
@@ -107,6 +103,11 @@ class Store:
             self._lock.acquire()
         hot: HotTier | None = None
         try:
+            self.settings = s = resolve_settings(self.path, s, writable=not read_only)
+            ship_options = client_options(s) if s.replicas and not read_only else {}
+            self._cold = open_cold_tier(self.path, s)
+            self._blobs = BlobStore(self.path / "blobs", level=s.blob_compression_level)
+            self._payloads = Payloads(s.payload_attributes, s.payload_blob_min_bytes)
             if not read_only:
                 (self.path / "hot").mkdir(exist_ok=True)
             hot = self._hot = HotTier(
@@ -245,6 +246,12 @@ class Store:
     def cold_location(self) -> str:
         """Where the cold files are: a local directory, or a URI (``s3://bucket/prefix``)."""
         return self._cold.location
+
+    @property
+    def records_past_retention(self) -> dict[str, int]:
+        """Per signal, records this store accepted that were already past retention when
+        written (stored, then dropped by the next retention pass; each logged); {} when read-only."""
+        return dict(self._ingest.late.counts) if self._ingest is not None else {}
 
     @property
     def background_writers(self) -> list[BackgroundWriter]:
@@ -467,12 +474,18 @@ class Store:
         self._local()
         return self._compactor.merge_small_files(stop=stop)
 
-    def enforce_retention(self, now: Any = None, *, stop: threading.Event | None = None) -> RetentionReport:
+    def enforce_retention(
+        self, now: Any = None, *, stop: threading.Event | None = None, dry_run: bool = False
+    ) -> RetentionReport:
         """Drop what is past retention at ``now`` (default: the current time); see
-        :meth:`Compactor.enforce_retention` (tael/_compactor.py)."""
-        ingest = self._local()
+        :meth:`Compactor.enforce_retention` (tael/_compactor.py). ``dry_run``: drop
+        nothing and report what would go (also on a read-only store)."""
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
+        if dry_run:
+            self._check_open()
+            return self._compactor.retention_plan(now_ns)
+        ingest = self._local()
         ingest.pipeline.wait_applied()
         return self._compactor.enforce_retention(now_ns, stop, ingest.index)
 
@@ -480,19 +493,3 @@ class Store:
         """Delete payload blobs no live record refers to; see :meth:`Compactor.collect_blobs`."""
         self._local()
         return self._compactor.collect_blobs()
-
-
-def rebuild_index(path: str | Path, settings: Settings | None = None) -> int:
-    """Rebuild a store's full-text index from its hot and cold tiers; returns the number
-    of documents indexed. Takes the writer lock (the store must not be open elsewhere)."""
-    root = Path(path)
-    if not (root / "hot" / "data.mdb").exists():
-        raise StorageError(f"{root} is not a tael data directory (no hot/data.mdb)")
-    lock = DirLock(root)
-    lock.acquire()
-    try:
-        TextIndex.remove(root / "index")
-    finally:
-        lock.release()
-    with Store(root, settings) as store:  # opening with no index builds it from the tiers
-        return store.stats().index_documents

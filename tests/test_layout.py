@@ -19,7 +19,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "tael"
 
-ABOVE_STORE = {"tael", "tael.__main__", "tael._cli", "tael._server", "tael._maintenance", "tael._demo"}
+ABOVE_STORE = {
+    "tael",
+    "tael.__main__",
+    "tael._cli",
+    "tael._server",
+    "tael._maintenance",
+    "tael._demo",
+    "tael._admin",
+    "tael._serveradmin",
+}
 """The modules allowed to import ``tael._store``: the package's front door and what runs a store."""
 
 
