@@ -1,7 +1,8 @@
 """The Jaeger query API that Grafana's Jaeger data source reads, over a store.
 
-``/api/services``, ``/api/services/{service}/operations``, ``/api/traces`` and
-``/api/traces/{id}``, in the JSON shapes of Jaeger's query service
+``/api/services``, ``/api/services/{service}/operations``, ``/api/operations``,
+``/api/traces``, ``/api/traces/{id}`` and ``/api/dependencies``, in the JSON shapes
+of Jaeger's query service
 (``cmd/query/app/http_handler.go``). :func:`routes` returns them for ``tael serve``
 (tael/_server.py) to mount, as ``tael._replication.http.routes`` does for replication;
 they read a :class:`Reader`, not the Store, so this module sits below it. Layout of
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -21,12 +23,14 @@ from starlette.routing import Route
 
 from . import _httpargs, _limits
 from ._codec import MAX_NS
-from ._models import ServiceInfo, Span
+from ._models import SPAN_KINDS, DependencyLink, ServiceInfo, Span
 from ._query.filters import SpanFilter
 from ._settings import Settings
 
 TRACE_LIMIT = 1_500
 """The most traces one ``/api/traces`` search returns."""
+DEFAULT_LOOKBACK_MS = 24 * 3600 * 1000
+"""``/api/dependencies`` without ``lookback``: the day before ``endTs``, as Jaeger's default."""
 
 Query = Callable[[str, Callable[[Request], Any]], Callable[[Request], Awaitable[Response]]]
 """The server's wrapper of a query call (named for its metrics): runs it in the thread
@@ -51,6 +55,10 @@ class Reader(Protocol):
 
     def get_trace(self, trace_id: str) -> list[Span]: ...
 
+    def list_operation_kinds(self, service: str, *, span_kind: str | None = None) -> list[tuple[str, str]]: ...
+
+    def dependencies(self, start: Any, end: Any) -> list[DependencyLink]: ...
+
 
 def routes(store: Reader, query: Query) -> list[Route]:
     """The Jaeger query routes over ``store``, each wrapped by ``query``."""
@@ -66,7 +74,7 @@ def routes(store: Reader, query: Query) -> list[Route]:
     def traces(r: Request) -> dict[str, Any]:
         q = _httpargs.params(r, ("service", "operation", "tags", "minDuration", "maxDuration", "start", "end", "limit"))
         limit = _httpargs.limit(q.get("limit"), "limit", 20, TRACE_LIMIT)
-        tags = parse_tags(q.get("tags"))
+        tags = parse_tags(r.query_params.getlist("tag"), r.query_params.getlist("tags"))
         start = _httpargs.time_bound(q.get("start"), "start", _httpargs.US)
         end = _httpargs.time_bound(q.get("end"), "end", _httpargs.US)
         where = SpanFilter(
@@ -76,12 +84,11 @@ def routes(store: Reader, query: Query) -> list[Route]:
             max_duration_ms=duration_ms(q.get("maxDuration"), "maxDuration"),
             start=start,
             end=min(end + _httpargs.US, MAX_NS) if end is not None else None,  # Jaeger's end is inclusive
+            tags=tags or None,
         )
         spans = store.query_traces(where, limit=min(max(limit * 50, 500), 100_000))
         ids: list[str] = []
         for s in spans:
-            if tags and not _tags_match(tags, s):
-                continue
             if s.trace_id not in ids:
                 ids.append(s.trace_id)
                 if len(ids) >= limit:
@@ -115,11 +122,43 @@ def routes(store: Reader, query: Query) -> list[Route]:
             raise NotFound("trace not found")
         return {"data": [found], "total": 1, "limit": 0, "offset": 0, "errors": None}
 
+    def kinds(r: Request) -> dict[str, Any]:
+        q = _httpargs.params(r, ("service", "spanKind"))
+        if not q.get("service"):
+            raise ValueError("service is required (the service whose operations to list)")
+        service = _httpargs.name(q["service"], "service")
+        span_kind = q.get("spanKind") or None
+        if span_kind is not None and span_kind not in SPAN_KINDS:
+            raise ValueError(f"spanKind must be one of {', '.join(SPAN_KINDS)}, got {span_kind[:60]!r}")
+        pairs = store.list_operation_kinds(service, span_kind=span_kind)
+        data = [{"name": name, "spanKind": kind} for name, kind in pairs]
+        return {"data": data, "total": len(data), "limit": 0, "offset": 0, "errors": None}
+
+    def dependencies(r: Request) -> dict[str, Any]:
+        q = _httpargs.params(r, ("endTs", "lookback", "service"))
+        end = _httpargs.time_bound(q.get("endTs"), "endTs", _httpargs.MS)
+        end = end if end is not None else time.time_ns()
+        lookback = q.get("lookback")
+        span = _httpargs.integer(lookback, "lookback") if lookback else DEFAULT_LOOKBACK_MS
+        if not 0 <= span <= MAX_NS // _httpargs.MS:
+            raise ValueError(f"lookback must be between 0 and {MAX_NS // _httpargs.MS:,} milliseconds, got {span:,}")
+        service = _httpargs.opt_name(q.get("service"), "service")
+        # Jaeger's window is [endTs - lookback, endTs], both ends included
+        links = store.dependencies(max(end - span * _httpargs.MS, 0), min(end + 1, MAX_NS))
+        data = [
+            {"parent": d.parent, "child": d.child, "callCount": d.call_count}
+            for d in links
+            if service is None or service in (d.parent, d.child)
+        ]
+        return {"data": data, "total": len(data), "limit": 0, "offset": 0, "errors": None}
+
     return [
         Route("/api/services", query("services", services), name="api_services"),
         Route("/api/services/{service}/operations", query("operations", operations), name="api_operations"),
+        Route("/api/operations", query("operation_kinds", kinds), name="api_operation_kinds"),
         Route("/api/traces", query("traces", traces), name="api_traces"),
         Route("/api/traces/{trace_id}", query("trace", trace), name="api_trace"),
+        Route("/api/dependencies", query("dependencies", dependencies), name="api_dependencies"),
     ]
 
 
@@ -150,35 +189,34 @@ def duration_ms(value: str | None, name: str) -> float | None:
     raise ValueError(f"{name} must be a duration such as 1.2s, 300ms or 50us, got {value[:60]!r}")
 
 
-def parse_tags(value: str | None) -> dict[str, str]:
-    if not value:
-        return {}
-    try:
-        parsed = json.loads(value)
-        if not isinstance(parsed, dict):
-            raise ValueError
-        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
-    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
-        raise ValueError(f"tags must be a JSON object of tag names and values, got {value[:60]!r}") from None
-
-
-def _tags_match(tags: dict[str, str], span: Span) -> bool:
-    """Jaeger compares tag values as text: ``500`` matches the int 500 and the string."""
-    for key, want in tags.items():
-        got = span.attributes.get(key, span.resource.get(key))
-        if got is None and key not in span.attributes and key not in span.resource:
-            return False
-        if _tag_text(got) != want:
-            return False
-    return True
-
-
-def _tag_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
+def parse_tags(simple: list[str], documents: list[str]) -> dict[str, str]:
+    """The tags a trace search asks for, as Jaeger's query service reads them: each
+    ``tag=key:value`` (split at the first colon), then each ``tags=`` JSON object
+    (what Grafana's data source sends), later ones overriding. A JSON value that is
+    not a string is taken as its JSON text (``200`` asks for "200")."""
+    out: dict[str, str] = {}
+    for item in simple:
+        if "\x00" in item:
+            raise ValueError("tag must not contain NUL characters")
+        key, colon, value = item.partition(":")
+        if not colon or not key:
+            raise ValueError(f"tag must be key:value, got {item[:60]!r}")
+        out[key] = value
+    for doc in documents:
+        try:
+            parsed = json.loads(doc)
+            if not isinstance(parsed, dict):
+                raise ValueError
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            raise ValueError(f"tags must be a JSON object of tag names and values, got {doc[:60]!r}") from None
+        for k, v in parsed.items():
+            if not k:
+                raise ValueError("tags: a tag name must not be empty")
+            out[k] = v if isinstance(v, str) else json.dumps(v)
+    for k, v in out.items():
+        if "\x00" in k or "\x00" in v:
+            raise ValueError(f"tags must not contain NUL characters (tag {k[:60]!r})")
+    return out
 
 
 # ---------------------------------------------------------------- Jaeger JSON
