@@ -207,12 +207,12 @@ def parse_tags(simple: list[str], documents: list[str]) -> dict[str, str]:
             parsed = json.loads(doc)
             if not isinstance(parsed, dict):
                 raise ValueError
+            given = {k: v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
         except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
             raise ValueError(f"tags must be a JSON object of tag names and values, got {doc[:60]!r}") from None
-        for k, v in parsed.items():
-            if not k:
-                raise ValueError("tags: a tag name must not be empty")
-            out[k] = v if isinstance(v, str) else json.dumps(v)
+        if "" in given:
+            raise ValueError("tags: a tag name must not be empty")
+        out.update(given)
     for k, v in out.items():
         if "\x00" in k or "\x00" in v:
             raise ValueError(f"tags must not contain NUL characters (tag {k[:60]!r})")
