@@ -120,6 +120,16 @@ class ServiceInfo:
 
 
 @dataclass(slots=True, kw_only=True, frozen=True)
+class DependencyLink:
+    """One edge of the service graph (``Store.dependencies``): spans of ``child`` whose
+    parent span is of ``parent``, another service, counted in ``call_count``."""
+
+    parent: str
+    child: str
+    call_count: int
+
+
+@dataclass(slots=True, kw_only=True, frozen=True)
 class SignalStats:
     """Record count and time range of one signal (times are None when empty)."""
 

@@ -4,9 +4,8 @@
   protobuf or JSON, gzip or deflate, size-limited before and after
   decompression. Decoding and the insert run in the thread pool, never on the
   event loop; concurrent requests share the store's group commits.
-- The Jaeger query API that Grafana's Jaeger data source reads
-  (``/api/services``, ``/api/services/{service}/operations``, ``/api/traces``,
-  ``/api/traces/{id}``), plus full-text and log search
+- The Jaeger query API that Grafana's Jaeger data source reads (its routes
+  come from tael/_jaeger.py), plus full-text and log search
   (``/api/search/traces``, ``/api/logs``).
 - ``/metrics`` (Prometheus text format) and ``/health/live``, ``/health/ready``.
 
@@ -15,9 +14,9 @@ for a malformed body, 413 for one too large, 415 for an unsupported content
 type or encoding, 503 with Retry-After when the store cannot take the write.
 Bad input never gets a 500. Layout of the responses: docs/server.md.
 
-Just over the ~800 lines a module should stay under: the routes share one app's
-state (store, metrics, limits) through closures in ``create_app``; what grows
-(decoding, limits, auth, replication) already lives in modules of its own.
+The routes share one app's state (store, metrics, limits) through closures in
+``create_app``; what grows (decoding, limits, auth, replication, the Jaeger API)
+lives in modules of its own.
 """
 
 from __future__ import annotations
@@ -26,9 +25,7 @@ import asyncio
 import dataclasses
 import errno
 import functools
-import json
 import logging
-import math
 import shutil
 import signal
 import socket
@@ -63,8 +60,17 @@ from ._errors import (
     TaelError,
     ValidationError,
 )
+from ._httpargs import MAX_LIMIT as _MAX_LIMIT
+from ._httpargs import integer as _integer
+from ._httpargs import limit as _limit
+from ._httpargs import opt_name as _opt_name
+from ._httpargs import params as _params
+from ._httpargs import time_bound as _time
+from ._httpargs import trace_id as _trace_id
+from ._jaeger import NotFound
+from ._jaeger import routes as jaeger_routes
 from ._maintenance import Maintenance
-from ._models import LogRecord, Span
+from ._models import LogRecord
 from ._otlp.combine import Combiner
 from ._query.filters import LogFilter, SpanFilter
 from ._replication.http import routes as replication_routes
@@ -80,7 +86,6 @@ log = logging.getLogger(__name__)
 _RETRY_AFTER_S = "5"
 _THROTTLE_POLL_S = 0.05  # how often a write held back for compaction looks again
 _SIGNALS = {"traces": "spans", "logs": "logs", "metrics": "metrics"}
-_JAEGER_TRACE_LIMIT = 1_500
 
 
 class ServerMetrics:
@@ -377,7 +382,7 @@ def create_app(
                 result = await run_in_threadpool(fn, request)
             except (ValueError, TypeError) as exc:
                 return JSONResponse({"data": None, "errors": [{"code": 400, "msg": str(exc)}]}, status_code=400)
-            except _NotFound as exc:
+            except NotFound as exc:
                 return JSONResponse({"data": None, "errors": [{"code": 404, "msg": str(exc)}]}, status_code=404)
             except _limits.OverBudget as exc:
                 return JSONResponse(
@@ -395,65 +400,6 @@ def create_app(
             return JSONResponse(result)
 
         return handler
-
-    def services(_r: Request) -> dict[str, Any]:
-        names = [s.name for s in store.list_services()]
-        return _jaeger_list(names)
-
-    def operations(r: Request) -> dict[str, Any]:
-        return _jaeger_list(store.list_operations(_name(r.path_params["service"], "service")))
-
-    def traces(r: Request) -> dict[str, Any]:
-        q = _params(r, ("service", "operation", "tags", "minDuration", "maxDuration", "start", "end", "limit"))
-        limit = _limit(q.get("limit"), "limit", 20, _JAEGER_TRACE_LIMIT)
-        tags = _tags(q.get("tags"))
-        start = _time(q.get("start"), "start", _US)
-        end = _time(q.get("end"), "end", _US)
-        where = SpanFilter(
-            service=_opt_name(q.get("service"), "service"),
-            name=_opt_name(q.get("operation"), "operation"),
-            min_duration_ms=_duration_ms(q.get("minDuration"), "minDuration"),
-            max_duration_ms=_duration_ms(q.get("maxDuration"), "maxDuration"),
-            start=start,
-            end=min(end + _US, _otlp.MAX_NS) if end is not None else None,  # Jaeger's end is inclusive
-        )
-        spans = store.query_traces(where, limit=min(max(limit * 50, 500), 100_000))
-        ids: list[str] = []
-        for s in spans:
-            if tags and not _tags_match(tags, s):
-                continue
-            if s.trace_id not in ids:
-                ids.append(s.trace_id)
-                if len(ids) >= limit:
-                    break
-        # whole traces, until they reach server_max_response_bytes (reserved as they come)
-        cap, reservation = settings.server_max_response_bytes, _limits.request_reservation(r)
-        out: list[dict[str, Any]] = []
-        size = 0
-        errors = None
-        for n, tid in enumerate(ids):
-            trace_spans = store.get_trace(tid)
-            size += _limits.record_bytes(trace_spans)
-            if size > cap and out:
-                message = (
-                    f"the response was cut short at {n:,} of {len(ids):,} traces: they reach the server's {cap:,}-byte "
-                    "response limit (Settings.server_max_response_bytes); ask for a smaller limit or a narrower "
-                    "time range"
-                )
-                errors = [{"code": 413, "msg": message}]
-                break
-            reservation.grow_to(min(size, cap) * _limits.RESPONSE_FACTOR)
-            found = _jaeger_trace(tid, trace_spans)
-            if found is not None:
-                out.append(found)
-        return {"data": out, "total": len(out), "limit": 0, "offset": 0, "errors": errors}
-
-    def trace(r: Request) -> dict[str, Any]:
-        tid = _trace_id(r.path_params["trace_id"], "trace_id", pad=True)
-        found = _jaeger_trace(tid, store.get_trace(tid))
-        if found is None:
-            raise _NotFound("trace not found")
-        return {"data": [found], "total": 1, "limit": 0, "offset": 0, "errors": None}
 
     def search_traces(r: Request) -> dict[str, Any]:
         q = _params(r, ("q", "service", "start", "end", "limit"))
@@ -515,10 +461,7 @@ def create_app(
         Route("/v1/traces", otlp_route("traces"), methods=["POST"], name="traces"),
         Route("/v1/logs", otlp_route("logs"), methods=["POST"], name="logs"),
         Route("/v1/metrics", otlp_route("metrics"), methods=["POST"], name="metrics"),
-        Route("/api/services", query("services", services), name="api_services"),
-        Route("/api/services/{service}/operations", query("operations", operations), name="api_operations"),
-        Route("/api/traces", query("traces", traces), name="api_traces"),
-        Route("/api/traces/{trace_id}", query("trace", trace), name="api_trace"),
+        *jaeger_routes(store, query),
         Route("/api/search/traces", query("search_traces", search_traces), name="api_search_traces"),
         Route("/api/logs", query("logs", logs), name="api_logs"),
         Route("/metrics", prometheus, name="prometheus"),
@@ -546,10 +489,6 @@ def create_app(
     app = Starlette(routes=routes, middleware=[limits, guard])
     app.state.metrics = metrics
     return app
-
-
-class _NotFound(Exception):
-    pass
 
 
 _ENCODINGS = ("", "identity", "gzip", "deflate")
@@ -615,53 +554,10 @@ def _readiness(store: Store, maintenance: Maintenance | None) -> list[str]:
 
 # ---------------------------------------------------------------- query parameters
 
+# The checks the Jaeger routes share live in tael/_httpargs.py (imported above under the
+# names they had here); these two only the search and log routes use.
 
-# Every parameter is checked here, before the store sees it, so that any value a client
-# sends gets a 400 naming the parameter, never an OverflowError or a 500 from below.
-
-_US = 1_000  # Jaeger times are in microseconds; tael's are nanoseconds
-_MAX_LIMIT = 100_000  # Store.query_* refuse more
-_MAX_NAME_BYTES = 1024  # longer service or span names than any store keeps (LMDB keys are under 512 bytes)
 _MAX_TEXT_BYTES = 4096  # a full-text query
-
-
-def _params(r: Request, known: tuple[str, ...]) -> dict[str, str]:
-    """The query parameters (the last of repeated ones, as Starlette does), each
-    checked to be text without NUL characters."""
-    out = dict(r.query_params)
-    for name, value in out.items():
-        if name in known and "\x00" in value:
-            raise ValueError(f"{name} must not contain NUL characters")
-    return out
-
-
-def _integer(value: str, name: str) -> int:
-    text = value.strip()
-    if not text or len(text) > 40 or not (text.isdigit() or (text[0] in "+-" and text[1:].isdigit())):
-        raise ValueError(f"{name} must be an integer, got {value[:60]!r}")
-    return int(text)
-
-
-def _limit(value: str | None, name: str, default: int, maximum: int) -> int:
-    if value is None or value == "":
-        return default
-    n = _integer(value, name)
-    if not 1 <= n <= maximum:
-        raise ValueError(f"{name} must be between 1 and {maximum:,}, got {n:,}")
-    return n
-
-
-def _time(value: str | None, name: str, unit_ns: int) -> int | None:
-    """A time bound in ``unit_ns`` nanoseconds, converted to nanoseconds; it must fall
-    in tael's time range, 0 to 2**63-1 ns."""
-    if value is None or value == "":
-        return None
-    n = _integer(value, name)
-    top = _otlp.MAX_NS // unit_ns
-    if not 0 <= n <= top:
-        unit = "microseconds" if unit_ns == _US else "nanoseconds"
-        raise ValueError(f"{name} must be between 0 and {top:,} ({unit} since the Unix epoch), got {n:,}")
-    return n * unit_ns
 
 
 def _severity(value: str | None, name: str) -> int | None:
@@ -673,93 +569,13 @@ def _severity(value: str | None, name: str) -> int | None:
     return n
 
 
-def _name(value: str, name: str) -> str:
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    if "\x00" in value:
-        raise ValueError(f"{name} must not contain NUL characters")
-    if len(value.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:
-        raise ValueError(f"{name} is longer than {_MAX_NAME_BYTES:,} bytes")
-    return value
-
-
-def _opt_name(value: str | None, name: str) -> str | None:
-    return _name(value, name) if value else None
-
-
 def _text(value: str, name: str) -> str:
     if len(value.encode("utf-8", "surrogatepass")) > _MAX_TEXT_BYTES:
         raise ValueError(f"{name} is longer than {_MAX_TEXT_BYTES:,} bytes")
     return value
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def _trace_id(value: str, name: str, *, pad: bool) -> str:
-    """A trace id: 32 hex digits (``pad``: 1 to 32, left-padded with zeros, as Jaeger allows)."""
-    if not value or not set(value) <= _HEX or len(value) > 32 or (not pad and len(value) != 32):
-        size = "1 to 32" if pad else "32"
-        raise ValueError(f"{name} must be {size} hex digits, got {value[:60]!r}")
-    return value.lower().rjust(32, "0")
-
-
-_UNITS = {"ns": 1e-6, "us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-_MAX_DURATION_MS = _otlp.MAX_NS / 1e6
-
-
-def _duration_ms(value: str | None, name: str) -> float | None:
-    """Jaeger durations: a number and a unit (``1.2s``, ``300ms``, ``50us``), finite,
-    not negative and at most 2**63-1 ns."""
-    if not value:
-        return None
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if value.endswith(unit):
-            number = value[: -len(unit)]
-            if number.strip() and all(c in "0123456789.eE+-" for c in number):
-                try:
-                    ms = float(number) * _UNITS[unit]
-                except ValueError:
-                    break
-                if not math.isfinite(ms) or not 0 <= ms <= _MAX_DURATION_MS:
-                    raise ValueError(f"{name} must be between 0 and {_MAX_DURATION_MS:,.0f}ms, got {value[:60]!r}")
-                return ms
-            break
-    raise ValueError(f"{name} must be a duration such as 1.2s, 300ms or 50us, got {value[:60]!r}")
-
-
-def _tags(value: str | None) -> dict[str, str]:
-    if not value:
-        return {}
-    try:
-        parsed = json.loads(value)
-        if not isinstance(parsed, dict):
-            raise ValueError
-        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in parsed.items()}
-    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
-        raise ValueError(f"tags must be a JSON object of tag names and values, got {value[:60]!r}") from None
-
-
-def _tags_match(tags: dict[str, str], span: Span) -> bool:
-    """Jaeger compares tag values as text: ``500`` matches the int 500 and the string."""
-    for key, want in tags.items():
-        got = span.attributes.get(key, span.resource.get(key))
-        if got is None and key not in span.attributes and key not in span.resource:
-            return False
-        if _tag_text(got) != want:
-            return False
-    return True
-
-
-def _tag_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-# ---------------------------------------------------------------- Jaeger JSON
+# ---------------------------------------------------------------- answers
 
 
 def _capped_answer(data: list[Any], cut: str | None) -> dict[str, Any]:
@@ -768,79 +584,6 @@ def _capped_answer(data: list[Any], cut: str | None) -> dict[str, Any]:
     if cut is None:
         return {"data": data}
     return {"data": data, "truncated": True, "warnings": [cut]}
-
-
-def _jaeger_list(items: list[str]) -> dict[str, Any]:
-    return {"data": items, "total": len(items), "limit": 0, "offset": 0, "errors": None}
-
-
-def _jaeger_tag(key: str, value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"key": key, "type": "bool", "value": value}
-    if isinstance(value, int):
-        return {"key": key, "type": "int64", "value": value}
-    if isinstance(value, float):
-        return {"key": key, "type": "float64", "value": value}
-    if isinstance(value, str):
-        return {"key": key, "type": "string", "value": value}
-    return {"key": key, "type": "string", "value": json.dumps(value, separators=(",", ":"))}
-
-
-def _jaeger_trace(trace_id: str, spans: list[Span]) -> dict[str, Any] | None:
-    """One trace in the JSON shape of Jaeger's query service (``/api/traces/{id}``)."""
-    if not spans:
-        return None
-    processes: dict[str, dict[str, Any]] = {}
-    process_of: dict[tuple[str, str], str] = {}
-    out = []
-    for s in spans:
-        resource = json.dumps(s.resource, sort_keys=True, default=str)
-        pid = process_of.get((s.service, resource))
-        if pid is None:
-            pid = process_of[(s.service, resource)] = f"p{len(process_of) + 1}"
-            processes[pid] = {
-                "serviceName": s.service,
-                "tags": [_jaeger_tag(k, v) for k, v in s.resource.items() if k != "service.name"],
-            }
-        tags = [_jaeger_tag(k, v) for k, v in s.attributes.items()]
-        tags.append({"key": "span.kind", "type": "string", "value": s.kind})
-        if s.status != "unset":
-            tags.append({"key": "otel.status_code", "type": "string", "value": s.status.upper()})
-        if s.status == "error":
-            tags.append({"key": "error", "type": "bool", "value": True})
-        if s.status_message:
-            tags.append({"key": "otel.status_description", "type": "string", "value": s.status_message})
-        if s.scope_name:
-            tags.append({"key": "otel.scope.name", "type": "string", "value": s.scope_name})
-        if s.scope_version:
-            tags.append({"key": "otel.scope.version", "type": "string", "value": s.scope_version})
-        refs = []
-        if s.parent_span_id:
-            refs.append({"refType": "CHILD_OF", "traceID": s.trace_id, "spanID": s.parent_span_id})
-        refs += [{"refType": "FOLLOWS_FROM", "traceID": ln.trace_id, "spanID": ln.span_id} for ln in s.links]
-        out.append(
-            {
-                "traceID": s.trace_id,
-                "spanID": s.span_id,
-                "operationName": s.name,
-                "references": refs,
-                "startTime": s.start_ns // 1000,
-                "duration": (s.end_ns - s.start_ns) // 1000,
-                "tags": tags,
-                "logs": [
-                    {
-                        "timestamp": ev.time_ns // 1000,
-                        "fields": [{"key": "event", "type": "string", "value": ev.name}]
-                        + [_jaeger_tag(k, v) for k, v in ev.attributes.items()],
-                    }
-                    for ev in s.events
-                ],
-                "processID": pid,
-                "warnings": None,
-                "flags": s.flags,
-            }
-        )
-    return {"traceID": trace_id, "spans": out, "processes": processes, "warnings": None}
 
 
 # ---------------------------------------------------------------- running

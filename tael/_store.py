@@ -36,6 +36,7 @@ from ._models import (
     Comment,
     CompactionReport,
     CorrelateReport,
+    DependencyLink,
     LogRecord,
     MetricBucket,
     MetricPoint,
@@ -169,8 +170,7 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close this store's background writers (flushing them), finish in-flight
-        writes, sync and release the directory. Idempotent."""
+        """Flush and close background writers, finish in-flight writes, sync, release the directory. Idempotent."""
         with self._close_lock:
             if self._closed:
                 return
@@ -203,9 +203,8 @@ class Store:
 
     @property
     def fault(self) -> str | None:
-        """Why this store refuses every write and read until it is closed and repaired
-        (its applier met a durable WAL record it can never apply; the message names the
-        segment and offset), or None. ``/health/ready`` reports it."""
+        """Why this store refuses every write and read until it is closed and repaired (its applier met a
+        durable WAL record it can never apply; the message names segment and offset), or None (``/health/ready``)."""
         failed = self._ingest.pipeline.failed if self._ingest is not None else None
         return None if failed is None else str(failed)
 
@@ -238,8 +237,7 @@ class Store:
         self._local().flush()
 
     def checkpoint(self) -> int:
-        """Commit the full-text index, sync the hot tier and delete the WAL segments both
-        have fully taken in; returns how many."""
+        """Commit the full-text index, sync the hot tier, delete WAL segments both have taken in; returns how many."""
         return self._local().checkpoint()
 
     @property
@@ -330,9 +328,8 @@ class Store:
 
     # ------------------------------------------------------------ reads
     #
-    # Each read is planned, run over one snapshot of both tiers and merged by the
-    # query package (tael/_query); the full docstrings are on its functions and on
-    # the filter classes.
+    # Each read is planned, run over one snapshot of both tiers and merged by the query package
+    # (tael/_query); the full docstrings are on its functions and on the filter classes.
 
     def get_trace(self, trace_id: str) -> list[Span]:
         """Every span of a trace, hot and cold, ascending start_ns; [] for an unknown id."""
@@ -341,22 +338,19 @@ class Store:
     def query_traces(
         self, where: SpanFilter | None = None, /, *, limit: int = 100, order: str = "desc", **filters: Unpack[SpanArgs]
     ) -> list[Span]:
-        """Spans matching a :class:`tael.SpanFilter` or the same keyword filters (not both),
-        hot and cold, newest start_ns first, at most ``limit``: see ``tael._query.traces.query``."""
+        """Spans matching a SpanFilter or its keyword filters (not both); see ``tael._query.traces.query``."""
         return trace_reads.query(self._reads, chosen(SpanFilter, where, limit, order, **filters), limit, order)
 
     def query_logs(
         self, where: LogFilter | None = None, /, *, limit: int = 100, order: str = "desc", **filters: Unpack[LogArgs]
     ) -> list[LogRecord]:
-        """Log records matching a :class:`tael.LogFilter` or the same keyword filters (not both),
-        hot and cold, newest first, at most ``limit``: see ``tael._query.logs.query``."""
+        """Logs matching a LogFilter or its keyword filters (not both); see ``tael._query.logs.query``."""
         return log_reads.query(self._reads, chosen(LogFilter, where, limit, order, **filters), limit, order)
 
     def query_metrics(
         self, where: MetricFilter | None = None, /, *, limit: int = 10_000, **filters: Unpack[MetricArgs]
     ) -> list[MetricPoint]:
-        """Metric points matching a :class:`tael.MetricFilter` or the same keyword filters (not
-        both), hot and cold, oldest first, at most ``limit``: see ``tael._query.metrics.query``."""
+        """Points matching a MetricFilter or its keyword filters (not both); see ``tael._query.metrics.query``."""
         return metric_reads.query(self._reads, chosen(MetricFilter, where, limit, None, **filters), limit)
 
     def aggregate_metrics(
@@ -433,6 +427,14 @@ class Store:
         """Span names of a service, sorted; see :func:`tael._query.catalog.list_operations`."""
         return catalog.list_operations(self._reads, service)
 
+    def list_operation_kinds(self, service: str, *, span_kind: str | None = None) -> list[tuple[str, str]]:
+        """(span name, span kind) pairs of a service; see :func:`tael._query.catalog.operation_kinds`."""
+        return catalog.operation_kinds(self._reads, service, span_kind)
+
+    def dependencies(self, start: Any, end: Any) -> list[DependencyLink]:
+        """The service graph of ``[start, end)``; see :func:`tael._query.analytics.dependencies`."""
+        return analytics.dependencies(self._reads, start, end)
+
     def list_attribute_keys(self, signal: str, *, service: str | None = None) -> list[str]:
         """Attribute keys of recent records of a signal; see :func:`tael._query.catalog.list_attribute_keys`."""
         return catalog.list_attribute_keys(self._reads, signal, service=service)
@@ -446,8 +448,7 @@ class Store:
     def trace_summaries(
         self, where: SpanFilter | None = None, /, *, limit: int = 20, order: str = "desc", **filters: Unpack[SpanArgs]
     ) -> list[TraceOverview]:
-        """One row per trace with a span matching a :class:`tael.SpanFilter` or the same keyword
-        filters (not both); see :func:`tael._query.analytics.trace_summaries`."""
+        """One row per trace with a matching span; see :func:`tael._query.analytics.trace_summaries`."""
         where = chosen(SpanFilter, where, limit, order, **filters)
         return analytics.trace_summaries(partial(self.query_traces, where, order=order), self.get_trace, limit=limit)
 

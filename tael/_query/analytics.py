@@ -9,6 +9,9 @@ the records, so a window is one cursor range; cold files give the same fields
 as a few Parquet columns, pruned by row-group time statistics. Both become one
 Arrow table, aggregated with Arrow compute.
 
+``dependencies`` (the service graph) reads the ids, parent ids and services of a
+window's spans the same way: hot blocks' columns and a few Parquet columns.
+
 ``correlate`` and ``trace_summaries`` compose other reads (a trace, logs, metric
 points, a span search): they take those reads as callables, so this module needs
 neither the Store nor the modules that implement them.
@@ -22,12 +25,15 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import _codec, _hotread
 from .._cold import ColdFile, ColdTier
+from .._coldformat import hex_ids
 from .._hot import HotTier
 from .._models import (
     Anomaly,
     AnomalyReport,
     CorrelateReport,
+    DependencyLink,
     ErrorOperation,
     LogRecord,
     LogSummary,
@@ -393,3 +399,70 @@ def trace_summaries(
             )
         )
     return out
+
+
+DEPENDENCY_COLUMNS = ["trace_id", "span_id", "parent_span_id", "service"]
+"""What the service graph reads of each span (besides its start time, which bounds the read)."""
+
+
+def span_links(hot: HotTier, cold: ColdTier, txn: Any, manifest: list[ColdFile], lo: int, hi: int) -> pa.Table:
+    """trace_id, span_id, parent_span_id (hex, null for a root) and service of every span
+    with ``lo <= start_ns < hi``, hot and cold, once each (a span in both tiers, re-sent
+    after it was compacted or read while it moves, is one span)."""
+    tables = []
+    for block, rows in _hotread.window_blocks(txn, hot.db, "spans", lo, hi, None):
+        tables.append(
+            pa.table(
+                [
+                    hex_ids(block.column("trace_id").take(rows)),
+                    hex_ids(block.column("span_id").take(rows)),
+                    hex_ids(block.column("parent_span_id").take(rows)),
+                    block.column("service").take(rows),
+                ],
+                names=DEPENDENCY_COLUMNS,
+            )
+        )
+    t = _cold_columns(cold, manifest, SpanFilter(start=lo, end=hi).scan(), DEPENDENCY_COLUMNS) if hi > lo else None
+    if t is not None:
+        tables.append(t.select(DEPENDENCY_COLUMNS).cast(pa.schema([(c, pa.string()) for c in DEPENDENCY_COLUMNS])))
+    if not tables:
+        return pa.table({c: pa.array([], pa.string()) for c in DEPENDENCY_COLUMNS})
+    both = pa.concat_tables(tables)
+    return (
+        both.group_by(["trace_id", "span_id"], use_threads=False)
+        .aggregate([("parent_span_id", "min"), ("service", "min")])
+        .rename_columns(DEPENDENCY_COLUMNS)
+    )
+
+
+def dependencies(ctx: ReadContext, start: Any, end: Any) -> list[DependencyLink]:
+    """The service graph of ``[start, end)`` (Jaeger's ``/api/dependencies``): for every
+    span whose parent span is of another service, one call from the parent's service
+    to the span's, counted per (parent, child) pair; sorted by parent, then child. Both
+    spans of a pair must start in the window (the read is bounded by it: a parent that
+    started before ``start`` is not seen). Reads five columns of the window's spans,
+    hot and cold (row groups pruned by their start times), not full records."""
+    if start is None or end is None:
+        raise ValueError("dependencies needs both start and end (int ns or aware datetimes)")
+    lo_ns, hi_ns = args.time_range(start, end)
+    lo, hi = lo_ns or 0, hi_ns if hi_ns is not None else _codec.MAX_NS + 1
+
+    def run(txn: Any, manifest: list[ColdFile]) -> list[DependencyLink]:
+        spans = span_links(ctx.hot, ctx.cold, txn, manifest, lo, hi)
+        parents = spans.select(["trace_id", "span_id", "service"]).rename_columns(["trace_id", "span_id", "parent"])
+        children = spans.filter(pc.is_valid(spans.column("parent_span_id")))
+        children = children.select(["trace_id", "parent_span_id", "service"]).rename_columns(
+            ["trace_id", "span_id", "child"]
+        )
+        pairs = children.join(parents, ["trace_id", "span_id"], join_type="inner", use_threads=False)
+        pairs = pairs.filter(pc.not_equal(pairs.column("parent"), pairs.column("child")))
+        counts = pairs.group_by(["parent", "child"], use_threads=False).aggregate([("trace_id", "count")])
+        rows = zip(
+            counts.column("parent").to_pylist(),
+            counts.column("child").to_pylist(),
+            counts.column("trace_id_count").to_pylist(),
+            strict=True,
+        )
+        return [DependencyLink(parent=p, child=c, call_count=n) for p, c, n in sorted(rows)]
+
+    return ctx.read(run)

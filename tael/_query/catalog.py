@@ -2,7 +2,8 @@
 attribute keys and values, comments on traces, and the store's statistics.
 
 Services and operations come from counters and tables the hot tier keeps on write
-and on retention (no record scan); attribute keys and values from a sample of the
+and on retention (no record scan; operations with their span kinds read two columns
+of a service's spans); attribute keys and values from a sample of the
 newest records; ``stats`` from per-signal counters, the cold manifest and the
 directory sizes, plus a few facts only the Store knows (``StoreFacts``).
 """
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _codec
+from .. import _codec, _hotread
 from .._cold import ColdFile, log_records, metric_records, span_records
 from .._fsutil import dir_size
 from .._layout import (
@@ -26,9 +27,10 @@ from .._layout import (
     SPAN_RESOURCE,
     SPAN_SERVICE,
 )
-from .._models import Comment, ReplicationStatus, ServiceInfo, SignalStats, StoreStats
+from .._models import SPAN_KINDS, Comment, ReplicationStatus, ServiceInfo, SignalStats, StoreStats
 from . import args
 from .context import ReadContext
+from .filters import SpanFilter
 
 ATTRIBUTE_SAMPLE = 10_000
 """Recent records ``list_attribute_keys`` and ``list_attribute_values`` look at."""
@@ -70,6 +72,32 @@ def list_operations(ctx: ReadContext, service: str) -> list[str]:
     if type(service) is not str or not service:
         raise ValueError(f"service must be a non-empty str, got {service!r}")
     return ctx.read(lambda txn, _m: ctx.hot.operations(txn, service))
+
+
+def operation_kinds(ctx: ReadContext, service: str, span_kind: str | None = None) -> list[tuple[str, str]]:
+    """(span name, span kind) of every kind each span name of a service was stored with
+    (Jaeger's operations), sorted; of ``span_kind`` only, when given. Unlike
+    :func:`list_operations` this reads spans: the name and kind columns of the service's
+    hot blocks and cold files (files without the service are skipped)."""
+    if type(service) is not str or not service:
+        raise ValueError(f"service must be a non-empty str, got {service!r}")
+    if span_kind is not None:
+        args.enum_code(span_kind, SPAN_KINDS, "span_kind")
+    scan = SpanFilter(service=service, kind=span_kind).scan()
+
+    def run(txn: Any, manifest: list[ColdFile]) -> list[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for block, rows in _hotread.window_blocks(txn, ctx.hot.db, "spans", 0, _codec.MAX_NS, service):
+            names, kinds = block.column("name").take(rows), block.column("kind").take(rows)
+            found.update(zip(names.to_pylist(), kinds.to_pylist(), strict=True))
+        files = [f for f in manifest if scan.keeps_file(f)]
+        if files:
+            t = ctx.cold.read(files, columns=["name", "kind"], filter=scan.expr)
+            pairs = t.group_by(["name", "kind"], use_threads=False).aggregate([])
+            found.update(zip(pairs.column("name").to_pylist(), pairs.column("kind").to_pylist(), strict=True))
+        return sorted(pair for pair in found if span_kind is None or pair[1] == span_kind)
+
+    return ctx.read(run)
 
 
 def comments(ctx: ReadContext, trace_id: str) -> list[Comment]:

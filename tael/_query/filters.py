@@ -46,7 +46,7 @@ from .._layout import (
 )
 from .._models import SPAN_KINDS, SPAN_STATUSES
 from .._search import DOC_LOG, DOC_SPAN, parse_text
-from . import args
+from . import args, tags
 
 Predicate = Callable[[list[Any]], bool]
 """A row predicate over one decoded record (or series descriptor)."""
@@ -206,8 +206,12 @@ class SpanFilter:
     aware datetimes). ``text`` matches spans whose payload text
     (``Settings.payload_attributes`` on the span or its events) holds every word,
     and every "quoted phrase" as a phrase, case-insensitively, through the
-    full-text index. Bad values raise ValueError (TypeError for a time bound of
-    the wrong type) when the filter is made.
+    full-text index. ``tags`` matches spans that show every given tag with the
+    given text as Jaeger's query API shows a span (``/api/traces?tags=``): span,
+    resource and event attributes compared as text, and ``error``,
+    ``otel.status_code``, ``otel.status_description``, ``span.kind`` (see
+    tael/_query/tags.py). Bad values raise ValueError (TypeError for a time bound
+    of the wrong type) when the filter is made.
     """
 
     service: str | None = None
@@ -220,6 +224,7 @@ class SpanFilter:
     start: Any = None
     end: Any = None
     text: str | None = None
+    tags: dict[str, str] | None = None
     # derived at construction (checked, normalised): not arguments, not compared
     _lo: int | None = field(init=False, repr=False, compare=False, default=None)
     _hi: int | None = field(init=False, repr=False, compare=False, default=None)
@@ -229,6 +234,7 @@ class SpanFilter:
     _min_ns: float | None = field(init=False, repr=False, compare=False, default=None)
     _max_ns: float | None = field(init=False, repr=False, compare=False, default=None)
     _want: list[tuple[str, Any]] | None = field(init=False, repr=False, compare=False, default=None)
+    _tags: tuple[tuple[str, str], ...] | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         lo, hi = args.time_range(self.start, self.end)
@@ -246,6 +252,7 @@ class SpanFilter:
             if self.max_duration_ms is not None
             else None,
             _want=_attrs(self.attributes),
+            _tags=tags.check(self.tags) if self.tags else None,
         )
 
     def scan(self) -> Scan:
@@ -267,6 +274,8 @@ class SpanFilter:
             checks.append(lambda f: f[SPAN_END] - f[SPAN_START] <= hi_ns)
         if want is not None:
             checks.append(lambda f: args.attrs_match(want, f[SPAN_ATTRS], f[SPAN_RESOURCE]))
+        if self._tags is not None:  # attributes too, so not in the Arrow expression: ``keep`` checks them
+            checks.append(tags.matcher(self._tags))
 
         def arrow() -> pc.Expression | None:  # the same conditions but attributes (maps: ``keep`` checks them)
             exprs: list[pc.Expression] = []
@@ -463,6 +472,7 @@ class SpanArgs(TypedDict, total=False):
     start: Any
     end: Any
     text: str | None
+    tags: dict[str, str] | None
 
 
 class LogArgs(TypedDict, total=False):
