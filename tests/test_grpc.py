@@ -478,3 +478,22 @@ def test_serve_help_shows_the_grpc_port() -> None:
         [sys.executable, "-m", "tael", "serve", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     ).stdout
     assert "--grpc-port" in out and "4317" in out
+
+
+def test_otlp_load_benchmark_measures_grpc_beside_http() -> None:
+    """benchmarks/otlp_load.py --protocol both: the same spans from the same clients over
+    both protocols against one server, every span stored (the script checks it)."""
+    out = subprocess.run(
+        [sys.executable, "benchmarks/otlp_load.py", "--quick", "--protocol", "both", "--rounds", "1", "--no-hostile"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "PROBLEMS" not in out.stdout
+    assert "| spans stored / sent | 2,000 / 2,000 |" in out.stdout
+    for label in ("OTLP/HTTP", "OTLP/gRPC"):
+        line = out.stdout.split(f"| spans accepted end to end, {label} | ")[1]
+        assert float(line.split(" spans/s")[0].replace(",", "")) > 0
+        assert "(1,000 in " in line.split("\n")[0]
