@@ -811,10 +811,19 @@ def run_server(
 async def _serve(http: Any, grpc_server: Any) -> None:
     """uvicorn's server and the gRPC one (if any) in one event loop, until uvicorn stops
     at a signal; the gRPC server then stops too, letting its calls in flight finish."""
-    if grpc_server is not None:
-        await grpc_server.start()
+    if grpc_server is None:
+        await http.serve()
+        return
+    await grpc_server.start()
     try:
         await http.serve()
     finally:
-        if grpc_server is not None:
-            await grpc_server.stop()
+        stopping = asyncio.ensure_future(grpc_server.stop())
+        while not stopping.done():
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                # uvicorn re-raises the SIGINT it handled once it has stopped, and asyncio.run
+                # cancels this task for it: the gRPC calls in flight still get their grace
+                continue
+        stopping.result()
