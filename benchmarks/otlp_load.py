@@ -1,5 +1,5 @@
-"""OTLP/HTTP load: several client processes send protobuf trace exports to ``tael serve``
-on loopback; reports spans/s accepted end to end and request latency percentiles.
+"""OTLP/HTTP and OTLP/gRPC load: several client processes send protobuf trace exports to
+``tael serve`` on loopback; reports spans/s accepted end to end and request latency percentiles.
 
 The numbers in docs/benchmarks.md came from:
 
@@ -10,8 +10,17 @@ started by this script on a free port. Each client process pre-builds its
 requests (ExportTraceServiceRequest, protobuf, ``--spans-per-request`` spans of
 one service each, 10 attributes per span) before the clock starts, then sends
 them back to back over one keep-alive connection. A span counts as accepted when
-its request got 200 with no rejected spans. After the run the script opens the
-store read-only and checks that it holds exactly the spans sent.
+its request got 200 (gRPC: OK) with no rejected spans. After the run the script opens
+the store read-only and checks that it holds exactly the spans sent.
+
+``--protocol grpc`` sends the same requests (the same serialized protobuf, built the
+same way) from the same client processes over OTLP/gRPC (a raw unary call on one
+channel each, as the SDK's gRPC exporter sends them) to the same server's gRPC port;
+``--protocol both`` runs OTLP/HTTP and OTLP/gRPC interleaved against one server for
+``--rounds`` (3) rounds, fresh span ids every run, and reports each protocol's median
+rate and range:
+
+    python benchmarks/otlp_load.py --protocol both --no-hostile
 
 Then a hostile mix against a fresh server (default Settings unless
 ``--header-timeout``/``--body-timeout`` say otherwise), all at once for
@@ -48,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import multiprocessing as mp
 import re
 import socket
@@ -104,11 +114,33 @@ def _requests(client: int, n_requests: int, per_request: int) -> list[bytes]:
     return out
 
 
-def _client(url: str, bodies: list[bytes], per_request: int, start: Any, results: Any) -> None:
-    import httpx
-
+def _client(url: str, bodies: list[bytes], per_request: int, start: Any, results: Any, protocol: str = "http") -> None:
+    """One client process: ``bodies`` back to back over one connection, OTLP/HTTP
+    (``url`` is the server's base URL) or OTLP/gRPC (``url`` is ``host:port``; the same
+    serialized requests through a raw unary call, as the SDK's exporter sends them)."""
     latencies = []
     accepted = 0
+    if protocol == "grpc":
+        import grpc
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        with grpc.insecure_channel(url) as channel:
+            export = channel.unary_unary(GRPC_TRACES)  # bytes in, bytes out
+            grpc.channel_ready_future(channel).result(timeout=30)
+            start.wait()
+            for body in bodies:
+                began = time.perf_counter()
+                try:
+                    reply = ExportTraceServiceResponse.FromString(export(body, timeout=60))
+                    ok = not reply.partial_success.rejected_spans
+                except grpc.RpcError:
+                    ok = False
+                latencies.append(time.perf_counter() - began)
+                accepted += per_request if ok else 0
+        results.put((accepted, latencies))
+        return
+    import httpx
+
     with httpx.Client(timeout=60) as client:
         start.wait()
         for body in bodies:
@@ -118,6 +150,10 @@ def _client(url: str, bodies: list[bytes], per_request: int, start: Any, results
             if r.status_code == 200:
                 accepted += per_request
     results.put((accepted, latencies))
+
+
+GRPC_TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+PROTOCOL_NAMES = {"http": "OTLP/HTTP", "grpc": "OTLP/gRPC"}
 
 
 class RssSampler:
@@ -155,16 +191,18 @@ class RssSampler:
 
 
 def _start_server(
-    data: Path, port: int, settings: dict[str, Any], maintenance_interval_s: float | None = None
+    data: Path, port: int, settings: dict[str, Any], maintenance_interval_s: float | None = None, grpc_port: int = 0
 ) -> subprocess.Popen[bytes]:
     """``run_server`` (what ``tael serve`` runs) in its own process; returns once it is ready.
-    ``maintenance_interval_s`` None keeps run_server's default (what ``tael serve`` uses)."""
+    ``maintenance_interval_s`` None keeps run_server's default (what ``tael serve`` uses);
+    ``grpc_port`` 0 serves no OTLP/gRPC."""
     import httpx
 
     every = "" if maintenance_interval_s is None else f", maintenance_interval_s={maintenance_interval_s!r}"
     code = (
         "import tael; from tael._server import run_server; "
-        f"run_server({str(data)!r}, port={port}, settings=tael.Settings(**{settings!r}){every})"
+        f"run_server({str(data)!r}, port={port}, grpc_port={grpc_port}, "
+        f"settings=tael.Settings(**{settings!r}){every})"
     )
     server = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
     deadline = time.monotonic() + 30
@@ -673,6 +711,37 @@ def sustained_report(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _normal_run(
+    args: argparse.Namespace, ctx: Any, target: str, protocol: str, batch: int
+) -> tuple[int, float, list[float]]:
+    """One timed run of ``--clients`` processes sending their requests over ``protocol``;
+    batch ``batch`` of spans (fresh ids for every run: the same shape, new spans).
+    Returns the spans accepted, the seconds taken and the sorted request latencies."""
+    print(f"{protocol}: building {args.clients} x {args.requests} requests ...", file=sys.stderr)
+    first = batch * args.clients
+    bodies = [_requests(first + c, args.requests, args.spans_per_request) for c in range(args.clients)]
+    gc.collect()
+    gc.freeze()  # the generated requests are not the collector's business while the clock runs
+    try:
+        start, results = ctx.Event(), ctx.Queue()
+        procs = [
+            ctx.Process(target=_client, args=(target, bodies[c], args.spans_per_request, start, results, protocol))
+            for c in range(args.clients)
+        ]
+        for p in procs:
+            p.start()
+        time.sleep(1.0)  # let every client connect and wait
+        began = time.perf_counter()
+        start.set()
+        outcomes = [results.get() for _ in procs]
+        elapsed = time.perf_counter() - began
+        for p in procs:
+            p.join()
+    finally:
+        gc.unfreeze()
+    return sum(a for a, _l in outcomes), elapsed, sorted(x for _a, lat in outcomes for x in lat)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=4)
@@ -687,6 +756,13 @@ def main() -> None:
     ap.add_argument("--body-timeout", type=float, default=None, help="server_body_timeout_s (default: Settings')")
     ap.add_argument("--max-body-mib", type=float, default=None, help="server_max_body_bytes (default: Settings')")
     ap.add_argument("--no-hostile", action="store_true", help="only the normal run")
+    ap.add_argument(
+        "--protocol",
+        choices=("http", "grpc", "both"),
+        default="http",
+        help="normal run: OTLP/HTTP, OTLP/gRPC, or both against one server (same spans, same client processes)",
+    )
+    ap.add_argument("--rounds", type=int, default=None, help="normal run: rounds (default 1; 3 with --protocol both)")
     ap.add_argument(
         "--quick",
         action="store_true",
@@ -741,37 +817,28 @@ def main() -> None:
     import tael
     from benchmarks._common import machine
 
+    protocols = ["http", "grpc"] if args.protocol == "both" else [args.protocol]
+    rounds = args.rounds if args.rounds is not None else (3 if len(protocols) > 1 else 1)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        port = _port()
-        url = f"http://127.0.0.1:{port}"
-        server = _start_server(data, port, {})
+        port, grpc_port = _port(), (_port() if "grpc" in protocols else 0)
+        targets = {"http": f"http://127.0.0.1:{port}", "grpc": f"127.0.0.1:{grpc_port}"}
+        server = _start_server(data, port, {}, grpc_port=grpc_port)
         sampler = RssSampler(server.pid)
+        runs: dict[str, list[tuple[int, float, list[float]]]] = {p: [] for p in protocols}
+        batch = 0
         try:
-            print(f"building {args.clients} x {args.requests} requests ...", file=sys.stderr)
-            bodies = [_requests(c, args.requests, args.spans_per_request) for c in range(args.clients)]
             ctx = mp.get_context("spawn")
-            start, results = ctx.Event(), ctx.Queue()
-            procs = [
-                ctx.Process(target=_client, args=(url, bodies[c], args.spans_per_request, start, results))
-                for c in range(args.clients)
-            ]
-            for p in procs:
-                p.start()
-            time.sleep(1.0)  # let every client connect and wait
-            began = time.perf_counter()
-            start.set()
-            outcomes = [results.get() for _ in procs]
-            elapsed = time.perf_counter() - began
-            for p in procs:
-                p.join()
+            for _round in range(rounds):
+                for protocol in protocols:  # interleaved: http grpc http grpc ...
+                    runs[protocol].append(_normal_run(args, ctx, targets[protocol], protocol, batch))
+                    batch += 1
         finally:
             peak = sampler.stop().get("VmHWM", 0)
             server.terminate()
             server.wait(60)
-        accepted = sum(a for a, _l in outcomes)
-        latencies = sorted(x for _a, lat in outcomes for x in lat)
-        sent = args.clients * args.requests * args.spans_per_request
+        accepted = sum(r[0] for rs in runs.values() for r in rs)
+        sent = batch * args.clients * args.requests * args.spans_per_request
         with tael.Store(data, read_only=True) as store:
             stored = store.stats().signals["spans"].count
         ok = stored == sent == accepted
@@ -779,23 +846,37 @@ def main() -> None:
         print(
             f"server: tael serve, default Settings (fsync); {args.clients} client processes x {args.requests} "
             f"requests x {args.spans_per_request} spans (protobuf, 10 attributes per span), one keep-alive "
-            "connection each"
+            f"connection each ({' and '.join(PROTOCOL_NAMES[p] for p in protocols)}"
+            + (f"; {rounds} rounds interleaved: median, and range)" if rounds > 1 else ")")
         )
         print()
         print("| measurement | result |")
         print("|---|---|")
-        print(f"| spans accepted end to end | {accepted / elapsed:,.0f} spans/s ({accepted:,} in {elapsed:.2f} s) |")
-        print(f"| request latency p50 | {statistics.median(latencies) * 1e3:.1f} ms |")
-        p99 = latencies[round(0.99 * (len(latencies) - 1))]
-        print(f"| request latency p99 | {p99 * 1e3:.1f} ms |")
+        for protocol in protocols:
+            label = "" if len(protocols) == 1 else f", {PROTOCOL_NAMES[protocol]}"
+            rates = [a / e for a, e, _l in runs[protocol]]
+            latencies = sorted(x for _a, _e, lat in runs[protocol] for x in lat)
+            total = sum(a for a, _e, _l in runs[protocol])
+            took = sum(e for _a, e, _l in runs[protocol])
+            spread = f"; {min(rates):,.0f} to {max(rates):,.0f} over {len(rates)} rounds" if len(rates) > 1 else ""
+            print(
+                f"| spans accepted end to end{label} | {statistics.median(rates):,.0f} spans/s "
+                f"({total:,} in {took:.2f} s{spread}) |"
+            )
+            print(f"| request latency p50{label} | {statistics.median(latencies) * 1e3:.1f} ms |")
+            p99 = latencies[round(0.99 * (len(latencies) - 1))]
+            print(f"| request latency p99{label} | {p99 * 1e3:.1f} ms |")
         print(f"| spans stored / sent | {stored:,} / {sent:,} |")
         print(f"| server peak RSS (VmHWM) | {peak / (1 << 20):,.0f} MiB |")
         if not ok:
             print(f"PROBLEMS: accepted {accepted}, stored {stored}, sent {sent}")
             raise SystemExit(1)
-        if not args.no_hostile:
+        if not args.no_hostile:  # OTLP/HTTP only: its limits and timeouts are tael's (grpc enforces gRPC's)
             print()
-            print("\n".join(_hostile(args, tmp, bodies)))
+            normal = [
+                _requests(batch * args.clients + c, args.requests, args.spans_per_request) for c in range(args.clients)
+            ]
+            print("\n".join(_hostile(args, tmp, normal)))
 
 
 if __name__ == "__main__":

@@ -209,6 +209,7 @@ class Standby:
 
     def spawn(self) -> None:
         cmd = [sys.executable, "-m", "tael", "serve", "--data", str(self.data), "--port", str(self.port)]
+        cmd += ["--grpc-port", "0"]  # several servers on one machine: HTTP only
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen([*cmd, "--standby-of", "benchmark-leader"], cwd=ROOT, stderr=err)
 

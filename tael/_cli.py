@@ -820,6 +820,14 @@ def _render_demo(console: Console, r: DemoResult) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=4318, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option(
+    "--grpc-port",
+    default=4317,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    envvar="TAEL_GRPC_PORT",
+    help="Port of the OTLP/gRPC receiver (same --host, auth and TLS as HTTP); 0 serves no gRPC. Env: TAEL_GRPC_PORT.",
+)
+@click.option(
     "--replica",
     "replicas",
     multiple=True,
@@ -875,6 +883,7 @@ def serve(
     data: str,
     host: str,
     port: int,
+    grpc_port: int,
     replicas: tuple[str, ...],
     required_acks: str | None,
     standby_of: str | None,
@@ -888,7 +897,7 @@ def serve(
     replication_ca_file: str | None,
     access_log: bool,
 ) -> None:
-    """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) until SIGTERM or Ctrl-C.
+    """Serve DATA over HTTP (OTLP/HTTP ingest and the query API) and OTLP/gRPC until SIGTERM or Ctrl-C.
 
     With --replica, DATA is a leader shipping its WAL to those standbys; with
     --standby-of, DATA is a standby (reads only) until promoted, and ships to
@@ -928,7 +937,13 @@ def serve(
     for name in ("tael._server", "tael._serveradmin"):  # start, activity and shutdown lines, even without -v
         logging.getLogger(name).setLevel(min(logging.INFO, logging.getLogger(name).getEffectiveLevel()))
     run_server(
-        data, host=host, port=port, settings=_settings(**overrides), standby_of=standby_of, access_log=access_log
+        data,
+        host=host,
+        port=port,
+        grpc_port=grpc_port,
+        settings=_settings(**overrides),
+        standby_of=standby_of,
+        access_log=access_log,
     )
 
 

@@ -24,21 +24,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import functools
 import logging
 import shutil
 import signal
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -49,16 +44,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import _auth, _limits, _otlp
-from ._blobs import Payloads
+from . import _auth, _limits, _otlp, _receiver
 from ._errors import (
     ConfigurationError,
-    ReadOnlyError,
-    ReplicationError,
     StorageError,
-    StoreClosedError,
     TaelError,
-    ValidationError,
 )
 from ._httpargs import MAX_LIMIT as _MAX_LIMIT
 from ._httpargs import integer as _integer
@@ -71,7 +61,6 @@ from ._jaeger import NotFound
 from ._jaeger import routes as jaeger_routes
 from ._maintenance import Maintenance
 from ._models import LogRecord
-from ._otlp.combine import Combiner
 from ._query.filters import LogFilter, SpanFilter
 from ._replication.http import routes as replication_routes
 from ._serveradmin import Activity, local_url
@@ -83,9 +72,7 @@ from ._store import Store
 
 log = logging.getLogger(__name__)
 
-_RETRY_AFTER_S = "5"
-_THROTTLE_POLL_S = 0.05  # how often a write held back for compaction looks again
-_SIGNALS = {"traces": "spans", "logs": "logs", "metrics": "metrics"}
+_RETRY_AFTER_S = str(_receiver.RETRY_AFTER_S)
 
 
 class ServerMetrics:
@@ -109,6 +96,12 @@ class ServerMetrics:
         )
         self.requests = Counter(
             "tael_http_requests", "HTTP requests by route and status code", ["route", "code"], registry=self.registry
+        )
+        self.grpc_requests = Counter(
+            "tael_grpc_requests",
+            "OTLP/gRPC calls by method and status code (tael/_grpcserver.py)",
+            ["method", "code"],
+            registry=self.registry,
         )
         self.insert_seconds = Histogram(
             "tael_insert_seconds",
@@ -256,122 +249,58 @@ def create_app(
     loopback names and these) as ``run_server`` derives them from Settings."""
     settings = store.settings
     metrics = ServerMetrics(store, maintenance)
-    inflight = threading.BoundedSemaphore(settings.server_max_inflight)
-    payloads = Payloads(settings.payload_attributes, settings.payload_blob_min_bytes)  # as the store's
-    combiners = {
-        signal: Combiner(
-            functools.partial(store.insert_checked, signal),
-            max_rows=_otlp.SLICE_RECORDS,
-            max_bytes=settings.wal_max_record_bytes // 4,
-        )
-        for signal in _SIGNALS.values()
-    }
-
-    async def caught_up() -> bool:
-        """Whether an OTLP write may go ahead: at once while compaction keeps up; else
-        after waiting (``server_throttle_wait_s`` at most) for it to catch up, so that
-        writers are slowed to what compaction takes (``server_max_compaction_lag_s``)."""
-        if maintenance is None or maintenance.lag_s() <= settings.server_max_compaction_lag_s:
-            return True
-        deadline = time.monotonic() + settings.server_throttle_wait_s
-        while time.monotonic() < deadline:
-            await asyncio.sleep(_THROTTLE_POLL_S)
-            if maintenance.lag_s() <= settings.server_max_compaction_lag_s:
-                metrics.throttled.labels("written").inc()
-                return True
-        metrics.throttled.labels("refused").inc()
-        return False
+    receiver = _receiver.Receiver(
+        settings,
+        store.insert_checked,
+        maintenance.lag_s if maintenance is not None else None,
+        _receiver.ReceiverMetrics(metrics.ingested, metrics.rejected, metrics.insert_seconds, metrics.throttled),
+        metrics.budget,
+    )
 
     def otlp_route(kind: str) -> Callable[[Request], Awaitable[Response]]:
-        signal = _SIGNALS[kind]
-        decode: Any = {"traces": _otlp.decode_traces, "logs": _otlp.decode_logs, "metrics": _otlp.decode_metrics}[kind]
-        insert = combiners[signal].insert
+        """``POST /v1/{kind}``: the HTTP edge of an export (content type and encoding,
+        reading the body under its limits, status codes and headers); the export
+        itself is tael/_receiver.py's, shared with gRPC."""
         limit = settings.server_max_body_bytes
-
-        descriptor = {
-            "traces": ExportTraceServiceRequest.DESCRIPTOR,
-            "logs": ExportLogsServiceRequest.DESCRIPTOR,
-            "metrics": ExportMetricsServiceRequest.DESCRIPTOR,
-        }[kind]
-
-        def prepare(raw: bytes, encoding: str, ctype: str, reservation: _limits.Reservation) -> bytes:
-            """The body decompressed, with the memory its decoding will take reserved
-            (estimated from its structure: see tael/_limits.py)."""
-            body = _decompress(raw, encoding, limit, reservation)
-            extra = len(body) if body is not raw else 0
-            _limits.reserve_decoding(reservation, len(raw) + extra, body, ctype, descriptor)
-            return body
-
-        def ingest(held: list[bytes], encoding: str, ctype: str, reservation: _limits.Reservation) -> Any:
-            """Prepare the body (taken out of ``held``, so that the compressed bytes go as
-            soon as they are decompressed), then decode and insert a slice of records at a
-            time (bounds the request's memory): a request larger than a slice is written in
-            several batches. The decoder hands over column batches of records it checked one
-            by one, with their payload flags: the store writes them without a second check,
-            together with the batches of requests in flight beside it (tael/_otlp/combine.py).
-            One trip to the thread pool per request."""
-            body = prepare(held.pop(), encoding, ctype, reservation)
-            return decode(body, ctype, insert, payloads)
 
         async def handler(request: Request) -> Response:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in _otlp.CONTENT_TYPES:
                 return _status(415, "application/json", f"unsupported content type {ctype!r}", close=True)
             encoding = request.headers.get("content-encoding", "identity").strip().lower()
-            if encoding not in _ENCODINGS:
+            if encoding not in _receiver.ENCODINGS:
                 message = f"unsupported content encoding {encoding!r} (gzip, deflate or identity)"
                 return _status(415, ctype, message, close=True)
             began = time.perf_counter()
-            if not await caught_up():
-                message = f"compaction is {maintenance.lag_s() if maintenance else 0:.0f} s behind; retry later"
-                return _status(503, ctype, message, retry=True, close=True)
+            refused = await receiver.throttle()
+            if refused is not None:
+                return _refused(refused, ctype, close=True)
             reservation = _limits.request_reservation(request)
-            unread = True
-            acquired = False
             try:
                 # a declared length over the limit is 413 before anything is reserved
                 # (read_body); one whose body and first decoding estimate do not fit now
                 # is 429 before it is read; otherwise the body is reserved as its bytes
                 # arrive (declaring much and sending little holds little), its decoding
-                # once it is in (prepare)
-                declared = _limits.declared_length(request)
-                if declared is not None and declared <= limit:
-                    identity = encoding in ("", "identity")
-                    reservation.budget.admit(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
-                raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
-                unread = False
+                # once it is in (the receiver)
+                try:
+                    declared = _limits.declared_length(request)
+                    if declared is not None and declared <= limit:
+                        identity = encoding in ("", "identity")
+                        reservation.budget.admit(declared + (_limits.otlp_decode_cost(declared) if identity else 0))
+                    raw = await _limits.read_body(request, limit, reservation, settings.server_body_timeout_s)
+                except (_limits.BodyTooLarge, _limits.OverBudget, _limits.BodyTimeout) as exc:
+                    refusal = _receiver.refusal_for(exc)
+                    assert refusal is not None
+                    return _refused(refusal, ctype, close=True)  # the body was not read: close
                 # counted once the body is in, so clients slow to send cannot take the slots
-                acquired = inflight.acquire(blocking=False)
-                if not acquired:
-                    return _status(503, ctype, "too many requests in flight; retry later", retry=True)
                 held = [raw]
-                del raw
-                decoded: _otlp.Decoded[Any] = await run_in_threadpool(ingest, held, encoding, ctype, reservation)
-            except _limits.BodyTooLarge as exc:
-                return _status(413, ctype, str(exc), close=unread)
-            except _limits.OverBudget as exc:
-                return _status(429, ctype, str(exc), retry=True, close=unread)
-            except _limits.BodyTimeout as exc:
-                return _status(408, ctype, str(exc), close=True)
-            except (_otlp.OtlpError, ValidationError, zlib.error, EOFError) as exc:
-                return _status(400, ctype, f"malformed request: {exc}")
-            except (StoreClosedError, ReadOnlyError, StorageError) as exc:
-                return _status(503, ctype, f"the store cannot take writes: {exc}", retry=True)
-            except ReplicationError as exc:
-                # durable here, not yet on enough standbys: not acknowledged, so the
-                # exporter retries (a span retried is stored once; see docs/server.md)
-                return _status(503, ctype, f"the write was not acknowledged by enough standbys: {exc}", retry=True)
+                del raw  # the receiver drops the body once it is decompressed
+                result = await receiver.export(kind, held, encoding, ctype, reservation, began)
             finally:
-                if acquired:
-                    inflight.release()
                 reservation.release()
-            metrics.insert_seconds.labels(signal).observe(time.perf_counter() - began)
-            metrics.ingested.labels(signal).inc(decoded.accepted)
-            if decoded.rejected:
-                metrics.rejected.labels(signal).inc(decoded.rejected)
-            return Response(
-                _otlp.encode_response(kind, ctype, decoded.rejected, decoded.error_message), media_type=ctype
-            )
+            if isinstance(result, _receiver.Refusal):
+                return _refused(result, ctype)
+            return Response(_otlp.encode_response(kind, ctype, result.rejected, result.message), media_type=ctype)
 
         return handler
 
@@ -488,40 +417,26 @@ def create_app(
     limits = _limits.guard(settings, routes, lambda r, c: count(r, c).inc(), metrics.budget)
     app = Starlette(routes=routes, middleware=[limits, guard])
     app.state.metrics = metrics
+    app.state.receiver = receiver  # the gRPC server (tael/_grpcserver.py) feeds the same one
     return app
 
 
-_ENCODINGS = ("", "identity", "gzip", "deflate")
-_INFLATE_CHUNK = 1 << 20
+_HTTP_CODES = {
+    _receiver.Reason.MALFORMED: 400,
+    _receiver.Reason.TOO_LARGE: 413,
+    _receiver.Reason.OVER_BUDGET: 429,
+    _receiver.Reason.TIMEOUT: 408,
+    _receiver.Reason.BEHIND: 503,
+    _receiver.Reason.BUSY: 503,
+    _receiver.Reason.UNAVAILABLE: 503,
+    _receiver.Reason.UNACKNOWLEDGED: 503,
+}
+"""An export's refusal -> its HTTP status, as the OTLP/HTTP specification gives them."""
 
 
-def _decompress(raw: bytes, encoding: str, limit: int, reservation: _limits.Reservation) -> bytes:
-    """The body decompressed, at most ``limit`` bytes, each MiB reserved before it is
-    produced (raises OverBudget, BodyTooLarge, zlib.error)."""
-    if encoding in ("", "identity"):
-        return raw
-    if encoding == "gzip":
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    else:
-        d = zlib.decompressobj()  # zlib-wrapped, as HTTP's "deflate" means
-        if raw[:1] and (raw[0] & 0x0F) != 8:
-            d = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, which some clients send
-    out = bytearray()
-    pending = raw
-    base = reservation.held
-    while True:
-        reservation.grow_to(base + len(out) + _INFLATE_CHUNK)
-        chunk = d.decompress(pending, _INFLATE_CHUNK)
-        out += chunk
-        if len(out) > limit:
-            raise _limits.BodyTooLarge(f"body decompresses to over the {limit:,}-byte limit")
-        pending = d.unconsumed_tail
-        if d.eof or (not pending and not chunk):
-            break
-    if not d.eof:
-        raise zlib.error("compressed body is truncated")
-    reservation.grow(len(out))  # the copy below, while ``out`` still exists
-    return bytes(out)
+def _refused(refusal: _receiver.Refusal, ctype: str, *, close: bool = False) -> Response:
+    """A refused export's answer: its status, Retry-After when it may be retried."""
+    return _status(_HTTP_CODES[refusal.reason], ctype, refusal.message, retry=refusal.retryable, close=close)
 
 
 def _status(code: int, ctype: str, message: str, *, retry: bool = False, close: bool = False) -> Response:
@@ -594,22 +509,31 @@ def run_server(
     *,
     host: str = "127.0.0.1",
     port: int = 4318,
+    grpc_port: int = 0,
     settings: Settings | None = None,
     maintenance_interval_s: float = 60.0,
     standby_of: str | None = None,
     access_log: bool = False,
     activity_interval_s: float = 60.0,
 ) -> None:
-    """Serve a store until SIGTERM or SIGINT: uvicorn stops accepting and finishes the
-    requests in flight, then the maintenance loop stops and the store is flushed and
-    closed. The port is bound before the data directory is touched (a port in use fails
-    with nothing created); where it listens, the data directory, role and main settings
-    are logged at start, a line of activity per ``activity_interval_s`` in which anything
-    happened, and the shutdown. ``access_log``: one line per request (uvicorn's)."""
+    """Serve a store until SIGTERM or SIGINT: OTLP/HTTP and the query API on ``port``,
+    OTLP/gRPC on ``grpc_port`` (0: none; ``tael serve`` passes 4317 unless told
+    otherwise). At the signal uvicorn stops accepting and finishes the requests in
+    flight, then the gRPC server refuses new calls and lets those in flight finish
+    (tael/_grpcserver.py), then the maintenance loop stops and the store is flushed and
+    closed. Both ports are checked (HTTP's bound) before the data directory is touched:
+    a port in use fails with nothing created. Where it listens, the data directory, role
+    and main settings are logged at start, a line of activity per ``activity_interval_s``
+    in which anything happened, and the shutdown. ``access_log``: one line per request
+    (uvicorn's)."""
     import uvicorn
+
+    from ._grpcserver import GrpcServer, check_port
 
     settings = settings if settings is not None else Settings()
     tokens = _auth.server_tokens(settings, host)  # before the store opens: a refusal leaves nothing behind
+    if grpc_port:
+        check_port(host, grpc_port, "OTLP/gRPC", "--grpc-port")
     sock = _bind(host, port)
     try:
         store = Store(Path(data), settings, standby=standby_of is not None)
@@ -629,19 +553,31 @@ def run_server(
         )
         _limits.configure_uvicorn(config, store.settings)
         server = uvicorn.Server(config)
+        grpc_server = None
+        if grpc_port:
+            grpc_server = GrpcServer(
+                app.state.receiver,
+                settings,
+                host=host,
+                port=grpc_port,
+                tokens=tokens,
+                roots=_auth.data_roots(store.path, store.cold_location),
+                requests=app.state.metrics.grpc_requests,
+            )
         if threading.current_thread() is threading.main_thread():
             # uvicorn handles SIGTERM/SIGINT itself, then re-raises the signal to the handler
             # that was installed before it: make that one a no-op so the store is closed below
             signal.signal(signal.SIGTERM, lambda *_: None)
         bound_host, bound_port = sock.getsockname()[:2]
         url = local_url("https" if tls else "http", host, bound_port)
-        publish_serve_info(root, url)
+        publish_serve_info(root, url, grpc_port=grpc_port or None)
         s = store.settings
         log.info(
-            "tael serve: listening on %s://%s:%d (OTLP/HTTP /v1/*, Jaeger API /api/*, /metrics), data %s, role %s",
+            "tael serve: listening on %s://%s:%d (OTLP/HTTP /v1/*, Jaeger API /api/*, /metrics)%s, data %s, role %s",
             "https" if tls else "http",
             bound_host,
             bound_port,
+            f" and {host}:{grpc_port} (OTLP/gRPC)" if grpc_port else "",
             root.resolve(),
             store.replication_status().role,
         )
@@ -657,7 +593,7 @@ def run_server(
             "tokens required" if tokens is not None else "no authentication (loopback)",
         )
         activity = Activity(app.state.metrics.registry, maintenance, activity_interval_s).start()
-        asyncio.run(server.serve(sockets=[sock]))
+        asyncio.run(_serve(server, grpc_server, sock))
         log.info("tael serve: stopping (no new requests; in-flight ones finished)")
     finally:
         sock.close()
@@ -695,3 +631,24 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)  # connections wait in the backlog until uvicorn accepts: serve.json may name it at once
     sock.set_inheritable(True)
     return sock
+
+
+async def _serve(http: Any, grpc_server: Any, sock: socket.socket) -> None:
+    """uvicorn's server (on ``sock``) and the gRPC one (if any) in one event loop, until
+    uvicorn stops at a signal; the gRPC server then stops too, letting its calls in flight finish."""
+    if grpc_server is None:
+        await http.serve(sockets=[sock])
+        return
+    await grpc_server.start()
+    try:
+        await http.serve(sockets=[sock])
+    finally:
+        stopping = asyncio.ensure_future(grpc_server.stop())
+        while not stopping.done():
+            try:
+                await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                # uvicorn re-raises the SIGINT it handled once it has stopped, and asyncio.run
+                # cancels this task for it: the gRPC calls in flight still get their grace
+                continue
+        stopping.result()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,11 @@ import tael
 from . import _smallfs
 
 _ids = itertools.count(1)
+
+# `tael serve` listens for OTLP/gRPC on 4317 unless told otherwise: the servers the tests
+# start in subprocesses (several at once, beside other test runs on this machine) serve
+# no gRPC unless a test asks for it with --grpc-port (tests/test_grpc.py).
+os.environ["TAEL_GRPC_PORT"] = "0"
 
 
 def trace_id(n: int | None = None) -> str:

@@ -95,9 +95,10 @@ def test_a_safe_change_at_open_is_stored_and_logged(tmp_path: Path, caplog: pyte
     with tael.Store(data, tael.Settings(retention_spans_days=5), read_only=True) as reader:
         assert reader.settings.retention_spans_days == 5  # for this process only
     assert stored(data)["retention_spans_days"] == 2
-    with caplog.at_level(logging.INFO, logger="tael._datasettings"), tael.Store(
-        data, tael.Settings(retention_spans_days=5)
-    ) as store:
+    with (
+        caplog.at_level(logging.INFO, logger="tael._datasettings"),
+        tael.Store(data, tael.Settings(retention_spans_days=5)) as store,
+    ):
         assert store.settings.retention_spans_days == 5
     assert stored(data)["retention_spans_days"] == 5
     assert any("retention_spans_days" in r.getMessage() and "2" in r.getMessage() for r in caplog.records)
