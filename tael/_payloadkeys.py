@@ -20,12 +20,19 @@ whose keys were all seen before, costs two set operations done in C.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Any, Final
+import threading
+from collections.abc import Collection, Iterable
+from typing import Any, Final, NamedTuple
 
 __all__ = ["NO_KEYS", "PayloadKeys", "rule_problem"]
 
 _MAX_KNOWN: Final = 1 << 16  # keys whose answer is remembered before the memory starts over
+
+
+class _State(NamedTuple):
+    known: set[str]  # keys whose answers are in the two sets below
+    span: set[str]  # keys a plain rule matches
+    event: set[str]  # keys the attribute part of an event rule matches
 
 
 def _regex(pattern: str) -> str:
@@ -64,57 +71,63 @@ class PayloadKeys:
         self._any_event_attr = (
             re.compile("|".join(f"(?:{rx.pattern})" for _ev, rx in self._events)) if self._events else None
         )
-        self._forget()
-
-    def _forget(self) -> None:
-        # replaced, never cleared: a reader on another thread may be iterating the old sets
-        self._span: set[str] = set(self._exact)  # keys a plain rule matches
-        self._event: set[str] = set()  # keys the attribute part of an event rule matches
-        self._known: set[str] = set(self._exact)  # keys whose answers are in the two sets above
+        self._lock = threading.Lock()
+        self._state = self._fresh()
         self._scoped: dict[tuple[str, str], bool] = {}
 
-    def _learn(self, keys: Iterable[str]) -> None:
-        new = [k for k in keys if k not in self._known]
-        if len(self._known) + len(new) > _MAX_KNOWN:
-            self._forget()
-        pattern, any_event = self._pattern, self._any_event_attr
-        for key in new:
-            if type(key) is not str:
-                continue
-            if pattern is not None and pattern.fullmatch(key):
-                self._span.add(key)
-            if any_event is not None and any_event.fullmatch(key):
-                self._event.add(key)
-            self._known.add(key)  # last: whoever sees it known finds its answers
+    def _fresh(self) -> _State:
+        return _State(set(self._exact), set(self._exact), set())
+
+    def _learned(self, keys: Collection[str]) -> _State:
+        """The state holding the answers for ``keys``. A state is only ever added to
+        (under the lock); when it is full a new one replaces it, and a reader that
+        holds the old one keeps consistent answers."""
+        state = self._state
+        if state.known.issuperset(keys):
+            return state
+        with self._lock:
+            state = self._state
+            new = [k for k in keys if type(k) is str and k not in state.known]
+            if len(state.known) + len(new) > _MAX_KNOWN:
+                state = self._state = self._fresh()
+                new = [k for k in new if k not in state.known]
+            pattern, any_event = self._pattern, self._any_event_attr
+            for key in new:
+                if pattern is not None and pattern.fullmatch(key):
+                    state.span.add(key)
+                if any_event is not None and any_event.fullmatch(key):
+                    state.event.add(key)
+                state.known.add(key)  # last: whoever sees it known finds its answers
+            return state
 
     def __contains__(self, key: object) -> bool:
-        if key not in self._known:
-            self._learn((key,))  # type: ignore[arg-type]
-        return key in self._span or key in self._event
+        if type(key) is not str:
+            return False
+        state = self._learned((key,))
+        return key in state.span or key in state.event
 
     def isdisjoint(self, keys: Iterable[str]) -> bool:
         """Whether no key of ``keys`` is ``in`` these rules."""
         distinct = set(keys)
-        if not self._known.issuperset(distinct):
-            self._learn(distinct)
-        return self._span.isdisjoint(distinct) and self._event.isdisjoint(distinct)
+        state = self._learned(distinct)
+        return state.span.isdisjoint(distinct) and state.event.isdisjoint(distinct)
 
     def of(self, attrs: dict[str, Any]) -> list[str]:
         """The keys of a span's attributes that hold payload text (by name; the caller
         checks the value is a str)."""
-        if not self._known.issuperset(attrs):
-            self._learn(attrs)
-        span = self._span
+        span = self._learned(attrs).span
         return [] if span.isdisjoint(attrs) else [k for k in attrs if k in span]
 
     def of_event(self, name: str, attrs: dict[str, Any]) -> list[str]:
         """The keys of the attributes of a span event named ``name`` that hold payload text."""
-        out = self.of(attrs)
-        if self._event.isdisjoint(attrs):
+        state = self._learned(attrs)
+        span, event = state.span, state.event
+        out = [] if span.isdisjoint(attrs) else [k for k in attrs if k in span]
+        if event.isdisjoint(attrs):
             return out
         scoped = self._scoped
         for key in attrs:
-            if key in self._event and key not in out:
+            if key in event and key not in span:
                 hit = scoped.get((name, key))
                 if hit is None:
                     hit = any(ev.fullmatch(name) and rx.fullmatch(key) for ev, rx in self._events)

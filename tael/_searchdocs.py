@@ -69,7 +69,7 @@ WORDS_PATTERN: Final = f"[[\\p{{Alphabetic}}\\p{{N}}]--[{_UNSPACED_RUST}]]+"
 """The regular expression (Rust ``regex`` syntax) of a ``text`` token: a run of what
 Tantivy's simple tokenizer keeps (``char::is_alphanumeric``: Alphabetic or Number)
 outside :data:`UNSPACED`. For text without those scripts it splits exactly as the
-simple tokenizer (tests/test_search.py compares them)."""
+simple tokenizer (tests/test_search_unspaced.py compares them)."""
 UNSPACED_RE2: Final = f"[{_UNSPACED_RUST}]"
 """A character of :data:`UNSPACED`, for Arrow's (RE2) regular expressions."""
 _RUN: Final = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in UNSPACED) + "]+")
