@@ -1,7 +1,9 @@
 """The documents of the full-text index and its schema (docs/format/index.md).
 
 One Tantivy document per span with payload text and per log record with a body.
-A document holds only what the index itself needs: the words (``text``), what
+A document holds only what the index itself needs: the words (``text``; a JSON
+payload by its leaves: :func:`index_texts`), the character grams of Chinese,
+Japanese and Thai text (``grams``: :func:`grams_of`), what
 finds and orders candidates (``signal``, ``time``), the key the record is read
 back by (``lsn``, ``k1``..``k3``), and the filters a search asks the index for,
 because filtering after the read-back costs 3-10x the search time, and reading a
