@@ -29,7 +29,8 @@ import zstandard
 
 from ._errors import CorruptionError
 from ._fsutil import atomic_write
-from ._layout import EVENT_ATTRS, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS
+from ._layout import EVENT_ATTRS, EVENT_NAME, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS
+from ._payloadkeys import PayloadKeys
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,19 @@ class Payloads:
     """Which values of a record are payload text, and which of those go to the blob store."""
 
     def __init__(self, keys: tuple[str, ...], min_bytes: int) -> None:
-        self.keys = frozenset(keys)
+        self.keys = PayloadKeys(keys)
+        """The rules of ``Settings.payload_attributes`` (tael/_payloadkeys.py)."""
         self.min_bytes = min_bytes
 
     def _big(self, text: str) -> bool:
         n = len(text)
         return n >= self.min_bytes or (n * 4 >= self.min_bytes and len(text.encode()) >= self.min_bytes)
 
-    def _attrs_flag(self, attrs: dict[str, Any]) -> int:
-        if not attrs or self.keys.isdisjoint(attrs):
+    def _attrs_flag(self, attrs: dict[str, Any], event: str | None) -> int:
+        if not attrs:
             return 0
         flag = 0
-        for key in self.keys.intersection(attrs):
+        for key in self.keys.of(attrs) if event is None else self.keys.of_event(event, attrs):
             value = attrs[key]
             if type(value) is str:
                 if self._big(value):
@@ -68,11 +70,11 @@ class Payloads:
         """0: no payload text; 1: payload text, all short; 2: some payload goes to the blob store.
 
         ``events``: the record's event arrays ([time, name, attributes])."""
-        flag = self._attrs_flag(attrs)
+        flag = self._attrs_flag(attrs, None)
         if flag == 2:
             return 2
         for ev in events:
-            flag = max(flag, self._attrs_flag(ev[EVENT_ATTRS]))
+            flag = max(flag, self._attrs_flag(ev[EVENT_ATTRS], ev[EVENT_NAME]))
             if flag == 2:
                 return 2
         return flag
@@ -86,15 +88,15 @@ class Payloads:
         """Replace the long payload texts of a span record by their digests, in place;
         returns (digest, text) of each."""
         out: list[tuple[bytes, str]] = []
-        self._externalize_attrs(f[SPAN_ATTRS], out)
+        if f[SPAN_ATTRS]:
+            self._externalize_attrs(f[SPAN_ATTRS], self.keys.of(f[SPAN_ATTRS]), out)
         for ev in f[SPAN_EVENTS]:
-            self._externalize_attrs(ev[EVENT_ATTRS], out)
+            if ev[EVENT_ATTRS]:
+                self._externalize_attrs(ev[EVENT_ATTRS], self.keys.of_event(ev[EVENT_NAME], ev[EVENT_ATTRS]), out)
         return out
 
-    def _externalize_attrs(self, attrs: dict[str, Any], out: list[tuple[bytes, str]]) -> None:
-        if not attrs or self.keys.isdisjoint(attrs):
-            return
-        for key in self.keys.intersection(attrs):
+    def _externalize_attrs(self, attrs: dict[str, Any], keys: list[str], out: list[tuple[bytes, str]]) -> None:
+        for key in keys:
             value = attrs[key]
             if type(value) is str and self._big(value):
                 digest = digest_of(value)
@@ -111,10 +113,11 @@ class Payloads:
 
     def span_texts(self, f: list[Any]) -> list[str]:
         """The payload texts of a span record (digests are left out: restore first)."""
-        out = [v for k, v in f[SPAN_ATTRS].items() if k in self.keys and type(v) is str] if f[SPAN_ATTRS] else []
+        attrs = f[SPAN_ATTRS]
+        out = [v for k in self.keys.of(attrs) if type(v := attrs[k]) is str] if attrs else []
         for ev in f[SPAN_EVENTS]:
-            if ev[EVENT_ATTRS]:
-                out += [v for k, v in ev[EVENT_ATTRS].items() if k in self.keys and type(v) is str]
+            if attrs := ev[EVENT_ATTRS]:
+                out += [v for k in self.keys.of_event(ev[EVENT_NAME], attrs) if type(v := attrs[k]) is str]
         return out
 
 

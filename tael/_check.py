@@ -23,8 +23,9 @@ from typing import Any
 from ._blobs import Payloads
 from ._errors import CorruptionError, TaelError
 from ._hot import HotTier
-from ._layout import EVENT_ATTRS, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS, SPAN_ID, SPAN_START, SPAN_TRACE
+from ._layout import EVENT_ATTRS, EVENT_NAME, LOG_BODY, SPAN_ATTRS, SPAN_EVENTS, SPAN_ID, SPAN_START, SPAN_TRACE
 from ._models import StoreStats
+from ._payloadkeys import PayloadKeys
 from ._query.context import ReadContext
 from ._repair import frame_problem
 from ._search import DOC_LOG, DOC_SPAN, TextIndex, missing_documents
@@ -181,7 +182,7 @@ def _check_index(
     hot: HotTier,
     text_index: Callable[[], TextIndex],
     root: Path,
-    payload_keys: frozenset[str],
+    payload_keys: PayloadKeys,
     problems: list[Problem],
     notes: list[str],
 ) -> dict[str, Any] | None:
@@ -219,7 +220,7 @@ def _check_index(
 
 
 def index_coverage(
-    hot: HotTier, text_index: Callable[[], TextIndex], wal_dir: Path, index_dir: Path, payload_keys: frozenset[str]
+    hot: HotTier, text_index: Callable[[], TextIndex], wal_dir: Path, index_dir: Path, payload_keys: PayloadKeys
 ) -> dict[str, Any]:
     """Whether the full-text index holds a document for every hot-tier record it must:
     records with text stored before the position the next open would index again
@@ -230,8 +231,11 @@ def index_coverage(
     (``Settings.payload_attributes``). Returns the positions, records checked and
     missing per signal, and a few missing ones."""
 
-    def texty(attrs: dict[str, Any] | None) -> bool:  # str, or the digest of a long one in the blob store
-        return attrs is not None and any(k in payload_keys and type(v) in (str, bytes) for k, v in attrs.items())
+    def texty(attrs: dict[str, Any] | None, event: str | None = None) -> bool:  # str, or a long one's digest
+        if not attrs:
+            return False
+        keys = payload_keys.of(attrs) if event is None else payload_keys.of_event(event, attrs)
+        return any(type(attrs[k]) in (str, bytes) for k in keys)
 
     with hot.reader() as txn:
         applied = hot.applied_lsn()
@@ -253,7 +257,9 @@ def index_coverage(
 
         def spans() -> Iterator[tuple[int, int, int, int]]:
             for _key, f, lsn in hot.records(txn, "spans"):
-                if lsn < bound and (texty(f[SPAN_ATTRS]) or any(texty(ev[EVENT_ATTRS]) for ev in f[SPAN_EVENTS])):
+                if lsn < bound and (
+                    texty(f[SPAN_ATTRS]) or any(texty(ev[EVENT_ATTRS], ev[EVENT_NAME]) for ev in f[SPAN_EVENTS])
+                ):
                     trace, span = f[SPAN_TRACE], f[SPAN_ID]
                     yield (
                         f[SPAN_START],

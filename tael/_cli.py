@@ -586,12 +586,13 @@ def trace_table(spans: Sequence[Span], title: str | None = None, width: int = 24
 
 
 def _payload_texts(span: Span) -> list[str]:
+    from ._payloadkeys import PayloadKeys
     from ._settings import Settings
 
-    keys = Settings().payload_attributes
-    texts = [v for k in keys if isinstance(v := span.attributes.get(k), str)]
+    keys = PayloadKeys(Settings().payload_attributes)
+    texts = [v for k in keys.of(span.attributes) if isinstance(v := span.attributes[k], str)]
     for ev in span.events:
-        texts += [v for k in keys if isinstance(v := ev.attributes.get(k), str)]
+        texts += [v for k in keys.of_event(ev.name, ev.attributes) if isinstance(v := ev.attributes[k], str)]
     return texts
 
 

@@ -34,7 +34,23 @@ from ._blobs import Payloads
 from ._block import Block
 from ._errors import StorageError
 from ._layout import GROUP_END, GROUP_ROWS, Group
-from ._searchdocs import DOC_LOG, DOC_SPAN, TOKENIZER, block_documents, schema, schema_matches, trace_term
+from ._searchdocs import (
+    DOC_LOG,
+    DOC_SPAN,
+    GRAMS_TOKENIZER,
+    TOKENIZER,
+    WORDS_PATTERN,
+    block_documents,
+    grams_of,
+    has_unspaced,
+    index_texts,
+    query_grams,
+    schema,
+    schema_matches,
+    split_unspaced,
+    trace_term,
+    unspaced_runs,
+)
 
 __all__ = ["DOC_LOG", "DOC_SPAN", "Indexer", "TextIndex", "group_docs", "matches", "parse_text", "span_key"]
 
@@ -50,27 +66,54 @@ _CLOSE_TIMEOUT_S = 20.0  # longest a close waits for the indexer's last commit
 
 def _analyzer() -> tantivy.TextAnalyzer:
     return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(WORDS_PATTERN))
         .filter(tantivy.Filter.remove_long(_MAX_TOKEN_BYTES))
         .filter(tantivy.Filter.lowercase())
         .build()
     )
 
 
+def _grams_analyzer() -> tantivy.TextAnalyzer:
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+
+
+def is_grams(tokens: list[str]) -> bool:
+    """Whether a token sequence of a parsed query is one of the ``grams`` field (its
+    tokens are characters of unspaced scripts, which ``text`` tokens never hold)."""
+    return has_unspaced(tokens[0])
+
+
 def matches(texts: list[str], terms: list[list[str]]) -> bool:
     """Whether the texts hold every token sequence of a parsed query, each within one
     text, as the index decides it: a token too long to be indexed is left out but keeps
-    its position, so the words around it are not adjacent for a phrase."""
-    split = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).build()
-    lower = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple()).filter(tantivy.Filter.lowercase()).build()
-    analyzed = [
-        [
-            None if len(raw.encode()) >= _MAX_TOKEN_BYTES else tok
-            for raw, tok in zip(split.analyze(t), lower.analyze(t), strict=True)
-        ]
-        for t in texts
-    ]
-    return all(any(_holds(tokens, seq) for tokens in analyzed) for seq in terms)
+    its position, so the words around it are not adjacent for a phrase. ``texts`` are
+    payload texts as stored: they are taken apart as the index takes them
+    (:func:`tael._searchdocs.index_texts`)."""
+    texts = index_texts(texts)
+    split = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(WORDS_PATTERN)).build()
+    lower = (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(WORDS_PATTERN)).filter(tantivy.Filter.lowercase()).build()
+    )
+    words: list[list[str | None]] | None = None
+    grams: list[list[str | None]] | None = None
+    for seq in terms:
+        if is_grams(seq):
+            if grams is None:
+                grams = [list(grams_of(t)) for t in texts]
+            analyzed = grams
+        else:
+            if words is None:
+                words = [
+                    [
+                        None if len(raw.encode()) >= _MAX_TOKEN_BYTES else tok
+                        for raw, tok in zip(split.analyze(t), lower.analyze(t), strict=True)
+                    ]
+                    for t in texts
+                ]
+            analyzed = words
+        if not any(_holds(tokens, seq) for tokens in analyzed):
+            return False
+    return True
 
 
 def _holds(tokens: list[str | None], seq: list[str]) -> bool:
@@ -82,13 +125,22 @@ def _holds(tokens: list[str | None], seq: list[str]) -> bool:
 def parse_text(text: object) -> list[list[str]]:
     """A query string as a list of token sequences, every one of which must match:
     each bare word (one token, or a phrase if the tokenizer splits it, like
-    ``rate-limit``) and each quoted phrase."""
+    ``rate-limit``) and each quoted phrase. A run of characters of unspaced scripts
+    (Chinese, Japanese, Thai: ``tael._searchdocs.UNSPACED``) in a word or phrase is a
+    sequence of its own, matched in the ``grams`` field as a substring
+    (:func:`tael._searchdocs.query_grams`); the rest of that word or phrase is
+    tokenized as before, so ``GPT模型`` asks for ``gpt`` and for ``模型``, each anywhere."""
     if type(text) is not str:
         raise ValueError(f"text must be a str, got {type(text).__name__}")
     analyzer = _analyzer()
     out = []
     for phrase, word in _PIECES.findall(text):
-        tokens = analyzer.analyze(phrase if phrase else word)
+        piece = phrase if phrase else word
+        runs = unspaced_runs(piece)
+        if runs:
+            out += [query_grams(run) for run in runs]
+            piece = " ".join(split_unspaced(piece))
+        tokens = analyzer.analyze(piece)
         if tokens:
             out.append(tokens)
     if not out:
@@ -136,6 +188,7 @@ class TextIndex:
             else:
                 self.index = tantivy.Index(self.schema, path=str(path), reuse=True)
             self.index.register_tokenizer(TOKENIZER, _analyzer())
+            self.index.register_tokenizer(GRAMS_TOKENIZER, _grams_analyzer())
             if not read_only:
                 self.writer = self.index.writer(heap_size=heap_bytes, num_threads=1)
         except ValueError as exc:
@@ -284,11 +337,12 @@ class TextIndex:
         s = self.schema
         must = [tantivy.Query.term_query(s, "signal", signal)]
         for tokens in terms:
+            field = "grams" if is_grams(tokens) else "text"
             if len(tokens) == 1:
-                must.append(tantivy.Query.term_query(s, "text", tokens[0]))
+                must.append(tantivy.Query.term_query(s, field, tokens[0]))
             else:
                 words: list[str | tuple[int, str]] = list(tokens)
-                must.append(tantivy.Query.phrase_query(s, "text", words))
+                must.append(tantivy.Query.phrase_query(s, field, words))
         if service is not None:
             must.append(tantivy.Query.term_query(s, "service", service))
         if trace is not None:

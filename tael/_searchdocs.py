@@ -1,7 +1,9 @@
 """The documents of the full-text index and its schema (docs/format/index.md).
 
 One Tantivy document per span with payload text and per log record with a body.
-A document holds only what the index itself needs: the words (``text``), what
+A document holds only what the index itself needs: the words (``text``; a JSON
+payload by its leaves: :func:`index_texts`), the character grams of Chinese,
+Japanese and Thai text (``grams``: :func:`grams_of`), what
 finds and orders candidates (``signal``, ``time``), the key the record is read
 back by (``lsn``, ``k1``..``k3``), and the filters a search asks the index for,
 because filtering after the read-back costs 3-10x the search time, and reading a
@@ -18,6 +20,7 @@ item and one call. The record-by-record builders (:func:`span_document`,
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 import numpy as np
@@ -33,7 +36,45 @@ from ._models import SPAN_STATUSES
 
 DOC_SPAN: Final = 1
 DOC_LOG: Final = 2
-TOKENIZER: Final = "tael_text"
+TOKENIZER: Final = "tael_words"
+"""The tokenizer of ``text``: runs of letters and digits outside :data:`UNSPACED`."""
+GRAMS_TOKENIZER: Final = "tael_grams"
+"""The tokenizer of ``grams``: whitespace (the grams are made by :func:`grams_of`)."""
+
+UNSPACED: Final[tuple[tuple[int, int], ...]] = (
+    (0x0E00, 0x0E7F),  # Thai
+    (0x0E80, 0x0EFF),  # Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x2E80, 0x2FDF),  # CJK and Kangxi radicals
+    (0x3005, 0x3007),  # iteration mark, closing mark, ideographic zero
+    (0x3021, 0x3029),  # Hangzhou numerals
+    (0x3038, 0x303B),
+    (0x3041, 0x3096),  # Hiragana
+    (0x309D, 0x309F),
+    (0x30A1, 0x30FA),  # Katakana (without the middle dot ・)
+    (0x30FC, 0x30FF),  # ー and iteration marks
+    (0x31F0, 0x31FF),  # Katakana phonetic extensions
+    (0x3400, 0x4DBF),  # CJK extension A
+    (0x4E00, 0x9FFF),  # CJK unified ideographs
+    (0xF900, 0xFAFF),  # CJK compatibility ideographs
+    (0xFF66, 0xFF9F),  # halfwidth Katakana
+    (0x20000, 0x3134F),  # CJK extensions B..G
+)
+"""Code point ranges of scripts written without spaces between words (Chinese,
+Japanese kana and kanji, Thai, Lao, Myanmar, Khmer): their text is indexed as
+character grams (``grams``), never as words (``text``). Korean (Hangul) is written
+with spaces and stays in ``text``."""
+
+_UNSPACED_RUST = "".join(f"\\x{{{lo:X}}}-\\x{{{hi:X}}}" for lo, hi in UNSPACED)
+WORDS_PATTERN: Final = f"[[\\p{{Alphabetic}}\\p{{N}}]--[{_UNSPACED_RUST}]]+"
+"""The regular expression (Rust ``regex`` syntax) of a ``text`` token: a run of what
+Tantivy's simple tokenizer keeps (``char::is_alphanumeric``: Alphabetic or Number)
+outside :data:`UNSPACED`. For text without those scripts it splits exactly as the
+simple tokenizer (tests/test_search_unspaced.py compares them)."""
+UNSPACED_RE2: Final = f"[{_UNSPACED_RUST}]"
+"""A character of :data:`UNSPACED`, for Arrow's (RE2) regular expressions."""
+_RUN: Final = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in UNSPACED) + "]+")
 
 _U64: Final = {"indexed": False, "fast": True}
 FIELDS: Final[tuple[tuple[str, str, dict[str, Any]], ...]] = (
@@ -47,6 +88,7 @@ FIELDS: Final[tuple[tuple[str, str, dict[str, Any]], ...]] = (
     ("level", "u64", {"indexed": True, "fast": False}),
     ("trace", "u64", {"indexed": True, "fast": False}),
     ("text", "text", {"indexing": {"record": "position", "tokenizer": TOKENIZER}, "fast": False}),
+    ("grams", "text", {"indexing": {"record": "position", "tokenizer": GRAMS_TOKENIZER}, "fast": False}),
 )
 """The schema, field by field: (name, Tantivy type, the options tael sets, as Tantivy's
 meta.json writes them). None is stored. docs/format/index.md says what each holds."""
@@ -132,28 +174,122 @@ def _json_few(arr: pa.Array) -> pa.Array:
     return literals.take(enc.indices)
 
 
+# ---------------------------------------------------------------- what is indexed of a text
+
+STRUCTURAL_KEYS: Final = frozenset({"role", "type", "finish_reason", "id", "tool_call_id", "mime_type", "index"})
+"""Keys of a JSON payload whose string values are not indexed (they name the shape of
+a message, not what it says): see :func:`index_texts`."""
+_JSON_DEPTH: Final = 3  # a JSON string inside a JSON value inside ... is parsed up to this deep
+_JSONISH: Final = re.compile(r"\s*[\[{]")
+
+
+def index_texts(texts: list[str]) -> list[str]:
+    """The texts a span's payload texts are indexed as. A text that is a JSON array or
+    object (``gen_ai.input.messages``, tool call arguments, OpenInference's JSON
+    ``input.value``) is indexed by its leaves, not by its punctuation and keys: each
+    string and number in it becomes a text of its own (so words of two leaves are
+    never adjacent for a phrase), except the string values of :data:`STRUCTURAL_KEYS`
+    (``"role": "user"``, ``"type": "text"``); a string leaf that is itself JSON (tool
+    call arguments inside a message) is taken apart the same way. Any other text, and
+    one that does not parse, is indexed as it is."""
+    out: list[str] = []
+    for text in texts:
+        _add_text(text, out, 0)
+    return out
+
+
+def _add_text(text: str, out: list[str], depth: int) -> None:
+    if depth < _JSON_DEPTH and _JSONISH.match(text):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            value = None
+        if isinstance(value, (list, dict)):
+            _add_leaves(value, out, depth + 1)
+            return
+    out.append(text)
+
+
+def _add_leaves(root: list[Any] | dict[str, Any], out: list[str], depth: int) -> None:
+    stack: list[Any] = [root]  # not recursive: orjson parses nesting deeper than Python's recursion limit
+    while stack:
+        value = stack.pop()
+        if type(value) is str:
+            if value:
+                _add_text(value, out, depth)
+        elif type(value) is dict:
+            items = [v for k, v in value.items() if not (k in STRUCTURAL_KEYS and type(v) is str)]
+            stack.extend(reversed(items))
+        elif type(value) is list:
+            stack.extend(reversed(value))
+        elif type(value) in (int, float):
+            out.append(str(value))
+
+
+def grams_of(text: str) -> list[str]:
+    """The ``grams`` tokens of a text: for each run of :data:`UNSPACED` characters, its
+    overlapping character bigrams in order, then its characters one by one. A query
+    for two or more such characters is the phrase of its bigrams (:func:`query_grams`),
+    so it matches exactly where the text holds them as a substring; one for a single
+    character is that character. The unigrams after each run also keep the bigrams of
+    two runs from being adjacent."""
+    out: list[str] = []
+    for run in _RUN.findall(text):
+        if len(run) > 1:
+            out += [run[i : i + 2] for i in range(len(run) - 1)]
+        out += run
+    return out
+
+
+def query_grams(run: str) -> list[str]:
+    """The ``grams`` token sequence a query's run of :data:`UNSPACED` characters must match."""
+    return [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def unspaced_runs(text: str) -> list[str]:
+    """The runs of :data:`UNSPACED` characters in a text."""
+    return _RUN.findall(text)
+
+
+def has_unspaced(text: str) -> bool:
+    return _RUN.search(text) is not None
+
+
+def split_unspaced(text: str) -> list[str]:
+    """The pieces of a text between its runs of :data:`UNSPACED` characters."""
+    return _RUN.split(text)
+
+
+def _grams_piece(texts: list[str]) -> str:
+    grams = [" ".join(g) for t in texts if _RUN.search(t) and (g := grams_of(t))]
+    return f',"grams":{_dumps(grams)}' if grams else ""
+
+
 # ---------------------------------------------------------------- documents
 
 
 def span_document(start: int, trace: bytes, span: bytes, service: str, status: int, lsn: int, texts: list[str]) -> str:
     """The document of one span: its start, the WAL position it came in (0 when indexed
     from the tiers), its trace id (k1, k2: big-endian halves) and span id (k3), service,
-    status code (level) and payload texts."""
+    status code (level) and payload texts (as :func:`index_texts` takes them apart;
+    their :func:`grams_of` when they hold unspaced scripts)."""
+    texts = index_texts(texts)
     return (
         f'{{"signal":{DOC_SPAN},"time":{start},"lsn":{lsn},"k1":{int.from_bytes(trace[:8])},'
         f'"k2":{int.from_bytes(trace[8:])},"k3":{int.from_bytes(span)},"service":{_dumps(service)},'
-        f'"level":{status},"text":{_dumps(texts)}}}'
+        f'"level":{status},"text":{_dumps(texts)}{_grams_piece(texts)}}}'
     )
 
 
 def log_document(t: int, lsn: int, index: int, service: str, severity: int, trace: bytes | None, body: str) -> str:
     """The document of one log record: its key (time, WAL position ``lsn``, ``index`` in
     that batch: k1), service, severity number (level), the last 8 bytes of its trace id
-    (:func:`trace_term`; no ``trace`` without one) and body."""
+    (:func:`trace_term`; no ``trace`` without one) and body (as it is, and its
+    :func:`grams_of` when it holds unspaced scripts)."""
     traced = "" if trace is None else f',"trace":{trace_term(trace)}'
     return (
         f'{{"signal":{DOC_LOG},"time":{t},"lsn":{lsn},"k1":{index},"service":{_dumps(service)},'
-        f'"level":{severity}{traced},"text":{_dumps(body)}}}'
+        f'"level":{severity}{traced},"text":{_dumps(body)}{_grams_piece([body])}}}'
     )
 
 
@@ -202,6 +338,7 @@ def log_documents(
         _trace_pieces(traces),
         ',"text":',
         json_strings(bodies),
+        _log_grams(bodies),
         "}",
         "",  # the separator
         null_handling="replace",
@@ -209,6 +346,19 @@ def log_documents(
     )
     out: list[str] = docs.to_pylist()
     return out
+
+
+def _log_grams(bodies: pa.Array) -> pa.Array:
+    """``,"grams":[...]`` of each body holding unspaced scripts; null for the others
+    (one regular expression pass over the column finds them)."""
+    has = pc.match_substring_regex(bodies, UNSPACED_RE2)
+    if not pc.any(has).as_py():
+        return pa.nulls(len(bodies), pa.string())
+    rows = pc.indices_nonzero(has).to_pylist()
+    pieces: list[str | None] = [None] * len(bodies)
+    for i, body in zip(rows, bodies.take(rows).to_pylist(), strict=True):
+        pieces[i] = _grams_piece([body])
+    return pa.array(pieces, pa.string())
 
 
 def block_documents(block: Block, lsn: int, payloads: Payloads) -> list[str]:
@@ -234,13 +384,18 @@ def stored_block_documents(block: Block, payloads: Payloads, blobs: BlobStore) -
         texty = pc.or_(pc.not_equal(block.column("body"), ""), pc.is_valid(block.column("body_blob")))
         return _log_documents(block, pc.indices_nonzero(texty), 0, blobs)
     maybe = pc.is_valid(block.column("payload_refs"))
-    for key in payloads.keys:
+    for rule in payloads.keys.rules:
+        key = rule.partition(":")[2] or rule  # the attribute part (a superset: on any event)
         if not (key.isascii() and key.isprintable()) or any(c in key for c in '"\\/'):
             # a JSON writer may escape it (\uXXXX, \/): no quick test, parse every row
             maybe = pa.array([True] * block.n)
             break
         for name in ("attributes", "events"):
-            maybe = pc.or_(maybe, pc.match_substring(block.column(name), f'"{key}"'))
+            if "*" in key:
+                pattern = '"' + r'(?:[^".\\]|\\.)+'.join(re.escape(piece) for piece in key.split("*")) + '"'
+                maybe = pc.or_(maybe, pc.match_substring_regex(block.column(name), pattern))
+            else:
+                maybe = pc.or_(maybe, pc.match_substring(block.column(name), f'"{key}"'))
     return _span_documents(block, pc.indices_nonzero(maybe).to_pylist(), 0, payloads, blobs)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ._keys import MAX_REPLICA_URL_BYTES
+from ._payloadkeys import rule_problem
 
 _DURABILITY = ("fsync", "os")
 
@@ -127,20 +128,53 @@ class Settings:
     """1-hour metric rollups are dropped once older than this (days, default 365)."""
 
     payload_attributes: tuple[str, ...] = (
-        "gen_ai.prompt",
-        "gen_ai.completion",
+        # OpenTelemetry GenAI semantic conventions: attributes ...
         "gen_ai.input.messages",
         "gen_ai.output.messages",
         "gen_ai.system_instructions",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+        "gen_ai.prompt",  # ... the attributes of the gen_ai.content.prompt/completion events (semconv <= 1.27) ...
+        "gen_ai.completion",
+        "gen_ai.event.content",  # ... the events as span events, their body as JSON in one attribute ...
+        "gen_ai.*.message:content",  # ... or their body fields as attributes: user, system, assistant, tool
+        "gen_ai.*.message:tool_calls",
+        "gen_ai.*.message:tool_calls.*.function.arguments",
+        "gen_ai.choice:message",
+        "gen_ai.choice:message.content",
+        "gen_ai.choice:message.tool_calls.*.function.arguments",
+        # OpenLLMetry (traceloop)
+        "gen_ai.prompt.*.content",
+        "gen_ai.completion.*.content",
+        "gen_ai.prompt.*.tool_calls.*.arguments",
+        "gen_ai.completion.*.tool_calls.*.arguments",
+        "traceloop.entity.input",
+        "traceloop.entity.output",
+        # OpenInference (Arize Phoenix)
         "input.value",
         "output.value",
+        "llm.input_messages.*.message.content",
+        "llm.output_messages.*.message.content",
+        "llm.input_messages.*.message.contents.*.message_content.text",
+        "llm.output_messages.*.message.contents.*.message_content.text",
+        "llm.input_messages.*.message.tool_calls.*.tool_call.function.arguments",
+        "llm.output_messages.*.message.tool_calls.*.tool_call.function.arguments",
+        "tool.parameters",
+        # errors
         "exception.message",
         "exception.stacktrace",
     )
-    """Span (and span event) attribute keys whose string values are payload text:
-    indexed for full-text search and, when long, kept in the blob store. Default:
-    the OpenTelemetry GenAI keys plus OpenInference's input/output values and the
-    exception message and stack trace."""
+    """Rules for the span (and span event) attributes whose string values are payload
+    text: indexed for full-text search and, when long, kept in the blob store. A rule is
+    an exact key, a pattern where ``*`` matches a run of one or more characters within
+    one dotted segment (``gen_ai.prompt.*.content`` matches ``gen_ai.prompt.0.content``,
+    never across a ``.``), or ``<event name>:<attribute>`` (each part exact or a
+    pattern) for the attributes of span events of that name only. The default covers
+    the OpenTelemetry GenAI semantic conventions (attributes and events), OpenLLMetry
+    and OpenInference (docs/architecture.md, "Payloads and full-text search", gives the
+    source of each) and the exception message and stack trace. Payload values that are
+    JSON arrays or objects are indexed by their text (tael/_searchdocs.py
+    ``index_texts``)."""
 
     payload_blob_min_bytes: int = 1024
     """Payload texts (span payload attributes and log bodies) at least this long
@@ -381,10 +415,14 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"Settings.{name} must be a positive number, got {value!r}")
-        if type(self.payload_attributes) is not tuple or not all(type(k) is str and k for k in self.payload_attributes):
+        if type(self.payload_attributes) is not tuple:
             raise ValueError(
                 f"Settings.payload_attributes must be a tuple of non-empty str keys, got {self.payload_attributes!r}"
             )
+        for rule in self.payload_attributes:
+            problem = rule_problem(rule)
+            if problem is not None:
+                raise ValueError(f"Settings.payload_attributes: a rule {problem}")
         _positive("payload_blob_min_bytes", self.payload_blob_min_bytes, minimum=1)
         if not 1 <= self.blob_compression_level <= 22:
             raise ValueError(f"Settings.blob_compression_level must be 1..22, got {self.blob_compression_level!r}")

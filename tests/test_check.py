@@ -17,6 +17,7 @@ from tael._blobs import BlobStore, Payloads, digest_of
 from tael._check import check_wal, index_coverage
 from tael._cold import ColdFile, ColdTier, open_cold_tier
 from tael._hot import HotTier
+from tael._payloadkeys import PayloadKeys
 from tael._search import DOC_LOG, DOC_SPAN, TextIndex
 from tael._wal import FRAME_SIZE, SEGMENT_HEADER_SIZE, list_segments
 
@@ -179,7 +180,7 @@ def _coverage(data: Path) -> dict[str, object]:
         return index[-1]
 
     with _hot(data) as hot:
-        return index_coverage(hot, text_index, data / "wal", data / "index", frozenset(SETTINGS.payload_attributes))
+        return index_coverage(hot, text_index, data / "wal", data / "index", PayloadKeys(SETTINGS.payload_attributes))
 
 
 def _drop_documents(data: Path, signal: int) -> None:

@@ -30,6 +30,7 @@ from .._blobs import Payloads
 from .._errors import ValidationError
 from .._keys import MAX_KEY_BYTES, MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
 from .._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES, LogRecord, MetricPoint, Span, SpanEvent
+from .._payloadkeys import NO_KEYS
 from .common import (
     DIGEST,
     MAX_NS,
@@ -280,14 +281,14 @@ def spans_at_once(spans: Sequence[Span], payloads: Payloads | None) -> pa.Record
     attributes = json_texts(A)
     if attributes is None or resources is None:
         raise Irregular
-    keys = payloads.keys if payloads is not None else frozenset()
+    keys = payloads.keys if payloads is not None else NO_KEYS
     if keys.isdisjoint(chain.from_iterable(A)) and keys.isdisjoint(chain.from_iterable(event_attrs)):
         payload = zeros(n)
     else:
         assert payloads is not None
         flag = payloads.span_flag
         payload = pa.array(
-            [flag(a, [[0, "", e.attributes] for e in ev]) if a or ev else 0 for a, ev in zip(A, E, strict=True)],
+            [flag(a, [[0, e.name, e.attributes] for e in ev]) if a or ev else 0 for a, ev in zip(A, E, strict=True)],
             pa.uint8(),
         )
     arrays = [

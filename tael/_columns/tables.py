@@ -30,6 +30,7 @@ from .._blobs import Payloads
 from .._errors import ValidationError
 from .._keys import MAX_KEY_BYTES, MAX_METRIC_NAME_BYTES, MAX_SERVICE_BYTES
 from .._models import METRIC_KINDS, SPAN_KINDS, SPAN_STATUSES, TEMPORALITIES
+from .._payloadkeys import NO_KEYS
 from .common import (
     MAX_NS,
     METRIC_KIND_NAMES,
@@ -706,7 +707,7 @@ def _check_spans(c: dict[str, pa.Array], problems: _Problems, payloads: Payloads
     c["attributes"], c["resource"], c["events"], c["links"] = attrs.column, resource.column, events.column, links.column
     problems.raise_first()
     n = len(start)
-    keys = payloads.keys if payloads is not None else frozenset()
+    keys = payloads.keys if payloads is not None else NO_KEYS
     event_maps = [e["attributes"] for e in chain.from_iterable(events.values)]
     if keys.isdisjoint(chain.from_iterable(attrs.values)) and keys.isdisjoint(chain.from_iterable(event_maps)):
         payload = zeros(n)  # no payload key anywhere (one C-level pass over the keys)
@@ -715,7 +716,7 @@ def _check_spans(c: dict[str, pa.Array], problems: _Problems, payloads: Payloads
         flag = payloads.span_flag
         by_attrs = attrs.per_row([flag(a, []) if a else 0 for a in attrs.values])
         by_events = events.per_row(
-            [flag({}, [[0, "", e["attributes"]] for e in evs]) if evs else 0 for evs in events.values]
+            [flag({}, [[0, e["name"], e["attributes"]] for e in evs]) if evs else 0 for evs in events.values]
         )
         payload = pc.max_element_wise(by_attrs, by_events)
     return [payload, pa.nulls(n, pa.string())]
