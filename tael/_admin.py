@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._datasettings import store_payload_keys
+from ._datasettings import chosen_payload_keys, store_payload_keys
 from ._errors import StorageError
 from ._fsutil import DirLock
 from ._search import TextIndex
@@ -26,12 +27,18 @@ def rebuild_index(
     root = Path(path)
     if not (root / "hot" / "data.mdb").exists():
         raise StorageError(f"{root} is not a tael data directory (no hot/data.mdb)")
+    keys = chosen_payload_keys(payload_attributes, settings)  # checked before anything changes
     lock = DirLock(root)
     lock.acquire()
     try:
-        store_payload_keys(root, payload_attributes, settings)
+        # the index goes first: a crash before the new keys are stored leaves no index at
+        # all (the next open builds it with the stored keys), never one of other keys
         TextIndex.remove(root / "index")
+        if keys is not None:
+            store_payload_keys(root, keys, settings)
     finally:
         lock.release()
+    if keys is not None and settings is not None:
+        settings = dataclasses.replace(settings, payload_attributes=keys)
     with Store(root, settings) as store:  # opening with no index builds it from the tiers
         return store.stats().index_documents

@@ -389,7 +389,9 @@ def _server_call(
         except (OSError, ssl.SSLError) as exc:
             raise CliError(f"cannot use --ca-file {ca_file}: {exc}") from None
     try:
-        resp = httpx.post(f"{url.rstrip('/')}{path}", json=body, headers=headers, verify=verify, timeout=None)
+        # no read timeout: a compaction or retention pass may take minutes; reaching the server may not
+        timeout = httpx.Timeout(None, connect=10.0)
+        resp = httpx.post(f"{url.rstrip('/')}{path}", json=body, headers=headers, verify=verify, timeout=timeout)
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach {url}: {exc}") from None
     if resp.status_code == 200:

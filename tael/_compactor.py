@@ -622,18 +622,13 @@ class Compactor:
         """What ``enforce_retention(now)`` would drop, changing nothing (``dry_run`` set):
         the cold partitions whose every record is past retention, their files and rows,
         and the hot spans and logs past it (hot metric points past it are rolled up, not
-        dropped). Reads one snapshot; loads only the hot blocks holding such records."""
+        dropped). Reads one snapshot; counts hot records from block metadata, loading only
+        blocks that straddle a cutoff."""
         cutoff = self.cutoffs(now)
         self.check_open()
         with self.hot.reader() as txn:
             manifest = self.hot.manifest(txn)
-            hot = {
-                signal: sum(
-                    b.n if rows is None else len(rows)
-                    for _k, b, rows in self.hot.old_blocks(txn, signal, cutoff[signal], 1 << 62)
-                )
-                for signal in ("spans", "logs")
-            }
+            hot = {signal: self.hot.count_before(txn, signal, cutoff[signal]) for signal in ("spans", "logs")}
         doomed = _doomed(manifest, cutoff)
         files = [f for part in doomed.values() for f in part]
         return RetentionReport(

@@ -9,13 +9,15 @@ keep or drop data differently from every other process (``tael search`` without 
 
 - a field left at its built-in default means "as stored";
 - a field given with the stored value changes nothing;
-- a field given with another value is a change: fields whose change applies to new data
-  only (retention, the hot window, cold file shape, the blob threshold) are updated in
-  the file by a writable open and logged; fields whose change would leave existing data
-  inconsistent (payload keys: what the search index holds) are refused with
-  :class:`~tael.SettingsConflictError` naming the field and the command that applies it
-  (``tael rebuild-index``). A read-only open never writes: it uses a changed value for
-  itself and logs that, except for a refused field, which fails the same way.
+- a field given with another value is a change: fields whose change is safe (a longer
+  retention, the hot window, cold file shape, the blob threshold) are updated in the file
+  by a writable open and logged; changes that would delete data or leave it inconsistent
+  are refused with :class:`~tael.SettingsConflictError` naming the field and the command
+  that applies them: a shorter retention (``tael settings set``: a one-off command run with
+  a development config must not make every later server delete data) and other payload
+  keys (``tael rebuild-index``: what the search index holds). A read-only open never
+  writes: it uses a changed value for itself and logs that (its retention cannot delete
+  anything), except for payload keys, which fail the same way.
 
 Going back to a built-in default is explicit too: ``tael settings set NAME=VALUE`` or
 :func:`change_stored`.
@@ -122,6 +124,12 @@ def resolve(root: Path, given: Settings, *, writable: bool) -> Settings:
                 f"(kept in {root / FILE_NAME}); open without it to use the stored value, or run "
                 f"`{APPLIED_BY[name]}` with the new value to apply it to the data already stored"
             )
+        if name.startswith("retention_") and value < stored[name] and writable:
+            raise SettingsConflictError(
+                f"Settings.{name} is {value!r} but {root} keeps data for {stored[name]!r} days (kept in "
+                f"{root / FILE_NAME}): a shorter retention deletes data, so an open does not change it; run "
+                f"`tael settings set --data {root} {name}={value!r}` to change it for every process"
+            )
         changed[name] = (stored[name], value)
         effective[name] = value
     for name, (old, new) in changed.items():
@@ -153,15 +161,19 @@ def change_stored(root: Path, **changes: Any) -> dict[str, Any]:
     return values
 
 
-def store_payload_keys(root: Path, keys: Sequence[str] | None, settings: Settings | None) -> None:
-    """Store the payload keys ``rebuild_index`` is about to apply: ``keys`` when given, else
-    ``settings.payload_attributes`` when it is not the built-in default; otherwise the
-    stored keys stay. The caller holds the directory's lock."""
+def chosen_payload_keys(keys: Sequence[str] | None, settings: Settings | None) -> tuple[str, ...] | None:
+    """The payload keys ``rebuild_index`` is to apply, checked: ``keys`` when given, else
+    ``settings.payload_attributes`` when it is not the built-in default; None: the stored
+    keys stay."""
     if keys is None and settings is not None and settings.payload_attributes != _DEFAULTS.payload_attributes:
         keys = settings.payload_attributes
     if keys is None:
-        return
+        return None
+    return dataclasses.replace(_DEFAULTS, payload_attributes=tuple(keys)).payload_attributes  # validates
+
+
+def store_payload_keys(root: Path, keys: tuple[str, ...], settings: Settings | None) -> None:
+    """Store payload keys ``chosen_payload_keys`` returned. The caller holds the directory's lock."""
     values = {name: getattr(settings or _DEFAULTS, name) for name in STORED} | (read_stored(root) or {})
-    values["payload_attributes"] = tuple(keys)
-    dataclasses.replace(_DEFAULTS, payload_attributes=values["payload_attributes"])  # validates
+    values["payload_attributes"] = keys
     write_stored(root, values)

@@ -641,6 +641,24 @@ class HotTier:
                 break
         return out
 
+    def count_before(self, txn: lmdb.Transaction, signal: str, before: int) -> int:
+        """How many records of ``signal`` have time < ``before`` (what ``old_blocks`` would
+        name): counted from the blocks' metadata, loading only blocks that straddle ``before``."""
+        w = width(txn, self.db, signal)
+        total = 0
+        for bkey, meta in blocks(txn, self.db, signal):
+            if meta[1] - w >= before:
+                break
+            if meta[0] >= before:
+                continue
+            if meta[1] < before:
+                total += meta[2]
+                continue
+            block = load(txn, self.db, signal, bkey)
+            if block is not None:
+                total += int(pc.sum(pc.less(block.column(TIME[signal]), before)).as_py() or 0)
+        return total
+
     def evict(
         self, txn: lmdb.Transaction, items: Sequence[tuple[bytes, Block, pa.Array | None]], *, forget: bool
     ) -> None:

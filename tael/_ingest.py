@@ -66,6 +66,14 @@ class PastRetention:
         self._logged_at = dict.fromkeys(self.days, -self.LOG_EVERY_S)
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Log what was counted since the last line (a burst's tail is not left to /metrics alone)."""
+        with self._lock:
+            pending = {k: n for k, n in self._unlogged.items() if n}
+            self._unlogged = dict.fromkeys(self.days, 0)
+        for signal, n in pending.items():
+            self._warn(signal, n)
+
     def count(self, block: Block) -> None:
         signal = block.signal
         cutoff = time.time_ns() - int(self.days[signal] * DAY_NS)
@@ -81,6 +89,9 @@ class PastRetention:
             if now - self._logged_at[signal] < self.LOG_EVERY_S:
                 return
             n, self._unlogged[signal], self._logged_at[signal] = self._unlogged[signal], 0, now
+        self._warn(signal, n)
+
+    def _warn(self, signal: str, n: int) -> None:
         log.warning(
             "accepted %d %s already past retention (%g days, Settings.retention_%s_days): the next retention "
             "pass drops them (tael_records_past_retention_total counts them)",
@@ -192,6 +203,7 @@ class Ingest:
         if self.endpoint is not None:
             self.endpoint.close()
         self.pipeline.close()
+        self.late.close()
         self.shippers.close()
         if self.indexer.close():  # commits what the applier handed it
             self.index.close()

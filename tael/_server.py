@@ -600,13 +600,13 @@ def run_server(
         if activity is not None:
             activity.stop()
         maintenance.stop()
-        withdraw_serve_info(root)
         if not store.closed:
             try:
                 store.flush()
             except StorageError as exc:  # a full disk, say: what is acknowledged is in the WAL
                 log.error("flush at shutdown failed, closing anyway (the next open applies and indexes it): %s", exc)
             store.close()
+        withdraw_serve_info(root)  # after the lock is released: until then commands are told a server holds it
         log.info("tael serve: %s closed", root)
 
 

@@ -185,3 +185,33 @@ def test_a_damaged_settings_file_fails_the_open_naming_it(tmp_path: Path) -> Non
     (data / "settings.json").write_text("{not json")
     with pytest.raises(tael.StorageError, match=r"settings\.json is damaged"):
         tael.Store(data, read_only=True)
+
+
+def test_a_shorter_retention_at_open_is_refused_and_changes_only_by_settings_set(tmp_path: Path) -> None:
+    # a one-off command run with a development config must not make every later server delete data
+    data = tmp_path / "d"
+    with tael.Store(data, tael.Settings(retention_spans_days=30)):
+        pass
+    with pytest.raises(tael.SettingsConflictError) as err:
+        tael.Store(data, tael.Settings(retention_spans_days=1))
+    assert "retention_spans_days" in str(err.value) and "tael settings set" in str(err.value)
+    assert stored(data)["retention_spans_days"] == 30
+    with tael.Store(data, tael.Settings(retention_spans_days=1), read_only=True) as reader:
+        assert reader.settings.retention_spans_days == 1  # a reader deletes nothing
+    with tael.Store(data, tael.Settings(retention_spans_days=60)) as store:  # longer: safe, stored
+        assert store.settings.retention_spans_days == 60
+    cli("settings", "set", "--data", data, "retention_spans_days=1")
+    with tael.Store(data) as store:
+        assert store.settings.retention_spans_days == 1
+
+
+def test_bad_payload_keys_for_rebuild_index_leave_the_index_and_the_keys(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    with tael.Store(data, tael.Settings(payload_attributes=("my.prompt",))) as store:
+        store.insert_spans([prompt_span("my.prompt", "the harbour pilot")])
+    with pytest.raises(ValueError, match="payload_attributes"):
+        tael.rebuild_index(data, payload_attributes=("",))
+    assert stored(data)["payload_attributes"] == ["my.prompt"]
+    assert (data / "index").exists()
+    with tael.Store(data, read_only=True) as reader:
+        assert len(reader.query_traces(text="harbour")) == 1

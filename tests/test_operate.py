@@ -6,6 +6,7 @@ subprocess, real HTTP, the real CLI."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -284,17 +285,35 @@ def test_a_dry_run_reports_exactly_what_the_pass_then_drops(old_store: Path) -> 
         store.insert_spans(
             [make_span(start_ns=later - 31 * DAY_NS + i, end_ns=later - 31 * DAY_NS + i + 1) for i in range(2)]
         )
+        # one block straddling the cutoff: 3 rows past it, 1 not (counted row by row, not from metadata)
+        straddling = [later - 32 * DAY_NS, later - 31 * DAY_NS, later - 30 * DAY_NS - 10**6, later - 29 * DAY_NS]
+        store.insert_spans([make_span(start_ns=t, end_ns=t + 1) for t in straddling])
         store.flush()
     with tael.Store(old_store, read_only=True) as reader:
         plan = reader.enforce_retention(later, dry_run=True)
-        assert reader.stats().signals["spans"].count == 7  # nothing dropped
+        assert reader.stats().signals["spans"].count == 11  # nothing dropped
     with tael.Store(old_store) as store:
         done = store.enforce_retention(later)
-        assert store.stats().signals["spans"].count == 2
+        assert store.stats().signals["spans"].count == 3
     assert plan.dry_run and not done.dry_run
     assert plan.partitions_dropped == done.partitions_dropped and len(plan.partitions_dropped) == 1
     assert (
         (plan.cold_files_dropped, plan.cold_rows_dropped) == (done.cold_files_dropped, done.cold_rows_dropped) == (1, 3)
     )
-    assert plan.hot_records_dropped == done.hot_records_dropped == {"spans": 2, "logs": 0, "metrics": 0}
+    assert plan.hot_records_dropped == done.hot_records_dropped == {"spans": 5, "logs": 0, "metrics": 0}
     assert plan.cutoffs == done.cutoffs
+
+
+def test_past_retention_writes_not_yet_logged_are_logged_at_close(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = time.time_ns() - 30 * DAY_NS
+    with caplog.at_level(logging.WARNING, logger="tael._ingest"):
+        with tael.Store(tmp_path / "d") as store:
+            store.insert_spans([make_span(start_ns=old, end_ns=old + 1)])
+            store.insert_spans([make_span(start_ns=old + i, end_ns=old + i + 1) for i in range(1, 4)])
+            assert store.records_past_retention == {"spans": 4, "logs": 0, "metrics": 0}
+            lines = [r.getMessage() for r in caplog.records]
+            assert len(lines) == 1 and lines[0].startswith("accepted 1 span already past retention")  # a line a minute
+        lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2 and lines[1].startswith("accepted 3 spans already past retention")  # the tail, at close
