@@ -31,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ._query.args import SEVERITY_NAMES, severity
+from ._words import plural
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -43,8 +46,9 @@ if TYPE_CHECKING:
 DEFAULT_DATA = "./tael-data"
 SPAN_KINDS = ("internal", "server", "client", "producer", "consumer")
 SPAN_STATUSES = ("unset", "ok", "error")
-SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "fatal": 21}
-"""Names ``--min-severity`` accepts besides a number: the lowest OpenTelemetry severity of each range."""
+SEVERITIES = SEVERITY_NAMES
+"""Names ``--min-severity`` accepts besides a number: the lowest OpenTelemetry severity of each range
+(the API's own table, ``tael._query.args.SEVERITY_NAMES``)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}
 
@@ -118,6 +122,37 @@ def _data_option(default: str = DEFAULT_DATA) -> Callable[[Any], Any]:
     )
 
 
+def _data_and_argument(default: str | None = DEFAULT_DATA) -> Callable[[Any], Any]:
+    """``--data DIR`` and, for a command that took its directory as an argument before
+    every command took ``--data``, the optional argument ``DATA`` as its alias; the
+    command gets ``data`` (``default`` when neither is given). Both naming different
+    directories is a usage error."""
+    shown = f" (default: {default})" if default is not None else ""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option(
+            "--data",
+            "-d",
+            "data_option",
+            default=None,
+            type=click.Path(file_okay=False),
+            help=f"Data directory of the store{shown}; the argument DATA is the same.",
+        )(f)
+        f = click.argument("data_arg", metavar="[DATA]", required=False, type=click.Path(file_okay=False))(f)
+        return f
+
+    return decorate
+
+
+def _one_data(argument: str | None, option: str | None, default: str | None = DEFAULT_DATA) -> str | None:
+    """The data directory of ``DATA`` or ``--data`` (see ``_data_and_argument``)."""
+    import os.path
+
+    if argument is not None and option is not None and os.path.abspath(argument) != os.path.abspath(option):
+        raise click.UsageError(f"DATA ({argument}) and --data ({option}) name different directories: give one")
+    return option if option is not None else argument if argument is not None else default
+
+
 _output_option = click.option(
     "--output",
     "-o",
@@ -170,24 +205,16 @@ def datetime_ns(dt: datetime) -> int:
 
 
 class SeverityType(_IntParam):
-    """An OpenTelemetry severity number 0..24 or a name (trace, debug, info, warn, error, fatal)."""
+    """An OpenTelemetry severity number 0..24 or a name (trace, debug, info, warn, error, fatal),
+    through the parser the API and the HTTP server use (``tael._query.args.severity``)."""
 
     name = "SEVERITY"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            n = value
-        else:
-            text = str(value).strip().lower()
-            if text in SEVERITIES:
-                return SEVERITIES[text]
-            try:
-                n = int(text)
-            except ValueError:
-                self.fail(f"{value!r} is not a severity: 0..24 or one of {', '.join(SEVERITIES)}", param, ctx)
-        if not 0 <= n <= 24:
-            self.fail(f"severity must be in 0..24, got {n}", param, ctx)
-        return n
+        try:
+            return severity(value, param.opts[0] if param is not None and param.opts else "severity")
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 TIME = TimeType()
@@ -549,7 +576,7 @@ def stats_tables(st: StoreStats) -> list[Table]:
         ("applied LSN", f"{st.applied_lsn:,}"),
         ("indexed LSN", f"{st.indexed_lsn:,}"),
         ("cold files", f"{st.cold_files:,}"),
-        ("payload blobs", f"{st.blobs:,} ({_bytes(st.blob_raw_bytes)} of text)"),
+        ("payload blobs", f"{plural(st.blobs, 'blob')} ({_bytes(st.blob_raw_bytes)} of text)"),
         ("index documents", f"{st.index_documents:,}"),
     ):
         other.add_row(_t(what), _t(value))
@@ -582,7 +609,7 @@ def summary_tables(r: SummaryReport) -> list[Table]:
             f"{r.logs.total:,}: fatal {r.logs.fatal:,}, error {r.logs.error:,}, warn {r.logs.warn:,}, "
             f"info {r.logs.info:,}, debug {r.logs.debug:,}, trace {r.logs.trace:,}",
         ),
-        ("metric points", f"{r.metrics.point_count:,} ({r.metrics.unique_names:,} names)"),
+        ("metric points", f"{r.metrics.point_count:,} ({plural(r.metrics.unique_names, 'name')})"),
     ):
         head.add_row(_t(what), _t(value))
     services = _table(
@@ -648,22 +675,24 @@ def _render_demo(console: Console, r: DemoResult) -> None:
     m = r.maintenance
     console.print(f"store at {r.data}", markup=False)
     console.print(
-        f"wrote {r.inserted['spans']:,} spans, {r.inserted['logs']:,} logs and {r.inserted['metrics']:,} metric "
-        f"points; {r.llm_spans:,} model calls carry {r.payload_texts:,} prompt and completion texts",
+        f"wrote {plural(r.inserted['spans'], 'span')}, {plural(r.inserted['logs'], 'log')} and "
+        f"{plural(r.inserted['metrics'], 'metric point')}; {plural(r.llm_spans, 'model call')} carry "
+        f"{plural(r.payload_texts, 'prompt and completion text')}",
         markup=False,
     )
     if m.compaction is not None:
         c = m.compaction
         console.print(
-            f"maintenance: compacted {c.total_records:,} records older than {fmt_ns(c.before_ns)} into "
-            f"{len(c.files_written)} Parquet files (with {sum(c.rollup_rows.values()):,} metric rollup rows), "
-            f"checkpointed {m.wal_segments_removed} WAL segments",
+            f"maintenance: compacted {plural(c.total_records, 'record')} older than {fmt_ns(c.before_ns)} into "
+            f"{plural(len(c.files_written), 'Parquet file')} "
+            f"(with {plural(sum(c.rollup_rows.values()), 'metric rollup row')}), "
+            f"checkpointed {plural(m.wal_segments_removed, 'WAL segment')}",
             markup=False,
         )
     if m.error:
         console.print(f"maintenance failed: {m.error}", style="bold red", markup=False)
     console.print(
-        f"payloads: {st.blobs:,} distinct long texts kept once in the blob store "
+        f"payloads: {plural(st.blobs, 'distinct long text')} kept once in the blob store "
         f"({_bytes(st.blob_raw_bytes)} of text, {_bytes(st.disk_bytes.get('blobs', 0))} on disk)",
         markup=False,
     )
@@ -691,7 +720,10 @@ def _render_demo(console: Console, r: DemoResult) -> None:
     _print(console, span_hits_table(r.span_hits, r.span_search, f"spans whose payload matches {r.span_search}"))
     _print(console, spans_table(r.errors, "latest failing spans"))
     if r.error_trace:
-        _print(console, trace_table(r.error_trace, f"trace {r.error_trace[0].trace_id} ({len(r.error_trace)} spans)"))
+        _print(
+            console,
+            trace_table(r.error_trace, f"trace {r.error_trace[0].trace_id} ({plural(len(r.error_trace), 'span')})"),
+        )
         if r.error_logs:
             _print(console, logs_table(r.error_logs, "its logs"))
     _print(console, log_hits_table(r.log_hits, r.log_search, f"logs matching {r.log_search}"))
@@ -817,7 +849,7 @@ def serve(
 
 
 @main.command()
-@click.argument("data", type=click.Path(file_okay=False), required=False)
+@_data_and_argument(default=None)
 @click.option("--url", help="Promote the running standby at URL (tael serve --standby-of) instead of DATA on disk.")
 @click.option(
     "--token-file",
@@ -826,14 +858,24 @@ def serve(
 )
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="With an https:// --url: PEM CA certificates.")
 @_output_option
-def promote(data: str | None, url: str | None, token_file: str | None, ca_file: str | None, output: str) -> None:
-    """Make the standby DATA a writable leader (it must not be open; see --url).
+def promote(
+    data_arg: str | None,
+    data_option: str | None,
+    url: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    output: str,
+) -> None:
+    """Make the standby in --data (or DATA) a writable leader (it must not be open; see --url).
 
     Its old leader is fenced off: a standby of a newer epoch refuses its shipments.
     A standby serving with --auth-file wants a token with the admin scope:
     --token-file FILE, or the token itself in the environment variable TAEL_TOKEN."""
+    data = _one_data(data_arg, data_option, default=None)
     if (data is None) == (url is None):
-        raise CliError("give either the standby's data directory DATA or the --url of a running standby")
+        raise CliError(
+            "give either the standby's data directory (--data DIR or DATA) or the --url of a running standby"
+        )
     if url is not None:
         import os
         import ssl
@@ -949,7 +991,7 @@ def query_traces(
     if output == "json":
         _emit_json(spans)
     else:
-        _print(_console(), spans_table(spans, f"{len(spans)} spans"))
+        _print(_console(), spans_table(spans, plural(len(spans), "span")))
 
 
 @query.command("logs")
@@ -995,7 +1037,7 @@ def query_logs(
     if output == "json":
         _emit_json(logs)
     else:
-        _print(_console(), logs_table(logs, f"{len(logs)} log records"))
+        _print(_console(), logs_table(logs, plural(len(logs), "log record")))
 
 
 @query.command("metrics")
@@ -1043,11 +1085,11 @@ def query_metrics(
         if output == "json":
             _emit_json(buckets)
         else:
-            _print(_console(), buckets_table(buckets, f"{name}: {len(buckets)} buckets of {step}"))
+            _print(_console(), buckets_table(buckets, f"{name}: {plural(len(buckets), 'bucket')} of {step}"))
     elif output == "json":
         _emit_json(points)
     else:
-        _print(_console(), metrics_table(points, f"{len(points)} metric points"))
+        _print(_console(), metrics_table(points, plural(len(points), "metric point")))
 
 
 # ---------------------------------------------------------------- trace, search
@@ -1072,14 +1114,14 @@ def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
     total_ms = (max(s.end_ns for s in spans) - first) / 1e6
     errors = sum(s.status == "error" for s in spans)
     title = (
-        f"trace {trace_id}: {len(spans)} spans, {len({s.service for s in spans})} services, "
+        f"trace {trace_id}: {plural(len(spans), 'span')}, {plural(len({s.service for s in spans}), 'service')}, "
         f"{total_ms:,.2f} ms from {fmt_ns(first)}, errors: {errors}"
     )
     console = _console()
     console.print(title, markup=False, soft_wrap=True)
     _print(console, trace_table(spans))
     if logs:
-        _print(console, logs_table(logs, f"{len(logs)} log records"))
+        _print(console, logs_table(logs, plural(len(logs), "log record")))
 
 
 @main.command()
@@ -1102,13 +1144,13 @@ def search(text: str, data: str, signal: str, service: str | None, limit: int, o
             if output == "json":
                 _emit_json(spans)
             else:
-                _print(_console(), span_hits_table(spans, text, f"{len(spans)} spans matching {text}"))
+                _print(_console(), span_hits_table(spans, text, f"{plural(len(spans), 'span')} matching {text}"))
         else:
             logs = store.query_logs(LogFilter(text=text, service=service), limit=limit)
             if output == "json":
                 _emit_json(logs)
             else:
-                _print(_console(), log_hits_table(logs, text, f"{len(logs)} log records matching {text}"))
+                _print(_console(), log_hits_table(logs, text, f"{plural(len(logs), 'log record')} matching {text}"))
 
 
 # ---------------------------------------------------------------- summary, stats
@@ -1158,7 +1200,7 @@ def sql(query_text: str, data: str, output: str) -> None:
     if output == "json":
         _emit_json(rows)
         return
-    table = _table(f"{len(rows)} rows", *result.column_names)
+    table = _table(plural(len(rows), "row"), *result.column_names)
     for row in rows:
         table.add_row(*[_t(_sql_cell(v)) for v in row.values()])
     _print(_console(), table)
@@ -1195,7 +1237,9 @@ def compact(data: str, before: int | None, output: str) -> None:
         table.add_row(_t(name), _t(f"{n:,}"))
     console = _console()
     _print(console, table)
-    console.print(f"{len(report.files_written)} files written, {report.files_merged} small files merged away")
+    console.print(
+        f"{plural(len(report.files_written), 'file')} written, {plural(report.files_merged, 'small file')} merged away"
+    )
 
 
 @main.command()
@@ -1240,11 +1284,11 @@ def rebuild_index(data: str, output: str) -> None:
     if output == "json":
         _emit_json({"documents": documents, "seconds": round(elapsed, 3)})
     else:
-        click.echo(f"indexed {documents:,} documents in {elapsed:.2f} s")
+        click.echo(f"indexed {plural(documents, 'document')} in {elapsed:.2f} s")
 
 
 @main.command()
-@click.argument("data")
+@_data_and_argument()
 @click.option(
     "--output",
     "-o",
@@ -1253,20 +1297,24 @@ def rebuild_index(data: str, output: str) -> None:
     show_default=True,
     help="The repair report as JSON, or a table.",
 )
-def repair(data: str, output: str) -> None:
-    """Move damaged or unappliable parts of DATA's write-ahead log aside so the store opens again.
+def repair(data_arg: str | None, data_option: str | None, output: str) -> None:
+    """Move damaged or unappliable parts of the write-ahead log of --data (or DATA) aside so the store opens again.
 
     Exits 1 when there was damage (its records are lost; the report says where).
     `tael check --repair` checks the cold tier too.
     """
     from . import repair as do_repair
 
+    data = _one_data(data_arg, data_option)
+    assert data is not None
     report = do_repair(data)
     if output == "json":
         _emit_json(report)
     else:
         console = _console()
-        console.print(f"{report.segments_checked} WAL segments checked, {report.frames_ok:,} frames verify")
+        console.print(
+            f"{plural(report.segments_checked, 'WAL segment')} checked, {plural(report.frames_ok, 'frame')} verify"
+        )
         if report.damaged:
             table = _table(
                 "damaged regions moved aside", "segment", "offset", "bytes", "copy", "why", right=("offset", "bytes")
@@ -1352,20 +1400,24 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
     console.print(f"check of {r['data']}", markup=False, soft_wrap=True)
     table = _table(None, "part", "state", "what was verified")
     w = r["wal"]
-    table.add_row(_t("wal"), _state("wal" in parts), _t(f"{w['segments']} segments, {w['frames']:,} frames"))
+    table.add_row(
+        _t("wal"), _state("wal" in parts), _t(f"{plural(w['segments'], 'segment')}, {plural(w['frames'], 'frame')}")
+    )
     hot = r["hot"]
     hot_text = (
         "does not open"
         if hot is None
-        else f"{sum(hot['records'].values()):,} records, applied to LSN {hot['applied_lsn']:,}"
+        else f"{plural(sum(hot['records'].values()), 'record')}, applied to LSN {hot['applied_lsn']:,}"
     )
     table.add_row(_t("hot"), _state("hot" in parts), _t(hot_text))
     c = r["cold"]
     table.add_row(
-        _t("cold"), _state("cold" in parts), _t(f"{c['files']} files, {c['rows']:,} rows, {_bytes(c['bytes'])}")
+        _t("cold"),
+        _state("cold" in parts),
+        _t(f"{plural(c['files'], 'file')}, {plural(c['rows'], 'row')}, {_bytes(c['bytes'])}"),
     )
     b = r["blobs"]
-    table.add_row(_t("blobs"), _state("blobs" in parts), _t(f"{b['catalog']:,} blobs in the catalog"))
+    table.add_row(_t("blobs"), _state("blobs" in parts), _t(f"{plural(b['catalog'], 'blob')} in the catalog"))
     ix = r.get("index")
     if ix is not None or "index" in parts:
         ix_text = (
@@ -1373,7 +1425,8 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
             if ix is None
             else "not built (the next open builds it)"
             if not ix["built"]
-            else f"{sum(ix['checked'].values()):,} hot records with text checked, indexed to LSN {ix['indexed_lsn']:,}"
+            else f"{plural(sum(ix['checked'].values()), 'hot record')} with text checked, "
+            f"indexed to LSN {ix['indexed_lsn']:,}"
         )
         table.add_row(_t("index"), _state("index" in parts), _t(ix_text))
     _print(console, table)
@@ -1383,7 +1436,7 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
             if p["part"] == "wal":
                 console.print(f"repaired: {rel(p['path'])}: {p['message']}", markup=False, soft_wrap=True)
         console.print(
-            f"repair: {len(rep['damaged'])} damaged WAL regions moved to {rep['quarantine_dir']} "
+            f"repair: {plural(len(rep['damaged']), 'damaged WAL region')} moved to {rep['quarantine_dir']} "
             "(their records are lost)",
             markup=False,
             soft_wrap=True,
@@ -1399,7 +1452,7 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
     else:
         hint = "; `tael check --repair` moves WAL damage aside" if "wal" in parts and r.get("repair") is None else ""
         hint += "; `tael rebuild-index` rebuilds the full-text index" if "index" in parts else ""
-        console.print(Text(f"DAMAGED: {len(r['problems'])} problems{hint}", style="bold red"))
+        console.print(Text(f"DAMAGED: {plural(len(r['problems']), 'problem')}{hint}", style="bold red"))
 
 
 def _state(bad: bool) -> Text:
@@ -1529,7 +1582,7 @@ def bench(records: int, batch: int, durability: str, root: str | None, output: s
         _emit_json(out)
         return
     table = _table(
-        f"{records:,} records per signal, batches of {batch:,}, durability={durability}",
+        f"{plural(records, 'record')} per signal, batches of {batch:,}, durability={durability}",
         "operation",
         "records",
         "seconds",
@@ -1544,5 +1597,6 @@ def bench(records: int, batch: int, durability: str, root: str | None, output: s
     _print(console, table)
     g = out["get_trace_cold_ms"]
     console.print(
-        f"get_trace from the cold tier: p50 {g['p50']:.2f} ms, max {g['max']:.2f} ms over {g['lookups']} traces"
+        f"get_trace from the cold tier: p50 {g['p50']:.2f} ms, max {g['max']:.2f} ms "
+        f"over {plural(g['lookups'], 'trace')}"
     )

@@ -63,6 +63,7 @@ from ._errors import (
 from ._maintenance import Maintenance
 from ._models import LogRecord, Span
 from ._otlp.combine import Combiner
+from ._query.args import severity
 from ._query.filters import LogFilter, SpanFilter
 from ._replication.http import routes as replication_routes
 from ._settings import Settings
@@ -649,12 +650,10 @@ def _time(value: str | None, name: str, unit_ns: int) -> int | None:
 
 
 def _severity(value: str | None, name: str) -> int | None:
+    """A number 0..24 or an OpenTelemetry severity name (``error``), as the CLI and the API take it."""
     if value is None or value == "":
         return None
-    n = _integer(value, name)
-    if not 0 <= n <= 24:
-        raise ValueError(f"{name} must be a severity number between 0 and 24, got {n:,}")
-    return n
+    return severity(value, name)
 
 
 def _name(value: str, name: str) -> str:

@@ -662,7 +662,8 @@ def test_bench(tmp_path: Path) -> None:
 
 def test_repair_table_output(copy: Path) -> None:
     out = run("repair", copy, "--output", "table").stdout
-    assert "WAL segments checked" in out and "3 frames verify" in out
+    # one segment: "1 WAL segment", not "1 WAL segments" (issue 17: correct plurals)
+    assert out.startswith("1 WAL segment checked, ") and "3 frames verify" in out
 
 
 def test_config_file_settings_reach_the_store(copy: Path, tmp_path: Path) -> None:

@@ -1,0 +1,215 @@
+"""The CLI and the API agree with each other (issue 17, "Consistency"): every command
+takes --data, severity names wherever a severity is taken, --output csv, tables that
+keep their column names whole at any width, plurals, and empty results that say why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+import tael
+from tael._cli import SEVERITY, main
+from tael._query.args import SEVERITY_NAMES, severity
+from tael._words import plural
+from tests.test_server_limits import serving
+
+T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
+SEC = 10**9
+
+
+def tid(n: int) -> str:
+    return f"{n:032x}"
+
+
+def sid(n: int) -> str:
+    return f"{n:016x}"
+
+
+def _spans() -> list[tael.Span]:
+    return [
+        tael.Span(
+            trace_id=tid(n),
+            span_id=sid(n),
+            name="POST /checkout" if n % 2 else "GET /cart",
+            service=("checkout", "cart", "llm")[n % 3],
+            start_ns=T0 + n * 60 * SEC,
+            end_ns=T0 + n * 60 * SEC + n * 10**6,
+            kind="server",
+            status="error" if n % 5 == 0 else "ok",
+            attributes={"http.status_code": 500 if n % 5 == 0 else 200, "note": f'a, "quoted"\nline {n}'},
+        )
+        for n in range(1, 13)
+    ]
+
+
+def _logs() -> list[tael.LogRecord]:
+    return [
+        tael.LogRecord(
+            time_ns=T0 + n * 30 * SEC,
+            body=f"record {n}",
+            service="checkout",
+            severity_number=sev,
+            severity_text={1: "TRACE", 5: "DEBUG", 9: "INFO", 13: "WARN", 17: "ERROR", 21: "FATAL"}[sev],
+            attributes={"n": n},
+        )
+        for n, sev in enumerate((1, 5, 9, 13, 17, 21, 9, 17), start=1)
+    ]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("consistency") / "data"
+    with tael.Store(path) as store:
+        store.insert_spans(_spans())
+        store.insert_logs(_logs())
+        store.insert_metrics(
+            [
+                tael.MetricPoint(time_ns=T0 + n * SEC, name="cpu", service="checkout", value=float(n), attributes={})
+                for n in range(5)
+            ]
+        )
+        store.flush()
+    return path
+
+
+def run(*args: str | Path, code: int = 0, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner().invoke(main, [str(a) for a in args], env=env)
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def api(path: Path, method: str, *args: Any, **kwargs: Any) -> Any:
+    with tael.Store(path, read_only=True) as store:
+        return getattr(store, method)(*args, **kwargs)
+
+
+# ---------------------------------------------------------------- severity names
+
+
+def test_one_severity_parser_takes_names_numbers_and_refuses_the_rest() -> None:
+    assert SEVERITY_NAMES == {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "fatal": 21}
+    for text, n in (("ERROR", 17), ("Warning", 13), (" warn ", 13), ("fatal", 21), ("trace", 1), ("0", 0)):
+        assert severity(text, "x") == n
+        assert SEVERITY.convert(text, None, None) == n  # the CLI's option type is the same parser
+    assert [severity(n, "x") for n in (0, 1, 24)] == [0, 1, 24]
+    assert severity("24", "x") == 24
+    for bad in ("loud", "25", "-1", "", "1.5", 25, -1, True, 17.0, None, "9" * 50):
+        with pytest.raises(ValueError, match=r"^min_severity must be a severity number 0\.\.24 or a name") as err:
+            severity(bad, "min_severity")
+        assert "trace, debug, info, warn, warning, error, fatal" in str(err.value)
+
+
+def test_store_query_logs_and_log_filter_take_severity_names(data: Path) -> None:
+    by_number = api(data, "query_logs", min_severity=17)
+    assert [r.severity_number for r in by_number] == [17, 21, 17]
+    assert api(data, "query_logs", min_severity="error") == by_number
+    assert api(data, "query_logs", min_severity="WARNING") == api(data, "query_logs", min_severity=13)
+    assert tael.LogFilter(min_severity="error") == tael.LogFilter(min_severity=17)
+    assert tael.LogFilter(min_severity="Fatal").min_severity == 21  # kept as the number it stands for
+    with pytest.raises(ValueError, match=r"min_severity must be .* got 'loud'"):
+        api(data, "query_logs", min_severity="loud")
+
+
+def test_the_http_api_takes_severity_names_with_errors_naming_them(data: Path) -> None:
+    with tael.Store(data, read_only=True) as store, serving(store) as url:
+        numbers = httpx.get(url + "/api/logs", params={"min_severity": "17"}).json()["data"]
+        assert sorted(r["severity_number"] for r in numbers) == [17, 17, 21]
+        for name in ("error", "ERROR", "Error"):
+            r = httpx.get(url + "/api/logs", params={"min_severity": name})
+            assert r.status_code == 200 and r.json()["data"] == numbers, name
+        warn = httpx.get(url + "/api/logs", params={"min_severity": "warning"}).json()["data"]
+        assert sorted(r["severity_number"] for r in warn) == [13, 17, 17, 21]
+        bad = httpx.get(url + "/api/logs", params={"min_severity": "loud"})
+        assert bad.status_code == 400
+        msg = bad.json()["errors"][0]["msg"]
+        assert msg.startswith("min_severity must be a severity number 0..24 or a name (trace, debug, info, warn")
+        assert "'loud'" in msg
+
+
+def test_the_cli_min_severity_error_names_the_option_and_the_names(data: Path) -> None:
+    out = run("query", "logs", "--data", data, "--min-severity", "loud", code=2).output
+    assert "--min-severity must be a severity number 0..24 or a name (trace, debug, info, warn" in out
+    got = json.loads(run("query", "logs", "--data", data, "--min-severity", "Warning", "-o", "json").stdout)
+    assert sorted(r["severity_number"] for r in got) == [13, 17, 17, 21]
+
+
+# ---------------------------------------------------------------- --data everywhere
+
+
+def _damaged_store(path: Path) -> Path:
+    with tael.Store(path) as store:
+        store.insert_logs([tael.LogRecord(time_ns=i, body="x", service="s") for i in range(3)])
+    (segment,) = (path / "wal").glob("*.wal")
+    with segment.open("r+b") as f:
+        f.seek(16 + 20)
+        f.write(b"\x00\x00")
+    return segment
+
+
+def test_repair_takes_data_and_keeps_its_argument(tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    with tael.Store(clean) as store:
+        store.insert_logs([tael.LogRecord(time_ns=1, body="x", service="s")])
+    for args in (("--data", clean), ("-d", clean), (clean,), (clean, "--data", clean)):
+        assert json.loads(run("repair", *args).stdout)["damaged"] == [], args
+    segment = _damaged_store(tmp_path / "bad")
+    bad = run("repair", "--data", tmp_path / "bad", code=1)
+    assert segment.name in bad.stdout  # --data reached the damaged store and moved the damage aside
+    both = run("repair", clean, "--data", tmp_path / "bad", code=2)
+    assert "DATA" in both.output and "--data" in both.output and "different directories" in both.output
+
+
+def test_promote_takes_data(tmp_path: Path) -> None:
+    standby = tmp_path / "standby"
+    with tael.Store(standby, standby=True):
+        pass
+    leader = tmp_path / "leader"
+    with tael.Store(leader):
+        pass
+    assert "not a standby" in run("promote", "--data", leader, code=1).stderr
+    assert "different directories" in run("promote", standby, "--data", leader, code=2).output
+    assert "--data DIR or DATA" in run("promote", code=1).stderr
+    got = json.loads(run("promote", "--data", standby, "-o", "json").stdout)
+    assert got["role"] == "leader" and got["promoted"] == str(standby)
+    with tael.Store(standby, read_only=True) as store:
+        assert not store.standby
+
+
+def test_every_command_that_opens_a_store_takes_data() -> None:
+    for name, cmd in main.commands.items():
+        if name == "bench":  # makes its own temporary store (--dir)
+            continue
+        commands = cmd.commands.values() if hasattr(cmd, "commands") else [cmd]
+        for c in commands:
+            assert any("--data" in p.opts for p in c.params), (name, c.name)
+
+
+# ---------------------------------------------------------------- plurals
+
+
+def test_plural() -> None:
+    assert [plural(n, "span") for n in (0, 1, 2, 1500)] == ["0 spans", "1 span", "2 spans", "1,500 spans"]
+    assert plural(1, "log record") == "1 log record" and plural(3, "log record") == "3 log records"
+    assert (plural(2, "index"), plural(2, "match"), plural(2, "query"), plural(2, "day")) == (
+        "2 indexes",
+        "2 matches",
+        "2 queries",
+        "2 days",
+    )
+    assert plural(2, "standby", "standbys") == "2 standbys"
+
+
+def test_the_cli_prints_one_span_not_one_spans(data: Path) -> None:
+    out = run("query", "traces", "--data", data, "-n", "1").stdout
+    assert out.startswith("1 span\n") and "1 spans" not in out
+    out = run("trace", tid(3), "--data", data).stdout
+    assert f"trace {tid(3)}: 1 span, 1 service," in out
+    out = run("sql", "select 1 as x", "--data", data).stdout
+    assert out.startswith("1 row\n")
+    out = run("query", "logs", "--data", data, "--min-severity", "fatal").stdout
+    assert out.startswith("1 log record\n")
