@@ -19,11 +19,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,6 +162,16 @@ _output_option = click.option(
     show_default=True,
     help="Human tables, or the result as JSON.",
 )
+_rows_output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Human tables, the result as JSON, or its rows as CSV (a header row of field names; "
+    "nested values such as attributes as JSON text).",
+)
+"""``--output`` of a command whose result is rows: csv beside table and json."""
 
 
 if TYPE_CHECKING:
@@ -277,11 +288,44 @@ def _emit_json(value: Any) -> None:
     click.echo(json.dumps(to_jsonable(value), indent=2, default=str))
 
 
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: text as it is, numbers as Python writes them, None empty, true/false, and
+    anything nested (attributes, events, lists) as JSON text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    return json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
+
+
+def _emit_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Rows as CSV on stdout (the csv module's quoting), after a header row of ``columns``."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(v) for v in row])
+    click.echo(out.getvalue(), nl=False)
+
+
+def _emit_records_csv(cls: type, records: Sequence[Any]) -> None:
+    """Dataclass records (spans, log records, metric points...) as CSV, one column per field."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    _emit_csv(names, ([getattr(r, n) for n in names] for r in records))
+
+
 def _console() -> Console:
     from rich.console import Console
 
-    # Piped output keeps whole ids and timestamps on one line instead of 80 columns.
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    # Piped output keeps whole ids and timestamps on one line instead of 80 columns,
+    # unless COLUMNS sets the width (as on a terminal).
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS", "").strip().isdigit()
+    return Console(width=160 if piped else None, highlight=False)
 
 
 def _table(title: str | None, *columns: str, right: Sequence[str] = ()) -> Table:
@@ -391,6 +435,57 @@ def _writer(data: str) -> Store:
     if not _is_store(data):
         raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
     return Store(data, _settings())
+
+
+# ---------------------------------------------------------------- empty results
+
+_WHAT = {
+    "spans": ("span", "spans"),
+    "logs": ("log record", "log records"),
+    "metrics": ("metric point", "metric points"),
+}
+
+
+def why_empty(
+    store: Store,
+    signal: str,
+    *,
+    service: str | None = None,
+    name: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    matching: str | None = None,
+) -> str:
+    """What to print for a query of ``signal`` (with full-text query ``matching``) that
+    found nothing: "no spans", and which filter excluded everything when the catalog or
+    the store's statistics say so without reading records (a service with no spans, an
+    operation the service does not have, a time window outside the signal's time range,
+    a store holding none of the signal)."""
+    many = _WHAT[signal][1]
+    head = f"no {many}" + (f" matching {matching}" if matching is not None else "")
+    held = store.stats().signals.get(signal)
+    if held is None or held.count == 0 or held.oldest_ns is None or held.newest_ns is None:
+        return f"{head}: the store holds no {many}"
+    if signal == "spans" and service is not None:
+        services = [s.name for s in store.list_services()]
+        if service not in services:
+            return f"{head}: no service named {service!r} (services: {_some(services)})"
+        if name is not None:
+            operations = store.list_operations(service)
+            if name not in operations:
+                return f"{head}: service {service!r} has no operation named {name!r} (operations: {_some(operations)})"
+    if (start is not None and start > held.newest_ns) or (end is not None and end <= held.oldest_ns):
+        return (
+            f"{head} between {fmt_ns(start) if start is not None else 'the start'} and "
+            f"{fmt_ns(end) if end is not None else 'now'} (the store holds {many} from {fmt_ns(held.oldest_ns)} "
+            f"to {fmt_ns(held.newest_ns)})"
+        )
+    return head if matching is not None else f"{head} match the filters"
+
+
+def _some(names: Sequence[str], most: int = 12) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most:,} more" if len(names) > most else "") if names else "none"
 
 
 # ---------------------------------------------------------------- renderers
@@ -624,7 +719,8 @@ def summary_tables(r: SummaryReport) -> list[Table]:
 
 
 def _print(console: Console, *tables: Any) -> None:
-    """Print tables, each title on a line of its own (a title wider than its table would wrap)."""
+    """Print tables, each title on a line of its own (a title wider than its table would wrap),
+    fitted to the console's width (``fit_table``)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -632,8 +728,79 @@ def _print(console: Console, *tables: Any) -> None:
         if isinstance(t, Table) and t.title is not None:
             console.print(Text(str(t.title), style="bold"), soft_wrap=True)
             t.title = None
-        console.print(t)
+        console.print(fit_table(t, console.width) if isinstance(t, Table) else t)
         console.print()
+
+
+def fit_table(table: Table, width: int) -> Any:
+    """``table`` fitted to ``width`` columns of terminal, column names always whole.
+
+    Rich left alone shrinks every column evenly when a table is too wide, folding
+    column names a few letters per line. Here each column is at least as wide as its
+    name; the room left goes to the columns whose values need the least first (ids and
+    times stay whole), and the widest values fold inside the width that remains. When
+    even the names do not fit side by side (a SQL result of many long column names),
+    each row is printed as ``name  value`` lines instead."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    columns = table.columns
+    if not columns:
+        return table
+    n = len(columns)
+    _top, right, _bottom, left = table.padding
+    overhead = (left + right) * n - (0 if table.pad_edge else left + right)
+    if table.box is not None:
+        overhead += n - 1 + (2 if table.show_edge else 0)
+    room = width - overhead
+    heads = [cell_len(str(c.header)) for c in columns]
+    wants = [
+        max([h] + [cell_len(line) for cell in c.cells for line in _plain(cell).splitlines()])
+        for h, c in zip(heads, columns, strict=True)
+    ]
+    if sum(wants) <= room:
+        return table
+    if sum(heads) > room:
+        return _rows_as_lines(table)
+    widths = list(heads)
+    spare = room - sum(heads)
+    order = sorted(range(n), key=lambda i: wants[i] - heads[i])
+    for left_to_fill, i in enumerate(order):
+        give = min(wants[i] - heads[i], spare // (n - left_to_fill))
+        widths[i] += give
+        spare -= give
+    for column, w, h in zip(columns, widths, heads, strict=True):
+        column.width = w
+        column.min_width = h
+        column.header = Text(str(column.header), no_wrap=True, overflow="ellipsis")
+    return table
+
+
+def _plain(cell: Any) -> str:
+    return cell.plain if hasattr(cell, "plain") else str(cell)
+
+
+def _rows_as_lines(table: Table) -> Any:
+    """Each row of ``table`` as lines of ``column name  value``, a blank line between rows:
+    the names stay whole however many columns there are, the values fold."""
+    from rich.console import Group
+    from rich.table import Table as Grid
+    from rich.text import Text
+
+    names = [str(c.header) for c in table.columns]
+    cells = [list(c.cells) for c in table.columns]
+    rows = len(cells[0]) if cells else 0
+    parts: list[Any] = []
+    for r in range(rows):
+        grid = Grid.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for name, column in zip(names, cells, strict=True):
+            grid.add_row(Text(name), column[r])
+        if r:
+            parts.append(Text(""))
+        parts.append(grid)
+    return Group(*parts)
 
 
 # ---------------------------------------------------------------- demo
@@ -953,7 +1120,7 @@ def query() -> None:
 @_limit_option(20)
 @click.option("--text", help='Full-text search of span payloads: every word and "quoted phrase" must match.')
 @_order_option
-@_output_option
+@_rows_output_option
 def query_traces(
     data: str,
     service: str | None,
@@ -988,8 +1155,15 @@ def query_traces(
             text=text,
         )
         spans = store.query_traces(where, limit=limit, order=order)
+        if not spans and output == "table":
+            click.echo(why_empty(store, "spans", service=service, name=name, start=start, end=end))
+            return
     if output == "json":
         _emit_json(spans)
+    elif output == "csv":
+        from ._models import Span
+
+        _emit_records_csv(Span, spans)
     else:
         _print(_console(), spans_table(spans, plural(len(spans), "span")))
 
@@ -1005,7 +1179,7 @@ def query_traces(
 @_limit_option(20)
 @click.option("--text", help='Full-text search of log bodies: every word and "quoted phrase" must match.')
 @_order_option
-@_output_option
+@_rows_output_option
 def query_logs(
     data: str,
     service: str | None,
@@ -1034,8 +1208,15 @@ def query_logs(
             text=text,
         )
         logs = store.query_logs(where, limit=limit, order=order)
+        if not logs and output == "table":
+            click.echo(why_empty(store, "logs", service=service, start=start, end=end))
+            return
     if output == "json":
         _emit_json(logs)
+    elif output == "csv":
+        from ._models import LogRecord
+
+        _emit_records_csv(LogRecord, logs)
     else:
         _print(_console(), logs_table(logs, plural(len(logs), "log record")))
 
@@ -1054,7 +1235,7 @@ def query_logs(
     default=None,
     help="Aggregate into buckets of this width instead (Store.aggregate_metrics; needs --name, --start, --end).",
 )
-@_output_option
+@_rows_output_option
 def query_metrics(
     data: str,
     name: str | None,
@@ -1081,13 +1262,24 @@ def query_metrics(
 
             where = MetricFilter(name=name, service=service, attributes=attributes, start=start, end=end)
             points = store.query_metrics(where, limit=limit)
+            if not points and output == "table":
+                click.echo(why_empty(store, "metrics", start=start, end=end))
+                return
     if step is not None:
         if output == "json":
             _emit_json(buckets)
+        elif output == "csv":
+            from ._models import MetricBucket
+
+            _emit_records_csv(MetricBucket, buckets)
         else:
             _print(_console(), buckets_table(buckets, f"{name}: {plural(len(buckets), 'bucket')} of {step}"))
     elif output == "json":
         _emit_json(points)
+    elif output == "csv":
+        from ._models import MetricPoint
+
+        _emit_records_csv(MetricPoint, points)
     else:
         _print(_console(), metrics_table(points, plural(len(points), "metric point")))
 
@@ -1099,9 +1291,11 @@ def query_metrics(
 @click.argument("trace_id")
 @_data_option()
 @click.option("--logs/--no-logs", "with_logs", default=True, show_default=True, help="Also list the trace's logs.")
-@_output_option
+@_rows_output_option
 def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
-    """Show trace TRACE_ID as a span tree, indented by parent, children by start time."""
+    """Show trace TRACE_ID as a span tree, indented by parent, children by start time.
+
+    With --output csv: the trace's spans, one row each (no logs)."""
     with _reader(data) as store:
         spans = store.get_trace(trace_id)
         logs = store.query_logs(trace_id=trace_id, order="asc", limit=1000) if with_logs and spans else []
@@ -1109,6 +1303,11 @@ def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
         raise CliError(f"trace {trace_id} not found in {data}")
     if output == "json":
         _emit_json({"trace_id": trace_id, "spans": spans, "logs": logs})
+        return
+    if output == "csv":
+        from ._models import Span
+
+        _emit_records_csv(Span, spans)
         return
     first = min(s.start_ns for s in spans)
     total_ms = (max(s.end_ns for s in spans) - first) / 1e6
@@ -1130,7 +1329,7 @@ def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
 @click.option("--signal", type=click.Choice(["spans", "logs"]), default="spans", show_default=True)
 @click.option("--service", help="Only records of this service.")
 @_limit_option(20)
-@_output_option
+@_rows_output_option
 def search(text: str, data: str, signal: str, service: str | None, limit: int, output: str) -> None:
     """Full-text search: spans by payload (prompts, completions, exception messages) or logs by body.
 
@@ -1141,14 +1340,26 @@ def search(text: str, data: str, signal: str, service: str | None, limit: int, o
     with _reader(data) as store:
         if signal == "spans":
             spans = store.query_traces(SpanFilter(text=text, service=service), limit=limit)
-            if output == "json":
+            if not spans and output == "table":
+                click.echo(why_empty(store, "spans", service=service, matching=text))
+            elif output == "json":
                 _emit_json(spans)
+            elif output == "csv":
+                from ._models import Span
+
+                _emit_records_csv(Span, spans)
             else:
                 _print(_console(), span_hits_table(spans, text, f"{plural(len(spans), 'span')} matching {text}"))
         else:
             logs = store.query_logs(LogFilter(text=text, service=service), limit=limit)
-            if output == "json":
+            if not logs and output == "table":
+                click.echo(why_empty(store, "logs", service=service, matching=text))
+            elif output == "json":
                 _emit_json(logs)
+            elif output == "csv":
+                from ._models import LogRecord
+
+                _emit_records_csv(LogRecord, logs)
             else:
                 _print(_console(), log_hits_table(logs, text, f"{plural(len(logs), 'log record')} matching {text}"))
 
@@ -1174,13 +1385,23 @@ def summary(data: str, last_s: float, service: str | None, now: int | None, outp
 
 @main.command()
 @_data_option()
-@_output_option
+@_rows_output_option
 def stats(data: str, output: str) -> None:
-    """Record counts per signal and tier, time ranges and bytes on disk."""
+    """Record counts per signal and tier, time ranges and bytes on disk.
+
+    With --output csv: one row per signal (count, hot, cold, oldest_ns, newest_ns)."""
     with _reader(data) as store:
         st = store.stats()
     if output == "json":
         _emit_json(st)
+    elif output == "csv":
+        _emit_csv(
+            ("signal", "count", "hot", "cold", "oldest_ns", "newest_ns"),
+            (
+                (name, s.count, st.hot_records.get(name, 0), st.cold_records.get(name, 0), s.oldest_ns, s.newest_ns)
+                for name, s in st.signals.items()
+            ),
+        )
     else:
         _print(_console(), *stats_tables(st))
 
@@ -1188,7 +1409,7 @@ def stats(data: str, output: str) -> None:
 @main.command()
 @click.argument("query_text", metavar="QUERY")
 @_data_option()
-@_output_option
+@_rows_output_option
 def sql(query_text: str, data: str, output: str) -> None:
     """Run a DuckDB SQL QUERY over the views spans, logs, metrics, metrics_5m and
     metrics_1h, which union the hot and cold tiers (columns: docs/format/cold.md)."""
@@ -1199,6 +1420,9 @@ def sql(query_text: str, data: str, output: str) -> None:
     rows = json_rows(result)  # not to_pylist: that cannot convert nanosecond timestamps without pandas
     if output == "json":
         _emit_json(rows)
+        return
+    if output == "csv":
+        _emit_csv(result.column_names, (list(row.values()) for row in rows))
         return
     table = _table(plural(len(rows), "row"), *result.column_names)
     for row in rows:
@@ -1516,7 +1740,7 @@ def check(data: str, do_repair: bool, output: str) -> None:
     type=click.Path(file_okay=False),
     help="Parent of the temporary store (default: TMPDIR).",
 )
-@_output_option
+@_rows_output_option
 def bench(records: int, batch: int, durability: str, root: str | None, output: str) -> None:
     """Measure ingest, compaction and trace lookups on a temporary store (deleted afterwards).
 
@@ -1580,6 +1804,10 @@ def bench(records: int, batch: int, durability: str, root: str | None, output: s
     }
     if output == "json":
         _emit_json(out)
+        return
+    if output == "csv":
+        columns = ("operation", "records", "seconds", "records_per_s")
+        _emit_csv(columns, ([r[c] for c in columns] for r in results))
         return
     table = _table(
         f"{plural(records, 'record')} per signal, batches of {batch:,}, durability={durability}",

@@ -216,7 +216,10 @@ def test_every_command_with_results_takes_output_json() -> None:
         if isinstance(cmd, click.Group) or path == ("serve",):
             continue
         output = next(p for p in cmd.params if p.name == "output")
-        assert set(output.type.choices) == {"table", "json"}, path
+        # issue 17: commands whose result is rows also write CSV (tests/test_cli_consistency.py)
+        rows = path in {("query", "traces"), ("query", "logs"), ("query", "metrics"), ("search",), ("sql",)}
+        rows = rows or path in {("stats",), ("trace",), ("bench",)}
+        assert set(output.type.choices) == ({"table", "json", "csv"} if rows else {"table", "json"}), path
 
 
 def test_serve_help_shows_its_options() -> None:

@@ -4,7 +4,11 @@ keep their column names whole at any width, plurals, and empty results that say 
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +217,182 @@ def test_the_cli_prints_one_span_not_one_spans(data: Path) -> None:
     assert out.startswith("1 row\n")
     out = run("query", "logs", "--data", data, "--min-severity", "fatal").stdout
     assert out.startswith("1 log record\n")
+
+
+# ---------------------------------------------------------------- --output csv
+
+ROW_COMMANDS = {
+    ("query", "traces"),
+    ("query", "logs"),
+    ("query", "metrics"),
+    ("search",),
+    ("sql",),
+    ("stats",),
+    ("trace",),
+    ("bench",),
+}
+
+
+def test_commands_with_rows_offer_csv_and_others_refuse_it_by_name(data: Path) -> None:
+    for name, cmd in main.commands.items():
+        commands = {(name, sub): c for sub, c in cmd.commands.items()} if hasattr(cmd, "commands") else {(name,): cmd}
+        for path, c in commands.items():
+            output = next((p for p in c.params if p.name == "output"), None)
+            if output is None:
+                continue
+            assert ("csv" in output.type.choices) == (path in ROW_COMMANDS), path  # type: ignore[attr-defined]
+    refused = run("summary", "--data", data, "-o", "csv", code=2).output
+    assert "'csv' is not one of 'table', 'json'" in refused
+
+
+def _csv(*args: str | Path) -> list[dict[str, str]]:
+    out = run(*args, "--output", "csv").stdout
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def test_query_csv_has_a_header_of_field_names_and_nested_values_as_json(data: Path) -> None:
+    rows = _csv("query", "traces", "--data", data, "--service", "checkout")
+    want = api(data, "query_traces", service="checkout", limit=20)
+    assert len(rows) == len(want) == 4
+    assert list(rows[0]) == [f.name for f in dataclasses.fields(tael.Span)]
+    for row, span in zip(rows, want, strict=True):
+        assert (row["trace_id"], row["name"], row["start_ns"]) == (span.trace_id, span.name, str(span.start_ns))
+        assert json.loads(row["attributes"]) == span.attributes  # commas, quotes and newlines survive
+        assert json.loads(row["events"]) == [] and row["parent_span_id"] == ""
+    logs = _csv("query", "logs", "--data", data, "--min-severity", "error")
+    assert [(r["body"], r["severity_number"]) for r in logs] == [
+        (r.body, str(r.severity_number)) for r in api(data, "query_logs", min_severity=17, limit=20)
+    ]
+    assert [json.loads(r["attributes"]) for r in logs] == [{"n": 8}, {"n": 6}, {"n": 5}]
+    points = _csv("query", "metrics", "--data", data, "--name", "cpu")
+    assert [float(p["value"]) for p in points] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    buckets = _csv(
+        "query",
+        "metrics",
+        "--data",
+        data,
+        "--name",
+        "cpu",
+        "--step",
+        "1m",
+        "--start",
+        str(T0),
+        "--end",
+        str(T0 + 60 * SEC),
+    )
+    assert [(b["count"], b["max"]) for b in buckets] == [("5", "4.0")]
+    empty = run("query", "traces", "--data", data, "--service", "nope", "-o", "csv").stdout
+    assert empty.splitlines() == [",".join(f.name for f in dataclasses.fields(tael.Span))]  # the header alone
+
+
+def test_sql_search_stats_and_trace_csv(data: Path) -> None:
+    rows = _csv("sql", "select service, count(*) as n from spans group by service order by service", "--data", data)
+    assert rows == [{"service": "cart", "n": "4"}, {"service": "checkout", "n": "4"}, {"service": "llm", "n": "4"}]
+    stats = {r["signal"]: r for r in _csv("stats", "--data", data)}
+    assert (stats["spans"]["count"], stats["logs"]["count"], stats["metrics"]["count"]) == ("12", "8", "5")
+    assert stats["spans"]["oldest_ns"] == str(T0 + 60 * SEC) and stats["spans"]["hot"] == "12"
+    trace = _csv("trace", tid(4), "--data", data)
+    assert [(r["trace_id"], r["span_id"]) for r in trace] == [(tid(4), sid(4))]
+    hits = _csv("search", "record", "--data", data, "--signal", "logs")
+    assert sorted(r["body"] for r in hits) == sorted(f"record {n}" for n in range(1, 9))
+
+
+# ---------------------------------------------------------------- tables fit the terminal
+
+LONG_SQL = (
+    "select trace_id as the_trace_identifier_of_the_span, service as the_service_that_emitted_it, "
+    "name as the_operation_name, start_ns as start_time_in_nanoseconds from spans order by start_ns limit 3"
+)
+
+
+def _column(out: str, name: str, next_name: str) -> str:
+    """The text of one column of a printed table, every row's lines joined: what lies
+    between where its name and the next column's name start in the header line."""
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if name in line and next_name in line)
+    lo, hi = lines[at].index(name), lines[at].index(next_name)
+    return "".join(line[lo:hi].strip() for line in lines[at + 2 :])
+
+
+def _headers_whole(out: str, headers: list[str], width: int) -> None:
+    lines = out.splitlines()
+    for line in lines:
+        assert len(line.rstrip()) <= width, line
+    for h in headers:
+        assert any(h in line for line in lines), (h, out)
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 100])
+def test_wide_sql_results_keep_column_names_whole(data: Path, width: int) -> None:
+    out = run("sql", LONG_SQL, "--data", data, env={"COLUMNS": str(width)}).stdout
+    names = ["the_trace_identifier_of_the_span", "the_service_that_emitted_it", "the_operation_name"]
+    _headers_whole(out, [*names, "start_time_in_nanoseconds"], width)
+    flat = re.sub(r"\s+", "", out)  # one "name  value" line per column, long values folded below
+    assert all(f"{tid(n)}" in flat for n in (1, 2, 3))  # folded, never cut
+
+
+@pytest.mark.parametrize("width", [50, 66, 80, 120])
+def test_query_tables_keep_column_names_whole_and_every_value(data: Path, width: int) -> None:
+    out = run("query", "traces", "--data", data, "-n", "3", env={"COLUMNS": str(width)}).stdout
+    _headers_whole(out, ["start", "trace id", "span id", "service", "name", "kind", "status", "ms"], width)
+    spans = api(data, "query_traces", limit=3)
+    if width >= 66:  # a table: its columns hold every id whole, folded within the column
+        assert _column(out, "trace id", "span id") == "".join(s.trace_id for s in spans)
+        assert _column(out, "span id", "service") == "".join(s.span_id for s in spans)
+    else:  # the names do not fit side by side: a "name  value" line per column and row
+        assert [line.split()[0] for line in out.splitlines()[1:9]] == [
+            "start",
+            "trace",
+            "span",
+            "service",
+            "name",
+            "kind",
+            "status",
+            "ms",
+        ]
+        assert "\n".join(f"{s.trace_id}" for s in spans) in "\n".join(
+            line.split()[-1] for line in out.splitlines() if line.startswith("trace id")
+        )
+    logs = run("query", "logs", "--data", data, "-n", "3", env={"COLUMNS": str(width)}).stdout
+    _headers_whole(logs, ["time", "severity", "service", "trace id", "body"], width)
+
+
+def test_a_table_that_fits_is_left_as_rich_draws_it(data: Path) -> None:
+    wide = run("query", "traces", "--data", data, "-n", "2", env={"COLUMNS": "200"}).stdout
+    header = wide.splitlines()[1]
+    assert re.match(r"start\s+trace id\s+span id\s+service\s+name\s+kind\s+status\s+ms$", header.strip())
+    assert tid(12) in wide.splitlines()[3]  # one row per line
+
+
+# ---------------------------------------------------------------- empty results say why
+
+
+def test_an_empty_result_says_which_filter_excluded_everything(data: Path, tmp_path: Path) -> None:
+    out = run("query", "traces", "--data", data, "--service", "nope").stdout
+    assert out == "no spans: no service named 'nope' (services: cart, checkout, llm)\n"
+    out = run("query", "traces", "--data", data, "--service", "cart", "--name", "DELETE /cart").stdout
+    assert (
+        out
+        == "no spans: service 'cart' has no operation named 'DELETE /cart' (operations: GET /cart, POST /checkout)\n"
+    )
+    out = run("query", "traces", "--data", data, "--start", "2020-01-01T00:00:00Z", "--end", "2020-01-02T00:00:00Z")
+    assert out.stdout == (
+        "no spans between 2020-01-01 00:00:00.000Z and 2020-01-02 00:00:00.000Z "
+        "(the store holds spans from 2023-11-14 22:14:20.000Z to 2023-11-14 22:25:20.000Z)\n"
+    )
+    out = run("query", "logs", "--data", data, "--start", "2024-01-01T00:00:00Z").stdout
+    assert out == (
+        "no log records between 2024-01-01 00:00:00.000Z and now "
+        "(the store holds log records from 2023-11-14 22:13:50.000Z to 2023-11-14 22:17:20.000Z)\n"
+    )
+    out = run("query", "metrics", "--data", data, "--end", str(T0)).stdout
+    assert out.startswith("no metric points between the start and 2023-11-14 22:13:20.000Z (the store holds")
+    out = run("query", "traces", "--data", data, "--status", "error", "--service", "checkout").stdout
+    assert out == "no spans match the filters\n"  # nothing cheap to blame
+    out = run("search", "nowhere", "--data", data, "--service", "nope").stdout
+    assert out == "no spans matching nowhere: no service named 'nope' (services: cart, checkout, llm)\n"
+    empty = tmp_path / "empty"
+    with tael.Store(empty):
+        pass
+    assert run("query", "logs", "--data", empty).stdout == "no log records: the store holds no log records\n"
+    assert json.loads(run("query", "traces", "--data", data, "--service", "nope", "-o", "json").stdout) == []
