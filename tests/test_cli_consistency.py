@@ -396,3 +396,111 @@ def test_an_empty_result_says_which_filter_excluded_everything(data: Path, tmp_p
         pass
     assert run("query", "logs", "--data", empty).stdout == "no log records: the store holds no log records\n"
     assert json.loads(run("query", "traces", "--data", data, "--service", "nope", "-o", "json").stdout) == []
+
+
+# ---------------------------------------------------------------- beside a live `tael serve`
+
+
+def test_cli_and_http_api_agree_on_severity_names_beside_a_live_server(tmp_path: Path) -> None:
+    """`tael serve` in a subprocess takes OTLP/HTTP logs; its /api/logs and the CLI (a
+    read-only open of the same directory, in another process) answer a severity name alike."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_server import ROOT, free_port
+
+    data, port, now = tmp_path / "data", free_port(), time.time_ns()  # recent: inside every retention
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tael", "serve", "--data", str(data), "--port", str(port)],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    records = [
+        {"timeUnixNano": str(now - (10 - i) * SEC), "severityNumber": sev, "body": {"stringValue": f"log {i}"}}
+        for i, sev in enumerate((9, 13, 17, 21, 5))
+    ]
+    body = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+                "scopeLogs": [{"logRecords": records}],
+            }
+        ]
+    }
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "tael serve did not start"
+            time.sleep(0.05)
+        assert httpx.post(url + "/v1/logs", json=body).status_code == 200
+        api_bodies = sorted(r["body"] for r in httpx.get(url + "/api/logs?min_severity=Error").json()["data"])
+        assert api_bodies == ["log 2", "log 3"]
+        assert httpx.get(url + "/api/logs?min_severity=loud").status_code == 400
+        cli = [
+            sys.executable,
+            "-m",
+            "tael",
+            "query",
+            "logs",
+            "--data",
+            str(data),
+            "--min-severity",
+            "ERROR",
+            "-o",
+            "csv",
+        ]
+        deadline = time.monotonic() + 30
+        while True:  # the reader sees what the server's commit pipeline has applied
+            out = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert out.returncode == 0, out.stderr
+            rows = list(csv.DictReader(io.StringIO(out.stdout)))
+            if len(rows) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert sorted(r["body"] for r in rows) == api_bodies
+        assert {r["severity_number"] for r in rows} == {"17", "21"}
+        empty = subprocess.run(
+            [sys.executable, "-m", "tael", "query", "logs", "--data", str(data), "--start", "2100-01-01T00:00:00Z"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert empty.stdout.startswith("no log records between 2100-01-01 00:00:00.000Z and now (the store holds")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        proc.stderr.close()
+    assert code == 0, err
+
+
+def test_fit_table_gives_room_to_the_narrow_values_first_and_folds_the_widest() -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from tael._clitables import fit_table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for name in ("time", "trace id", "body"):
+        table.add_column(name, overflow="fold")
+    body = "word " * 60
+    table.add_row("2023-11-14 22:13:20.000Z", tid(7), body)
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(fit_table(table, 100))
+    lines = console.export_text().splitlines()
+    assert all(len(line.rstrip()) <= 100 for line in lines)
+    assert re.match(r"time\s+trace id\s+body$", lines[0].strip())
+    assert lines[2].startswith(f"2023-11-14 22:13:20.000Z   {tid(7)}   word word")  # whole on the first line
+    assert len(lines) > 4 and re.sub(r"\s+", "", "".join(lines[2:])).endswith("word" * 60)
