@@ -440,11 +440,13 @@ def why_empty(
     start: int | None = None,
     end: int | None = None,
     matching: str | None = None,
+    others: bool = False,
 ) -> str:
     """What to print for a query of ``signal`` (with full-text query ``matching``) that
     found nothing: "no spans", and which filter excluded everything when the catalog or
     the store's statistics say so without reading records (a service with no spans, an
-    operation the service does not have, a time window outside the signal's time range,
+    operation the service does not have, a time window outside the signal's time range
+    or, when no filter but the time window was given (``others`` False), a gap in it,
     a store holding none of the signal)."""
     many = _WHAT[signal][1]
     head = f"no {many}" + (f" matching {matching}" if matching is not None else "")
@@ -459,7 +461,8 @@ def why_empty(
             operations = store.list_operations(service)
             if name not in operations:
                 return f"{head}: service {service!r} has no operation named {name!r} (operations: {_some(operations)})"
-    if (start is not None and start > held.newest_ns) or (end is not None and end <= held.oldest_ns):
+    outside = (start is not None and start > held.newest_ns) or (end is not None and end <= held.oldest_ns)
+    if outside or ((start is not None or end is not None) and not others and matching is None and service is None):
         return (
             f"{head} between {fmt_ns(start) if start is not None else 'the start'} and "
             f"{fmt_ns(end) if end is not None else 'now'} (the store holds {many} from {fmt_ns(held.oldest_ns)} "
@@ -1072,7 +1075,10 @@ def query_traces(
         )
         spans = store.query_traces(where, limit=limit, order=order)
         if not spans and output == "table":
-            click.echo(why_empty(store, "spans", service=service, name=name, start=start, end=end))
+            others = any(
+                v is not None for v in (name, status, kind, min_duration_ms, max_duration_ms, attributes, text)
+            )
+            click.echo(why_empty(store, "spans", service=service, name=name, start=start, end=end, others=others))
             return
     if output == "json":
         _emit_json(spans)
@@ -1125,7 +1131,8 @@ def query_logs(
         )
         logs = store.query_logs(where, limit=limit, order=order)
         if not logs and output == "table":
-            click.echo(why_empty(store, "logs", service=service, start=start, end=end))
+            others = any(v is not None for v in (min_severity, trace_id, attributes, text))
+            click.echo(why_empty(store, "logs", service=service, start=start, end=end, others=others))
             return
     if output == "json":
         _emit_json(logs)
@@ -1179,7 +1186,8 @@ def query_metrics(
             where = MetricFilter(name=name, service=service, attributes=attributes, start=start, end=end)
             points = store.query_metrics(where, limit=limit)
             if not points and output == "table":
-                click.echo(why_empty(store, "metrics", start=start, end=end))
+                others = any(v is not None for v in (name, service, attributes))
+                click.echo(why_empty(store, "metrics", start=start, end=end, others=others))
                 return
     if step is not None:
         if output == "json":

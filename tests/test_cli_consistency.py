@@ -387,6 +387,8 @@ def test_an_empty_result_says_which_filter_excluded_everything(data: Path, tmp_p
     )
     out = run("query", "metrics", "--data", data, "--end", str(T0)).stdout
     assert out.startswith("no metric points between the start and 2023-11-14 22:13:20.000Z (the store holds")
+    gap = run("query", "traces", "--data", data, "--start", str(T0 + 60 * SEC + 1), "--end", str(T0 + 120 * SEC)).stdout
+    assert gap.startswith("no spans between 2023-11-14 22:14:20.000Z and 2023-11-14 22:15:20.000Z (the store holds")
     out = run("query", "traces", "--data", data, "--status", "error", "--service", "checkout").stdout
     assert out == "no spans match the filters\n"  # nothing cheap to blame
     out = run("search", "nowhere", "--data", data, "--service", "nope").stdout
