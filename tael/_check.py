@@ -30,6 +30,7 @@ from ._query.context import ReadContext
 from ._repair import frame_problem
 from ._search import DOC_LOG, DOC_SPAN, TextIndex, missing_documents
 from ._wal import SEGMENT_HEADER_SIZE, Frame, check_segment_header, list_segments, next_valid_frame, parse_frame
+from ._words import plural
 
 _MAX_FRAME = (1 << 32) - 1  # any length a WAL frame header can state: ``check`` trusts the checksum
 
@@ -155,8 +156,8 @@ def check_tiers(parts: ReadContext, stats: Callable[[], StoreStats]) -> dict[str
         damaged.clear()  # reported
         if stray:
             notes.append(
-                f"{len(stray)} files under {cold.location} the manifest does not name (left by an interrupted "
-                "compaction, or one in progress): removed at the next open"
+                f"{plural(len(stray), 'file')} under {cold.location} the manifest does not name (left by an "
+                "interrupted compaction, or one in progress): removed at the next open"
             )
         blob_report["catalog"] = len(digests)
         for path in blobs.missing(digests):

@@ -3,12 +3,14 @@
 Only click and the standard library are imported at module level: tael's
 storage modules, rich and pyarrow are imported inside the commands that need
 them. Every command that reads or writes a store takes ``--data DIR`` and
-``--output table|json``; JSON output is the result of the matching API call
-(dataclasses through ``dataclasses.asdict``). A ``tael.TaelError`` or
+``--output table|json`` (``csv`` too where the result is rows); JSON output is
+the result of the matching API call (dataclasses through ``dataclasses.asdict``),
+CSV its records one per row. Tables are fitted to the terminal and CSV written by
+``tael._clitables``. A ``tael.TaelError`` or
 ``ValueError`` from the library ends the command with a one-line
 ``error: ...`` on stderr and exit code 1.
 
-One module of ~1,500 lines, over the ~800 a module should stay under: each command
+One module of ~1,700 lines, over the ~800 a module should stay under: each command
 is a short, independent function (options, one API call, rendering), read one at
 a time; splitting them by command group would spread the shared options and
 rendering helpers over several modules for no gain in reading.
@@ -19,17 +21,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from ._query.args import SEVERITY_NAMES, severity
+from ._words import plural
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,8 +49,9 @@ if TYPE_CHECKING:
 DEFAULT_DATA = "./tael-data"
 SPAN_KINDS = ("internal", "server", "client", "producer", "consumer")
 SPAN_STATUSES = ("unset", "ok", "error")
-SEVERITIES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "fatal": 21}
-"""Names ``--min-severity`` accepts besides a number: the lowest OpenTelemetry severity of each range."""
+SEVERITIES = SEVERITY_NAMES
+"""Names ``--min-severity`` accepts besides a number: the lowest OpenTelemetry severity of each range
+(the API's own table, ``tael._query.args.SEVERITY_NAMES``)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNITS_NS = {"s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}
 
@@ -93,7 +100,8 @@ def main(ctx: click.Context, verbose: bool, config: str | None) -> None:
     """tael: an embeddable telemetry store for spans, logs and metrics.
 
     Every command that works on a store takes --data DIR (default ./tael-data)
-    and --output table|json. Times are int nanoseconds since the epoch,
+    and --output table|json (and csv where the answer is rows). Severities are
+    0..24 or trace, debug, info, warn, error, fatal. Times are int nanoseconds since the epoch,
     ISO-8601 with a timezone (2024-05-01T12:00:00Z), "now" or relative to now
     ("-15m", "-2h", "-1d").
     """
@@ -118,6 +126,37 @@ def _data_option(default: str = DEFAULT_DATA) -> Callable[[Any], Any]:
     )
 
 
+def _data_and_argument(default: str | None = DEFAULT_DATA) -> Callable[[Any], Any]:
+    """``--data DIR`` and, for a command that took its directory as an argument before
+    every command took ``--data``, the optional argument ``DATA`` as its alias; the
+    command gets ``data`` (``default`` when neither is given). Both naming different
+    directories is a usage error."""
+    shown = f" (default: {default})" if default is not None else ""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option(
+            "--data",
+            "-d",
+            "data_option",
+            default=None,
+            type=click.Path(file_okay=False),
+            help=f"Data directory of the store{shown}; the argument DATA is the same.",
+        )(f)
+        f = click.argument("data_arg", metavar="[DATA]", required=False, type=click.Path(file_okay=False))(f)
+        return f
+
+    return decorate
+
+
+def _one_data(argument: str | None, option: str | None, default: str | None = DEFAULT_DATA) -> str | None:
+    """The data directory of ``DATA`` or ``--data`` (see ``_data_and_argument``)."""
+    import os.path
+
+    if argument is not None and option is not None and os.path.abspath(argument) != os.path.abspath(option):
+        raise click.UsageError(f"DATA ({argument}) and --data ({option}) name different directories: give one")
+    return option if option is not None else argument if argument is not None else default
+
+
 _output_option = click.option(
     "--output",
     "-o",
@@ -126,6 +165,16 @@ _output_option = click.option(
     show_default=True,
     help="Human tables, or the result as JSON.",
 )
+_rows_output_option = click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Human tables, the result as JSON, or its rows as CSV (a header row of field names; "
+    "nested values such as attributes as JSON text).",
+)
+"""``--output`` of a command whose result is rows: csv beside table and json."""
 
 
 if TYPE_CHECKING:
@@ -170,24 +219,16 @@ def datetime_ns(dt: datetime) -> int:
 
 
 class SeverityType(_IntParam):
-    """An OpenTelemetry severity number 0..24 or a name (trace, debug, info, warn, error, fatal)."""
+    """An OpenTelemetry severity number 0..24 or a name (trace, debug, info, warn, error, fatal),
+    through the parser the API and the HTTP server use (``tael._query.args.severity``)."""
 
     name = "SEVERITY"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            n = value
-        else:
-            text = str(value).strip().lower()
-            if text in SEVERITIES:
-                return SEVERITIES[text]
-            try:
-                n = int(text)
-            except ValueError:
-                self.fail(f"{value!r} is not a severity: 0..24 or one of {', '.join(SEVERITIES)}", param, ctx)
-        if not 0 <= n <= 24:
-            self.fail(f"severity must be in 0..24, got {n}", param, ctx)
-        return n
+        try:
+            return severity(value, param.opts[0] if param is not None and param.opts else "severity")
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 TIME = TimeType()
@@ -250,11 +291,26 @@ def _emit_json(value: Any) -> None:
     click.echo(json.dumps(to_jsonable(value), indent=2, default=str))
 
 
+def _emit_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Rows as CSV on stdout, after a header row of ``columns`` (``tael._clitables.csv_text``)."""
+    from ._clitables import csv_text
+
+    click.echo(csv_text(columns, rows), nl=False)
+
+
+def _emit_records_csv(cls: type, records: Sequence[Any]) -> None:
+    """Dataclass records (spans, log records, metric points...) as CSV, one column per field."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    _emit_csv(names, ([getattr(r, n) for n in names] for r in records))
+
+
 def _console() -> Console:
     from rich.console import Console
 
-    # Piped output keeps whole ids and timestamps on one line instead of 80 columns.
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+    # Piped output keeps whole ids and timestamps on one line instead of 80 columns,
+    # unless COLUMNS sets the width (as on a terminal).
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS", "").strip().isdigit()
+    return Console(width=160 if piped else None, highlight=False)
 
 
 def _table(title: str | None, *columns: str, right: Sequence[str] = ()) -> Table:
@@ -478,6 +534,60 @@ def _server_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+# ---------------------------------------------------------------- empty results
+
+_WHAT = {
+    "spans": ("span", "spans"),
+    "logs": ("log record", "log records"),
+    "metrics": ("metric point", "metric points"),
+}
+
+
+def why_empty(
+    store: Store,
+    signal: str,
+    *,
+    service: str | None = None,
+    name: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    matching: str | None = None,
+    others: bool = False,
+) -> str:
+    """What to print for a query of ``signal`` (with full-text query ``matching``) that
+    found nothing: "no spans", and which filter excluded everything when the catalog or
+    the store's statistics say so without reading records (a service with no spans, an
+    operation the service does not have, a time window outside the signal's time range
+    or, when no filter but the time window was given (``others`` False), a gap in it,
+    a store holding none of the signal)."""
+    many = _WHAT[signal][1]
+    head = f"no {many}" + (f" matching {matching}" if matching is not None else "")
+    held = store.stats().signals.get(signal)
+    if held is None or held.count == 0 or held.oldest_ns is None or held.newest_ns is None:
+        return f"{head}: the store holds no {many}"
+    if signal == "spans" and service is not None:
+        services = [s.name for s in store.list_services()]
+        if service not in services:
+            return f"{head}: no service named {service!r} (services: {_some(services)})"
+        if name is not None:
+            operations = store.list_operations(service)
+            if name not in operations:
+                return f"{head}: service {service!r} has no operation named {name!r} (operations: {_some(operations)})"
+    outside = (start is not None and start > held.newest_ns) or (end is not None and end <= held.oldest_ns)
+    if outside or ((start is not None or end is not None) and not others and matching is None and service is None):
+        return (
+            f"{head} between {fmt_ns(start) if start is not None else 'the start'} and "
+            f"{fmt_ns(end) if end is not None else 'now'} (the store holds {many} from {fmt_ns(held.oldest_ns)} "
+            f"to {fmt_ns(held.newest_ns)})"
+        )
+    return head if matching is not None else f"{head} match the filters"
+
+
+def _some(names: Sequence[str], most: int = 12) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most:,} more" if len(names) > most else "") if names else "none"
+
+
 # ---------------------------------------------------------------- renderers
 
 
@@ -662,7 +772,7 @@ def stats_tables(st: StoreStats) -> list[Table]:
         ("applied LSN", f"{st.applied_lsn:,}"),
         ("indexed LSN", f"{st.indexed_lsn:,}"),
         ("cold files", f"{st.cold_files:,}"),
-        ("payload blobs", f"{st.blobs:,} ({_bytes(st.blob_raw_bytes)} of text)"),
+        ("payload blobs", f"{plural(st.blobs, 'blob')} ({_bytes(st.blob_raw_bytes)} of text)"),
         ("index documents", f"{st.index_documents:,}"),
     ):
         other.add_row(_t(what), _t(value))
@@ -695,7 +805,7 @@ def summary_tables(r: SummaryReport) -> list[Table]:
             f"{r.logs.total:,}: fatal {r.logs.fatal:,}, error {r.logs.error:,}, warn {r.logs.warn:,}, "
             f"info {r.logs.info:,}, debug {r.logs.debug:,}, trace {r.logs.trace:,}",
         ),
-        ("metric points", f"{r.metrics.point_count:,} ({r.metrics.unique_names:,} names)"),
+        ("metric points", f"{r.metrics.point_count:,} ({plural(r.metrics.unique_names, 'name')})"),
     ):
         head.add_row(_t(what), _t(value))
     services = _table(
@@ -710,15 +820,18 @@ def summary_tables(r: SummaryReport) -> list[Table]:
 
 
 def _print(console: Console, *tables: Any) -> None:
-    """Print tables, each title on a line of its own (a title wider than its table would wrap)."""
+    """Print tables, each title on a line of its own (a title wider than its table would wrap),
+    fitted to the console's width (``fit_table``)."""
     from rich.table import Table
     from rich.text import Text
+
+    from ._clitables import fit_table
 
     for t in tables:
         if isinstance(t, Table) and t.title is not None:
             console.print(Text(str(t.title), style="bold"), soft_wrap=True)
             t.title = None
-        console.print(t)
+        console.print(fit_table(t, console.width) if isinstance(t, Table) else t)
         console.print()
 
 
@@ -761,22 +874,24 @@ def _render_demo(console: Console, r: DemoResult) -> None:
     m = r.maintenance
     console.print(f"store at {r.data}", markup=False)
     console.print(
-        f"wrote {r.inserted['spans']:,} spans, {r.inserted['logs']:,} logs and {r.inserted['metrics']:,} metric "
-        f"points; {r.llm_spans:,} model calls carry {r.payload_texts:,} prompt and completion texts",
+        f"wrote {plural(r.inserted['spans'], 'span')}, {plural(r.inserted['logs'], 'log')} and "
+        f"{plural(r.inserted['metrics'], 'metric point')}; {plural(r.llm_spans, 'model call')} carry "
+        f"{plural(r.payload_texts, 'prompt and completion text')}",
         markup=False,
     )
     if m.compaction is not None:
         c = m.compaction
         console.print(
-            f"maintenance: compacted {c.total_records:,} records older than {fmt_ns(c.before_ns)} into "
-            f"{len(c.files_written)} Parquet files (with {sum(c.rollup_rows.values()):,} metric rollup rows), "
-            f"checkpointed {m.wal_segments_removed} WAL segments",
+            f"maintenance: compacted {plural(c.total_records, 'record')} older than {fmt_ns(c.before_ns)} into "
+            f"{plural(len(c.files_written), 'Parquet file')} "
+            f"(with {plural(sum(c.rollup_rows.values()), 'metric rollup row')}), "
+            f"checkpointed {plural(m.wal_segments_removed, 'WAL segment')}",
             markup=False,
         )
     if m.error:
         console.print(f"maintenance failed: {m.error}", style="bold red", markup=False)
     console.print(
-        f"payloads: {st.blobs:,} distinct long texts kept once in the blob store "
+        f"payloads: {plural(st.blobs, 'distinct long text')} kept once in the blob store "
         f"({_bytes(st.blob_raw_bytes)} of text, {_bytes(st.disk_bytes.get('blobs', 0))} on disk)",
         markup=False,
     )
@@ -804,7 +919,10 @@ def _render_demo(console: Console, r: DemoResult) -> None:
     _print(console, span_hits_table(r.span_hits, r.span_search, f"spans whose payload matches {r.span_search}"))
     _print(console, spans_table(r.errors, "latest failing spans"))
     if r.error_trace:
-        _print(console, trace_table(r.error_trace, f"trace {r.error_trace[0].trace_id} ({len(r.error_trace)} spans)"))
+        _print(
+            console,
+            trace_table(r.error_trace, f"trace {r.error_trace[0].trace_id} ({plural(len(r.error_trace), 'span')})"),
+        )
         if r.error_logs:
             _print(console, logs_table(r.error_logs, "its logs"))
     _print(console, log_hits_table(r.log_hits, r.log_search, f"logs matching {r.log_search}"))
@@ -951,7 +1069,7 @@ def serve(
 
 
 @main.command()
-@click.argument("data", type=click.Path(file_okay=False), required=False)
+@_data_and_argument(default=None)
 @click.option("--url", help="Promote the running standby at URL (tael serve --standby-of) instead of DATA on disk.")
 @click.option(
     "--token-file",
@@ -960,14 +1078,24 @@ def serve(
 )
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="With an https:// --url: PEM CA certificates.")
 @_output_option
-def promote(data: str | None, url: str | None, token_file: str | None, ca_file: str | None, output: str) -> None:
-    """Make the standby DATA a writable leader (it must not be open; see --url).
+def promote(
+    data_arg: str | None,
+    data_option: str | None,
+    url: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    output: str,
+) -> None:
+    """Make the standby in --data (or DATA) a writable leader (it must not be open; see --url).
 
     Its old leader is fenced off: a standby of a newer epoch refuses its shipments.
     A standby serving with --auth-file wants a token with the admin scope:
     --token-file FILE, or the token itself in the environment variable TAEL_TOKEN."""
+    data = _one_data(data_arg, data_option, default=None)
     if (data is None) == (url is None):
-        raise CliError("give either the standby's data directory DATA or the --url of a running standby")
+        raise CliError(
+            "give either the standby's data directory (--data DIR or DATA) or the --url of a running standby"
+        )
     if url is not None:
         answer = _server_call(url, "/replication/promote", {}, token_file, ca_file, "promote")
         if output == "json":
@@ -1020,7 +1148,7 @@ def query() -> None:
 @_limit_option(20)
 @click.option("--text", help='Full-text search of span payloads: every word and "quoted phrase" must match.')
 @_order_option
-@_output_option
+@_rows_output_option
 def query_traces(
     data: str,
     service: str | None,
@@ -1055,10 +1183,20 @@ def query_traces(
             text=text,
         )
         spans = store.query_traces(where, limit=limit, order=order)
+        if not spans and output == "table":
+            others = any(
+                v is not None for v in (name, status, kind, min_duration_ms, max_duration_ms, attributes, text)
+            )
+            click.echo(why_empty(store, "spans", service=service, name=name, start=start, end=end, others=others))
+            return
     if output == "json":
         _emit_json(spans)
+    elif output == "csv":
+        from ._models import Span
+
+        _emit_records_csv(Span, spans)
     else:
-        _print(_console(), spans_table(spans, f"{len(spans)} spans"))
+        _print(_console(), spans_table(spans, plural(len(spans), "span")))
 
 
 @query.command("logs")
@@ -1072,7 +1210,7 @@ def query_traces(
 @_limit_option(20)
 @click.option("--text", help='Full-text search of log bodies: every word and "quoted phrase" must match.')
 @_order_option
-@_output_option
+@_rows_output_option
 def query_logs(
     data: str,
     service: str | None,
@@ -1101,10 +1239,18 @@ def query_logs(
             text=text,
         )
         logs = store.query_logs(where, limit=limit, order=order)
+        if not logs and output == "table":
+            others = any(v is not None for v in (min_severity, trace_id, attributes, text))
+            click.echo(why_empty(store, "logs", service=service, start=start, end=end, others=others))
+            return
     if output == "json":
         _emit_json(logs)
+    elif output == "csv":
+        from ._models import LogRecord
+
+        _emit_records_csv(LogRecord, logs)
     else:
-        _print(_console(), logs_table(logs, f"{len(logs)} log records"))
+        _print(_console(), logs_table(logs, plural(len(logs), "log record")))
 
 
 @query.command("metrics")
@@ -1121,7 +1267,7 @@ def query_logs(
     default=None,
     help="Aggregate into buckets of this width instead (Store.aggregate_metrics; needs --name, --start, --end).",
 )
-@_output_option
+@_rows_output_option
 def query_metrics(
     data: str,
     name: str | None,
@@ -1148,15 +1294,27 @@ def query_metrics(
 
             where = MetricFilter(name=name, service=service, attributes=attributes, start=start, end=end)
             points = store.query_metrics(where, limit=limit)
+            if not points and output == "table":
+                others = any(v is not None for v in (name, service, attributes))
+                click.echo(why_empty(store, "metrics", start=start, end=end, others=others))
+                return
     if step is not None:
         if output == "json":
             _emit_json(buckets)
+        elif output == "csv":
+            from ._models import MetricBucket
+
+            _emit_records_csv(MetricBucket, buckets)
         else:
-            _print(_console(), buckets_table(buckets, f"{name}: {len(buckets)} buckets of {step}"))
+            _print(_console(), buckets_table(buckets, f"{name}: {plural(len(buckets), 'bucket')} of {step}"))
     elif output == "json":
         _emit_json(points)
+    elif output == "csv":
+        from ._models import MetricPoint
+
+        _emit_records_csv(MetricPoint, points)
     else:
-        _print(_console(), metrics_table(points, f"{len(points)} metric points"))
+        _print(_console(), metrics_table(points, plural(len(points), "metric point")))
 
 
 # ---------------------------------------------------------------- trace, search
@@ -1166,9 +1324,11 @@ def query_metrics(
 @click.argument("trace_id")
 @_data_option()
 @click.option("--logs/--no-logs", "with_logs", default=True, show_default=True, help="Also list the trace's logs.")
-@_output_option
+@_rows_output_option
 def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
-    """Show trace TRACE_ID as a span tree, indented by parent, children by start time."""
+    """Show trace TRACE_ID as a span tree, indented by parent, children by start time.
+
+    With --output csv: the trace's spans, one row each (no logs)."""
     with _reader(data) as store:
         spans = store.get_trace(trace_id)
         logs = store.query_logs(trace_id=trace_id, order="asc", limit=1000) if with_logs and spans else []
@@ -1177,18 +1337,23 @@ def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
     if output == "json":
         _emit_json({"trace_id": trace_id, "spans": spans, "logs": logs})
         return
+    if output == "csv":
+        from ._models import Span
+
+        _emit_records_csv(Span, spans)
+        return
     first = min(s.start_ns for s in spans)
     total_ms = (max(s.end_ns for s in spans) - first) / 1e6
     errors = sum(s.status == "error" for s in spans)
     title = (
-        f"trace {trace_id}: {len(spans)} spans, {len({s.service for s in spans})} services, "
+        f"trace {trace_id}: {plural(len(spans), 'span')}, {plural(len({s.service for s in spans}), 'service')}, "
         f"{total_ms:,.2f} ms from {fmt_ns(first)}, errors: {errors}"
     )
     console = _console()
     console.print(title, markup=False, soft_wrap=True)
     _print(console, trace_table(spans))
     if logs:
-        _print(console, logs_table(logs, f"{len(logs)} log records"))
+        _print(console, logs_table(logs, plural(len(logs), "log record")))
 
 
 @main.command()
@@ -1197,7 +1362,7 @@ def trace(trace_id: str, data: str, with_logs: bool, output: str) -> None:
 @click.option("--signal", type=click.Choice(["spans", "logs"]), default="spans", show_default=True)
 @click.option("--service", help="Only records of this service.")
 @_limit_option(20)
-@_output_option
+@_rows_output_option
 def search(text: str, data: str, signal: str, service: str | None, limit: int, output: str) -> None:
     """Full-text search: spans by payload (prompts, completions, exception messages) or logs by body.
 
@@ -1208,16 +1373,28 @@ def search(text: str, data: str, signal: str, service: str | None, limit: int, o
     with _reader(data) as store:
         if signal == "spans":
             spans = store.query_traces(SpanFilter(text=text, service=service), limit=limit)
-            if output == "json":
+            if not spans and output == "table":
+                click.echo(why_empty(store, "spans", service=service, matching=text))
+            elif output == "json":
                 _emit_json(spans)
+            elif output == "csv":
+                from ._models import Span
+
+                _emit_records_csv(Span, spans)
             else:
-                _print(_console(), span_hits_table(spans, text, f"{len(spans)} spans matching {text}"))
+                _print(_console(), span_hits_table(spans, text, f"{plural(len(spans), 'span')} matching {text}"))
         else:
             logs = store.query_logs(LogFilter(text=text, service=service), limit=limit)
-            if output == "json":
+            if not logs and output == "table":
+                click.echo(why_empty(store, "logs", service=service, matching=text))
+            elif output == "json":
                 _emit_json(logs)
+            elif output == "csv":
+                from ._models import LogRecord
+
+                _emit_records_csv(LogRecord, logs)
             else:
-                _print(_console(), log_hits_table(logs, text, f"{len(logs)} log records matching {text}"))
+                _print(_console(), log_hits_table(logs, text, f"{plural(len(logs), 'log record')} matching {text}"))
 
 
 # ---------------------------------------------------------------- summary, stats
@@ -1241,13 +1418,23 @@ def summary(data: str, last_s: float, service: str | None, now: int | None, outp
 
 @main.command()
 @_data_option()
-@_output_option
+@_rows_output_option
 def stats(data: str, output: str) -> None:
-    """Record counts per signal and tier, time ranges and bytes on disk."""
+    """Record counts per signal and tier, time ranges and bytes on disk.
+
+    With --output csv: one row per signal (count, hot, cold, oldest_ns, newest_ns)."""
     with _reader(data) as store:
         st = store.stats()
     if output == "json":
         _emit_json(st)
+    elif output == "csv":
+        _emit_csv(
+            ("signal", "count", "hot", "cold", "oldest_ns", "newest_ns"),
+            (
+                (name, s.count, st.hot_records.get(name, 0), st.cold_records.get(name, 0), s.oldest_ns, s.newest_ns)
+                for name, s in st.signals.items()
+            ),
+        )
     else:
         _print(_console(), *stats_tables(st))
 
@@ -1255,7 +1442,7 @@ def stats(data: str, output: str) -> None:
 @main.command()
 @click.argument("query_text", metavar="QUERY")
 @_data_option()
-@_output_option
+@_rows_output_option
 def sql(query_text: str, data: str, output: str) -> None:
     """Run a DuckDB SQL QUERY over the views spans, logs, metrics, metrics_5m and
     metrics_1h, which union the hot and cold tiers (columns: docs/format/cold.md)."""
@@ -1267,7 +1454,10 @@ def sql(query_text: str, data: str, output: str) -> None:
     if output == "json":
         _emit_json(rows)
         return
-    table = _table(f"{len(rows)} rows", *result.column_names)
+    if output == "csv":
+        _emit_csv(result.column_names, (list(row.values()) for row in rows))
+        return
+    table = _table(plural(len(rows), "row"), *result.column_names)
     for row in rows:
         table.add_row(*[_t(_sql_cell(v)) for v in row.values()])
     _print(_console(), table)
@@ -1317,7 +1507,9 @@ def compact(
         table.add_row(_t(name), _t(f"{n:,}"))
     console = _console()
     _print(console, table)
-    console.print(f"{len(report.files_written)} files written, {report.files_merged} small files merged away")
+    console.print(
+        f"{plural(len(report.files_written), 'file')} written, {plural(report.files_merged, 'small file')} merged away"
+    )
 
 
 @main.command()
@@ -1477,11 +1669,11 @@ def rebuild_index(
     if output == "json":
         _emit_json({"documents": documents, "seconds": round(elapsed, 3)})
     else:
-        click.echo(f"indexed {documents:,} documents in {elapsed:.2f} s")
+        click.echo(f"indexed {plural(documents, 'document')} in {elapsed:.2f} s")
 
 
 @main.command()
-@click.argument("data")
+@_data_and_argument()
 @click.option(
     "--output",
     "-o",
@@ -1490,21 +1682,25 @@ def rebuild_index(
     show_default=True,
     help="The repair report as JSON, or a table.",
 )
-def repair(data: str, output: str) -> None:
-    """Move damaged or unappliable parts of DATA's write-ahead log aside so the store opens again.
+def repair(data_arg: str | None, data_option: str | None, output: str) -> None:
+    """Move damaged or unappliable parts of the write-ahead log of --data (or DATA) aside so the store opens again.
 
     Exits 1 when there was damage (its records are lost; the report says where).
     `tael check --repair` checks the cold tier too.
     """
     from . import repair as do_repair
 
+    data = _one_data(data_arg, data_option)
+    assert data is not None
     _closed_for(data, "repair", "mends a WAL that stops the store opening, which a running server's did not")
     report = do_repair(data)
     if output == "json":
         _emit_json(report)
     else:
         console = _console()
-        console.print(f"{report.segments_checked} WAL segments checked, {report.frames_ok:,} frames verify")
+        console.print(
+            f"{plural(report.segments_checked, 'WAL segment')} checked, {plural(report.frames_ok, 'frame')} verify"
+        )
         if report.damaged:
             table = _table(
                 "damaged regions moved aside", "segment", "offset", "bytes", "copy", "why", right=("offset", "bytes")
@@ -1590,20 +1786,24 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
     console.print(f"check of {r['data']}", markup=False, soft_wrap=True)
     table = _table(None, "part", "state", "what was verified")
     w = r["wal"]
-    table.add_row(_t("wal"), _state("wal" in parts), _t(f"{w['segments']} segments, {w['frames']:,} frames"))
+    table.add_row(
+        _t("wal"), _state("wal" in parts), _t(f"{plural(w['segments'], 'segment')}, {plural(w['frames'], 'frame')}")
+    )
     hot = r["hot"]
     hot_text = (
         "does not open"
         if hot is None
-        else f"{sum(hot['records'].values()):,} records, applied to LSN {hot['applied_lsn']:,}"
+        else f"{plural(sum(hot['records'].values()), 'record')}, applied to LSN {hot['applied_lsn']:,}"
     )
     table.add_row(_t("hot"), _state("hot" in parts), _t(hot_text))
     c = r["cold"]
     table.add_row(
-        _t("cold"), _state("cold" in parts), _t(f"{c['files']} files, {c['rows']:,} rows, {_bytes(c['bytes'])}")
+        _t("cold"),
+        _state("cold" in parts),
+        _t(f"{plural(c['files'], 'file')}, {plural(c['rows'], 'row')}, {_bytes(c['bytes'])}"),
     )
     b = r["blobs"]
-    table.add_row(_t("blobs"), _state("blobs" in parts), _t(f"{b['catalog']:,} blobs in the catalog"))
+    table.add_row(_t("blobs"), _state("blobs" in parts), _t(f"{plural(b['catalog'], 'blob')} in the catalog"))
     ix = r.get("index")
     if ix is not None or "index" in parts:
         ix_text = (
@@ -1611,7 +1811,8 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
             if ix is None
             else "not built (the next open builds it)"
             if not ix["built"]
-            else f"{sum(ix['checked'].values()):,} hot records with text checked, indexed to LSN {ix['indexed_lsn']:,}"
+            else f"{plural(sum(ix['checked'].values()), 'hot record')} with text checked, "
+            f"indexed to LSN {ix['indexed_lsn']:,}"
         )
         table.add_row(_t("index"), _state("index" in parts), _t(ix_text))
     _print(console, table)
@@ -1621,7 +1822,7 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
             if p["part"] == "wal":
                 console.print(f"repaired: {rel(p['path'])}: {p['message']}", markup=False, soft_wrap=True)
         console.print(
-            f"repair: {len(rep['damaged'])} damaged WAL regions moved to {rep['quarantine_dir']} "
+            f"repair: {plural(len(rep['damaged']), 'damaged WAL region')} moved to {rep['quarantine_dir']} "
             "(their records are lost)",
             markup=False,
             soft_wrap=True,
@@ -1637,7 +1838,7 @@ def _render_check(console: Console, r: dict[str, Any]) -> None:
     else:
         hint = "; `tael check --repair` moves WAL damage aside" if "wal" in parts and r.get("repair") is None else ""
         hint += "; `tael rebuild-index` rebuilds the full-text index" if "index" in parts else ""
-        console.print(Text(f"DAMAGED: {len(r['problems'])} problems{hint}", style="bold red"))
+        console.print(Text(f"DAMAGED: {plural(len(r['problems']), 'problem')}{hint}", style="bold red"))
 
 
 def _state(bad: bool) -> Text:
@@ -1701,7 +1902,7 @@ def check(data: str, do_repair: bool, output: str) -> None:
     type=click.Path(file_okay=False),
     help="Parent of the temporary store (default: TMPDIR).",
 )
-@_output_option
+@_rows_output_option
 def bench(records: int, batch: int, durability: str, root: str | None, output: str) -> None:
     """Measure ingest, compaction and trace lookups on a temporary store (deleted afterwards).
 
@@ -1766,8 +1967,12 @@ def bench(records: int, batch: int, durability: str, root: str | None, output: s
     if output == "json":
         _emit_json(out)
         return
+    if output == "csv":
+        columns = ("operation", "records", "seconds", "records_per_s")
+        _emit_csv(columns, ([r[c] for c in columns] for r in results))
+        return
     table = _table(
-        f"{records:,} records per signal, batches of {batch:,}, durability={durability}",
+        f"{plural(records, 'record')} per signal, batches of {batch:,}, durability={durability}",
         "operation",
         "records",
         "seconds",
@@ -1782,5 +1987,6 @@ def bench(records: int, batch: int, durability: str, root: str | None, output: s
     _print(console, table)
     g = out["get_trace_cold_ms"]
     console.print(
-        f"get_trace from the cold tier: p50 {g['p50']:.2f} ms, max {g['max']:.2f} ms over {g['lookups']} traces"
+        f"get_trace from the cold tier: p50 {g['p50']:.2f} ms, max {g['max']:.2f} ms "
+        f"over {plural(g['lookups'], 'trace')}"
     )

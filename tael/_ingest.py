@@ -35,15 +35,13 @@ from ._replication.node import Node
 from ._search import Indexer, TextIndex
 from ._settings import Settings
 from ._wal import RecordType, Wal
+from ._words import plural
 
 log = logging.getLogger(__name__)
 DAY_NS = 86_400 * 10**9
 
 
-def plural(n: int, signal: str) -> str:
-    """``spans``/``logs``/``metrics`` as a count of them: "1 span", "2 log records"."""
-    noun = {"spans": "span", "logs": "log record", "metrics": "metric point"}[signal]
-    return noun if n == 1 else noun + "s"
+NOUNS = {"spans": "span", "logs": "log record", "metrics": "metric point"}
 
 
 class PastRetention:
@@ -93,10 +91,9 @@ class PastRetention:
 
     def _warn(self, signal: str, n: int) -> None:
         log.warning(
-            "accepted %d %s already past retention (%g days, Settings.retention_%s_days): the next retention "
+            "accepted %s already past retention (%g days, Settings.retention_%s_days): the next retention "
             "pass drops them (tael_records_past_retention_total counts them)",
-            n,
-            plural(n, signal),
+            plural(n, NOUNS[signal]),
             self.days[signal],
             signal,
         )

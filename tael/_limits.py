@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import TaelError
+from ._words import plural
 
 if TYPE_CHECKING:
     from starlette.middleware import Middleware
@@ -821,7 +822,7 @@ def capped_records(
     reservation.grow_to(min(size, cap) * RESPONSE_FACTOR)
     if len(kept) < len(got) or (asked < limit and len(got) == asked):
         return kept, (
-            f"the response was cut short at {len(kept):,} records: they reach the server's "
+            f"the response was cut short at {plural(len(kept), 'record')}: they reach the server's "
             f"{cap:,}-byte response limit (Settings.server_max_response_bytes); ask for a smaller "
             "limit or a narrower time range"
         )

@@ -51,7 +51,6 @@ from ._errors import (
     TaelError,
 )
 from ._httpargs import MAX_LIMIT as _MAX_LIMIT
-from ._httpargs import integer as _integer
 from ._httpargs import limit as _limit
 from ._httpargs import opt_name as _opt_name
 from ._httpargs import params as _params
@@ -61,6 +60,7 @@ from ._jaeger import NotFound
 from ._jaeger import routes as jaeger_routes
 from ._maintenance import Maintenance
 from ._models import LogRecord
+from ._query.args import severity
 from ._query.filters import LogFilter, SpanFilter
 from ._replication.http import routes as replication_routes
 from ._serveradmin import Activity, local_url
@@ -476,12 +476,10 @@ _MAX_TEXT_BYTES = 4096  # a full-text query
 
 
 def _severity(value: str | None, name: str) -> int | None:
+    """A number 0..24 or an OpenTelemetry severity name (``error``), as the CLI and the API take it."""
     if value is None or value == "":
         return None
-    n = _integer(value, name)
-    if not 0 <= n <= 24:
-        raise ValueError(f"{name} must be a severity number between 0 and 24, got {n:,}")
-    return n
+    return severity(value, name)
 
 
 def _text(value: str, name: str) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import ReadOnlyError, StorageError, TaelError
 from ._fsutil import atomic_write
+from ._words import plural
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -214,15 +215,15 @@ class Activity:
         parts = [f"wrote {written}"]
         refused = int(sum(delta.get(f"rejected.{s}", 0) for s in self.SIGNALS))
         if refused:
-            parts.append(f"refused {refused:,} {'record' if refused == 1 else 'records'}")
+            parts.append(f"refused {plural(refused, 'record')}")
         requests = int(delta.get("requests", 0))
-        parts.append(f"{requests:,} {'request' if requests == 1 else 'requests'}")
+        parts.append(plural(requests, "request"))
         if delta.get("throttled", 0):
             parts.append(f"{int(delta['throttled']):,} throttled")
         if self.maintenance is not None:
             runs = int(delta.get("runs", 0))
             parts.append(
-                f"maintenance: {runs} {'run' if runs == 1 else 'runs'}, moved {int(delta.get('compacted', 0)):,}, "
+                f"maintenance: {plural(runs, 'run')}, moved {int(delta.get('compacted', 0)):,}, "
                 f"dropped {int(delta.get('dropped', 0)):,}, lag {self.maintenance.lag_s():.0f} s"
                 + (f", {int(delta['errors'])} failed" if delta.get("errors") else "")
             )

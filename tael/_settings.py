@@ -9,6 +9,7 @@ from typing import Any
 
 from ._keys import MAX_REPLICA_URL_BYTES
 from ._payloadkeys import rule_problem
+from ._words import plural
 
 _DURABILITY = ("fsync", "os")
 
@@ -447,7 +448,8 @@ class Settings:
             _positive("required_acks", self.required_acks, minimum=0)
             if self.required_acks > len(self.replicas):
                 raise ValueError(
-                    f"Settings.required_acks is {self.required_acks} but only {len(self.replicas)} replicas are set"
+                    f"Settings.required_acks is {self.required_acks} but Settings.replicas names only "
+                    f"{plural(len(self.replicas), 'standby', 'standbys')}"
                 )
         _positive("replication_batch_bytes", self.replication_batch_bytes, minimum=4096)
         _positive("replication_max_retained_bytes", self.replication_max_retained_bytes, minimum=1)

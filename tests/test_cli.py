@@ -216,7 +216,10 @@ def test_every_command_with_results_takes_output_json() -> None:
         if isinstance(cmd, click.Group) or path == ("serve",):
             continue
         output = next(p for p in cmd.params if p.name == "output")
-        assert set(output.type.choices) == {"table", "json"}, path
+        # issue 17: commands whose result is rows also write CSV (tests/test_cli_consistency.py)
+        rows = path in {("query", "traces"), ("query", "logs"), ("query", "metrics"), ("search",), ("sql",)}
+        rows = rows or path in {("stats",), ("trace",), ("bench",)}
+        assert set(output.type.choices) == ({"table", "json", "csv"} if rows else {"table", "json"}), path
 
 
 def test_serve_help_shows_its_options() -> None:
@@ -662,18 +665,27 @@ def test_bench(tmp_path: Path) -> None:
 
 def test_repair_table_output(copy: Path) -> None:
     out = run("repair", copy, "--output", "table").stdout
-    assert "WAL segments checked" in out and "3 frames verify" in out
+    # one segment: "1 WAL segment", not "1 WAL segments" (issue 17: correct plurals)
+    assert out.startswith("1 WAL segment checked, ") and "3 frames verify" in out
 
 
 def test_config_file_settings_reach_the_store(copy: Path, tmp_path: Path) -> None:
-    """`tael --config FILE`: at a time where the default 7 days keep everything, a
-    config that keeps spans 1 day drops them."""
+    """`tael --config FILE`: at a time where the default 7 days keep everything, a config
+    that keeps spans longer reaches the store; one that keeps them 1 day would delete data,
+    so it fails naming `tael settings set` (issue 17: such a change is explicit), and once
+    that is run the same pass drops them."""
     now = "2023-11-20T00:00:00Z"
-    conf = tmp_path / "tael.toml"
-    conf.write_text("retention_spans_days = 0.001\nretention_logs_days = 0.001\n")
+    longer, shorter = tmp_path / "longer.toml", tmp_path / "tael.toml"
+    longer.write_text("retention_spans_days = 30\n")
+    shorter.write_text("retention_spans_days = 0.001\nretention_logs_days = 0.001\n")
     got = run_json("retention", "--data", copy, "--now", now)
     assert got["retention"]["hot_records_dropped"].get("spans", 0) == 0
-    got = run_json("--config", conf, "retention", "--data", copy, "--now", now)
+    got = run_json("--config", longer, "retention", "--data", copy, "--now", now)
+    assert got["retention"]["cutoffs"]["spans"] == int(datetime(2023, 10, 21, tzinfo=UTC).timestamp()) * 10**9
+    refused = run("--config", shorter, "retention", "--data", copy, "--now", now, code=1)
+    assert "retention_spans_days" in refused.output and "tael settings set" in refused.output
+    run("settings", "set", "--data", copy, "retention_spans_days=0.001", "retention_logs_days=0.001")
+    got = run_json("--config", shorter, "retention", "--data", copy, "--now", now)
     assert got["retention"]["hot_records_dropped"]["spans"] > 0
     bad = tmp_path / "bad.toml"
     bad.write_text("retention_span_days = 1\n")

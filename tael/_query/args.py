@@ -6,6 +6,7 @@ part of the API (the server answers them as 400s).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -138,3 +139,29 @@ def newest_first(order: object) -> bool:
     if order not in ("desc", "asc"):
         raise ValueError(f'order must be "desc" or "asc", got {order!r}')
     return order == "desc"
+
+
+SEVERITY_NAMES = {"trace": 1, "debug": 5, "info": 9, "warn": 13, "warning": 13, "error": 17, "fatal": 21}
+"""OpenTelemetry severity names and the lowest severity number of each one's range
+(TRACE is 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20, FATAL 21-24)."""
+
+
+def severity(value: object, name: str) -> int:
+    """A lowest severity as the int 0..24 it stands for: an int, its digits as text, or an
+    OpenTelemetry severity name (any case, ``warning`` for ``warn``), which stands for the
+    lowest number of its range. The one parser the API, the HTTP server and the CLI share;
+    its ValueError names ``name`` and the accepted names."""
+    if type(value) is int:
+        n = value
+    elif isinstance(value, str) and value.strip().lower() in SEVERITY_NAMES:
+        return SEVERITY_NAMES[value.strip().lower()]
+    elif isinstance(value, str) and re.fullmatch(r"[+-]?[0-9]{1,40}", value.strip()):
+        n = int(value.strip())
+    else:
+        shown = value[:60] if isinstance(value, str) else value
+        raise ValueError(
+            f"{name} must be a severity number 0..24 or a name ({', '.join(SEVERITY_NAMES)}), got {shown!r}"
+        )
+    if not 0 <= n <= 24:
+        raise ValueError(f"{name} must be a severity number 0..24 or a name ({', '.join(SEVERITY_NAMES)}), got {n:,}")
+    return n

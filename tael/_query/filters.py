@@ -322,15 +322,17 @@ class SpanFilter:
 class LogFilter:
     """Which log records a query wants: every given condition must hold (``None``: any).
 
-    ``service``: equal. ``min_severity``: an int in 0..24, the lowest
-    ``severity_number``. ``trace_id``: 32 hex characters. ``attributes``: as in
+    ``service``: equal. ``min_severity``: the lowest ``severity_number``, an int in
+    0..24 or an OpenTelemetry severity name (``trace``, ``debug``, ``info``, ``warn``
+    or ``warning``, ``error``, ``fatal``; any case), which stands for the lowest
+    number of its range and is kept as that number. ``trace_id``: 32 hex characters. ``attributes``: as in
     :class:`SpanFilter`, over attributes and resource attributes. ``start <=
     time_ns < end``. ``text`` matches bodies holding every word and "quoted
     phrase" (as in :class:`SpanFilter`), through the full-text index.
     """
 
     service: str | None = None
-    min_severity: int | None = None
+    min_severity: int | str | None = None
     trace_id: str | None = None
     attributes: dict[str, Any] | None = None
     start: Any = None
@@ -346,16 +348,16 @@ class LogFilter:
     def __post_init__(self) -> None:
         lo, hi = args.time_range(self.start, self.end)
         terms = parse_text(self.text) if self.text is not None else None
-        sev = self.min_severity
-        if sev is not None and (type(sev) is not int or not 0 <= sev <= 24):
-            raise ValueError(f"min_severity must be an int in 0..24, got {sev!r}")
+        sev = args.severity(self.min_severity, "min_severity") if self.min_severity is not None else None
         want = _attrs(self.attributes)
         trace = args.query_id(self.trace_id, 16, "trace_id") if self.trace_id is not None else None
-        _set(self, _lo=lo, _hi=hi, _terms=terms, _want=want, _trace=trace)
+        # a name ("error") is kept as the number it stands for: equal filters compare equal
+        _set(self, min_severity=sev, _lo=lo, _hi=hi, _terms=terms, _want=want, _trace=trace)
 
     def scan(self) -> Scan:
         """This filter translated for the tiers and the index."""
-        service, sev, want, trace, lo, hi = self.service, self.min_severity, self._want, self._trace, self._lo, self._hi
+        sev = cast("int | None", self.min_severity)  # a number since construction
+        service, want, trace, lo, hi = self.service, self._want, self._trace, self._lo, self._hi
         checks: list[Predicate] = []
         if service is not None:
             checks.append(lambda f: f[LOG_SERVICE] == service)
@@ -479,7 +481,7 @@ class LogArgs(TypedDict, total=False):
     """The keyword filters of ``Store.query_logs``: :class:`LogFilter`'s fields."""
 
     service: str | None
-    min_severity: int | None
+    min_severity: int | str | None
     trace_id: str | None
     attributes: dict[str, Any] | None
     start: Any
