@@ -43,7 +43,11 @@ def test_high_cardinality_keys_never_hide_a_stored_span_s_prompt(
     monkeypatch.setattr(tael._payloadkeys, "_MAX_KNOWN", 4)
     settings = tael.Settings(payload_attributes=("gen_ai.prompt.*.content",))
     spans = [
-        make_span(start_ns=NOW + i, end_ns=NOW + i + 1, attributes={PROMPT: f"lighthouse number{i}", f"user.{i}.a": i, f"user.{i}.b": i})
+        make_span(
+            start_ns=NOW + i,
+            end_ns=NOW + i + 1,
+            attributes={PROMPT: f"lighthouse number{i}", f"user.{i}.a": i, f"user.{i}.b": i},
+        )
         for i in range(20)
     ]
     with tael.Store(tmp_path / "d", settings) as store:
@@ -62,7 +66,9 @@ def test_tael_search_shows_snippets_by_the_store_s_own_payload_keys(tmp_path: Pa
     config.write_text('payload_attributes = ["my.prompt"]\n')
     text = "where does the lighthouse keeper sleep at night"
     with tael.Store(data, tael.Settings.from_file(config)) as store:
-        store.insert_spans([make_span(start_ns=NOW, end_ns=NOW + 1, attributes={"my.prompt": text, "other": "not a payload"})])
+        store.insert_spans(
+            [make_span(start_ns=NOW, end_ns=NOW + 1, attributes={"my.prompt": text, "other": "not a payload"})]
+        )
     result = CliRunner().invoke(main, ["search", "lighthouse", "--data", str(data)])
     assert result.exit_code == 0, (result.output, result.exception)
     assert "matching lighthouse" in result.output
