@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from ._demo import DemoResult
     from ._models import LogRecord, MetricBucket, MetricPoint, Span, StoreStats, SummaryReport
+    from ._payloadkeys import PayloadKeys
     from ._store import Store
 
 DEFAULT_DATA = "./tael-data"
@@ -697,11 +698,7 @@ def trace_table(spans: Sequence[Span], title: str | None = None, width: int = 24
     return table
 
 
-def _payload_texts(span: Span) -> list[str]:
-    from ._payloadkeys import PayloadKeys
-    from ._settings import Settings
-
-    keys = PayloadKeys(Settings().payload_attributes)
+def _payload_texts(span: Span, keys: PayloadKeys) -> list[str]:
     texts = [v for k in keys.of(span.attributes) if isinstance(v := span.attributes[k], str)]
     for ev in span.events:
         texts += [v for k in keys.of_event(ev.name, ev.attributes) if isinstance(v := ev.attributes[k], str)]
@@ -724,7 +721,17 @@ def snippet(texts: Sequence[str], query: str, width: int = 90) -> str:
     return _short(texts[0], width) if texts else ""
 
 
-def span_hits_table(spans: Sequence[Span], query: str, title: str | None = None) -> Table:
+def span_hits_table(
+    spans: Sequence[Span], query: str, title: str | None = None, payload_attributes: Sequence[str] | None = None
+) -> Table:
+    """The spans a text search found, each with the part of its payload text that
+    matched; ``payload_attributes`` are the rules of the store searched
+    (``store.settings.payload_attributes``: a store keeps its own), the built-in ones
+    when None."""
+    from ._payloadkeys import PayloadKeys
+    from ._settings import Settings
+
+    keys = PayloadKeys(Settings().payload_attributes if payload_attributes is None else payload_attributes)
     table = _table(title, "start", "trace id", "service", "name", "status", "match")
     for s in spans:
         table.add_row(
@@ -733,7 +740,7 @@ def span_hits_table(spans: Sequence[Span], query: str, title: str | None = None)
             _t(s.service),
             _t(s.name),
             _t(s.status, _status_style(s.status)),
-            _t(snippet(_payload_texts(s), query)),
+            _t(snippet(_payload_texts(s, keys), query)),
         )
     return table
 
@@ -1382,7 +1389,8 @@ def search(text: str, data: str, signal: str, service: str | None, limit: int, o
 
                 _emit_records_csv(Span, spans)
             else:
-                _print(_console(), span_hits_table(spans, text, f"{plural(len(spans), 'span')} matching {text}"))
+                title = f"{plural(len(spans), 'span')} matching {text}"
+                _print(_console(), span_hits_table(spans, text, title, store.settings.payload_attributes))
         else:
             logs = store.query_logs(LogFilter(text=text, service=service), limit=limit)
             if not logs and output == "table":

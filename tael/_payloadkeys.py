@@ -89,8 +89,10 @@ class PayloadKeys:
             state = self._state
             new = [k for k in keys if type(k) is str and k not in state.known]
             if len(state.known) + len(new) > _MAX_KNOWN:
+                # start over, learning every key of ``keys`` afresh: those the old
+                # state knew are not in ``new`` but must be in the state returned
                 state = self._state = self._fresh()
-                new = [k for k in new if k not in state.known]
+                new = [k for k in keys if type(k) is str and k not in state.known]
             pattern, any_event = self._pattern, self._any_event_attr
             for key in new:
                 if pattern is not None and pattern.fullmatch(key):

@@ -41,7 +41,6 @@ from ._searchdocs import (
     TOKENIZER,
     WORDS_PATTERN,
     block_documents,
-    grams_of,
     has_unspaced,
     index_texts,
     query_grams,
@@ -87,31 +86,31 @@ def matches(texts: list[str], terms: list[list[str]]) -> bool:
     """Whether the texts hold every token sequence of a parsed query, each within one
     text, as the index decides it: a token too long to be indexed is left out but keeps
     its position, so the words around it are not adjacent for a phrase. ``texts`` are
-    payload texts as stored: they are taken apart as the index takes them
-    (:func:`tael._searchdocs.index_texts`)."""
+    payload texts as stored: they are taken apart (and cut) as the index takes them
+    (:func:`tael._searchdocs.index_texts`). A ``grams`` sequence (the bigrams of a run
+    of unspaced characters, or one such character) matches exactly where a text holds
+    that run as a substring, so it is checked as one, without making the text's grams."""
     texts = index_texts(texts)
     split = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(WORDS_PATTERN)).build()
     lower = (
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(WORDS_PATTERN)).filter(tantivy.Filter.lowercase()).build()
     )
     words: list[list[str | None]] | None = None
-    grams: list[list[str | None]] | None = None
     for seq in terms:
         if is_grams(seq):
-            if grams is None:
-                grams = [list(grams_of(t)) for t in texts]
-            analyzed = grams
-        else:
-            if words is None:
-                words = [
-                    [
-                        None if len(raw.encode()) >= _MAX_TOKEN_BYTES else tok
-                        for raw, tok in zip(split.analyze(t), lower.analyze(t), strict=True)
-                    ]
-                    for t in texts
+            run = seq[0] + "".join(gram[1] for gram in seq[1:])
+            if not any(run in t for t in texts):
+                return False
+            continue
+        if words is None:
+            words = [
+                [
+                    None if len(raw.encode()) >= _MAX_TOKEN_BYTES else tok
+                    for raw, tok in zip(split.analyze(t), lower.analyze(t), strict=True)
                 ]
-            analyzed = words
-        if not any(_holds(tokens, seq) for tokens in analyzed):
+                for t in texts
+            ]
+        if not any(_holds(tokens, seq) for tokens in words):
             return False
     return True
 

@@ -10,6 +10,8 @@ because filtering after the read-back costs 3-10x the search time, and reading a
 trace's logs to match their bodies up to 40x (``service``, ``level``, and a log's
 ``trace``: the last 8 bytes of its trace id, as a number; measured in
 docs/format/index.md). Everything else of the record is read from the tiers.
+What a document indexes of long texts is capped (:data:`INDEX_MAX_CHARS`,
+:data:`INDEX_MAX_TEXTS`): their beginning; the records are stored whole.
 
 Documents are built column-wise from a block as JSON text, which Tantivy parses
 without holding the GIL (``IndexWriter.add_json``): a batch's JSON documents are
@@ -179,6 +181,20 @@ def _json_few(arr: pa.Array) -> pa.Array:
 STRUCTURAL_KEYS: Final = frozenset({"role", "type", "finish_reason", "id", "tool_call_id", "mime_type", "index"})
 """Keys of a JSON payload whose string values are not indexed (they name the shape of
 a message, not what it says): see :func:`index_texts`."""
+INDEX_MAX_CHARS: Final = 1 << 20
+"""Most characters (code points, default 1 MiB of them: 1,048,576) of text one document
+indexes, over all its texts (a span's payload texts after :func:`index_texts` takes
+JSON apart; a log record's body): past it each text is indexed by its beginning
+(:func:`index_texts`). Bounds the indexer's memory and time per record, whatever a
+client sends: uncapped, a 10 MB JSON payload took ~500 MB. Records are stored whole."""
+INDEX_MAX_TEXTS: Final = 1 << 16
+"""Most texts (65,536) one span document indexes: payload texts and the leaves of JSON
+payloads, each one text, the first ones in order (a JSON array of a million numbers
+is a million texts)."""
+JSON_MAX_CHARS: Final = 4 << 20
+"""A payload text longer than this (code points, 4 Mi) is not parsed as JSON (parsing
+costs memory by the number of values in it, not by what is indexed): it is indexed
+as plain text, by its beginning, keys and punctuation included."""
 _JSON_DEPTH: Final = 3  # a JSON string inside a JSON value inside ... is parsed up to this deep
 _JSONISH: Final = re.compile(r"\s*[\[{]")
 
@@ -190,16 +206,41 @@ def index_texts(texts: list[str]) -> list[str]:
     string and number in it becomes a text of its own (so words of two leaves are
     never adjacent for a phrase), except the string values of :data:`STRUCTURAL_KEYS`
     (``"role": "user"``, ``"type": "text"``); a string leaf that is itself JSON (tool
-    call arguments inside a message) is taken apart the same way. Any other text, and
-    one that does not parse, is indexed as it is."""
+    call arguments inside a message) is taken apart the same way. Any other text, one
+    that does not parse, and one longer than :data:`JSON_MAX_CHARS` are indexed as
+    they are.
+
+    What comes out is bounded: the first :data:`INDEX_MAX_TEXTS` texts, and of those at
+    most :data:`INDEX_MAX_CHARS` characters together (:func:`capped`)."""
     out: list[str] = []
     for text in texts:
+        if len(out) >= INDEX_MAX_TEXTS:
+            break
         _add_text(text, out, 0)
-    return out
+    return capped(out[:INDEX_MAX_TEXTS])
+
+
+def capped(texts: list[str], budget: int = INDEX_MAX_CHARS) -> list[str]:
+    """``texts`` holding at most ``budget`` characters together: when they hold more,
+    every text longer than some length ``L`` is cut to its first ``L`` characters,
+    ``L`` the largest for which the total fits; shorter texts stay whole (so a short
+    completion beside a huge prompt is indexed whole, and a single text keeps its first
+    ``budget`` characters)."""
+    lengths = [len(t) for t in texts]
+    if sum(lengths) <= budget:
+        return texts
+    left, rest = budget, len(lengths)
+    for n in sorted(lengths):
+        if n * rest > left:
+            break
+        left -= n
+        rest -= 1
+    level = left // rest
+    return [t if len(t) <= level else t[:level] for t in texts]
 
 
 def _add_text(text: str, out: list[str], depth: int) -> None:
-    if depth < _JSON_DEPTH and _JSONISH.match(text):
+    if depth < _JSON_DEPTH and len(text) <= JSON_MAX_CHARS and _JSONISH.match(text):
         try:
             value = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -212,7 +253,7 @@ def _add_text(text: str, out: list[str], depth: int) -> None:
 
 def _add_leaves(root: list[Any] | dict[str, Any], out: list[str], depth: int) -> None:
     stack: list[Any] = [root]  # not recursive: orjson parses nesting deeper than Python's recursion limit
-    while stack:
+    while stack and len(out) < INDEX_MAX_TEXTS:
         value = stack.pop()
         if type(value) is str:
             if value:
@@ -241,6 +282,28 @@ def grams_of(text: str) -> list[str]:
     return out
 
 
+_LONG_RUN: Final = 256  # a run at least this long has its grams written by numpy, not as str objects
+
+
+def _grams_line(text: str) -> str:
+    """``" ".join(grams_of(text))``, without a str object per gram for long runs (a
+    megabyte of Chinese is two million grams: ~250 MB as a list of str)."""
+    pieces = []
+    for run in _RUN.findall(text):
+        n = len(run)
+        if n < _LONG_RUN:
+            pieces.append(" ".join([run[i : i + 2] for i in range(n - 1)] + list(run)))
+            continue
+        cps = np.frombuffer(run.encode("utf-32-le"), np.uint32)
+        line = np.full(3 * (n - 1) + 2 * n - 1, ord(" "), np.uint32)
+        bigrams = line[: 3 * (n - 1)].reshape(n - 1, 3)
+        bigrams[:, 0] = cps[:-1]
+        bigrams[:, 1] = cps[1:]
+        line[3 * (n - 1) :: 2] = cps
+        pieces.append(line.tobytes().decode("utf-32-le"))
+    return " ".join(pieces)
+
+
 def query_grams(run: str) -> list[str]:
     """The ``grams`` token sequence a query's run of :data:`UNSPACED` characters must match."""
     return [run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)]
@@ -261,7 +324,7 @@ def split_unspaced(text: str) -> list[str]:
 
 
 def _grams_piece(texts: list[str]) -> str:
-    grams = [" ".join(g) for t in texts if _RUN.search(t) and (g := grams_of(t))]
+    grams = [g for t in texts if _RUN.search(t) and (g := _grams_line(t))]
     return f',"grams":{_dumps(grams)}' if grams else ""
 
 
@@ -284,9 +347,11 @@ def span_document(start: int, trace: bytes, span: bytes, service: str, status: i
 def log_document(t: int, lsn: int, index: int, service: str, severity: int, trace: bytes | None, body: str) -> str:
     """The document of one log record: its key (time, WAL position ``lsn``, ``index`` in
     that batch: k1), service, severity number (level), the last 8 bytes of its trace id
-    (:func:`trace_term`; no ``trace`` without one) and body (as it is, and its
-    :func:`grams_of` when it holds unspaced scripts)."""
+    (:func:`trace_term`; no ``trace`` without one) and body (as it is, its first
+    :data:`INDEX_MAX_CHARS` characters, and their :func:`grams_of` when they hold
+    unspaced scripts)."""
     traced = "" if trace is None else f',"trace":{trace_term(trace)}'
+    body = body[:INDEX_MAX_CHARS]
     return (
         f'{{"signal":{DOC_LOG},"time":{t},"lsn":{lsn},"k1":{index},"service":{_dumps(service)},'
         f'"level":{severity}{traced},"text":{_dumps(body)}{_grams_piece([body])}}}'
@@ -323,6 +388,8 @@ def log_documents(
     """:func:`log_document` of each row of these columns, joined column-wise."""
     if len(times) == 0:
         return []
+    if (pc.max(pc.binary_length(bodies)).as_py() or 0) > INDEX_MAX_CHARS:  # bytes: no body is longer in characters
+        bodies = pc.utf8_slice_codeunits(bodies, 0, INDEX_MAX_CHARS)  # code points, despite the name
     lsn = str(lsns) if isinstance(lsns, int) else pc.cast(lsns, pa.string())
     docs = pc.binary_join_element_wise(
         f'{{"signal":{DOC_LOG},"time":',
