@@ -198,6 +198,12 @@ class Settings:
     """``Store.correlate`` returns metric points of the trace's services from this long
     (seconds, default 60) before the trace starts to this long after it ends."""
 
+    dependencies_max_spans: int = 2_000_000
+    """Most spans one ``Store.dependencies`` call (``/api/dependencies``, Grafana's service
+    graph) reads (default 2,000,000: about 0.5 GiB while it joins them); a window holding
+    more is refused with ValueError (400 over HTTP) naming this limit, so a long lookback
+    from any query token cannot exhaust the server's memory. Narrow the window or raise it."""
+
     retention_comments_days: float = 90.0
     """Trace comments are dropped once older than this (days, default 90), whether or
     not the trace's spans are still stored."""
@@ -428,6 +434,7 @@ class Settings:
         if not 1 <= self.blob_compression_level <= 22:
             raise ValueError(f"Settings.blob_compression_level must be 1..22, got {self.blob_compression_level!r}")
         _positive("index_writer_heap_bytes", self.index_writer_heap_bytes, minimum=15 << 20)
+        _positive("dependencies_max_spans", self.dependencies_max_spans, minimum=1)
         _positive("server_max_body_bytes", self.server_max_body_bytes, minimum=1024)
         _positive("server_max_inflight", self.server_max_inflight, minimum=1)
         _positive("server_max_inflight_bytes", self.server_max_inflight_bytes, minimum=1 << 20)

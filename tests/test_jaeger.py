@@ -322,6 +322,36 @@ def test_dependencies_are_the_same_hot_and_after_compaction(tmp_path: Path) -> N
             store.dependencies(None, NOW)
 
 
+def test_a_service_graph_over_more_spans_than_the_limit_is_refused(tmp_path: Path) -> None:
+    """Settings.dependencies_max_spans bounds what one call holds: counted hot, and cold from
+    the row groups the window overlaps, before anything cold is read."""
+    t0 = NOW - 600 * 10**9
+    spans = []
+    for i in range(30):
+        trace = f"{i + 1:032x}"
+        spans += [
+            _span(trace, "1", "gateway", "route", t0 + i * MS),
+            _span(trace, "2", "users", "get", t0 + i * MS + 1, parent="1"),
+        ]
+    settings = tael.Settings(dependencies_max_spans=40, cold_row_group_rows=10)
+    with tael.Store(tmp_path / "data", settings) as store:
+        store.insert_spans(spans)
+        with pytest.raises(ValueError, match=r"more than 40 spans \(up to 60.*dependencies_max_spans"):
+            store.dependencies(t0, NOW)  # hot
+        assert edges(store, t0, t0 + 20 * MS) == {("gateway", "users"): 20}  # 40 spans: within the limit
+        store.compact(NOW)
+        with pytest.raises(ValueError, match=r"more than 40 spans \(up to 60"):
+            store.dependencies(t0, NOW)  # cold: counted from row groups
+        assert edges(store, t0, t0 + 10 * MS) == {("gateway", "users"): 10}
+    server = Server(tmp_path / "data", dependencies_max_spans=40)
+    try:
+        end_ms = NOW // 10**6
+        got = httpx.get(f"{server.url}/api/dependencies", params={"endTs": end_ms, "lookback": 3_600_000})
+        assert got.status_code == 400 and "dependencies_max_spans" in got.text
+    finally:
+        server.stop()
+
+
 def test_tag_filters_through_the_store_api(tmp_path: Path) -> None:
     """``SpanFilter(tags=)`` and ``query_traces(tags=)``: the same filter the route uses,
     values as text (floats as Python or Go's %.10g write them), bad tags refused."""

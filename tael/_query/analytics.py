@@ -48,6 +48,7 @@ from .._models import (
 from . import args
 from .context import ReadContext
 from .filters import LogFilter, MetricFilter, Scan, SpanFilter
+from .plan import plan
 
 SPAN_COLUMNS = ["trace_id", "service", "name", "duration_ns", "is_error"]
 _SEVERITY_RANGES = (
@@ -405,12 +406,29 @@ DEPENDENCY_COLUMNS = ["trace_id", "span_id", "parent_span_id", "service"]
 """What the service graph reads of each span (besides its start time, which bounds the read)."""
 
 
-def span_links(hot: HotTier, cold: ColdTier, txn: Any, manifest: list[ColdFile], lo: int, hi: int) -> pa.Table:
+def span_links(
+    hot: HotTier, cold: ColdTier, txn: Any, manifest: list[ColdFile], lo: int, hi: int, most: int
+) -> pa.Table:
     """trace_id, span_id, parent_span_id (hex, null for a root) and service of every span
     with ``lo <= start_ns < hi``, hot and cold, once each (a span in both tiers, re-sent
-    after it was compacted or read while it moves, is one span)."""
+    after it was compacted or read while it moves, is one span). More than ``most`` spans
+    (``Settings.dependencies_max_spans``) is a ValueError, raised as soon as the reading
+    passes it; cold spans are counted first, as the rows of the row groups the window
+    overlaps (footer statistics), so a window near the limit may be refused for the rows
+    of the row groups at its edges."""
+
+    def too_many(n: int) -> ValueError:
+        return ValueError(
+            f"the window holds more than {most:,} spans (up to {n:,}: hot spans, and the cold row groups it "
+            "overlaps), the most a service graph reads (Settings.dependencies_max_spans): narrow the window (lookback)"
+        )
+
     tables = []
+    seen = 0
     for block, rows in _hotread.window_blocks(txn, hot.db, "spans", lo, hi, None):
+        seen += len(rows)
+        if seen > most:
+            raise too_many(seen)
         tables.append(
             pa.table(
                 [
@@ -422,7 +440,13 @@ def span_links(hot: HotTier, cold: ColdTier, txn: Any, manifest: list[ColdFile],
                 names=DEPENDENCY_COLUMNS,
             )
         )
-    t = _cold_columns(cold, manifest, SpanFilter(start=lo, end=hi).scan(), DEPENDENCY_COLUMNS) if hi > lo else None
+    scan = SpanFilter(start=lo, end=hi).scan()
+    if hi > lo:  # the rows of the row groups the window overlaps (footer statistics), before reading any
+        tasks = plan(manifest, scan, newest_first=False, row_group_times=cold.row_group_times)
+        seen += sum(cold.row_group_sizes(t.file)[t.row_group] for t in tasks if t.row_group is not None)
+        if seen > most:
+            raise too_many(seen)
+    t = _cold_columns(cold, manifest, scan, DEPENDENCY_COLUMNS) if hi > lo else None
     if t is not None:
         tables.append(t.select(DEPENDENCY_COLUMNS).cast(pa.schema([(c, pa.string()) for c in DEPENDENCY_COLUMNS])))
     if not tables:
@@ -448,7 +472,7 @@ def dependencies(ctx: ReadContext, start: Any, end: Any) -> list[DependencyLink]
     lo, hi = lo_ns or 0, hi_ns if hi_ns is not None else _codec.MAX_NS + 1
 
     def run(txn: Any, manifest: list[ColdFile]) -> list[DependencyLink]:
-        spans = span_links(ctx.hot, ctx.cold, txn, manifest, lo, hi)
+        spans = span_links(ctx.hot, ctx.cold, txn, manifest, lo, hi, ctx.settings.dependencies_max_spans)
         parents = spans.select(["trace_id", "span_id", "service"]).rename_columns(["trace_id", "span_id", "parent"])
         children = spans.filter(pc.is_valid(spans.column("parent_span_id")))
         children = children.select(["trace_id", "parent_span_id", "service"]).rename_columns(

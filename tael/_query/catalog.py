@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from .. import _codec, _hotread
 from .._cold import ColdFile, log_records, metric_records, span_records
 from .._fsutil import dir_size
@@ -86,15 +88,18 @@ def operation_kinds(ctx: ReadContext, service: str, span_kind: str | None = None
     scan = SpanFilter(service=service, kind=span_kind).scan()
 
     def run(txn: Any, manifest: list[ColdFile]) -> list[tuple[str, str]]:
+        # distinct pairs per block and per file: memory is the distinct operations, not the spans
         found: set[tuple[str, str]] = set()
-        for block, rows in _hotread.window_blocks(txn, ctx.hot.db, "spans", 0, _codec.MAX_NS, service):
-            names, kinds = block.column("name").take(rows), block.column("kind").take(rows)
-            found.update(zip(names.to_pylist(), kinds.to_pylist(), strict=True))
-        files = [f for f in manifest if scan.keeps_file(f)]
-        if files:
-            t = ctx.cold.read(files, columns=["name", "kind"], filter=scan.expr)
+
+        def add(t: pa.Table) -> None:
             pairs = t.group_by(["name", "kind"], use_threads=False).aggregate([])
             found.update(zip(pairs.column("name").to_pylist(), pairs.column("kind").to_pylist(), strict=True))
+
+        for block, rows in _hotread.window_blocks(txn, ctx.hot.db, "spans", 0, _codec.MAX_NS, service):
+            add(pa.table({"name": block.column("name").take(rows), "kind": block.column("kind").take(rows)}))
+        for f in manifest:
+            if scan.keeps_file(f):
+                add(ctx.cold.read([f], columns=["name", "kind"], filter=scan.expr))
         return sorted(pair for pair in found if span_kind is None or pair[1] == span_kind)
 
     return ctx.read(run)
