@@ -22,6 +22,7 @@ RESOURCE_EXHAUSTED, before tael sees it. Status codes follow the OTLP specificat
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -69,6 +70,15 @@ _CODES = {
 """An export's refusal -> its gRPC status code, as the OTLP specification gives them
 (HTTP's 400 -> INVALID_ARGUMENT, 429 -> RESOURCE_EXHAUSTED, 503 -> UNAVAILABLE)."""
 
+CALLS_PER_SLOT = 2
+"""Calls in progress (in flight, waiting for the throttle) per ``server_max_inflight``
+slot past which a call is refused at once, UNAVAILABLE with RetryInfo (the receiver's BUSY)."""
+GRPC_CALLS_PER_SLOT = 4
+"""grpc's ``maximum_concurrent_rpcs`` per ``server_max_inflight`` slot: a backstop well
+above ``CALLS_PER_SLOT`` (see :meth:`GrpcServer.start`)."""
+INTERNAL_MESSAGE = "internal error; the server's log has the details"
+"""What a call that failed unexpectedly (a bug) is told, with INTERNAL."""
+
 SHUTDOWN_GRACE_S = 30.0
 """At shutdown, exports in flight get this long (seconds) to finish; new ones are refused."""
 
@@ -102,6 +112,9 @@ class GrpcServer:
         self.roots = sorted(roots, key=lambda r: len(r[0]), reverse=True)
         self.requests = requests
         self.tls = settings.tls_cert_file is not None and settings.tls_key_file is not None
+        self.calls = 0
+        """Calls in progress in tael's handlers (authorizing, waiting for the throttle,
+        exporting); the event loop's alone, so a plain int."""
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -115,7 +128,16 @@ class GrpcServer:
             ("grpc.max_receive_message_length", self.settings.server_max_body_bytes),
             ("grpc.so_reuseport", 0),  # else a second server could share the port without an error
         ]
-        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=self.settings.server_max_inflight)
+        # grpc's own cap on calls in progress is a backstop only: it answers RESOURCE_EXHAUSTED
+        # without RetryInfo, which the OTLP specification makes permanent (the Collector, Go
+        # and Java exporters drop the batch), before the message is read. Calls waiting for
+        # the throttle and calls being refused are in progress for grpc too, so the cap sits
+        # well above what tael lets in (server_max_inflight slots; CALLS_PER_SLOT times that
+        # in progress, past which tael answers UNAVAILABLE with RetryInfo itself): grpc
+        # answers only a burst faster than tael can refuse, and still bounds the messages
+        # it holds before tael reserves them.
+        calls = GRPC_CALLS_PER_SLOT * self.settings.server_max_inflight
+        server = grpc.aio.server(options=options, maximum_concurrent_rpcs=calls)
         server.add_generic_rpc_handlers(
             tuple(
                 grpc.method_handlers_generic_handler(
@@ -148,45 +170,64 @@ class GrpcServer:
 
     def _handler(self, kind: str) -> Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]]:
         method = f"/{SERVICES[kind]}/Export"
-        receiver = self.receiver
 
         async def export(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             code = grpc.StatusCode.OK
+            self.calls += 1
             try:
                 began = time.perf_counter()
                 problem = self._authorize(context.invocation_metadata() or ())
                 if problem is not None:
                     code = problem[0]
                     await context.abort(code, problem[1])
-                result: _receiver.Accepted | _receiver.Refusal | None = await receiver.throttle()
-                if result is None:
-                    reservation = _limits.Reservation(receiver.budget)
-                    try:
-                        # grpc holds the message already: reserve it, then its decoding (the receiver)
-                        reservation.grow(len(request))
-                        held = [request]
-                        del request
-                        result = await receiver.export(kind, held, "identity", _receiver.PROTOBUF, reservation, began)
-                    except _limits.OverBudget as exc:
-                        result = _receiver.Refusal(_receiver.Reason.OVER_BUDGET, str(exc))
-                    finally:
-                        reservation.release()
-                assert result is not None
+                held = [request]
+                del request  # the receiver drops the message once it is decoded
+                result = await self._export(kind, held, began)
                 if isinstance(result, _receiver.Refusal):
                     code = _CODES[result.reason]
-                    trailing = retry_metadata(code, result.message) if result.retryable else ()
-                    await context.abort(code, self._scrub(result.message), trailing)  # raises AbortError
+                    message = self._scrub(result.message)  # the same text in the details and the Status
+                    trailing = retry_metadata(code, message) if result.retryable else ()
+                    await context.abort(code, message, trailing)  # raises AbortError
                     raise AssertionError("unreachable: context.abort raises")
                 return _otlp.encode_response(kind, _receiver.PROTOBUF, result.rejected, result.message)
-            except Exception as exc:
-                if code is grpc.StatusCode.OK and not isinstance(exc, grpc.aio.AbortError):
-                    code = grpc.StatusCode.UNKNOWN
+            except grpc.aio.AbortError:
                 raise
+            except asyncio.CancelledError:  # the client's deadline or cancel, or the server stopping
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                # a bug, not a refusal: grpc would send "Unexpected <class>: <message>", data
+                # paths and all; the log has it, the client a generic text (HTTP: a bare 500)
+                log.exception("OTLP/gRPC %s failed", method)
+                code = grpc.StatusCode.INTERNAL
+                await context.abort(code, INTERNAL_MESSAGE)
+                raise AssertionError("unreachable: context.abort raises") from None
             finally:
+                self.calls -= 1
                 if self.requests is not None:
                     self.requests.labels(method, code.name).inc()
 
         return export
+
+    async def _export(self, kind: str, held: list[bytes], began: float) -> _receiver.Accepted | _receiver.Refusal:
+        """The export of the message in ``held``, or why it was refused. Its bytes are
+        reserved first (grpc holds them already, also while the call waits for the
+        throttle), then its decoding (the receiver). Past ``CALLS_PER_SLOT`` calls per
+        in-flight slot in progress, it is refused at once as the receiver's BUSY."""
+        receiver = self.receiver
+        if self.calls > CALLS_PER_SLOT * self.settings.server_max_inflight:
+            return _receiver.Refusal(_receiver.Reason.BUSY, "too many requests in flight; retry later")
+        reservation = _limits.Reservation(receiver.budget)
+        try:
+            reservation.grow(len(held[0]))
+            refused = await receiver.throttle()
+            if refused is not None:
+                return refused
+            return await receiver.export(kind, held, "identity", _receiver.PROTOBUF, reservation, began)
+        except _limits.OverBudget as exc:
+            return _receiver.Refusal(_receiver.Reason.OVER_BUDGET, str(exc))
+        finally:
+            reservation.release()  # nothing once the receiver's worker took it over (it releases it at its end)
 
     def _authorize(self, metadata: Sequence[Any]) -> tuple[grpc.StatusCode, str] | None:
         """None when the call may go ahead; else its status: no or an unknown bearer token

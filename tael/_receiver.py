@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import logging
 import threading
 import time
 import zlib
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
 
     from ._settings import Settings
+
+log = logging.getLogger(__name__)
 
 KINDS = ("traces", "logs", "metrics")
 SIGNALS = {"traces": "spans", "logs": "logs", "metrics": "metrics"}
@@ -198,27 +201,57 @@ class Receiver:
     ) -> Accepted | Refusal:
         """Write the export whose body is the one item of ``held`` (taken out, so that
         compressed bytes go as soon as they are decompressed), already reserved in
-        ``reservation`` (the caller releases it), in one trip to the thread pool: decode,
-        validate and insert; durable when it returns Accepted. ``began``: when the
-        export arrived (``time.perf_counter``), for ``tael_insert_seconds``."""
+        ``reservation``, in one trip to the thread pool: decode, validate and insert;
+        durable when it returns Accepted. ``began``: when the export arrived
+        (``time.perf_counter``), for ``tael_insert_seconds``.
+
+        Once the worker starts, it owns the in-flight slot and what ``reservation``
+        held (``reservation`` then holds nothing; the caller still releases it, as on
+        any path): both are released when the worker thread ends, not when the caller
+        stops waiting. A caller cancelled meanwhile (a gRPC client's deadline, a server
+        shutting down) cannot stop the thread, which goes on decoding and inserting up to
+        ``server_max_body_bytes``; were its slot and memory freed at the cancellation,
+        cancelled exports would take the server past both limits exactly under overload.
+        What such a worker writes is durable and counted, though never acknowledged."""
         acquired = self.inflight.acquire(blocking=False)
         if not acquired:
             return Refusal(Reason.BUSY, "too many requests in flight; retry later")
+        work = _take_over(reservation)
+        abandoned = False
+
+        def ended(task: asyncio.Future[_otlp.Decoded[Any]]) -> None:
+            work.release()
+            self.inflight.release()
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is None:
+                self._count(kind, task.result(), began)
+            elif abandoned:  # nobody is left to hear of it
+                log.warning("an export whose caller went away failed: %s", exc, exc_info=exc)
+
+        task = asyncio.ensure_future(to_thread.run_sync(self._ingest, kind, held, encoding, ctype, work))
+        task.add_done_callback(ended)
         try:
-            decoded = await to_thread.run_sync(self._ingest, kind, held, encoding, ctype, reservation)
+            decoded = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            abandoned = True
+            if not task.done():
+                log.info("an OTLP export was cancelled while its worker writes it; slot and memory held until it ends")
+            raise
         except Exception as exc:
             refusal = refusal_for(exc)
             if refusal is None:
                 raise
             return refusal
-        finally:
-            self.inflight.release()
+        return Accepted(decoded.rejected, decoded.error_message)
+
+    def _count(self, kind: str, decoded: _otlp.Decoded[Any], began: float) -> None:
         signal = SIGNALS[kind]
         self.metrics.insert_seconds.labels(signal).observe(time.perf_counter() - began)
         self.metrics.ingested.labels(signal).inc(decoded.accepted)
         if decoded.rejected:
             self.metrics.rejected.labels(signal).inc(decoded.rejected)
-        return Accepted(decoded.rejected, decoded.error_message)
 
     def _ingest(
         self, kind: str, held: list[bytes], encoding: str, ctype: str, reservation: _limits.Reservation
@@ -235,6 +268,15 @@ class Receiver:
         _limits.reserve_decoding(reservation, len(raw) + extra, body, ctype, _DESCRIPTORS[kind])
         del raw
         return _DECODERS[kind](body, ctype, self.combiners[SIGNALS[kind]].insert, self.payloads)
+
+
+def _take_over(reservation: _limits.Reservation) -> _limits.Reservation:
+    """A new reservation in the same budget holding what ``reservation`` held; that one
+    then holds nothing (so its owner's ``release()``, or the HTTP Guard's, frees nothing
+    the new owner still uses)."""
+    taken = _limits.Reservation(reservation.budget)
+    taken.held, reservation.held = reservation.held, 0
+    return taken
 
 
 ENCODINGS = ("", "identity", "gzip", "deflate")

@@ -162,10 +162,11 @@ def _now_ns() -> int:
 
 class Activity:
     """``tael serve``'s log line per interval (default a minute) in which it ingested or
-    maintained anything: records written and refused per signal, requests, throttled
-    writes, and what maintenance moved and dropped. Reads the server's own metrics
-    (``registry``: tael_records_ingested_total and friends) and the maintenance loop's
-    counters, so the line and ``/metrics`` never disagree."""
+    maintained anything: records written and refused per signal, requests (HTTP and
+    gRPC, the gRPC ones also apart: "5 requests (2 gRPC)"), throttled writes, and what
+    maintenance moved and dropped. Reads the server's own metrics (``registry``:
+    tael_records_ingested_total and friends) and the maintenance loop's counters, so
+    the line and ``/metrics`` never disagree."""
 
     SIGNALS = ("spans", "logs", "metrics")
 
@@ -194,6 +195,9 @@ class Activity:
                     key = f"{sample.name.split('_')[2]}.{sample.labels['signal']}"
                 elif sample.name == "tael_http_requests_total":
                     key = "requests"
+                elif sample.name == "tael_grpc_requests_total":
+                    out["requests"] = out.get("requests", 0.0) + sample.value  # all requests, and these apart
+                    key = "grpc"
                 elif sample.name == "tael_otlp_throttled_total":
                     key = "throttled"
                 else:
@@ -217,7 +221,8 @@ class Activity:
         if refused:
             parts.append(f"refused {plural(refused, 'record')}")
         requests = int(delta.get("requests", 0))
-        parts.append(plural(requests, "request"))
+        grpc = int(delta.get("grpc", 0))
+        parts.append(plural(requests, "request") + (f" ({grpc:,} gRPC)" if grpc else ""))
         if delta.get("throttled", 0):
             parts.append(f"{int(delta['throttled']):,} throttled")
         if self.maintenance is not None:

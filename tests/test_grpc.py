@@ -88,8 +88,9 @@ def samples(url: str, name: str, headers: dict[str, str] | None = None) -> dict[
     return out
 
 
-def span_request(*, bad: int = 0, good: int = 2, service: str = "grpc-svc") -> Any:
-    """``good`` valid spans of one trace, then ``bad`` spans whose trace id is 3 bytes."""
+def span_request(*, bad: int = 0, good: int = 2, service: str = "grpc-svc", trace: int = 1) -> Any:
+    """``good`` valid spans of one trace (its id ``trace`` in every byte), then ``bad``
+    spans whose trace id is 3 bytes."""
     req = trace_service_pb2.ExportTraceServiceRequest()
     rs = req.resource_spans.add()
     kv = rs.resource.attributes.add()
@@ -97,7 +98,7 @@ def span_request(*, bad: int = 0, good: int = 2, service: str = "grpc-svc") -> A
     ss = rs.scope_spans.add()
     for i in range(good + bad):
         sp = ss.spans.add()
-        sp.trace_id = b"\x01" * 16 if i < good else b"\x01\x02\x03"
+        sp.trace_id = bytes([trace]) * 16 if i < good else b"\x01\x02\x03"
         sp.span_id = (i + 1).to_bytes(8, "big")
         sp.name = f"op{i}"
         sp.start_time_unix_nano = time.time_ns() - 1_000_000
@@ -266,14 +267,21 @@ def test_undecodable_and_oversize_messages_get_permanent_status_codes(tmp_path: 
 
 class InProcessGrpc:
     """A :class:`GrpcServer` over ``create_app(store, maintenance)``'s receiver, in an
-    event loop of its own in a thread (as run_server does, without uvicorn)."""
+    event loop of its own in a thread (as run_server does, without uvicorn). ``roots``:
+    the paths it hides in error messages (run_server's ``data_roots``)."""
 
-    def __init__(self, store: tael.Store, maintenance: tael.Maintenance | None = None) -> None:
+    def __init__(
+        self,
+        store: tael.Store,
+        maintenance: tael.Maintenance | None = None,
+        roots: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.app = create_app(store, maintenance=maintenance)
         self.server = GrpcServer(
             self.app.state.receiver,
             store.settings,
             port=free_port(),
+            roots=roots or (),
             requests=self.app.state.metrics.grpc_requests,
         )
         self.loop = asyncio.new_event_loop()
@@ -351,6 +359,186 @@ def test_a_standby_refuses_grpc_writes_as_unavailable(tmp_path: Path) -> None:
         assert "google.rpc.retryinfo-bin" in dict(refused.value.trailing_metadata() or ())
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------- overload, cancelled calls, errors
+
+
+class Gate:
+    """A store's ``insert_checked`` that holds every insert until :meth:`open` (``entered``
+    is set once one waits), or raises ``fail`` instead: the export's worker thread
+    parked at a known point, so tests need no timing."""
+
+    def __init__(self, insert: Any, fail: Exception | None = None) -> None:
+        self.insert, self.fail = insert, fail
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+
+    def __call__(self, signal: str, batch: Any) -> int:
+        self.entered.set()
+        if self.fail is not None:
+            raise self.fail
+        assert self.opened.wait(60), "the gate was never opened"
+        return int(self.insert(signal, batch))
+
+    def open(self) -> None:
+        self.opened.set()
+
+
+def gated(store: tael.Store, monkeypatch: pytest.MonkeyPatch, fail: Exception | None = None) -> Gate:
+    """Gate ``store``'s inserts (before ``create_app``, which takes the bound method)."""
+    gate = Gate(store.insert_checked, fail)
+    monkeypatch.setattr(store, "insert_checked", gate)
+    return gate
+
+
+def grpc_count(srv: InProcessGrpc, code: str) -> float:
+    value = srv.app.state.metrics.registry.get_sample_value(
+        "tael_grpc_requests_total", {"method": TRACE_EXPORT, "code": code}
+    )
+    return float(value or 0.0)
+
+
+def test_a_call_past_the_inflight_slots_gets_unavailable_with_retry_info_not_grpcs_permanent_refusal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpc's own ``maximum_concurrent_rpcs`` answers RESOURCE_EXHAUSTED without RetryInfo
+    (permanent: the Collector, Go and Java exporters drop the batch); past
+    ``server_max_inflight`` the receiver's UNAVAILABLE with RetryInfo must answer."""
+    with tael.Store(tmp_path / "data", tael.Settings(server_max_inflight=1)) as store:
+        gate = gated(store, monkeypatch)
+        srv = InProcessGrpc(store)
+        try:
+            with grpc.insecure_channel(srv.endpoint) as channel:
+                stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+                first = stub.Export.future(span_request(service="first"), timeout=60)
+                assert gate.entered.wait(20), "the first export never reached the insert"
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.Export(span_request(service="second"), timeout=20)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+                assert "too many requests in flight" in (refused.value.details() or "")
+                assert "google.rpc.retryinfo-bin" in dict(refused.value.trailing_metadata() or ())
+                gate.open()
+                assert not first.result(30).HasField("partial_success")
+            assert {s.service for s in store.query_traces()} == {"first"}
+            assert (grpc_count(srv, "OK"), grpc_count(srv, "UNAVAILABLE")) == (1.0, 1.0)
+        finally:
+            gate.open()
+            srv.close()
+
+
+def test_calls_waiting_for_the_throttle_do_not_make_grpc_refuse_permanently(tmp_path: Path) -> None:
+    """Calls held by the throttle (compaction behind) are calls in progress for grpc: past
+    twice ``server_max_inflight`` of them tael answers UNAVAILABLE with RetryInfo itself,
+    long before grpc's backstop would answer RESOURCE_EXHAUSTED."""
+    settings = tael.Settings(server_max_inflight=1, server_max_compaction_lag_s=60.0, server_throttle_wait_s=60.0)
+    with tael.Store(tmp_path / "data", settings) as store:
+        maintenance = tael.Maintenance(store)
+        maintenance._caught_up_ns = 0  # far behind: every export waits in the throttle
+        srv = InProcessGrpc(store, maintenance)
+        try:
+            with grpc.insecure_channel(srv.endpoint) as channel:
+                stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+                waiting = [stub.Export.future(span_request(service=f"w{i}"), timeout=90) for i in range(2)]
+                wait_for(lambda: srv.server.calls == 2, "two calls waiting in the throttle")
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.Export(span_request(service="third"), timeout=20)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+                assert "google.rpc.retryinfo-bin" in dict(refused.value.trailing_metadata() or ())
+                assert all(not w.done() for w in waiting)
+                assert maintenance.run_once().error is None  # caught up: the waiting calls go ahead
+                codes = []
+                for w in waiting:
+                    try:
+                        w.result(60)
+                        codes.append(grpc.StatusCode.OK)
+                    except grpc.RpcError as exc:  # the other took the one slot at that instant
+                        codes.append(exc.code())
+                assert grpc.StatusCode.OK in codes and set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE}
+            assert grpc_count(srv, "RESOURCE_EXHAUSTED") == 0.0
+            assert "third" not in {s.service for s in store.query_traces()}
+        finally:
+            srv.close()
+
+
+def test_a_cancelled_call_holds_its_slot_and_memory_until_its_worker_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client deadline cancels the handler, but the worker thread goes on decoding and
+    inserting: its in-flight slot and memory reservation are held until it ends, so
+    cancelled calls cannot take the server past its limits; what it wrote is counted."""
+    with tael.Store(tmp_path / "data", tael.Settings(server_max_inflight=1)) as store:
+        gate = gated(store, monkeypatch)
+        srv = InProcessGrpc(store)
+        budget = srv.app.state.metrics.budget
+        try:
+            with grpc.insecure_channel(srv.endpoint) as channel:
+                stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+                call = stub.Export.future(span_request(service="abandoned"), timeout=60)
+                assert gate.entered.wait(20), "the export never reached the insert"
+                call.cancel()  # as a client deadline does: grpc cancels the handler
+                wait_for(lambda: grpc_count(srv, "CANCELLED") == 1.0, "the server to see the call cancelled")
+                assert budget.used > 0  # the worker still decodes and inserts: its memory stays reserved
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.Export(span_request(service="next"), timeout=20)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+                assert "too many requests in flight" in (refused.value.details() or "")
+                gate.open()
+                wait_for(lambda: budget.used == 0, "the worker to end and release its memory")
+                ok = stub.Export(span_request(service="after", trace=2), timeout=20)  # the slot is free again
+                assert not ok.HasField("partial_success")
+            assert sorted({s.service for s in store.query_traces()}) == ["abandoned", "after"]
+            registry = srv.app.state.metrics.registry
+            assert registry.get_sample_value("tael_records_ingested_total", {"signal": "spans"}) == 4.0
+        finally:
+            gate.open()
+            srv.close()
+
+
+def test_a_retryable_refusal_hides_the_data_directory_in_its_status_details(tmp_path: Path) -> None:
+    from google.rpc import status_pb2
+
+    from tael._auth import data_roots
+
+    tael.Store(tmp_path / "data").close()
+    with tael.Store(tmp_path / "data", read_only=True) as store:  # writes: ReadOnlyError naming the path
+        srv = InProcessGrpc(store, roots=data_roots(store.path))
+        try:
+            with grpc.insecure_channel(srv.endpoint) as channel, pytest.raises(grpc.RpcError) as refused:
+                trace_service_pb2_grpc.TraceServiceStub(channel).Export(span_request(), timeout=20)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            details = refused.value.details() or ""
+            assert "the store at <data> was opened read_only=True" in details and str(tmp_path) not in details
+            trailing = dict(refused.value.trailing_metadata() or ())
+            status = status_pb2.Status.FromString(trailing["grpc-status-details-bin"])
+            assert status.message == details
+        finally:
+            srv.close()
+
+
+def test_an_unexpected_failure_is_logged_and_answered_internal_with_a_generic_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tael._auth import data_roots
+
+    with tael.Store(tmp_path / "data") as store:
+        secret = f"cannot frob {store.path}/wal/000001.log"
+        gated(store, monkeypatch, fail=RuntimeError(secret))
+        srv = InProcessGrpc(store, roots=data_roots(store.path))
+        try:
+            with caplog.at_level("ERROR", logger="tael._grpcserver"):
+                with grpc.insecure_channel(srv.endpoint) as channel, pytest.raises(grpc.RpcError) as failed:
+                    trace_service_pb2_grpc.TraceServiceStub(channel).Export(span_request(), timeout=20)
+                wait_for(lambda: grpc_count(srv, "INTERNAL") == 1.0, "the call counted")
+            assert failed.value.code() == grpc.StatusCode.INTERNAL
+            details = failed.value.details() or ""
+            assert details == "internal error; the server's log has the details"
+            assert "grpc-status-details-bin" not in dict(failed.value.trailing_metadata() or ())
+            logged = [r for r in caplog.records if r.name == "tael._grpcserver" and r.exc_info]
+            assert len(logged) == 1 and TRACE_EXPORT in logged[0].getMessage()
+            assert logged[0].exc_info is not None and str(logged[0].exc_info[1]) == secret
+        finally:
+            srv.close()
 
 
 # ---------------------------------------------------------------- auth and TLS

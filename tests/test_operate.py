@@ -243,13 +243,27 @@ def test_access_log_writes_a_line_per_request(tmp_path: Path) -> None:
 
 
 def test_activity_lines_report_what_happened_in_each_interval(tmp_path: Path) -> None:
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    from .test_server import free_port
+
     data = tmp_path / "d"
+    grpc_port = free_port()
     code = (
         "import logging, tael; from tael._server import run_server; "
         "logging.basicConfig(level=logging.INFO, format='%(name)s: %(message)s'); "
-        f"run_server({str(data)!r}, port=0, maintenance_interval_s=3600, activity_interval_s=0.3)"
+        f"run_server({str(data)!r}, port=0, grpc_port={grpc_port}, maintenance_interval_s=3600, "
+        "activity_interval_s=0.3)"
     )
     log = tmp_path / "serve.log"
+
+    def wait_logged(text: str) -> None:
+        deadline = time.monotonic() + 30
+        while text not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=err)
         try:
@@ -266,17 +280,24 @@ def test_activity_lines_report_what_happened_in_each_interval(tmp_path: Path) ->
             ]  # fmt: skip
             body = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
             assert httpx.post(url + "/v1/traces", json=body).status_code == 200
-            deadline = time.monotonic() + 30
-            while "wrote 3 spans" not in log.read_text():
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+            wait_logged("wrote 3 spans")
+            # then gRPC only: its requests are counted too (they were not: "0 requests")
+            req = trace_service_pb2.ExportTraceServiceRequest()
+            ss = req.resource_spans.add().scope_spans.add()
+            for i in range(2):
+                ss.spans.add(trace_id=b"\x09" * 16, span_id=(i + 1).to_bytes(8, "big"), name="g",
+                             start_time_unix_nano=now, end_time_unix_nano=now + 1)  # fmt: skip
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                trace_service_pb2_grpc.TraceServiceStub(channel).Export(req, timeout=20)
+            wait_logged("wrote 2 spans")
             time.sleep(1.0)  # a few quiet intervals: no lines for them
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
     lines = [ln for ln in log.read_text().splitlines() if ln.startswith("tael._serveradmin: last 0.3 s:")]
-    assert len(lines) == 1, log.read_text()
+    assert len(lines) == 2, log.read_text()
     assert "wrote 3 spans, 0 logs, 0 metrics; 1 request; maintenance: 0 runs, moved 0, dropped 0" in lines[0]
+    assert "wrote 2 spans, 0 logs, 0 metrics; 1 request (1 gRPC); maintenance: 0 runs, moved 0, dropped 0" in lines[1]
 
 
 def test_a_dry_run_reports_exactly_what_the_pass_then_drops(old_store: Path) -> None:

@@ -763,3 +763,54 @@ def test_writes_wait_for_compaction_that_fell_behind_then_get_503(tmp_path: Path
             assert r.status_code == 200, r.text
             assert store.stats().signals["spans"].count == 3
             assert throttled(url) == {"refused": 1.0}
+
+
+def test_a_client_gone_mid_export_leaves_its_slot_and_memory_held_until_the_worker_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OTLP/HTTP's counterpart of a cancelled gRPC call: the client disconnects while its
+    export is in the worker thread. uvicorn lets the handler run on (it does not cancel
+    it), and the receiver holds the in-flight slot and the reservation until the worker
+    ends however the caller goes: the next export is refused 503, not let past the limits."""
+    import uvicorn
+
+    from .test_grpc import gated
+
+    with tael.Store(tmp_path / "data", tael.Settings(server_max_inflight=1)) as store:
+        gate = gated(store, monkeypatch)
+        port = free_port()
+        app = create_app(store)
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+        _limits.configure_uvicorn(config, store.settings)
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while not server.started:
+                assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.01)
+            body = trace_request(4, name="gone")
+            client = _held(port, len(body), body)
+            assert gate.entered.wait(20), "the export never reached the insert"
+            client.close()
+            deadline = time.monotonic() + 20
+            while server.server_state.connections:  # uvicorn saw the connection go
+                assert time.monotonic() < deadline, "the server never saw the client go"
+                time.sleep(0.01)
+            assert gauge(url, "tael_server_reserved_bytes") >= len(body)
+            second = httpx.post(url + "/v1/traces", content=trace_request(2, first=10), headers=PROTOBUF)
+            assert second.status_code == 503 and second.headers["retry-after"] == "5"
+            gate.open()
+            deadline = time.monotonic() + 20
+            while gauge(url, "tael_server_reserved_bytes") > 0:
+                assert time.monotonic() < deadline, "the worker never released its memory"
+                time.sleep(0.05)
+            third = httpx.post(url + "/v1/traces", content=trace_request(2, first=20), headers=PROTOBUF)
+            assert third.status_code == 200
+            assert store.stats().signals["spans"].count == 6  # the abandoned export is durable
+        finally:
+            gate.open()
+            server.should_exit = True
+            thread.join(20)
