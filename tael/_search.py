@@ -41,6 +41,7 @@ from ._searchdocs import (
     TOKENIZER,
     WORDS_PATTERN,
     block_documents,
+    fold,
     has_unspaced,
     index_texts,
     query_grams,
@@ -90,7 +91,7 @@ def matches(texts: list[str], terms: list[list[str]]) -> bool:
     (:func:`tael._searchdocs.index_texts`). A ``grams`` sequence (the bigrams of a run
     of unspaced characters, or one such character) matches exactly where a text holds
     that run as a substring, so it is checked as one, without making the text's grams."""
-    texts = index_texts(texts)
+    texts = [fold(t) for t in index_texts(texts)]
     split = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(WORDS_PATTERN)).build()
     lower = (
         tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(WORDS_PATTERN)).filter(tantivy.Filter.lowercase()).build()
@@ -134,7 +135,7 @@ def parse_text(text: object) -> list[list[str]]:
     analyzer = _analyzer()
     out = []
     for phrase, word in _PIECES.findall(text):
-        piece = phrase if phrase else word
+        piece = fold(phrase if phrase else word)
         runs = unspaced_runs(piece)
         if runs:
             out += [query_grams(run) for run in runs]

@@ -181,6 +181,28 @@ def _json_few(arr: pa.Array) -> pa.Array:
 STRUCTURAL_KEYS: Final = frozenset({"role", "type", "finish_reason", "id", "tool_call_id", "mime_type", "index"})
 """Keys of a JSON payload whose string values are not indexed (they name the shape of
 a message, not what it says): see :func:`index_texts`."""
+FOLDED_MARKS: Final = "\u0610-\u061a\u0640\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06e4\u06e7\u06e8\u06ea-\u06ed"
+"""Characters the ``text`` field leaves out, in documents and queries alike: Arabic
+vowel and recitation marks (harakat, tanwin, shadda, sukun, the superscript alef,
+Quranic annotation marks) and the tatweel (a stretching stroke). Arabic is mostly written
+without the marks, so ``مرحبا`` must find ``مرحبًا``; they are letters to Tantivy's
+tokenizer (Unicode Alphabetic), which would otherwise keep them inside the word."""
+_FOLD: Final = re.compile(f"[{FOLDED_MARKS}]")
+_FOLD_RE2: Final = f"[{FOLDED_MARKS}]"
+
+
+def fold(text: str) -> str:
+    """``text`` without :data:`FOLDED_MARKS` (the text field's form of it)."""
+    return _FOLD.sub("", text) if _FOLD.search(text) else text
+
+
+def _fold_column(texts: pa.Array) -> pa.Array:
+    """:func:`fold` of each text of a string column (one regular expression pass when none has a mark)."""
+    if not pc.any(pc.match_substring_regex(texts, _FOLD_RE2)).as_py():
+        return texts
+    return pc.replace_substring_regex(texts, _FOLD_RE2, "")
+
+
 INDEX_MAX_CHARS: Final = 1 << 20
 """Most characters (code points, default 1 MiB of them: 1,048,576) of text one document
 indexes, over all its texts (a span's payload texts after :func:`index_texts` takes
@@ -340,7 +362,7 @@ def span_document(start: int, trace: bytes, span: bytes, service: str, status: i
     return (
         f'{{"signal":{DOC_SPAN},"time":{start},"lsn":{lsn},"k1":{int.from_bytes(trace[:8])},'
         f'"k2":{int.from_bytes(trace[8:])},"k3":{int.from_bytes(span)},"service":{_dumps(service)},'
-        f'"level":{status},"text":{_dumps(texts)}{_grams_piece(texts)}}}'
+        f'"level":{status},"text":{_dumps([fold(t) for t in texts])}{_grams_piece(texts)}}}'
     )
 
 
@@ -354,7 +376,7 @@ def log_document(t: int, lsn: int, index: int, service: str, severity: int, trac
     body = body[:INDEX_MAX_CHARS]
     return (
         f'{{"signal":{DOC_LOG},"time":{t},"lsn":{lsn},"k1":{index},"service":{_dumps(service)},'
-        f'"level":{severity}{traced},"text":{_dumps(body)}{_grams_piece([body])}}}'
+        f'"level":{severity}{traced},"text":{_dumps(fold(body))}{_grams_piece([body])}}}'
     )
 
 
@@ -404,7 +426,7 @@ def log_documents(
         pc.cast(levels, pa.string()),
         _trace_pieces(traces),
         ',"text":',
-        json_strings(bodies),
+        json_strings(_fold_column(bodies)),
         _log_grams(bodies),
         "}",
         "",  # the separator

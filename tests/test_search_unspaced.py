@@ -355,3 +355,34 @@ def test_an_index_of_format_2_is_rebuilt_on_open(tmp_path: Path) -> None:
         assert [s.span_id for s in store.query_traces(text="東京")] == [span_id(3)]
     with tael.Store(data, read_only=True) as store:
         assert [s.span_id for s in store.query_traces(text="ramen")] == [span_id(3)]
+
+
+def test_arabic_is_found_with_or_without_its_vowel_marks_hot_cold_and_rebuilt(tmp_path: Path) -> None:
+    """Arabic is mostly written without harakat: a query without them finds text with them
+    and the reverse (the text field folds them, in documents and queries alike)."""
+    data = tmp_path / "d"
+    marked = "مَرْحَبًا، أُرِيدُ حَجْزَ رِحْلَةٍ إِلَى القَاهِرَةِ"
+    bare = "تم الدفع بنجاح للطلب رقم ٤٢"
+    with tael.Store(data) as store:
+        store.insert_spans([make_span(start_ns=T0, end_ns=T0 + 1, attributes={"gen_ai.prompt.0.content": marked})])
+        store.insert_logs([tael.LogRecord(time_ns=T0, body=bare, service="pay")])
+        store.insert_logs([tael.LogRecord(time_ns=T0 + 1, body="تـــم", service="pay")])  # tatweel
+        store.flush()
+
+        def found() -> list[int]:
+            return [
+                len(store.query_traces(text="القاهرة")),
+                len(store.query_traces(text="مرحبا")),
+                len(store.query_traces(text='"رحلة إلى القاهرة"')),
+                len(store.query_traces(text="القَاهِرَةِ")),
+                len(store.query_logs(text="الدَّفْعُ")),
+                len(store.query_logs(text="تم")),
+                len(store.query_traces(text="القاهره")),  # another word (final heh): not a match
+            ]
+
+        assert found() == [1, 1, 1, 1, 1, 2, 0]
+        store.compact(T0 + 10)
+        assert found() == [1, 1, 1, 1, 1, 2, 0]
+    tael.rebuild_index(data)
+    with tael.Store(data) as store:
+        assert [len(store.query_traces(text="مرحبا")), len(store.query_logs(text="الدفع"))] == [1, 1]
