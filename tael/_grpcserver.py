@@ -39,6 +39,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from . import _auth, _limits, _otlp, _receiver
 from ._errors import ConfigurationError
+from ._otlp import wire
+from ._otlp.wire import len_field, varint_field
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -326,25 +328,8 @@ def retry_metadata(code: grpc.StatusCode, message: str, delay_s: int = _receiver
     both on its own and inside the call's ``google.rpc.Status``. Encoded by hand (a few
     fields) so the server needs no googleapis-common-protos; tests/test_grpc.py checks
     it against ``google.rpc``'s generated classes."""
-    retry_info = _field(1, _varint_field(1, delay_s))  # RetryInfo.retry_delay = Duration{seconds}
+    retry_info = len_field(1, varint_field(1, delay_s))  # RetryInfo.retry_delay = Duration{seconds}
     status_code = code.value[0]
-    detail = _field(1, RETRY_INFO_TYPE.encode()) + _field(2, retry_info)  # google.protobuf.Any
-    status = _varint_field(1, status_code) + _field(2, message.encode("utf-8", "replace")) + _field(3, detail)
+    detail = len_field(1, RETRY_INFO_TYPE.encode()) + len_field(2, retry_info)  # google.protobuf.Any
+    status = wire.status(status_code, message, detail)
     return ((RETRY_INFO_KEY, retry_info), (STATUS_DETAILS_KEY, status))
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _varint_field(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value) if value else b""
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload

@@ -615,14 +615,9 @@ class HotTier:
         """Blocks holding records of ``signal`` with time < ``before``, oldest first, until
         about ``max_rows`` such records: (block key, block, the rows that are older, or
         None when all are)."""
-        w = width(txn, self.db, signal)
         out: list[tuple[bytes, Block, pa.Array | None]] = []
         total = 0
-        for bkey, meta in blocks(txn, self.db, signal):
-            if meta[1] - w >= before:
-                break
-            if meta[0] >= before:
-                continue
+        for bkey, meta in self._blocks_before(txn, signal, before):
             block = load(txn, self.db, signal, bkey)
             if block is None:
                 continue
@@ -641,16 +636,22 @@ class HotTier:
                 break
         return out
 
+    def _blocks_before(self, txn: lmdb.Transaction, signal: str, before: int) -> Iterator[tuple[bytes, list[Any]]]:
+        """(key, metadata) of the blocks of ``signal`` holding records with time < ``before``,
+        oldest first: blocks are keyed by their newest time, so the scan stops at the first
+        one whose oldest possible time (its newest minus the widest block) is not older."""
+        w = width(txn, self.db, signal)
+        for bkey, meta in blocks(txn, self.db, signal):
+            if meta[1] - w >= before:
+                return
+            if meta[0] < before:
+                yield bkey, meta
+
     def count_before(self, txn: lmdb.Transaction, signal: str, before: int) -> int:
         """How many records of ``signal`` have time < ``before`` (what ``old_blocks`` would
         name): counted from the blocks' metadata, loading only blocks that straddle ``before``."""
-        w = width(txn, self.db, signal)
         total = 0
-        for bkey, meta in blocks(txn, self.db, signal):
-            if meta[1] - w >= before:
-                break
-            if meta[0] >= before:
-                continue
+        for bkey, meta in self._blocks_before(txn, signal, before):
             if meta[1] < before:
                 total += meta[2]
                 continue

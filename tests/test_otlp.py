@@ -55,6 +55,7 @@ from tael._otlp import (
     encode_response,
     encode_status,
 )
+from tael._otlp.wire import varint
 
 from . import otlp_reference as reference
 
@@ -1522,9 +1523,8 @@ def payload_trace_request() -> ExportTraceServiceRequest:
 
 def _ld(number: int, payload: bytes) -> bytes:
     """A length-delimited protobuf field (numbers below 16)."""
-    from tael import _otlp
 
-    return bytes([number << 3 | 2]) + _otlp._varint(len(payload)) + payload
+    return bytes([number << 3 | 2]) + varint(len(payload)) + payload
 
 
 def _trace_body_with_attribute(raw: bytes, service: str) -> bytes:

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import tael
 from tael import _limits
+from tael._otlp.wire import varint
 from tael._server import create_app
 
 from .test_server import Server, free_port
@@ -543,12 +544,11 @@ def test_bodies_of_millions_of_empty_messages_are_refused_before_they_are_parsed
     """Two bytes of protobuf (or three of JSON) make a message that costs ~200 bytes
     once parsed: such bodies are refused with 413 from their structure, before the
     parser allocates anything, and the server stays small."""
-    from tael import _otlp
 
     server = Server(tmp_path / "data")
     url = server.url
     try:
-        v = _otlp._varint
+        v = varint
         n = 8 << 20
         empty_spans = b"\x12\x00" * (n // 2)  # 4 million spans in one scope
         scope = b"\x12" + v(len(empty_spans)) + empty_spans

@@ -107,6 +107,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from .._limits import SLICE_BYTES
+from . import wire
 from .common import CONTENT_TYPES, MAX_ERRORS, MAX_NS, SLICE_RECORDS, Decoded, OtlpError
 from .logs import decode_logs
 from .metrics import MAX_QUANTILES, decode_metrics
@@ -166,30 +167,15 @@ def encode_response(signal: str, content_type: str, rejected: int, message: str)
 def encode_status(content_type: str, code: int, message: str) -> bytes:
     """A ``google.rpc.Status`` with ``code`` and ``message`` in the request's content type.
 
-    Built by hand (field 1: int32 code, field 2: string message) so the server needs
-    no googleapis-common-protos; the tests check it against ``google.rpc.status_pb2``."""
+    Built by hand (:func:`tael._otlp.wire.status`) so the server needs no
+    googleapis-common-protos; the tests check it against ``google.rpc.status_pb2``."""
     if type(code) is not int or not -(1 << 31) <= code < 1 << 31:
         raise ValueError(f"code must be an int32, got {code!r}")
     binary = is_protobuf(content_type)
     message = _clean(message)
     if not binary:
         return json.dumps({"code": code, "message": message}, separators=(",", ":"), ensure_ascii=False).encode()
-    out = bytearray()
-    if code:
-        out += b"\x08" + _varint(code & 0xFFFFFFFFFFFFFFFF)  # negative int32: 10-byte two's complement
-    if message:
-        raw = message.encode()
-        out += b"\x12" + _varint(len(raw)) + raw
-    return bytes(out)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return wire.status(code, message)
 
 
 def _clean(message: str) -> str:

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .._limits import SLICE_BYTES
 from .common import CONTENT_TYPES, JSON, PROTOBUF, OtlpError
+from .wire import varint
 
 
 def is_protobuf(content_type: str) -> bool:
@@ -213,17 +214,8 @@ class Flat:
         records' attributes are."""
         data = raw
         for tag in self._tags:
-            data = tag + _length(len(data)) + data
+            data = tag + varint(len(data)) + data
         self.check(data)
-
-
-def _length(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _flat_class(request: Any, path: Sequence[str]) -> Any:
