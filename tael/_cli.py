@@ -1653,13 +1653,22 @@ def settings_set(data: str, assignments: tuple[str, ...], output: str) -> None:
 @click.option(
     "--default-payload-attributes", is_flag=True, help="Go back to tael's built-in payload keys, stored and applied."
 )
+@_server_option
 @_output_option
 def rebuild_index(
-    data: str, payload_attributes: tuple[str, ...], default_payload_attributes: bool, output: str
+    data: str,
+    payload_attributes: tuple[str, ...],
+    default_payload_attributes: bool,
+    url: str | None,
+    token_file: str | None,
+    ca_file: str | None,
+    output: str,
 ) -> None:
-    """Rebuild the full-text index from the hot and cold tiers (the store must not be open elsewhere).
+    """Rebuild the full-text index from the hot and cold tiers.
 
-    This is also how the payload keys kept with the data change (tael settings show lists them)."""
+    Beside a running tael serve (or with --url) the server rebuilds it while it keeps
+    taking writes (admin scope). This is also how the payload keys kept with the data
+    change (tael settings show lists them): that needs the store closed."""
     from . import rebuild_index as rebuild
     from ._errors import StorageError
     from ._settings import Settings
@@ -1668,7 +1677,18 @@ def rebuild_index(
         raise StorageError(f"{data} is not a tael data directory (no hot/data.mdb)")
     if payload_attributes and default_payload_attributes:
         raise click.UsageError("--payload-attribute and --default-payload-attributes exclude each other")
-    _closed_for(data, "rebuild-index", "re-indexes every record and may change the payload keys every writer uses")
+    if payload_attributes or default_payload_attributes:  # what every writer uses: not while one runs
+        _closed_for(data, "rebuild-index --payload-attribute", "changes the payload keys every writer uses")
+    else:
+        server = _server_of(data, url)
+        if server is not None:
+            with _progress(output, f"rebuilding the full-text index through {server}"):
+                answer = _server_call(server, "/admin/rebuild-index", {}, token_file, ca_file, "rebuild the index")
+            if output == "json":
+                _emit_json(answer)
+            else:
+                click.echo(f"indexed {plural(answer['documents'], 'document')} in {answer['seconds']:.2f} s ({server})")
+            return
     keys = Settings().payload_attributes if default_payload_attributes else payload_attributes or None
     t0 = time.perf_counter()
     with _progress(output, "rebuilding the full-text index"):

@@ -246,9 +246,12 @@ class HotTier:
             finally:
                 txn.abort()
 
-    def applied_lsn(self) -> int:
-        with self.reader() as txn:
-            raw = txn.get(_APPLIED, db=self.db["meta"])
+    def applied_lsn(self, txn: lmdb.Transaction | None = None) -> int:
+        """WAL position up to which the hot tier holds every record (as of ``txn``, when given)."""
+        if txn is None:
+            with self.reader() as fresh:
+                return self.applied_lsn(fresh)
+        raw = txn.get(_APPLIED, db=self.db["meta"])
         return _Q.unpack(raw)[0] if raw else 0
 
     def indexed_lsn(self) -> int | None:

@@ -171,6 +171,7 @@ class Ingest:
         self.wal, self.index, self.indexer, self.shippers = wal, index, indexer, shippers
         self.pipeline, self.node, self.endpoint = pipeline, node, endpoint
         self.late = PastRetention(s)
+        self._tiers = (hot, cold, blobs, payloads)
 
     def commit(self, rtype: RecordType, rows: Any) -> int:
         """Make a batch of encoded rows durable (framed here: ValidationError when the
@@ -187,6 +188,12 @@ class Ingest:
         self.pipeline.sync()
         self.pipeline.wait_applied()
         self.indexer.flush(self.pipeline.applied_lsn)
+
+    def rebuild_index(self) -> int:
+        """Rebuild the full-text index from both tiers while writes go on (see
+        :meth:`Indexer.rebuild`); the caller keeps records from moving between the tiers."""
+        hot, cold, blobs, payloads = self._tiers
+        return self.indexer.rebuild(lambda index: _recovery.index_tiers(hot, cold, index, blobs, payloads))
 
     def checkpoint(self) -> int:
         """Commit the index, then delete the WAL segments every follower has taken in."""

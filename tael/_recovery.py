@@ -163,17 +163,33 @@ def wal_reader(path: Path, wal: Wal, settings: Settings, payloads: Payloads) -> 
 def build_index(
     path: Path, hot: HotTier, cold: ColdTier, index: TextIndex, blobs: BlobStore, payloads: Payloads
 ) -> int:
-    """Index every span payload and log body the tiers hold (the index is empty): the hot
-    tier block by block, the cold tier row group by row group."""
+    """Index every span payload and log body the tiers hold (the index is empty) and
+    commit: at open, when the index is missing or of an earlier format."""
+    count, end = index_tiers(hot, cold, index, blobs, payloads)
+    index.commit()
+    hot.set_indexed_lsn(end)
+    if count:
+        log.info("built the full-text index of %s: %d documents", path, count)
+    return count
+
+
+def index_tiers(
+    hot: HotTier, cold: ColdTier, index: TextIndex, blobs: BlobStore, payloads: Payloads
+) -> tuple[int, int]:
+    """Add the documents of every span payload and log body of one snapshot of the tiers
+    (the hot tier block by block, the cold tier row group by row group) without
+    committing; returns how many and the WAL position the snapshot covers (the hot
+    tier's applied LSN in the same LMDB transaction). Records must not move between the
+    tiers meanwhile: at open nothing else runs, and a live rebuild holds the compactor's lock."""
     count = 0
     with hot.reader() as txn:
         manifest = hot.manifest(txn)
+        end = hot.applied_lsn(txn)
         for signal in ("spans", "logs"):
             for block in hot.batches(txn, signal):
                 docs = stored_block_documents(block, payloads, blobs)
                 index.add(docs)
                 count += len(docs)
-        end = hot.applied_lsn()
     for f in manifest:
         if f.dataset not in ("spans", "logs"):
             continue
@@ -182,11 +198,7 @@ def build_index(
             docs = _cold_span_docs(table, blobs, payloads) if f.dataset == "spans" else _cold_log_docs(table, blobs)
             index.add(docs)
             count += len(docs)
-    index.commit()
-    hot.set_indexed_lsn(end)
-    if count:
-        log.info("built the full-text index of %s: %d documents", path, count)
-    return count
+    return count, end
 
 
 def _cold_span_docs(table: pa.Table, blobs: BlobStore, payloads: Payloads) -> list[str]:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,10 @@ class TextIndex:
             self.generation += 1
         self.index.reload()
 
+    def delete_all(self) -> None:
+        """Drop every document (a rebuild from the tiers follows, in the same commit)."""
+        self._call("delete", lambda writer: writer.delete_all_documents())
+
     def delete_from_lsn(self, lsn: int) -> None:
         """Drop documents of WAL batches at or after ``lsn`` (about to be indexed again)."""
         q = tantivy.Query.range_query(self.schema, "lsn", tantivy.FieldType.Unsigned, lsn, None)
@@ -449,6 +454,16 @@ def missing_documents(
 # ---------------------------------------------------------------- the indexer thread
 
 
+@dataclass(slots=True)
+class _Rebuild:
+    """One :meth:`Indexer.rebuild` asked of the indexer's thread, and its outcome."""
+
+    build: Callable[[TextIndex], tuple[int, int]]
+    done: threading.Event = field(default_factory=threading.Event)
+    documents: int = 0
+    error: BaseException | None = None
+
+
 class Indexer:
     """Indexes applied batches on its own thread and commits on an interval, so an
     insert never waits for an index commit. ``flush()`` commits at once.
@@ -504,6 +519,9 @@ class Indexer:
         self._retry_for = 0  # a flush() wants an attempt numbered at least this, without the pause
         self._attempts = 0  # work rounds begun (adding, committing or recovering)
         self._failed_attempt = 0  # the number of the last round that failed
+        self._rebuild: _Rebuild | None = None  # asked of the thread by rebuild()
+        self._covered = -1  # batches ending at or before this are in a rebuild's snapshot: not indexed again
+        self._rebuilt = False  # a rebuild's documents wait for a commit, whatever the positions say
         self._thread = threading.Thread(target=self._loop, name=f"tael-index:{index.path}", daemon=True)
         self._thread.start()
 
@@ -541,6 +559,54 @@ class Indexer:
                     raise StorageError("the full-text indexer has stopped")
                 self._cv.wait(1.0)
 
+    def rebuild(self, build: Callable[[TextIndex], tuple[int, int]]) -> int:
+        """Replace every document of the index, while batches keep arriving, by what
+        ``build`` adds (it indexes one snapshot of the tiers and returns how many documents
+        and the WAL position that snapshot covers), then the batches past that position;
+        one commit makes the new index searchable, until which searches see the old one.
+        Runs on the indexer's thread between rounds. The caller keeps records from moving
+        between the tiers meanwhile (``Store.rebuild_index`` holds the compactor's lock).
+        A failure leaves the old index (its writer is replaced and the WAL past its commit
+        indexed again, as after any failure) and raises StorageError. Returns the number
+        of documents of the snapshot."""
+        request = _Rebuild(build)
+        with self._cv:
+            if self._rebuild is not None:
+                raise StorageError(f"the full-text index at {self.index.path} is being rebuilt already")
+            self._rebuild = request
+            self._cv.notify_all()
+            while not request.done.is_set():
+                if not self._thread.is_alive():
+                    raise StorageError("the full-text indexer has stopped")
+                self._cv.wait(1.0)
+        if request.error is not None:
+            raise StorageError(
+                f"rebuilding the full-text index at {self.index.path} failed (the previous index stays): "
+                f"{request.error}"
+            ) from request.error
+        return request.documents
+
+    def _run_rebuild(self, request: _Rebuild, groups: list[Group]) -> list[Group]:
+        """The thread's part of :meth:`rebuild`; returns the batches of ``groups`` still to
+        index (those past the snapshot). Raises what fails, after marking it on ``request``."""
+        try:
+            self.index.reset_writer()  # a fresh writer: nothing uncommitted rides along
+            self._generation = self.index.generation
+            self.index.delete_all()
+            request.documents, end = request.build(self.index)
+        except BaseException as exc:
+            request.error = exc
+            raise
+        # every batch submitted before the snapshot ends at or before ``end`` (the applier
+        # submits what it applied): they are in it, including those still queued
+        self._covered = max(self._covered, end)
+        self._pending_lsn = max(self._pending_lsn, end)
+        self._pending_since = time.monotonic()
+        self._flush_to = max(self._flush_to, self._pending_lsn)
+        self._rebuilt = True
+        log.info("full-text index at %s rebuilt from the tiers: %d documents", self.index.path, request.documents)
+        return [g for g in groups if g[GROUP_END] > end]
+
     def close(self) -> bool:
         """Index and commit everything queued (unless the writer is broken), then stop.
 
@@ -565,7 +631,7 @@ class Indexer:
 
     def _ready(self) -> bool:
         """Called holding _cv: whether the thread has something to do now."""
-        if self._stopping or self._queue:
+        if self._stopping or self._queue or self._rebuild is not None:
             return True
         if self._broken:
             return self._retry_due()
@@ -580,10 +646,11 @@ class Indexer:
             with self._cv:
                 while not self._ready():
                     self._cv.wait(self._wait_s())
-                groups = list(self._queue)
+                groups = [g for g in self._queue if g[GROUP_END] > self._covered]
                 self._queue.clear()
                 self._queued_records = 0
                 stopping = self._stopping
+                request = None if stopping else self._rebuild
                 self._cv.notify_all()
                 if self.index.generation != self._generation or self.index.failed is not None:
                     self._broken = True  # another caller (retention) broke or replaced the writer
@@ -601,7 +668,7 @@ class Indexer:
                             self.committed_lsn,
                         )
                         return
-                    if not self._retry_due():
+                    if not self._retry_due() and request is None:  # a rebuild replaces the writer anyway
                         continue
                 self._attempts += 1
                 attempt = self._attempts
@@ -616,6 +683,8 @@ class Indexer:
                         self.committed_lsn,
                     )
                     return
+                if request is not None:
+                    groups = self._run_rebuild(request, groups)
                 for group in groups:
                     docs = group_docs(group, self.payloads)
                     if docs:
@@ -624,10 +693,16 @@ class Indexer:
                     self._pending_lsn = group[GROUP_END]
                     if self._pending_since is None:
                         self._pending_since = time.monotonic()
-                if recovering or self._due() or stopping:
+                if recovering or self._due() or stopping or request is not None:
                     self._commit()
+                if request is not None:
+                    self._finish_rebuild(request)
             except Exception as exc:
+                if request is not None and request.error is None:
+                    request.error = exc
                 self._fail(exc, groups[done:], attempt)
+                if request is not None:
+                    self._finish_rebuild(request)
                 if stopping:
                     log.error(
                         "full-text index at %s closes behind (from WAL position %d): the next open indexes the rest",
@@ -638,6 +713,12 @@ class Indexer:
                 continue
             if stopping:
                 return
+
+    def _finish_rebuild(self, request: _Rebuild) -> None:
+        with self._cv:
+            self._rebuild = None
+            request.done.set()
+            self._cv.notify_all()
 
     def _fail(self, exc: BaseException, left: list[Group], attempt: int) -> None:
         # batches not added are absorbed by position: the retry reads them back from the WAL
@@ -708,8 +789,9 @@ class Indexer:
 
     def _commit(self) -> None:
         lsn = self._pending_lsn
-        if lsn <= self.committed_lsn and not self._broken:
+        if lsn <= self.committed_lsn and not self._broken and not self._rebuilt:
             return
+        self._rebuilt = False
         self.index.commit()
         if self.index.generation != self._generation:
             raise StorageError("the full-text index writer was replaced before this commit")

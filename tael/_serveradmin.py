@@ -74,9 +74,9 @@ def running_server(root: Path, holder_pid: str) -> dict[str, Any] | None:
 
 
 def routes(store: Store) -> list[Any]:
-    """``POST /admin/compact`` and ``POST /admin/retention``: the Store calls of the same
-    names, run in a worker thread (the maintenance loop and these calls take turns: each
-    holds the compactor's lock), answered with the report as JSON."""
+    """``POST /admin/compact``, ``/admin/retention`` and ``/admin/rebuild-index``: the Store
+    calls of the same names, run in a worker thread (the maintenance loop and these calls
+    take turns: each holds the compactor's lock), answered with their report as JSON."""
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import JSONResponse
     from starlette.routing import Route
@@ -138,9 +138,24 @@ def routes(store: Store) -> list[Any]:
             log.info("admin: retention dropped %s", answer["retention"]["partitions_dropped"])
         return JSONResponse(answer)
 
+    async def rebuild_index(request: Request) -> Response:
+        try:
+            await body_of(request, set())
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        began = _now_ns()
+        try:
+            documents = await run_in_threadpool(store.rebuild_index)
+        except TaelError as exc:
+            return _failed(exc)
+        seconds = (_now_ns() - began) / 1e9
+        log.info("admin: rebuilt the full-text index: %d documents in %.1f s", documents, seconds)
+        return JSONResponse({"documents": documents, "seconds": round(seconds, 3)})
+
     return [
         Route("/admin/compact", compact, methods=["POST"], name="admin_compact"),
         Route("/admin/retention", retention, methods=["POST"], name="admin_retention"),
+        Route("/admin/rebuild-index", rebuild_index, methods=["POST"], name="admin_rebuild_index"),
     ]
 
 

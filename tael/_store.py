@@ -219,8 +219,7 @@ class Store:
             self._ingest.pipeline.wait_applied()
 
     def _local(self) -> Ingest:
-        """The write side of a writer or standby, for flushing and maintenance (which
-        change only this store's own tiers, never its WAL); not for client writes."""
+        """The write side of a writer or standby, for flushing and maintenance (never client writes)."""
         self._check_closed()
         if self._ingest is None:
             raise ReadOnlyError(f"the store at {self.path} was opened read_only=True")
@@ -247,8 +246,7 @@ class Store:
 
     @property
     def records_past_retention(self) -> dict[str, int]:
-        """Per signal, records this store accepted that were already past retention when
-        written (stored, then dropped by the next retention pass; each logged); {} when read-only."""
+        """Per signal, records accepted already past retention (the next pass drops them); {} when read-only."""
         return dict(self._ingest.late.counts) if self._ingest is not None else {}
 
     @property
@@ -461,8 +459,7 @@ class Store:
     # ------------------------------------------------------------ tiers
 
     def compact(self, before: Any, *, stop: threading.Event | None = None) -> CompactionReport:
-        """Move every hot record with time < ``before`` (int ns or aware datetime) to the
-        cold tier; see :meth:`Compactor.compact` (tael/_compactor.py)."""
+        """Move hot records with time < ``before`` (int ns, aware datetime) to the cold tier (Compactor.compact)."""
         ingest = self._local()
         before_ns = to_ns(before, "before")
         if before_ns is None:
@@ -478,9 +475,8 @@ class Store:
     def enforce_retention(
         self, now: Any = None, *, stop: threading.Event | None = None, dry_run: bool = False
     ) -> RetentionReport:
-        """Drop what is past retention at ``now`` (default: the current time); see
-        :meth:`Compactor.enforce_retention` (tael/_compactor.py). ``dry_run``: drop
-        nothing and report what would go (also on a read-only store)."""
+        """Drop what is past retention at ``now`` (default: now; :meth:`Compactor.enforce_retention`);
+        ``dry_run``: drop nothing, report what would go (also read-only: :meth:`Compactor.retention_plan`)."""
         now_ns = to_ns(now, "now") if now is not None else time.time_ns()
         assert now_ns is not None
         if dry_run:
@@ -489,6 +485,13 @@ class Store:
         ingest = self._local()
         ingest.pipeline.wait_applied()
         return self._compactor.enforce_retention(now_ns, stop, ingest.index)
+
+    def rebuild_index(self) -> int:
+        """Rebuild the full-text index from the tiers, taking writes meanwhile (Indexer.rebuild); maintenance waits."""
+        ingest = self._local()
+        with self._compactor.lock:
+            self._compactor.check_open()
+            return ingest.rebuild_index()
 
     def collect_blobs(self) -> int:
         """Delete payload blobs no live record refers to; see :meth:`Compactor.collect_blobs`."""

@@ -23,6 +23,8 @@ from click.testing import CliRunner
 
 import tael
 from tael._cli import main
+from tael._search import TextIndex
+from tael._searchdocs import DOC_SPAN
 
 from .conftest import make_span
 
@@ -150,7 +152,11 @@ def test_maintenance_commands_beside_a_running_server_go_through_it(served: Serv
 
 
 def test_commands_that_need_the_store_closed_say_so_and_name_the_server(served: Serve) -> None:
-    for args in (("rebuild-index",), ("repair", str(served.data)), ("settings", "set", "hot_window_s=60")):
+    for args in (
+        ("rebuild-index", "--payload-attribute", "my.prompt"),
+        ("repair", str(served.data)),
+        ("settings", "set", "hot_window_s=60"),
+    ):
         where = () if args[0] == "repair" else ("--data", str(served.data))
         out = cli(*args, *where, code=1)
         assert f"served by tael serve at {served.url}" in out, out
@@ -348,3 +354,39 @@ def test_past_retention_writes_not_yet_logged_are_logged_at_close(
             assert len(lines) == 1 and lines[0].startswith("accepted 1 span already past retention")  # a line a minute
         lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2 and lines[1].startswith("accepted 3 spans already past retention")  # the tail, at close
+
+
+def test_rebuild_index_beside_a_running_server_rebuilds_it_there(tmp_path: Path, auth_file: Path) -> None:
+    data = tmp_path / "d"
+    now = time.time_ns()
+    prompts = [f"question number {i} about lighthouse{i}" for i in range(40)]
+    with tael.Store(data) as store:
+        store.insert_spans(
+            [
+                make_span(start_ns=now - i, end_ns=now - i + 1, attributes={"gen_ai.prompt": p})
+                for i, p in enumerate(prompts)
+            ]
+        )
+        store.compact(now - 20)  # half of them cold
+    # an index that lost documents (as after damage): tael check would say "run tael rebuild-index"
+    index = TextIndex(data / "index", read_only=False, heap_bytes=tael.Settings().index_writer_heap_bytes)
+    index.delete_before(DOC_SPAN, now + 1)
+    index.commit()
+    index.close()
+    server = Serve(data, "--auth-file", str(auth_file))
+    try:
+        headers = {"authorization": f"Bearer {QUERY}"}
+        lost = httpx.get(server.url + "/api/search/traces", params={"q": "lighthouse3"}, headers=headers)
+        assert lost.status_code == 200 and lost.json()["data"] == []
+        out = cli("rebuild-index", "--data", data, code=1, env={"TAEL_TOKEN": QUERY})
+        assert "admin scope" in out
+        answer = json.loads(cli("rebuild-index", "--data", data, "--output", "json", env={"TAEL_TOKEN": ADMIN}))
+        assert answer["documents"] == 40
+        for i in (0, 25, 39):
+            got = httpx.get(server.url + "/api/search/traces", params={"q": f"lighthouse{i}"}, headers=headers)
+            assert got.status_code == 200, got.text
+            assert len(got.json()["data"]) == 1, got.text
+        text = cli("rebuild-index", "--data", data, env={"TAEL_TOKEN": ADMIN})
+        assert text.startswith("indexed 40 documents in ") and server.url in text
+    finally:
+        assert server.stop() == 0
