@@ -642,11 +642,17 @@ async def _serve(http: Any, grpc_server: Any, sock: socket.socket) -> None:
         await http.serve(sockets=[sock])
     finally:
         stopping = asyncio.ensure_future(grpc_server.stop())
+        cancels = 0
         while not stopping.done():
             try:
                 await asyncio.shield(stopping)
             except asyncio.CancelledError:
                 # uvicorn re-raises the SIGINT it handled once it has stopped, and asyncio.run
-                # cancels this task for it: the gRPC calls in flight still get their grace
-                continue
+                # cancels this task for it: the gRPC calls in flight still get their grace.
+                # Another Ctrl-C (a second cancel) ends the grace: the store still closes.
+                cancels += 1
+                if cancels > 1:
+                    log.warning("tael serve: interrupted again: not waiting for gRPC calls in flight")
+                    stopping.cancel()
+                    raise
         stopping.result()
