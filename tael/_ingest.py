@@ -189,11 +189,12 @@ class Ingest:
         self.pipeline.wait_applied()
         self.indexer.flush(self.pipeline.applied_lsn)
 
-    def rebuild_index(self) -> int:
+    def rebuild_index(self, stop: threading.Event) -> int:
         """Rebuild the full-text index from both tiers while writes go on (see
-        :meth:`Indexer.rebuild`); the caller keeps records from moving between the tiers."""
+        :meth:`Indexer.rebuild`); the caller keeps records from moving between the tiers.
+        Setting ``stop`` (the store closing) ends it early, keeping the old index."""
         hot, cold, blobs, payloads = self._tiers
-        return self.indexer.rebuild(lambda index: _recovery.index_tiers(hot, cold, index, blobs, payloads))
+        return self.indexer.rebuild(lambda index: _recovery.index_tiers(hot, cold, index, blobs, payloads, stop))
 
     def checkpoint(self) -> int:
         """Commit the index, then delete the WAL segments every follower has taken in."""

@@ -13,6 +13,7 @@ blobs, payload settings), never the store.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -174,19 +175,32 @@ def build_index(
 
 
 def index_tiers(
-    hot: HotTier, cold: ColdTier, index: TextIndex, blobs: BlobStore, payloads: Payloads
+    hot: HotTier,
+    cold: ColdTier,
+    index: TextIndex,
+    blobs: BlobStore,
+    payloads: Payloads,
+    stop: threading.Event | None = None,
 ) -> tuple[int, int]:
     """Add the documents of every span payload and log body of one snapshot of the tiers
     (the hot tier block by block, the cold tier row group by row group) without
     committing; returns how many and the WAL position the snapshot covers (the hot
     tier's applied LSN in the same LMDB transaction). Records must not move between the
-    tiers meanwhile: at open nothing else runs, and a live rebuild holds the compactor's lock."""
+    tiers meanwhile: at open nothing else runs, and a live rebuild holds the compactor's lock.
+    Once ``stop`` is set (the store is closing) it raises StorageError between blocks and
+    row groups: a live rebuild then keeps the old index."""
+
+    def check() -> None:
+        if stop is not None and stop.is_set():
+            raise StorageError("rebuilding the full-text index was interrupted: the store is closing")
+
     count = 0
     with hot.reader() as txn:
         manifest = hot.manifest(txn)
         end = hot.applied_lsn(txn)
         for signal in ("spans", "logs"):
             for block in hot.batches(txn, signal):
+                check()
                 docs = stored_block_documents(block, payloads, blobs)
                 index.add(docs)
                 count += len(docs)
@@ -194,6 +208,7 @@ def index_tiers(
         if f.dataset not in ("spans", "logs"):
             continue
         for rg in range(f.row_groups):
+            check()
             table = cold.read_row_groups(f, [rg])
             docs = _cold_span_docs(table, blobs, payloads) if f.dataset == "spans" else _cold_log_docs(table, blobs)
             index.add(docs)

@@ -596,6 +596,7 @@ class Indexer:
             request.documents, end = request.build(self.index)
         except BaseException as exc:
             request.error = exc
+            self._discard_rebuild()
             raise
         # every batch submitted before the snapshot ends at or before ``end`` (the applier
         # submits what it applied): they are in it, including those still queued
@@ -700,6 +701,7 @@ class Indexer:
             except Exception as exc:
                 if request is not None and request.error is None:
                     request.error = exc
+                    self._discard_rebuild()
                 self._fail(exc, groups[done:], attempt)
                 if request is not None:
                     self._finish_rebuild(request)
@@ -713,6 +715,16 @@ class Indexer:
                 continue
             if stopping:
                 return
+
+    def _discard_rebuild(self) -> None:
+        """Drop a failed rebuild's uncommitted deletes and documents at once, before its
+        caller lets maintenance run again: retention commits through the same writer, and
+        must never commit half a rebuild. The indexer's recovery then indexes the WAL past
+        the last commit again, as after any failure."""
+        try:
+            self.index.reset_writer()
+        except Exception:  # no writer at all: every call, a commit included, now fails safe
+            log.exception("full-text index at %s: no new writer after a failed rebuild", self.index.path)
 
     def _finish_rebuild(self, request: _Rebuild) -> None:
         with self._cv:

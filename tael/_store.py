@@ -491,7 +491,7 @@ class Store:
         ingest = self._local()
         with self._compactor.lock:
             self._compactor.check_open()
-            return ingest.rebuild_index()
+            return ingest.rebuild_index(self._compactor.closing)
 
     def collect_blobs(self) -> int:
         """Delete payload blobs no live record refers to; see :meth:`Compactor.collect_blobs`."""

@@ -382,3 +382,26 @@ def test_a_live_rebuild_keeps_every_record_written_before_during_and_after(tmp_p
         assert reader.stats().index_documents == total  # committed, and the recorded position holds
     with tael.Store(data) as store:  # reopening indexes nothing twice
         assert store.stats().index_documents == total
+
+
+def test_a_failed_live_rebuild_keeps_the_old_index_even_when_retention_commits_next(tmp_path: Path) -> None:
+    """A rebuild that fails half way (a cold file gone from disk) leaves nothing of itself
+    for the next commit: retention commits through the same writer right after it."""
+    data = tmp_path / "d"
+    with tael.Store(data, tael.Settings(index_commit_interval_s=0.05)) as store:
+        store.insert_logs([make_log(time_ns=T0 + i, body=f"harbour entry{i}") for i in range(40)])
+        store.compact(T0 + 20)  # 20 cold, 20 hot
+        store.flush()
+        assert store.stats().index_documents == 40
+        cold_file = next((data / "cold" / "logs").rglob("*.parquet"))
+        kept = cold_file.read_bytes()
+        cold_file.unlink()
+        with pytest.raises(tael.StorageError, match=r"rebuilding the full-text index .* failed"):
+            store.rebuild_index()
+        store.enforce_retention(T0 + 1)  # commits the index (nothing is old enough to drop)
+        store.flush()
+        assert store.stats().index_documents == 40
+        cold_file.write_bytes(kept)
+        assert len(store.query_logs(text="harbour", limit=100)) == 40
+        assert store.rebuild_index() == 40  # with the file back, a rebuild succeeds
+        assert store.stats().index_documents == 40
