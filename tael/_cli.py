@@ -464,6 +464,24 @@ def _server_call(
     raise CliError(f"{url} refused to {what}: {said}")
 
 
+def _holder(data: str) -> tuple[str, dict[str, Any] | None] | None:
+    """Who holds ``data`` open for writing: None when nobody does (or it is no store),
+    else (its pid, what its serve.json says when it is a ``tael serve``, else None)."""
+    from ._errors import StoreLockedError
+    from ._fsutil import DirLock
+    from ._serveradmin import running_server
+
+    if not _is_store(data) or not (Path(data) / "LOCK").exists():
+        return None  # opening it says what is wrong, or nobody ever held it
+    lock = DirLock(Path(data))
+    try:
+        lock.acquire()
+    except StoreLockedError as exc:
+        return exc.pid, running_server(Path(data), exc.pid)
+    lock.release()
+    return None
+
+
 def _server_of(data: str, url: str | None) -> str | None:
     """The URL to send a maintenance call to instead of opening ``data``: ``url`` when
     given, else that of the ``tael serve`` holding ``data`` open (its serve.json), else None
@@ -471,48 +489,30 @@ def _server_of(data: str, url: str | None) -> str | None:
     error naming its pid."""
     if url is not None:
         return url
-    from ._errors import StoreLockedError
-    from ._fsutil import DirLock
-    from ._serveradmin import running_server
-
-    if not _is_store(data):
-        return None  # opening it says what is wrong
-    lock = DirLock(Path(data))
-    try:
-        lock.acquire()
-    except StoreLockedError as exc:
-        served = running_server(Path(data), exc.pid)
-        if served is None:
-            raise CliError(
-                f"{data} is open for writing by another process (pid {exc.pid or 'unknown'}) that is not a "
-                "tael serve: stop it first, or give --url of a server holding it"
-            ) from None
-        return str(served["url"])
-    lock.release()
-    return None
+    held = _holder(data)
+    if held is None:
+        return None
+    pid, served = held
+    if served is None:
+        raise CliError(
+            f"{data} is open for writing by another process (pid {pid or 'unknown'}) that is not a "
+            "tael serve: stop it first, or give --url of a server holding it"
+        )
+    return str(served["url"])
 
 
 def _closed_for(data: str, command: str, why: str) -> None:
     """Refuse ``command`` on a directory a ``tael serve`` holds open, saying ``why`` it needs
     the store closed and how to go on (other holders: the command's own open says so)."""
-    from ._errors import StoreLockedError
-    from ._fsutil import DirLock
-    from ._serveradmin import running_server
-
-    if not (Path(data) / "LOCK").exists():
+    held = _holder(data)
+    if held is None:
         return
-    lock = DirLock(Path(data))
-    try:
-        lock.acquire()
-    except StoreLockedError as exc:
-        served = running_server(Path(data), exc.pid)
-        if served is not None:
-            raise CliError(
-                f"{data} is served by tael serve at {served['url']} (pid {exc.pid}): `tael {command}` {why}; "
-                f"stop the server (SIGTERM), run it, then start the server again"
-            ) from None
-        return
-    lock.release()
+    pid, served = held
+    if served is not None:
+        raise CliError(
+            f"{data} is served by tael serve at {served['url']} (pid {pid}): `tael {command}` {why}; "
+            f"stop the server (SIGTERM), run it, then start the server again"
+        )
 
 
 _server_options = [
